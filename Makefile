@@ -1,0 +1,37 @@
+# Every target creates .venv and installs into it when needed: a fresh clone needs only python3.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TORCH_VERSION := 2.13.0
+
+.PHONY: demo test install install-dev bench check clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(PY) pyproject.toml
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e ".[dev]" "torch==$(TORCH_VERSION)"
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+## make demo: the project's main job
+demo: $(VENV)/.installed
+	$(VENV)/bin/diffsuite demo
+
+## make test: install with the test extras and torch, then run the whole suite
+test: $(VENV)/.installed-dev
+	$(PY) -m pytest -n 2 --dist loadfile
+
+## make bench: the speed benchmark (ratios against peers, measured in one run)
+bench: $(VENV)/.installed-dev
+	$(PY) benchmarks/bench_reverse.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

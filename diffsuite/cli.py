@@ -1,0 +1,43 @@
+"""The ``diffsuite`` command. Each subcommand lives beside what it drives; this file only dispatches."""
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import import_module
+
+from . import __version__
+
+#: subcommand -> (module defining ``add_parser(subparsers)``, one-line help)
+COMMANDS = {
+    "demo": ("diffsuite.cli_demo", "differentiate the lecture's examples and a small MLP, and print the gradients"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="diffsuite",
+        description="Compare symbolic differentiation, finite differences and reverse-mode autodiff "
+                    "on the same neural-network losses.")
+    parser.add_argument("--version", action="version", version=f"diffsuite {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        import_module(module).configure(cmd)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted; results written so far are kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""The Differentiator protocol, the Gradient result, and the parameter-structure helpers of ``grad(f)``."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+
+@dataclass
+class Gradient:
+    """What every differentiator returns per call.
+
+    ``value``: the objective as a Python float. ``grad``: float64 numpy, shaped like theta (or, from
+    ``grad(f)``, in theta's structure), whatever the internals (float32, torch, CUDA). ``stats``:
+    method-specific facts (function evaluations, tape length, expression sizes, steps used).
+    ``value, grad = result`` unpacks it.
+    """
+
+    value: float
+    grad: Any
+    stats: dict = field(default_factory=dict)
+
+    def __iter__(self):
+        return iter((self.value, self.grad))
+
+
+ValueAndGradFn = Callable[[np.ndarray], Gradient]
+
+
+class Differentiator(Protocol):
+    """Turns an objective into ``theta -> Gradient``.
+
+    All one-time cost (building and compiling expressions, loading a backend, moving data to a
+    device) is paid in ``value_and_grad``; the returned function is what studies time per call.
+    Implementations are frozen dataclasses whose fields are their options.
+    """
+
+    name: str
+
+    def value_and_grad(self, objective: Any) -> ValueAndGradFn: ...
+
+    def grad(self, f: Callable) -> Callable:
+        """For users' functions ``f(xp, theta, *args) -> scalar``: returns ``(theta, *args) -> gradient``."""
+
+
+# ----- parameter structures for grad(f): a flat array, an array of any shape, a dict, or a scalar -----
+def flatten_params(theta: Any) -> tuple[list[np.ndarray], Callable[[list], Any]]:
+    """Split ``theta`` into float64 leaves and a function that rebuilds the structure from new leaves.
+
+    Leaves are checked: numbers only, finite (a ValueError names the first bad entry).
+    """
+    if isinstance(theta, dict):
+        keys = list(theta)
+        return [_leaf(theta[k], f"theta[{k!r}]") for k in keys], lambda new: dict(zip(keys, new))
+    leaf = _leaf(theta, "theta")
+    return [leaf], lambda new: new[0]
+
+
+def _leaf(value: Any, where: str) -> np.ndarray:
+    try:
+        a = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{where} must be numbers (an array, a float, or a dict of them); got "
+                        f"{type(value).__name__}") from None
+    bad = np.argwhere(~np.isfinite(a))
+    if len(bad):
+        idx = tuple(int(i) for i in bad[0])
+        raise ValueError(f"{where} must be finite; entry {list(idx)} is {a[idx]}")
+    return a
+
+
+def grad_leaf(g: np.ndarray) -> Any:
+    """A gradient leaf for the user: a float for a scalar parameter, else the float64 array."""
+    return float(g) if np.ndim(g) == 0 else g
+
+
+def to_float(value: Any) -> float:
+    """A scalar result (numpy, torch, 0-d or size-1 array) as a Python float."""
+    return float(np.asarray(value).reshape(()))
+
+
+def scalar_check(shape: tuple, who: str = "the objective") -> None:
+    """Raise the standard error when a function meant to be differentiated is not scalar."""
+    if int(np.prod(shape)) != 1:
+        raise TypeError(f"gradients need a scalar function; {who} returned shape {tuple(shape)}. "
+                        "Reduce it to a scalar, e.g. with xp.sum or xp.mean.")

@@ -1,0 +1,171 @@
+"""The Wengert list: the forward pass appends records, ``backward`` walks them in reverse.
+
+Records are appended in execution order, so the reversed list is already a reverse topological
+order (no graph search). A fresh ``Tape`` per gradient means nothing stale survives between calls.
+``Var`` is the value models see: it overloads the operators with numpy semantics and records them.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .ops import (ABS, ADD, DIV, EXP, GETITEM, LOG, LOGSUMEXP, MATMUL, MAXIMUM, MEAN, MINIMUM, MUL, NEG, OPS, POW,
+                  POWER, RESHAPE, SIGMOID, STEP, SUB, SUM, TANH, TRANSPOSE, Op)
+
+
+class Var:
+    """A value on a tape. ``var.value`` is the backend array; arithmetic records new ``Var``s."""
+
+    __slots__ = ("value", "index", "tape")
+    __array_ufunc__ = None  # numpy must defer to our reflected operators: ndarray @ Var -> Var.__rmatmul__
+
+    def __init__(self, value: Any, index: int, tape: "Tape"):
+        self.value, self.index, self.tape = value, index, tape
+
+    def __repr__(self):
+        return f"Var(index={self.index}, shape={tuple(self.shape)})"
+
+    # ----- facts about the value (no gradient) -----
+    shape = property(lambda self: tuple(self.value.shape))
+    ndim = property(lambda self: self.value.ndim)
+    dtype = property(lambda self: self.value.dtype)
+    size = property(lambda self: int(self.tape.backend.numel(self.value)))
+    T = property(lambda self: self.tape.apply(TRANSPOSE, self))
+
+    def __len__(self):
+        return len(self.value)
+
+    # ----- operators -----
+    def __add__(self, o): return self.tape.apply(ADD, self, o)
+    def __radd__(self, o): return self.tape.apply(ADD, o, self)
+    def __sub__(self, o): return self.tape.apply(SUB, self, o)
+    def __rsub__(self, o): return self.tape.apply(SUB, o, self)
+    def __mul__(self, o): return self.tape.apply(MUL, self, o)
+    def __rmul__(self, o): return self.tape.apply(MUL, o, self)
+    def __truediv__(self, o): return self.tape.apply(DIV, self, o)
+    def __rtruediv__(self, o): return self.tape.apply(DIV, o, self)
+    def __matmul__(self, o): return self.tape.apply(MATMUL, self, o)
+    def __rmatmul__(self, o): return self.tape.apply(MATMUL, o, self)
+    def __neg__(self): return self.tape.apply(NEG, self)
+    def __pos__(self): return self
+
+    def __pow__(self, o):
+        if isinstance(o, (int, float)):
+            return self.tape.apply(POWER, self, p=o)
+        return self.tape.apply(POW, self, o)
+
+    def __rpow__(self, o): return self.tape.apply(POW, o, self)
+    def __getitem__(self, index): return self.tape.apply(GETITEM, self, index=index)
+    def reshape(self, *shape): return self.tape.apply(RESHAPE, self, shape=shape[0] if len(shape) == 1 else shape)
+    def sum(self, axis=None, keepdims=False): return self.tape.apply(SUM, self, axis=axis, keepdims=keepdims)
+    def mean(self, axis=None, keepdims=False): return self.tape.apply(MEAN, self, axis=axis, keepdims=keepdims)
+
+    # comparisons give plain boolean arrays: they carry no gradient (useful for masks in users' code)
+    def __gt__(self, o): return self.value > _raw(o)
+    def __ge__(self, o): return self.value >= _raw(o)
+    def __lt__(self, o): return self.value < _raw(o)
+    def __le__(self, o): return self.value <= _raw(o)
+
+    def __bool__(self):
+        raise TypeError("the truth value of a traced value is not defined: Python `if`/`and` would cut the "
+                        "gradient's path. Use xp.maximum / xp.minimum / xp.step to express the branch.")
+
+
+def _raw(x):
+    return x.value if type(x) is Var else x
+
+
+class Tape:
+    """A Wengert list on one backend. ``records[i] = (op, args, params, out_value)``; leaves have op None."""
+
+    __slots__ = ("backend", "records")
+
+    def __init__(self, backend: Any):
+        self.backend = backend
+        self.records: list[tuple] = []
+
+    def input(self, value: Any) -> Var:
+        """Start tracking ``value`` (already a backend array): gradients can be taken with respect to it."""
+        self.records.append((None, (), None, value))
+        return Var(value, len(self.records) - 1, self)
+
+    def apply(self, op: Op | str, *args: Any, **params: Any) -> Any:
+        """Run primitive ``op`` forward and record it. With no traced argument it just computes (no record)."""
+        if type(op) is str:
+            try:
+                op = OPS[op]
+            except KeyError:
+                raise NotImplementedError(f"no primitive {op!r} (known: {', '.join(sorted(OPS))}); "
+                                          "define it with defop() in reverse/ops.py") from None
+        B = self.backend
+        traced, values = False, []
+        for a in args:
+            if type(a) is Var:
+                if a.tape is not self:
+                    raise ValueError("a value from another tape (another gradient call) reached this one; "
+                                     "do not keep traced values between calls")
+                traced = True
+                values.append(a.value)
+            else:
+                values.append(B.constant(a))
+        out = op.forward(B, *values, **params)
+        if not traced:
+            return out
+        self.records.append((op, args, params, out))
+        return Var(out, len(self.records) - 1, self)
+
+    def backward(self, output: Var, wrt: list[Var]) -> tuple[list[Any], int]:
+        """Gradients of scalar ``output`` with respect to each of ``wrt``, and the number of VJPs evaluated.
+
+        Cotangents accumulate: a value used twice (the copy gate) receives the sum of both paths.
+        A leaf that ``output`` does not depend on gets zeros.
+        """
+        B, records = self.backend, self.records
+        cotangents: list[Any] = [None] * (output.index + 1)
+        cotangents[output.index] = B.ones_like(output.value)
+        n_vjps = 0
+        for i in range(output.index, -1, -1):
+            g = cotangents[i]
+            if g is None:
+                continue
+            op, args, params, out = records[i]
+            if op is None:
+                continue
+            values = None
+            for a, vjp in zip(args, op.vjps):
+                if type(a) is not Var or vjp is None:
+                    continue
+                if values is None:
+                    values = [x.value if type(x) is Var else B.constant(x) for x in args]
+                ct = vjp(B, g, out, *values, **params)
+                n_vjps += 1
+                j = a.index
+                cotangents[j] = ct if cotangents[j] is None else cotangents[j] + ct  # the copy gate adds
+            cotangents[i] = None  # free memory as we go: this node's cotangent is fully used
+        grads = []
+        for v in wrt:
+            g = cotangents[v.index] if v.index <= output.index else None
+            grads.append(B.zeros_like(v.value) if g is None else g)
+        return grads, n_vjps
+
+
+class TapeNamespace:
+    """The ``xp`` models see under reverse mode: every call becomes a record on the tape."""
+
+    name = "tape"
+
+    def __init__(self, tape: Tape):
+        self.tape = tape
+
+    def exp(self, x): return self.tape.apply(EXP, x)
+    def log(self, x): return self.tape.apply(LOG, x)
+    def tanh(self, x): return self.tape.apply(TANH, x)
+    def sigmoid(self, x): return self.tape.apply(SIGMOID, x)
+    def abs(self, x): return self.tape.apply(ABS, x)
+    def step(self, x): return self.tape.apply(STEP, x)
+    def maximum(self, a, b): return self.tape.apply(MAXIMUM, a, b)
+    def minimum(self, a, b): return self.tape.apply(MINIMUM, a, b)
+    def sum(self, x, axis=None, keepdims=False): return self.tape.apply(SUM, x, axis=axis, keepdims=keepdims)
+    def mean(self, x, axis=None, keepdims=False): return self.tape.apply(MEAN, x, axis=axis, keepdims=keepdims)
+    def logsumexp(self, x, axis=-1, keepdims=False): return self.tape.apply(LOGSUMEXP, x, axis=axis, keepdims=keepdims)
+    def reshape(self, x, shape): return self.tape.apply(RESHAPE, x, shape=tuple(shape))
+    def asarray(self, x): return self.tape.backend.constant(x)

@@ -1,0 +1,166 @@
+"""Activation functions of the lecture, written once against ``xp``.
+
+An activation is a small frozen object: ``act(xp, z)`` maps pre-activations ``z`` of shape
+(batch, pieces * width) to outputs of shape (batch, width). Only maxout has ``pieces > 1``: its layer
+carries ``k`` linear pieces, so its weight matrix is ``k`` times wider (the layer's "own weights").
+Kinks follow the namespace conventions: relu'(0) = 0, leaky_relu'(0) = slope, elu'(0) = alpha,
+step' = 0, maxout routes to the first maximal piece.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Activation:
+    """Base class: ``pieces`` linear pieces per unit (1 except maxout); ``kinks`` if not smooth."""
+
+    name: ClassVar[str] = "activation"
+    pieces: ClassVar[int] = 1
+    has_kink: ClassVar[bool] = False
+
+    def __call__(self, xp: Any, z: Any) -> Any:
+        raise NotImplementedError
+
+    def n_pieces(self) -> int:
+        return self.pieces
+
+
+@dataclass(frozen=True)
+class Identity(Activation):
+    name: ClassVar[str] = "identity"
+
+    def __call__(self, xp, z):
+        return z
+
+
+@dataclass(frozen=True)
+class Step(Activation):
+    """The perceptron's step: 1 where z > 0, else 0. Its derivative is 0 everywhere (no signal)."""
+
+    name: ClassVar[str] = "step"
+    has_kink: ClassVar[bool] = True
+
+    def __call__(self, xp, z):
+        return xp.step(z)
+
+
+@dataclass(frozen=True)
+class Sigmoid(Activation):
+    """1 / (1 + e^-z); sigmoid' = sigmoid (1 - sigmoid)."""
+
+    name: ClassVar[str] = "sigmoid"
+
+    def __call__(self, xp, z):
+        return xp.sigmoid(z)
+
+
+@dataclass(frozen=True)
+class Tanh(Activation):
+    name: ClassVar[str] = "tanh"
+
+    def __call__(self, xp, z):
+        return xp.tanh(z)
+
+
+@dataclass(frozen=True)
+class ReLU(Activation):
+    """max(0, z); the 0 comes first so that relu'(0) = 0 (maximum routes ties to its first argument)."""
+
+    name: ClassVar[str] = "relu"
+    has_kink: ClassVar[bool] = True
+
+    def __call__(self, xp, z):
+        return xp.maximum(0.0, z)
+
+
+@dataclass(frozen=True)
+class LeakyReLU(Activation):
+    """max(slope z, z), the lecture's max(0.1x, x); leaky_relu'(0) = slope. Needs 0 <= slope < 1."""
+
+    slope: float = 0.1
+    name: ClassVar[str] = "leaky_relu"
+    has_kink: ClassVar[bool] = True
+
+    def __post_init__(self):
+        if not 0.0 <= self.slope < 1.0:
+            raise ValueError(f"leaky_relu needs 0 <= slope < 1 (max(slope*x, x) is then leaky relu); got {self.slope}")
+
+    def __call__(self, xp, z):
+        return xp.maximum(self.slope * z, z)
+
+
+@dataclass(frozen=True)
+class ELU(Activation):
+    """z if z > 0 else alpha (e^z - 1); elu'(0) = alpha (the lecture puts 0 in the second branch).
+
+    Written as max(0, z) + alpha (exp(min(z, 0)) - 1): exp only ever sees z <= 0, so it cannot
+    overflow, and no branch of a ``where`` leaks inf * 0 = nan into the gradient.
+    """
+
+    alpha: float = 1.0
+    name: ClassVar[str] = "elu"
+    has_kink: ClassVar[bool] = True
+
+    def __post_init__(self):
+        if not self.alpha > 0:
+            raise ValueError(f"elu needs alpha > 0; got {self.alpha}")
+
+    def __call__(self, xp, z):
+        return xp.maximum(0.0, z) + self.alpha * (xp.exp(xp.minimum(z, 0.0)) - 1.0)
+
+
+@dataclass(frozen=True)
+class Maxout(Activation):
+    """max over ``k`` linear pieces: unit j outputs max_p z[:, p * width + j] (first piece wins ties)."""
+
+    k: int = 2
+    name: ClassVar[str] = "maxout"
+    has_kink: ClassVar[bool] = True
+
+    def __post_init__(self):
+        if not (isinstance(self.k, int) and self.k >= 2):
+            raise ValueError(f"maxout needs k >= 2 linear pieces (an int); got {self.k!r}")
+
+    def n_pieces(self) -> int:
+        return self.k
+
+    def __call__(self, xp, z):
+        width = z.shape[-1] // self.k
+        out = z[..., 0:width]
+        for p in range(1, self.k):
+            out = xp.maximum(out, z[..., p * width:(p + 1) * width])
+        return out
+
+
+@dataclass(frozen=True)
+class Softmax(Activation):
+    """exp(z_i) / sum_j exp(z_j) over the last axis, through log-sum-exp so that it cannot overflow."""
+
+    name: ClassVar[str] = "softmax"
+
+    def __call__(self, xp, z):
+        return xp.exp(z - xp.logsumexp(z, axis=-1, keepdims=True))
+
+
+ACTIVATIONS: dict[str, type[Activation]] = {
+    cls.name: cls for cls in (Step, Sigmoid, Tanh, ReLU, LeakyReLU, ELU, Maxout, Softmax, Identity)
+}
+
+
+def get_activation(spec: str | Activation, **options) -> Activation:
+    """An activation from its name (``"elu"``, options as keywords: ``alpha=0.5``) or an instance."""
+    if isinstance(spec, Activation):
+        if options:
+            raise TypeError(f"options {sorted(options)} were given with an activation instance {spec!r}; "
+                            "pass them to its constructor instead")
+        return spec
+    try:
+        cls = ACTIVATIONS[spec]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown activation {spec!r}; choose one of {', '.join(ACTIVATIONS)}") from None
+    try:
+        return cls(**options)
+    except TypeError as e:
+        raise TypeError(f"activation {spec!r} does not take options {sorted(options)}: {e}") from None

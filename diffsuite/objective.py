@@ -1,0 +1,129 @@
+"""Objective: model + loss + data (+ L1/L2 on weights). The scalar function every differentiator receives.
+
+``objective(xp, theta)`` evaluates the loss under any namespace. Differentiators that prefer named
+blocks (the reverse tape, the symbolic builder) call ``objective.evaluate(xp, params, inputs, targets)``
+with data they have converted once (moved to a device, cast to float32, turned into symbols).
+
+Bad-input policy: inputs, targets and regularisation strengths are checked once, here; non-finite
+data is refused (ValueError naming the first bad entry). Every differentiator checks theta with
+``check_theta`` (shape and finiteness, naming the first bad parameter) before computing anything.
+A non-finite *result* (overflow inside the network) is returned as it is, never hidden.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .namespace import NUMPY
+from .nn.activations import Softmax
+from .nn.losses import CrossEntropy, Loss, get_loss
+from .nn.mlp import MLP
+from .nn.regularizers import weight_penalty
+
+
+def _first_nonfinite(a: np.ndarray) -> tuple | None:
+    bad = np.argwhere(~np.isfinite(a))
+    return tuple(int(i) for i in bad[0]) if len(bad) else None
+
+
+@dataclass(frozen=True, eq=False)
+class Objective:
+    """theta -> loss(model(theta, inputs), targets) + l1 * sum|W| + l2 * sum W^2 (weights only).
+
+    Args:
+        model: an ``MLP``.
+        loss: a name (``quadratic``, ``binary_cross_entropy``, ``cross_entropy``, ``hinge``) or a ``Loss``.
+        inputs: (batch, n_in) floats, finite.
+        targets: (batch, n_out) floats, or (batch,) class indices for ``cross_entropy``.
+        l1, l2: non-negative penalty strengths.
+    """
+
+    model: MLP
+    loss: str | Loss
+    inputs: Any
+    targets: Any
+    l1: float = 0.0
+    l2: float = 0.0
+    prepared_targets: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self):
+        if not isinstance(self.model, MLP):
+            raise TypeError(f"Objective needs an MLP as model; got {type(self.model).__name__}")
+        loss = get_loss(self.loss)
+        object.__setattr__(self, "loss", loss)
+        if isinstance(loss, CrossEntropy) and isinstance(self.model.output_activation, Softmax):
+            raise ValueError("cross_entropy applies the softmax itself, stably through log-sum-exp, so the model must "
+                             "output logits: use output_activation='identity' instead of 'softmax'")
+        inputs = self.model.check_inputs(self.inputs)
+        if (pos := _first_nonfinite(inputs)) is not None:
+            raise ValueError(f"inputs must be finite; inputs{list(pos)} is {inputs[pos]}. Clean or drop that sample.")
+        raw_targets = np.asarray(self.targets)
+        if raw_targets.dtype.kind in "fc" and (pos := _first_nonfinite(raw_targets)) is not None:
+            raise ValueError(f"targets must be finite; targets{list(pos)} is {raw_targets[pos]}")
+        prepared = loss.prepare(self.targets, self.model.layers[-1])
+        if prepared.shape[0] != inputs.shape[0]:
+            raise ValueError(f"inputs and targets must have the same batch size; got {inputs.shape[0]} inputs "
+                             f"and {prepared.shape[0]} targets")
+        for name in ("l1", "l2"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float, np.floating)) and np.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0; got {v!r}")
+        object.__setattr__(self, "inputs", inputs)
+        object.__setattr__(self, "prepared_targets", prepared)
+
+    # ----- facts -----
+    @property
+    def n_params(self) -> int:
+        return self.model.n_params
+
+    @property
+    def batch_size(self) -> int:
+        return self.inputs.shape[0]
+
+    def param_names(self) -> list[str]:
+        return self.model.param_names()
+
+    def has_kink(self) -> bool:
+        """True if the objective has points where it is not differentiable (relu, hinge, L1, ...)."""
+        return self.model.has_kink() or self.loss.has_kink or self.l1 > 0
+
+    def describe(self) -> str:
+        """A short label: ``MLP(3, 2, 1) sigmoid/sigmoid quadratic l2=0.01``."""
+        m = self.model
+        reg = "".join(f" {n}={getattr(self, n):g}" for n in ("l1", "l2") if getattr(self, n))
+        return (f"MLP{m.layers} {m.activation.name}/{m.output_activation.name} "
+                f"{self.loss.name}{reg} batch={self.batch_size}")
+
+    def check_theta(self, theta: Any) -> np.ndarray:
+        """theta as a float64 vector of the right length, finite, or a ValueError naming the first bad entry."""
+        t = self.model.check_theta(theta).astype(np.float64, copy=False)
+        bad = np.flatnonzero(~np.isfinite(t))
+        if len(bad):
+            i = int(bad[0])
+            raise ValueError(f"theta must be finite; {self.param_names()[i]} (flat index {i}) is {t[i]}"
+                             f"{f' and {len(bad) - 1} more entries are not finite' if len(bad) > 1 else ''}")
+        return t
+
+    def data(self, dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
+        """(inputs, prepared targets) cast to ``dtype``: what a float32 run must evaluate with."""
+        return self.inputs.astype(dtype), self.prepared_targets.astype(dtype)
+
+    # ----- evaluation -----
+    def evaluate(self, xp: Any, params: dict, inputs: Any = None, targets: Any = None) -> Any:
+        """The loss from named blocks, with optional replacement data (already converted for ``xp``)."""
+        inputs = self.inputs if inputs is None else inputs
+        targets = self.prepared_targets if targets is None else targets
+        value = self.loss(xp, self.model.apply(xp, params, inputs), targets)
+        if self.l1 or self.l2:
+            value = value + weight_penalty(xp, params, self.l1, self.l2)
+        return value
+
+    def __call__(self, xp: Any, theta: Any) -> Any:
+        """The loss at a flat ``theta`` under namespace ``xp``."""
+        return self.evaluate(xp, self.model.unpack(theta, xp))
+
+    def value(self, theta: Any) -> float:
+        """The loss in plain float64 numpy."""
+        return float(self(NUMPY, self.check_theta(theta)))
