@@ -136,7 +136,11 @@ class Maxout(Activation):
 
 @dataclass(frozen=True)
 class Softmax(Activation):
-    """exp(z_i) / sum_j exp(z_j) over the last axis, through log-sum-exp so that it cannot overflow."""
+    """exp(z_i) / sum_j exp(z_j) over the last axis, as exp(z - logsumexp(z)): it cannot overflow.
+
+    Error model: the relative error of each output is about eps * |logsumexp(z)| (the rounding of the
+    shift), i.e. ~1e-16 for logits of order 1 and ~1e-13 for logits of order 1000.
+    """
 
     name: ClassVar[str] = "softmax"
 
