@@ -1,0 +1,187 @@
+"""The methods a gradient check runs, and the problem they all see: one flat vector of named entries.
+
+A method is given as an alias (``"reverse"``, ``"central"``, ``"complex_step"``, ...; see
+``METHOD_ALIASES``) or as a configured differentiator (``get_differentiator("finite_diff", step=1e-4)``).
+A problem is an ``Objective`` (entries named ``W0[1, 2]`` by the model) or a user's function
+``f(xp, theta, *args)`` whose theta is an array, a dict of arrays or a scalar (entries named
+``W[1, 2]`` after the dict key, ``theta[3]`` for a plain array, ``theta`` for a scalar).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from ..differentiators import differentiator_class, get_differentiator
+from ..differentiators.base import flatten_params
+from ..namespace import NUMPY
+from ..objective import Objective
+
+#: alias -> (registry name, options). ``dtype=`` of the check is added where the differentiator has it.
+METHOD_ALIASES: dict[str, tuple[str, dict]] = {
+    "reverse": ("reverse", {}),
+    "reverse_torch": ("reverse", {"backend": "torch"}),
+    "symbolic": ("symbolic", {}),
+    "forward": ("finite_diff", {"scheme": "forward"}),
+    "backward": ("finite_diff", {"scheme": "backward"}),
+    "central": ("finite_diff", {"scheme": "central"}),
+    "five_point": ("finite_diff", {"scheme": "five_point"}),
+    "richardson": ("finite_diff", {"scheme": "richardson"}),
+    "complex_step": ("finite_diff", {"scheme": "complex_step"}),
+}
+
+#: namespace functions that are not analytic: a function calling one is not checked by complex step by default
+NON_ANALYTIC = frozenset({"abs", "step", "maximum", "minimum"})
+
+
+@dataclass
+class Method:
+    """A differentiator as a gradient check sees it: a label for tables, its kind and dtype for tolerances."""
+
+    label: str
+    differentiator: Any
+    kind: str
+    dtype: str
+    auto: bool = False  # chosen by default, not by the user: dropped with a note if it cannot run
+
+
+def resolve_method(spec: Any, dtype: str = "float64", auto: bool = False) -> Method:
+    """An alias or a differentiator instance -> ``Method``; a clear error for anything else."""
+    if isinstance(spec, str):
+        if spec not in METHOD_ALIASES:
+            raise ValueError(f"unknown gradient-check method {spec!r}; choose one of {', '.join(METHOD_ALIASES)}, "
+                             "or pass a differentiator: get_differentiator('finite_diff', scheme=..., step=...)")
+        name, options = METHOD_ALIASES[spec]
+        fields = {f.name for f in dataclasses.fields(differentiator_class(name))}
+        if "dtype" in fields:
+            options = {**options, "dtype": dtype}
+        d = get_differentiator(name, **options)
+        label = spec if str(getattr(d, "dtype", "float64")) == "float64" else f"{spec}[{d.dtype}]"
+    elif callable(getattr(spec, "value_and_grad", None)) and isinstance(getattr(spec, "name", None), str):
+        d, label = spec, describe_differentiator(spec)
+    else:
+        raise TypeError(f"a gradient-check method must be an alias ({', '.join(METHOD_ALIASES)}) or a differentiator "
+                        f"from get_differentiator(...); got {spec!r}")
+    kind = str(getattr(d, "scheme", d.name)) if d.name == "finite_diff" else d.name
+    return Method(label, d, kind, str(getattr(d, "dtype", "float64")), auto)
+
+
+def describe_differentiator(d: Any) -> str:
+    """A short label: the differentiator's own ``label`` if it has one, else name[non-default options]."""
+    if isinstance(getattr(d, "label", None), str):
+        return d.label
+    opts = []
+    if dataclasses.is_dataclass(d):
+        for f in dataclasses.fields(d):
+            if f.init and f.default is not dataclasses.MISSING and getattr(d, f.name) != f.default:
+                opts.append(f"{f.name}={getattr(d, f.name)}")
+    return f"{d.name}[{','.join(opts)}]" if opts else d.name
+
+
+# ----- the problem -----
+@dataclass
+class Problem:
+    """What is checked: ``target`` (an Objective or ``f``) at ``theta`` with ``args``, seen as named flat entries."""
+
+    target: Any
+    theta: Any
+    args: tuple
+    names: list[str]
+    flat: np.ndarray
+    label: str
+    leaves: list = dataclasses.field(default_factory=list)
+    rebuild: Callable | None = None
+
+    @classmethod
+    def build(cls, target: Any, theta: Any, args: tuple) -> "Problem":
+        if isinstance(target, Objective):
+            if args:
+                raise TypeError(f"an Objective carries its own data; check_gradients got {len(args)} extra "
+                                "argument(s). Pass only (objective, theta).")
+            flat = target.check_theta(theta)
+            return cls(target, flat, (), target.param_names(), flat, target.describe())
+        if not callable(target):
+            raise TypeError("check_gradients needs an Objective or a function f(xp, theta, *args) -> scalar; "
+                            f"got {type(target).__name__}")
+        leaves, rebuild = flatten_params(theta)
+        names = []
+        keys = list(theta) if isinstance(theta, dict) else ["theta"]
+        for key, leaf in zip(keys, leaves):
+            names += [str(key)] if leaf.ndim == 0 else [f"{key}[{', '.join(map(str, i))}]" for i in np.ndindex(*leaf.shape)]
+        flat = np.concatenate([leaf.ravel() for leaf in leaves]) if leaves else np.zeros(0)
+        label = getattr(target, "__name__", type(target).__name__)
+        return cls(target, theta, tuple(args), names, flat, label, leaves, rebuild)
+
+    @property
+    def is_objective(self) -> bool:
+        return isinstance(self.target, Objective)
+
+    def gradient(self, d: Any) -> tuple[float | None, np.ndarray, dict]:
+        """Run differentiator ``d``: (value, flat float64 gradient, stats)."""
+        if self.is_objective:
+            res = d.value_and_grad(self.target)(self.flat)
+            return res.value, np.asarray(res.grad, dtype=np.float64).ravel(), dict(res.stats)
+        if hasattr(d, "value_and_grad_fn"):
+            res = d.value_and_grad_fn(self.target)(self.theta, *self.args)
+            value, grad, stats = res.value, res.grad, dict(res.stats)
+        else:
+            value, grad, stats = None, d.grad(self.target)(self.theta, *self.args), {}
+        return value, self.flatten_like_theta(grad), stats
+
+    def flatten_like_theta(self, grad: Any) -> np.ndarray:
+        """A gradient in theta's structure (or already flat) -> the flat float64 vector of entries."""
+        if isinstance(grad, dict):
+            keys = list(self.theta)
+            missing = [k for k in keys if k not in grad]
+            if missing:
+                raise ValueError(f"the gradient must have every key of theta; missing {missing}")
+            grad = [grad[k] for k in keys]
+        else:
+            grad = [grad]
+        flat = np.concatenate([np.asarray(g, dtype=np.float64).ravel() for g in grad])
+        if flat.shape != self.flat.shape:
+            raise ValueError(f"the gradient must have {self.flat.size} entries, like theta; got {flat.size}")
+        return flat
+
+    def flat_function(self) -> Callable:
+        """``(xp, flat_theta) -> scalar``: the same function of the flat vector (for flat-only tools)."""
+        if self.is_objective:
+            return self.target
+        f, args, leaves, rebuild = self.target, self.args, self.leaves, self.rebuild
+        if len(leaves) == 1 and leaves[0].ndim == 1 and not isinstance(self.theta, dict):
+            return lambda xp, flat: f(xp, flat, *args)
+
+        def flat_f(xp, flat):
+            parts, start = [], 0
+            for leaf in leaves:
+                parts.append(xp.reshape(flat[start:start + leaf.size], leaf.shape))
+                start += leaf.size
+            return f(xp, rebuild(parts), *args)
+
+        flat_f.__name__ = self.label
+        return flat_f
+
+    def is_analytic(self) -> bool:
+        """Whether evaluating the function calls no non-analytic namespace function (abs, step, maximum, minimum)."""
+        probe = _RecordingNamespace()
+        try:
+            self.flat_function()(probe, self.flat.copy())
+        except Exception:  # a function the probe cannot run is not one to trust complex step with
+            return False
+        return not (probe.called & NON_ANALYTIC)
+
+
+class _RecordingNamespace:
+    """numpy evaluation that records which namespace functions were called."""
+
+    name = "numpy"
+
+    def __init__(self):
+        self.called: set[str] = set()
+
+    def __getattr__(self, name: str):
+        fn = getattr(NUMPY, name)
+        self.called.add(name)
+        return fn

@@ -1,0 +1,212 @@
+"""The result of a gradient check: every method's gradient against the reference, entry by entry.
+
+``str(report)`` is a summary table; ``report.to_frame()`` the long table (one row per method and
+entry); ``report.failure_message()`` what ``assert_gradients_close`` raises: the worst entries, each
+with every method's value, its absolute and relative error, the tolerance applied, and whether a
+finite-difference step straddled a kink there.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .methods import Method
+
+ON_KINK = ("skip", "fail")
+
+
+@dataclass
+class MethodResult:
+    """One method's gradient (flat, float64) and the tolerance it is held to; ``error`` if it raised."""
+
+    method: Method
+    grad: np.ndarray | None
+    rtol: float
+    atol: float
+    kinks: frozenset = frozenset()  # flat indices where a finite-difference step straddled a kink
+    value: float | None = None
+    stats: dict = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.method.label
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """``'W0[1, 2]'`` -> ``('W0', '1, 2')``; ``'lr'`` -> ``('lr', '')``."""
+    param, _, rest = name.partition("[")
+    return param, rest[:-1] if rest.endswith("]") else rest
+
+
+@dataclass
+class GradcheckReport:
+    """Every method's gradient of one problem, compared entry by entry with the reference.
+
+    An entry passes when ``|g - ref| <= atol + rtol * |ref|``. With ``on_kink="skip"`` (the default)
+    an entry where a finite-difference step straddled a kink is reported but not counted: there the
+    difference quotient averages two one-sided slopes and no single gradient can match it.
+    """
+
+    problem: str
+    names: list[str]
+    reference: np.ndarray
+    reference_label: str
+    results: list[MethodResult]
+    value: float | None = None
+    notes: list[str] = field(default_factory=list)
+    on_kink: str = "skip"
+
+    # ----- per method, per entry -----
+    def abs_err(self, r: MethodResult) -> np.ndarray:
+        return np.abs(r.grad - self.reference)
+
+    def rel_err(self, r: MethodResult) -> np.ndarray:
+        err, ref = self.abs_err(r), np.abs(self.reference)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(err == 0, 0.0, err / ref)
+
+    def tol(self, r: MethodResult) -> np.ndarray:
+        return r.atol + r.rtol * np.abs(self.reference)
+
+    def kink_mask(self, r: MethodResult) -> np.ndarray:
+        mask = np.zeros(len(self.names), dtype=bool)
+        mask[[i for i in r.kinks if 0 <= i < len(mask)]] = True
+        return mask
+
+    def failing(self, r: MethodResult) -> np.ndarray:
+        """Entries counted as failures (NaN counts; kink-straddled entries do not with on_kink='skip')."""
+        if r.grad is None:
+            return np.ones(len(self.names), dtype=bool)
+        bad = ~(self.abs_err(r) <= self.tol(r))  # NaN-safe: a NaN error fails
+        return bad & ~self.kink_mask(r) if self.on_kink == "skip" else bad
+
+    @property
+    def passed(self) -> bool:
+        return not any(self.failing(r).any() for r in self.results)
+
+    @property
+    def failed_methods(self) -> list[str]:
+        return [r.label for r in self.results if self.failing(r).any()]
+
+    # ----- tables -----
+    def to_frame(self):
+        """One row per (method, entry): entry, param, index, method, dtype, value, reference, abs_err,
+        rel_err, rtol, atol, tol, kink, ok. Methods that raised contribute no rows (see ``summary()``)."""
+        import pandas as pd
+        params, indices = zip(*map(split_name, self.names)) if self.names else ((), ())
+        frames = []
+        for r in self.results:
+            if r.grad is None:
+                continue
+            frames.append(pd.DataFrame({
+                "entry": self.names, "param": params, "index": indices, "method": r.label, "dtype": r.method.dtype,
+                "value": r.grad, "reference": self.reference, "abs_err": self.abs_err(r), "rel_err": self.rel_err(r),
+                "rtol": r.rtol, "atol": r.atol, "tol": self.tol(r), "kink": self.kink_mask(r), "ok": ~self.failing(r)}))
+        columns = ["entry", "param", "index", "method", "dtype", "value", "reference", "abs_err", "rel_err", "rtol",
+                   "atol", "tol", "kink", "ok"]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+    def summary(self) -> list[dict[str, Any]]:
+        """One dict per method: label, dtype, max_abs_err, max_rel_err, rtol, atol, n_failed, n_kinks, error."""
+        rows = []
+        for r in self.results:
+            row = {"method": r.label, "dtype": r.method.dtype, "rtol": r.rtol, "atol": r.atol, "error": r.error,
+                   "n_entries": len(self.names), "n_failed": int(self.failing(r).sum()), "n_kinks": len(r.kinks)}
+            if r.grad is not None and len(self.names):
+                row["max_abs_err"] = float(np.max(self.abs_err(r)))
+                row["max_rel_err"] = float(np.max(self.rel_err(r)))
+            rows.append(row)
+        return rows
+
+    def summary_table(self) -> str:
+        head = f"{'method':<16} {'dtype':<8} {'max abs err':>11} {'max rel err':>11} {'rtol':>8} {'atol':>8}  failed  kinks"
+        lines = [head]
+        for row in self.summary():
+            if row["error"]:
+                lines.append(f"{row['method']:<16} {row['dtype']:<8} error: {row['error']}")
+                continue
+            kinks = str(row["n_kinks"]) if row["method"] in self._fd_labels() else "-"
+            lines.append(f"{row['method']:<16} {row['dtype']:<8} {row.get('max_abs_err', 0):>11.2e} "
+                         f"{row.get('max_rel_err', 0):>11.2e} {row['rtol']:>8.1e} {row['atol']:>8.1e}  "
+                         f"{row['n_failed']:>2}/{row['n_entries']:<3}  {kinks}")
+        return "\n".join(lines)
+
+    def _fd_labels(self) -> set[str]:
+        return {r.label for r in self.results if r.method.differentiator.name == "finite_diff"}
+
+    def __str__(self) -> str:
+        verdict = "passed" if self.passed else "FAILED"
+        head = (f"gradient check {verdict}: {self.problem} ({len(self.names)} entries; reference: "
+                f"{self.reference_label})")
+        return "\n".join([head, self.summary_table(), *[f"note: {n}" for n in self.notes]])
+
+    def __repr__(self) -> str:
+        return f"<GradcheckReport {self.problem}: {'passed' if self.passed else 'FAILED ' + ', '.join(self.failed_methods)}>"
+
+    # ----- the failure message -----
+    def worst_entries(self, n: int = 5) -> list[int]:
+        """Flat indices of the failing entries, worst first (largest error / tolerance over failing methods)."""
+        score = np.zeros(len(self.names))
+        for r in self.results:
+            if r.grad is None:
+                continue
+            bad = self.failing(r)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.where(bad, np.nan_to_num(self.abs_err(r) / self.tol(r), nan=np.inf, posinf=np.inf), 0.0)
+            score = np.maximum(score, ratio)
+        order = [int(i) for i in np.argsort(-score, kind="stable") if score[i] > 0]
+        return order[:n]
+
+    def describe_entry(self, i: int) -> str:
+        lines = [f"  {self.names[i]}: reference {self.reference[i]:.12g}"]
+        width = max(len(r.label) for r in self.results)
+        for r in self.results:
+            if r.grad is None:
+                continue
+            kink = bool(self.kink_mask(r)[i])
+            failing = bool(self.failing(r)[i])
+            verdict = "FAIL" if failing else ("kink, not counted" if kink and not (self.abs_err(r)[i] <= self.tol(r)[i])
+                                              else "ok")
+            straddle = "yes" if kink else ("no" if r.label in self._fd_labels() else "-")
+            lines.append(f"    {r.label:<{width}}  {r.grad[i]:>+20.12e}  abs err {self.abs_err(r)[i]:.2e}  "
+                         f"rel err {self.rel_err(r)[i]:.2e}  tol {self.tol(r)[i]:.2e}  "
+                         f"step straddles kink: {straddle:<3}  {verdict}")
+        return "\n".join(lines)
+
+    def failure_message(self, n_worst: int = 5) -> str:
+        if self.passed:
+            return str(self)
+        failed = self.failed_methods
+        lines = [f"gradient check failed for {self.problem}: {', '.join(failed)} disagree"
+                 f"{'s' if len(failed) == 1 else ''} with the reference ({self.reference_label})",
+                 self.summary_table()]
+        worst = self.worst_entries(n_worst)
+        n_bad = int(np.any([self.failing(r) for r in self.results], axis=0).sum())
+        if worst:
+            lines.append(f"worst entries ({len(worst)} of {n_bad} failing; |g - ref| <= atol + rtol*|ref| to pass):")
+            lines += [self.describe_entry(i) for i in worst]
+        for r in self.results:
+            if r.error:
+                lines.append(f"{r.label} raised: {r.error}")
+        skipped = {r.label: [self.names[i] for i in sorted(r.kinks)] for r in self.results
+                   if r.kinks and self.on_kink == "skip"}
+        for label, names in skipped.items():
+            more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+            lines.append(f"not counted: the {label} step straddled a kink at {', '.join(names[:5])}{more} "
+                         "(pass on_kink='fail' to count them)")
+        ok = [r.label for r in self.results if r.grad is not None and not self.failing(r).any()]
+        if not ok and len(self.results) > 1 and "exact" not in self.reference_label:
+            lines.append(f"hint: every method disagrees with the reference; the reference ({self.reference_label}) "
+                         "may itself be wrong. Try reference='exact' or a different reference method.")
+        elif ok:
+            lines.append(f"agree with the reference: {', '.join(ok)}")
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def raise_if_failed(self, n_worst: int = 5) -> "GradcheckReport":
+        if not self.passed:
+            raise AssertionError(self.failure_message(n_worst))
+        return self

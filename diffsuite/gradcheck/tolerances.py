@@ -1,0 +1,51 @@
+"""Default tolerances of the gradient check, by method and dtype.
+
+An entry passes when ``|g - ref| <= atol + rtol * |ref|``. The default ``rtol`` comes from the table
+below; the default ``atol`` is ``rtol * max|ref|``: entries are judged against the gradient's scale,
+so an entry that is nearly zero is not failed for the rounding noise of the large ones.
+
+Where the numbers come from (eps = 2.2e-16 in float64, 1.2e-7 in float32): reverse mode and the
+symbolic gradient carry rounding error only (a few hundred eps after a deep network);
+forward/backward differences have error ~ sqrt(eps), central ~ eps^(2/3), five-point and Richardson
+~ eps^(4/5) at their best steps, times the function's curvature; complex step is exact up to rounding.
+Each default leaves one to two orders of magnitude of headroom over what the accuracy grid measures
+(``diffsuite check``), and stays far below the O(1) relative error of a wrong rule.
+"""
+from __future__ import annotations
+
+#: (method kind, dtype) -> default rtol. The kind is "reverse", "symbolic", or a finite-difference scheme.
+DEFAULT_RTOL: dict[tuple[str, str], float] = {
+    ("reverse", "float64"): 1e-9,
+    ("symbolic", "float64"): 1e-9,
+    ("complex_step", "float64"): 1e-9,
+    ("five_point", "float64"): 1e-6,
+    ("richardson", "float64"): 1e-6,
+    ("central", "float64"): 1e-5,
+    ("forward", "float64"): 1e-3,
+    ("backward", "float64"): 1e-3,
+    # float32: eps is 5e8 times larger
+    ("reverse", "float32"): 1e-3,
+    ("symbolic", "float32"): 1e-3,
+    ("complex_step", "float32"): 1e-3,
+    ("five_point", "float32"): 3e-2,
+    ("richardson", "float32"): 3e-2,
+    ("central", "float32"): 3e-2,
+    ("forward", "float32"): 1e-1,
+    ("backward", "float32"): 1e-1,
+}
+
+
+def default_rtol(kind: str, dtype: str) -> float:
+    """The default rtol for a method kind in a dtype; unknown kinds get the loosest of their dtype."""
+    if (kind, dtype) in DEFAULT_RTOL:
+        return DEFAULT_RTOL[kind, dtype]
+    same_dtype = [v for (k, d), v in DEFAULT_RTOL.items() if d == dtype]
+    return max(same_dtype) if same_dtype else max(DEFAULT_RTOL.values())
+
+
+def tolerance_table_markdown() -> str:
+    """The defaults as a Markdown table (for docs; a test keeps docs/gradcheck.md in step with it)."""
+    kinds = list(dict.fromkeys(k for k, _ in DEFAULT_RTOL))
+    rows = ["| method | float64 rtol | float32 rtol |", "|---|---|---|"]
+    rows += [f"| {k} | {DEFAULT_RTOL[k, 'float64']:g} | {DEFAULT_RTOL[k, 'float32']:g} |" for k in kinds]
+    return "\n".join(rows)

@@ -1,0 +1,179 @@
+"""Gradient checks for users' test suites: ``check_gradients`` (a report) and ``assert_gradients_close``.
+
+    from diffsuite.testing import assert_gradients_close
+
+    def loss(xp, theta, x, y):
+        return xp.mean((xp.tanh(x @ theta["W"] + theta["b"]) - y) ** 2)
+
+    assert_gradients_close(loss, {"W": W, "b": b}, x, y)     # AssertionError naming the worst entries
+
+Both accept a user's function ``f(xp, theta, *args) -> scalar`` (theta an array, a dict of arrays or
+a scalar) or an ``Objective`` (then no extra args). Every method's gradient is compared entry by
+entry with a reference; an entry passes when ``|g - ref| <= atol + rtol * |ref|``.
+
+Defaults:
+- ``methods``: reverse mode and central differences, plus complex step when the function calls no
+  non-analytic namespace function (abs, step, maximum, minimum).
+- ``reference="auto"``: the exact gradient (``diffsuite.reference``, mpmath with 50 digits, at the
+  same float64 point) for problems of at most ``EXACT_MAX_PARAMS`` entries, else reverse mode in
+  float64; the report says which. Also ``"exact"``, any method alias or differentiator, or a gradient
+  you computed yourself (in theta's structure).
+- ``rtol``: by method and dtype (``diffsuite.gradcheck.tolerances.DEFAULT_RTOL``; float32 looser);
+  ``atol``: ``rtol * max|ref|``. Either may be one number for all methods or a dict by method label.
+- ``on_kink="skip"``: an entry where a finite-difference step straddled a kink is reported, not counted.
+
+The pytest plugin (``diffsuite.pytest_plugin``) exposes ``assert_gradients_close`` as the ``gradcheck`` fixture.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from .errors import BudgetExceeded
+from .gradcheck.methods import METHOD_ALIASES, Method, Problem, resolve_method
+from .gradcheck.report import ON_KINK, GradcheckReport, MethodResult
+from .gradcheck.tolerances import DEFAULT_RTOL, default_rtol
+
+#: the largest problem (number of entries) for which reference="auto" computes the exact reference
+EXACT_MAX_PARAMS = 64
+DEFAULT_METHODS = ("reverse", "central")
+EXACT_LABEL = "exact (mpmath, 50 digits)"
+
+
+def check_gradients(f: Any, theta: Any, *args: Any, methods: Iterable | None = None, reference: Any = "auto",
+                    rtol: float | Mapping[str, float] | None = None, atol: float | Mapping[str, float] | None = None,
+                    dtype: str = "float64", on_kink: str = "skip") -> GradcheckReport:
+    """Run every method on ``f`` at ``theta`` (with ``args``) and compare each with the reference.
+
+    Args:
+        f: ``f(xp, theta, *args) -> scalar``, or an ``Objective``.
+        theta: the point: an array, a dict of arrays or scalars, or a scalar (an Objective: its flat vector).
+        methods: aliases (``reverse``, ``reverse_torch``, ``symbolic``, ``forward``, ``backward``, ``central``,
+            ``five_point``, ``richardson``, ``complex_step``) or differentiators from ``get_differentiator``.
+        reference: ``"auto"``, ``"exact"``, a method (as above), or a gradient in theta's structure.
+        rtol, atol: a number for every method, or ``{method label: number}``; None: the defaults.
+        dtype: the dtype of methods given by alias (``"float32"`` loosens their default tolerances).
+        on_kink: ``"skip"`` (default) or ``"fail"``: whether entries where a finite-difference step
+            straddled a kink count.
+
+    Returns:
+        a ``GradcheckReport``: print it, ``.to_frame()`` it, or ``.raise_if_failed()``.
+    """
+    if on_kink not in ON_KINK:
+        raise ValueError(f"on_kink must be one of {', '.join(ON_KINK)}; got {on_kink!r}")
+    problem = Problem.build(f, theta, args)
+    notes: list[str] = []
+    chosen = _choose_methods(problem, methods, dtype)
+    ref, ref_label, value, ref_method = _reference(problem, reference, notes)
+    if ref_method is not None:
+        kept = [m for m in chosen if m.label != ref_method]
+        if len(kept) < len(chosen):
+            notes.append(f"{ref_method} is the reference, so it is not also checked against itself")
+        if not kept:
+            raise ValueError(f"nothing to check: the only method, {ref_method}, is also the reference; add a method "
+                             "(methods=('reverse', 'central')) or choose another reference")
+        chosen = kept
+    scale = float(np.max(np.abs(ref))) if ref.size else 0.0
+    rtols = _per_method("rtol", rtol, chosen)
+    atols = _per_method("atol", atol, chosen)
+    results = []
+    for m in chosen:
+        r_tol = rtols.get(m.label, default_rtol(m.kind, m.dtype))
+        a_tol = atols.get(m.label, r_tol * (scale if scale > 0 else 1.0))
+        try:
+            m_value, grad, stats = problem.gradient(m.differentiator)
+        except Exception as e:  # a method that cannot run is a finding, not a crash of the check
+            if m.auto:
+                notes.append(f"{m.label} was not run: {type(e).__name__}: {e}")
+                continue
+            results.append(MethodResult(m, None, r_tol, a_tol, error=f"{type(e).__name__}: {e}"))
+            continue
+        results.append(MethodResult(m, grad, r_tol, a_tol, _kinks(stats, problem.names), m_value, stats))
+    return GradcheckReport(problem.label, problem.names, ref, ref_label, results, value, notes, on_kink)
+
+
+def assert_gradients_close(f: Any, theta: Any, *args: Any, n_worst: int = 5, **options: Any) -> GradcheckReport:
+    """``check_gradients`` that raises an AssertionError naming the worst entries; returns the report if all pass."""
+    return check_gradients(f, theta, *args, **options).raise_if_failed(n_worst)
+
+
+# ----- helpers -----
+def _choose_methods(problem: Problem, methods: Iterable | None, dtype: str) -> list[Method]:
+    if dtype not in ("float64", "float32"):
+        raise ValueError(f"dtype must be 'float64' or 'float32'; got {dtype!r}")
+    if methods is None:
+        chosen = [resolve_method(m, dtype) for m in DEFAULT_METHODS]
+        if problem.is_analytic():
+            chosen.append(resolve_method("complex_step", dtype, auto=True))
+    else:
+        if isinstance(methods, str):
+            methods = [methods]
+        chosen = [resolve_method(m, dtype) for m in methods]
+        if not chosen:
+            raise ValueError("methods must name at least one method, e.g. methods=('reverse', 'central')")
+    labels = [m.label for m in chosen]
+    dupes = sorted({x for x in labels if labels.count(x) > 1})
+    if dupes:
+        raise ValueError(f"methods must be distinct; {', '.join(dupes)} given more than once")
+    return chosen
+
+
+def _reference(problem: Problem, reference: Any, notes: list[str]) -> tuple[np.ndarray, str, float | None, str | None]:
+    """(flat reference gradient, label, value, label of the method used as reference or None)."""
+    if isinstance(reference, str) and reference in ("auto", "exact"):
+        if reference == "exact" or problem.flat.size <= EXACT_MAX_PARAMS:
+            try:
+                from .reference import reference_gradient
+                target = problem.target if problem.is_objective else problem.flat_function()
+                res = reference_gradient(target, problem.flat, dtype="float64")
+                return np.asarray(res.grad, dtype=np.float64).ravel(), EXACT_LABEL, res.value, None
+            except (ImportError, BudgetExceeded, NotImplementedError) as e:
+                if reference == "exact":
+                    raise
+                notes.append(f"the exact reference was not available ({type(e).__name__}: {e}); "
+                             "reverse mode in float64 is the reference instead")
+        else:
+            notes.append(f"{problem.flat.size} entries is more than EXACT_MAX_PARAMS={EXACT_MAX_PARAMS}: reverse "
+                         "mode in float64 is the reference (pass reference='exact' to insist)")
+        reference = "reverse"
+    if isinstance(reference, str) or callable(getattr(reference, "value_and_grad", None)):
+        m = resolve_method(reference, "float64")
+        try:
+            value, grad, _ = problem.gradient(m.differentiator)
+        except Exception as e:
+            raise RuntimeError(f"the reference method {m.label} failed on {problem.label}: {type(e).__name__}: {e}. "
+                               "Choose another reference (reference='exact', 'central', ...).") from e
+        return grad, f"{m.label} ({m.dtype})", value, m.label
+    return problem.flatten_like_theta(reference), "the given gradient", None, None
+
+
+def _per_method(what: str, given: Any, chosen: list[Method]) -> dict[str, float]:
+    labels = [m.label for m in chosen]
+    if given is None:
+        return {}
+    if isinstance(given, Mapping):
+        unknown = [k for k in given if k not in labels]
+        if unknown:
+            raise ValueError(f"{what} names unknown method(s) {', '.join(map(repr, unknown))}; the methods checked "
+                             f"are {', '.join(labels)}")
+        values = dict(given)
+    else:
+        values = {label: given for label in labels}
+    for label, v in values.items():
+        if not (isinstance(v, (int, float, np.floating)) and np.isfinite(v) and v >= 0):
+            raise ValueError(f"{what} for {label} must be a finite number >= 0; got {v!r}")
+    return {k: float(v) for k, v in values.items()}
+
+
+def _kinks(stats: dict, names: list[str]) -> frozenset:
+    if stats.get("kink_indices") is not None:
+        return frozenset(int(i) for i in np.ravel(stats["kink_indices"]))
+    if stats.get("kink_params"):
+        where = {n: i for i, n in enumerate(names)}
+        return frozenset(where[n] for n in stats["kink_params"] if n in where)
+    return frozenset()
+
+
+__all__ = ["DEFAULT_METHODS", "DEFAULT_RTOL", "EXACT_MAX_PARAMS", "GradcheckReport", "METHOD_ALIASES",
+           "assert_gradients_close", "check_gradients"]
