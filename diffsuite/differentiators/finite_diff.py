@@ -1,0 +1,324 @@
+"""Finite differences: forward, backward, central, five-point, Richardson and complex-step gradients.
+
+``get_differentiator("finite_diff", scheme="central", step="auto", dtype="float64")``.
+
+Cost model (objective evaluations per gradient, the value included; n parameters):
+forward/backward n + 1, central 2n + 1, five_point 4n + 1, richardson 2n * levels + 1,
+complex_step n + 1 (n of them in complex arithmetic, about 2-4 times a real evaluation).
+
+Error model: truncation C h^p (p = 1, 1, 2, 4, 2 * levels; complex step h^2 with no subtraction) plus
+rounding about eps |f| / h for the real schemes. The automatic step h_i = eps^(1/(p+1)) max(1, |theta_i|)
+balances the two, and is made exactly representable, (theta_i + h_i) - theta_i, in the evaluation dtype.
+
+Kinks (relu, max, min, abs, hinge, step): a real difference quotient whose evaluations straddle a
+kink averages two one-sided derivatives. With ``kink_check`` the objective runs under a namespace
+that records each kink op's branch; parameters whose stencil changes a branch are listed in
+``stats["kink_params"]`` and named by a ``KinkWarning``. The complex step evaluates kink ops on the
+real part, so it returns DESIGN.md's conventional subgradient (relu'(0) = 0) exactly; parameters whose
+perturbation passes through an exact tie are listed in ``stats["kink_tie_params"]`` (no warning).
+
+The float32 trap: a step below the spacing of floats at theta_i leaves theta_i + h == theta_i and
+the quotient exactly 0. It raises ``StepUnderflowError`` naming the parameters (``zero_step="warn"``:
+a ``StepUnderflowWarning`` and NaN for those entries, listed in ``stats["zero_step_params"]``).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+
+from ..namespace import NUMPY
+from ..objective import Objective
+from .base import Gradient, flatten_params, grad_leaf, scalar_check
+from .fd_namespaces import COMPLEX, KinkTracker
+from .fd_steps import (COMPLEX_DTYPES, COMPLEX_STEP, DTYPES, SCHEMES, STENCILS, auto_steps, exact_steps,
+                       richardson_combine, scheme_order)
+
+MAX_LEVELS = 10
+
+
+class KinkWarning(UserWarning):
+    """A difference quotient straddled a kink: that entry averages two one-sided derivatives."""
+
+
+class StepUnderflowWarning(UserWarning):
+    """theta_i + h == theta_i in the evaluation dtype: the quotient would be exactly 0 (set to NaN)."""
+
+
+class StepUnderflowError(ValueError):
+    """theta_i + h == theta_i in the evaluation dtype: the quotient would be exactly 0."""
+
+
+def _name_list(names: list[str], limit: int = 8) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+@dataclass(frozen=True)
+class FiniteDiff:
+    """Difference-quotient gradients; every option is a field and appears in reports.
+
+    Args:
+        scheme: ``forward``, ``backward``, ``central``, ``five_point``, ``richardson``, ``complex_step``.
+        step: ``"auto"``, a positive float (the same absolute step for every parameter), or a sequence
+            with one positive step per parameter. Richardson's step is its coarsest level's.
+        dtype: ``float64`` or ``float32``: parameters *and* data are evaluated in it.
+        levels: Richardson's number of central differences (h, h/2, ...); order 2 * levels.
+        kink_check: record kink-op branches to detect steps straddling a kink (see module docstring).
+        warn: emit a ``KinkWarning`` when kinks are found (they are in stats either way).
+        zero_step: ``"raise"`` (default) or ``"warn"`` when theta_i + h == theta_i.
+    """
+
+    scheme: str = "central"
+    step: Any = "auto"
+    dtype: str = "float64"
+    levels: int = 4
+    kink_check: bool = True
+    warn: bool = True
+    zero_step: str = "raise"
+    name: ClassVar[str] = "finite_diff"
+
+    def __post_init__(self):
+        if self.scheme not in SCHEMES:
+            raise ValueError(f"unknown finite-difference scheme {self.scheme!r}; choose one of {', '.join(SCHEMES)}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
+        if not (isinstance(self.levels, (int, np.integer)) and 1 <= self.levels <= MAX_LEVELS):
+            raise ValueError(f"levels (Richardson's number of step halvings) must be an int from 1 to {MAX_LEVELS}; "
+                             f"got {self.levels!r}")
+        if self.zero_step not in ("raise", "warn"):
+            raise ValueError(f"zero_step must be 'raise' or 'warn'; got {self.zero_step!r}")
+        if not isinstance(self.step, str):
+            try:
+                step = np.asarray(self.step, dtype=np.float64)
+            except (TypeError, ValueError):
+                step = np.asarray(np.nan)
+            if step.ndim > 1 or step.size == 0 or not np.all(np.isfinite(step) & (step > 0)):
+                raise ValueError(f"step must be 'auto', a positive float, or a 1-D sequence of positive floats (one "
+                                 f"per parameter); got {self.step!r}")
+            object.__setattr__(self, "step", float(step) if step.ndim == 0 else tuple(step.tolist()))
+        elif self.step != "auto":
+            raise ValueError(f"step must be 'auto', a positive float or one positive float per parameter; "
+                             f"got {self.step!r}")
+
+    @property
+    def order(self) -> int:
+        """The order p of the truncation error O(h^p)."""
+        return scheme_order(self.scheme, self.levels)
+
+    @property
+    def label(self) -> str:
+        """A legend label: ``finite_diff[central]``, ``finite_diff[richardson3,float32]``."""
+        scheme = f"richardson{self.levels}" if self.scheme == "richardson" else self.scheme
+        return f"finite_diff[{scheme}{'' if self.dtype == 'float64' else ',' + self.dtype}]"
+
+    # ----- objectives -----
+    def value_and_grad(self, objective: Objective | Callable) -> Callable[[np.ndarray], Gradient]:
+        """``theta -> Gradient`` for an ``Objective`` (or a function ``f(xp, theta)`` of a flat theta)."""
+        if not isinstance(objective, Objective):
+            vg = self.value_and_grad_fn(objective)
+            return lambda theta: vg(theta)
+        real = DTYPES[self.dtype]
+        inputs, targets = objective.data(real)  # cast once; a float32 run sees float32 data
+        names = objective.param_names()
+        model = objective.model
+
+        def value_and_grad_fn(theta: np.ndarray) -> Gradient:
+            theta = objective.check_theta(theta)
+            return self._differentiate(theta, lambda t: model.unpack(t, NUMPY),
+                                       lambda xp, p: objective.evaluate(xp, p, inputs, targets), names,
+                                       objective.describe())
+
+        return value_and_grad_fn
+
+    # ----- users' functions -----
+    def value_and_grad_fn(self, f: Callable) -> Callable[..., Gradient]:
+        """``(theta, *args) -> Gradient`` for ``f(xp, theta, *args) -> scalar``; grad has theta's structure.
+
+        Floating-point array arguments are cast to ``dtype``, as an objective's data is.
+        """
+        real = DTYPES[self.dtype]
+
+        def value_and_grad_fn(theta: Any, *args: Any) -> Gradient:
+            leaves, rebuild = flatten_params(theta)
+            shapes = [leaf.shape for leaf in leaves]
+            bounds = np.cumsum([0] + [leaf.size for leaf in leaves])
+            flat = np.concatenate([leaf.ravel() for leaf in leaves]) if leaves else np.zeros(0)
+            cast = tuple(a.astype(real) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a for a in args)
+
+            def bind(t):
+                return rebuild([t[a:b].reshape(s) for a, b, s in zip(bounds[:-1], bounds[1:], shapes)])
+
+            res = self._differentiate(flat, bind, lambda xp, p: f(xp, p, *cast), _leaf_names(theta, leaves),
+                                      getattr(f, "__name__", "f"))
+            res.grad = rebuild([grad_leaf(res.grad[a:b].reshape(s))
+                                for a, b, s in zip(bounds[:-1], bounds[1:], shapes)])
+            return res
+
+        return value_and_grad_fn
+
+    def grad(self, f: Callable) -> Callable[..., Any]:
+        """``(theta, *args) -> gradient`` of ``f(xp, theta, *args)``, in theta's structure."""
+        vg = self.value_and_grad_fn(f)
+        return lambda theta, *args: vg(theta, *args).grad
+
+    # ----- the engine -----
+    def _nominal_steps(self, theta: np.ndarray) -> np.ndarray:
+        n = theta.size
+        if self.step == "auto":
+            if self.scheme == "complex_step":
+                return np.full(n, COMPLEX_STEP)
+            steps = auto_steps(theta, self.order, self.dtype)
+            # Richardson: rounding grows with the finest level h / 2^(levels-1), truncation with the coarsest;
+            # centring the balanced step between them (x 2^((levels-1)/2)) was the most robust on our MLPs
+            return steps * 2.0 ** ((self.levels - 1) / 2) if self.scheme == "richardson" else steps
+        steps = np.broadcast_to(np.asarray(self.step, dtype=np.float64), (n,)) if np.ndim(self.step) == 0 \
+            else np.asarray(self.step, dtype=np.float64)
+        if steps.shape != (n,):
+            raise ValueError(f"step must give one step per parameter: {n} values; got {steps.size}. "
+                             "Pass a single float to use the same step everywhere, or 'auto'.")
+        return steps.copy()
+
+    def _differentiate(self, theta: np.ndarray, bind: Callable, call: Callable, names: list[str],
+                       who: str) -> Gradient:
+        """theta: flat float64. ``bind(t)`` makes the parameter structure from a flat buffer (views, so
+        that writing ``t[i]`` perturbs it); ``call(xp, params)`` evaluates the function."""
+        real = DTYPES[self.dtype]
+        nominal = self._nominal_steps(theta)
+        t0 = theta.astype(real)
+        tracker = KinkTracker(NUMPY) if self.kink_check else None
+        xp = tracker or NUMPY
+        buffer = t0.copy()
+        params = _bind_views(bind, buffer)
+        if tracker:
+            tracker.start()
+        center = call(xp, params)
+        scalar_check(np.shape(center), who)
+        center_sig = tracker.record() if tracker else None
+        value = float(np.asarray(center).reshape(()))
+        stats: dict[str, Any] = {"scheme": self.scheme, "dtype": self.dtype}
+
+        if self.scheme == "complex_step":
+            grad, kinks, steps, zero = self._complex(theta, nominal, bind, call, names, who)
+            stats["kink_tie_params"] = [names[i] for i in np.flatnonzero(kinks)]
+            kinks = np.zeros(theta.size, dtype=bool)
+            stats["n_evals"] = theta.size + 1
+        else:
+            if self.scheme == "richardson":
+                # each level's step made exact on its own; the tableau assumes the ratio 2 (off by ~ulp/h)
+                level_steps = np.stack([exact_steps(t0, nominal * 0.5 ** l) for l in range(self.levels)], axis=1)
+                offsets = [(l, sign) for l in range(self.levels) for sign in (1.0, -1.0)]
+                points = [t0 + (sign * level_steps[:, l]).astype(real) for l, sign in offsets]
+                steps, zero = level_steps[:, 0], np.any(level_steps == 0, axis=1)
+            else:
+                stencil = STENCILS[self.scheme]
+                offsets, steps = stencil.offsets, exact_steps(t0, nominal)
+                points = [t0 + (o * steps).astype(real) for o in offsets]
+                zero = steps == 0
+            self._check_zero(zero, names, theta, nominal)
+            values, kinks = _evaluate_stencil(buffer, params, points, call, xp, tracker, center_sig, np.ndim(center))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                if self.scheme == "richardson":
+                    grad, error = richardson_combine(values, level_steps, self.levels)
+                    stats["levels"], stats["error_estimate"] = self.levels, error
+                else:
+                    grad = (values @ np.array(stencil.weights) + stencil.center_weight * value) / steps
+            stats["n_evals"] = theta.size * len(offsets) + 1
+        grad = np.where(zero, np.nan, grad)
+        kink_idx = np.flatnonzero(kinks)
+        stats.update(steps=steps, kink_params=[names[i] for i in kink_idx], kink_indices=kink_idx,
+                     zero_step_params=[names[i] for i in np.flatnonzero(zero)], kink_check=self.kink_check)
+        if len(kink_idx) and self.warn:
+            warnings.warn(KinkWarning(
+                f"{self.label}: the step of {len(kink_idx)} parameter(s) straddles a kink (relu/max/min/abs/hinge/"
+                f"step) of {who}, so those entries average two one-sided derivatives: {_name_list(stats['kink_params'])}."
+                " Compare with a reverse or symbolic gradient, which use the conventions relu'(0) = 0 etc."),
+                stacklevel=3)
+        return Gradient(value, grad.astype(np.float64), stats)
+
+    def _check_zero(self, zero: np.ndarray, names: list[str], theta: np.ndarray, nominal: np.ndarray) -> None:
+        if not zero.any():
+            return
+        idx = np.flatnonzero(zero)
+        spacing = np.spacing(np.abs(theta[idx]).astype(DTYPES[self.dtype]))
+        detail = ", ".join(f"{names[i]} = {theta[i]:.6g} (step {nominal[i]:.3g}, spacing {s:.3g})"
+                           for i, s in list(zip(idx, spacing))[:6])
+        msg = (f"{self.label}: the step vanishes in {self.dtype} for {len(idx)} parameter(s): theta_i + h == theta_i, "
+               f"so the difference quotient would be exactly 0. {detail}{' ...' if len(idx) > 6 else ''}. "
+               "Use step='auto', a step above the spacing of floats at theta_i, or dtype='float64'.")
+        if self.zero_step == "raise":
+            raise StepUnderflowError(msg)
+        warnings.warn(StepUnderflowWarning(msg + " Those entries are NaN."), stacklevel=4)
+
+    def _complex(self, theta, nominal, bind, call, names, who):
+        cdtype = COMPLEX_DTYPES[self.dtype]
+        t = theta.astype(cdtype)
+        h = nominal.astype(DTYPES[self.dtype])
+        zero = h == 0
+        self._check_zero(zero, names, theta, nominal)
+        tracker = KinkTracker(COMPLEX) if self.kink_check else None
+        xp = tracker or COMPLEX
+        buffer = t
+        params = _bind_views(bind, buffer)
+        grad = np.empty(theta.size)
+        ties = np.zeros(theta.size, dtype=bool)
+        for i in range(theta.size):
+            x = buffer[i]
+            buffer[i] = x + 1j * h[i]
+            if tracker:
+                tracker.start()
+            out = call(xp, params)
+            if i == 0 and not np.iscomplexobj(out):
+                raise TypeError(f"complex_step needs {who} to carry complex numbers through; it returned "
+                                f"{np.asarray(out).dtype} from a complex theta. Write it with xp functions only "
+                                "(no float(), np.* calls or comparisons on theta), or use scheme='central'.")
+            grad[i] = np.imag(out).reshape(()) / float(h[i]) if not zero[i] else np.nan
+            if tracker:
+                ties[i] = tracker.record()
+            buffer[i] = x
+        return grad, ties, h.astype(np.float64), zero
+
+
+def _bind_views(bind: Callable, buffer: np.ndarray) -> Any:
+    """``bind(buffer)``, checked to be views on it: writing ``buffer[i]`` must perturb what f sees."""
+    params = bind(buffer)
+    leaves = list(params.values()) if isinstance(params, dict) else [params]
+    if not all(isinstance(leaf, np.ndarray) and np.shares_memory(leaf, buffer) for leaf in leaves):
+        raise RuntimeError("finite differences need the parameters as views of one flat buffer; bind() copied them")
+    return params
+
+
+def _evaluate_stencil(buffer, params, points, call, xp, tracker, center_sig, out_ndim):
+    """values[i, k] = f(theta with entry i set to points[k][i]); kinks[i]: a branch differed from the center."""
+    n, m = buffer.size, len(points)
+    values = np.empty((n, m))
+    kinks = np.zeros(n, dtype=bool)
+    for i in range(n):
+        x = buffer[i]
+        for k in range(m):
+            buffer[i] = points[k][i]
+            if tracker is None:
+                values[i, k] = call(xp, params) if out_ndim == 0 else np.reshape(call(xp, params), ())
+                continue
+            tracker.start()
+            out = call(xp, params)
+            values[i, k] = out if out_ndim == 0 else np.reshape(out, ())
+            sig = tracker.record()
+            if sig.size or center_sig.size:
+                kinks[i] |= not np.array_equal(sig, center_sig)
+        buffer[i] = x
+    return values, kinks
+
+
+def _leaf_names(theta: Any, leaves: list[np.ndarray]) -> list[str]:
+    """Printable names per flat entry of a user's theta: ``theta[3]``, ``W[0, 1]``, ``b``."""
+    labels = list(theta) if isinstance(theta, dict) else ["theta"]
+    names = []
+    for label, leaf in zip(labels, leaves):
+        if leaf.ndim == 0:
+            names.append(str(label))
+        else:
+            names += [f"{label}[{', '.join(map(str, idx))}]" for idx in np.ndindex(*leaf.shape)]
+    return names
