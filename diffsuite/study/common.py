@@ -1,0 +1,191 @@
+"""What the studies share: problems, method labels -> differentiators, errors and references.
+
+Problems are built so that float32 and float64 runs see the *same binary point*: parameters and
+inputs are rounded to float32 once (so casting them to float32 is exact), and L1/L2 strengths are
+powers of two. Every method, in either dtype, then differentiates at exactly the point the
+high-precision reference is evaluated at, and the errors measure the methods, not the casting.
+
+The error of a gradient ``g`` against a reference ``r`` is normwise:
+``max_i |g_i - r_i| / max_i |r_i|`` (a component-wise relative error explodes on tiny components).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from ..differentiators import get_differentiator
+from ..nn import MLP
+from ..objective import Objective
+
+EPS = {"float64": float(np.finfo(np.float64).eps), "float32": float(np.finfo(np.float32).eps)}
+REG_STRENGTH = 2.0 ** -7  # 0.0078125: exact in float32 and float64
+FD_SCHEMES = ("forward", "backward", "central", "five_point", "richardson", "complex_step")
+
+
+def to_f32_point(a: np.ndarray) -> np.ndarray:
+    """``a`` rounded to float32 and held in float64: a point both dtypes represent exactly."""
+    return np.asarray(a, dtype=np.float64).astype(np.float32).astype(np.float64)
+
+
+# ----- problems -----
+#: loss -> (output activation, number of outputs, target kind)
+LOSS_SETUP = {
+    "quadratic": ("identity", 2, "real"),
+    "binary_cross_entropy": ("sigmoid", 1, "binary"),
+    "cross_entropy": ("identity", 3, "class"),
+    "hinge": ("identity", 1, "sign"),
+}
+
+
+def make_targets(kind: str, n_out: int, batch: int, rng: np.random.Generator) -> np.ndarray:
+    if kind == "real":
+        return to_f32_point(rng.normal(size=(batch, n_out)))
+    if kind == "binary":
+        return rng.integers(0, 2, size=(batch, n_out)).astype(np.float64)
+    if kind == "class":
+        return rng.integers(0, n_out, size=batch)
+    if kind == "sign":
+        return rng.choice([-1.0, 1.0], size=(batch, n_out))
+    raise ValueError(f"unknown target kind {kind!r}; choose one of real, binary, class, sign")
+
+
+@dataclass(frozen=True)
+class Problem:
+    objective: Objective
+    theta: np.ndarray
+    label: str
+
+
+def mlp_problem(*, n_in: int = 3, hidden: tuple[int, ...] = (4,), activation: str = "tanh", loss: str = "quadratic",
+                reg: str = "none", batch: int = 8, seed: int = 0, n_out: int | None = None) -> Problem:
+    """An MLP loss with float32-exact data and parameters. ``reg``: ``none``, ``l1``, ``l2`` or ``l1+l2``."""
+    out_act, default_out, kind = LOSS_SETUP[loss]
+    n_out = n_out or default_out
+    rng = np.random.default_rng(seed)
+    model = MLP(layers=(n_in, *hidden, n_out), activation=activation, output_activation=out_act)
+    inputs = to_f32_point(rng.normal(size=(batch, n_in)))
+    targets = make_targets(kind, n_out, batch, rng)
+    l1 = REG_STRENGTH if "l1" in reg else 0.0
+    l2 = REG_STRENGTH if "l2" in reg else 0.0
+    obj = Objective(model, loss, inputs, targets, l1=l1, l2=l2)
+    return Problem(obj, to_f32_point(model.init(seed=seed)), obj.describe())
+
+
+# ----- methods -----
+def method_label(name: str, **opts) -> str:
+    if name == "symbolic":
+        return "symbolic[cse]" if opts.get("cse", True) else "symbolic[no-cse]"
+    if name == "finite_diff":
+        return f"finite_diff[{opts.get('scheme', 'central')}]"
+    if name == "reverse":
+        b = opts.get("backend", "numpy")
+        return "reverse[numpy]" if b == "numpy" else f"reverse[{b}-{opts.get('device', 'cpu')}]"
+    return name
+
+
+def parse_method(label: str) -> tuple[str, dict]:
+    """``finite_diff[central]`` -> ("finite_diff", {"scheme": "central"}), and so on for every label."""
+    if label == "symbolic[cse]":
+        return "symbolic", {"cse": True}
+    if label == "symbolic[no-cse]":
+        return "symbolic", {"cse": False}
+    if label.startswith("finite_diff[") and label.endswith("]"):
+        return "finite_diff", {"scheme": label[len("finite_diff["):-1]}
+    if label == "reverse[numpy]":
+        return "reverse", {"backend": "numpy"}
+    if label.startswith("reverse[torch-") and label.endswith("]"):
+        return "reverse", {"backend": "torch", "device": label[len("reverse[torch-"):-1]}
+    raise ValueError(f"unknown method label {label!r}; use symbolic[cse], symbolic[no-cse], "
+                     f"finite_diff[<scheme>] with a scheme from {', '.join(FD_SCHEMES)}, reverse[numpy], "
+                     "reverse[torch-cpu] or reverse[torch-cuda]")
+
+
+def make_method(label: str, *, dtype: str = "float64", **extra: Any):
+    """The configured differentiator behind a label. Symbolic runs in float64 only (it has no dtype)."""
+    name, opts = parse_method(label)
+    if name in ("finite_diff", "reverse"):
+        opts["dtype"] = dtype
+    elif dtype != "float64":
+        raise ValueError(f"{label} evaluates in float64 only; got dtype {dtype!r}")
+    return get_differentiator(name, **opts, **extra)
+
+
+def method_device(label: str) -> str:
+    return "cuda" if label.endswith("-cuda]") else "cpu"
+
+
+# ----- errors and references -----
+def rel_error(g: Any, ref: Any) -> float:
+    """``max|g - r| / max|r|`` in float64 (or in mpmath when ``ref`` holds mpmath numbers)."""
+    r = np.asarray(ref).ravel()
+    g = np.asarray(g, dtype=np.float64).ravel()
+    if r.dtype == object:  # mpmath values: the error is computed without rounding the reference
+        import mpmath
+        num = max(abs(mpmath.mpf(float(gi)) - ri) for gi, ri in zip(g, r))
+        den = max(abs(ri) for ri in r)
+        return float(num / den) if den != 0 else float(num)
+    den = float(np.max(np.abs(r))) if r.size else 0.0
+    num = float(np.max(np.abs(g - r))) if r.size else 0.0
+    return num / den if den > 0 else num
+
+
+@dataclass(frozen=True)
+class Reference:
+    grad: Any          # float64 array, or an object array of mpmath numbers
+    value: float
+    name: str          # what the report says the errors are measured against
+
+
+def reference(obj: Any, theta: np.ndarray, *, dps: int = 50) -> Reference:
+    """The high-precision reference gradient at ``theta`` (mpmath, ``dps`` digits, through the symbolic
+    expression) when ``diffsuite.reference`` is available; otherwise reverse mode in float64 (named so).
+
+    ``theta`` and the data are float32-exact (see ``mlp_problem``), so one reference serves both dtypes.
+    """
+    try:
+        from .. import reference as refmod
+    except ImportError as e:
+        return _fallback_reference(obj, theta, f"diffsuite.reference unavailable ({e})")
+    mp_fn = getattr(refmod, "reference_gradient_mp", None)
+    try:
+        if mp_fn is not None:
+            res = mp_fn(obj, theta, dps=dps)
+            grad = np.asarray(res.grad, dtype=object).ravel() if not isinstance(res.grad, dict) else res.grad
+            return Reference(grad, float(res.value), f"mpmath, {dps} digits (symbolic expression)")
+        res = refmod.reference_gradient(obj, theta, dtype="float64", dps=dps)
+        return Reference(np.asarray(res.grad, dtype=np.float64), float(res.value),
+                         f"mpmath, {dps} digits, rounded to float64 (symbolic expression)")
+    except Exception as e:  # noqa: BLE001 - a missing or failing reference must not stop a study
+        return _fallback_reference(obj, theta, f"high-precision reference failed: {type(e).__name__}: {e}")
+
+
+def _fallback_reference(obj, theta, why: str) -> Reference:
+    res = get_differentiator("reverse").value_and_grad(obj)(theta)
+    return Reference(res.grad, res.value, f"reverse[numpy] float64 ({why})")
+
+
+@lru_cache(maxsize=64)
+def cached_reference(key: tuple, builder) -> Reference:
+    problem = builder(*key)
+    return reference(problem.objective, problem.theta)
+
+
+def fit_loglog(x, y) -> float:
+    """The slope of log10(y) against log10(x) by least squares (NaN with fewer than 2 points)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    if ok.sum() < 2:
+        return float("nan")
+    return float(np.polyfit(np.log10(x[ok]), np.log10(y[ok]), 1)[0])
+
+
+def fit_growth(depth, y) -> float:
+    """The factor per layer of ``y ~ C * factor**depth`` (least squares on log y); NaN with < 2 points."""
+    d, y = np.asarray(depth, float), np.asarray(y, float)
+    ok = np.isfinite(y) & (y > 0)
+    if ok.sum() < 2:
+        return float("nan")
+    return float(10 ** np.polyfit(d[ok], np.log10(y[ok]), 1)[0])

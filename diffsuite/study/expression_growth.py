@@ -1,0 +1,260 @@
+"""Expression growth: how large do symbolic derivatives get with depth, how much does CSE recover,
+and is the CSE'd program of all derivatives as cheap as the reverse-mode tape?
+
+Grid: MLPs ``(w, w, ..., w, 1)`` with ``depth`` hidden layers of width ``w`` (sigmoid, the lecture's),
+quadratic loss, one sample, for depth 1..8 and widths 2 and 3. Per cell, either the symbolic
+metrics (tree and DAG nodes of the loss and of the gradient, ``count_ops`` of the naive gradient,
+nodes and ops after CSE for one derivative and for all of them together) or the reverse tape's
+length (records, forward primitives, VJPs) and its scalar operation count (``tape_ops``). A
+symbolic cell that exceeds the node or time budget is a ``budget`` row; deeper cells of the same
+width are then not attempted (also ``budget`` rows, saying so).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from .common import fit_growth
+from .figures import plot_kwargs, save, subplots
+from .report import Bullets, Figure, Heading, Para, Report, Table, fmt
+from .runner import cell
+
+TITLE = "Expression growth"
+QUESTION = ("How large do symbolic derivatives get as the network deepens, how much does common-subexpression "
+            "elimination recover, and is the CSE'd gradient program as cheap as the reverse-mode tape?")
+KINDS = ("symbolic", "tape")
+SYMBOLIC_METRICS = ("loss_tree_nodes", "loss_dag_nodes", "grad_tree_nodes", "grad_dag_nodes", "grad_count_ops",
+                    "cse_one_nodes", "cse_one_ops", "cse_all_nodes", "cse_all_ops")
+
+
+@dataclass(frozen=True)
+class Config:
+    depths: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
+    widths: tuple[int, ...] = (2, 3)
+    activation: str = "sigmoid"
+    seed: int = 0
+    node_budget: int = 2_000_000
+    time_budget_s: float = 60.0
+    symbolic_inputs: bool = True  # inputs as symbols (when the symbolic differentiator offers it)
+    devices: tuple[str, ...] = ("cpu",)
+
+    def quick(self) -> "Config":
+        return replace(self, depths=(1, 2, 3), widths=(2,), time_budget_s=10.0)
+
+
+def cells(config: Config):
+    return [cell(width=w, depth=d, kind=k) for w in config.widths for k in KINDS for d in config.depths]
+
+
+def prune(config: Config, params: dict, done: dict) -> str | None:
+    """Skip a symbolic cell when a shallower one of the same width already ran out of budget."""
+    if params["kind"] != "symbolic":
+        return None
+    for rows in done.values():
+        for r in rows:
+            if (r.get("kind") == "symbolic" and r.get("width") == params["width"] and r.get("status") == "budget"
+                    and r.get("depth", 99) < params["depth"]):
+                return f"not attempted: depth {r['depth']} already exceeded the budget"
+    return None
+
+
+def problem(width: int, depth: int, config: Config):
+    from ..nn import MLP
+    from ..objective import Objective
+    rng = np.random.default_rng(config.seed)
+    model = MLP(layers=(width,) * (depth + 1) + (1,), activation=config.activation, output_activation="identity")
+    inputs = rng.normal(size=(1, width))
+    targets = rng.normal(size=(1, 1))
+    return Objective(model, "quadratic", inputs, targets), model.init(seed=config.seed)
+
+
+def _symbolic_metrics(obj, theta, config: Config) -> dict:
+    """The symbolic differentiator's metrics, without compiling when it offers a metrics-only entry."""
+    from ..differentiators import differentiator_class, get_differentiator
+    from importlib import import_module
+    cls = differentiator_class("symbolic")
+    fields = set(getattr(cls, "__dataclass_fields__", {}))
+    opts = {"cse": True}
+    if "node_budget" in fields:
+        opts["node_budget"] = config.node_budget
+    if "time_budget_s" in fields:
+        opts["time_budget_s"] = config.time_budget_s
+    if config.symbolic_inputs and "symbolic_inputs" in fields:
+        opts["symbolic_inputs"] = True
+    d = get_differentiator("symbolic", **opts)
+    mod = import_module(cls.__module__)
+    for name in ("expression_metrics", "metrics"):
+        fn = getattr(d, name, None) or getattr(mod, name, None)
+        if callable(fn):
+            out = fn(obj) if getattr(d, name, None) else fn(obj, **{k: v for k, v in opts.items() if k != "cse"})
+            stats = out if isinstance(out, dict) else dict(getattr(out, "stats", vars(out)))
+            stats["symbolic_entry"] = name
+            return stats
+    stats = dict(d.value_and_grad(obj)(theta).stats)
+    stats["symbolic_entry"] = "value_and_grad"
+    return stats
+
+
+def measure(config: Config, params: dict) -> list[dict]:
+    obj, theta = problem(params["width"], params["depth"], config)
+    row = {"n_params": obj.n_params}
+    if params["kind"] == "tape":
+        from .tape_ops import count
+        from ..differentiators import get_differentiator
+        row.update(count(obj, theta))
+        stats = get_differentiator("reverse").value_and_grad(obj)(theta).stats
+        row["tape_backward_ops"] = stats.get("tape_backward_ops")
+        return [row]
+    stats = _symbolic_metrics(obj, theta, config)
+    for k, v in stats.items():
+        if isinstance(v, (int, float, str, bool, np.integer, np.floating)) or v is None:
+            row[k] = v
+    return [row]
+
+
+# ----- report -----
+SERIES = (  # (column, label, line style, from which kind)
+    ("grad_tree_nodes", "symbolic gradient, tree nodes", "-", "symbolic"),
+    ("grad_dag_nodes", "symbolic gradient, DAG nodes", "--", "symbolic"),
+    ("cse_all_ops", "symbolic gradient after CSE, ops (all derivatives)", ":", "symbolic"),
+    ("cse_one_ops", "one derivative after CSE, ops", "-.", "symbolic"),
+    ("tape_scalar_ops", "reverse tape, scalar ops (forward + backward)", "-", "tape"),
+)
+
+
+def _series(table: pd.DataFrame, kind: str, width: int, col: str) -> pd.DataFrame:
+    t = table[(table["kind"] == kind) & (table["width"] == width) & (table["status"] == "ok")]
+    if col not in t:
+        return t.iloc[0:0]
+    return t[["depth", col]].dropna().sort_values("depth")
+
+
+def growth_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Per width and metric: the fitted factor per layer and the value at the deepest measured depth."""
+    rows = []
+    for w in sorted(table["width"].unique()):
+        for col, label, _, kind in SERIES + (("loss_tree_nodes", "loss tree nodes", "", "symbolic"),
+                                               ("cse_all_nodes", "all derivatives after CSE, nodes", "", "symbolic"),
+                                               ("tape_records", "reverse tape records", "", "tape")):
+            s = _series(table, kind, w, col)
+            if len(s) == 0:
+                continue
+            rows.append({"width": int(w), "metric": col, "factor per layer": fit_growth(s["depth"], s[col]),
+                         "max depth": int(s["depth"].max()), "value there": float(s[col].iloc[-1])})
+    return pd.DataFrame(rows)
+
+
+def ratio_table(table: pd.DataFrame) -> pd.DataFrame:
+    """CSE'd all-derivatives ops / tape scalar ops, per width and depth (where both were measured)."""
+    sym = table[(table["kind"] == "symbolic") & (table["status"] == "ok")]
+    tape = table[(table["kind"] == "tape") & (table["status"] == "ok")]
+    if "cse_all_ops" not in sym or "tape_scalar_ops" not in tape:
+        return pd.DataFrame(columns=["width", "depth", "cse_all_ops", "tape_scalar_ops", "ratio"])
+    m = sym[["width", "depth", "cse_all_ops"]].merge(tape[["width", "depth", "tape_scalar_ops"]], on=["width", "depth"])
+    m = m.dropna().sort_values(["width", "depth"])
+    m["ratio"] = m["cse_all_ops"] / m["tape_scalar_ops"]
+    return m.reset_index(drop=True)
+
+
+def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
+    widths = sorted(int(w) for w in table["width"].unique())
+    fig, axes = subplots(1, len(widths))
+    for ax, w in zip(axes[0], widths):
+        for col, label, ls, kind in SERIES:
+            s = _series(table, kind, w, col)
+            if len(s):
+                method = "symbolic[cse]" if kind == "symbolic" else "reverse[numpy]"
+                ax.plot(s["depth"], s[col], label=label, **plot_kwargs(method, linestyle=ls))
+        ax.set_yscale("log")
+        ax.set_xlabel("depth (hidden layers)")
+        ax.set_ylabel("size (nodes or scalar operations)")
+        ax.set_title(f"width {w}, one sample, {meta.get('config', {}).get('activation', 'sigmoid')}")
+        ax.legend()
+    save(fig, out_dir / "expression_size.png")
+
+    ratios = ratio_table(table)
+    fig, axes = subplots()
+    ax = axes[0][0]
+    for w in widths:
+        r = ratios[ratios["width"] == w]
+        if len(r):
+            ax.plot(r["depth"], r["ratio"], label=f"width {w}",
+                    **plot_kwargs("symbolic[cse]", linestyle="-" if w == widths[0] else "--"))
+    ax.axhline(1.0, color="#2c7bb6", linewidth=1, label="reverse tape (ratio 1)")
+    ax.set_xlabel("depth (hidden layers)")
+    ax.set_ylabel("CSE'd gradient ops / tape scalar ops (ratio)")
+    ax.set_title("Is the CSE'd gradient program as cheap as the tape?")
+    ax.legend()
+    save(fig, out_dir / "cse_vs_tape.png")
+
+    growth = growth_table(table)
+    findings: dict = {}
+    bullets = []
+    for w in widths:
+        g = growth[growth["width"] == w].set_index("metric")
+        for col in ("grad_tree_nodes", "grad_dag_nodes", "cse_all_ops", "tape_scalar_ops"):
+            if col in g.index:
+                findings[f"w{w}_{col}_factor"] = float(g.loc[col, "factor per layer"])
+        r = ratios[ratios["width"] == w]
+        if len(r):
+            findings[f"w{w}_ratio_min"] = float(r["ratio"].min())
+            findings[f"w{w}_ratio_max"] = float(r["ratio"].max())
+            findings[f"w{w}_ratio_at_max_depth"] = float(r["ratio"].iloc[-1])
+            findings[f"w{w}_max_depth"] = int(r["depth"].iloc[-1])
+        if all(f"w{w}_{c}_factor" in findings for c in ("grad_tree_nodes", "cse_all_ops", "tape_scalar_ops")):
+            bullets.append(
+                f"Width {w}: the gradient's expression tree grows by a factor of "
+                f"**{fmt(findings[f'w{w}_grad_tree_nodes_factor'])}** per layer, the CSE'd program of all derivatives "
+                f"by **{fmt(findings[f'w{w}_cse_all_ops_factor'])}** and the tape by "
+                f"**{fmt(findings[f'w{w}_tape_scalar_ops_factor'])}** (fitted over the measured depths).")
+        if f"w{w}_ratio_min" in findings:
+            bullets.append(
+                f"Width {w}: CSE'd ops / tape ops lies between **{fmt(findings[f'w{w}_ratio_min'])}** and "
+                f"**{fmt(findings[f'w{w}_ratio_max'])}**; at depth {findings[f'w{w}_max_depth']} it is "
+                f"**{fmt(findings[f'w{w}_ratio_at_max_depth'])}**.")
+    budget = table[(table["kind"] == "symbolic") & (table["status"] == "budget")]
+    if len(budget):
+        first = budget.sort_values("depth").groupby("width")["depth"].min()
+        for w, d in first.items():
+            findings[f"w{int(w)}_budget_depth"] = int(d)
+            bullets.append(f"Width {int(w)}: the symbolic budget stopped the study at depth **{int(d)}**.")
+    if ratios.empty:
+        verdict = "No depth has both a symbolic and a tape measurement, so the comparison cannot be made."
+    else:
+        hi = float(ratios["ratio"].max())
+        lo = float(ratios["ratio"].min())
+        findings["ratio_min"], findings["ratio_max"] = lo, hi
+        if hi <= 1.5:
+            verdict = (f"CSE brings symbolic differentiation to the tape's cost: the CSE'd gradient needs "
+                       f"{fmt(lo)} to {fmt(hi)} times the tape's scalar operations at every measured depth; the "
+                       "exponential blow-up lives in the *tree*, not in the shared DAG.")
+        else:
+            verdict = (f"CSE recovers the exponential blow-up of the tree but not all of the tape's economy: the CSE'd "
+                       f"gradient needs {fmt(lo)} to {fmt(hi)} times the tape's scalar operations.")
+    ok_sym = table[(table["kind"] == "symbolic") & (table["status"] == "ok")]
+    cols = ["width", "depth", "n_params"] + [c for c in SYMBOLIC_METRICS if c in ok_sym]
+    for c in ("build_s", "diff_s", "cse_s"):
+        if c in ok_sym:
+            cols.append(c)
+    blocks = [
+        Heading("What the data show"),
+        Para(verdict),
+        Bullets(bullets),
+        Figure("expression_size.png", "Expression and tape size against depth (log scale): symbolic tree, DAG, "
+                                      "CSE'd program, and the reverse tape's scalar operations."),
+        Figure("cse_vs_tape.png", "Scalar operations of the CSE'd all-derivatives program divided by those of "
+                                  "one reverse-mode gradient (forward + backward)."),
+        Table(growth, "Fitted growth factor per layer (y ~ C * factor^depth)"),
+        Table(ratios, "CSE'd ops against the tape, per depth"),
+        *([Table(ok_sym[cols].sort_values(["width", "depth"]), "Symbolic metrics")] if len(ok_sym) else []),
+        Para("Definitions: *tree nodes* count every shared subtree at every use (a memoised count over the DAG, "
+             "never printed); *DAG nodes* count distinct subexpressions; *ops* are SymPy's `count_ops`; the "
+             "tape's scalar operations are counted from its records by the rules in `diffsuite/study/tape_ops.py` "
+             "(a matmul (m, k) @ (k, n) is m n (2k - 1) operations)."),
+    ]
+    if len(table[table["status"] != "ok"]):
+        bad = table[table["status"] != "ok"][["width", "depth", "kind", "status", "message"]]
+        blocks.append(Table(bad, "Cells that did not finish"))
+    return Report(TITLE, QUESTION, blocks, findings)

@@ -1,0 +1,115 @@
+"""Metadata written beside every result set (``meta.json``): what ran, where, with what.
+
+diffsuite version and git commit, Python and library versions, CPU model, GPU model if any, thread
+counts, the seeds and the whole study configuration, and the differentiators that were skipped with
+the reason. No timestamps, so that rerunning the same configuration on the same machine gives the
+same bytes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import asdict, is_dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+LIBRARIES = ("numpy", "sympy", "symengine", "mpmath", "pandas", "matplotlib", "torch")
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+def git_commit() -> str:
+    """The commit of the source tree diffsuite runs from (``+dirty`` with uncommitted changes), or ``unknown``."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                             timeout=5).stdout.strip()
+        if not sha:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "diffsuite"],
+                               cwd=here, capture_output=True, text=True, timeout=5).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def gpu_info() -> dict:
+    """``{"cuda_available": bool, "gpu": name or None}``; torch is imported only if installed."""
+    if _version("torch") is None:
+        return {"cuda_available": False, "gpu": None, "gpu_reason": "torch is not installed"}
+    try:
+        import torch
+        if torch.cuda.is_available():
+            return {"cuda_available": True, "gpu": torch.cuda.get_device_name(0),
+                    "gpu_count": torch.cuda.device_count()}
+        return {"cuda_available": False, "gpu": None, "gpu_reason": "torch.cuda.is_available() is False"}
+    except Exception as e:  # a broken torch install must not stop a study
+        return {"cuda_available": False, "gpu": None, "gpu_reason": f"torch failed to load: {e}"}
+
+
+def threads() -> dict:
+    out: dict[str, Any] = {"cpu_count": os.cpu_count()}
+    try:
+        out["affinity"] = len(os.sched_getaffinity(0))
+    except AttributeError:
+        pass
+    for k in THREAD_ENV:
+        out[k] = os.environ.get(k)
+    if "torch" in sys.modules:
+        out["torch_threads"] = sys.modules["torch"].get_num_threads()
+    return out
+
+
+def config_dict(config: Any) -> dict:
+    return asdict(config) if is_dataclass(config) else dict(config)
+
+
+def config_hash(config: Any) -> str:
+    """A short hash of the configuration: results are resumed only under the same one."""
+    text = json.dumps(config_dict(config), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def collect(study: str, config: Any, *, quick: bool, device: str, skipped: dict[str, str] | None = None) -> dict:
+    """Everything ``meta.json`` holds for one study run."""
+    from .. import __version__
+    cfg = config_dict(config)
+    return {
+        "study": study,
+        "quick": quick,
+        "device": device,
+        "config": cfg,
+        "config_hash": config_hash(config),
+        "seeds": cfg.get("seeds", cfg.get("seed")),
+        "skipped": dict(sorted((skipped or {}).items())),
+        "diffsuite": __version__,
+        "git_commit": git_commit(),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "libraries": {lib: _version(lib) for lib in LIBRARIES},
+        "cpu": cpu_model(),
+        **gpu_info(),
+        "threads": threads(),
+    }

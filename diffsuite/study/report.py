@@ -1,0 +1,239 @@
+"""Reports: ``<out>/<study>/report.md`` per study and ``<out>/index.html`` over all of them.
+
+A study's ``report(table, meta, out_dir)`` draws its figures from the stored rows and returns a
+``Report``: a list of blocks (headings, paragraphs, tables, figures) plus ``findings``, the numbers
+its text quotes, computed from the rows (never typed in). The same blocks render to Markdown and to
+HTML, and the findings are saved as ``findings.json`` so anyone can check the text against the data.
+``diffsuite report`` calls ``rebuild`` and measures nothing.
+"""
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .store import RESULTS, ResultStore, dumps, write_atomic_text
+
+INDEX = "index.html"
+SECTION = "section.html"  # a study's part of index.html, kept beside its report
+
+
+# ----- blocks -----
+@dataclass
+class Heading:
+    text: str
+
+
+@dataclass
+class Para:
+    text: str  # `code` and **bold** are rendered
+
+
+@dataclass
+class Bullets:
+    items: list[str]
+
+
+@dataclass
+class Table:
+    df: pd.DataFrame
+    caption: str = ""
+
+
+@dataclass
+class Figure:
+    file: str  # relative to the study's folder
+    caption: str
+
+
+@dataclass
+class Report:
+    title: str
+    question: str
+    blocks: list = field(default_factory=list)
+    findings: dict = field(default_factory=dict)
+
+
+def fmt(x: Any, digits: int = 3) -> str:
+    """How every number in report text is written: 3 significant digits, ``1.23e-08`` style when small/large."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    if isinstance(x, (int,)) and not isinstance(x, bool):
+        return str(x)
+    x = float(x)
+    if x == 0:
+        return "0"
+    if 1e-3 <= abs(x) < 1e5:
+        return f"{x:.{digits}g}"
+    return f"{x:.{digits - 1}e}"
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, float):
+        return fmt(v)
+    return "" if v is None else str(v)
+
+
+# ----- markdown -----
+def _md_table(df: pd.DataFrame) -> str:
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(_cell(v).replace("|", "\\|") for v in row) + " |")
+    return "\n".join(lines)
+
+
+def to_markdown(rep: Report, meta: dict | None = None) -> str:
+    out = [f"# {rep.title}", "", f"*{rep.question}*", ""]
+    for b in rep.blocks:
+        if isinstance(b, Heading):
+            out += [f"## {b.text}", ""]
+        elif isinstance(b, Para):
+            out += [b.text, ""]
+        elif isinstance(b, Bullets):
+            out += [f"- {i}" for i in b.items] + [""]
+        elif isinstance(b, Table):
+            if b.caption:
+                out += [f"**{b.caption}**", ""]
+            out += [_md_table(b.df), ""]
+        elif isinstance(b, Figure):
+            out += [f"![{b.caption}]({b.file})", "", f"*{b.caption}*", ""]
+    if meta:
+        out += ["## Machine and versions", "", _md_table(_meta_table(meta)), ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _meta_table(meta: dict) -> pd.DataFrame:
+    libs = ", ".join(f"{k} {v}" for k, v in meta.get("libraries", {}).items() if v)
+    th = meta.get("threads", {})
+    rows = [("mode", "quick" if meta.get("quick") else "full"), ("diffsuite", meta.get("diffsuite")),
+            ("git commit", meta.get("git_commit")), ("python", meta.get("python")), ("libraries", libs),
+            ("CPU", meta.get("cpu")), ("GPU", meta.get("gpu") or f"none ({meta.get('gpu_reason', '')})"),
+            ("threads", ", ".join(f"{k}={v}" for k, v in th.items() if v is not None)),
+            ("devices", meta.get("device"))]
+    for k, v in (meta.get("skipped") or {}).items():
+        rows.append((f"skipped {k}", v))
+    return pd.DataFrame(rows, columns=["", "value"])
+
+
+# ----- html -----
+def _inline_html(text: str) -> str:
+    t = html.escape(text)
+    t = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", t)
+    t = re.sub(r"`(.+?)`", r"<code>\1</code>", t)
+    return t
+
+
+def _html_table(df: pd.DataFrame, caption: str = "") -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>"
+                   for row in df.itertuples(index=False))
+    cap = f"<caption>{_inline_html(caption)}</caption>" if caption else ""
+    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def to_html_section(rep: Report, study: str, meta: dict | None = None) -> str:
+    out = [f'<section id="{study}"><h2>{html.escape(rep.title)}</h2>',
+           f"<p class=question>{_inline_html(rep.question)}</p>",
+           f'<p class=links>Data: <a href="{study}/results.csv">results.csv</a> · '
+           f'<a href="{study}/meta.json">meta.json</a> · <a href="{study}/report.md">report.md</a></p>']
+    for b in rep.blocks:
+        if isinstance(b, Heading):
+            out.append(f"<h3>{_inline_html(b.text)}</h3>")
+        elif isinstance(b, Para):
+            out.append(f"<p>{_inline_html(b.text)}</p>")
+        elif isinstance(b, Bullets):
+            out.append("<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in b.items) + "</ul>")
+        elif isinstance(b, Table):
+            out.append(_html_table(b.df, b.caption))
+        elif isinstance(b, Figure):
+            out.append(f'<figure><img src="{study}/{b.file}" alt="{html.escape(b.caption)}">'
+                       f"<figcaption>{_inline_html(b.caption)}</figcaption></figure>")
+    if meta:
+        out.append("<details><summary>Machine and versions</summary>" + _html_table(_meta_table(meta)) + "</details>")
+    out.append("</section>")
+    return "\n".join(out)
+
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45;color:#222}
+img{max-width:100%;border:1px solid #ddd}table{border-collapse:collapse;margin:1em 0;font-size:.85em}
+td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#f3f3f3}caption{font-weight:bold;text-align:left}
+code{background:#f4f4f4;padding:0 3px}.question{font-style:italic}nav a{margin-right:1em}figure{margin:1em 0}
+figcaption{font-size:.85em;color:#555}"""
+
+
+# ----- writing -----
+def load(study: str, out: Path) -> tuple[pd.DataFrame, dict]:
+    """A study's stored rows and metadata (no measuring)."""
+    directory = Path(out) / study
+    table = ResultStore(directory).table()
+    try:
+        meta = json.loads((directory / "meta.json").read_text())
+    except (OSError, ValueError):
+        meta = {}
+    return table, meta
+
+
+def build(study: str, out: Path) -> Report:
+    from .runner import study_module
+    table, meta = load(study, out)
+    module = study_module(study)
+    if table.empty:
+        return Report(title=module.TITLE, question=module.QUESTION,
+                      blocks=[Para("No results stored yet: run `diffsuite run " + study + "`.")])
+    return module.report(table, meta, Path(out) / study)
+
+
+def write_study_report(study: str, out: Path) -> Report:
+    """Figures, ``report.md`` and ``findings.json`` of one study, from its stored rows."""
+    directory = Path(out) / study
+    rep = build(study, out)
+    _, meta = load(study, out)
+    write_atomic_text(directory / "report.md", to_markdown(rep, meta))
+    write_atomic_text(directory / "findings.json", dumps(rep.findings) + "\n")
+    write_atomic_text(directory / SECTION, to_html_section(rep, study, meta) + "\n")
+    return rep
+
+
+def studies_present(out: Path) -> list[str]:
+    from .runner import STUDIES
+    return [s for s in STUDIES if (Path(out) / s / RESULTS).exists()]
+
+
+def write_index(out: Path) -> Path:
+    """``out/index.html``: every study with stored results, its figures, tables and findings.
+
+    Each study's section is the ``section.html`` its last report wrote (a study without one gets
+    its report written now)."""
+    from .runner import study_module
+    out = Path(out)
+    present = studies_present(out)
+    sections, nav = [], []
+    for s in present:
+        if not (out / s / SECTION).exists():
+            write_study_report(s, out)
+        nav.append(f'<a href="#{s}">{html.escape(study_module(s).TITLE)}</a>')
+        sections.append((out / s / SECTION).read_text().rstrip("\n"))
+    body = "\n".join(sections) if sections else "<p>No study results yet: run <code>diffsuite run</code>.</p>"
+    page = (f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>diffsuite studies</title>"
+            f"<style>{CSS}</style></head><body>\n<h1>diffsuite: symbolic, finite differences and reverse mode, "
+            f"measured</h1>\n<p>Each section below is generated from the stored results by "
+            f"<code>diffsuite report</code>; every number in the text is computed from the data.</p>\n"
+            f"<nav>{''.join(nav)}</nav>\n{body}\n</body></html>\n")
+    return write_atomic_text(out / INDEX, page)
+
+
+def rebuild(out: Path | str = "reports", studies: list[str] | None = None) -> list[str]:
+    """Rebuild figures, reports and the index from stored results; returns the studies rebuilt."""
+    out = Path(out)
+    names = studies or studies_present(out)
+    for s in names:
+        write_study_report(s, out)
+    write_index(out)
+    return names

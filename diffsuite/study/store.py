@@ -1,0 +1,195 @@
+"""The result store: one JSON line per finished cell, appended and fsynced at once.
+
+``results.jsonl`` is the only file measurements are written to. Each line is one cell,
+``{"cell": <stable id>, "rows": [<tidy row>, ...]}``, written with a single ``write`` of the whole
+line, flushed and fsynced before the next cell starts. So:
+
+- a study interrupted anywhere (Ctrl-C, ``kill -9``, power loss) loses at most the cell in flight;
+- the only damage a kill can do is a last line without its newline; reading ignores it and the next
+  ``open`` for writing cuts it off, so the file is always a sequence of complete cells;
+- a rerun reads the cell ids already present and measures only the others (``done``).
+
+The tidy table (``table()``, a pandas DataFrame with one row per measurement) and ``results.csv``
+are derived from the lines; the CSV is written to a temporary file and renamed into place, so a
+reader never sees half of it. One process writes a store at a time (an advisory lock says so).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+RESULTS = "results.jsonl"
+TABLE = "results.csv"
+LOCK = ".lock"
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, (set, tuple)):
+        return list(x)
+    if isinstance(x, Path):
+        return str(x)
+    return str(x)
+
+
+def dumps(obj: Any) -> str:
+    """JSON with numpy scalars converted; NaN and inf kept (Python's json reads them back)."""
+    return json.dumps(obj, default=_jsonable, sort_keys=True, allow_nan=True)
+
+
+def read_cells(path: Path) -> dict[str, list[dict]]:
+    """``{cell id: rows}`` from a results file: complete lines only (a torn last line is ignored)."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    data = path.read_bytes()
+    cells: dict[str, list[dict]] = {}
+    for line in data.split(b"\n")[:-1] if not data.endswith(b"\n") else data.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            cells[str(rec["cell"])] = list(rec["rows"])
+        except (ValueError, KeyError, TypeError):
+            continue  # unreadable line: that cell counts as not done and is measured again
+    return cells
+
+
+class ResultStore:
+    """The results of one study in ``directory``: ``append(cell_id, rows)``, ``done``, ``table()``."""
+
+    def __init__(self, directory: Path | str):
+        self.directory = Path(directory)
+        self.path = self.directory / RESULTS
+        self._cells = read_cells(self.path)
+        self._fh = None
+        self._lock = None
+
+    # ----- reading -----
+    @property
+    def done(self) -> set[str]:
+        return set(self._cells)
+
+    @property
+    def finished(self) -> set[str]:
+        """Cells that need no rerun: stored, and no row with status ``error`` (errors are retried)."""
+        return {cid for cid, rows in self._cells.items() if not any(r.get("status") == "error" for r in rows)}
+
+    def cells(self) -> dict[str, list[dict]]:
+        return dict(self._cells)
+
+    def table(self) -> pd.DataFrame:
+        """One row per measurement, in the order cells finished; column ``cell`` names the cell."""
+        rows = [{"cell": cid, **row} for cid, rs in self._cells.items() for row in rs]
+        return pd.DataFrame(rows)
+
+    # ----- writing -----
+    def open(self) -> "ResultStore":
+        """Take the write lock and repair a torn last line; then ``append`` may be called."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock = _acquire_lock(self.directory / LOCK)
+        if self.path.exists():
+            data = self.path.read_bytes()
+            if data and not data.endswith(b"\n"):  # a kill mid-write: cut the partial line off
+                keep = data.rfind(b"\n") + 1
+                with open(self.path, "r+b") as f:
+                    f.truncate(keep)
+                    f.flush()
+                    os.fsync(f.fileno())
+        self._fh = open(self.path, "ab")
+        return self
+
+    def append(self, cell_id: str, rows: Iterable[dict]) -> None:
+        """Write one finished cell durably (one line, flushed and fsynced) before returning."""
+        if self._fh is None:
+            raise RuntimeError("ResultStore.append needs open() first (it takes the write lock)")
+        rows = [_clean_row(r) for r in rows]
+        line = (dumps({"cell": cell_id, "rows": rows}) + "\n").encode()
+        self._fh.write(line)
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._cells[cell_id] = json.loads(line)["rows"]
+
+    def clear(self) -> None:
+        """Forget every result (used when a study's configuration changed)."""
+        if self._fh is not None:
+            self._fh.truncate(0)
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        elif self.path.exists():
+            self.path.unlink()
+        self._cells = {}
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def __enter__(self):
+        return self.open()
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def write_table(self) -> Path:
+        """Derive ``results.csv`` from the lines, atomically (temporary file, then rename)."""
+        return write_atomic_csv(self.table(), self.directory / TABLE)
+
+
+def _clean_row(row: dict) -> dict:
+    out = {}
+    for k, v in row.items():
+        if isinstance(v, np.generic):
+            v = v.item()
+        if isinstance(v, float) and math.isnan(v):
+            v = None
+        out[str(k)] = v
+    return out
+
+
+def write_atomic_csv(df: pd.DataFrame, path: Path) -> Path:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_csv(tmp, index=False, lineterminator="\n")
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def write_atomic_text(path: Path, text: str | bytes) -> Path:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(text.encode() if isinstance(text, str) else text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def _acquire_lock(path: Path):
+    fh = open(path, "a")
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no advisory lock, single-writer by convention
+        return fh
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        raise RuntimeError(f"another diffsuite process is writing the results in {path.parent}; wait for it to "
+                           "finish (or stop it), or give this run another --out folder") from None
+    return fh
