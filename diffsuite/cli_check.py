@@ -1,0 +1,89 @@
+"""``diffsuite check``: the accuracy grid against a stored baseline; exit 1 on a regression, 2 on a bad baseline.
+
+    diffsuite check --quick                         # against baselines/accuracy_quick.json
+    diffsuite check --baseline FILE [--factor 10]   # the full grid
+    diffsuite check --quick --update                # write a new baseline after an intended change
+"""
+from __future__ import annotations
+
+import sys
+
+DEFAULT_BASELINES = {True: "baselines/accuracy_quick.json", False: "baselines/accuracy_full.json"}
+
+
+def configure(parser) -> None:
+    parser.add_argument("--baseline", metavar="FILE",
+                        help=f"the baseline JSON (default: {DEFAULT_BASELINES[True]} with --quick, "
+                             f"else {DEFAULT_BASELINES[False]})")
+    parser.add_argument("--update", action="store_true", help="measure and write FILE instead of comparing")
+    parser.add_argument("--quick", action="store_true", help="the quick grid (seconds): what CI runs")
+    parser.add_argument("--factor", type=float, default=None,
+                        help="a cell regresses when its error grows more than this factor (default 10)")
+    parser.add_argument("--device", choices=("cpu", "cuda", "all"), default="cpu",
+                        help="devices for the torch backend's cells (default cpu)")
+    parser.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    from .gradcheck import baseline as bl
+    factor = bl.DEFAULT_FACTOR if args.factor is None else args.factor
+    if not factor > 1:
+        print(f"diffsuite check: --factor must be a number > 1; got {args.factor}", file=sys.stderr)
+        return 2
+    path = args.baseline or DEFAULT_BASELINES[args.quick]
+    stored = None
+    if not args.update:
+        try:
+            stored = bl.load_baseline(path)
+        except bl.BaselineError as e:
+            print(f"diffsuite check: {e}", file=sys.stderr)
+            return 2
+    devices = {"cpu": ("cpu",), "cuda": ("cuda",), "all": ("cpu", "cuda")}[args.device]
+    grid_name = "quick" if args.quick else "full"
+    try:
+        rows, reference = bl.measure_grid(bl.QUICK if args.quick else bl.FULL, devices,
+                                          reference=None if stored is None else stored.get("reference"))
+    except bl.BaselineError as e:
+        print(f"diffsuite check: {path}: {e}", file=sys.stderr)
+        return 2
+    problems = [r for r in rows if r["status"] in ("error", "budget")]
+    if args.update:
+        written = bl.write_baseline(path, bl.baseline_document(rows, reference, grid_name))
+        n = sum(r["status"] == "ok" for r in rows)
+        print(f"wrote {n} cells ({grid_name} grid, reference: {reference}) to {written}")
+        _print_unrecorded(rows)
+        return 0
+    result = bl.compare(stored, rows, factor)
+    print(f"diffsuite check: {result.n_compared} cells compared with {path} ({grid_name} grid, reference: "
+          f"{reference}, factor {factor:g})")
+    if result.unmeasured:
+        print(f"  {len(result.unmeasured)} baseline cells not measured here: {result.unmeasured[0]['message']}")
+    if result.new:
+        print(f"  {len(result.new)} cells are not in the baseline (record them with --update)")
+    if result.improved:
+        print(f"  {len(result.improved)} cells improved more than {factor:g}x; consider --update:")
+        print(_indent(bl.format_table(result.improved, with_why=False)))
+    if problems and not result.regressions:
+        for r in problems:
+            print(f"  {bl.cell_id(r)}: {r['status']}: {r['message']}")
+    if not result.ok:
+        print(f"REGRESSIONS: {len(result.regressions)} cell(s) lost accuracy:")
+        print(_indent(bl.format_table(result.regressions)))
+        return 1
+    print("ok: no cell lost accuracy")
+    return 0
+
+
+def _print_unrecorded(rows: list[dict]) -> None:
+    by_reason: dict[str, list[dict]] = {}
+    for r in rows:
+        if r["status"] != "ok":
+            by_reason.setdefault(f"{r['status']}: {r['message']}", []).append(r)
+    for reason, group in by_reason.items():
+        first = group[0]
+        print(f"  not recorded ({len(group)} cells, e.g. {first['method']} {first['dtype']} on {first['activation']}/"
+              f"{first['loss']}): {reason}")
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())

@@ -1,0 +1,288 @@
+"""The accuracy baseline behind ``diffsuite check``: measure a grid, compare every cell with stored errors.
+
+A cell is (model, activation, loss, dtype, device, method); its error is the gradient's relative
+error against the reference, ``max_i |g_i - ref_i| / max_i |ref_i|``. The reference is the exact
+gradient (mpmath, 50 digits) at the point each dtype sees where ``diffsuite.reference`` is available,
+else reverse mode in float64 (the baseline records which, and a comparison across references is refused).
+
+A cell *regresses* when ``error > factor * max(baseline, floor)``, where ``floor = FLOOR_EPS * eps(dtype)``
+keeps cells at the rounding level (reverse mode: ~1e-16) from failing for a change in the last bits.
+A cell that errors now but had a number in the baseline regresses too.
+
+The baseline is JSON: ``{"format": "diffsuite-accuracy-baseline", "version": 1, "reference": ...,
+"metric": ..., "cells": [{"model", "activation", "loss", "dtype", "device", "method", "error"}, ...]}``.
+
+Seam: the grid is defined here (``Grid``, ``QUICK``, ``FULL``), because the accuracy study
+(``diffsuite.study.accuracy``) measures per-seed rows for figures; ``measure_grid`` is the one place
+to switch to that study's cells if both should ever share a definition.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+KEY = ("model", "activation", "loss", "dtype", "device", "method")
+FORMAT = "diffsuite-accuracy-baseline"
+VERSION = 1
+METRIC = "max_i |g_i - ref_i| / max_i |ref_i|"
+#: errors below FLOOR_EPS * eps(dtype) count as rounding-level; they are compared as if equal to it
+FLOOR_EPS = 100
+DEFAULT_FACTOR = 10.0
+
+#: each loss with the output activation that makes it meaningful, and targets it accepts
+LOSS_SETUPS: dict[str, tuple[str, Callable]] = {
+    "quadratic": ("identity", lambda rng, n, k: rng.normal(size=(n, k))),
+    "binary_cross_entropy": ("sigmoid", lambda rng, n, k: rng.uniform(0.05, 0.95, size=(n, k))),
+    "cross_entropy": ("identity", lambda rng, n, k: rng.integers(0, k, size=n)),
+    "hinge": ("identity", lambda rng, n, k: rng.choice([-1.0, 1.0], size=(n, k))),
+}
+REGULARISERS = {"none": (0.0, 0.0), "l1+l2": (0.01, 0.02)}
+
+
+class BaselineError(ValueError):
+    """A baseline file that is missing, unreadable or malformed; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The accuracy grid: every combination of these, one point (``seed``) per problem."""
+
+    layers: tuple = (3, 4, 2)
+    activations: tuple = ("tanh", "sigmoid", "relu")
+    losses: tuple = ("quadratic", "binary_cross_entropy", "cross_entropy")
+    regularisers: tuple = ("none",)
+    dtypes: tuple = ("float64", "float32")
+    methods: tuple = ("reverse", "reverse_torch", "forward", "central", "five_point", "richardson", "complex_step")
+    batch: int = 6
+    seed: int = 0
+
+
+QUICK = Grid()
+FULL = Grid(activations=("step", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "maxout"),
+            losses=tuple(LOSS_SETUPS), regularisers=tuple(REGULARISERS),
+            methods=("reverse", "reverse_torch", "symbolic", "forward", "backward", "central", "five_point",
+                     "richardson", "complex_step"))
+
+
+def problems(grid: Grid) -> Iterable[tuple[dict, Any, np.ndarray]]:
+    """(key fields model/activation/loss, Objective, theta) for each problem of the grid."""
+    from ..nn import MLP
+    from ..objective import Objective
+    for activation in grid.activations:
+        for loss in grid.losses:
+            for reg in grid.regularisers:
+                rng = np.random.default_rng(grid.seed)
+                out_act, make_targets = LOSS_SETUPS[loss]
+                model = MLP(grid.layers, activation=activation, output_activation=out_act)
+                l1, l2 = REGULARISERS[reg]
+                obj = Objective(model, loss, rng.normal(size=(grid.batch, grid.layers[0])),
+                                make_targets(rng, grid.batch, grid.layers[-1]), l1=l1, l2=l2)
+                key = {"model": "MLP" + str(tuple(grid.layers)).replace(" ", ""), "activation": activation,
+                       "loss": loss if reg == "none" else f"{loss}+{reg}"}
+                yield key, obj, model.init(seed=grid.seed)
+
+
+EXACT, REVERSE = "exact (mpmath)", "reverse float64"
+REFERENCES = (EXACT, REVERSE)
+
+
+def exact_available() -> bool:
+    try:
+        from ..reference import reference_gradient  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def reference_for(obj: Any, theta: np.ndarray, dtype: str, reference: str) -> np.ndarray:
+    """The reference gradient: exact at the point ``dtype`` sees, or reverse mode in float64."""
+    if reference == EXACT:
+        from ..reference import reference_gradient
+        return np.asarray(reference_gradient(obj, theta, dtype=dtype).grad, dtype=np.float64)
+    from ..differentiators import get_differentiator
+    return get_differentiator("reverse").value_and_grad(obj)(theta).grad
+
+
+def measure_grid(grid: Grid = QUICK, devices: tuple = ("cpu",), reference: str | None = None,
+                 progress: Callable[[str], None] | None = None) -> tuple[list[dict], str]:
+    """One row per cell: the KEY fields, ``error`` (float or None) and ``status`` (ok, error, skipped, budget).
+
+    ``reference``: EXACT or REVERSE; None takes the exact one where ``diffsuite.reference`` exists.
+    A comparison uses the baseline's own reference, so that errors are always like for like.
+    """
+    from ..errors import BudgetExceeded
+    from .methods import resolve_method
+    if reference is None:
+        reference = EXACT if exact_available() else REVERSE
+    if reference not in REFERENCES:
+        raise BaselineError(f"unknown reference {reference!r}; a baseline's reference is one of {', '.join(REFERENCES)}")
+    rows = []
+    for key, obj, theta in problems(grid):
+        for dtype in grid.dtypes:
+            ref = reference_for(obj, theta, dtype, reference)
+            scale = float(np.max(np.abs(ref))) or 1.0
+            for name in grid.methods:
+                for device in (devices if name == "reverse_torch" else ("cpu",)):
+                    row = {**key, "dtype": dtype, "device": device, "method": name, "error": None, "status": "ok",
+                           "message": ""}
+                    try:
+                        m = resolve_method(name, dtype)
+                        d = m.differentiator
+                        if device != "cpu":
+                            import dataclasses
+                            d = dataclasses.replace(d, device=device)
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore")  # kinks and steps are part of what is measured
+                            g = np.asarray(d.value_and_grad(obj)(theta).grad, dtype=np.float64)
+                        row["error"] = float(np.max(np.abs(g - ref))) / scale
+                        if not math.isfinite(row["error"]):
+                            row["status"], row["message"] = "error", "non-finite gradient"
+                    except ImportError as e:  # an optional backend (torch, CUDA) absent: not a regression
+                        row["status"], row["message"] = "skipped", str(e).splitlines()[0]
+                    except BudgetExceeded as e:
+                        row["status"], row["message"] = "budget", str(e)
+                    except Exception as e:  # noqa: BLE001 - recorded, and a regression if the baseline had a number
+                        row["status"], row["message"] = "error", f"{type(e).__name__}: {e}"
+                    rows.append(row)
+                    if progress:
+                        progress(cell_id(row))
+    return rows, reference
+
+
+def cell_id(row: dict) -> str:
+    return " ".join(str(row[k]) for k in KEY)
+
+
+# ----- the file -----
+def load_baseline(path: str | Path) -> dict:
+    """The baseline as a dict with ``cells`` keyed by the KEY tuple; BaselineError saying what is wrong."""
+    path = Path(path)
+    fix = f"regenerate it with: diffsuite check --baseline {path} --update"
+    if not path.exists():
+        raise BaselineError(f"baseline file {path} does not exist; create it with: diffsuite check --baseline {path} "
+                            "--update (add --quick for the quick grid)")
+    try:
+        data = json.loads(path.read_text())
+    except UnicodeDecodeError as e:
+        raise BaselineError(f"baseline file {path} is not text ({e}); {fix}") from None
+    except json.JSONDecodeError as e:
+        raise BaselineError(f"baseline file {path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
+                            f"{fix}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise BaselineError(f"baseline file {path} is not a diffsuite accuracy baseline (it needs \"format\": "
+                            f"\"{FORMAT}\" at the top level); {fix}")
+    if data.get("version") != VERSION:
+        raise BaselineError(f"baseline file {path} has version {data.get('version')!r}; this diffsuite reads version "
+                            f"{VERSION}; {fix}")
+    cells = data.get("cells")
+    if not isinstance(cells, list):
+        raise BaselineError(f"baseline file {path} needs a \"cells\" list; got {type(cells).__name__}; {fix}")
+    keyed = {}
+    for i, c in enumerate(cells):
+        missing = [k for k in (*KEY, "error") if not isinstance(c, dict) or k not in c]
+        if missing:
+            raise BaselineError(f"baseline file {path}: cell #{i} lacks {', '.join(missing)} (every cell needs "
+                                f"{', '.join(KEY)} and error); {fix}")
+        err = c["error"]
+        if err is not None and not (isinstance(err, (int, float)) and not isinstance(err, bool) and err >= 0
+                                    and math.isfinite(err)):
+            raise BaselineError(f"baseline file {path}: cell #{i} ({cell_id(c)}) has error {err!r}; it must be a "
+                                f"finite number >= 0 or null; {fix}")
+        k = tuple(str(c[f]) for f in KEY)
+        if k in keyed:
+            raise BaselineError(f"baseline file {path}: cell #{i} ({cell_id(c)}) appears twice; {fix}")
+        keyed[k] = c
+    return {**data, "cells": keyed}
+
+
+def baseline_document(rows: list[dict], reference: str, grid_name: str) -> dict:
+    from .. import __version__
+    cells = sorted(({**{k: r[k] for k in KEY}, "error": r["error"]} for r in rows if r["status"] == "ok"),
+                   key=lambda c: tuple(str(c[k]) for k in KEY))
+    return {"format": FORMAT, "version": VERSION, "grid": grid_name, "metric": METRIC, "reference": reference,
+            "written_by": f"diffsuite {__version__}, numpy {np.__version__}", "cells": cells}
+
+
+def write_baseline(path: str | Path, document: dict) -> Path:
+    """Write atomically (a reader never sees half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    head = {k: v for k, v in document.items() if k != "cells"}
+    lines = [json.dumps(head, indent=1)[:-2] + ',\n "cells": [']  # one cell per line: readable diffs
+    lines += [" " + json.dumps(c) + ("," if i < len(document["cells"]) - 1 else "") for i, c in enumerate(document["cells"])]
+    tmp.write_text("\n".join(lines) + "\n ]\n}\n")
+    os.replace(tmp, path)
+    return path
+
+
+# ----- the comparison -----
+def floor(dtype: str) -> float:
+    return FLOOR_EPS * float(np.finfo(np.float32 if dtype == "float32" else np.float64).eps)
+
+
+@dataclass
+class Comparison:
+    regressions: list[dict]  # KEY fields + baseline, error, ratio, why
+    improved: list[dict]
+    new: list[dict]          # measured, not in the baseline
+    unmeasured: list[dict]   # measured cells skipped now (optional backend missing) that the baseline has
+    n_compared: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.regressions
+
+
+def compare(baseline: dict, rows: list[dict], factor: float = DEFAULT_FACTOR) -> Comparison:
+    cells = baseline["cells"]
+    regressions, improved, new, unmeasured, n = [], [], [], [], 0
+    for r in rows:
+        k = tuple(str(r[f]) for f in KEY)
+        base = cells.get(k)
+        if base is None:
+            if r["status"] == "ok":
+                new.append(r)
+            continue
+        if r["status"] == "skipped":
+            unmeasured.append(r)
+            continue
+        n += 1
+        b = base["error"]
+        if r["status"] != "ok":
+            if b is not None:
+                regressions.append({**r, "baseline": b, "ratio": math.inf, "why": f"{r['status']}: {r['message']}"})
+            continue
+        if b is None:
+            continue
+        limit = factor * max(b, floor(r["dtype"]))
+        ratio = r["error"] / max(b, floor(r["dtype"]))
+        if r["error"] > limit:
+            regressions.append({**r, "baseline": b, "ratio": ratio, "why": f"> {factor:g} x baseline"})
+        elif r["error"] * factor < b and b > floor(r["dtype"]):
+            improved.append({**r, "baseline": b, "ratio": ratio})
+    return Comparison(regressions, improved, new, unmeasured, n)
+
+
+def format_table(entries: list[dict], with_why: bool = True) -> str:
+    cols = [*KEY, "baseline", "now", "ratio"] + (["why"] if with_why else [])
+
+    def fmt(e: dict, c: str) -> str:
+        if c == "now":
+            return "-" if e.get("error") is None else f"{e['error']:.3e}"
+        if c == "baseline":
+            return f"{e['baseline']:.3e}"
+        if c == "ratio":
+            return "inf" if e["ratio"] == math.inf else f"{e['ratio']:.3g}"
+        return str(e[c])
+
+    table = [cols] + [[fmt(e, c) for c in cols] for e in entries]
+    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in table)
