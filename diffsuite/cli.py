@@ -10,6 +10,7 @@ from . import __version__
 #: subcommand -> (module defining ``add_parser(subparsers)``, one-line help)
 COMMANDS = {
     "demo": ("diffsuite.cli_demo", "differentiate the lecture's examples and a small MLP, and print the gradients"),
+    "check": ("diffsuite.cli_check", "compare every method's gradient accuracy with a stored baseline (CI)"),
 }
 
 
