@@ -60,11 +60,18 @@ def subplots(nrows: int = 1, ncols: int = 1, *, width: float = 5.2, height: floa
     return fig, axes
 
 
+def figure_legend(fig, ax, ncol: int = 4) -> None:
+    """One legend for the whole figure, below the panels (``save`` leaves room for it)."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False)
+    fig._diffsuite_bottom = 0.04 + 0.035 * ((len(labels) + ncol - 1) // ncol) / max(1, len(fig.axes) ** 0.5)
+
+
 def save(fig, path: Path | str) -> Path:
     """Write a PNG without a software/date tag (same data -> same bytes) and close the figure."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, getattr(fig, "_diffsuite_bottom", 0.0), 1, 1))
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
     return path
