@@ -87,7 +87,8 @@ class KinkTracker:
 
     def __init__(self, base: Any = NUMPY):
         for fname in NAMESPACE_FUNCTIONS:
-            setattr(self, fname, getattr(base, fname))
+            if fname not in KINK_OPS:  # the kink ops are this class's methods, which record and delegate
+                setattr(self, fname, getattr(base, fname))
         self.base, self.complex = base, base is COMPLEX
         self.name = f"{base.name}+kinks"
         self._masks: list = []

@@ -217,7 +217,7 @@ class FiniteDiff:
                 offsets, steps = stencil.offsets, exact_steps(t0, nominal)
                 points = [t0 + (o * steps).astype(real) for o in offsets]
                 zero = steps == 0
-            self._check_zero(zero, names, theta, nominal)
+            self._trap(zero, names, theta, nominal, "step")
             values, kinks = _evaluate_stencil(buffer, params, points, call, xp, tracker, center_sig, np.ndim(center))
             with np.errstate(divide="ignore", invalid="ignore"):
                 if self.scheme == "richardson":
@@ -225,7 +225,11 @@ class FiniteDiff:
                     stats["levels"], stats["error_estimate"] = self.levels, error
                 else:
                     grad = (values @ np.array(stencil.weights) + stencil.center_weight * value) / steps
-            stats["n_evals"] = theta.size * len(offsets) + 1
+            lost, n_probes = self._zero_quotients(values, value, zero, buffer, params, call, t0, steps)
+            self._trap(lost, names, theta, steps, "quotient")
+            grad = np.where(lost, np.nan, grad)
+            stats["zero_quotient_params"] = [names[i] for i in np.flatnonzero(lost)]
+            stats["n_evals"] = theta.size * len(offsets) + 1 + n_probes
         grad = np.where(zero, np.nan, grad)
         kink_idx = np.flatnonzero(kinks)
         stats.update(steps=steps, kink_params=[names[i] for i in kink_idx], kink_indices=kink_idx,
@@ -238,16 +242,34 @@ class FiniteDiff:
                 stacklevel=3)
         return Gradient(value, grad.astype(np.float64), stats)
 
-    def _check_zero(self, zero: np.ndarray, names: list[str], theta: np.ndarray, nominal: np.ndarray) -> None:
-        if not zero.any():
+    def _zero_quotients(self, values, value, zero, buffer, params, call, t0, steps) -> tuple[np.ndarray, int]:
+        """Entries whose stencil values all equal f(theta) exactly although f changes at a step 16 times
+        larger (or the dtype's central auto step): the change at h fell below the rounding of f itself.
+        Truly flat entries (an unused input, a dead relu) stay 0. Costs one evaluation per flat entry."""
+        idx = np.flatnonzero(~zero & np.all(values == value, axis=1))
+        lost = np.zeros(zero.shape, dtype=bool)
+        probe = np.maximum(16 * steps, auto_steps(t0, 2, self.dtype)).astype(t0.dtype)
+        for i in idx:
+            x = buffer[i]
+            buffer[i] = t0[i] + probe[i]
+            lost[i] = float(np.reshape(call(NUMPY, params), ())) != value
+            buffer[i] = x
+        return lost, len(idx)
+
+    def _trap(self, where: np.ndarray, names: list[str], theta: np.ndarray, steps: np.ndarray, kind: str) -> None:
+        """The float32 trap: raise (or warn, ``zero_step="warn"``) naming the parameters; their entries become NaN."""
+        if not where.any():
             return
-        idx = np.flatnonzero(zero)
+        idx = np.flatnonzero(where)
         spacing = np.spacing(np.abs(theta[idx]).astype(DTYPES[self.dtype]))
-        detail = ", ".join(f"{names[i]} = {theta[i]:.6g} (step {nominal[i]:.3g}, spacing {s:.3g})"
+        detail = ", ".join(f"{names[i]} = {theta[i]:.6g} (step {steps[i]:.3g}, float spacing there {s:.3g})"
                            for i, s in list(zip(idx, spacing))[:6])
-        msg = (f"{self.label}: the step vanishes in {self.dtype} for {len(idx)} parameter(s): theta_i + h == theta_i, "
-               f"so the difference quotient would be exactly 0. {detail}{' ...' if len(idx) > 6 else ''}. "
-               "Use step='auto', a step above the spacing of floats at theta_i, or dtype='float64'.")
+        what = ("the step vanishes: theta_i + h == theta_i, so the difference quotient would be exactly 0"
+                if kind == "step" else
+                "f(theta_i +- h) == f(theta) exactly although f changes at a larger step: the change is below "
+                "the rounding of f, so the difference quotient would be exactly 0")
+        msg = (f"{self.label}: in {self.dtype}, for {len(idx)} parameter(s) {what}. {detail}"
+               f"{' ...' if len(idx) > 6 else ''}. Use step='auto', a larger step, or dtype='float64'.")
         if self.zero_step == "raise":
             raise StepUnderflowError(msg)
         warnings.warn(StepUnderflowWarning(msg + " Those entries are NaN."), stacklevel=4)
@@ -257,7 +279,7 @@ class FiniteDiff:
         t = theta.astype(cdtype)
         h = nominal.astype(DTYPES[self.dtype])
         zero = h == 0
-        self._check_zero(zero, names, theta, nominal)
+        self._trap(zero, names, theta, nominal, "step")
         tracker = KinkTracker(COMPLEX) if self.kink_check else None
         xp = tracker or COMPLEX
         buffer = t
