@@ -122,14 +122,14 @@ class GradcheckReport:
         return rows
 
     def summary_table(self) -> str:
-        head = f"{'method':<16} {'dtype':<8} {'max abs err':>11} {'max rel err':>11} {'rtol':>8} {'atol':>8}  failed  kinks"
+        head = f"{'method':<22} {'dtype':<8} {'max abs err':>11} {'max rel err':>11} {'rtol':>8} {'atol':>8}  failed  kinks"
         lines = [head]
         for row in self.summary():
             if row["error"]:
-                lines.append(f"{row['method']:<16} {row['dtype']:<8} error: {row['error']}")
+                lines.append(f"{row['method']:<22} {row['dtype']:<8} error: {row['error']}")
                 continue
             kinks = str(row["n_kinks"]) if row["method"] in self._fd_labels() else "-"
-            lines.append(f"{row['method']:<16} {row['dtype']:<8} {row.get('max_abs_err', 0):>11.2e} "
+            lines.append(f"{row['method']:<22} {row['dtype']:<8} {row.get('max_abs_err', 0):>11.2e} "
                          f"{row.get('max_rel_err', 0):>11.2e} {row['rtol']:>8.1e} {row['atol']:>8.1e}  "
                          f"{row['n_failed']:>2}/{row['n_entries']:<3}  {kinks}")
         return "\n".join(lines)
@@ -170,10 +170,10 @@ class GradcheckReport:
             failing = bool(self.failing(r)[i])
             verdict = "FAIL" if failing else ("kink, not counted" if kink and not (self.abs_err(r)[i] <= self.tol(r)[i])
                                               else "ok")
-            straddle = "yes" if kink else ("no" if r.label in self._fd_labels() else "-")
+            straddle = (f"step straddles kink: {'yes' if kink else 'no':<3}" if r.label in self._fd_labels()
+                        else " " * 24)
             lines.append(f"    {r.label:<{width}}  {r.grad[i]:>+20.12e}  abs err {self.abs_err(r)[i]:.2e}  "
-                         f"rel err {self.rel_err(r)[i]:.2e}  tol {self.tol(r)[i]:.2e}  "
-                         f"step straddles kink: {straddle:<3}  {verdict}")
+                         f"rel err {self.rel_err(r)[i]:.2e}  tol {self.tol(r)[i]:.2e}  {straddle}  {verdict}")
         return "\n".join(lines)
 
     def failure_message(self, n_worst: int = 5) -> str:
@@ -181,7 +181,7 @@ class GradcheckReport:
             return str(self)
         failed = self.failed_methods
         lines = [f"gradient check failed for {self.problem}: {', '.join(failed)} disagree"
-                 f"{'s' if len(failed) == 1 else ''} with the reference ({self.reference_label})",
+                 f"{'s' if len(failed) == 1 else ''} with the reference, {self.reference_label}",
                  self.summary_table()]
         worst = self.worst_entries(n_worst)
         n_bad = int(np.any([self.failing(r) for r in self.results], axis=0).sum())

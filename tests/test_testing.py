@@ -1,0 +1,179 @@
+"""diffsuite.testing: gradient checks for users' code. Oracles: hand-derived gradients written here,
+complex step (independent of the reverse engine), and a rule deliberately broken in the test."""
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import diffsuite as ds
+from diffsuite.differentiators.reverse import ops, tape
+from diffsuite.gradcheck.tolerances import DEFAULT_RTOL, tolerance_table_markdown
+from diffsuite.testing import assert_gradients_close, check_gradients
+
+
+def tanh_loss(xp, theta, x, y):
+    return xp.mean((xp.tanh(x @ theta["W"] + theta["b"]) - y) ** 2)
+
+
+def hand_grad(theta, x, y):
+    """d/dW, d/db of mean((tanh(xW + b) - y)^2), by hand."""
+    h = np.tanh(x @ theta["W"] + theta["b"])
+    dz = 2 * (h - y) / y.size * (1 - h ** 2)
+    return {"W": x.T @ dz, "b": dz.sum(axis=0)}
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
+    return {"W": rng.normal(size=(3, 2)), "b": rng.normal(size=2)}, x, y
+
+
+@pytest.fixture
+def tanh_mlp():
+    rng = np.random.default_rng(1)
+    model = ds.MLP((2, 3, 1), activation="tanh")
+    return ds.Objective(model, "quadratic", rng.normal(size=(4, 2)), rng.normal(size=(4, 1))), model.init(seed=1)
+
+
+@pytest.fixture
+def broken_tanh(monkeypatch):
+    """A sign slip in tanh's VJP, in the rule table and where the tape looks it up."""
+    bad = dataclasses.replace(ops.OPS["tanh"], vjps=(lambda B, g, out, x: g * (out * out - 1.0),))
+    monkeypatch.setitem(ops.OPS, "tanh", bad)
+    monkeypatch.setattr(tape, "TANH", bad)
+
+
+def test_correct_gradients_pass_and_the_report_is_a_table(data):
+    theta, x, y = data
+    report = assert_gradients_close(tanh_loss, theta, x, y, reference=hand_grad(theta, x, y))
+    frame = report.to_frame()
+    assert set(frame["method"]) == {"reverse", "central", "complex_step"}  # tanh is analytic: complex step joins
+    assert len(frame) == 3 * 8 and frame["ok"].all()
+    assert list(frame.loc[frame["method"] == "reverse", "entry"]) == [
+        "W[0, 0]", "W[0, 1]", "W[1, 0]", "W[1, 1]", "W[2, 0]", "W[2, 1]", "b[0]", "b[1]"]
+    assert "gradient check passed" in str(report)
+
+
+def test_a_wrong_vjp_is_caught_and_named(broken_tanh, tanh_mlp):
+    obj, theta = tanh_mlp
+    with pytest.raises(AssertionError) as info:
+        assert_gradients_close(obj, theta, methods=("reverse", "central"), reference="complex_step")
+    msg = str(info.value)
+    assert "reverse disagrees with the reference" in msg and "agree with the reference: central" in msg
+    # the broken rule sits in the hidden layer: only W0 and b0 flow through it; W1, b1 stay right
+    worst = [line.split(":")[0].strip() for line in msg.splitlines() if line.startswith("  ") and ": reference" in line]
+    assert worst and all(name.startswith(("W0[", "b0[")) for name in worst)
+    frame = check_gradients(obj, theta, methods=("reverse",), reference="complex_step").to_frame()
+    upper = frame[frame["param"].isin(["W1", "b1"])]
+    lower = frame[frame["param"].isin(["W0", "b0"])]
+    assert upper["ok"].all() and not lower["ok"].any()
+    np.testing.assert_allclose(lower["value"], -lower["reference"], rtol=1e-9)  # a sign slip negates them
+
+
+def test_a_wrong_vjp_is_caught_in_a_users_function(broken_tanh, data):
+    theta, x, y = data
+    with pytest.raises(AssertionError, match=r"reverse disagrees") as info:
+        assert_gradients_close(tanh_loss, theta, x, y, reference=hand_grad(theta, x, y))
+    msg = str(info.value)
+    for part in ("W[", "abs err", "rel err", "tol", "step straddles kink", "FAIL"):
+        assert part in msg
+
+
+def test_tolerances_are_per_method(data):
+    theta, x, y = data
+    g = hand_grad(theta, x, y)
+    off = {k: v * (1 + 1e-6) for k, v in g.items()}  # a reference off by 1e-6, relative
+    report = check_gradients(tanh_loss, theta, x, y, methods=("reverse", "central"), reference=off)
+    assert report.failed_methods == ["reverse"]  # rtol 1e-9 catches it; central's 1e-5 does not
+    assert_gradients_close(tanh_loss, theta, x, y, methods=("reverse", "central"), reference=off,
+                           rtol={"reverse": 1e-5})
+    with pytest.raises(ValueError, match="unknown method"):
+        check_gradients(tanh_loss, theta, x, y, methods=("reverse",), reference=off, rtol={"centre": 1e-3})
+
+
+def test_float32_tolerances_are_looser_and_applied(data):
+    for (kind, dtype), rtol in DEFAULT_RTOL.items():
+        if dtype == "float32":
+            assert rtol > DEFAULT_RTOL[kind, "float64"]
+    theta, x, y = data
+    report = assert_gradients_close(tanh_loss, theta, x, y, dtype="float32", methods=("reverse", "central"),
+                                    reference=hand_grad(theta, x, y))
+    rows = {r["method"]: r for r in report.summary()}
+    assert rows["reverse[float32]"]["rtol"] == DEFAULT_RTOL["reverse", "float32"]
+    assert rows["central[float32]"]["rtol"] == DEFAULT_RTOL["central", "float32"]
+
+
+def test_kink_straddled_by_the_step_is_reported(recwarn):
+    def relu_sum(xp, t):
+        return xp.sum(xp.maximum(0.0, t))
+    theta, exact = np.array([1e-9, 1.0]), np.array([1.0, 1.0])  # by hand: both entries sit where relu' = 1
+    report = check_gradients(relu_sum, theta, methods=("central",), reference=exact)
+    assert report.passed and report.to_frame()["kink"].tolist() == [True, False]
+    with pytest.raises(AssertionError) as info:
+        report = check_gradients(relu_sum, theta, methods=("central",), reference=exact, on_kink="fail")
+        report.raise_if_failed()
+    msg = str(info.value)
+    assert "theta[0]" in msg and "step straddles kink: yes" in msg
+
+
+def test_complex_step_only_joins_for_analytic_functions(data):
+    theta, x, y = data
+
+    def relu_loss(xp, theta, x, y):
+        return xp.mean((xp.maximum(0.0, x @ theta["W"] + theta["b"]) - y) ** 2)
+
+    assert "complex_step" in check_gradients(tanh_loss, theta, x, y).to_frame()["method"].values
+    assert "complex_step" not in check_gradients(relu_loss, theta, x, y).to_frame()["method"].values
+
+
+def test_objective_entries_carry_the_models_names(tanh_mlp):
+    obj, theta = tanh_mlp
+    report = assert_gradients_close(obj, theta)
+    assert report.names == obj.param_names()
+    assert any(line.startswith("central") for line in str(report).splitlines())
+
+
+def test_scalar_and_flat_theta():
+    def cube(xp, t):
+        return t ** 3
+    report = assert_gradients_close(cube, 2.0, reference=12.0)  # d/dt t^3 = 3 t^2 = 12
+    assert report.names == ["theta"]
+
+    def quad(xp, t, a):
+        return xp.sum(a * t * t)
+    t, a = np.array([1.0, -2.0, 0.5]), np.array([3.0, 1.0, 2.0])
+    assert_gradients_close(quad, t, a, reference=2 * a * t)
+
+
+def test_bad_requests_get_clear_errors(data, tanh_mlp):
+    theta, x, y = data
+    with pytest.raises(ValueError, match="unknown gradient-check method 'centre'"):
+        check_gradients(tanh_loss, theta, x, y, methods=("centre",))
+    with pytest.raises(TypeError, match="an Objective carries its own data"):
+        check_gradients(tanh_mlp[0], tanh_mlp[1], x)
+    with pytest.raises(ValueError, match="nothing to check"):
+        check_gradients(tanh_loss, theta, x, y, methods=("reverse",), reference="reverse")
+    with pytest.raises(ValueError, match="on_kink"):
+        check_gradients(tanh_loss, theta, x, y, on_kink="ignore")
+    with pytest.raises(ValueError, match="rtol for .* must be a finite number"):
+        check_gradients(tanh_loss, theta, x, y, rtol=-1.0)
+
+
+@pytest.mark.filterwarnings("ignore::numpy.exceptions.ComplexWarning")
+def test_a_method_that_cannot_run_fails_the_check(data):
+    theta, x, y = data
+
+    def not_analytic_for_complex(xp, theta, x, y):
+        return float(np.sum(tanh_loss(xp, theta, x, y)))  # float() cuts the complex part
+
+    report = check_gradients(not_analytic_for_complex, theta, x, y, methods=("complex_step",),
+                             reference=hand_grad(theta, x, y))
+    assert not report.passed and "complex_step" in report.failure_message()
+    assert "raised" in report.failure_message()
+
+
+def test_docs_list_the_default_tolerances():
+    doc = (Path(__file__).parents[1] / "docs" / "gradcheck.md").read_text()
+    assert tolerance_table_markdown() in doc
