@@ -1,0 +1,218 @@
+"""The symbolic pipeline's stages: build the loss expression, differentiate it, measure it, CSE and generate code.
+
+``setup(problem_builder, options, budget)`` runs them under a ``Budget`` and returns a plain,
+picklable ``dict`` (source code, symbol names, stats), so that it can run in a worker process.
+``Symbolic`` (symbolic.py) and ``expression_metrics`` call it; ``diffsuite.reference`` uses
+``build_*`` and ``differentiate``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import sympy as sp
+
+from ..budget import Budget
+from ..objective import Objective
+from .base import scalar_check
+from .expression_metrics import count_ops, cse_size, dag_nodes, to_sympy, tree_nodes
+from .symbolic_codegen import generate_source
+from .symbolic_namespace import SYMPY, SymArray, symbol_array, wrap
+
+ENGINES = ("sympy", "symengine")
+
+
+@dataclass
+class Problem:
+    """A built loss: the expression, the parameter symbols (theta's flat order) and the symbolic data."""
+
+    loss: sp.Expr
+    params: list[sp.Symbol]
+    data: list[sp.Symbol] = field(default_factory=list)
+
+
+def _flat_symbols(arrays) -> list[sp.Symbol]:
+    return [s for a in arrays for s in np.asarray(a, dtype=object).reshape(-1)]
+
+
+def _scalar_expr(out: Any, who: str) -> sp.Expr:
+    if isinstance(out, SymArray):
+        scalar_check(out.shape, who)
+        return out.expr()
+    if isinstance(out, sp.Basic):
+        return out
+    scalar_check(np.shape(out), who)
+    return wrap(SYMPY.asarray(out)).expr()  # a constant: the gradient is zero
+
+
+def build_objective(objective: Objective, *, symbolic_data: bool = False, dtype=np.float64) -> tuple[Problem, list]:
+    """The loss of ``objective`` with one real symbol per parameter (named like ``W1[0, 3]``).
+
+    Data enter as exact constants (``dtype``-rounded first), or, with ``symbolic_data``, as symbols
+    ``x[b, i]`` and ``y[b, j]`` (cross_entropy's one-hot targets stay constants). Returns the problem
+    and the data values (in ``problem.data`` order).
+    """
+    params = {name: symbol_array(name, shape) for name, shape in objective.model.shapes.items()}
+    inputs, targets = objective.data(dtype)
+    values: list = []
+    data_symbols: list = []
+    if symbolic_data:
+        x = symbol_array("x", inputs.shape)
+        data_symbols += _flat_symbols([x])
+        values += inputs.reshape(-1).tolist()
+        if objective.loss.name != "cross_entropy":
+            y = symbol_array("y", targets.shape)
+            data_symbols += _flat_symbols([y])
+            values += targets.reshape(-1).tolist()
+            targets = y
+        inputs = x
+    out = objective.evaluate(SYMPY, params, SYMPY.asarray(inputs), targets)
+    return Problem(_scalar_expr(out, objective.describe()), _flat_symbols(params.values()), data_symbols), values
+
+
+def build_function(f: Callable, leaves: list[np.ndarray], rebuild: Callable, args: tuple,
+                   keys: list | None = None) -> tuple[Problem, list]:
+    """``f(xp, theta, *args)`` with theta's leaves as symbols (``theta[i]``, or ``key[i]`` for a dict).
+
+    Floating-point arguments (float arrays, floats) become symbols ``arg{k}[...]`` too, so one build
+    serves every call with the same shapes; others (ints, strings, ...) are passed as they are.
+    """
+    names = ["theta"] if keys is None else [str(k) for k in keys]
+    leaf_syms = [symbol_array(n, np.shape(leaf)) for n, leaf in zip(names, leaves)]
+    sym_args, data_symbols, values = [], [], []
+    for k, a in enumerate(args):
+        if is_float_data(a):
+            arr = np.asarray(a, dtype=np.float64)
+            s = symbol_array(f"arg{k}", arr.shape)
+            sym_args.append(s)
+            data_symbols += _flat_symbols([s])
+            values += arr.reshape(-1).tolist()
+        else:
+            sym_args.append(a)
+    out = f(SYMPY, rebuild(leaf_syms), *sym_args)
+    return Problem(_scalar_expr(out, getattr(f, "__name__", "f")), _flat_symbols(leaf_syms), data_symbols), values
+
+
+def is_float_data(a: Any) -> bool:
+    """Floats and float arrays are data that can become symbols; ints, bools and other objects are not."""
+    if isinstance(a, (float, np.floating)):
+        return True
+    return isinstance(a, np.ndarray) and a.dtype.kind == "f"
+
+
+def _load_symengine():
+    try:
+        import symengine
+    except ImportError as e:
+        raise ImportError("engine='symengine' needs SymEngine: pip install 'diffsuite[symengine]' "
+                          "(or use engine='sympy')") from e
+    return symengine
+
+
+def _abs_as_piecewise(expr: sp.Expr) -> sp.Expr:
+    # SymEngine cannot differentiate abs; this Piecewise is |u| with the same derivative convention (0 at 0).
+    return expr.replace(sp.Abs, lambda u: sp.Piecewise((u, u > 0), (-u, u < 0), (0, True)))
+
+
+def differentiate(problem: Problem, engine: str, budget: Budget) -> tuple[Any, list[Any]]:
+    """(loss, [d loss / d param for each param]) in ``engine``'s expression type; the DAG is budgeted."""
+    seen: set = set()
+    n = len(problem.params)
+    if engine == "sympy":
+        loss, wrt, diff = problem.loss, problem.params, sp.diff
+    else:
+        se = _load_symengine()
+        loss = se.sympify(_abs_as_piecewise(problem.loss))
+        wrt = [se.Symbol(p.name) for p in problem.params]
+        diff = se.diff
+    grads = []
+    for i, p in enumerate(wrt):
+        g = diff(loss, p)
+        grads.append(g)
+        budget.check_nodes(dag_nodes([g], seen), f"the derivatives of {i + 1} of {n} parameters")
+        budget.note(f"differentiated {i + 1} of {n} parameters")
+    unevaluated = sorted({type(n.args[0]).__name__ for n in seen if type(n).__name__ == "Derivative"})
+    if unevaluated:
+        raise NotImplementedError(f"{engine} left unevaluated derivatives of {', '.join(unevaluated)}: it cannot "
+                                  "differentiate that function"
+                                  + (". Use engine='sympy'." if engine == "symengine" else "."))
+    return loss, grads
+
+
+def _cse(exprs: list, engine: str):
+    if engine == "symengine":
+        replacements, reduced = _load_symengine().cse(exprs)
+        return [(to_sympy(s), to_sympy(r)) for s, r in replacements], [to_sympy(r) for r in reduced]
+    return sp.cse(exprs, symbols=sp.numbered_symbols("_cse"), order="none")
+
+
+@dataclass(frozen=True)
+class SetupOptions:
+    engine: str = "sympy"
+    cse: bool = True
+    metrics: bool = True
+    compile: bool = True
+    count_ops_max_nodes: int | None = 200_000
+
+
+def setup(build: Callable[[], tuple[Problem, list]], opts: SetupOptions, budget: Budget) -> dict:
+    """Build, differentiate, measure, CSE and generate code, each stage timed; a picklable dict comes back.
+
+    Keys: ``source`` (or None), ``arg_names`` (parameter then data symbol names, the kernel's argument
+    order), ``data_values``, ``stats`` (see ``Symbolic`` for every metric's definition).
+    """
+    stats: dict[str, Any] = {"engine": opts.engine, "cse": opts.cse}
+    clock = time.perf_counter
+    budget.enter("build")
+    t = clock()
+    problem, data_values = build()
+    stats["build_s"] = clock() - t
+    stats["n_params"] = len(problem.params)
+    loss_dag = dag_nodes([problem.loss])
+    budget.check_nodes(loss_dag, "the loss")
+    stats.update(loss_dag_nodes=loss_dag, loss_tree_nodes=tree_nodes([problem.loss]))
+
+    budget.enter("differentiate")
+    t = clock()
+    loss, grads = differentiate(problem, opts.engine, budget)
+    stats["diff_s"] = clock() - t
+
+    if opts.metrics:
+        budget.enter("metrics")
+        t = clock()
+        stats["grad_tree_nodes"] = tree_nodes(grads)
+        stats["grad_dag_nodes"] = dag_nodes(grads)
+        limit = opts.count_ops_max_nodes
+        stats["grad_count_ops"] = (count_ops(grads) if limit is None or stats["grad_tree_nodes"] <= limit
+                                   else None)
+        if grads:
+            budget.note("CSE of the first derivative")
+            stats["cse_one_nodes"], stats["cse_one_ops"] = cse_size(*_cse(grads[:1], opts.engine))
+        else:
+            stats["cse_one_nodes"] = stats["cse_one_ops"] = 0
+        stats["metrics_s"] = clock() - t
+
+    outputs = [loss] + grads
+    replacements: list = []
+    stats["cse_s"] = 0.0
+    stats["cse_all_nodes"] = stats["cse_all_ops"] = None
+    if opts.cse:
+        budget.enter("cse", f"joint CSE of the loss and {len(grads)} derivatives")
+        t = clock()
+        replacements, outputs = _cse(outputs, opts.engine)
+        stats["cse_s"] = clock() - t
+        if opts.metrics:
+            stats["cse_all_nodes"], stats["cse_all_ops"] = cse_size(replacements, outputs)
+
+    source = None
+    stats["compile_s"] = 0.0
+    if opts.compile:
+        budget.enter("compile", "generating code")
+        t = clock()
+        names = [p.name for p in problem.params] + [d.name for d in problem.data]
+        source = generate_source(names, replacements, [to_sympy(o) for o in outputs])
+        stats["compile_s"] = clock() - t
+        stats["kernel_lines"] = source.count("\n")
+    return {"source": source, "n_params": len(problem.params), "data_values": data_values, "stats": stats}

@@ -1,0 +1,171 @@
+"""Turning expressions into numbers: straight-line Python source, compiled once, and an mpmath DAG evaluator.
+
+``generate_source`` writes ``def kernel(_t): ...; return value, [grads]`` from a CSE result (or plain
+expressions), using ``math`` functions and float literals, so that one call is a few hundred
+bytecodes and no numpy overhead. ``Kernel`` runs it on floats (fast path; ``math`` raises on overflow
+and log(0)) and falls back to numpy scalars (inf/nan returned as they are, never hidden).
+``evaluate_mp`` evaluates SymPy expressions at any precision with a memoised walk over the DAG.
+"""
+from __future__ import annotations
+
+import math
+import re
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import sympy as sp
+from sympy.printing.pycode import PythonCodePrinter
+
+
+class _Printer(PythonCodePrinter):
+    """Python source with ``math.`` functions; numbers as float literals; symbols renamed to identifiers."""
+
+    def __init__(self, names: dict[str, str]):
+        super().__init__({"standard": "python3"})
+        self.names = names
+
+    def _print_Symbol(self, expr):
+        name = self.names.get(expr.name)
+        return name if name is not None else "_c_" + re.sub(r"\W", "_", expr.name)
+
+    def _print_Rational(self, expr):
+        return f"({float(expr)!r})"  # data constants are binary fractions: the literal is exact
+
+    def _print_Float(self, expr):
+        return f"({float(expr)!r})"
+
+    def _print_Pow(self, expr, rational=False):
+        if expr.exp == 2 and expr.base.is_Symbol:  # x*x is faster than x**2 in CPython
+            b = self._print(expr.base)
+            return f"({b}*{b})"
+        return super()._print_Pow(expr, rational=rational)
+
+
+def generate_source(arg_names: list[str], replacements: list[tuple[Any, Any]], outputs: list[Any]) -> str:
+    """``def kernel(_t)`` unpacking ``_t`` into the symbols ``arg_names`` and returning (outputs[0], outputs[1:])."""
+    ids = {name: f"a{i}" for i, name in enumerate(arg_names)}
+    printer = _Printer(ids)
+    lines = ["def kernel(_t):"]
+    if ids:
+        lines.append(f"    {', '.join(ids.values())}, = _t")
+    for sym, rhs in replacements:
+        lines.append(f"    {printer.doprint(sym)} = {printer.doprint(rhs)}")
+    value, *grads = (printer.doprint(e) for e in outputs)
+    lines.append(f"    return {value}, [{', '.join(grads)}]")
+    return "\n".join(lines) + "\n"
+
+
+_NUMPY_MATH = SimpleNamespace(exp=np.exp, log=np.log, tanh=np.tanh, sqrt=np.sqrt, copysign=np.copysign,
+                              inf=np.inf, nan=np.nan, pi=np.pi, e=np.e)
+
+
+class Kernel:
+    """A generated ``kernel`` compiled for floats (``fast``) and for numpy scalars (``safe``, no exceptions)."""
+
+    def __init__(self, source: str):
+        self.source = source
+        code = compile(source, "<diffsuite.symbolic kernel>", "exec")
+        fast_ns, safe_ns = {"math": math}, {"math": _NUMPY_MATH}
+        exec(code, fast_ns)
+        exec(code, safe_ns)
+        self.fast, self._safe = fast_ns["kernel"], safe_ns["kernel"]
+
+    def safe(self, values: list[float]) -> tuple[float, list[float]]:
+        """Numpy float64 arithmetic: overflow gives inf, invalid operations nan (the numpy way)."""
+        with np.errstate(all="ignore"):
+            value, grads = self._safe([np.float64(v) for v in values])
+        return float(value), [float(g) for g in grads]
+
+    def __call__(self, values: list[float]) -> tuple[float, list[float]]:
+        try:
+            return self.fast(values)
+        except (OverflowError, ZeroDivisionError, ValueError):
+            return self.safe(values)
+
+
+# ----- high precision -----
+class _Undefined:
+    """A value that could not be computed (e.g. in a Piecewise branch that is not taken)."""
+
+
+_UNDEFINED = _Undefined()
+
+_RELATIONS = {
+    sp.StrictGreaterThan: lambda a, b: a > b, sp.GreaterThan: lambda a, b: a >= b,
+    sp.StrictLessThan: lambda a, b: a < b, sp.LessThan: lambda a, b: a <= b,
+    sp.Equality: lambda a, b: a == b, sp.Unequality: lambda a, b: a != b,
+}
+
+
+def _mp_node(expr, args, ctx):
+    if isinstance(expr, sp.Integer):
+        return ctx.mpf(int(expr))
+    if isinstance(expr, sp.Rational):
+        return ctx.mpf(expr.p) / expr.q
+    if isinstance(expr, sp.Float):
+        return ctx.mpf(expr._mpf_)
+    if expr is sp.true or expr is sp.false:
+        return bool(expr)
+    if isinstance(expr, sp.Piecewise):
+        for value, cond in args:
+            if cond is _UNDEFINED:
+                return _UNDEFINED
+            if cond:
+                return value
+        return _UNDEFINED
+    if isinstance(expr, sp.ExprCondPair):
+        return tuple(args)
+    if any(a is _UNDEFINED for a in args):
+        return _UNDEFINED
+    if isinstance(expr, sp.Add):
+        return ctx.fsum(args)
+    if isinstance(expr, sp.Mul):
+        return ctx.fprod(args)
+    if isinstance(expr, sp.Pow):
+        base, exponent = args
+        return base ** int(expr.exp) if expr.exp.is_Integer else ctx.power(base, exponent)
+    if type(expr) in _RELATIONS:
+        return _RELATIONS[type(expr)](*args)
+    unary = {sp.exp: ctx.exp, sp.log: ctx.log, sp.tanh: ctx.tanh, sp.Abs: abs, sp.sign: ctx.sign}
+    if type(expr) in unary:
+        return unary[type(expr)](*args)
+    if isinstance(expr, sp.Heaviside):
+        x = args[0]
+        return ctx.mpf(1) if x > 0 else ctx.mpf(0) if x < 0 else args[1]
+    raise NotImplementedError(f"the high-precision evaluator has no rule for {type(expr).__name__} (in {expr}); "
+                              "it knows + * ** exp log tanh Abs sign Piecewise Heaviside and comparisons")
+
+
+def evaluate_mp(exprs: list[sp.Basic], values: dict[str, Any], ctx) -> list[Any]:
+    """Evaluate ``exprs`` with mpmath context ``ctx`` (its precision); ``values``: symbol name -> mpf.
+
+    A memoised bottom-up walk: each distinct subexpression is computed once. Raises ValueError if an
+    expression is undefined at the point (log of a negative number, division by zero).
+    """
+    memo: dict = {}
+    for root in exprs:
+        stack = [(root, False)]
+        while stack:
+            node, ready = stack.pop()
+            if ready:
+                if isinstance(node, sp.Symbol):
+                    try:
+                        memo[node] = values[node.name]
+                    except KeyError:
+                        raise ValueError(f"no value given for the symbol {node.name!r}") from None
+                    continue
+                try:
+                    memo[node] = _mp_node(node, [memo[a] for a in node.args], ctx)
+                except (ZeroDivisionError, ValueError):
+                    memo[node] = _UNDEFINED
+                if isinstance(memo[node], ctx.mpc):  # log or power of a negative number
+                    memo[node] = _UNDEFINED
+            elif node not in memo:
+                stack.append((node, True))
+                stack.extend((a, False) for a in node.args if a not in memo)
+    out = [memo[e] for e in exprs]
+    if any(v is _UNDEFINED for v in out):
+        raise ValueError("the expression is not defined at this point (a log or a power of a non-positive "
+                         "number, or a division by zero); choose another point")
+    return out
