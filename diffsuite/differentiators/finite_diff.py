@@ -243,18 +243,23 @@ class FiniteDiff:
         return Gradient(value, grad.astype(np.float64), stats)
 
     def _zero_quotients(self, values, value, zero, buffer, params, call, t0, steps) -> tuple[np.ndarray, int]:
-        """Entries whose stencil values all equal f(theta) exactly although f changes at a step 16 times
-        larger (or the dtype's central auto step): the change at h fell below the rounding of f itself.
-        Truly flat entries (an unused input, a dead relu) stay 0. Costs one evaluation per flat entry."""
+        """Entries whose stencil values all equal f(theta) exactly, although at a larger step H (16 h, at
+        least the dtype's central auto step) f(theta + H) - f(theta - H) clearly exceeds the rounding of f:
+        the first-order change at h fell below the spacing of floats at f. Truly flat entries (an unused
+        input, a dead relu) and symmetric ones (a minimum) stay 0. Costs two evaluations per flat entry."""
         idx = np.flatnonzero(~zero & np.all(values == value, axis=1))
         lost = np.zeros(zero.shape, dtype=bool)
         probe = np.maximum(16 * steps, auto_steps(t0, 2, self.dtype)).astype(t0.dtype)
+        noise = 4 * float(np.spacing(np.abs(t0.dtype.type(value))))
         for i in idx:
             x = buffer[i]
             buffer[i] = t0[i] + probe[i]
-            lost[i] = float(np.reshape(call(NUMPY, params), ())) != value
+            up = float(np.reshape(call(NUMPY, params), ()))
+            buffer[i] = t0[i] - probe[i]
+            down = float(np.reshape(call(NUMPY, params), ()))
             buffer[i] = x
-        return lost, len(idx)
+            lost[i] = abs(up - down) > noise
+        return lost, 2 * len(idx)
 
     def _trap(self, where: np.ndarray, names: list[str], theta: np.ndarray, steps: np.ndarray, kind: str) -> None:
         """The float32 trap: raise (or warn, ``zero_step="warn"``) naming the parameters; their entries become NaN."""

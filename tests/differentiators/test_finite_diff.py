@@ -1,0 +1,326 @@
+"""Finite differences: fitted orders, accuracy at the automatic step, float32, the zero-quotient trap, kinks.
+
+Oracles: a hand-written backprop below (numpy float64, or numpy object arrays of 50-digit mpmath
+numbers for the lecture network), and hand calculations written in the tests.
+"""
+import warnings
+
+import mpmath as mp
+import numpy as np
+import pytest
+
+import diffsuite as ds
+from diffsuite.demo import LECTURE_INPUT, lecture_network
+from diffsuite.differentiators.fd_namespaces import COMPLEX, KinkTracker
+from diffsuite.differentiators.finite_diff import KinkWarning, StepUnderflowError, StepUnderflowWarning
+from diffsuite.namespace import NAMESPACE_FUNCTIONS, NUMPY
+
+SCHEMES = ("forward", "backward", "central", "five_point", "richardson", "complex_step")
+
+
+# ----- the oracle: backprop by hand, for quadratic loss J = sum (y - t)^2 / (2 batch) -----
+def backprop(params, X, T, hidden, output):
+    """(f, f' written in terms of f's output) per layer kind; works on float or mpmath object arrays."""
+    depth = len(params) // 2
+    hs = [X]
+    for k in range(depth):
+        f = (output if k == depth - 1 else hidden)[0]
+        hs.append(f(hs[-1] @ params[f"W{k}"] + params[f"b{k}"]))
+    loss = ((hs[-1] - T) ** 2).sum() / (2 * X.shape[0])
+    delta, grads = (hs[-1] - T) / X.shape[0], {}
+    for k in reversed(range(depth)):
+        delta = delta * (output if k == depth - 1 else hidden)[1](hs[k + 1])
+        grads[f"W{k}"], grads[f"b{k}"] = hs[k].T @ delta, delta.sum(axis=0)
+        delta = delta @ params[f"W{k}"].T
+    return loss, np.concatenate([np.asarray(grads[name], dtype=object).ravel() for name in params])
+
+
+MP_SIGMOID = (np.vectorize(lambda z: 1 / (1 + mp.exp(-z)), otypes=[object]), lambda h: h * (1 - h))
+TANH = (np.tanh, lambda h: 1 - h * h)
+IDENTITY = (lambda z: z, lambda h: np.ones_like(h))
+
+
+def lecture_problem():
+    model, theta = lecture_network()
+    obj = ds.Objective(model, "quadratic", LECTURE_INPUT, np.array([[1.0]]))
+    with mp.workdps(50):  # the exact float64 point, in 50 digits
+        mpf = np.vectorize(mp.mpf, otypes=[object])
+        params = {k: mpf(v) for k, v in model.unpack(theta).items()}
+        loss, ref = backprop(params, mpf(LECTURE_INPUT), mpf(np.array([[1.0]])), MP_SIGMOID, MP_SIGMOID)
+    lecture_problem.loss = float(loss)
+    return obj, theta, ref.astype(np.float64)
+
+
+def smooth_problem(seed=0):
+    rng = np.random.default_rng(seed)
+    model = ds.MLP((3, 4, 2), activation="tanh")
+    X, T = rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
+    theta = model.init(seed)
+    ref = backprop(model.unpack(theta), X, T, TANH, IDENTITY)[1].astype(np.float64)
+    return ds.Objective(model, "quadratic", X, T), theta, ref
+
+
+def max_rel_err(grad, ref):
+    return float(np.max(np.abs(grad - ref) / np.abs(ref)))
+
+
+def fd(**options):
+    return ds.get_differentiator("finite_diff", **options)
+
+
+# ----- accuracy and order -----
+def test_oracle_agrees_with_reverse_mode_on_the_lecture_network():
+    obj, theta, ref = lecture_problem()  # guards the oracle itself: two independent computations agree
+    assert max_rel_err(ds.get_differentiator("reverse").value_and_grad(obj)(theta).grad, ref) < 1e-13
+
+
+@pytest.mark.parametrize("scheme, bound", [("forward", 1e-5), ("backward", 1e-5), ("central", 1e-8),
+                                           ("five_point", 1e-10), ("richardson", 1e-10), ("complex_step", 1e-14)])
+def test_auto_step_accuracy_on_the_lecture_network(scheme, bound):
+    obj, theta, ref = lecture_problem()
+    res = fd(scheme=scheme).value_and_grad(obj)(theta)
+    assert res.grad.dtype == np.float64 and res.grad.shape == theta.shape
+    assert max_rel_err(res.grad, ref) <= bound
+    assert res.value == pytest.approx(lecture_problem.loss, rel=1e-15)
+
+
+@pytest.mark.parametrize("h", [1e-20, 1e-200])
+def test_complex_step_is_exact_at_tiny_steps(h):
+    obj, theta, ref = lecture_problem()
+    res = fd(scheme="complex_step", step=h).value_and_grad(obj)(theta)
+    assert max_rel_err(res.grad, ref) <= 1e-14
+    assert np.all(res.stats["steps"] == h)
+
+
+def test_float32_central_is_within_1e_2():
+    obj, theta, ref = lecture_problem()
+    res = fd(scheme="central", dtype="float32").value_and_grad(obj)(theta)
+    assert res.stats["dtype"] == "float32" and res.grad.dtype == np.float64
+    err = max_rel_err(res.grad, ref)
+    assert err <= 1e-2
+    assert err > 1e-9  # it really ran in float32: float64 central is ~1e-9 here
+
+
+@pytest.mark.parametrize("scheme, levels, order, steps", [
+    ("forward", 1, 1, np.geomspace(1e-2, 1e-4, 6)),
+    ("backward", 1, 1, np.geomspace(1e-2, 1e-4, 6)),
+    ("central", 1, 2, np.geomspace(1e-1, 1e-3, 6)),
+    ("complex_step", 1, 2, np.geomspace(1e-1, 1e-3, 6)),
+    ("five_point", 1, 4, np.geomspace(1e-1, 1e-2, 6)),
+    ("richardson", 2, 4, np.geomspace(1e-1, 1e-2, 6)),
+    ("richardson", 3, 6, np.geomspace(2e-1, 5e-2, 6)),
+])
+def test_fitted_order_of_each_scheme(scheme, levels, order, steps):
+    obj, theta, ref = smooth_problem()
+    errors = [np.linalg.norm(fd(scheme=scheme, levels=levels, step=float(h)).value_and_grad(obj)(theta).grad - ref)
+              for h in steps]
+    slope = np.polyfit(np.log(steps), np.log(errors), 1)[0]
+    assert abs(slope - order) < 0.3, f"fitted order {slope:.2f}, expected {order}; errors {errors}"
+
+
+# ----- costs and steps -----
+@pytest.mark.parametrize("scheme, levels, expected", [
+    ("forward", 4, lambda n: n + 1), ("backward", 4, lambda n: n + 1), ("central", 4, lambda n: 2 * n + 1),
+    ("five_point", 4, lambda n: 4 * n + 1), ("richardson", 3, lambda n: 6 * n + 1),
+    ("richardson", 4, lambda n: 8 * n + 1), ("complex_step", 4, lambda n: n + 1)])
+def test_evaluation_counts(scheme, levels, expected):
+    obj, theta, _ = lecture_problem()
+    calls = []
+    counted = lambda xp, t: (calls.append(1), obj(xp, t))[1]  # noqa: E731
+    res = fd(scheme=scheme, levels=levels).value_and_grad(counted)(theta)
+    assert res.stats["n_evals"] == len(calls) == expected(theta.size)
+
+
+@pytest.mark.parametrize("dtype, scheme", [("float64", "central"), ("float32", "central"),
+                                           ("float64", "forward"), ("float32", "five_point")])
+def test_auto_steps_are_exact_and_scaled(dtype, scheme):
+    theta = np.array([0.1, -3.0, 1234.5, 0.0, 1e-7])
+    order = {"central": 2, "forward": 1, "five_point": 4}[scheme]
+    res = fd(scheme=scheme, dtype=dtype).value_and_grad_fn(lambda xp, t: xp.sum(t * 0.5))(theta)
+    t = theta.astype(dtype)
+    h = res.stats["steps"].astype(dtype)
+    np.testing.assert_array_equal((t + h) - t, h)  # the quotient's denominator is the distance really stepped
+    nominal = np.finfo(dtype).eps ** (1 / (order + 1)) * np.maximum(1.0, np.abs(theta))
+    # h_i = eps^(1/(p+1)) max(1, |theta_i|), moved by at most the rounding of theta_i + h_i (and of h_i)
+    assert np.all(np.abs(res.stats["steps"] - nominal) <= 2 * np.spacing((np.abs(t) + nominal).astype(dtype)))
+
+
+def test_array_and_float_steps_are_used_as_given():
+    f = lambda xp, t: xp.sum(t ** 3)  # noqa: E731 ; central quotient of x^3: 3x^2 + h^2 exactly (by hand)
+    theta = np.array([1.0, 2.0])
+    res = fd(step=[0.5, 0.25]).value_and_grad_fn(f)(theta)
+    np.testing.assert_allclose(res.grad, [3 + 0.25, 12 + 0.0625], rtol=1e-14)
+    np.testing.assert_array_equal(res.stats["steps"], [0.5, 0.25])
+    np.testing.assert_allclose(fd(step=0.5).grad(f)(theta), [3.25, 12.25], rtol=1e-14)
+    with pytest.raises(ValueError, match="one step per parameter: 2 values; got 3"):
+        fd(step=[0.1, 0.1, 0.1]).grad(f)(theta)
+
+
+def test_richardson_reports_levels_and_an_error_estimate():
+    obj, theta, ref = lecture_problem()
+    res = fd(scheme="richardson", levels=3).value_and_grad(obj)(theta)
+    assert res.stats["levels"] == 3 and res.stats["error_estimate"].shape == theta.shape
+    assert np.all(res.stats["error_estimate"] < 1e-8)
+
+
+# ----- the float32 trap -----
+def test_float32_step_below_the_spacing_raises_naming_the_parameters():
+    obj, theta, _ = lecture_problem()
+    with pytest.raises(StepUnderflowError, match=r"W0\[0, 0\] = 1 .*spacing.*dtype='float64'"):
+        fd(dtype="float32", step=1e-9).value_and_grad(obj)(theta)
+
+
+def test_float32_trap_can_warn_and_gives_nan_not_zero():
+    # theta[0] = 1: 1 + 1e-9 == 1 in float32. theta[1] = 1e-3: the step is representable, but f = 1 + 1e-6
+    # changes by 2e-12, below float32's spacing 1.2e-7 at 1: the quotient is lost in the rounding of f.
+    f = lambda xp, t: xp.sum(t * t)  # noqa: E731
+    with pytest.warns(StepUnderflowWarning) as caught:
+        res = fd(dtype="float32", step=1e-9, zero_step="warn").value_and_grad_fn(f)(np.array([1.0, 1e-3]))
+    messages = " | ".join(str(w.message) for w in caught)
+    assert "theta[0] = 1 " in messages and "step vanishes" in messages and "below the rounding of f" in messages
+    assert np.all(np.isnan(res.grad))
+    assert res.stats["zero_step_params"] == ["theta[0]"] and res.stats["zero_quotient_params"] == ["theta[1]"]
+
+
+def test_float32_quotient_lost_in_the_rounding_of_f_is_caught():
+    f = lambda xp, t: xp.sum(t * t)  # noqa: E731
+    with pytest.raises(StepUnderflowError, match=r"below the rounding of f.*theta\[1\] = 0.001 "):
+        fd(dtype="float32", step=1e-6).grad(f)(np.array([1.0, 1e-3]))  # theta[0]'s change 2e-6 is still seen
+
+
+
+def test_truly_flat_and_symmetric_parameters_stay_zero():
+    # theta[1] is unused; at theta[2] = 0 the derivative of t^2 is 0 and f(h) == f(-h) exactly
+    f = lambda xp, t: xp.sum(t[0:1] * t[0:1]) + xp.sum(t[2:3] * t[2:3])  # noqa: E731
+    res = fd(dtype="float32").value_and_grad_fn(f)(np.array([1.0, 5.0, 0.0]))
+    assert res.grad[1] == 0.0 and res.grad[2] == 0.0 and res.stats["zero_quotient_params"] == []
+
+
+# ----- kinks -----
+def relu_at_a_kink():
+    """x W0[:, 0] + b0[0] = 1*1 + 2*0.5 + 0.5*(-4) + 0 = 0 exactly: hidden unit 0 sits on relu's kink."""
+    model = ds.MLP((3, 2, 1), activation="relu")
+    theta = model.pack({"W0": [[1.0, 0.3], [0.5, 0.2], [-4.0, 0.1]], "b0": [0.0, 0.1], "W1": [[0.6], [0.7]],
+                        "b1": [0.2]})
+    return ds.Objective(model, "quadratic", [[1.0, 2.0, 0.5]], [[1.0]]), theta
+
+
+KINKED = ["W0[0, 0]", "W0[1, 0]", "W0[2, 0]", "b0[0]"]
+
+
+def test_a_step_straddling_a_relu_kink_is_reported():
+    obj, theta = relu_at_a_kink()
+    with pytest.warns(KinkWarning, match=r"W0\[0, 0\], W0\[1, 0\], W0\[2, 0\], b0\[0\]"):
+        res = fd().value_and_grad(obj)(theta)
+    assert res.stats["kink_params"] == KINKED
+    np.testing.assert_array_equal(res.stats["kink_indices"], [0, 2, 4, 6])
+    # by hand: h = (0, 0.85), y = 0.85 * 0.7 + 0.2 = 0.795, dJ/dy = -0.205; right derivative of b0[0] is
+    # -0.205 * 0.6 = -0.123, left derivative 0: the central quotient averages them
+    assert res.grad[6] == pytest.approx(-0.0615, abs=1e-5)
+
+
+def test_kink_check_off_reports_nothing():
+    obj, theta = relu_at_a_kink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = fd(kink_check=False).value_and_grad(obj)(theta)
+    assert res.stats["kink_params"] == []
+
+
+def test_complex_step_takes_the_kink_conventions_and_names_the_ties():
+    obj, theta = relu_at_a_kink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the conventional value is not an average: no KinkWarning
+        res = fd(scheme="complex_step").value_and_grad(obj)(theta)
+    # relu'(0) = 0 (DESIGN.md): by hand, the four kinked entries are 0, the others as for a live unit
+    np.testing.assert_array_equal(res.grad[[0, 2, 4, 6]], 0.0)
+    assert res.grad[7] == pytest.approx(-0.205 * 0.7, rel=1e-14)  # b0[1]
+    assert res.stats["kink_tie_params"] == KINKED and res.stats["kink_params"] == []
+
+
+def test_kinks_of_max_min_abs_and_step_are_each_tracked():
+    theta = np.array([0.0, 1.0, 0.0, 0.0, 0.0])
+
+    def f(xp, t):
+        return (xp.sum(xp.maximum(t[1:2], 1.0)) + xp.sum(xp.minimum(t[2:3], 0.0)) + xp.sum(xp.abs(t[3:4]))
+                + xp.sum(xp.step(t[4:5])) + xp.sum(t[0:1] * t[0:1]))
+
+    with pytest.warns(KinkWarning):
+        res = fd().value_and_grad_fn(f)(theta)
+    assert res.stats["kink_params"] == ["theta[1]", "theta[2]", "theta[3]", "theta[4]"]
+
+
+# ----- users' functions, structures, options -----
+def test_grad_of_a_users_function_keeps_the_structure():
+    g = fd(scheme="five_point").grad(lambda xp, p: p["a"] * xp.sum(p["b"] ** 2))({"a": 2.0, "b": np.array([1.0, 3.0])})
+    assert isinstance(g["a"], float) and g["a"] == pytest.approx(10.0, rel=1e-10)  # by hand: sum b^2
+    np.testing.assert_allclose(g["b"], [4.0, 12.0], rtol=1e-10)  # 2 a b
+
+
+def test_float32_casts_users_array_arguments():
+    seen = []
+
+    def f(xp, w, x):
+        seen.append((w.dtype, x.dtype))
+        return xp.sum(w * x)
+
+    np.testing.assert_allclose(fd(dtype="float32").grad(f)(np.array([1.0, 2.0]), np.array([3.0, 4.0])), [3, 4],
+                               rtol=1e-3)
+    assert set(seen) == {(np.dtype(np.float32), np.dtype(np.float32))}
+
+
+def test_complex_step_refuses_a_function_that_drops_the_imaginary_part():
+    with pytest.raises(TypeError, match="complex_step needs .* scheme='central'"):
+        fd(scheme="complex_step").grad(lambda xp, t: np.sum(np.abs(t)))(np.array([1.0, 2.0]))
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"scheme": "centre"}, "unknown finite-difference scheme 'centre'; choose one of forward"),
+    ({"dtype": "float16"}, "dtype must be one of float64, float32"),
+    ({"step": -1.0}, "step must be 'auto', a positive float"),
+    ({"step": "tiny"}, "step must be 'auto'"),
+    ({"levels": 0}, "levels .* from 1 to 10"),
+    ({"zero_step": "ignore"}, "zero_step must be 'raise' or 'warn'"),
+])
+def test_bad_options_are_refused_clearly(options, message):
+    with pytest.raises(ValueError, match=message):
+        fd(**options)
+
+
+def test_options_are_fields_and_labels():
+    d = fd(scheme="richardson", levels=3, dtype="float32", step=[0.1, 0.2])
+    assert d.name == "finite_diff" and d.label == "finite_diff[richardson3,float32]" and d.order == 6
+    assert d.step == (0.1, 0.2) and hash(d) == hash(fd(scheme="richardson", levels=3, dtype="float32", step=[0.1, 0.2]))
+
+
+# ----- the namespaces -----
+@pytest.mark.parametrize("xp", [COMPLEX, KinkTracker(NUMPY), KinkTracker(COMPLEX)], ids=lambda x: x.name)
+def test_namespaces_implement_every_function(xp):
+    missing = [name for name in NAMESPACE_FUNCTIONS if not callable(getattr(xp, name, None))]
+    assert missing == []
+
+
+@pytest.mark.parametrize("name, x, derivative", [
+    ("exp", 0.3, np.exp(0.3)), ("log", 0.3, 1 / 0.3), ("tanh", -0.4, 1 - np.tanh(-0.4) ** 2),
+    ("sigmoid", -30.0, np.exp(-30) / (1 + np.exp(-30)) ** 2), ("sigmoid", 2.0, np.exp(-2) / (1 + np.exp(-2)) ** 2),
+    ("abs", -2.0, -1.0), ("abs", 0.0, 0.0), ("step", 0.5, 0.0)])
+def test_complex_namespace_derivatives_by_hand(name, x, derivative):
+    z = np.array([x + 1e-30j])
+    out = getattr(COMPLEX, name)(z)
+    assert np.real(out)[0] == pytest.approx(getattr(NUMPY, name)(np.array([x]))[0], rel=1e-15)
+    assert np.imag(out)[0] / 1e-30 == pytest.approx(derivative, rel=1e-14, abs=1e-300)
+
+
+def test_complex_max_min_route_ties_to_the_first_argument():
+    a, b = np.array([1.0 + 2e-30j]), np.array([1.0 + 5e-30j])
+    assert np.imag(COMPLEX.maximum(a, b))[0] == 2e-30 and np.imag(COMPLEX.minimum(a, b))[0] == 2e-30
+    assert np.imag(COMPLEX.maximum(a, b + 1))[0] == 5e-30
+
+
+def test_complex_logsumexp_derivative_is_the_softmax():
+    x = np.array([[1.0, -2.0, 700.0]])  # 700: exp would overflow without the shift
+    p = np.exp(x - 700.0) / np.sum(np.exp(x - 700.0))
+    for i in range(3):
+        z = x.astype(complex)
+        z[0, i] += 1e-30j
+        assert np.imag(COMPLEX.logsumexp(z, axis=-1))[0] / 1e-30 == pytest.approx(p[0, i], rel=1e-14, abs=1e-300)
