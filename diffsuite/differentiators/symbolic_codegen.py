@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import sympy as sp
+from sympy.functions.elementary.piecewise import ExprCondPair
 from sympy.printing.pycode import PythonCodePrinter
 
 
@@ -114,7 +115,7 @@ def _mp_node(expr, args, ctx):
             if cond:
                 return value
         return _UNDEFINED
-    if isinstance(expr, sp.ExprCondPair):
+    if isinstance(expr, ExprCondPair):
         return tuple(args)
     if any(a is _UNDEFINED for a in args):
         return _UNDEFINED
