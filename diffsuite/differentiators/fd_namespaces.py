@@ -80,9 +80,9 @@ KINK_OPS = ("maximum", "minimum", "abs", "step")
 class KinkTracker:
     """Wraps ``NUMPY`` (or ``COMPLEX``) and records the branch each kink op takes in one evaluation.
 
-    ``start()`` before an evaluation, ``record()`` after it: a flat int8 array of branch choices for
-    the real namespace (compare two with ``np.array_equal``), or for the complex namespace a bool,
-    True if some perturbed entry sat exactly on a kink (a tie decided by convention).
+    ``start()`` before an evaluation, ``record()`` after it: the branch choices as bytes for the real
+    namespace (two evaluations took the same branches iff their records are equal), or for the complex
+    namespace a bool, True if some perturbed entry sat exactly on a kink (a tie decided by convention).
     """
 
     def __init__(self, base: Any = NUMPY):
@@ -100,15 +100,14 @@ class KinkTracker:
     def record(self) -> Any:
         if self.complex:
             return self._tie
-        if not self._masks:
-            return _EMPTY
-        return np.concatenate([m.ravel() for m in self._masks])
+        return b"".join(m.tobytes() for m in self._masks)  # bytes: comparing two records is one ==
 
     def _watch(self, first, second=None):
         """Real: remember the branch. Complex: flag a tie through which a perturbation flows."""
         if not self.complex:
-            branch = np.asarray(first >= second if second is not None else np.sign(first))
-            self._masks.append(branch.astype(np.int8, copy=False))
+            # maximum/minimum: which argument won; abs: the sign (0 is its own branch, abs'(0) = 0)
+            self._masks.append(np.asarray(first >= second) if second is not None
+                               else np.sign(np.asarray(first)).astype(np.int8))
         elif not self._tie:
             if second is None:
                 tie = (np.real(first) == 0) & (np.imag(first) != 0)
@@ -117,12 +116,11 @@ class KinkTracker:
             self._tie = bool(np.any(tie))
 
     def maximum(self, a, b):
-        self._watch(a, b) if self.complex else self._watch(np.real(a), np.real(b))
+        self._watch(a, b)  # real: the first argument wins where a >= b
         return self.base.maximum(a, b)
 
     def minimum(self, a, b):
-        # for minimum the first argument wins when a <= b: record that choice (b >= a)
-        self._watch(a, b) if self.complex else self._watch(np.real(b), np.real(a))
+        self._watch(a, b) if self.complex else self._watch(b, a)  # the first argument wins where b >= a
         return self.base.minimum(a, b)
 
     def abs(self, x):
@@ -133,8 +131,6 @@ class KinkTracker:
         if self.complex:
             self._watch(x)
         else:
-            self._masks.append(np.asarray(np.real(x) > 0).astype(np.int8))
+            self._masks.append(np.asarray(np.real(x) > 0))
         return self.base.step(x)
 
-
-_EMPTY = np.zeros(0, dtype=np.int8)
