@@ -6,6 +6,7 @@ Error model: the rounding of the forward and backward arithmetic only; no trunca
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
@@ -56,13 +57,20 @@ class Reverse:
         B = self.load()
         inputs, targets = (B.asarray(a) for a in objective.data(np.float64))  # moved and cast once
         layout = list(objective.model.layout.items())
+        n_params = objective.n_params
 
         def value_and_grad_fn(theta: np.ndarray) -> Gradient:
-            flat = B.asarray(objective.check_theta(theta))
+            # Fast path for the common call (a finite float64 vector of the right length): one reduction
+            # decides finiteness (any inf or nan makes the sum non-finite); anything else gets the full
+            # check, which names the offending entry.
+            if not (type(theta) is np.ndarray and theta.dtype == np.float64 and theta.shape == (n_params,)
+                    and math.isfinite(theta.sum())):
+                theta = objective.check_theta(theta)
+            flat = B.asarray(theta)
             tape = Tape(B)
             params = {name: tape.input(B.reshape(flat[a:b], shape)) for name, (a, b, shape) in layout}
             out = objective.evaluate(TapeNamespace(tape), params, inputs, targets)
-            return self._finish(tape, out, list(params.values()), B.concat_flat, objective.describe())
+            return self._finish(tape, out, list(params.values()), B.concat_flat, objective.describe)
 
         return value_and_grad_fn
 
@@ -76,7 +84,7 @@ class Reverse:
             tape = Tape(B)
             wrt = [tape.input(B.asarray(leaf)) for leaf in leaves]
             out = f(TapeNamespace(tape), rebuild(wrt), *args)
-            res = self._finish(tape, out, wrt, list, getattr(f, "__name__", "f"))
+            res = self._finish(tape, out, wrt, list, lambda: getattr(f, "__name__", "f"))
             res.grad = rebuild([grad_leaf(B.to_numpy(g)) for g in res.grad])
             return res
 
@@ -87,17 +95,20 @@ class Reverse:
         vg = self.value_and_grad_fn(f)
         return lambda theta, *args: vg(theta, *args).grad
 
-    def _finish(self, tape: Tape, out: Any, wrt: list[Var], collect: Callable, who: str) -> Gradient:
+    def _finish(self, tape: Tape, out: Any, wrt: list[Var], collect: Callable, who: Callable[[], str]) -> Gradient:
         B = tape.backend
         if type(out) is not Var:  # the output does not depend on theta at all
-            scalar_check(np.shape(out), who)
+            if np.size(out) != 1:
+                scalar_check(np.shape(out), who())
             grads, n_vjps = [B.zeros_like(v.value) for v in wrt], 0
+            value = out
         else:
-            scalar_check(out.shape, who)
+            if B.numel(out.value) != 1:
+                scalar_check(out.shape, who())
             grads, n_vjps = tape.backward(out, wrt)
+            value = out.value
         grad = collect(grads)
-        n_leaves = sum(1 for r in tape.records if r[0] is None)
-        stats = {"tape_records": len(tape.records), "tape_forward_ops": len(tape.records) - n_leaves,
+        n_records, n_leaves = len(tape.records), tape.n_leaves
+        stats = {"tape_records": n_records, "tape_forward_ops": n_records - n_leaves,
                  "tape_backward_ops": n_vjps, "tape_leaves": n_leaves}
-        value = to_float(B.to_numpy(out.value if type(out) is Var else out))
-        return Gradient(value, B.to_numpy(grad) if collect is not list else grad, stats)
+        return Gradient(to_float(B.to_numpy(value)), B.to_numpy(grad) if collect is not list else grad, stats)

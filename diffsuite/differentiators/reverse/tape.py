@@ -35,17 +35,18 @@ class Var:
         return len(self.value)
 
     # ----- operators -----
-    def __add__(self, o): return self.tape.apply(ADD, self, o)
-    def __radd__(self, o): return self.tape.apply(ADD, o, self)
-    def __sub__(self, o): return self.tape.apply(SUB, self, o)
-    def __rsub__(self, o): return self.tape.apply(SUB, o, self)
-    def __mul__(self, o): return self.tape.apply(MUL, self, o)
-    def __rmul__(self, o): return self.tape.apply(MUL, o, self)
-    def __truediv__(self, o): return self.tape.apply(DIV, self, o)
-    def __rtruediv__(self, o): return self.tape.apply(DIV, o, self)
-    def __matmul__(self, o): return self.tape.apply(MATMUL, self, o)
-    def __rmatmul__(self, o): return self.tape.apply(MATMUL, o, self)
-    def __neg__(self): return self.tape.apply(NEG, self)
+    # binary/unary are apply() without its generic argument loop: the hot path of every model
+    def __add__(self, o): return self.tape.binary(ADD, self, o)
+    def __radd__(self, o): return self.tape.binary(ADD, o, self)
+    def __sub__(self, o): return self.tape.binary(SUB, self, o)
+    def __rsub__(self, o): return self.tape.binary(SUB, o, self)
+    def __mul__(self, o): return self.tape.binary(MUL, self, o)
+    def __rmul__(self, o): return self.tape.binary(MUL, o, self)
+    def __truediv__(self, o): return self.tape.binary(DIV, self, o)
+    def __rtruediv__(self, o): return self.tape.binary(DIV, o, self)
+    def __matmul__(self, o): return self.tape.binary(MATMUL, self, o)
+    def __rmatmul__(self, o): return self.tape.binary(MATMUL, o, self)
+    def __neg__(self): return self.tape.unary(NEG, self)
     def __pos__(self): return self
 
     def __pow__(self, o):
@@ -74,19 +75,34 @@ def _raw(x):
     return x.value if type(x) is Var else x
 
 
-class Tape:
-    """A Wengert list on one backend. ``records[i] = (op, args, params, out_value)``; leaves have op None."""
+_NO_PARAMS: dict = {}  # shared by records without static parameters; never mutated
 
-    __slots__ = ("backend", "records")
+
+def _foreign_tape() -> ValueError:
+    return ValueError("a value from another tape (another gradient call) reached this one; "
+                      "do not keep traced values between calls")
+
+
+class Tape:
+    """A Wengert list on one backend. ``records[i] = (op, args, params, out_value)``; leaves have op None.
+
+    ``args`` holds the traced ``Var``s and the constants already converted by ``B.constant``, so the
+    backward pass reads every input value from the record without converting anything twice.
+    """
+
+    __slots__ = ("backend", "records", "n_leaves")
 
     def __init__(self, backend: Any):
         self.backend = backend
         self.records: list[tuple] = []
+        self.n_leaves = 0
 
     def input(self, value: Any) -> Var:
         """Start tracking ``value`` (already a backend array): gradients can be taken with respect to it."""
-        self.records.append((None, (), None, value))
-        return Var(value, len(self.records) - 1, self)
+        records = self.records
+        records.append((None, (), None, value))
+        self.n_leaves += 1
+        return Var(value, len(records) - 1, self)
 
     def apply(self, op: Op | str, *args: Any, **params: Any) -> Any:
         """Run primitive ``op`` forward and record it. With no traced argument it just computes (no record)."""
@@ -97,27 +113,61 @@ class Tape:
                 raise NotImplementedError(f"no primitive {op!r} (known: {', '.join(sorted(OPS))}); "
                                           "define it with defop() in reverse/ops.py") from None
         B = self.backend
-        traced, values = False, []
+        traced, values, kept = False, [], []
         for a in args:
             if type(a) is Var:
                 if a.tape is not self:
-                    raise ValueError("a value from another tape (another gradient call) reached this one; "
-                                     "do not keep traced values between calls")
+                    raise _foreign_tape()
                 traced = True
                 values.append(a.value)
+                kept.append(a)
             else:
-                values.append(B.constant(a))
+                c = B.constant(a)
+                values.append(c)
+                kept.append(c)
         out = op.forward(B, *values, **params)
         if not traced:
             return out
-        self.records.append((op, args, params, out))
-        return Var(out, len(self.records) - 1, self)
+        records = self.records
+        records.append((op, tuple(kept), params or _NO_PARAMS, out))
+        return Var(out, len(records) - 1, self)
+
+    def binary(self, op: Op, x: Any, y: Any) -> Any:
+        """``apply(op, x, y)`` for a two-input primitive without static parameters."""
+        traced = False
+        if type(x) is Var:
+            if x.tape is not self:
+                raise _foreign_tape()
+            xv, traced = x.value, True
+        else:
+            x = xv = self.backend.constant(x)
+        if type(y) is Var:
+            if y.tape is not self:
+                raise _foreign_tape()
+            yv, traced = y.value, True
+        else:
+            y = yv = self.backend.constant(y)
+        out = op.forward(self.backend, xv, yv)
+        if not traced:
+            return out
+        records = self.records
+        records.append((op, (x, y), _NO_PARAMS, out))
+        return Var(out, len(records) - 1, self)
+
+    def unary(self, op: Op, x: Any) -> Any:
+        """``apply(op, x)`` for a one-input primitive without static parameters."""
+        if type(x) is not Var or x.tape is not self:
+            return self.apply(op, x)  # a constant (no record), or the foreign-tape error
+        out = op.forward(self.backend, x.value)
+        records = self.records
+        records.append((op, (x,), _NO_PARAMS, out))
+        return Var(out, len(records) - 1, self)
 
     def backward(self, output: Var, wrt: list[Var]) -> tuple[list[Any], int]:
         """Gradients of scalar ``output`` with respect to each of ``wrt``, and the number of VJPs evaluated.
 
         Cotangents accumulate: a value used twice (the copy gate) receives the sum of both paths.
-        A leaf that ``output`` does not depend on gets zeros.
+        A leaf that ``output`` does not depend on gets zeros. Constants get no VJP at all.
         """
         B, records = self.backend, self.records
         cotangents: list[Any] = [None] * (output.index + 1)
@@ -129,18 +179,17 @@ class Tape:
                 continue
             op, args, params, out = records[i]
             if op is None:
-                continue
-            values = None
+                continue  # a leaf keeps its cotangent: it is a result
+            cotangents[i] = None  # free memory as we go: this node's cotangent is fully used
+            values = [a.value if type(a) is Var else a for a in args]
             for a, vjp in zip(args, op.vjps):
-                if type(a) is not Var or vjp is None:
+                if vjp is None or type(a) is not Var:
                     continue
-                if values is None:
-                    values = [x.value if type(x) is Var else B.constant(x) for x in args]
                 ct = vjp(B, g, out, *values, **params)
                 n_vjps += 1
                 j = a.index
-                cotangents[j] = ct if cotangents[j] is None else cotangents[j] + ct  # the copy gate adds
-            cotangents[i] = None  # free memory as we go: this node's cotangent is fully used
+                prev = cotangents[j]
+                cotangents[j] = ct if prev is None else prev + ct  # the copy gate adds
         grads = []
         for v in wrt:
             g = cotangents[v.index] if v.index <= output.index else None
@@ -156,14 +205,14 @@ class TapeNamespace:
     def __init__(self, tape: Tape):
         self.tape = tape
 
-    def exp(self, x): return self.tape.apply(EXP, x)
-    def log(self, x): return self.tape.apply(LOG, x)
-    def tanh(self, x): return self.tape.apply(TANH, x)
-    def sigmoid(self, x): return self.tape.apply(SIGMOID, x)
-    def abs(self, x): return self.tape.apply(ABS, x)
-    def step(self, x): return self.tape.apply(STEP, x)
-    def maximum(self, a, b): return self.tape.apply(MAXIMUM, a, b)
-    def minimum(self, a, b): return self.tape.apply(MINIMUM, a, b)
+    def exp(self, x): return self.tape.unary(EXP, x)
+    def log(self, x): return self.tape.unary(LOG, x)
+    def tanh(self, x): return self.tape.unary(TANH, x)
+    def sigmoid(self, x): return self.tape.unary(SIGMOID, x)
+    def abs(self, x): return self.tape.unary(ABS, x)
+    def step(self, x): return self.tape.unary(STEP, x)
+    def maximum(self, a, b): return self.tape.binary(MAXIMUM, a, b)
+    def minimum(self, a, b): return self.tape.binary(MINIMUM, a, b)
     def sum(self, x, axis=None, keepdims=False): return self.tape.apply(SUM, x, axis=axis, keepdims=keepdims)
     def mean(self, x, axis=None, keepdims=False): return self.tape.apply(MEAN, x, axis=axis, keepdims=keepdims)
     def logsumexp(self, x, axis=-1, keepdims=False): return self.tape.apply(LOGSUMEXP, x, axis=axis, keepdims=keepdims)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ....namespace import _logsumexp, _sigmoid, _step
+from ....namespace import _logsumexp, _step
 
 
 class NumpyBackend:
@@ -19,6 +19,7 @@ class NumpyBackend:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be 'float32' or 'float64'; got {dtype!r}")
+        self._exp_max = float(np.log(np.finfo(self.dtype).max)) - 1.0  # exp() of more overflows
 
     # ----- conversion -----
     def asarray(self, x):
@@ -40,7 +41,7 @@ class NumpyBackend:
 
     @staticmethod
     def concat_flat(parts):
-        return np.concatenate([np.ravel(p) for p in parts])
+        return np.concatenate([p.reshape(-1) for p in parts])
 
     def synchronize(self):
         """Wait for queued work (nothing to wait for on numpy)."""
@@ -49,7 +50,14 @@ class NumpyBackend:
     exp = staticmethod(np.exp)
     log = staticmethod(np.log)
     tanh = staticmethod(np.tanh)
-    sigmoid = staticmethod(_sigmoid)
+
+    def sigmoid(self, x):
+        # 1 / (1 + e^-x) is accurate to a few ulp; the exponent is clipped where e^-x would overflow
+        # (x below -709 in float64, -88 in float32), which changes only results below the smallest
+        # normal number. Five ufuncs instead of the branch-free namespace version's nine, and no
+        # np.errstate (a context manager costs more than the arithmetic on small arrays).
+        return 1.0 / (1.0 + np.exp(np.minimum(-x, self._exp_max)))
+
     abs = staticmethod(np.abs)
     sign = staticmethod(np.sign)
     step = staticmethod(_step)
@@ -60,18 +68,44 @@ class NumpyBackend:
     where = staticmethod(np.where)
 
     # ----- reductions and shapes -----
+    # ndarray methods rather than np.sum & co.: the np.* wrappers cost a few microseconds of Python each,
+    # which is most of an op's time on the small nets.
     @staticmethod
     def sum(x, axis=None, keepdims=False):
-        return np.sum(x, axis=axis, keepdims=keepdims)
+        return x.sum(axis=axis, keepdims=keepdims) if type(x) is np.ndarray else np.sum(x, axis=axis, keepdims=keepdims)
 
     @staticmethod
     def mean(x, axis=None, keepdims=False):
-        return np.mean(x, axis=axis, keepdims=keepdims)
+        return x.mean(axis=axis, keepdims=keepdims) if type(x) is np.ndarray else np.mean(x, axis=axis, keepdims=keepdims)
 
-    logsumexp = staticmethod(_logsumexp)
-    reshape = staticmethod(np.reshape)
-    swapaxes = staticmethod(np.swapaxes)
-    expand_dims = staticmethod(np.expand_dims)
+    @staticmethod
+    def logsumexp(x, axis=-1, keepdims=False):
+        """log(sum(exp(x), axis)), shifted by the max (its own gradient is not needed: see ops.logsumexp_vjp)."""
+        x = np.asarray(x)
+        m = x.max(axis=axis, keepdims=True)
+        if not np.isfinite(m.sum()):  # an infinite max (rare): shift by 0 there, as the namespace does
+            return _logsumexp(x, axis=axis, keepdims=keepdims)
+        out = np.log(np.exp(x - m).sum(axis=axis, keepdims=True)) + m
+        return out if keepdims else out.squeeze(axis)
+
+    @staticmethod
+    def reshape(x, shape):
+        return x.reshape(shape)  # the method, not np.reshape: one Python call less
+
+    @staticmethod
+    def swapaxes(x, a, b):
+        if x.ndim == 2 and type(x) is np.ndarray:
+            return x.T  # the matmul VJPs' case: an attribute, not a Python wrapper
+        return np.swapaxes(x, a, b)
+
+    @staticmethod
+    def expand_dims(x, axis):
+        if type(axis) is int and type(x) is np.ndarray:
+            shape = list(x.shape)
+            shape.insert(axis if axis >= 0 else len(shape) + 1 + axis, 1)
+            return x.reshape(shape)
+        return np.expand_dims(x, axis)
+
     outer = staticmethod(np.outer)
 
     @staticmethod
@@ -80,7 +114,9 @@ class NumpyBackend:
 
     @staticmethod
     def ones_like(x):
-        return np.ones_like(x)
+        out = np.empty_like(x)  # empty_like + fill: np.ones_like is a slower Python wrapper of the same
+        out.fill(1)
+        return out
 
     @staticmethod
     def zeros_like(x):
@@ -89,11 +125,15 @@ class NumpyBackend:
     @staticmethod
     def sum_to(g, like):
         """Undo broadcasting: sum ``g`` down to the shape of ``like``."""
-        shape = np.shape(like)
-        if np.shape(g) == shape:
+        shape = like.shape if type(like) is np.ndarray else np.shape(like)
+        if type(g) is not np.ndarray:
+            g = np.asarray(g)
+        gshape = g.shape
+        if gshape == shape:  # the common case, without a call
             return g
-        g = np.asarray(g)
-        lead = g.ndim - len(shape)
+        lead = len(gshape) - len(shape)
+        if lead == 1 and gshape[1:] == shape:  # a bias broadcast over the batch
+            return g.sum(axis=0)
         if lead > 0:
             g = g.sum(axis=tuple(range(lead)))
         axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
@@ -103,6 +143,10 @@ class NumpyBackend:
     @staticmethod
     def expand_to(g, like, axis, keepdims):
         """Broadcast a reduction's cotangent back to the input's shape (the VJP of sum)."""
+        if axis is None and type(like) is np.ndarray and like.size <= 65536 and like.dtype.kind == "f":
+            out = np.empty_like(like)  # a filled array: cheaper than broadcast_to's Python checks here
+            out.fill(g)
+            return out
         if axis is not None and not keepdims:
             g = np.expand_dims(g, axis)
         return np.broadcast_to(g, np.shape(like))
