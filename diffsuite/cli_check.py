@@ -41,21 +41,33 @@ def _run(args) -> int:
     devices = {"cpu": ("cpu",), "cuda": ("cuda",), "all": ("cpu", "cuda")}[args.device]
     grid_name = "quick" if args.quick else "full"
     try:
-        rows, reference = bl.measure_grid(bl.QUICK if args.quick else bl.FULL, devices,
-                                          reference=None if stored is None else stored.get("reference"))
+        rows, info = bl.measure_grid(args.quick, devices, reference=None if stored is None else stored.get("reference"),
+                                     source=None if stored is None else stored.get("source", "builtin"),
+                                     references=None if stored is None else stored["references"])
     except bl.BaselineError as e:
-        print(f"diffsuite check: {path}: {e}", file=sys.stderr)
+        print(f"diffsuite check: {path}: {e}; regenerate the baseline with: diffsuite check --baseline {path} --update"
+              f"{' --quick' if args.quick else ''}", file=sys.stderr)
         return 2
+    reference = info["reference"]
     problems = [r for r in rows if r["status"] in ("error", "budget")]
     if args.update:
-        written = bl.write_baseline(path, bl.baseline_document(rows, reference, grid_name))
+        if not any(r["status"] == "ok" for r in rows):
+            _print_unrecorded(rows)
+            print(f"diffsuite check: no cell could be measured; {path} was not written", file=sys.stderr)
+            return 1
+        written = bl.write_baseline(path, bl.baseline_document(rows, info, grid_name))
         n = sum(r["status"] == "ok" for r in rows)
         print(f"wrote {n} cells ({grid_name} grid, reference: {reference}) to {written}")
         _print_unrecorded(rows)
         return 0
     result = bl.compare(stored, rows, factor)
-    print(f"diffsuite check: {result.n_compared} cells compared with {path} ({grid_name} grid, reference: "
-          f"{reference}, factor {factor:g})")
+    if result.n_compared == 0:
+        print(f"diffsuite check: the baseline {path} shares no cell with the {grid_name} grid measured here; "
+              f"check --quick against the right file, or regenerate it with: diffsuite check --baseline {path} "
+              f"--update{' --quick' if args.quick else ''}", file=sys.stderr)
+        return 2
+    print(f"diffsuite check: {result.n_compared} cells compared with {path} ({grid_name} grid from {info['source']}, "
+          f"reference: {reference}, factor {factor:g})")
     if result.unmeasured:
         print(f"  {len(result.unmeasured)} baseline cells not measured here: {result.unmeasured[0]['message']}")
     if result.new:

@@ -37,6 +37,8 @@ from .gradcheck.tolerances import DEFAULT_RTOL, default_rtol
 
 #: the largest problem (number of entries) for which reference="auto" computes the exact reference
 EXACT_MAX_PARAMS = 64
+#: seconds the exact reference may take under reference="auto" before reverse mode replaces it
+EXACT_TIME_BUDGET_S = 5.0
 DEFAULT_METHODS = ("reverse", "central")
 EXACT_LABEL = "exact (mpmath, 50 digits)"
 
@@ -125,9 +127,10 @@ def _reference(problem: Problem, reference: Any, notes: list[str]) -> tuple[np.n
         if reference == "exact" or problem.flat.size <= EXACT_MAX_PARAMS:
             try:
                 from .reference import reference_gradient
-                target = problem.target if problem.is_objective else problem.flat_function()
-                res = reference_gradient(target, problem.flat, dtype="float64")
-                return np.asarray(res.grad, dtype=np.float64).ravel(), EXACT_LABEL, res.value, None
+                budget = None if reference == "exact" else EXACT_TIME_BUDGET_S
+                res = reference_gradient(problem.target, problem.theta, *problem.args, dtype="float64",
+                                         time_budget_s=budget)
+                return problem.flatten_like_theta(res.grad), EXACT_LABEL, res.value, None
             except (ImportError, BudgetExceeded, NotImplementedError) as e:
                 if reference == "exact":
                     raise

@@ -24,6 +24,7 @@ def test_the_committed_quick_baseline_holds(capsys):
     rc, out, err = run(capsys, "--quick", "--baseline", COMMITTED)
     assert rc == 0, out + err
     assert "ok: no cell lost accuracy" in out
+    assert json.loads(COMMITTED.read_text())["reference"] == bl.EXACT
 
 
 def test_a_broken_rule_fails_the_check_with_a_table(capsys, monkeypatch):
@@ -32,25 +33,44 @@ def test_a_broken_rule_fails_the_check_with_a_table(capsys, monkeypatch):
     monkeypatch.setattr(tape, "TANH", bad)
     rc, out, err = run(capsys, "--quick", "--baseline", COMMITTED)
     assert rc == 1 and "REGRESSIONS" in out
-    table = out.split("REGRESSIONS", 1)[1].splitlines()[2:]
-    assert table and all(" tanh " in line for line in table)
-    assert "model" in out and "baseline" in out and "ratio" in out
+    header, *table = out.split("REGRESSIONS", 1)[1].splitlines()[1:]
+    assert header.split()[:9] == [*bl.KEY, "baseline", "now", "ratio"]
+    # only the reverse engine uses the broken rule, and only on the tanh problems
+    assert table and all(" tanh " in line and " reverse[" in line for line in table)
+    assert any(" float64 " in line for line in table) and any(" float32 " in line for line in table)
 
 
-def test_update_writes_a_baseline_that_then_holds_and_catches_a_shrunk_cell(capsys, tmp_path):
-    path = tmp_path / "b.json"
-    assert run(capsys, "--quick", "--update", "--baseline", path)[0] == 0
-    data = json.loads(path.read_text())
-    assert data["format"] == bl.FORMAT and data["cells"]
-    assert all(set(bl.KEY) <= set(c) for c in data["cells"])
-    assert run(capsys, "--quick", "--baseline", path)[0] == 0
+def test_a_cell_whose_error_grew_is_named(capsys, tmp_path):
+    data = json.loads(COMMITTED.read_text())
     victim = max(data["cells"], key=lambda c: c["error"])  # large enough to be above the rounding floor
     victim["error"] /= 1000
+    path = tmp_path / "b.json"
     path.write_text(json.dumps(data))
     rc, out, _ = run(capsys, "--quick", "--baseline", path)
     rows = out.split("REGRESSIONS", 1)[1].splitlines()[2:]
     assert rc == 1 and len(rows) == 1
-    assert all(str(victim[k]) in rows[0] for k in bl.KEY)
+    assert rows[0].split()[:6] == [str(victim[k]) for k in bl.KEY]
+
+
+def test_update_writes_a_baseline_that_then_holds(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(bl, "exact_available", lambda: False)  # reverse float64 as the reference: fast
+    path = tmp_path / "b.json"
+    rc, out, _ = run(capsys, "--quick", "--update", "--baseline", path)
+    assert rc == 0 and "wrote" in out
+    data = json.loads(path.read_text())
+    assert data["format"] == bl.FORMAT and data["reference"] == bl.REVERSE and data["cells"]
+    assert all(set(bl.KEY) <= set(c) for c in data["cells"])
+    assert run(capsys, "--quick", "--baseline", path)[0] == 0
+
+
+def test_a_changed_problem_is_not_compared_with_a_stale_reference(capsys, tmp_path):
+    data = json.loads(COMMITTED.read_text())
+    pid = next(iter(data["references"]))
+    data["references"][pid]["value"] *= 1.5
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(data))
+    rc, out, _ = run(capsys, "--quick", "--baseline", path)
+    assert rc == 1 and "changed since the baseline was written" in out
 
 
 @pytest.mark.parametrize("content,message", [

@@ -18,6 +18,7 @@ to switch to that study's cells if both should ever share a definition.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -71,10 +72,33 @@ FULL = Grid(activations=("step", "sigmoid", "tanh", "relu", "leaky_relu", "elu",
                      "richardson", "complex_step"))
 
 
-def problems(grid: Grid) -> Iterable[tuple[dict, Any, np.ndarray]]:
-    """(key fields model/activation/loss, Objective, theta) for each problem of the grid."""
+# ----- the grid: problems and methods -----
+@dataclass
+class Case:
+    """One problem of the grid with the methods to run on it: (method label, dtype, device, make differentiator)."""
+
+    key: dict                   # model, activation, loss
+    seed: int
+    objective: Any
+    theta: np.ndarray
+    methods: list[tuple[str, str, str, Callable[[], Any]]]
+    same_point: bool = False    # theta and data are float32-exact: one reference serves every dtype
+
+
+def builtin_cases(grid: Grid, devices: tuple = ("cpu",)) -> Iterable[Case]:
+    """The grid defined in this module (used where ``diffsuite.study.accuracy`` is not available)."""
     from ..nn import MLP
     from ..objective import Objective
+    from .methods import resolve_method
+
+    def factory(name, dtype, device):
+        def make():
+            d = resolve_method(name, dtype).differentiator
+            return dataclasses.replace(d, device=device) if device != "cpu" else d
+        return make
+
+    methods = [(name, dtype, device, factory(name, dtype, device)) for dtype in grid.dtypes for name in grid.methods
+               for device in (devices if name == "reverse_torch" else ("cpu",))]
     for activation in grid.activations:
         for loss in grid.losses:
             for reg in grid.regularisers:
@@ -84,11 +108,56 @@ def problems(grid: Grid) -> Iterable[tuple[dict, Any, np.ndarray]]:
                 l1, l2 = REGULARISERS[reg]
                 obj = Objective(model, loss, rng.normal(size=(grid.batch, grid.layers[0])),
                                 make_targets(rng, grid.batch, grid.layers[-1]), l1=l1, l2=l2)
-                key = {"model": "MLP" + str(tuple(grid.layers)).replace(" ", ""), "activation": activation,
-                       "loss": loss if reg == "none" else f"{loss}+{reg}"}
-                yield key, obj, model.init(seed=grid.seed)
+                yield Case(_key(model, activation, loss, reg), grid.seed, obj, model.init(seed=grid.seed), methods)
 
 
+def study_cases(quick: bool, devices: tuple = ("cpu",)) -> Iterable[Case]:
+    """The accuracy study's grid (``diffsuite.study.accuracy``): its problems, methods and dtypes."""
+    from ..study import accuracy, common
+    config = accuracy.Config()
+    # the quick check leaves symbolic out: building its expressions takes seconds per problem (the full check has it)
+    config = dataclasses.replace(config.quick(), symbolic=False) if quick else config
+    config = dataclasses.replace(config, devices=tuple(devices))
+
+    def factory(label, dtype):
+        extra = {"warn": False} if label.startswith("finite_diff") else {}
+        return lambda: common.make_method(label, dtype=dtype, **extra)
+
+    methods = [(label, dtype, common.method_device(label), factory(label, dtype)) for label in config.methods()
+               for dtype in config.dtypes if not (label.startswith("symbolic") and dtype != "float64")]
+    for c in accuracy.cells(config):
+        p = c.params
+        prob = common.mlp_problem(hidden=config.hidden, activation=p["activation"], loss=p["loss"], reg=p["reg"],
+                                  batch=config.batch, seed=p["seed"])
+        yield Case(_key(prob.objective.model, p["activation"], p["loss"], p["reg"]), p["seed"], prob.objective,
+                   prob.theta, methods, same_point=True)
+
+
+def _key(model: Any, activation: str, loss: str, reg: str) -> dict:
+    return {"model": "MLP" + str(tuple(model.layers)).replace(" ", ""), "activation": activation,
+            "loss": loss if reg == "none" else f"{loss}+{reg}"}
+
+
+def study_available() -> bool:
+    try:
+        from ..study import accuracy, common  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+SOURCES = ("study.accuracy", "builtin")
+
+
+def grid_cases(source: str, quick: bool, devices: tuple) -> Iterable[Case]:
+    if source == "study.accuracy":
+        return study_cases(quick, devices)
+    if source == "builtin":
+        return builtin_cases(QUICK if quick else FULL, devices)
+    raise BaselineError(f"unknown grid source {source!r}; a baseline's grid source is one of {', '.join(SOURCES)}")
+
+
+# ----- measuring -----
 EXACT, REVERSE = "exact (mpmath)", "reverse float64"
 REFERENCES = (EXACT, REVERSE)
 
@@ -110,50 +179,81 @@ def reference_for(obj: Any, theta: np.ndarray, dtype: str, reference: str) -> np
     return get_differentiator("reverse").value_and_grad(obj)(theta).grad
 
 
-def measure_grid(grid: Grid = QUICK, devices: tuple = ("cpu",), reference: str | None = None,
-                 progress: Callable[[str], None] | None = None) -> tuple[list[dict], str]:
-    """One row per cell: the KEY fields, ``error`` (float or None) and ``status`` (ok, error, skipped, budget).
+def measure_grid(quick: bool = True, devices: tuple = ("cpu",), reference: str | None = None,
+                 source: str | None = None, references: dict | None = None) -> tuple[list[dict], dict]:
+    """One row per cell: the KEY fields, ``error`` (the worst over the grid's seeds; None unless ok) and
+    ``status`` (ok, error, skipped, budget). Also returns ``{"reference", "source", "references"}``.
 
     ``reference``: EXACT or REVERSE; None takes the exact one where ``diffsuite.reference`` exists.
-    A comparison uses the baseline's own reference, so that errors are always like for like.
+    ``source``: "study.accuracy" or "builtin"; None takes the study where it exists. A comparison
+    passes the baseline's own reference and source, so that errors are always compared like for like.
+    ``references``: reference gradients stored with a baseline, by problem id (``{"value", "grad"}``):
+    they are used instead of recomputing (the exact one takes seconds per problem), after checking
+    that the problem still has the stored value; ``info["references"]`` has every one used.
     """
     from ..errors import BudgetExceeded
-    from .methods import resolve_method
-    if reference is None:
-        reference = EXACT if exact_available() else REVERSE
+    reference = reference or (EXACT if exact_available() else REVERSE)
+    source = source or ("study.accuracy" if study_available() else "builtin")
     if reference not in REFERENCES:
         raise BaselineError(f"unknown reference {reference!r}; a baseline's reference is one of {', '.join(REFERENCES)}")
-    rows = []
-    for key, obj, theta in problems(grid):
-        for dtype in grid.dtypes:
-            ref = reference_for(obj, theta, dtype, reference)
-            scale = float(np.max(np.abs(ref))) or 1.0
-            for name in grid.methods:
-                for device in (devices if name == "reverse_torch" else ("cpu",)):
-                    row = {**key, "dtype": dtype, "device": device, "method": name, "error": None, "status": "ok",
-                           "message": ""}
-                    try:
-                        m = resolve_method(name, dtype)
-                        d = m.differentiator
-                        if device != "cpu":
-                            import dataclasses
-                            d = dataclasses.replace(d, device=device)
-                        with warnings.catch_warnings():
-                            warnings.simplefilter("ignore")  # kinks and steps are part of what is measured
-                            g = np.asarray(d.value_and_grad(obj)(theta).grad, dtype=np.float64)
-                        row["error"] = float(np.max(np.abs(g - ref))) / scale
-                        if not math.isfinite(row["error"]):
-                            row["status"], row["message"] = "error", "non-finite gradient"
-                    except ImportError as e:  # an optional backend (torch, CUDA) absent: not a regression
-                        row["status"], row["message"] = "skipped", str(e).splitlines()[0]
-                    except BudgetExceeded as e:
-                        row["status"], row["message"] = "budget", str(e)
-                    except Exception as e:  # noqa: BLE001 - recorded, and a regression if the baseline had a number
-                        row["status"], row["message"] = "error", f"{type(e).__name__}: {e}"
-                    rows.append(row)
-                    if progress:
-                        progress(cell_id(row))
-    return rows, reference
+    if source == "study.accuracy" and not study_available():
+        raise BaselineError("the baseline was measured on the accuracy study's grid, but diffsuite.study.accuracy is "
+                            "not available here")
+    stored, used = references or {}, {}
+    merged: dict[tuple, dict] = {}
+    for case in grid_cases(source, quick, devices):
+        for label, dtype, device, make in case.methods:
+            row = {**case.key, "dtype": dtype, "device": device, "method": label, "error": None, "status": "ok",
+                   "message": ""}
+            try:
+                pid = problem_id(case, "float64" if case.same_point else dtype)
+                if pid not in used:
+                    used[pid] = _reference(case, pid, stored.get(pid), reference)
+                ref = np.asarray(used[pid]["grad"], dtype=np.float64)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # kinks and steps are part of what is measured
+                    g = np.asarray(make().value_and_grad(case.objective)(case.theta).grad, dtype=np.float64)
+                scale = float(np.max(np.abs(ref)))
+                row["error"] = float(np.max(np.abs(g - ref))) / (scale if scale > 0 else 1.0)
+                if not math.isfinite(row["error"]):
+                    row["status"], row["message"] = "error", "non-finite gradient"
+            except ImportError as e:  # an optional backend (torch, CUDA) absent: not a regression
+                row["status"], row["message"] = "skipped", str(e).splitlines()[0]
+            except BudgetExceeded as e:
+                row["status"], row["message"] = "budget", str(e)
+            except Exception as e:  # noqa: BLE001 - recorded, and a regression if the baseline had a number
+                row["status"], row["message"] = "error", f"{type(e).__name__}: {e}"
+            k = tuple(str(row[f]) for f in KEY)
+            merged[k] = _worse(merged[k], row) if k in merged else row
+    return list(merged.values()), {"reference": reference, "source": source, "references": used}
+
+
+def problem_id(case: Case, ref_dtype: str) -> str:
+    return f"{case.key['model']} {case.key['activation']} {case.key['loss']} seed={case.seed} {ref_dtype}"
+
+
+def _reference(case: Case, pid: str, stored: dict | None, reference: str) -> dict:
+    """``{"value", "grad"}``: the stored reference if the problem still has its value, else computed afresh."""
+    value = case.objective.value(case.theta)
+    if stored is not None:
+        if not math.isclose(value, stored["value"], rel_tol=1e-12, abs_tol=1e-300):
+            raise BaselineError(f"the problem {pid} changed since the baseline was written: its loss is {value!r}, "
+                                f"the baseline's {stored['value']!r}; if that is intended, regenerate the baseline "
+                                "with --update")
+        return stored
+    if reference == EXACT and not exact_available():
+        raise BaselineError(f"the baseline has no stored reference for {pid} and diffsuite.reference is not "
+                            "available here to compute the exact one")
+    ref_dtype = pid.rsplit(" ", 1)[1]
+    return {"value": value, "grad": [float(x) for x in reference_for(case.objective, case.theta, ref_dtype, reference)]}
+
+
+def _worse(a: dict, b: dict) -> dict:
+    """Of two seeds' rows for one cell: a failure first, else the larger error."""
+    rank = {"error": 0, "budget": 1, "skipped": 2, "ok": 3}
+    if rank[a["status"]] != rank[b["status"]]:
+        return a if rank[a["status"]] < rank[b["status"]] else b
+    return b if a["status"] == "ok" and b["error"] > a["error"] else a
 
 
 def cell_id(row: dict) -> str:
@@ -199,14 +299,21 @@ def load_baseline(path: str | Path) -> dict:
         if k in keyed:
             raise BaselineError(f"baseline file {path}: cell #{i} ({cell_id(c)}) appears twice; {fix}")
         keyed[k] = c
-    return {**data, "cells": keyed}
+    refs = data.get("references", {})
+    if not isinstance(refs, dict) or not all(
+            isinstance(r, dict) and isinstance(r.get("value"), (int, float)) and isinstance(r.get("grad"), list)
+            and all(isinstance(x, (int, float)) for x in r["grad"]) for r in refs.values()):
+        raise BaselineError(f"baseline file {path}: \"references\" must map problem ids to {{\"value\": number, "
+                            f"\"grad\": [numbers]}}; {fix}")
+    return {**data, "cells": keyed, "references": refs}
 
 
-def baseline_document(rows: list[dict], reference: str, grid_name: str) -> dict:
+def baseline_document(rows: list[dict], info: dict, grid_name: str) -> dict:
     from .. import __version__
     cells = sorted(({**{k: r[k] for k in KEY}, "error": r["error"]} for r in rows if r["status"] == "ok"),
                    key=lambda c: tuple(str(c[k]) for k in KEY))
-    return {"format": FORMAT, "version": VERSION, "grid": grid_name, "metric": METRIC, "reference": reference,
+    return {"format": FORMAT, "version": VERSION, "grid": grid_name, "source": info["source"], "metric": METRIC,
+            "reference": info["reference"], "references": dict(sorted(info["references"].items())),
             "written_by": f"diffsuite {__version__}, numpy {np.__version__}", "cells": cells}
 
 
@@ -215,8 +322,11 @@ def write_baseline(path: str | Path, document: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    head = {k: v for k, v in document.items() if k != "cells"}
-    lines = [json.dumps(head, indent=1)[:-2] + ',\n "cells": [']  # one cell per line: readable diffs
+    head = {k: v for k, v in document.items() if k not in ("cells", "references")}
+    lines = [json.dumps(head, indent=1)[:-2] + ',\n "references": {']  # one problem, one cell per line
+    refs = list(document.get("references", {}).items())
+    lines += [f" {json.dumps(k)}: {json.dumps(v)}" + ("," if i < len(refs) - 1 else "") for i, (k, v) in enumerate(refs)]
+    lines += [' },', ' "cells": [']
     lines += [" " + json.dumps(c) + ("," if i < len(document["cells"]) - 1 else "") for i, c in enumerate(document["cells"])]
     tmp.write_text("\n".join(lines) + "\n ]\n}\n")
     os.replace(tmp, path)
