@@ -1,20 +1,19 @@
 """The accuracy baseline behind ``diffsuite check``: measure a grid, compare every cell with stored errors.
 
-A cell is (model, activation, loss, dtype, device, method); its error is the gradient's relative
-error against the reference, ``max_i |g_i - ref_i| / max_i |ref_i|``. The reference is the exact
-gradient (mpmath, 50 digits) at the point each dtype sees where ``diffsuite.reference`` is available,
-else reverse mode in float64 (the baseline records which, and a comparison across references is refused).
+A cell is (model, activation, loss, dtype, device, method); its error is the gradient's normwise
+relative error against the reference, ``max_i |g_i - ref_i| / max_i |ref_i|``, the worst over the
+grid's seeds. The reference is the exact gradient (``diffsuite.reference``, mpmath, 50 digits) where
+available, else reverse mode in float64; the baseline records which, stores each problem's reference
+gradient (seconds to compute; reused while the problem keeps its loss value) and a check always
+measures like for like.
 
 A cell *regresses* when ``error > factor * max(baseline, floor)``, where ``floor = FLOOR_EPS * eps(dtype)``
 keeps cells at the rounding level (reverse mode: ~1e-16) from failing for a change in the last bits.
 A cell that errors now but had a number in the baseline regresses too.
 
-The baseline is JSON: ``{"format": "diffsuite-accuracy-baseline", "version": 1, "reference": ...,
-"metric": ..., "cells": [{"model", "activation", "loss", "dtype", "device", "method", "error"}, ...]}``.
-
-Seam: the grid is defined here (``Grid``, ``QUICK``, ``FULL``), because the accuracy study
-(``diffsuite.study.accuracy``) measures per-seed rows for figures; ``measure_grid`` is the one place
-to switch to that study's cells if both should ever share a definition.
+The grid: the accuracy study's (``diffsuite.study.accuracy``: ``Config``, ``cells``, its problems and
+method labels), quick = the study's quick grid without symbolic. Seam: where that study is absent,
+the ``builtin`` grid below (``Grid``, ``QUICK``, ``FULL``) is used; the baseline records its source.
 """
 from __future__ import annotations
 
