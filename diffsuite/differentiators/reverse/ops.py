@@ -117,5 +117,5 @@ RESHAPE = defop("reshape", lambda B, x, *, shape: B.reshape(x, shape),
                 lambda B, g, out, x, *, shape: B.reshape(g, x.shape))
 TRANSPOSE = defop("transpose", lambda B, x: B.swapaxes(x, -1, -2) if x.ndim > 1 else x,
                   lambda B, g, out, x: B.swapaxes(g, -1, -2) if x.ndim > 1 else g)
-GETITEM = defop("getitem", lambda B, x, *, index: x[index],
+GETITEM = defop("getitem", lambda B, x, *, index: B.getitem(x, index),  # numpy's indexing on every backend
                 lambda B, g, out, x, *, index: B.scatter(g, x, index))  # zeros shaped like x, g added at index

@@ -181,6 +181,17 @@ class Tape:
             if op is None:
                 continue  # a leaf keeps its cotangent: it is a result
             cotangents[i] = None  # free memory as we go: this node's cotangent is fully used
+            if len(args) == 1:  # unrolled for one input, the commonest case, then the general loop
+                x = args[0]
+                vjp = op.vjps[0]
+                if vjp is None:
+                    continue
+                ct = vjp(B, g, out, x.value, **params)
+                n_vjps += 1
+                j = x.index
+                prev = cotangents[j]
+                cotangents[j] = ct if prev is None else prev + ct  # the copy gate adds
+                continue
             values = [a.value if type(a) is Var else a for a in args]
             for a, vjp in zip(args, op.vjps):
                 if vjp is None or type(a) is not Var:

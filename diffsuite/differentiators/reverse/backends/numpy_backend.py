@@ -152,6 +152,10 @@ class NumpyBackend:
         return np.broadcast_to(g, np.shape(like))
 
     @staticmethod
+    def getitem(x, index):
+        return x[index]
+
+    @staticmethod
     def scatter(g, like, index):
         out = np.zeros(np.shape(like), dtype=np.result_type(g, like))
         np.add.at(out, index, g)  # add.at: a repeated index gets every contribution

@@ -1,0 +1,232 @@
+"""The torch array backend of the reverse engine: torch tensors on the CPU or a CUDA GPU.
+
+torch is only the array library here. The tape in ``tape.py`` and the rules in ``ops.py`` do the
+differentiation; torch.autograd is never involved (no tensor ever has ``requires_grad``, so torch
+records no graph). This is the only module of diffsuite that imports torch, and ``load_backend``
+imports it only when ``backend="torch"`` is asked for.
+
+Plain torch calls, not array-api-compat: wrapping torch in the array-API namespace adds a Python
+layer to every op (measured in docs/reverse.md), and the engine's small nets are bound by exactly
+that per-op overhead. The methods below give numpy's semantics where torch's differ (ties in
+``maximum``, indexing with negative steps and repeated indices, ``keepdims`` of a full reduction).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+Tensor = torch.Tensor
+_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def _basic_index(index) -> bool:
+    """True for indices torch handles exactly like numpy: ints, None, ..., slices with positive steps."""
+    parts = index if type(index) is tuple else (index,)
+    for p in parts:
+        if p is None or p is Ellipsis or (isinstance(p, int) and not isinstance(p, bool)):
+            continue
+        if type(p) is slice and (p.step is None or (isinstance(p.step, int) and p.step > 0)):
+            continue
+        return False
+    return True
+
+
+class TorchBackend:
+    """torch tensors in ``dtype`` (float64 by default) on ``device`` ("cpu", "cuda" or "cuda:N")."""
+
+    name = "torch"
+
+    def __init__(self, device: str = "cpu", dtype: str = "float64"):
+        if str(dtype) not in _DTYPES:
+            raise ValueError(f"dtype must be 'float32' or 'float64'; got {dtype!r}")
+        device = str(device)
+        if device.startswith("cuda"):
+            if not torch.cuda.is_available():
+                build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+                raise RuntimeError(
+                    f"device={device!r} needs a CUDA GPU, and torch.cuda.is_available() is False here (torch "
+                    f"{torch.__version__}, {build}). On a machine with an NVIDIA GPU, install a CUDA build of torch "
+                    "(see https://pytorch.org/get-started/locally/); otherwise use device='cpu'.")
+        elif device != "cpu":
+            raise ValueError(f"backend 'torch' runs on device 'cpu', 'cuda' or 'cuda:N'; got device={device!r}")
+        self.device = torch.device(device)
+        self.dtype = _DTYPES[str(dtype)]
+        self.is_cuda = self.device.type == "cuda"
+
+    def __repr__(self):
+        return f"TorchBackend(device={str(self.device)!r}, dtype={str(self.dtype).removeprefix('torch.')!r})"
+
+    # ----- conversion -----
+    def asarray(self, x):
+        """A tensor on this device in this dtype (numbers, bools and floats are cast; numpy is shared on the CPU)."""
+        if type(x) is not Tensor:
+            x = torch.as_tensor(np.asarray(x) if not isinstance(x, (int, float)) else x)
+        if x.dtype != self.dtype or x.device != self.device:
+            x = x.to(device=self.device, dtype=self.dtype)
+        return x
+
+    def constant(self, x):
+        """Convert a constant met inside a traced function; Python numbers stay numbers (dtype-neutral)."""
+        if isinstance(x, (int, float)):
+            return x
+        if type(x) is Tensor and x.dtype == self.dtype and x.device == self.device:
+            return x
+        return self.asarray(x)
+
+    @staticmethod
+    def to_numpy(x) -> np.ndarray:
+        if type(x) is Tensor:
+            return x.detach().to(device="cpu", dtype=torch.float64).numpy()
+        return np.asarray(x, dtype=np.float64)
+
+    @staticmethod
+    def concat_flat(parts):
+        return torch.cat([p.reshape(-1) for p in parts])
+
+    def synchronize(self):
+        """Wait for the GPU to finish queued work (timings need it; results read back wait anyway)."""
+        if self.is_cuda:
+            torch.cuda.synchronize(self.device)
+
+    def _t(self, x):
+        return x if type(x) is Tensor else self.asarray(x)
+
+    # ----- elementwise -----
+    def exp(self, x): return torch.exp(x) if type(x) is Tensor else torch.exp(self._t(x))
+    def log(self, x): return torch.log(x) if type(x) is Tensor else torch.log(self._t(x))
+    def tanh(self, x): return torch.tanh(x) if type(x) is Tensor else torch.tanh(self._t(x))
+    def sigmoid(self, x): return torch.sigmoid(x) if type(x) is Tensor else torch.sigmoid(self._t(x))
+    def abs(self, x): return torch.abs(x) if type(x) is Tensor else torch.abs(self._t(x))
+    def sign(self, x): return torch.sign(x) if type(x) is Tensor else torch.sign(self._t(x))
+
+    def step(self, x):
+        x = self._t(x)
+        return (x > 0).to(x.dtype if x.is_floating_point() else self.dtype)
+
+    @staticmethod
+    def maximum(x, y):
+        # clamp with a number (relu = maximum(0, z)) is one kernel and keeps the tensor's dtype
+        if type(x) is not Tensor:
+            return torch.clamp(y, min=x) if type(y) is Tensor else max(x, y)
+        return torch.clamp(x, min=y) if type(y) is not Tensor else torch.maximum(x, y)
+
+    @staticmethod
+    def minimum(x, y):
+        if type(x) is not Tensor:
+            return torch.clamp(y, max=x) if type(y) is Tensor else min(x, y)
+        return torch.clamp(x, max=y) if type(y) is not Tensor else torch.minimum(x, y)
+
+    @staticmethod
+    def ge(x, y):
+        return x >= y  # the operator accepts a number on either side
+
+    @staticmethod
+    def le(x, y):
+        return x <= y
+
+    @staticmethod
+    def where(cond, x, y):
+        return torch.where(cond, x, y)
+
+    # ----- reductions and shapes -----
+    @staticmethod
+    def _dims(x, axis):
+        return tuple(range(x.ndim)) if axis is None else axis
+
+    @staticmethod
+    def sum(x, axis=None, keepdims=False):
+        if axis is None and not keepdims:
+            return x.sum()
+        return torch.sum(x, dim=TorchBackend._dims(x, axis), keepdim=keepdims)
+
+    @staticmethod
+    def mean(x, axis=None, keepdims=False):
+        if axis is None and not keepdims:
+            return x.mean()
+        return torch.mean(x, dim=TorchBackend._dims(x, axis), keepdim=keepdims)
+
+    @staticmethod
+    def logsumexp(x, axis=-1, keepdims=False):
+        return torch.logsumexp(x, dim=axis, keepdim=keepdims)  # shifted by the max inside torch
+
+    @staticmethod
+    def reshape(x, shape):
+        return x.reshape(shape)
+
+    @staticmethod
+    def swapaxes(x, a, b):
+        return x.transpose(a, b)
+
+    @staticmethod
+    def expand_dims(x, axis):
+        if type(axis) is int:
+            return x.unsqueeze(axis)
+        ndim = x.ndim + len(axis)
+        for a in sorted(a % ndim for a in axis):
+            x = x.unsqueeze(a)
+        return x
+
+    @staticmethod
+    def outer(x, y):
+        return torch.outer(x, y)
+
+    @staticmethod
+    def numel(x) -> int:
+        return x.numel() if type(x) is Tensor else int(np.size(x))
+
+    @staticmethod
+    def ones_like(x):
+        return torch.ones_like(x)
+
+    @staticmethod
+    def zeros_like(x):
+        return torch.zeros_like(x)
+
+    def getitem(self, x, index):
+        """``x[index]`` with numpy's semantics (negative steps and index arrays included)."""
+        if _basic_index(index):
+            return x[index]
+        return x.reshape(-1)[self._flat_positions(x.shape, index)]
+
+    def _flat_positions(self, shape, index):
+        # numpy itself says which flat positions ``index`` selects, so every numpy index form works
+        positions = np.arange(math.prod(shape)).reshape(tuple(shape))[index]
+        return torch.as_tensor(np.ascontiguousarray(positions), device=self.device)
+
+    @staticmethod
+    def sum_to(g, like):
+        """Undo broadcasting: sum ``g`` down to the shape of ``like``."""
+        shape = like.shape if type(like) is Tensor else np.shape(like)
+        if type(g) is not Tensor:
+            return g  # a number: broadcasting a number is the caller's business (it stays a number)
+        gshape = g.shape
+        if gshape == shape:
+            return g
+        lead = len(gshape) - len(shape)
+        if lead == 1 and gshape[1:] == shape:
+            return g.sum(dim=0)
+        if lead > 0:
+            g = g.sum(dim=tuple(range(lead)))
+        axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+        if axes:
+            g = g.sum(dim=axes, keepdim=True)
+        return g.reshape(tuple(shape))
+
+    @staticmethod
+    def expand_to(g, like, axis, keepdims):
+        """Broadcast a reduction's cotangent back to the input's shape (the VJP of sum)."""
+        if axis is not None and not keepdims:
+            g = TorchBackend.expand_dims(g, axis)
+        return g.expand(like.shape)
+
+    def scatter(self, g, like, index):
+        """Zeros shaped like ``like`` with ``g`` added at ``index`` (a repeated index gets every contribution)."""
+        out = torch.zeros(like.shape, dtype=g.dtype, device=g.device)
+        if _basic_index(index):
+            out[index] = g  # basic indexing selects every position at most once
+            return out
+        flat = out.view(-1)
+        flat.index_add_(0, self._flat_positions(like.shape, index).reshape(-1), g.reshape(-1))
+        return out
