@@ -23,6 +23,8 @@ from typing import Any, Iterable
 
 import sympy as sp
 
+from .symengine_bridge import from_symengine
+
 
 def tree_nodes(exprs: Iterable[Any], memo: dict | None = None) -> int:
     """Sum over ``exprs`` of their tree sizes, shared subtrees counted at every use (a memoised DAG walk)."""
@@ -53,14 +55,9 @@ def dag_nodes(exprs: Iterable[Any], seen: set | None = None) -> int:
     return len(seen)
 
 
-def to_sympy(expr: Any) -> sp.Basic:
-    """A SymPy expression for ``expr`` (SymEngine objects are converted; SymPy ones returned as they are)."""
-    return expr if isinstance(expr, sp.Basic) else sp.sympify(expr)
-
-
 def count_ops(exprs: Iterable[Any]) -> int:
     """Sum of SymPy's ``count_ops`` over ``exprs`` (walks the printed tree: call it on small trees only)."""
-    return sum(int(sp.count_ops(to_sympy(e))) for e in exprs)
+    return sum(int(sp.count_ops(from_symengine(e))) for e in exprs)
 
 
 def cse_size(replacements: list[tuple[Any, Any]], reduced: list[Any]) -> tuple[int, int]:

@@ -17,9 +17,10 @@ import sympy as sp
 from ..budget import Budget
 from ..objective import Objective
 from .base import scalar_check
-from .expression_metrics import count_ops, cse_size, dag_nodes, to_sympy, tree_nodes
+from .expression_metrics import count_ops, cse_size, dag_nodes, tree_nodes
 from .symbolic_codegen import generate_source
 from .symbolic_namespace import SYMPY, SymArray, symbol_array, wrap
+from .symengine_bridge import from_symengine, load_symengine, to_symengine
 
 ENGINES = ("sympy", "symengine")
 
@@ -102,20 +103,6 @@ def is_float_data(a: Any) -> bool:
     return isinstance(a, np.ndarray) and a.dtype.kind == "f"
 
 
-def _load_symengine():
-    try:
-        import symengine
-    except ImportError as e:
-        raise ImportError("engine='symengine' needs SymEngine: pip install 'diffsuite[symengine]' "
-                          "(or use engine='sympy')") from e
-    return symengine
-
-
-def _abs_as_piecewise(expr: sp.Expr) -> sp.Expr:
-    # SymEngine cannot differentiate abs; this Piecewise is |u| with the same derivative convention (0 at 0).
-    return expr.replace(sp.Abs, lambda u: sp.Piecewise((u, u > 0), (-u, u < 0), (0, True)))
-
-
 def differentiate(problem: Problem, engine: str, budget: Budget) -> tuple[Any, list[Any]]:
     """(loss, [d loss / d param for each param]) in ``engine``'s expression type; the DAG is budgeted."""
     seen: set = set()
@@ -123,8 +110,8 @@ def differentiate(problem: Problem, engine: str, budget: Budget) -> tuple[Any, l
     if engine == "sympy":
         loss, wrt, diff = problem.loss, problem.params, sp.diff
     else:
-        se = _load_symengine()
-        loss = se.sympify(_abs_as_piecewise(problem.loss))
+        se = load_symengine()
+        loss = to_symengine(problem.loss)
         wrt = [se.Symbol(p.name) for p in problem.params]
         diff = se.diff
     grads = []
@@ -143,8 +130,8 @@ def differentiate(problem: Problem, engine: str, budget: Budget) -> tuple[Any, l
 
 def _cse(exprs: list, engine: str):
     if engine == "symengine":
-        replacements, reduced = _load_symengine().cse(exprs)
-        return [(to_sympy(s), to_sympy(r)) for s, r in replacements], [to_sympy(r) for r in reduced]
+        replacements, reduced = load_symengine().cse(exprs)
+        return [(from_symengine(s), from_symengine(r)) for s, r in replacements], [from_symengine(r) for r in reduced]
     return sp.cse(exprs, symbols=sp.numbered_symbols("_cse"), order="none")
 
 
@@ -212,7 +199,7 @@ def setup(build: Callable[[], tuple[Problem, list]], opts: SetupOptions, budget:
         budget.enter("compile", "generating code")
         t = clock()
         names = [p.name for p in problem.params] + [d.name for d in problem.data]
-        source = generate_source(names, replacements, [to_sympy(o) for o in outputs])
+        source = generate_source(names, replacements, [from_symengine(o) for o in outputs])
         stats["compile_s"] = clock() - t
         stats["kernel_lines"] = source.count("\n")
     return {"source": source, "n_params": len(problem.params), "data_values": data_values, "stats": stats}

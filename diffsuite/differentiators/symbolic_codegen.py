@@ -18,6 +18,8 @@ import sympy as sp
 from sympy.functions.elementary.piecewise import ExprCondPair
 from sympy.printing.pycode import PythonCodePrinter
 
+from .symbolic_namespace import Abs0, Max1, Min1, Sign0, Step, TieStep
+
 
 class _Printer(PythonCodePrinter):
     """Python source with ``math.`` functions; numbers as float literals; symbols renamed to identifiers."""
@@ -35,6 +37,25 @@ class _Printer(PythonCodePrinter):
 
     def _print_Float(self, expr):
         return f"({float(expr)!r})"
+
+    # the kink functions (symbolic_namespace): each argument printed once
+    def _print_Step(self, expr):
+        return f"(1.0 if {self._print(expr.args[0])} > 0 else 0.0)"
+
+    def _print_TieStep(self, expr):
+        return f"(1.0 if {self._print(expr.args[0])} >= 0 else 0.0)"
+
+    def _print_Max1(self, expr):
+        return f"_max1({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+
+    def _print_Min1(self, expr):
+        return f"_min1({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+
+    def _print_Sign0(self, expr):
+        return f"_sign({self._print(expr.args[0])})"
+
+    def _print_Abs0(self, expr):
+        return f"abs({self._print(expr.args[0])})"
 
     def _print_Pow(self, expr, rational=False):
         if expr.exp == 2 and expr.base.is_Symbol:  # x*x is faster than x**2 in CPython
@@ -61,13 +82,28 @@ _NUMPY_MATH = SimpleNamespace(exp=np.exp, log=np.log, tanh=np.tanh, sqrt=np.sqrt
                               inf=np.inf, nan=np.nan, pi=np.pi, e=np.e)
 
 
+def _max1(a, b):
+    return a if a >= b else b
+
+
+def _min1(a, b):
+    return a if a <= b else b
+
+
+def _sign(u):
+    return 1.0 if u > 0 else -1.0 if u < 0 else 0.0
+
+
+_HELPERS = {"_max1": _max1, "_min1": _min1, "_sign": _sign}
+
+
 class Kernel:
     """A generated ``kernel`` compiled for floats (``fast``) and for numpy scalars (``safe``, no exceptions)."""
 
     def __init__(self, source: str):
         self.source = source
         code = compile(source, "<diffsuite.symbolic kernel>", "exec")
-        fast_ns, safe_ns = {"math": math}, {"math": _NUMPY_MATH}
+        fast_ns, safe_ns = {"math": math, **_HELPERS}, {"math": _NUMPY_MATH, **_HELPERS}
         exec(code, fast_ns)
         exec(code, safe_ns)
         self.fast, self._safe = fast_ns["kernel"], safe_ns["kernel"]
@@ -128,7 +164,9 @@ def _mp_node(expr, args, ctx):
         return base ** int(expr.exp) if expr.exp.is_Integer else ctx.power(base, exponent)
     if type(expr) in _RELATIONS:
         return _RELATIONS[type(expr)](*args)
-    unary = {sp.exp: ctx.exp, sp.log: ctx.log, sp.tanh: ctx.tanh, sp.Abs: abs, sp.sign: ctx.sign}
+    unary = {sp.exp: ctx.exp, sp.log: ctx.log, sp.tanh: ctx.tanh, sp.Abs: abs, sp.sign: ctx.sign, Abs0: abs,
+             Sign0: ctx.sign, Step: lambda u: ctx.mpf(u > 0), TieStep: lambda u: ctx.mpf(u >= 0),
+             Max1: _max1, Min1: _min1}
     if type(expr) in unary:
         return unary[type(expr)](*args)
     if isinstance(expr, sp.Heaviside):

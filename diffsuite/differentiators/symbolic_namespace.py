@@ -5,11 +5,13 @@ elementwise, ``@`` is matmul, broadcasting and slicing are numpy's. Every number
 symbolic value becomes an *exact* SymPy number: a float enters as the Rational of its binary value
 (0.1 -> 3602879701896397/36028797018963968), so nothing is rounded while expressions are built.
 
-Kinks (DESIGN.md): ``maximum(a, b) = Piecewise((a, a >= b), (b, True))`` (ties go to ``a``, so
-relu = maximum(0, x) has relu'(0) = 0); ``minimum`` likewise with ``a <= b``; ``abs`` is SymPy's
-``Abs`` (derivative ``sign``, sign(0) = 0); ``step(x) = Piecewise((1, x > 0), (0, True))``, which
-equals Heaviside(x, 0) and differentiates to exactly 0. ``sigmoid(x) = 1 / (1 + exp(-x))`` and
-``logsumexp = log(sum(exp(x)))``: exact, but evaluated in floats they overflow for |x| > ~709.
+Kinks (DESIGN.md) are small SymPy functions with the conventions built into their derivatives:
+``Max1(a, b)`` (maximum: d = a' T(a - b) + b' (1 - T(a - b)) with ``TieStep`` T(u) = [u >= 0], so
+ties route to the first argument and relu = Max1(0, x) has relu'(0) = 0), ``Min1`` likewise,
+``Abs0`` (|u| with derivative ``Sign0``, sign(0) = 0), ``Step`` (Heaviside(u, 0) = [u > 0]) whose
+derivative is 0, as is that of ``TieStep`` and ``Sign0``. (``Piecewise`` expresses the same but
+SymPy's assumption queries make it ~10x slower to build and differentiate.) ``sigmoid(x) = 1 / (1 +
+exp(-x))`` and ``logsumexp = log(sum(exp(x)))``: exact, but in floats they overflow for |x| > ~709.
 """
 from __future__ import annotations
 
@@ -122,16 +124,92 @@ def _elementwise(fn, nin=1):
     return lambda *xs: wrap(_as_object(ufunc(*[raw(x) for x in xs])))
 
 
-def _maximum(a, b):
-    return sp.Piecewise((a, a >= b), (b, True))  # ties route to a (the first argument)
+class Step(sp.Function):
+    """The perceptron's step [u > 0], i.e. Heaviside(u, 0); its derivative is 0 everywhere."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, u):
+        if u.is_Number:
+            return sp.S.One if u > 0 else sp.S.Zero
+
+    def fdiff(self, argindex=1):
+        return sp.S.Zero
 
 
-def _minimum(a, b):
-    return sp.Piecewise((a, a <= b), (b, True))
+class TieStep(sp.Function):
+    """[u >= 0]: which argument of Max1 / Min1 the derivative follows (ties: the first). Derivative 0."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, u):
+        if u.is_Number:
+            return sp.S.One if u >= 0 else sp.S.Zero
+
+    def fdiff(self, argindex=1):
+        return sp.S.Zero
 
 
-def _step(x):
-    return sp.Piecewise((sp.S.One, x > 0), (sp.S.Zero, True))  # = Heaviside(x, 0); its derivative is 0
+class Max1(sp.Function):
+    """max(a, b); on ties the derivative is a's: d Max1 = a' TieStep(a - b) + b' (1 - TieStep(a - b))."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, a, b):
+        if a.is_Number and b.is_Number:
+            return a if a >= b else b
+
+    def fdiff(self, argindex=1):
+        a, b = self.args
+        t = TieStep(a - b)
+        return t if argindex == 1 else 1 - t
+
+
+class Min1(sp.Function):
+    """min(a, b); on ties the derivative is a's."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, a, b):
+        if a.is_Number and b.is_Number:
+            return a if a <= b else b
+
+    def fdiff(self, argindex=1):
+        a, b = self.args
+        t = TieStep(b - a)
+        return t if argindex == 1 else 1 - t
+
+
+class Sign0(sp.Function):
+    """sign(u) with sign(0) = 0; derivative 0."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, u):
+        if u.is_Number:
+            return sp.S.One if u > 0 else sp.S.NegativeOne if u < 0 else sp.S.Zero
+
+    def fdiff(self, argindex=1):
+        return sp.S.Zero
+
+
+class Abs0(sp.Function):
+    """|u| with derivative Sign0(u), so abs'(0) = 0."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, u):
+        if u.is_Number:
+            return abs(u)
+
+    def fdiff(self, argindex=1):
+        return Sign0(self.args[0])
 
 
 def _reduce_add(x, axis, keepdims):
@@ -159,10 +237,10 @@ class SympyNamespace:
     log = staticmethod(_elementwise(sp.log))
     tanh = staticmethod(_elementwise(sp.tanh))
     sigmoid = staticmethod(_elementwise(lambda x: 1 / (1 + sp.exp(-x))))
-    abs = staticmethod(_elementwise(sp.Abs))
-    step = staticmethod(_elementwise(_step))
-    maximum = staticmethod(_elementwise(_maximum, 2))
-    minimum = staticmethod(_elementwise(_minimum, 2))
+    abs = staticmethod(_elementwise(Abs0))
+    step = staticmethod(_elementwise(Step))
+    maximum = staticmethod(_elementwise(Max1, 2))
+    minimum = staticmethod(_elementwise(Min1, 2))
 
     @staticmethod
     def sum(x, axis=None, keepdims=False):
