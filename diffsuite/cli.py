@@ -11,6 +11,9 @@ from . import __version__
 COMMANDS = {
     "demo": ("diffsuite.cli_demo", "differentiate the lecture's examples and a small MLP, and print the gradients"),
     "check": ("diffsuite.cli_check", "compare every method's gradient accuracy with a stored baseline (CI)"),
+    "list": ("diffsuite.study.cli_list", "list the studies and the question each answers"),
+    "run": ("diffsuite.study.cli_run", "run studies (resuming), draw their figures, write reports/ and index.html"),
+    "report": ("diffsuite.study.cli_report", "rebuild figures and reports from stored results, measuring nothing"),
 }
 
 

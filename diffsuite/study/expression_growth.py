@@ -37,7 +37,8 @@ class Config:
     seed: int = 0
     node_budget: int = 2_000_000
     time_budget_s: float = 60.0
-    symbolic_inputs: bool = True  # inputs as symbols (when the symbolic differentiator offers it)
+    symbolic_inputs: bool = True  # inputs and targets as symbols: the expression of any data, not folded constants
+    count_ops_max_nodes: int = 200_000  # count_ops walks the printed tree: skipped above this size
     devices: tuple[str, ...] = ("cpu",)
 
     def quick(self) -> "Config":
@@ -70,31 +71,11 @@ def problem(width: int, depth: int, config: Config):
     return Objective(model, "quadratic", inputs, targets), model.init(seed=config.seed)
 
 
-def _symbolic_metrics(obj, theta, config: Config) -> dict:
-    """The symbolic differentiator's metrics, without compiling when it offers a metrics-only entry."""
-    from ..differentiators import differentiator_class, get_differentiator
-    from importlib import import_module
-    cls = differentiator_class("symbolic")
-    fields = set(getattr(cls, "__dataclass_fields__", {}))
-    opts = {"cse": True}
-    if "node_budget" in fields:
-        opts["node_budget"] = config.node_budget
-    if "time_budget_s" in fields:
-        opts["time_budget_s"] = config.time_budget_s
-    if config.symbolic_inputs and "symbolic_inputs" in fields:
-        opts["symbolic_inputs"] = True
-    d = get_differentiator("symbolic", **opts)
-    mod = import_module(cls.__module__)
-    for name in ("expression_metrics", "metrics"):
-        fn = getattr(d, name, None) or getattr(mod, name, None)
-        if callable(fn):
-            out = fn(obj) if getattr(d, name, None) else fn(obj, **{k: v for k, v in opts.items() if k != "cse"})
-            stats = out if isinstance(out, dict) else dict(getattr(out, "stats", vars(out)))
-            stats["symbolic_entry"] = name
-            return stats
-    stats = dict(d.value_and_grad(obj)(theta).stats)
-    stats["symbolic_entry"] = "value_and_grad"
-    return stats
+def _symbolic_metrics(obj, config: Config) -> dict:
+    """The symbolic differentiator's expression metrics, without compiling; budgets apply."""
+    from ..differentiators.symbolic import expression_metrics
+    return expression_metrics(obj, symbolic_data=config.symbolic_inputs, node_budget=config.node_budget,
+                              time_budget_s=config.time_budget_s, count_ops_max_nodes=config.count_ops_max_nodes)
 
 
 def measure(config: Config, params: dict) -> list[dict]:
@@ -107,7 +88,7 @@ def measure(config: Config, params: dict) -> list[dict]:
         stats = get_differentiator("reverse").value_and_grad(obj)(theta).stats
         row["tape_backward_ops"] = stats.get("tape_backward_ops")
         return [row]
-    stats = _symbolic_metrics(obj, theta, config)
+    stats = _symbolic_metrics(obj, config)
     for k, v in stats.items():
         if isinstance(v, (int, float, str, bool, np.integer, np.floating)) or v is None:
             row[k] = v

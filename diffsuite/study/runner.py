@@ -12,8 +12,8 @@ A *study* is a module (see ``STUDIES``) that defines
 
 ``run_cell`` wraps ``measure``: an exception becomes one row with ``status="error"`` and the message, a
 ``BudgetExceeded`` one with ``status="budget"``; the study goes on. ``run_study`` resumes: cells
-whose id is already in the store are not measured again (except those stored with status ``error``,
-which are retried: a missing dependency may have been installed since), as long as the configuration is the same
+whose id is already in the store are not measured again (except cells whose measurement raised,
+stored with status ``error``: they are retried, since a missing dependency may have been installed), as long as the configuration is the same
 (its hash is in ``meta.json``; a different configuration starts afresh).
 """
 from __future__ import annotations
@@ -111,17 +111,17 @@ def run_cell(module_name: str, config: Any, params: dict) -> list[dict]:
     try:
         rows = import_module(module_name).measure(config, dict(params))
     except BudgetExceeded as e:
-        rows = [{"status": "budget", "message": str(e)}]
+        rows = [{"status": "budget", "message": str(e), "cell_failed": False}]
     except KeyboardInterrupt:
         raise
     except BaseException as e:  # noqa: BLE001 - one failing cell must not end the study
         frames = [f for f in traceback.extract_tb(e.__traceback__) if not f.filename.startswith("<")]
         where = frames[-1] if frames else None
         loc = f" (at {Path(where.filename).name}:{where.lineno})" if where else ""
-        rows = [{"status": "error", "message": f"{type(e).__name__}: {e}{loc}"}]
+        rows = [{"status": "error", "message": f"{type(e).__name__}: {e}{loc}", "cell_failed": True}]
     wall = time.perf_counter() - t0
     out = []
-    for r in rows or [{"status": "error", "message": "the cell produced no rows"}]:
+    for r in rows or [{"status": "error", "message": "the cell produced no rows", "cell_failed": True}]:
         row = {**params, **r}
         row.setdefault("status", "ok")
         row.setdefault("message", "")

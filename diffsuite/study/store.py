@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -81,8 +82,8 @@ class ResultStore:
 
     @property
     def finished(self) -> set[str]:
-        """Cells that need no rerun: stored, and no row with status ``error`` (errors are retried)."""
-        return {cid for cid, rows in self._cells.items() if not any(r.get("status") == "error" for r in rows)}
+        """Cells that need no rerun: stored, and not failed as a whole (``cell_failed``: those are retried)."""
+        return {cid for cid, rows in self._cells.items() if not any(r.get("cell_failed") for r in rows)}
 
     def cells(self) -> dict[str, list[dict]]:
         return dict(self._cells)
@@ -148,11 +149,22 @@ class ResultStore:
         return write_atomic_csv(self.table(), self.directory / TABLE)
 
 
+_ROOT = str(Path(__file__).resolve().parents[2]) + os.sep
+_PREFIX = sys.prefix + os.sep
+
+
+def scrub(text: str) -> str:
+    """A message without this machine's paths (the source tree and the environment become relative)."""
+    return text.replace(_ROOT, "").replace(_PREFIX, "<env>" + os.sep)
+
+
 def _clean_row(row: dict) -> dict:
     out = {}
     for k, v in row.items():
         if isinstance(v, np.generic):
             v = v.item()
+        if isinstance(v, str):
+            v = scrub(v)
         if isinstance(v, float) and math.isnan(v):
             v = None
         out[str(k)] = v

@@ -1,0 +1,205 @@
+"""Accuracy: the error of every differentiator against the high-precision reference, across activations,
+losses, regularisation, dtypes and seeds, with points near kinks flagged.
+
+Grid: MLP (3, 3, k) with activation in sigmoid, tanh, relu, elu, leaky_relu; loss in quadratic
+(k = 2), binary cross-entropy (k = 1, sigmoid output), softmax cross-entropy (k = 3), hinge (k = 1);
+no regularisation or L1 + L2 (both 2^-7); seeds 0 and 1; batch 4. One cell per problem; within it
+every method in float64 and float32: each finite-difference scheme at its automatic step, symbolic
+(float64 only), reverse mode on numpy, on torch's CPU, and on CUDA when measured (``--device all``).
+
+Parameters and data are float32-exact, so every method in either dtype differentiates at the same
+binary point as the reference (``common.reference``; the report names it). A finite-difference row
+is flagged ``near_kink`` when its stencil straddles a kink (the differentiator's kink detection);
+every row of a problem gets ``problem_near_kink`` when any scheme saw one.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from .common import FD_SCHEMES, make_method, method_device, mlp_problem, reference, rel_error
+from .figures import figure_legend, method_order, plot_kwargs, save, subplots
+from .report import Bullets, Figure, Heading, Para, Report, Table, fmt
+from .runner import cell
+
+TITLE = "Accuracy of every differentiator"
+QUESTION = ("How far from the exact gradient is each differentiator, across activations, losses, regularisation, "
+            "float32 and float64, and what happens near kinks?")
+FLOOR = 1e-18
+OPTIONS = {"finite_diff": {"warn": False}, "symbolic": {"metrics": False}}  # quiet, and no size measuring
+
+
+@dataclass(frozen=True)
+class Config:
+    activations: tuple[str, ...] = ("sigmoid", "tanh", "relu", "elu", "leaky_relu")
+    losses: tuple[str, ...] = ("quadratic", "binary_cross_entropy", "cross_entropy", "hinge")
+    regs: tuple[str, ...] = ("none", "l1+l2")
+    seeds: tuple[int, ...] = (0, 1)
+    dtypes: tuple[str, ...] = ("float64", "float32")
+    hidden: tuple[int, ...] = (3,)  # the mpmath reference costs about 1.5 s per problem at this size
+    batch: int = 4
+    schemes: tuple[str, ...] = FD_SCHEMES
+    symbolic: bool = True
+    torch: bool = True
+    devices: tuple[str, ...] = ("cpu",)
+
+    def quick(self) -> "Config":
+        return replace(self, activations=("tanh", "relu"), losses=("quadratic", "cross_entropy"), regs=("none",),
+                       seeds=(0,), hidden=(2,), batch=2)
+
+    def methods(self) -> list[str]:
+        out = [f"finite_diff[{s}]" for s in self.schemes]
+        out += ["symbolic[cse]"] if self.symbolic else []
+        out += ["reverse[numpy]"]
+        if self.torch:
+            out += [f"reverse[torch-{d}]" for d in self.devices]
+        return out
+
+
+def cells(config: Config):
+    return [cell(activation=a, loss=lo, reg=r, seed=s) for a in config.activations for lo in config.losses
+            for r in config.regs for s in config.seeds]
+
+
+def measure(config: Config, params: dict) -> list[dict]:
+    p = mlp_problem(hidden=config.hidden, activation=params["activation"], loss=params["loss"], reg=params["reg"],
+                    batch=config.batch, seed=params["seed"])
+    ref = reference(p.objective, p.theta)
+    base = {"n_params": int(p.theta.size), "reference": ref.name, "has_kink": bool(p.objective.has_kink())}
+    rows = []
+    for method in config.methods():
+        for dtype in config.dtypes:
+            if method.startswith("symbolic") and dtype != "float64":
+                continue
+            row = {**base, "method": method, "dtype": dtype, "device": method_device(method)}
+            try:
+                d = make_method(method, dtype=dtype, **OPTIONS.get(method.split("[")[0], {}))
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    res = d.value_and_grad(p.objective)(p.theta)
+            except Exception as e:  # noqa: BLE001 - one method failing is a row, not the end of the cell
+                rows.append({**row, "status": "error", "message": f"{type(e).__name__}: {e}"[:400]})
+                continue
+            kinks = res.stats.get("kink_params")
+            row.update(rel_error=rel_error(res.grad, ref.grad),
+                       value_error=abs(res.value - ref.value) / max(abs(ref.value), 1e-300),
+                       near_kink=bool(kinks is not None and len(kinks) > 0),
+                       n_kink_params=int(len(kinks)) if kinks is not None else 0,
+                       step_median=float(np.median(res.stats["steps"])) if "steps" in res.stats else None)
+            rows.append(row)
+    flagged = any(r.get("near_kink") for r in rows)
+    for r in rows:
+        r["problem_near_kink"] = flagged
+    return rows
+
+
+# ----- report -----
+def summary_table(table: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    methods = method_order(table["method"].dropna().unique())
+    for m in methods:
+        for d in ("float64", "float32"):
+            g = table[(table["method"] == m) & (table["dtype"] == d)]
+            if g.empty:
+                continue
+            ok = g[g["status"] == "ok"]
+            e = ok["rel_error"].astype(float)
+            smooth = ok[~ok["problem_near_kink"].astype(bool)]["rel_error"].astype(float)
+            rows.append({"method": m, "dtype": d, "problems": len(g), "median error": float(e.median()) if len(e) else None,
+                         "max error": float(e.max()) if len(e) else None,
+                         "median, no kink nearby": float(smooth.median()) if len(smooth) else None,
+                         "near a kink": int(ok["near_kink"].astype(bool).sum()), "failed": int((g["status"] != "ok").sum())})
+    return pd.DataFrame(rows)
+
+
+def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
+    rows = table[table["method"].notna()] if "method" in table else table.iloc[0:0]
+    summ = summary_table(rows) if len(rows) else pd.DataFrame()
+    dtypes = [d for d in ("float64", "float32") if len(rows) and d in set(rows["dtype"])]
+    fig, axes = subplots(1, max(1, len(dtypes)), width=6.2, height=4.4)
+    methods = method_order(rows["method"].unique()) if len(rows) else []
+    rng = np.random.default_rng(0)  # jitter only: fixed, so the figure is reproducible
+    for ax, d in zip(axes[0], dtypes):
+        for i, m in enumerate(methods):
+            g = rows[(rows["method"] == m) & (rows["dtype"] == d) & (rows["status"] == "ok")]
+            if g.empty:
+                continue
+            e = g["rel_error"].astype(float).clip(lower=FLOOR).to_numpy()
+            x = i + rng.uniform(-0.25, 0.25, size=len(e))
+            kink = g["near_kink"].astype(bool).to_numpy()
+            kw = {k: v for k, v in plot_kwargs(m).items() if k != "linewidth"}
+            ax.plot(x[~kink], e[~kink], linestyle="none", alpha=0.75, label=m, **kw)
+            if kink.any():
+                ax.plot(x[kink], e[kink], linestyle="none", alpha=0.9,
+                        **{k: v for k, v in plot_kwargs(m, hollow=True).items() if k != "linewidth"})
+            ax.hlines(np.median(e), i - 0.35, i + 0.35, color="black", linewidth=1.5)
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(methods)))
+        ax.set_xticklabels([m.replace("finite_diff", "fd") for m in methods], rotation=40, ha="right", fontsize=7.5)
+        ax.set_ylabel("max relative error against the reference (normwise)")
+        ax.set_xlabel("method (black bar: median; hollow: step straddles a kink)")
+        ax.set_title(f"{d}: every activation x loss x regularisation x seed")
+    if dtypes:
+        figure_legend(fig, axes[0][0], ncol=5)
+    save(fig, out_dir / "error_by_method.png")
+
+    findings, bullets = {}, []
+    s = summ.set_index(["method", "dtype"]) if len(summ) else None
+
+    def get(m, d, col):
+        try:
+            v = s.loc[(m, d), col]
+            return None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v)
+        except (KeyError, AttributeError):
+            return None
+
+    for d in dtypes:
+        rev = get("reverse[numpy]", d, "median error")
+        cen = get("finite_diff[central]", d, "median error")
+        if rev is not None:
+            findings[f"reverse_numpy_{d}_median"] = rev
+            findings[f"reverse_numpy_{d}_max"] = get("reverse[numpy]", d, "max error")
+        if cen is not None:
+            findings[f"central_{d}_median"] = cen
+        if rev is not None and cen is not None:
+            bullets.append(f"{d}: reverse mode's median error is **{fmt(rev)}** (worst **{fmt(findings[f'reverse_numpy_{d}_max'])}**); "
+                           f"central differences at the automatic step: **{fmt(cen)}**.")
+        cs = get("finite_diff[complex_step]", d, "median error")
+        if cs is not None:
+            findings[f"complex_step_{d}_median"] = cs
+            bullets.append(f"{d}: complex step reaches **{fmt(cs)}** without any subtraction.")
+        fd = summ[(summ["dtype"] == d) & summ["method"].str.startswith("finite_diff")].dropna(subset=["median error"])
+        if len(fd):
+            worst = fd.loc[fd["median error"].idxmax()]
+            findings[f"worst_fd_{d}_median"] = float(worst["median error"])
+            bullets.append(f"{d}: the least accurate scheme is `{worst['method']}` (median **{fmt(worst['median error'])}**).")
+    sym = get("symbolic[cse]", "float64", "median error")
+    if sym is not None:
+        findings["symbolic_float64_median"] = sym
+        bullets.append(f"Symbolic (float64, compiled after CSE): median error **{fmt(sym)}**.")
+    for d in dtypes:
+        c = rows[(rows["method"] == "finite_diff[central]") & (rows["dtype"] == d) & (rows["status"] == "ok")]
+        if len(c) and c["near_kink"].astype(bool).any() and (~c["near_kink"].astype(bool)).any():
+            k = float(c[c["near_kink"].astype(bool)]["rel_error"].median())
+            n = float(c[~c["near_kink"].astype(bool)]["rel_error"].median())
+            findings[f"central_{d}_kink_median"], findings[f"central_{d}_nokink_median"] = k, n
+            bullets.append(f"{d}: where the central stencil straddles a kink its median error is **{fmt(k)}**, "
+                           f"against **{fmt(n)}** elsewhere ({int(c['near_kink'].astype(bool).sum())} of {len(c)} problems).")
+    failed = rows[rows["status"] != "ok"] if len(rows) else rows
+    refs = sorted(set(rows["reference"].dropna())) if "reference" in rows else []
+    blocks = [Heading("What the data show"), Bullets(bullets),
+              Figure("error_by_method.png", "Error of each method on every problem of the grid (log scale; errors of "
+                                            f"exactly 0 drawn at {FLOOR:g}). Hollow markers: a finite-difference "
+                                            "stencil straddled a kink."),
+              Table(summ, "Error per method and dtype")]
+    if len(failed):
+        msg = failed.groupby(["method", "dtype"])["message"].first().reset_index()
+        msg["count"] = failed.groupby(["method", "dtype"]).size().values
+        blocks.append(Table(msg, "Methods that refused or failed (first message per method)"))
+    blocks.append(Para("References: " + "; ".join(f"`{r}`" for r in refs) + ". Error: max |g - r| / max |r|."))
+    if meta.get("skipped"):
+        blocks.append(Para("Skipped: " + "; ".join(f"{k}: {v}" for k, v in meta["skipped"].items())))
+    return Report(TITLE, QUESTION, blocks, findings)

@@ -1,0 +1,246 @@
+"""Speed: time per gradient, setup and per call apart, against the number of parameters, per differentiator.
+
+Grid: MLP (8, w, w, 2), tanh, quadratic loss, batch 16, hidden width w = 2 ... 512 (30 to
+268 000 parameters), float64, for symbolic (CSE, compiled), central differences, reverse mode on
+numpy, on torch's CPU, and on CUDA with ``--device all|cuda``. Symbolic uses the SymEngine engine
+(``symbolic_engine``): with SymPy its setup takes about 40 s already at w = 2. Per cell: setup (``value_and_grad``
+once: building/compiling, loading a backend, moving data) timed once; the gradient call and the
+forward pass timed by the harness (warm-up, repeats until ``min_time_s``, median and quartiles,
+CUDA synchronised). Every timed gradient is checked against reverse mode on numpy in float64.
+
+Forward pass per method: for reverse rows, the same network on the same backend and device (the
+tape's namespace with untraced parameters: no records, just the backend's arithmetic); for symbolic
+and finite differences, ``objective.value(theta)``, the numpy forward pass their cost is made of.
+
+Budgets: a cell whose estimated gradient time (finite differences: evaluations x forward time) or
+whose symbolic setup exceeds ``budget_s`` is a ``budget`` row; larger sizes of that method are then
+not attempted.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from .common import fit_loglog, make_method, method_device, mlp_problem, rel_error
+from .figures import figure_legend, method_order, plot_kwargs, save, subplots
+from .report import Bullets, Figure, Heading, Para, Report, Table, fmt
+from .runner import cell
+from .timing import cuda_sync, measure as time_calls, time_once
+
+TITLE = "Speed against network size"
+QUESTION = ("How does the time of one gradient grow with the number of parameters for each differentiator, how "
+            "much is one-time setup, and how many forward passes does a gradient cost?")
+
+
+@dataclass(frozen=True)
+class Config:
+    widths: tuple[int, ...] = (2, 4, 8, 16, 32, 64, 128, 256, 512)
+    n_in: int = 8
+    n_out: int = 2
+    batch: int = 16
+    activation: str = "tanh"
+    loss: str = "quadratic"
+    methods: tuple[str, ...] = ("symbolic[cse]", "finite_diff[central]", "reverse[numpy]", "reverse[torch-cpu]")
+    symbolic_engine: str = "symengine"  # SymPy needs 40 s of setup already at w = 2 with this batch
+    min_time_s: float = 0.2
+    budget_s: float = 20.0
+    seed: int = 0
+    devices: tuple[str, ...] = ("cpu",)
+
+    def quick(self) -> "Config":
+        return replace(self, widths=(2, 8, 32), min_time_s=0.02, budget_s=2.0)
+
+    def all_methods(self) -> list[str]:
+        out = list(self.methods)
+        if "cuda" in self.devices:
+            out.append("reverse[torch-cuda]")
+        if "cpu" not in self.devices:
+            out = [m for m in out if method_device(m) != "cpu" or m == "reverse[numpy]"]
+        return out
+
+
+def cells(config: Config):
+    return [cell(method=m, width=w) for m in config.all_methods() for w in config.widths]
+
+
+def prune(config: Config, params: dict, done: dict) -> str | None:
+    for rows in done.values():
+        for r in rows:
+            if (r.get("method") == params["method"] and r.get("status") == "budget"
+                    and r.get("width", 0) < params["width"]):
+                return f"not attempted: width {r['width']} already exceeded the {config.budget_s:g} s budget"
+    return None
+
+
+def _forward(method: str, obj, theta):
+    """A zero-argument forward pass on the method's own backend (see the module docstring)."""
+    if not method.startswith("reverse"):
+        return lambda: obj.value(theta)
+    from ..differentiators.reverse.tape import Tape, TapeNamespace
+    d = make_method(method)
+    B = d.load()
+    inputs, targets = (B.asarray(a) for a in obj.data(np.float64))
+    flat = B.asarray(theta)
+    params = {name: B.reshape(flat[a:b], shape) for name, (a, b, shape) in obj.model.layout.items()}
+
+    def fwd():
+        return obj.evaluate(TapeNamespace(Tape(B)), params, inputs, targets)
+    return fwd
+
+
+def measure(config: Config, params: dict) -> list[dict]:
+    method, width = params["method"], params["width"]
+    p = mlp_problem(n_in=config.n_in, hidden=(width, width), activation=config.activation, loss=config.loss,
+                    batch=config.batch, seed=config.seed, n_out=config.n_out)
+    obj, theta = p.objective, p.theta
+    device = method_device(method)
+    sync = cuda_sync(device)
+    row = {"n_params": int(theta.size), "device": device, "dtype": "float64",
+           "engine": config.symbolic_engine if method.startswith("symbolic") else None}
+    fwd = _forward(method, obj, theta)
+    t_fwd = time_calls(fwd, min_total_s=config.min_time_s, sync=sync)
+    row.update(t_fwd.as_row("forward"))
+    extra = {}
+    if method.startswith("finite_diff"):
+        extra = {"kink_check": False, "warn": False}
+        n_evals = 2 * theta.size + 1
+        estimate = n_evals * t_fwd.median
+        row["estimated_grad_s"] = estimate
+        if estimate > config.budget_s:
+            return [{**row, "status": "budget",
+                     "message": f"estimated {estimate:.3g} s per gradient ({n_evals} forward passes) exceeds the "
+                                f"{config.budget_s:g} s budget"}]
+    if method.startswith("symbolic"):
+        from ..differentiators import differentiator_class
+        fields = set(getattr(differentiator_class("symbolic"), "__dataclass_fields__", {}))
+        if "time_budget_s" in fields:
+            extra["time_budget_s"] = config.budget_s
+        if "metrics" in fields:
+            extra["metrics"] = False  # setup = build + differentiate + CSE + compile, no measuring
+        if "engine" in fields:
+            extra["engine"] = config.symbolic_engine
+    d = make_method(method, **extra)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vg, setup_s = time_once(lambda: d.value_and_grad(obj), sync=sync)
+        row["setup_s"] = setup_s
+        if method.startswith("symbolic") and setup_s > config.budget_s:
+            return [{**row, "status": "budget", "message": f"setup took {setup_s:.3g} s, over the "
+                                                           f"{config.budget_s:g} s budget"}]
+        res = vg(theta)
+        t = time_calls(lambda: vg(theta), min_total_s=config.min_time_s, max_total_s=config.budget_s, sync=sync)
+    row.update(t.as_row("grad"))
+    row["grad_over_forward"] = t.median / t_fwd.median
+    ref = make_method("reverse[numpy]").value_and_grad(obj)(theta)
+    row["rel_error_vs_reverse_numpy"] = rel_error(res.grad, ref.grad)
+    for k in ("n_evals", "tape_records", "compile_s", "build_s", "diff_s", "cse_s"):
+        if k in res.stats and np.isscalar(res.stats[k]):
+            row[k] = res.stats[k]
+    return [row]
+
+
+# ----- report -----
+def slope_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Per method: log-log slope of gradient time against parameters over the upper half of its sizes
+    (small sizes measure fixed overhead, not growth), and its grad/forward ratio at its largest size."""
+    ok = table[table["status"] == "ok"]
+    rows = []
+    for m in method_order(ok["method"].unique()):
+        g = ok[ok["method"] == m].sort_values("n_params")
+        if g.empty:
+            continue
+        upper = g.iloc[len(g) // 2:] if len(g) >= 4 else g
+        last = g.iloc[-1]
+        rows.append({"method": m, "sizes": len(g), "slope (upper half)": fit_loglog(upper["n_params"], upper["grad_s"]),
+                     "slope (all)": fit_loglog(g["n_params"], g["grad_s"]), "largest n": int(last["n_params"]),
+                     "grad s there": float(last["grad_s"]), "setup s there": float(last.get("setup_s", np.nan)),
+                     "grad / forward there": float(last["grad_over_forward"]),
+                     "grad / forward (median)": float(g["grad_over_forward"].median())})
+    return pd.DataFrame(rows)
+
+
+def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
+    ok = table[table["status"] == "ok"]
+    methods = method_order(table["method"].unique())
+    fig, axes = subplots(1, 2, width=5.4, height=4.2)
+    ax, ax2 = axes[0]
+    for m in methods:
+        g = ok[ok["method"] == m].sort_values("n_params")
+        if g.empty:
+            continue
+        ax.errorbar(g["n_params"], g["grad_s"], yerr=[g["grad_s"] - g["grad_q1_s"], g["grad_q3_s"] - g["grad_s"]],
+                    label=m, capsize=2, **plot_kwargs(m))
+        if "setup_s" in g:
+            ax2.plot(g["n_params"], g["setup_s"], label=m, **plot_kwargs(m))
+    for a, title, ylabel in ((ax, "time per gradient call (median, IQR bars)", "seconds per gradient"),
+                             (ax2, "one-time setup (value_and_grad)", "setup time (s)")):
+        a.set_xscale("log")
+        a.set_yscale("log")
+        a.set_xlabel("number of parameters")
+        a.set_ylabel(ylabel)
+        a.set_title(title)
+    figure_legend(fig, ax, ncol=4)
+    save(fig, out_dir / "time_vs_params.png")
+
+    fig, axes = subplots(width=5.8)
+    ax = axes[0][0]
+    for m in methods:
+        g = ok[ok["method"] == m].sort_values("n_params")
+        if len(g):
+            ax.plot(g["n_params"], g["grad_over_forward"], label=m, **plot_kwargs(m))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("number of parameters")
+    ax.set_ylabel("gradient time / forward time (ratio)")
+    ax.set_title("How many forward passes is one gradient?")
+    ax.legend()
+    save(fig, out_dir / "grad_over_forward.png")
+
+    slopes = slope_table(table)
+    findings, bullets = {}, []
+    for _, r in slopes.iterrows():
+        key = r["method"]
+        findings[f"{key}_slope"] = r["slope (upper half)"]
+        findings[f"{key}_ratio_largest"] = r["grad / forward there"]
+        findings[f"{key}_largest_n"] = r["largest n"]
+        bullets.append(f"`{key}`: time grows as n^**{fmt(r['slope (upper half)'])}** (fitted over the upper half of its "
+                       f"sizes); at n = {r['largest n']} one gradient takes **{fmt(r['grad s there'])} s**, "
+                       f"**{fmt(r['grad / forward there'])}** forward passes.")
+    both = ok[ok["method"].isin(["reverse[numpy]", "finite_diff[central]"])].pivot_table(
+        index="n_params", columns="method", values="grad_s").dropna()
+    if len(both) and both.shape[1] == 2:
+        n = int(both.index.max())
+        sp = float(both.loc[n, "finite_diff[central]"] / both.loc[n, "reverse[numpy]"])
+        findings["fd_over_reverse_at_largest_common_n"], findings["largest_common_n"] = sp, n
+        bullets.append(f"At n = {n}, central differences take **{fmt(sp)}** times as long as reverse mode on numpy.")
+    sym = ok[ok["method"].isin(["symbolic[cse]", "reverse[numpy]"])].pivot_table(
+        index="n_params", columns="method", values="grad_s").dropna()
+    if len(sym) and sym.shape[1] == 2:
+        n0 = int(sym.index.min())
+        r0 = float(sym.loc[n0, "symbolic[cse]"] / sym.loc[n0, "reverse[numpy]"])
+        findings["symbolic_over_reverse_smallest_n"], findings["smallest_n"] = r0, n0
+        bullets.append(f"On the smallest network (n = {n0}) the compiled symbolic gradient takes **{fmt(r0)}** times "
+                       "the time of reverse mode on numpy per call (setup apart).")
+    budget = table[table["status"] == "budget"]
+    for m, g in budget.groupby("method"):
+        w = int(g["width"].min())
+        findings[f"{m}_budget_width"] = w
+        bullets.append(f"`{m}` exceeded the {meta.get('config', {}).get('budget_s', '')} s budget from width {w} on.")
+    cols = [c for c in ("method", "width", "n_params", "device", "setup_s", "grad_s", "grad_q1_s", "grad_q3_s",
+                        "grad_repeats", "forward_s", "grad_over_forward", "rel_error_vs_reverse_numpy", "status")
+            if c in table]
+    blocks = [Heading("What the data show"), Bullets(bullets),
+              Figure("time_vs_params.png", "Left: median seconds per gradient call against the number of parameters "
+                                           "(log-log; bars: interquartile range). Right: one-time setup."),
+              Figure("grad_over_forward.png", "Gradient time divided by the forward time on the same backend: "
+                                              "finite differences grow with n, reverse mode stays a small constant."),
+              Table(slopes, "Fitted slopes and ratios"),
+              Table(table[cols].sort_values(["method", "n_params"]), "All measurements"),
+              Para(f"Machine: {meta.get('cpu', '?')}; GPU: {meta.get('gpu') or 'none'}. Absolute times hold for this "
+                   "machine only; slopes and ratios travel better.")]
+    if meta.get("skipped"):
+        blocks.append(Para("Skipped: " + "; ".join(f"{k}: {v}" for k, v in meta["skipped"].items())))
+    return Report(TITLE, QUESTION, blocks, findings)
