@@ -1,0 +1,102 @@
+"""Backends: the same method set everywhere, every rule giving the same numbers on every installed
+backend, and clear errors for what is missing (torch, CUDA) or unknown."""
+import sys
+
+import numpy as np
+import pytest
+
+from diffsuite.differentiators.reverse.backends import BACKENDS, NumpyBackend, load_backend
+from diffsuite.differentiators.reverse.ops import OPS
+
+# one draw per op: (input shapes, static params, positive inputs?). Shapes exercise broadcasting.
+SPECS = {
+    "add": ([(3, 4), (4,)], {}, False), "sub": ([(3, 1), (1, 4)], {}, False),
+    "mul": ([(2, 3, 4), (3, 1)], {}, False), "div": ([(3, 4), (3, 4)], {}, True), "neg": ([(3, 4)], {}, False),
+    "power": ([(3, 4)], {"p": 3}, False), "pow": ([(3, 4), (4,)], {}, True), "exp": ([(3, 4)], {}, False),
+    "log": ([(3, 4)], {}, True), "tanh": ([(3, 4)], {}, False), "sigmoid": ([(3, 4)], {}, False),
+    "abs": ([(3, 4)], {}, False), "step": ([(3, 4)], {}, False), "maximum": ([(3, 4), (4,)], {}, False),
+    "minimum": ([(3, 4), (3, 1)], {}, False), "sum": ([(3, 4, 2)], {"axis": 1}, False),
+    "mean": ([(3, 4)], {"axis": 0, "keepdims": True}, False), "logsumexp": ([(3, 4)], {"axis": -1}, False),
+    "matmul": ([(3, 4), (4, 2)], {}, False), "reshape": ([(3, 4)], {"shape": (2, 6)}, False),
+    "transpose": ([(3, 4)], {}, False),
+    "getitem": ([(5, 4)], {"index": (slice(None, None, -2), np.array([0, 2, 2]))}, False),  # reversed + repeated
+}
+
+
+def installed_backends():
+    names = ["numpy"]
+    try:
+        load_backend("torch")
+        names.append("torch")
+    except ImportError:
+        pass
+    return names
+
+
+def test_every_op_has_a_parity_spec():
+    assert not sorted(set(OPS) - set(SPECS)), "add the op to SPECS in test_backends.py"
+
+
+def test_backends_expose_the_same_methods():
+    torch_backend = pytest.importorskip("diffsuite.differentiators.reverse.backends.torch_backend")
+
+    def methods(cls):
+        return {n for n in dir(cls) if not n.startswith("_") and callable(getattr(cls, n))}
+
+    assert methods(NumpyBackend) == methods(torch_backend.TorchBackend)
+    assert set(BACKENDS) == {"numpy", "torch"}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_every_rule_gives_the_same_numbers_on_every_backend(name, dtype):
+    """Forward and every VJP of each op on torch equal numpy's (a reordered sum may differ in the last bits)."""
+    if "torch" not in installed_backends():
+        pytest.skip("torch not installed: only numpy to compare")
+    shapes, params, positive = SPECS[name]
+    rng = np.random.default_rng(3)
+    xs = [rng.normal(size=s) for s in shapes]
+    xs = [0.5 + np.abs(x) if positive else x for x in xs]
+    op, rtol = OPS[name], (1e-12 if dtype == "float64" else 1e-5)
+    results = {}
+    for b in ("numpy", "torch"):
+        B = load_backend(b, dtype=dtype)
+        vals = [B.asarray(x) for x in xs]
+        out = op.forward(B, *vals, **params)
+        g = B.asarray(rng.normal(size=np.shape(B.to_numpy(out))) if b == "numpy" else results["numpy"][1])
+        vjps = [None if v is None else B.to_numpy(v(B, g, out, *vals, **params)) for v in op.vjps]
+        results[b] = (B.to_numpy(out), B.to_numpy(g), vjps)
+    (out_n, _, vjps_n), (out_t, _, vjps_t) = results["numpy"], results["torch"]
+    np.testing.assert_allclose(out_t, out_n, rtol=rtol, atol=rtol)
+    for i, (a, b) in enumerate(zip(vjps_t, vjps_n)):
+        if b is None:
+            assert a is None
+            continue
+        assert a.shape == b.shape == np.shape(xs[i]), f"{name}: VJP {i} shape"
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol, err_msg=f"{name}: VJP of input {i}")
+
+
+def test_maximum_routes_ties_to_the_first_argument_on_every_backend():
+    for b in installed_backends():
+        B = load_backend(b)
+        x, y, g = B.asarray([1.0, 2.0, 3.0]), B.asarray([1.0, 5.0, 0.0]), B.asarray([10.0, 20.0, 30.0])
+        gx, gy = (B.to_numpy(v(B, g, OPS["maximum"].forward(B, x, y), x, y)) for v in OPS["maximum"].vjps)
+        np.testing.assert_array_equal(gx, [10.0, 0.0, 30.0])
+        np.testing.assert_array_equal(gy, [0.0, 20.0, 0.0])
+
+
+def test_missing_torch_says_how_to_install_it(monkeypatch):
+    # a None entry in sys.modules makes the import fail, as on a machine without torch
+    monkeypatch.setitem(sys.modules, "diffsuite.differentiators.reverse.backends.torch_backend", None)
+    with pytest.raises(ImportError, match=r"backend 'torch' needs PyTorch.*pip install 'diffsuite\[torch\]'"):
+        load_backend("torch")
+
+
+def test_unknown_backend_lists_the_known_ones():
+    with pytest.raises(ValueError, match="unknown backend 'jax'; choose one of numpy, torch"):
+        load_backend("jax")
+
+
+def test_numpy_backend_refuses_cuda_and_points_to_torch():
+    with pytest.raises(ValueError, match="backend='torch', device='cuda'"):
+        load_backend("numpy", device="cuda")
