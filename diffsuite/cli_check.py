@@ -41,15 +41,14 @@ def _run(args) -> int:
     devices = {"cpu": ("cpu",), "cuda": ("cuda",), "all": ("cpu", "cuda")}[args.device]
     grid_name = "quick" if args.quick else "full"
     try:
-        rows, info = bl.measure_grid(args.quick, devices, reference=None if stored is None else stored.get("reference"),
-                                     source=None if stored is None else stored.get("source", "builtin"),
+        grid = bl.QUICK if args.quick else bl.full_grid()
+        rows, info = bl.measure_grid(grid, devices, reference=None if stored is None else stored.get("reference"),
                                      references=None if stored is None else stored["references"])
     except bl.BaselineError as e:
         print(f"diffsuite check: {path}: {e}; regenerate the baseline with: diffsuite check --baseline {path} --update"
               f"{' --quick' if args.quick else ''}", file=sys.stderr)
         return 2
     reference = info["reference"]
-    problems = [r for r in rows if r["status"] in ("error", "budget")]
     if args.update:
         if not any(r["status"] == "ok" for r in rows):
             _print_unrecorded(rows)
@@ -66,18 +65,14 @@ def _run(args) -> int:
               f"check --quick against the right file, or regenerate it with: diffsuite check --baseline {path} "
               f"--update{' --quick' if args.quick else ''}", file=sys.stderr)
         return 2
-    print(f"diffsuite check: {result.n_compared} cells compared with {path} ({grid_name} grid from {info['source']}, "
-          f"reference: {reference}, factor {factor:g})")
-    if result.unmeasured:
-        print(f"  {len(result.unmeasured)} baseline cells not measured here: {result.unmeasured[0]['message']}")
+    print(f"diffsuite check: {result.n_compared} cells compared with {path} ({grid_name} grid, reference: "
+          f"{reference}, factor {factor:g})")
     if result.new:
         print(f"  {len(result.new)} cells are not in the baseline (record them with --update)")
     if result.improved:
         print(f"  {len(result.improved)} cells improved more than {factor:g}x; consider --update:")
         print(_indent(bl.format_table(result.improved, with_why=False)))
-    if problems and not result.regressions:
-        for r in problems:
-            print(f"  {bl.cell_id(r)}: {r['status']}: {r['message']}")
+    _print_unrecorded(rows, "not measured")
     if not result.ok:
         print(f"REGRESSIONS: {len(result.regressions)} cell(s) lost accuracy:")
         print(_indent(bl.format_table(result.regressions)))
@@ -86,14 +81,14 @@ def _run(args) -> int:
     return 0
 
 
-def _print_unrecorded(rows: list[dict]) -> None:
+def _print_unrecorded(rows: list[dict], what: str = "not recorded") -> None:
     by_reason: dict[str, list[dict]] = {}
     for r in rows:
         if r["status"] != "ok":
             by_reason.setdefault(f"{r['status']}: {r['message']}", []).append(r)
     for reason, group in by_reason.items():
         first = group[0]
-        print(f"  not recorded ({len(group)} cells, e.g. {first['method']} {first['dtype']} on {first['activation']}/"
+        print(f"  {what} ({len(group)} cells, e.g. {first['method']} {first['dtype']} on {first['activation']}/"
               f"{first['loss']}): {reason}")
 
 

@@ -109,3 +109,14 @@ def test_compare_rules_floor_and_failed_cells():
     assert [r["method"] for r in bl.compare(base, rows).regressions] == ["central"]
     rows[1] = {**key, "method": "central", "error": None, "status": "error", "message": "boom"}
     assert bl.compare(base, rows).regressions[0]["why"] == "error: boom"
+
+
+def test_a_factor_of_one_or_less_is_refused(capsys):
+    rc, _, err = run(capsys, "--quick", "--factor", "1", "--baseline", COMMITTED)
+    assert rc == 2 and "--factor must be a number > 1" in err
+
+
+def test_devices_multiply_only_the_torch_cells():
+    labels = ("finite_diff[central]", "reverse[numpy]", "reverse[torch-cpu]")
+    assert bl.with_devices(labels, ("cpu", "cuda")) == (*labels, "reverse[torch-cuda]")
+    assert bl.with_devices(labels, ("cuda",)) == ("finite_diff[central]", "reverse[numpy]", "reverse[torch-cuda]")

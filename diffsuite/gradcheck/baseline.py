@@ -11,13 +11,12 @@ A cell *regresses* when ``error > factor * max(baseline, floor)``, where ``floor
 keeps cells at the rounding level (reverse mode: ~1e-16) from failing for a change in the last bits.
 A cell that errors now but had a number in the baseline regresses too.
 
-The grid: the accuracy study's (``diffsuite.study.accuracy``: ``Config``, ``cells``, its problems and
-method labels), quick = the study's quick grid without symbolic. Seam: where that study is absent,
-the ``builtin`` grid below (``Grid``, ``QUICK``, ``FULL``) is used; the baseline records its source.
+The grid: problems from the accuracy study's builder (``diffsuite.study.common.mlp_problem``: float32-exact
+points, so one reference serves both dtypes) and its method labels. ``--quick`` is ``QUICK``, pinned here;
+the full grid is the accuracy study's own (``diffsuite.study.accuracy.Config()``).
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -36,42 +35,42 @@ METRIC = "max_i |g_i - ref_i| / max_i |ref_i|"
 FLOOR_EPS = 100
 DEFAULT_FACTOR = 10.0
 
-#: each loss with the output activation that makes it meaningful, and targets it accepts
-LOSS_SETUPS: dict[str, tuple[str, Callable]] = {
-    "quadratic": ("identity", lambda rng, n, k: rng.normal(size=(n, k))),
-    "binary_cross_entropy": ("sigmoid", lambda rng, n, k: rng.uniform(0.05, 0.95, size=(n, k))),
-    "cross_entropy": ("identity", lambda rng, n, k: rng.integers(0, k, size=n)),
-    "hinge": ("identity", lambda rng, n, k: rng.choice([-1.0, 1.0], size=(n, k))),
-}
-REGULARISERS = {"none": (0.0, 0.0), "l1+l2": (0.01, 0.02)}
-
 
 class BaselineError(ValueError):
     """A baseline file that is missing, unreadable or malformed; the message says how to fix it."""
 
 
+# ----- the grid -----
 @dataclass(frozen=True)
 class Grid:
-    """The accuracy grid: every combination of these, one point (``seed``) per problem."""
+    """Which problems (``diffsuite.study.common.mlp_problem``) and methods (its labels) a check measures."""
 
-    layers: tuple = (3, 4, 2)
-    activations: tuple = ("tanh", "sigmoid", "relu")
-    losses: tuple = ("quadratic", "binary_cross_entropy", "cross_entropy")
-    regularisers: tuple = ("none",)
-    dtypes: tuple = ("float64", "float32")
-    methods: tuple = ("reverse", "reverse_torch", "forward", "central", "five_point", "richardson", "complex_step")
-    batch: int = 6
-    seed: int = 0
-
-
-QUICK = Grid()
-FULL = Grid(activations=("step", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "maxout"),
-            losses=tuple(LOSS_SETUPS), regularisers=tuple(REGULARISERS),
-            methods=("reverse", "reverse_torch", "symbolic", "forward", "backward", "central", "five_point",
-                     "richardson", "complex_step"))
+    activations: tuple[str, ...]
+    losses: tuple[str, ...]
+    regs: tuple[str, ...]
+    seeds: tuple[int, ...]
+    hidden: tuple[int, ...]
+    batch: int
+    methods: tuple[str, ...]          # study labels: finite_diff[central], reverse[numpy], symbolic[cse], ...
+    dtypes: tuple[str, ...] = ("float64", "float32")
 
 
-# ----- the grid: problems and methods -----
+#: The quick grid is pinned here, not taken from the accuracy study's quick mode, so that the committed
+#: baseline does not move when the study's quick mode is tuned for its own purposes (figures, the demo).
+QUICK = Grid(activations=("tanh", "relu"), losses=("quadratic", "cross_entropy"), regs=("none",), seeds=(0,),
+             hidden=(3,), batch=4,
+             methods=tuple(f"finite_diff[{s}]" for s in ("forward", "backward", "central", "five_point", "richardson",
+                                                          "complex_step")) + ("reverse[numpy]", "reverse[torch-cpu]"))
+
+
+def full_grid() -> Grid:
+    """The accuracy study's own grid (``diffsuite.study.accuracy.Config()``)."""
+    from ..study import accuracy
+    c = accuracy.Config()
+    return Grid(tuple(c.activations), tuple(c.losses), tuple(c.regs), tuple(c.seeds), tuple(c.hidden), c.batch,
+                tuple(c.methods()), tuple(c.dtypes))
+
+
 @dataclass
 class Case:
     """One problem of the grid with the methods to run on it: (method label, dtype, device, make differentiator)."""
@@ -81,79 +80,38 @@ class Case:
     objective: Any
     theta: np.ndarray
     methods: list[tuple[str, str, str, Callable[[], Any]]]
-    same_point: bool = False    # theta and data are float32-exact: one reference serves every dtype
 
 
-def builtin_cases(grid: Grid, devices: tuple = ("cpu",)) -> Iterable[Case]:
-    """The grid defined in this module (used where ``diffsuite.study.accuracy`` is not available)."""
-    from ..nn import MLP
-    from ..objective import Objective
-    from .methods import resolve_method
-
-    def factory(name, dtype, device):
-        def make():
-            d = resolve_method(name, dtype).differentiator
-            return dataclasses.replace(d, device=device) if device != "cpu" else d
-        return make
-
-    methods = [(name, dtype, device, factory(name, dtype, device)) for dtype in grid.dtypes for name in grid.methods
-               for device in (devices if name == "reverse_torch" else ("cpu",))]
-    for activation in grid.activations:
-        for loss in grid.losses:
-            for reg in grid.regularisers:
-                rng = np.random.default_rng(grid.seed)
-                out_act, make_targets = LOSS_SETUPS[loss]
-                model = MLP(grid.layers, activation=activation, output_activation=out_act)
-                l1, l2 = REGULARISERS[reg]
-                obj = Objective(model, loss, rng.normal(size=(grid.batch, grid.layers[0])),
-                                make_targets(rng, grid.batch, grid.layers[-1]), l1=l1, l2=l2)
-                yield Case(_key(model, activation, loss, reg), grid.seed, obj, model.init(seed=grid.seed), methods)
+def with_devices(labels: tuple[str, ...], devices: tuple[str, ...]) -> tuple[str, ...]:
+    """The torch backend's label once per device asked for (``reverse[torch-cpu]`` -> ``reverse[torch-cuda]``)."""
+    out = []
+    for label in labels:
+        if label.startswith("reverse[torch-"):
+            out += [f"reverse[torch-{d}]" for d in devices if f"reverse[torch-{d}]" not in out]
+        elif label not in out:
+            out.append(label)
+    return tuple(out)
 
 
-def study_cases(quick: bool, devices: tuple = ("cpu",)) -> Iterable[Case]:
-    """The accuracy study's grid (``diffsuite.study.accuracy``): its problems, methods and dtypes."""
-    from ..study import accuracy, common
-    config = accuracy.Config()
-    # the quick check leaves symbolic out: building its expressions takes seconds per problem (the full check has it)
-    config = dataclasses.replace(config.quick(), symbolic=False) if quick else config
-    config = dataclasses.replace(config, devices=tuple(devices))
+def grid_cases(grid: Grid, devices: tuple[str, ...] = ("cpu",)) -> Iterable[Case]:
+    from ..study import common
 
     def factory(label, dtype):
         extra = {"warn": False} if label.startswith("finite_diff") else {}
         return lambda: common.make_method(label, dtype=dtype, **extra)
 
-    methods = [(label, dtype, common.method_device(label), factory(label, dtype)) for label in config.methods()
-               for dtype in config.dtypes if not (label.startswith("symbolic") and dtype != "float64")]
-    for c in accuracy.cells(config):
-        p = c.params
-        prob = common.mlp_problem(hidden=config.hidden, activation=p["activation"], loss=p["loss"], reg=p["reg"],
-                                  batch=config.batch, seed=p["seed"])
-        yield Case(_key(prob.objective.model, p["activation"], p["loss"], p["reg"]), p["seed"], prob.objective,
-                   prob.theta, methods, same_point=True)
-
-
-def _key(model: Any, activation: str, loss: str, reg: str) -> dict:
-    return {"model": "MLP" + str(tuple(model.layers)).replace(" ", ""), "activation": activation,
-            "loss": loss if reg == "none" else f"{loss}+{reg}"}
-
-
-def study_available() -> bool:
-    try:
-        from ..study import accuracy, common  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-SOURCES = ("study.accuracy", "builtin")
-
-
-def grid_cases(source: str, quick: bool, devices: tuple) -> Iterable[Case]:
-    if source == "study.accuracy":
-        return study_cases(quick, devices)
-    if source == "builtin":
-        return builtin_cases(QUICK if quick else FULL, devices)
-    raise BaselineError(f"unknown grid source {source!r}; a baseline's grid source is one of {', '.join(SOURCES)}")
+    methods = [(label, dtype, common.method_device(label), factory(label, dtype))
+               for label in with_devices(grid.methods, devices) for dtype in grid.dtypes
+               if not (label.startswith("symbolic") and dtype != "float64")]  # symbolic evaluates in float64 only
+    for activation in grid.activations:
+        for loss in grid.losses:
+            for reg in grid.regs:
+                for seed in grid.seeds:
+                    p = common.mlp_problem(hidden=grid.hidden, activation=activation, loss=loss, reg=reg,
+                                           batch=grid.batch, seed=seed)
+                    key = {"model": "MLP" + str(tuple(p.objective.model.layers)).replace(" ", ""),
+                           "activation": activation, "loss": loss if reg == "none" else f"{loss}+{reg}"}
+                    yield Case(key, seed, p.objective, p.theta, methods)
 
 
 # ----- measuring -----
@@ -178,34 +136,29 @@ def reference_for(obj: Any, theta: np.ndarray, dtype: str, reference: str) -> np
     return get_differentiator("reverse").value_and_grad(obj)(theta).grad
 
 
-def measure_grid(quick: bool = True, devices: tuple = ("cpu",), reference: str | None = None,
-                 source: str | None = None, references: dict | None = None) -> tuple[list[dict], dict]:
+def measure_grid(grid: Grid = QUICK, devices: tuple = ("cpu",), reference: str | None = None,
+                 references: dict | None = None) -> tuple[list[dict], dict]:
     """One row per cell: the KEY fields, ``error`` (the worst over the grid's seeds; None unless ok) and
-    ``status`` (ok, error, skipped, budget). Also returns ``{"reference", "source", "references"}``.
+    ``status`` (ok, error, skipped, budget). Also returns ``{"reference", "references"}``.
 
     ``reference``: EXACT or REVERSE; None takes the exact one where ``diffsuite.reference`` exists.
-    ``source``: "study.accuracy" or "builtin"; None takes the study where it exists. A comparison
-    passes the baseline's own reference and source, so that errors are always compared like for like.
+    A comparison passes the baseline's own reference, so that errors are always compared like for like.
     ``references``: reference gradients stored with a baseline, by problem id (``{"value", "grad"}``):
     they are used instead of recomputing (the exact one takes seconds per problem), after checking
     that the problem still has the stored value; ``info["references"]`` has every one used.
     """
     from ..errors import BudgetExceeded
     reference = reference or (EXACT if exact_available() else REVERSE)
-    source = source or ("study.accuracy" if study_available() else "builtin")
     if reference not in REFERENCES:
         raise BaselineError(f"unknown reference {reference!r}; a baseline's reference is one of {', '.join(REFERENCES)}")
-    if source == "study.accuracy" and not study_available():
-        raise BaselineError("the baseline was measured on the accuracy study's grid, but diffsuite.study.accuracy is "
-                            "not available here")
     stored, used = references or {}, {}
     merged: dict[tuple, dict] = {}
-    for case in grid_cases(source, quick, devices):
+    for case in grid_cases(grid, devices):
         for label, dtype, device, make in case.methods:
             row = {**case.key, "dtype": dtype, "device": device, "method": label, "error": None, "status": "ok",
                    "message": ""}
             try:
-                pid = problem_id(case, "float64" if case.same_point else dtype)
+                pid = problem_id(case)
                 if pid not in used:
                     used[pid] = _reference(case, pid, stored.get(pid), reference)
                 ref = np.asarray(used[pid]["grad"], dtype=np.float64)
@@ -224,11 +177,11 @@ def measure_grid(quick: bool = True, devices: tuple = ("cpu",), reference: str |
                 row["status"], row["message"] = "error", f"{type(e).__name__}: {e}"
             k = tuple(str(row[f]) for f in KEY)
             merged[k] = _worse(merged[k], row) if k in merged else row
-    return list(merged.values()), {"reference": reference, "source": source, "references": used}
+    return list(merged.values()), {"reference": reference, "references": used}
 
 
-def problem_id(case: Case, ref_dtype: str) -> str:
-    return f"{case.key['model']} {case.key['activation']} {case.key['loss']} seed={case.seed} {ref_dtype}"
+def problem_id(case: Case) -> str:
+    return f"{case.key['model']} {case.key['activation']} {case.key['loss']} seed={case.seed}"
 
 
 def _reference(case: Case, pid: str, stored: dict | None, reference: str) -> dict:
@@ -243,8 +196,8 @@ def _reference(case: Case, pid: str, stored: dict | None, reference: str) -> dic
     if reference == EXACT and not exact_available():
         raise BaselineError(f"the baseline has no stored reference for {pid} and diffsuite.reference is not "
                             "available here to compute the exact one")
-    ref_dtype = pid.rsplit(" ", 1)[1]
-    return {"value": value, "grad": [float(x) for x in reference_for(case.objective, case.theta, ref_dtype, reference)]}
+    # the study's problems are float32-exact points: one reference (float64) serves both dtypes
+    return {"value": value, "grad": [float(x) for x in reference_for(case.objective, case.theta, "float64", reference)]}
 
 
 def _worse(a: dict, b: dict) -> dict:
@@ -311,7 +264,7 @@ def baseline_document(rows: list[dict], info: dict, grid_name: str) -> dict:
     from .. import __version__
     cells = sorted(({**{k: r[k] for k in KEY}, "error": r["error"]} for r in rows if r["status"] == "ok"),
                    key=lambda c: tuple(str(c[k]) for k in KEY))
-    return {"format": FORMAT, "version": VERSION, "grid": grid_name, "source": info["source"], "metric": METRIC,
+    return {"format": FORMAT, "version": VERSION, "grid": grid_name, "metric": METRIC,
             "reference": info["reference"], "references": dict(sorted(info["references"].items())),
             "written_by": f"diffsuite {__version__}, numpy {np.__version__}", "cells": cells}
 
