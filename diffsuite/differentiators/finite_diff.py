@@ -271,10 +271,10 @@ class FiniteDiff:
         spacing = np.spacing(np.abs(theta[idx]).astype(DTYPES[self.dtype]))
         detail = ", ".join(f"{names[i]} = {theta[i]:.6g} (step {steps[i]:.3g}, float spacing there {s:.3g})"
                            for i, s in list(zip(idx, spacing))[:6])
-        what = ("the step vanishes: theta_i + h == theta_i, so the difference quotient would be exactly 0"
-                if kind == "step" else
-                "f(theta_i +- h) == f(theta) exactly although f changes at a larger step: the change is below "
-                "the rounding of f, so the difference quotient would be exactly 0")
+        what = {"step": "the step vanishes: theta_i + h == theta_i, so the difference quotient would be exactly 0",
+                "complex": "the complex step h underflows to 0 in this dtype, so Im f(theta + ih) / h is undefined",
+                "quotient": "f(theta_i +- h) == f(theta) exactly although f changes at a larger step: the change is "
+                            "below the rounding of f, so the difference quotient would be exactly 0"}[kind]
         msg = (f"{self.label}: in {self.dtype}, for {len(idx)} parameter(s) {what}. {detail}"
                f"{' ...' if len(idx) > 6 else ''}. Use step='auto', a larger step, or dtype='float64'.")
         if self.zero_step == "raise":
@@ -286,7 +286,7 @@ class FiniteDiff:
         t = theta.astype(cdtype)
         h = nominal.astype(DTYPES[self.dtype])
         zero = h == 0
-        self._trap(zero, names, theta, nominal, "step")
+        self._trap(zero, names, theta, nominal, "complex")
         tracker = KinkTracker(COMPLEX) if self.kink_check else None
         xp = tracker or COMPLEX
         buffer = t

@@ -199,6 +199,12 @@ def test_float32_quotient_lost_in_the_rounding_of_f_is_caught():
 
 
 
+def test_complex_step_underflowing_in_float32_is_refused():
+    obj, theta, _ = lecture_problem()
+    with pytest.raises(StepUnderflowError, match="complex step h underflows to 0"):
+        fd(scheme="complex_step", dtype="float32", step=1e-200).value_and_grad(obj)(theta)
+
+
 def test_truly_flat_and_symmetric_parameters_stay_zero():
     # theta[1] is unused; at theta[2] = 0 the derivative of t^2 is 0 and f(h) == f(-h) exactly
     f = lambda xp, t: xp.sum(t[0:1] * t[0:1]) + xp.sum(t[2:3] * t[2:3])  # noqa: E731
