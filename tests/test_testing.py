@@ -180,3 +180,11 @@ def test_a_method_that_cannot_run_fails_the_check(data):
 def test_docs_list_the_default_tolerances():
     doc = (Path(__file__).parents[1] / "docs" / "gradcheck.md").read_text()
     assert tolerance_table_markdown() in doc
+
+
+def test_the_torch_backend_and_symbolic_are_methods_too(data):
+    pytest.importorskip("torch")
+    theta, x, y = data
+    report = assert_gradients_close(tanh_loss, theta, x, y, methods=("reverse_torch", "symbolic"),
+                                    reference=hand_grad(theta, x, y))
+    assert [r["method"] for r in report.summary()] == ["reverse_torch", "symbolic"]
