@@ -92,7 +92,11 @@ class Symbolic:
 
     # ----- Objectives -----
     def value_and_grad(self, objective: Objective | Callable) -> Callable[[np.ndarray], Gradient]:
-        """Build, differentiate, CSE and compile once; the returned ``theta -> Gradient`` only evaluates."""
+        """Build, differentiate, CSE and compile once; the returned ``theta -> Gradient`` only evaluates.
+
+        The returned function carries ``.kernel`` (``kernel.source`` is the generated Python, ``kernel.fast``
+        the bare compiled function of a list of floats) and ``.stats``.
+        """
         if not isinstance(objective, Objective):
             vg = self.value_and_grad_fn(objective)
             return lambda theta: vg(theta)
@@ -110,6 +114,7 @@ class Symbolic:
             value, grad = kernel(values + data if data else values)
             return Gradient(float(value), np.array(grad, dtype=np.float64), dict(stats))
 
+        value_and_grad_fn.kernel, value_and_grad_fn.stats = kernel, stats  # kernel.source: the generated code
         return value_and_grad_fn
 
     # ----- users' functions -----

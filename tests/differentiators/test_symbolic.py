@@ -29,7 +29,7 @@ LOSS_SETUPS = {
 REGS = {"none": (0.0, 0.0), "l1": (0.01, 0.0), "l2": (0.0, 0.02)}
 
 
-def make_case(activation, loss, reg="none", seed=0, layers=(2, 2, 2), batch=2, output_activation=None):
+def make_case(activation, loss, reg="none", seed=0, layers=(2, 2, 2), batch=1, output_activation=None):
     rng = np.random.default_rng(seed)
     out_act, make_targets = LOSS_SETUPS[loss]
     act = ds.nn.get_activation(activation, **ACT_OPTIONS.get(activation, {}))
@@ -56,7 +56,7 @@ SYM = ds.get_differentiator("symbolic", metrics=False)
 # every activation with every loss (no penalty), and every penalty with every loss (tanh hidden layer)
 CASES = ([(a, l, "none") for a in ds.ACTIVATIONS for l in LOSS_SETUPS]
          + [("tanh", l, r) for l in LOSS_SETUPS for r in ("l1", "l2")]
-         + [(a, "quadratic", r) for a in ("relu", "maxout") for r in ("l1", "l2")])
+         + [(a, "quadratic", "l1") for a in ("relu", "maxout")])
 
 
 @pytest.mark.parametrize("activation,loss,reg", CASES)
@@ -149,7 +149,7 @@ def test_hinge_and_l1_kinks_agree_with_reverse():
 
 
 def test_cse_on_and_off_give_the_same_numbers():
-    obj, theta = make_case("elu", "cross_entropy", "l2")
+    obj, theta = make_case("elu", "cross_entropy", "l2", batch=2)
     with_cse = SYM.value_and_grad(obj)(theta)
     without = ds.get_differentiator("symbolic", cse=False, metrics=False).value_and_grad(obj)(theta)
     assert with_cse.stats["cse"] and not without.stats["cse"]
@@ -157,7 +157,7 @@ def test_cse_on_and_off_give_the_same_numbers():
 
 
 def test_symbolic_data_gives_the_same_numbers():
-    obj, theta = make_case("tanh", "hinge", "l1")
+    obj, theta = make_case("tanh", "hinge", "l1", batch=2)
     res = ds.get_differentiator("symbolic", symbolic_data=True, metrics=False).value_and_grad(obj)(theta)
     assert_agrees(res, SYM.value_and_grad(obj)(theta), rtol=1e-14)
 
