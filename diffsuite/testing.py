@@ -31,7 +31,6 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .errors import BudgetExceeded
 from .gradcheck.methods import METHOD_ALIASES, Method, Problem, resolve_method
 from .gradcheck.report import ON_KINK, GradcheckReport, MethodResult
 from .gradcheck.tolerances import DEFAULT_RTOL, default_rtol
@@ -134,7 +133,7 @@ def _reference(problem: Problem, reference: Any, notes: list[str]) -> tuple[np.n
                 res = reference_gradient(problem.target, problem.theta, *problem.args, dtype="float64",
                                          time_budget_s=budget)
                 return problem.flatten_like_theta(res.grad), EXACT_LABEL, res.value, None
-            except (ImportError, BudgetExceeded, NotImplementedError) as e:
+            except Exception as e:  # noqa: BLE001 - "auto" means the best reference that works here
                 if reference == "exact":
                     raise
                 notes.append(f"the exact reference was not available ({type(e).__name__}: {e}); "

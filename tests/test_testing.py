@@ -189,3 +189,18 @@ def test_the_torch_backend_and_symbolic_are_methods_too(data):
     report = assert_gradients_close(tanh_loss, theta, x, y, methods=("reverse_torch", "symbolic"),
                                     reference=hand_grad(theta, x, y))
     assert [r["method"] for r in report.summary()] == ["reverse_torch", "symbolic"]
+
+
+def test_auto_reference_falls_back_to_reverse_with_a_note(data, monkeypatch):
+    import diffsuite.reference
+
+    def too_big(*args, **kwargs):
+        raise ds.BudgetExceeded("differentiate", "5 s", "3 of 8 entries")
+
+    monkeypatch.setattr(diffsuite.reference, "reference_gradient", too_big)
+    theta, x, y = data
+    report = assert_gradients_close(tanh_loss, theta, x, y)
+    assert report.reference_label == "reverse (float64)"
+    assert any("exact reference was not available (BudgetExceeded" in n for n in report.notes)
+    with pytest.raises(ds.BudgetExceeded):
+        check_gradients(tanh_loss, theta, x, y, reference="exact")
