@@ -20,11 +20,10 @@ import numpy as np
 from ..budget import Budget, run_budgeted
 from ..objective import Objective
 from .base import Gradient, flatten_params, grad_leaf
-from .symbolic_build import ENGINES, SetupOptions, build_function, build_objective, is_float_data, setup
+from .symbolic_build import (ENGINES, METRIC_KEYS, SetupOptions, build_function, build_objective, is_float_data,
+                             setup)
 from .symbolic_codegen import Kernel
 
-METRIC_KEYS = ("loss_tree_nodes", "loss_dag_nodes", "grad_tree_nodes", "grad_dag_nodes", "grad_count_ops",
-               "cse_one_nodes", "cse_one_ops", "cse_all_nodes", "cse_all_ops")
 
 
 @dataclass(frozen=True)
@@ -179,3 +178,5 @@ def expression_metrics(objective: Objective, *, symbolic_data: bool = False, eng
     stats = d.run_setup(partial(build_objective, objective, symbolic_data=symbolic_data), compile=False)["stats"]
     stats.pop("compile_s", None)
     return stats
+
+__all__ = ["METRIC_KEYS", "Symbolic", "expression_metrics"]

@@ -23,6 +23,8 @@ from .symbolic_namespace import SYMPY, SymArray, symbol_array, wrap
 from .symengine_bridge import from_symengine, load_symengine, to_symengine
 
 ENGINES = ("sympy", "symengine")
+METRIC_KEYS = ("loss_tree_nodes", "loss_dag_nodes", "grad_tree_nodes", "grad_dag_nodes", "grad_count_ops",
+               "cse_one_nodes", "cse_one_ops", "cse_all_nodes", "cse_all_ops")
 
 
 @dataclass
@@ -120,7 +122,7 @@ def differentiate(problem: Problem, engine: str, budget: Budget) -> tuple[Any, l
         grads.append(g)
         budget.check_nodes(dag_nodes([g], seen), f"the derivatives of {i + 1} of {n} parameters")
         budget.note(f"differentiated {i + 1} of {n} parameters")
-    unevaluated = sorted({type(n.args[0]).__name__ for n in seen if type(n).__name__ == "Derivative"})
+    unevaluated = sorted({type(node.args[0]).__name__ for node in seen if type(node).__name__ == "Derivative"})
     if unevaluated:
         raise NotImplementedError(f"{engine} left unevaluated derivatives of {', '.join(unevaluated)}: it cannot "
                                   "differentiate that function"
@@ -147,10 +149,12 @@ class SetupOptions:
 def setup(build: Callable[[], tuple[Problem, list]], opts: SetupOptions, budget: Budget) -> dict:
     """Build, differentiate, measure, CSE and generate code, each stage timed; a picklable dict comes back.
 
-    Keys: ``source`` (or None), ``arg_names`` (parameter then data symbol names, the kernel's argument
-    order), ``data_values``, ``stats`` (see ``Symbolic`` for every metric's definition).
+    Keys: ``source`` (the kernel's code, or None; its arguments are the parameters then the data symbols),
+    ``n_params``, ``data_values``, ``stats`` (see ``Symbolic``; every metric key is present, None when
+    not measured).
     """
-    stats: dict[str, Any] = {"engine": opts.engine, "cse": opts.cse}
+    stats: dict[str, Any] = {"engine": opts.engine, "cse": opts.cse, **dict.fromkeys(METRIC_KEYS),
+                             "metrics_s": 0.0}
     clock = time.perf_counter
     budget.enter("build")
     t = clock()
