@@ -110,7 +110,7 @@ class NumpyBackend:
 
     @staticmethod
     def numel(x) -> int:
-        return int(np.size(x))
+        return x.size if type(x) is np.ndarray else int(np.size(x))
 
     @staticmethod
     def ones_like(x):
