@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import re
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -22,10 +21,11 @@ from .symbolic_namespace import Abs0, Max1, Min1, Sign0, Step, TieStep
 
 
 class _Printer(PythonCodePrinter):
-    """Python source with ``math.`` functions; numbers as float literals; symbols renamed to identifiers."""
+    """Python source calling ``exp``, ``log``, ... unqualified (bound per kernel: ``math`` or numpy);
+    numbers as float literals; symbols renamed to identifiers."""
 
     def __init__(self, names: dict[str, str]):
-        super().__init__({"standard": "python3"})
+        super().__init__({"standard": "python3", "fully_qualified_modules": False})
         self.names = names
 
     def _print_Symbol(self, expr):
@@ -68,7 +68,8 @@ def generate_source(arg_names: list[str], replacements: list[tuple[Any, Any]], o
     """``def kernel(_t)`` unpacking ``_t`` into the symbols ``arg_names`` and returning (outputs[0], outputs[1:])."""
     ids = {name: f"a{i}" for i, name in enumerate(arg_names)}
     printer = _Printer(ids)
-    lines = ["def kernel(_t):"]
+    # the functions as default arguments: local-variable lookups, the fastest CPython has
+    lines = [f"def kernel(_t, {', '.join(f'{f}={f}' for f in _LOCAL_FUNCTIONS)}):"]
     if ids:
         lines.append(f"    {', '.join(ids.values())}, = _t")
     for sym, rhs in replacements:
@@ -78,8 +79,10 @@ def generate_source(arg_names: list[str], replacements: list[tuple[Any, Any]], o
     return "\n".join(lines) + "\n"
 
 
-_NUMPY_MATH = SimpleNamespace(exp=np.exp, log=np.log, tanh=np.tanh, sqrt=np.sqrt, copysign=np.copysign,
-                              inf=np.inf, nan=np.nan, pi=np.pi, e=np.e)
+_LOCAL_FUNCTIONS = ("exp", "log", "tanh", "_max1", "_min1", "_sign")
+_MATH_NAMES = ("exp", "log", "tanh", "sqrt", "copysign", "inf", "nan", "pi", "e")
+_FLOAT_MATH = {name: getattr(math, name) for name in _MATH_NAMES}
+_NUMPY_MATH = {name: getattr(np, name) for name in _MATH_NAMES}
 
 
 def _max1(a, b):
@@ -103,7 +106,7 @@ class Kernel:
     def __init__(self, source: str):
         self.source = source
         code = compile(source, "<diffsuite.symbolic kernel>", "exec")
-        fast_ns, safe_ns = {"math": math, **_HELPERS}, {"math": _NUMPY_MATH, **_HELPERS}
+        fast_ns, safe_ns = {**_FLOAT_MATH, **_HELPERS}, {**_NUMPY_MATH, **_HELPERS}
         exec(code, fast_ns)
         exec(code, safe_ns)
         self.fast, self._safe = fast_ns["kernel"], safe_ns["kernel"]
