@@ -94,6 +94,7 @@ def test_kink_conventions_at_exact_ties():
     assert reference_gradient(lambda xp, x: xp.maximum(0.0, x), 0.0).grad == 0.0
     assert reference_gradient(lambda xp, x: xp.abs(x), 0.0).grad == 0.0
     assert reference_gradient(lambda xp, x: xp.maximum(x, 2.0 - x), 1.0).grad == 1.0  # tie: the first argument
+    assert reference_gradient(lambda xp, x: xp.minimum(2.0 - x, x), 1.0).grad == -1.0
 
 
 def test_budget_stops_a_deep_network():
@@ -112,3 +113,10 @@ def test_errors_say_what_to_do():
         reference_gradient(lambda xp, w: xp.log(w), 0.0)
     with pytest.raises(TypeError, match="Objective or a function"):
         reference_gradient(42, np.ones(2))
+
+
+def test_named_constants_are_evaluated_in_high_precision():
+    """exp(1) of constant data is SymPy's E; the reference evaluates it at 50 digits too."""
+    res = reference_gradient_mp(lambda xp, w: w * xp.exp(xp.asarray(1.0)), 2.0)
+    with mpmath.workdps(60):
+        assert abs(res.grad - mpmath.e) < mpmath.mpf(10) ** -48

@@ -145,6 +145,8 @@ def _mp_node(expr, args, ctx):
         return ctx.mpf(expr.p) / expr.q
     if isinstance(expr, sp.Float):
         return ctx.mpf(expr._mpf_)
+    if isinstance(expr, sp.NumberSymbol):  # E (from exp(1) of constant data), pi
+        return ctx.mpf(expr.evalf(ctx.dps + 10)._mpf_)
     if expr is sp.true or expr is sp.false:
         return bool(expr)
     if isinstance(expr, sp.Piecewise):

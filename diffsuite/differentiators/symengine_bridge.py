@@ -60,6 +60,8 @@ def to_symengine(expr: sp.Basic) -> Any:
         if isinstance(node, sp.Float):
             return se.RealDouble(float(node))
         rule = ops.get(type(node))
+        if rule is None and not args and node.is_number:
+            return se.sympify(node)  # E, pi
         if rule is None:
             raise NotImplementedError(f"engine='symengine' cannot express {type(node).__name__} here; "
                                       "use engine='sympy'")

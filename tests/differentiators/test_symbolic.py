@@ -311,3 +311,11 @@ def test_overflow_is_returned_not_raised():
     d = ds.get_differentiator("symbolic", metrics=False)
     res = d.value_and_grad_fn(lambda xp, t: xp.exp(t[0]) * t[1])(np.array([1000.0, 2.0]))
     assert res.value == math.inf and res.grad[0] == math.inf and res.grad[1] == math.inf
+
+
+@pytest.mark.parametrize("engine", ["sympy", pytest.param("symengine", marks=pytest.mark.skipif(
+    not HAS_SYMENGINE, reason="symengine not installed"))])
+def test_constants_that_sympy_names_compile(engine):
+    """exp(1) of constant data is SymPy's E: the kernel and the SymEngine bridge must know it."""
+    d = ds.get_differentiator("symbolic", engine=engine, metrics=False)
+    assert d.grad(lambda xp, w: w * xp.exp(xp.asarray(1.0)))(2.0) == math.e
