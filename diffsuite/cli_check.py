@@ -38,7 +38,14 @@ def _run(args) -> int:
         except bl.BaselineError as e:
             print(f"diffsuite check: {e}", file=sys.stderr)
             return 2
-    devices = {"cpu": ("cpu",), "cuda": ("cuda",), "all": ("cpu", "cuda")}[args.device]
+    from .study.runner import StudyError, resolve_devices
+    try:
+        devices, skipped = resolve_devices(args.device)  # cuda without a GPU: an error; all: the CPU, and why
+    except StudyError as e:
+        print(f"diffsuite check: {e}", file=sys.stderr)
+        return 2
+    for label, reason in skipped.items():
+        print(f"  {label} not measured: {reason}")
     grid_name = "quick" if args.quick else "full"
     try:
         grid = bl.QUICK if args.quick else bl.full_grid()
@@ -82,14 +89,16 @@ def _run(args) -> int:
 
 
 def _print_unrecorded(rows: list[dict], what: str = "not recorded") -> None:
+    """Cells that did not give an error, grouped by status and exception type, with one example each."""
     by_reason: dict[str, list[dict]] = {}
     for r in rows:
         if r["status"] != "ok":
-            by_reason.setdefault(f"{r['status']}: {r['message']}", []).append(r)
-    for reason, group in by_reason.items():
+            by_reason.setdefault(f"{r['status']}: {r['message'].split(':', 1)[0]}", []).append(r)
+    for group in by_reason.values():
         first = group[0]
-        print(f"  {what} ({len(group)} cells, e.g. {first['method']} {first['dtype']} on {first['activation']}/"
-              f"{first['loss']}): {reason}")
+        message = first["message"] if len(first["message"]) <= 240 else first["message"][:240] + "..."
+        print(f"  {what} ({len(group)} cell{'s' if len(group) > 1 else ''}, e.g. {first['method']} {first['dtype']} "
+              f"on {first['activation']}/{first['loss']}): {first['status']}: {message}")
 
 
 def _indent(text: str) -> str:

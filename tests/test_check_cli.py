@@ -120,3 +120,11 @@ def test_devices_multiply_only_the_torch_cells():
     labels = ("finite_diff[central]", "reverse[numpy]", "reverse[torch-cpu]")
     assert bl.with_devices(labels, ("cpu", "cuda")) == (*labels, "reverse[torch-cuda]")
     assert bl.with_devices(labels, ("cuda",)) == ("finite_diff[central]", "reverse[numpy]", "reverse[torch-cuda]")
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(capsys):
+    from diffsuite.study.metadata import gpu_info
+    if gpu_info()["cuda_available"]:
+        pytest.skip("a CUDA GPU is present")
+    rc, _, err = run(capsys, "--quick", "--device", "cuda", "--baseline", COMMITTED)
+    assert rc == 2 and "needs a CUDA GPU" in err
