@@ -90,10 +90,10 @@ class HandwrittenMLP:
 
     def value_and_grad(self, theta) -> tuple[float, np.ndarray]:
         """(loss, float64 flat gradient), by backpropagation written out by hand."""
+        grad = np.empty(self.n_params, dtype=self.dtype)  # first: see the engine's comment on page faults
         params = self._params(theta)
         hs = self._forward(params)
         value, dh = self._loss(hs[-1])
-        grad = np.empty(self.n_params, dtype=self.dtype)
         for k in range(len(params) - 1, -1, -1):
             dz = self.acts[k][1](dh, hs[k + 1])
             (w0, w1), shape, (b0, b1) = self.slices[k]

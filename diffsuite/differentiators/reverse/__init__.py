@@ -68,10 +68,16 @@ class Reverse:
                     and math.isfinite(theta @ theta)):
                 theta = objective.check_theta(theta)
             flat = B.asarray(theta)
+            # The flat gradient is allocated before the forward pass's temporaries, so it sits low in the
+            # heap. Allocated after them (as a plain concatenate would), freeing it makes glibc trim the top
+            # of the heap and the next call page-faults the memory back in: 255 faults per call on
+            # [784,128,128,10], measured, about 15% of its time on this kind of virtual machine.
+            grad_out = B.empty(n_params)
             tape = Tape(B)
             params = {name: tape.input(B.reshape(flat[a:b], shape)) for name, (a, b, shape) in layout}
             out = objective.evaluate(TapeNamespace(tape), params, inputs, targets)
-            return self._finish(tape, out, list(params.values()), B.concat_flat, objective.describe)
+            return self._finish(tape, out, list(params.values()), lambda grads: B.concat_flat(grads, out=grad_out),
+                                objective.describe)
 
         return value_and_grad_fn
 

@@ -39,9 +39,14 @@ class NumpyBackend:
     def to_numpy(x) -> np.ndarray:
         return np.asarray(x, dtype=np.float64)
 
+    def empty(self, n: int):
+        """An uninitialised vector of ``n`` entries in this backend's dtype (an ``out=`` buffer)."""
+        return np.empty(n, dtype=self.dtype)
+
     @staticmethod
-    def concat_flat(parts):
-        return np.concatenate([p.reshape(-1) for p in parts])
+    def concat_flat(parts, out=None):
+        """The parts raveled and joined into one vector (into ``out`` if given)."""
+        return np.concatenate([p.reshape(-1) for p in parts], out=out)
 
     def synchronize(self):
         """Wait for queued work (nothing to wait for on numpy)."""

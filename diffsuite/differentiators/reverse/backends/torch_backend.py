@@ -81,9 +81,14 @@ class TorchBackend:
             return x.detach().to(device="cpu", dtype=torch.float64).numpy()
         return np.asarray(x, dtype=np.float64)
 
+    def empty(self, n: int):
+        """An uninitialised vector of ``n`` entries in this backend's dtype, on its device (an ``out=`` buffer)."""
+        return torch.empty(n, dtype=self.dtype, device=self.device)
+
     @staticmethod
-    def concat_flat(parts):
-        return torch.cat([p.reshape(-1) for p in parts])
+    def concat_flat(parts, out=None):
+        """The parts raveled and joined into one vector (into ``out`` if given)."""
+        return torch.cat([p.reshape(-1) for p in parts], out=out)
 
     def synchronize(self):
         """Wait for the GPU to finish queued work (timings need it; results read back wait anyway)."""
