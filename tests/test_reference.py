@@ -101,7 +101,7 @@ def test_budget_stops_a_deep_network():
     model = ds.MLP((2,) + (3,) * 12 + (1,), activation="tanh")
     obj = ds.Objective(model, "quadratic", np.array([[0.5, -1.0]]), np.array([[1.0]]))
     with pytest.raises(ds.BudgetExceeded):
-        reference_gradient(obj, model.init(seed=0), time_budget_s=1.0, node_budget=None)
+        reference_gradient(obj, model.init(seed=0), engine="sympy", time_budget_s=1.0, node_budget=None)
 
 
 def test_errors_say_what_to_do():
@@ -120,3 +120,18 @@ def test_named_constants_are_evaluated_in_high_precision():
     res = reference_gradient_mp(lambda xp, w: w * xp.exp(xp.asarray(1.0)), 2.0)
     with mpmath.workdps(60):
         assert abs(res.grad - mpmath.e) < mpmath.mpf(10) ** -48
+
+
+def test_sympy_and_symengine_agree_to_the_working_precision():
+    pytest.importorskip("symengine")
+    model = ds.MLP((2, 3, 2), activation="relu", output_activation="identity")
+    rng = np.random.default_rng(5)
+    obj = ds.Objective(model, "cross_entropy", rng.normal(size=(3, 2)), np.array([0, 1, 1]), l1=0.01)
+    theta = model.init(seed=5)
+    theta[model.layout["b0"][0]] = -float(obj.inputs[0] @ model.unpack(theta)["W0"][:, 0])  # near a relu kink
+    a = reference_gradient_mp(obj, theta, engine="sympy")
+    b = reference_gradient_mp(obj, theta, engine="symengine")
+    assert (a.stats["engine"], b.stats["engine"]) == ("sympy", "symengine")
+    with mpmath.workdps(60):
+        scale = max(abs(g) for g in a.grad)
+        assert all(abs(x - y) < scale * mpmath.mpf(10) ** -45 for x, y in zip(a.grad, b.grad))

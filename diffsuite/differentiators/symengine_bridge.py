@@ -23,8 +23,8 @@ def load_symengine():
     return symengine
 
 
-def _memoised(root: Any, convert_node: Callable[[Any, list], Any]) -> Any:
-    memo: dict = {}
+def _memoised(root: Any, convert_node: Callable[[Any, list], Any], memo: dict | None = None) -> Any:
+    memo = {} if memo is None else memo
     stack = [(root, False)]
     while stack:
         node, ready = stack.pop()
@@ -75,8 +75,11 @@ _RELATIONS = {"LessThan": sp.LessThan, "StrictLessThan": sp.StrictLessThan, "Equ
 _FUNCTIONS = {"Add": sp.Add, "Mul": sp.Mul, "Pow": sp.Pow, "exp": sp.exp, "log": sp.log, "tanh": sp.tanh}
 
 
-def from_symengine(expr: Any) -> sp.Basic:
-    """A SymPy expression equal to the SymEngine ``expr`` (Piecewise kept unevaluated, as SymEngine made it)."""
+def from_symengine(expr: Any, memo: dict | None = None) -> sp.Basic:
+    """A SymPy expression equal to the SymEngine ``expr`` (Piecewise kept unevaluated, as SymEngine made it).
+
+    Pass one ``memo`` dict to several calls to convert their shared subexpressions once.
+    """
     if isinstance(expr, sp.Basic):
         return expr
 
@@ -92,4 +95,4 @@ def from_symengine(expr: Any) -> sp.Basic:
             return sp.Piecewise(*zip(args[::2], args[1::2]), evaluate=False)
         raise NotImplementedError(f"cannot bring SymEngine's {kind} back to SymPy; use engine='sympy'")
 
-    return _memoised(expr, convert)
+    return _memoised(expr, convert, memo)
