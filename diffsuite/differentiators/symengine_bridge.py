@@ -72,7 +72,12 @@ def to_symengine(expr: sp.Basic) -> Any:
 
 _RELATIONS = {"LessThan": sp.LessThan, "StrictLessThan": sp.StrictLessThan, "Equality": sp.Equality,
               "Unequality": sp.Unequality}
-_FUNCTIONS = {"Add": sp.Add, "Mul": sp.Mul, "Pow": sp.Pow, "exp": sp.exp, "log": sp.log, "tanh": sp.tanh}
+_FUNCTIONS = {  # unevaluated: SymEngine's result is already canonical, and SymPy's re-sorting is the slow part
+    "Add": lambda *a: sp.Add(*a, evaluate=False),
+    "Mul": lambda *a: sp.Mul(*a, evaluate=False),
+    "Pow": lambda b, e: sp.exp(e) if b is sp.E else sp.Pow(b, e, evaluate=False),  # SymEngine's exp is E**x
+    "exp": sp.exp, "log": sp.log, "tanh": sp.tanh,
+}
 
 
 def from_symengine(expr: Any, memo: dict | None = None) -> sp.Basic:
