@@ -139,7 +139,7 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
         ax.set_yscale("log")
         ax.set_xticks(range(len(methods)))
         ax.set_xticklabels([m.replace("finite_diff", "fd") for m in methods], rotation=40, ha="right", fontsize=7.5)
-        ax.set_ylabel("max relative error against the reference (normwise)")
+        ax.set_ylabel("max relative error (normwise)")
         ax.set_xlabel("method (black bar: median; hollow: step straddles a kink)")
         ax.set_title(f"{d}: every activation x loss x regularisation x seed")
     if dtypes:

@@ -64,14 +64,25 @@ def figure_legend(fig, ax, ncol: int = 4) -> None:
     """One legend for the whole figure, below the panels (``save`` leaves room for it)."""
     handles, labels = ax.get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False)
-    fig._diffsuite_bottom = 0.04 + 0.035 * ((len(labels) + ncol - 1) // ncol) / max(1, len(fig.axes) ** 0.5)
+    fig._diffsuite_legend_rows = (len(labels) + ncol - 1) // ncol
+
+
+def _layout(fig) -> None:
+    """Fixed margins in inches (tight_layout would draw the whole figure once more just to measure it)."""
+    w, h = fig.get_size_inches()
+    legend = 0.2 * getattr(fig, "_diffsuite_legend_rows", 0)
+    bottom = 0.75 + (legend + 0.1 if legend else 0.0)
+    if any(t.get_rotation() for ax in fig.axes for t in ax.get_xticklabels()):
+        bottom += 0.6
+    fig.subplots_adjust(left=0.85 / w, right=1 - 0.2 / w, top=1 - 0.4 / h, bottom=bottom / h, wspace=0.32,
+                        hspace=0.45)
 
 
 def save(fig, path: Path | str) -> Path:
     """Write a PNG without a software/date tag (same data -> same bytes) and close the figure."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout(rect=(0, getattr(fig, "_diffsuite_bottom", 0.0), 1, 1))
+    _layout(fig)
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
     return path

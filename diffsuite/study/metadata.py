@@ -54,8 +54,25 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
-def gpu_info() -> dict:
-    """``{"cuda_available": bool, "gpu": name or None}``; torch is imported only if installed."""
+def gpu_names() -> list[str]:
+    """GPU names from ``nvidia-smi -L`` (no torch import: that costs seconds), or [] without one."""
+    import shutil
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.split(":", 1)[1].split("(UUID")[0].strip() for line in out.splitlines() if line.startswith("GPU")]
+
+
+def gpu_info(import_torch: bool = True) -> dict:
+    """``{"cuda_available": bool, "gpu": name or None, ...}``. With ``import_torch=False`` (CPU-only runs)
+    torch is consulted only if it is already imported; the GPU name then comes from ``nvidia-smi``."""
+    if not import_torch and "torch" not in sys.modules:
+        names = gpu_names()
+        return {"cuda_available": None, "gpu": names[0] if names else None,
+                "gpu_reason": "not checked through torch (CPU run)" + ("" if names else "; nvidia-smi lists no GPU")}
     if _version("torch") is None:
         return {"cuda_available": False, "gpu": None, "gpu_reason": "torch is not installed"}
     try:
@@ -110,6 +127,6 @@ def collect(study: str, config: Any, *, quick: bool, device: str, skipped: dict[
         "platform": platform.platform(),
         "libraries": {lib: _version(lib) for lib in LIBRARIES},
         "cpu": cpu_model(),
-        **gpu_info(),
+        **gpu_info(import_torch=device != "cpu"),
         "threads": threads(),
     }

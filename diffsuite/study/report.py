@@ -209,15 +209,15 @@ def studies_present(out: Path) -> list[str]:
 def write_index(out: Path) -> Path:
     """``out/index.html``: every study with stored results, its figures, tables and findings.
 
-    Each study's section is the ``section.html`` its last report wrote (a study without one gets
-    its report written now)."""
+    Each study's section is the ``section.html`` its last report wrote; a study whose report is not
+    written yet (another process may be measuring it) is left out until the next index."""
     from .runner import study_module
     out = Path(out)
     present = studies_present(out)
     sections, nav = [], []
     for s in present:
         if not (out / s / SECTION).exists():
-            write_study_report(s, out)
+            continue
         nav.append(f'<a href="#{s}">{html.escape(study_module(s).TITLE)}</a>')
         sections.append((out / s / SECTION).read_text().rstrip("\n"))
     body = "\n".join(sections) if sections else "<p>No study results yet: run <code>diffsuite run</code>.</p>"

@@ -167,7 +167,7 @@ def run_study(name: str, *, quick: bool = False, out: Path | str = "reports", jo
             print(f"{name}: the configuration differs from the stored results' ({directory / META}); "
                   "starting afresh", file=sys.stderr)
             store.clear()
-        write_atomic_text(directory / META, dumps(meta) + "\n")
+        write_atomic_text(directory / META, dumps(meta, sort_keys=True) + "\n")
         todo = [c for c in grid if c.id not in store.finished]
         resumed = len(grid) - len(todo)
         if resumed:

@@ -51,7 +51,7 @@ class Config:
     devices: tuple[str, ...] = ("cpu",)
 
     def quick(self) -> "Config":
-        return replace(self, widths=(2, 8, 32), min_time_s=0.02, budget_s=2.0)
+        return replace(self, widths=(2, 4, 16), batch=4, min_time_s=0.01, budget_s=2.0)
 
     def all_methods(self) -> list[str]:
         out = list(self.methods)

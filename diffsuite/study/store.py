@@ -42,9 +42,10 @@ def _jsonable(x: Any) -> Any:
     return str(x)
 
 
-def dumps(obj: Any) -> str:
-    """JSON with numpy scalars converted; NaN and inf kept (Python's json reads them back)."""
-    return json.dumps(obj, default=_jsonable, sort_keys=True, allow_nan=True)
+def dumps(obj: Any, sort_keys: bool = False) -> str:
+    """JSON with numpy scalars converted; NaN and inf kept (Python's json reads them back). Key order is
+    kept by default, so a row's columns stay in the order it was built: the cell's parameters first."""
+    return json.dumps(obj, default=_jsonable, sort_keys=sort_keys, allow_nan=True)
 
 
 def read_cells(path: Path) -> dict[str, list[dict]]:
@@ -171,9 +172,13 @@ def _clean_row(row: dict) -> dict:
     return out
 
 
+def _tmp(path: Path) -> Path:
+    return path.with_name(f"{path.name}.{os.getpid()}.tmp")  # one per process: no two writers share one
+
+
 def write_atomic_csv(df: pd.DataFrame, path: Path) -> Path:
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = _tmp(path)
     df.to_csv(tmp, index=False, lineterminator="\n")
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
@@ -183,7 +188,7 @@ def write_atomic_csv(df: pd.DataFrame, path: Path) -> Path:
 
 def write_atomic_text(path: Path, text: str | bytes) -> Path:
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = _tmp(path)
     with open(tmp, "wb") as f:
         f.write(text.encode() if isinstance(text, str) else text)
         f.flush()

@@ -1,0 +1,139 @@
+"""Every study script in quick mode writes every artefact; the report's numbers are the data's; rebuilding
+the reports measures nothing and gives the same bytes."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from diffsuite.study.report import fmt
+
+ROOT = Path(__file__).resolve().parents[2]
+STUDIES = ("expression_growth", "rounding_error", "accuracy", "speed")
+
+pytestmark = pytest.mark.slow
+
+
+class _Out(type(Path())):
+    """A Path that can carry the fixture's snapshot."""
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory):
+    """All four scripts, run at once (each is one process), into one output folder."""
+    out = _Out(tmp_path_factory.mktemp("reports"))
+    procs = {name: subprocess.Popen([sys.executable, str(ROOT / "studies" / f"{name}.py"), "--quick", "--out", str(out),
+                                     "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for name in STUDIES}
+    logs = {name: p.communicate(timeout=300)[0] for name, p in procs.items()}
+    for name, p in procs.items():
+        assert p.returncode == 0, f"studies/{name}.py failed:\n{logs[name]}"
+    # `diffsuite report` from the stored results alone: the figures are deleted first and must come back
+    # byte for byte, the reports too, and no result may change (nothing is measured)
+    before = {f.relative_to(out): f.read_bytes() for s in STUDIES for f in (out / s).iterdir()
+              if f.suffix in (".png", ".md", ".jsonl")}
+    for f in before:
+        if f.suffix == ".png":
+            (out / f).unlink()
+    r = subprocess.run([sys.executable, "-m", "diffsuite.cli", "report", "--out", str(out)], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    out.before_rebuild = before  # for test_report_rebuilds_from_stored_results_alone
+    return out
+
+
+@pytest.mark.parametrize("study", STUDIES)
+def test_every_artefact_is_written(out, study):
+    d = out / study
+    for name in ("results.jsonl", "results.csv", "meta.json", "report.md", "findings.json"):
+        assert (d / name).stat().st_size > 0, name
+    report = (d / "report.md").read_text()
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", report)
+    assert figures, "the report embeds no figure"
+    for f in figures:
+        data = (d / f).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n", f
+    table = pd.read_csv(d / "results.csv")
+    assert len(table) and {"cell", "status", "message"} <= set(table.columns)
+    meta = json.loads((d / "meta.json").read_text())
+    assert meta["quick"] is True and meta["study"] == study
+    index = (out / "index.html").read_text()
+    assert f'id="{study}"' in index
+    for f in figures:
+        assert f'src="{study}/{f}"' in index
+    assert "/work/" not in report and "/home/" not in report  # no machine paths in what gets committed
+
+
+def _in_report(out, study, value):
+    text = (out / study / "report.md").read_text()
+    html = (out / "index.html").read_text()
+    s = fmt(value)
+    return s in text and s in html
+
+
+def test_rounding_report_numbers_are_the_data(out):
+    t = pd.read_csv(out / "rounding_error" / "results.csv")
+    found = json.loads((out / "rounding_error" / "findings.json").read_text())
+    for problem in ("scalar", "mlp"):
+        for dtype in ("float64", "float32"):
+            c = t[(t.problem == problem) & (t.dtype == dtype) & (t.method == "finite_diff[central]")
+                  & (t.status == "ok")]
+            sweep = c[c.step_kind == "sweep"]
+            best = sweep.rel_error.min()
+            assert found[f"{problem}_{dtype}_central_best_error"] == best
+            assert found[f"{problem}_{dtype}_central_best_h"] == sweep.loc[sweep.rel_error.idxmin(), "h"]
+            auto = c[c.step_kind == "auto"].rel_error.iloc[0]
+            assert found[f"{problem}_{dtype}_central_auto_error"] == auto
+            assert found[f"{problem}_{dtype}_central_optimum_h"] == pytest.approx(
+                float(np.finfo(dtype).eps) ** (1 / 3), rel=1e-12)
+            for v in (best, auto):
+                assert _in_report(out, "rounding_error", v)
+
+
+def test_accuracy_report_numbers_are_the_data(out):
+    t = pd.read_csv(out / "accuracy" / "results.csv")
+    found = json.loads((out / "accuracy" / "findings.json").read_text())
+    for dtype in ("float64", "float32"):
+        rev = t[(t.method == "reverse[numpy]") & (t.dtype == dtype) & (t.status == "ok")].rel_error
+        cen = t[(t.method == "finite_diff[central]") & (t.dtype == dtype) & (t.status == "ok")].rel_error
+        assert found[f"reverse_numpy_{dtype}_median"] == pytest.approx(float(np.median(rev)), rel=1e-12)
+        assert found[f"central_{dtype}_median"] == pytest.approx(float(np.median(cen)), rel=1e-12)
+        assert _in_report(out, "accuracy", np.median(rev)) and _in_report(out, "accuracy", np.median(cen))
+
+
+def test_speed_report_numbers_are_the_data(out):
+    t = pd.read_csv(out / "speed" / "results.csv")
+    found = json.loads((out / "speed" / "findings.json").read_text())
+    r = t[(t.method == "reverse[numpy]") & (t.status == "ok")].sort_values("n_params")
+    slope = np.polyfit(np.log10(r.n_params), np.log10(r.grad_s), 1)[0]  # quick mode: 3 sizes, all fitted
+    assert found["reverse[numpy]_slope"] == pytest.approx(slope, rel=1e-9)
+    ratio = r.grad_s.iloc[-1] / r.forward_s.iloc[-1]
+    assert found["reverse[numpy]_ratio_largest"] == pytest.approx(ratio, rel=1e-12)
+    assert _in_report(out, "speed", slope) and _in_report(out, "speed", ratio)
+
+
+def test_growth_report_numbers_are_the_data(out):
+    t = pd.read_csv(out / "expression_growth" / "results.csv")
+    found = json.loads((out / "expression_growth" / "findings.json").read_text())
+    sym = t[(t.kind == "symbolic") & (t.status == "ok")].set_index("depth")
+    tape = t[(t.kind == "tape") & (t.status == "ok")].set_index("depth")
+    ratio = (sym.cse_all_ops / tape.tape_scalar_ops).dropna()
+    assert found["w2_ratio_min"] == pytest.approx(ratio.min(), rel=1e-12)
+    assert found["w2_ratio_max"] == pytest.approx(ratio.max(), rel=1e-12)
+    growth = 10 ** np.polyfit(sym.index, np.log10(sym.grad_tree_nodes), 1)[0]
+    assert found["w2_grad_tree_nodes_factor"] == pytest.approx(growth, rel=1e-9)
+    for v in (ratio.min(), ratio.max(), growth):
+        assert _in_report(out, "expression_growth", v)
+
+
+def test_report_rebuilds_from_stored_results_alone(out):
+    """The fixture deleted every figure and ran `diffsuite report`: same bytes back, results untouched."""
+    assert any(f.suffix == ".png" for f in out.before_rebuild)
+    for rel, data in out.before_rebuild.items():
+        assert (out / rel).read_bytes() == data, f"{rel} differs after the rebuild"
+    index = (out / "index.html").read_text()
+    assert all(f'id="{s}"' in index for s in STUDIES)
