@@ -128,3 +128,12 @@ def test_cuda_without_a_gpu_is_a_clear_error(capsys):
         pytest.skip("a CUDA GPU is present")
     rc, _, err = run(capsys, "--quick", "--device", "cuda", "--baseline", COMMITTED)
     assert rc == 2 and "needs a CUDA GPU" in err
+
+
+def test_the_full_grid_is_the_accuracy_studys_and_has_a_committed_baseline():
+    from diffsuite.study import accuracy
+    grid, config = bl.full_grid(), accuracy.Config()
+    assert grid.activations == tuple(config.activations) and grid.methods == tuple(config.methods())
+    assert not any(m.startswith("symbolic") for m in bl.QUICK.methods)  # seconds per problem: full grid only
+    full = bl.load_baseline(COMMITTED.with_name("accuracy_full.json"))
+    assert full["grid"] == "full" and full["reference"] == bl.EXACT
