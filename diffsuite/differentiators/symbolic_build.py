@@ -143,7 +143,7 @@ class SetupOptions:
     cse: bool = True
     metrics: bool = True
     compile: bool = True
-    count_ops_max_nodes: int | None = 200_000
+    count_ops_max_nodes: int | None = 20_000
 
 
 def setup(build: Callable[[], tuple[Problem, list]], opts: SetupOptions, budget: Budget) -> dict:
