@@ -150,7 +150,8 @@ def measure_grid(grid: Grid = QUICK, devices: tuple = ("cpu",), reference: str |
     from ..errors import BudgetExceeded
     reference = reference or (EXACT if exact_available() else REVERSE)
     if reference not in REFERENCES:
-        raise BaselineError(f"unknown reference {reference!r}; a baseline's reference is one of {', '.join(REFERENCES)}")
+        raise BaselineError(f"unknown reference {reference!r}; a baseline's reference is one of "
+                            f"{', '.join(REFERENCES)}")
     stored, used = references or {}, {}
     merged: dict[tuple, dict] = {}
     for case in grid_cases(grid, devices):
@@ -277,9 +278,11 @@ def write_baseline(path: str | Path, document: dict) -> Path:
     head = {k: v for k, v in document.items() if k not in ("cells", "references")}
     lines = [json.dumps(head, indent=1)[:-2] + ',\n "references": {']  # one problem, one cell per line
     refs = list(document.get("references", {}).items())
-    lines += [f" {json.dumps(k)}: {json.dumps(v)}" + ("," if i < len(refs) - 1 else "") for i, (k, v) in enumerate(refs)]
+    lines += [f" {json.dumps(k)}: {json.dumps(v)}" + ("," if i < len(refs) - 1 else "")
+              for i, (k, v) in enumerate(refs)]
     lines += [' },', ' "cells": [']
-    lines += [" " + json.dumps(c) + ("," if i < len(document["cells"]) - 1 else "") for i, c in enumerate(document["cells"])]
+    cells = document["cells"]
+    lines += [" " + json.dumps(c) + ("," if i < len(cells) - 1 else "") for i, c in enumerate(cells)]
     tmp.write_text("\n".join(lines) + "\n ]\n}\n")
     os.replace(tmp, path)
     return path

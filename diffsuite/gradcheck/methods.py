@@ -109,7 +109,8 @@ class Problem:
         names = []
         keys = list(theta) if isinstance(theta, dict) else ["theta"]
         for key, leaf in zip(keys, leaves):
-            names += [str(key)] if leaf.ndim == 0 else [f"{key}[{', '.join(map(str, i))}]" for i in np.ndindex(*leaf.shape)]
+            names += ([str(key)] if leaf.ndim == 0
+                      else [f"{key}[{', '.join(map(str, i))}]" for i in np.ndindex(*leaf.shape)])
         flat = np.concatenate([leaf.ravel() for leaf in leaves]) if leaves else np.zeros(0)
         label = getattr(target, "__name__", type(target).__name__)
         return cls(target, theta, tuple(args), names, flat, label, leaves, rebuild)

@@ -122,7 +122,8 @@ class GradcheckReport:
         return rows
 
     def summary_table(self) -> str:
-        head = f"{'method':<22} {'dtype':<8} {'max abs err':>11} {'max rel err':>11} {'rtol':>8} {'atol':>8}  failed  kinks"
+        head = (f"{'method':<22} {'dtype':<8} {'max abs err':>11} {'max rel err':>11} {'rtol':>8} {'atol':>8}"
+                "  failed  kinks")
         lines = [head]
         for row in self.summary():
             if row["error"]:
@@ -144,7 +145,8 @@ class GradcheckReport:
         return "\n".join([head, self.summary_table(), *[f"note: {n}" for n in self.notes]])
 
     def __repr__(self) -> str:
-        return f"<GradcheckReport {self.problem}: {'passed' if self.passed else 'FAILED ' + ', '.join(self.failed_methods)}>"
+        verdict = "passed" if self.passed else "FAILED " + ", ".join(self.failed_methods)
+        return f"<GradcheckReport {self.problem}: {verdict}>"
 
     # ----- the failure message -----
     def worst_entries(self, n: int = 5) -> list[int]:
