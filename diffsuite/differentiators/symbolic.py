@@ -4,7 +4,8 @@ Cost model: all work is setup, paid once in ``value_and_grad``: build the loss e
 grows linearly with the network, its printed tree exponentially with depth), differentiate it with
 respect to every parameter (SymPy walks the tree: expression swell), optionally CSE the loss and
 all derivatives jointly, and generate one straight-line Python function. A call then costs one pass
-over that function: microseconds on tiny networks, and it beats any autodiff framework there.
+over that function: microseconds on tiny networks, where it beats every autodiff we measured
+(benchmarks/bench_symbolic.py).
 Error model: exact derivatives; the only error is the float64 rounding of the compiled arithmetic.
 """
 from __future__ import annotations
@@ -23,7 +24,6 @@ from .base import Gradient, flatten_params, grad_leaf
 from .symbolic_build import (ENGINES, METRIC_KEYS, SetupOptions, build_function, build_objective, is_float_data,
                              setup)
 from .symbolic_codegen import Kernel
-
 
 
 @dataclass(frozen=True)
