@@ -147,6 +147,9 @@ def run_study(name: str, *, quick: bool = False, out: Path | str = "reports", jo
     if not isinstance(jobs, int) or jobs < 1:
         raise StudyError(f"--jobs must be a whole number >= 1; got {jobs!r}")
     devices, skipped = resolve_devices(device)
+    if jobs > 1 and getattr(module, "SERIAL", False):
+        print(f"{name}: measures time, so its cells run one at a time (--jobs {jobs} ignored)", file=sys.stderr)
+        jobs = 1
     config = module.Config()
     if quick:
         config = config.quick()

@@ -30,6 +30,7 @@ from .report import Bullets, Figure, Heading, Para, Report, Table, fmt
 from .runner import cell
 from .timing import cuda_sync, measure as time_calls, time_once
 
+SERIAL = True  # timings must not share the CPU with other cells: --jobs does not apply
 TITLE = "Speed against network size"
 QUESTION = ("How does the time of one gradient grow with the number of parameters for each differentiator, how "
             "much is one-time setup, and how many forward passes does a gradient cost?")
