@@ -85,6 +85,16 @@ def test_namespace_has_numpy_semantics():
     assert (x[0, 0] * 0.1).expr() == sp.Rational(0.1) * x[0, 0].expr()  # constants stay exact binary values
 
 
+def test_namespace_refuses_what_it_cannot_differentiate_clearly():
+    x = symbol_array("x", (2,))
+    with pytest.raises(TypeError, match="use the operators"):
+        np.exp(x)
+    with pytest.raises(TypeError, match="xp.maximum"):
+        bool(x[0] > 0)
+    with pytest.raises(ValueError, match="finite"):
+        x * np.inf
+
+
 def test_lecture_gate_example_by_hand():
     """f = (x + y) z at (-2, 5, -4): df/dx = df/dy = z = -4, df/dz = x + y = 3, f = -12."""
     res = SYM.value_and_grad_fn(lambda xp, p: (p["x"] + p["y"]) * p["z"])({"x": -2.0, "y": 5.0, "z": -4.0})
