@@ -27,7 +27,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="[784, 8, 10] for the overhead part, fewer repeats")
-    p.add_argument("--repeats", type=int, default=None, help="gradients timed per overhead row (default 3, quick 1)")
+    p.add_argument("--repeats", type=int, default=None, help="gradients timed per overhead row (default 5, quick 1)")
     p.add_argument("--csv", metavar="PATH", help="also write every row to PATH")
     return p.parse_args(argv)
 
@@ -168,6 +168,40 @@ def overhead_rows(quick: bool, repeats: int):
     return rows
 
 
+def loop_cost_rows(rounds: int = 15, m: int = 200):
+    """The inner loop alone, in short alternating rounds (robust on a busy machine): 2m evaluations through
+    the stencil loop (central, kink tracking off and on) against 2m bare ``objective.evaluate`` calls."""
+    from diffsuite.differentiators.fd_namespaces import KinkTracker
+    from diffsuite.differentiators.finite_diff import _evaluate_stencil
+    rng = np.random.default_rng(1)
+    rows = []
+    for activation in ("sigmoid", "relu"):
+        model = ds.MLP((784, 32, 10), activation=activation)
+        obj = ds.Objective(model, "cross_entropy", rng.normal(size=(16, 784)), rng.integers(0, 10, size=16))
+        theta, (inputs, targets) = model.init(seed=0), obj.data(np.float64)
+        buffer = theta.copy()
+        params, tracker = model.unpack(buffer), KinkTracker(NUMPY)
+
+        def call(xp, p):
+            return obj.evaluate(xp, p, inputs, targets)
+
+        tracker.start(), call(tracker, params)
+        centre = tracker.record()
+        points = [buffer + 1e-5, buffer - 1e-5]
+        runs = {"bare": lambda: [call(NUMPY, params) for _ in range(2 * m)],
+                "loop": lambda: _evaluate_stencil(buffer[:m], params, points, call, NUMPY, None, None, 0),
+                "loop_tracked": lambda: _evaluate_stencil(buffer[:m], params, points, call, tracker, tracker, centre, 0)}
+        best = {k: float("inf") for k in runs}
+        for _ in range(rounds):
+            for k, fn in runs.items():
+                cpu = time.process_time()
+                fn()
+                best[k] = min(best[k], (time.process_time() - cpu) / (2 * m))
+        rows.append({"part": "loop", "method": f"{activation} [784, 32, 10]", "eval_s": best["bare"],
+                     "ratio": best["loop"] / best["bare"], "ratio_tracked": best["loop_tracked"] / best["bare"]})
+    return rows
+
+
 def main(args=ARGS):
     print(f"# finite differences: {platform.processor() or platform.machine()}, numpy {np.__version__}, "
           f"BLAS threads {os.environ['OPENBLAS_NUM_THREADS']}")
@@ -177,7 +211,7 @@ def main(args=ARGS):
     print(f"|{'-' * 36}|------:|------------:|-----------------:|")
     for r in rows:
         print(f"| {r['method']:34} | {r['n_evals']:5d} | {r['max_rel_err']:11.2e} | {r['time_s'] * 1e6:13.0f} us |")
-    over = overhead_rows(args.quick, args.repeats or (1 if args.quick else 3))
+    over = overhead_rows(args.quick, args.repeats or (1 if args.quick else 5))
     print(f"\n## overhead: {over[0]['net']}, {over[0]['n_params']} parameters, central\n")
     print("Baselines, timed right after each gradient, fastest of the repeats: the same number of plain\n"
           "evaluations `objective(NUMPY, theta)` in a bare loop (ratio), and of the very call our loop makes,\n"
@@ -190,14 +224,20 @@ def main(args=ARGS):
         print(f"| {r['method']} | {r['n_evals']} | {r['grad_s']:.2f} s | {r['eval_s'] * 1e6:.1f} us "
               f"| {r['ratio']:.3f} ({r['ratio_wall']:.3f}) | {r['ratio_strict']:.3f} ({r['ratio_strict_wall']:.3f}) "
               f"| {cost} |")
+    loop = loop_cost_rows(rounds=5 if args.quick else 15)
+    print("\n## the inner loop alone: per-evaluation cost against bare `objective.evaluate` calls\n")
+    print("Short alternating rounds (200 parameters, central, 400 evaluations each), fastest round, CPU time.\n")
+    print("| net | one evaluation | loop / bare | loop with kink tracking / bare |")
+    print("|-----|---------------:|------------:|-------------------------------:|")
+    for r in loop:
+        print(f"| {r['method']} | {r['eval_s'] * 1e6:.1f} us | {r['ratio']:.3f} | {r['ratio_tracked']:.3f} |")
+    everything = rows + over + loop
     if args.csv:
-        rows += over
-        keys = sorted({k for r in rows for k in r})
         with open(args.csv, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=keys)
+            w = csv.DictWriter(fh, fieldnames=sorted({k for r in everything for k in r}))
             w.writeheader()
-            w.writerows(rows)
-    return rows if args.csv else rows + over
+            w.writerows(everything)
+    return everything
 
 
 if __name__ == "__main__":
