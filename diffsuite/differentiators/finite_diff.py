@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, ClassVar
 
 import numpy as np
@@ -32,6 +33,7 @@ import numpy as np
 from ..namespace import NUMPY
 from ..objective import Objective
 from .base import Gradient, flatten_params, grad_leaf, scalar_check
+from .fd_batched import bind_objective_batched, evaluate_batched
 from .fd_namespaces import COMPLEX, KinkTracker
 from .fd_steps import (COMPLEX_DTYPES, COMPLEX_STEP, DTYPES, SCHEMES, STENCILS, auto_steps, exact_steps,
                        richardson_combine, scheme_order)
@@ -69,6 +71,8 @@ class FiniteDiff:
         kink_check: record kink-op branches to detect steps straddling a kink (see module docstring).
         warn: emit a ``KinkWarning`` when kinks are found (they are in stats either way).
         zero_step: ``"raise"`` (default) or ``"warn"`` when theta_i + h == theta_i.
+        batch: stencil points evaluated per objective call (real schemes, ``Objective`` only; see
+            ``fd_batched``). Same evaluations, same count; less per-call overhead. 1 = one point per call.
     """
 
     scheme: str = "central"
@@ -78,6 +82,7 @@ class FiniteDiff:
     kink_check: bool = True
     warn: bool = True
     zero_step: str = "raise"
+    batch: int = 1
     name: ClassVar[str] = "finite_diff"
 
     def __post_init__(self):
@@ -88,6 +93,11 @@ class FiniteDiff:
         if not (isinstance(self.levels, (int, np.integer)) and 1 <= self.levels <= MAX_LEVELS):
             raise ValueError(f"levels (Richardson's number of step halvings) must be an int from 1 to {MAX_LEVELS}; "
                              f"got {self.levels!r}")
+        if not (isinstance(self.batch, (int, np.integer)) and self.batch >= 1):
+            raise ValueError(f"batch (stencil points per objective call) must be an int >= 1; got {self.batch!r}")
+        if self.batch > 1 and self.scheme == "complex_step":
+            raise ValueError("batch > 1 applies to the real schemes; complex_step evaluates one point per call: "
+                             "use batch=1")
         if self.zero_step not in ("raise", "warn"):
             raise ValueError(f"zero_step must be 'raise' or 'warn'; got {self.zero_step!r}")
         if not isinstance(self.step, str):
@@ -129,7 +139,7 @@ class FiniteDiff:
             theta = objective.check_theta(theta)
             return self._differentiate(theta, lambda t: model.unpack(t, NUMPY),
                                        lambda xp, p: objective.evaluate(xp, p, inputs, targets), names,
-                                       objective.describe())
+                                       objective.describe(), partial(bind_objective_batched, objective))
 
         return value_and_grad_fn
 
@@ -182,9 +192,13 @@ class FiniteDiff:
         return steps.copy()
 
     def _differentiate(self, theta: np.ndarray, bind: Callable, call: Callable, names: list[str],
-                       who: str) -> Gradient:
+                       who: str, bind_batched: Callable | None = None) -> Gradient:
         """theta: flat float64. ``bind(t)`` makes the parameter structure from a flat buffer (views, so
-        that writing ``t[i]`` perturbs it); ``call(xp, params)`` evaluates the function."""
+        that writing ``t[i]`` perturbs it); ``call(xp, params)`` evaluates the function;
+        ``bind_batched(stack)`` does the same for a (k, n) stack, where the function allows it."""
+        if self.batch > 1 and bind_batched is None:
+            raise ValueError(f"batch={self.batch} needs an Objective (its batched evaluation is known); {who} is "
+                             "a plain function, evaluated one point per call: use batch=1")
         real = DTYPES[self.dtype]
         nominal = self._nominal_steps(theta)
         t0 = theta.astype(real)
@@ -220,14 +234,20 @@ class FiniteDiff:
                 points = [t0 + (o * steps).astype(real) for o in offsets]
                 zero = steps == 0
             self._trap(zero, names, theta, nominal, "step")
-            values, kinks = _evaluate_stencil(buffer, params, points, call, xp, tracker, center_sig, np.ndim(center))
+            if self.batch > 1:  # the centre then comes from the same batched arithmetic as the stencil
+                values, kinks, centre = evaluate_batched(t0, points, bind_batched, call, self.batch,
+                                                         tracker is not None, value, who)
+            else:
+                values, kinks = _evaluate_stencil(buffer, params, points, call, xp, tracker, center_sig,
+                                                  np.ndim(center))
+                centre = value
             with np.errstate(divide="ignore", invalid="ignore"):
                 if self.scheme == "richardson":
                     grad, error = richardson_combine(values, level_steps, self.levels)
                     stats["levels"], stats["error_estimate"] = self.levels, error
                 else:
-                    grad = (values @ np.array(stencil.weights) + stencil.center_weight * value) / steps
-            lost, n_probes = self._zero_quotients(values, value, zero, buffer, params, call, t0, steps)
+                    grad = (values @ np.array(stencil.weights) + stencil.center_weight * centre) / steps
+            lost, n_probes = self._zero_quotients(values, centre, zero, buffer, params, call, t0, steps)
             self._trap(lost, names, theta, steps, "quotient")
             grad = np.where(lost, np.nan, grad)
             stats["zero_quotient_params"] = [names[i] for i in np.flatnonzero(lost)]
@@ -235,7 +255,8 @@ class FiniteDiff:
         grad = np.where(zero, np.nan, grad)
         kink_idx = np.flatnonzero(kinks)
         stats.update(steps=steps, kink_params=[names[i] for i in kink_idx], kink_indices=kink_idx,
-                     zero_step_params=[names[i] for i in np.flatnonzero(zero)], kink_check=self.kink_check)
+                     zero_step_params=[names[i] for i in np.flatnonzero(zero)], kink_check=self.kink_check,
+                     batch=self.batch)
         if len(kink_idx) and self.warn:
             warnings.warn(KinkWarning(
                 f"{self.label}: the step of {len(kink_idx)} parameter(s) straddles a kink (relu/max/min/abs/hinge/"
@@ -246,9 +267,11 @@ class FiniteDiff:
 
     def _zero_quotients(self, values, value, zero, buffer, params, call, t0, steps) -> tuple[np.ndarray, int]:
         """Entries whose stencil values all equal f(theta) exactly, although at a larger step H (16 h, at
-        least the dtype's central auto step) f(theta + H) - f(theta - H) clearly exceeds the rounding of f:
-        the first-order change at h fell below the spacing of floats at f. Truly flat entries (an unused
-        input, a dead relu) and symmetric ones (a minimum) stay 0. Costs two evaluations per flat entry."""
+        least the dtype's central auto step) f(theta + H) - f(theta - H) clearly exceeds the rounding of f
+        while the change it implies at h, (f(theta + H) - f(theta - H)) h / H, does not: the first-order
+        change at h fell below the spacing of floats at f. Truly flat entries (an unused input, a dead
+        relu), symmetric ones (a minimum) and ones flat at h but not at H (a kink between h and H) stay
+        as computed. Costs two evaluations per entry whose stencil values were all equal."""
         idx = np.flatnonzero(~zero & np.all(values == value, axis=1))
         lost = np.zeros(zero.shape, dtype=bool)
         probe = np.maximum(16 * steps, auto_steps(t0, 2, self.dtype)).astype(t0.dtype)
@@ -260,7 +283,8 @@ class FiniteDiff:
             buffer[i] = t0[i] - probe[i]
             down = float(np.reshape(call(NUMPY, params), ()))
             buffer[i] = x
-            lost[i] = abs(up - down) > noise
+            change = abs(up - down)
+            lost[i] = noise < change and change * steps[i] / float(probe[i]) <= noise
         return lost, 2 * len(idx)
 
     def _trap(self, where: np.ndarray, names: list[str], theta: np.ndarray, steps: np.ndarray, kind: str) -> None:

@@ -212,6 +212,54 @@ def test_truly_flat_and_symmetric_parameters_stay_zero():
     assert res.grad[1] == 0.0 and res.grad[2] == 0.0 and res.stats["zero_quotient_params"] == []
 
 
+def test_flat_at_h_but_not_at_the_probe_is_not_a_trap():
+    # max(t, 1) at t = 0.9 is exactly 1 within +-0.01 (derivative 0 there); the probe step 0.16 crosses
+    # the kink at 1, so f changes there, but by far more than rounding: the 0 is genuine
+    res = fd(step=0.01).value_and_grad_fn(lambda xp, t: xp.sum(xp.maximum(t, 1.0)))(np.array([0.9]))
+    assert res.grad[0] == 0.0 and res.stats["zero_quotient_params"] == [] and res.stats["kink_params"] == []
+
+
+# ----- batched evaluation -----
+@pytest.mark.parametrize("scheme", ["forward", "central", "richardson"])
+def test_batched_evaluation_gives_the_same_gradient_and_count(scheme):
+    obj, theta, ref = lecture_problem()
+    plain = fd(scheme=scheme).value_and_grad(obj)(theta)
+    batched = fd(scheme=scheme, batch=5).value_and_grad(obj)(theta)  # 5 does not divide the job count
+    assert batched.stats["n_evals"] == plain.stats["n_evals"] and batched.stats["batch"] == 5
+    np.testing.assert_allclose(batched.grad, plain.grad, rtol=1e-9)
+    assert max_rel_err(batched.grad, ref) <= max(10 * max_rel_err(plain.grad, ref), 1e-12)
+
+
+@pytest.mark.parametrize("activation, loss, l1", [("maxout", "hinge", 0.0), ("elu", "cross_entropy", 0.01),
+                                                  ("tanh", "binary_cross_entropy", 0.0)])
+def test_batched_evaluation_of_every_layer_kind(activation, loss, l1):
+    rng = np.random.default_rng(3)
+    model = ds.MLP((4, 3, 2), activation=activation,
+                   output_activation="sigmoid" if loss == "binary_cross_entropy" else "identity")
+    targets = {"hinge": rng.choice([-1.0, 1.0], (6, 2)), "cross_entropy": rng.integers(0, 2, 6),
+               "binary_cross_entropy": rng.uniform(0, 1, (6, 2))}[loss]
+    obj = ds.Objective(model, loss, rng.normal(size=(6, 4)), targets, l1=l1)
+    theta = model.init(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", KinkWarning)
+        plain, batched = (fd(batch=b).value_and_grad(obj)(theta) for b in (1, 8))
+    np.testing.assert_allclose(batched.grad, plain.grad, rtol=1e-8, atol=1e-12)
+    assert batched.stats["kink_params"] == plain.stats["kink_params"]
+
+
+def test_batched_evaluation_reports_the_relu_kink():
+    obj, theta = relu_at_a_kink()
+    with pytest.warns(KinkWarning):
+        assert fd(batch=3).value_and_grad(obj)(theta).stats["kink_params"] == KINKED
+
+
+def test_batch_needs_an_objective_and_a_real_scheme():
+    with pytest.raises(ValueError, match="batch=4 needs an Objective"):
+        fd(batch=4).grad(lambda xp, t: xp.sum(t * t))(np.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match="complex_step evaluates one point per call"):
+        fd(scheme="complex_step", batch=4)
+
+
 # ----- kinks -----
 def relu_at_a_kink():
     """x W0[:, 0] + b0[0] = 1*1 + 2*0.5 + 0.5*(-4) + 0 = 0 exactly: hidden unit 0 sits on relu's kink."""
@@ -297,6 +345,7 @@ def test_complex_step_refuses_a_function_that_drops_the_imaginary_part():
     ({"step": "tiny"}, "step must be 'auto'"),
     ({"levels": 0}, "levels .* from 1 to 10"),
     ({"zero_step": "ignore"}, "zero_step must be 'raise' or 'warn'"),
+    ({"batch": 0}, "batch .* must be an int >= 1"),
 ])
 def test_bad_options_are_refused_clearly(options, message):
     with pytest.raises(ValueError, match=message):
