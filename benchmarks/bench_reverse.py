@@ -179,8 +179,10 @@ def torch_autograd(case: Case, obj, X, T, device: str):
     acts = [act[case.activation]] * (len(layout) // 2 - 1) + [act[case.output_activation]]
 
     def value_and_grad(theta):
-        t = torch.as_tensor(theta, device=device).to(dt).requires_grad_(True)
-        p = [t[a:b].view(shape) for a, b, shape in layout]
+        # one transfer in; each block a leaf of its own (a view of it): torch's gradient of slices of one
+        # flat leaf would build a full-size zero tensor per block, and the peer should be torch at its best
+        t = torch.as_tensor(theta, device=device).to(dt)
+        p = [t[a:b].view(shape).detach().requires_grad_(True) for a, b, shape in layout]
         h = Xt
         for k, f in enumerate(acts):
             h = f(torch.addmm(p[2 * k + 1], h, p[2 * k]))
@@ -189,7 +191,8 @@ def torch_autograd(case: Case, obj, X, T, device: str):
         else:
             loss = 0.5 * ((h - Tt) ** 2).sum() / case.batch
         loss.backward()
-        return float(loss), t.grad.to("cpu", torch.float64).numpy()
+        grad = torch.cat([q.grad.reshape(-1) for q in p])
+        return loss.item(), grad.to("cpu", torch.float64).numpy()
 
     return value_and_grad
 
