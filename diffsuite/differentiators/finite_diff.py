@@ -4,7 +4,8 @@
 
 Cost model (objective evaluations per gradient, the value included; n parameters):
 forward/backward n + 1, central 2n + 1, five_point 4n + 1, richardson 2n * levels + 1,
-complex_step n + 1 (n of them in complex arithmetic, about 2-4 times a real evaluation).
+complex_step n + 1 (n of them in complex arithmetic, about 2-4 times a real evaluation). With
+``batch=k`` an objective evaluates k stencil points per call (``fd_batched``): same evaluations, less overhead.
 
 Error model: truncation C h^p (p = 1, 1, 2, 4, 2 * levels; complex step h^2 with no subtraction) plus
 rounding about eps |f| / h for the real schemes. The automatic step h_i = eps^(1/(p+1)) max(1, |theta_i|)
