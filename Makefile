@@ -33,5 +33,9 @@ test: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/bench_reverse.py
 
+## make check: gradient accuracy against the committed baseline (also part of make test)
+check: $(VENV)/.installed-dev
+	$(VENV)/bin/diffsuite check --quick
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
