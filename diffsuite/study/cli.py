@@ -2,6 +2,7 @@
 
     diffsuite list
     diffsuite run [STUDY ...] [--quick] [--jobs N] [--device cpu|cuda|all] [--out DIR]
+        (results go to reports/, or reports/quick/ with --quick, unless --out says otherwise)
     diffsuite report [--out DIR]
     python studies/<name>.py [--quick] [--out DIR] [--jobs N] [--device cpu|cuda|all]
 
@@ -14,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .runner import DEVICES, STUDIES, StudyError, check_studies, run_study, study_module
+from .runner import DEVICES, STUDIES, StudyError, check_studies, default_out, study_module
 
 
 def _jobs(text: str) -> int:
@@ -48,8 +49,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=_jobs, default=1, metavar="N", help="worker processes (default 1)")
     parser.add_argument("--device", choices=DEVICES, default="cpu",
                         help="cpu (default), cuda (an error without a GPU), or all (CUDA rows where a GPU exists)")
-    parser.add_argument("--out", type=Path, default=Path("reports"), metavar="DIR",
-                        help="where results and reports go (default: reports); one folder per study")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help="where results and reports go, one folder per study (default: reports, or "
+                             "reports/quick with --quick, so that a quick run never replaces full results)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
@@ -87,7 +89,7 @@ def run_command(args) -> int:
         counts = ", ".join(f"{v} {k}" for k, v in sorted(s.statuses.items()))
         print(f"{s.study}: {s.cells} cells ({s.measured} measured, {s.resumed} resumed); rows: {counts}; "
               f"report: {s.directory / 'report.md'}")
-    print(f"index: {Path(args.out) / 'index.html'}")
+    print(f"index: {(args.out or default_out(args.quick)) / 'index.html'}")
     return 0
 
 

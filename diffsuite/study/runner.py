@@ -42,6 +42,12 @@ STUDIES = {
     "speed": "diffsuite.study.speed",
 }
 DEVICES = ("cpu", "cuda", "all")
+REPORTS = Path("reports")
+
+
+def default_out(quick: bool) -> Path:
+    """``reports`` for full runs, ``reports/quick`` for quick ones: a demo never overwrites full results."""
+    return REPORTS / "quick" if quick else REPORTS
 META = "meta.json"
 
 
@@ -140,10 +146,13 @@ class RunSummary:
     statuses: dict
 
 
-def run_study(name: str, *, quick: bool = False, out: Path | str = "reports", jobs: int = 1, device: str = "cpu",
+def run_study(name: str, *, quick: bool = False, out: Path | str | None = None, jobs: int = 1, device: str = "cpu",
               progress: bool = True, report: bool = True) -> RunSummary:
-    """Measure every cell of study ``name`` not yet in ``out/name/results.jsonl``, then write its report."""
+    """Measure every cell of study ``name`` not yet in ``out/name/results.jsonl``, then write its report.
+
+    ``out`` defaults to ``default_out(quick)``: ``reports`` or ``reports/quick``."""
     module = study_module(name)
+    out = default_out(quick) if out is None else Path(out)
     if not isinstance(jobs, int) or jobs < 1:
         raise StudyError(f"--jobs must be a whole number >= 1; got {jobs!r}")
     devices, skipped = resolve_devices(device)
@@ -252,10 +261,13 @@ def _measure_all(module, config, todo: list[Cell], store: ResultStore, jobs: int
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def run_all(*, quick: bool = True, out: Path | str = "reports", jobs: int = 1, device: str = "cpu",
+def run_all(*, quick: bool = True, out: Path | str | None = None, jobs: int = 1, device: str = "cpu",
             studies: list[str] | None = None, progress: bool = True) -> list[RunSummary]:
-    """Run every study (or ``studies``) and write the reports and ``out/index.html``: ``make demo``'s job."""
+    """Run every study (or ``studies``) and write the reports and ``out/index.html``: ``make demo``'s job.
+
+    ``out`` defaults to ``reports/quick`` for quick runs and ``reports`` for full ones."""
     names = check_studies(studies or [])
+    out = default_out(quick) if out is None else Path(out)
     summaries = [run_study(n, quick=quick, out=out, jobs=jobs, device=device, progress=progress, report=False)
                  for n in names]
     from .report import write_index, write_study_report
