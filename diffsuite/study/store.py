@@ -136,6 +136,10 @@ class ResultStore:
             self._fh.close()
             self._fh = None
         if self._lock is not None:
+            try:
+                os.unlink(self._lock.name)  # no stray lock file among the results
+            except OSError:
+                pass
             self._lock.close()
             self._lock = None
 
