@@ -8,7 +8,10 @@ A *study* is a module (see ``STUDIES``) that defines
 - ``cells(config) -> list[Cell]``: the grid; a ``Cell`` has a stable id built from its parameters;
 - ``measure(config, params) -> list[dict]``: one cell's tidy rows (it may give a row its own
   ``status``/``message``, e.g. one step of a sweep that failed);
-- ``report(table, config, meta, out_dir) -> Report``: figures and the text, from stored rows only.
+- ``report(table, meta, out_dir) -> Report``: figures and the text, from stored rows only;
+- optionally ``prune(config, params, done)`` (skip a cell that cannot fit, see ``_measure_all``),
+  ``worker_env(config) -> dict`` (cells then run in spawned workers with these environment variables,
+  e.g. BLAS thread counts) and ``SERIAL = True`` (timings: never more than one cell at a time).
 
 ``run_cell`` wraps ``measure``: an exception becomes one row with ``status="error"`` and the message, a
 ``BudgetExceeded`` one with ``status="budget"``; the study goes on. ``run_study`` resumes: cells
@@ -180,6 +183,8 @@ def run_study(name: str, *, quick: bool = False, out: Path | str | None = None, 
     directory = Path(out) / name
     directory.mkdir(parents=True, exist_ok=True)
     meta = metadata.collect(name, config, quick=quick, device=device, skipped=skipped)
+    if hasattr(module, "worker_env"):
+        meta["cell_env"] = module.worker_env(config)
     meta["config_hash"] = metadata.config_hash(_config_without_devices(config))
     grid = module.cells(config)
     ids = [c.id for c in grid]
@@ -230,6 +235,7 @@ def _measure_all(module, config, todo: list[Cell], store: ResultStore, jobs: int
     network after a shallower one ran out of budget) is stored as a ``budget`` row without measuring.
     """
     prune = getattr(module, "prune", None)
+    env = module.worker_env(config) if hasattr(module, "worker_env") else None
 
     def runnable(bar, task):
         for c in todo:
@@ -242,7 +248,7 @@ def _measure_all(module, config, todo: list[Cell], store: ResultStore, jobs: int
 
     with _progress(progress) as bar:
         task = bar.add_task(label, total=len(todo))
-        if jobs == 1 or len(todo) <= 1:
+        if env is None and (jobs == 1 or len(todo) <= 1):
             for c in runnable(bar, task):
                 bar.update(task, description=f"{label}: {c.id}")
                 store.append(c.id, run_cell(module.__name__, config, c.params))
@@ -250,6 +256,8 @@ def _measure_all(module, config, todo: list[Cell], store: ResultStore, jobs: int
             bar.update(task, description=label)
             return
         ctx = get_context("spawn")  # fork after torch/BLAS threads have started is unsafe
+        saved = {k: os.environ.get(k) for k in (env or {})}
+        os.environ.update(env or {})  # workers are spawned with it (BLAS reads its thread count at import)
         pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
         pending = runnable(bar, task)
         in_flight: dict = {}
@@ -272,6 +280,11 @@ def _measure_all(module, config, todo: list[Cell], store: ResultStore, jobs: int
                                "finished so far are stored: rerun to resume, perhaps with fewer --jobs") from None
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
 
 def run_all(*, quick: bool = True, out: Path | str | None = None, jobs: int = 1, device: str = "cpu",

@@ -12,6 +12,10 @@ Forward pass per method: for reverse rows, the same network on the same backend 
 tape's namespace with untraced parameters: no records, just the backend's arithmetic); for symbolic
 and finite differences, ``objective.value(theta)``, the numpy forward pass their cost is made of.
 
+Threads: cells run in a spawned worker with one BLAS/OpenMP thread (``threads``) and
+``torch.set_num_threads(1)``: on a small shared machine, multithreaded kernels made the timings depend
+on the load (a 16 x 256 matmul took 100x longer in one run). ``meta.json`` records the setting.
+
 Budgets: a cell whose estimated gradient time (finite differences: evaluations x forward time) or
 whose symbolic setup exceeds ``budget_s`` is a ``budget`` row; larger sizes of that method are then
 not attempted.
@@ -49,6 +53,7 @@ class Config:
     min_time_s: float = 0.2
     budget_s: float = 20.0
     seed: int = 0
+    threads: int = 1  # BLAS and torch CPU threads: one, so that timings do not depend on the machine's load
     devices: tuple[str, ...] = ("cpu",)
 
     def quick(self) -> "Config":
@@ -61,6 +66,12 @@ class Config:
         if "cpu" not in self.devices:
             out = [m for m in out if method_device(m) != "cpu" or m == "reverse[numpy]"]
         return out
+
+
+def worker_env(config: Config) -> dict:
+    """Cells run in a spawned worker whose BLAS and OpenMP pools have ``config.threads`` threads."""
+    n = str(config.threads)
+    return {"OMP_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "MKL_NUM_THREADS": n}
 
 
 def cells(config: Config):
@@ -98,6 +109,9 @@ def measure(config: Config, params: dict) -> list[dict]:
                     batch=config.batch, seed=config.seed, n_out=config.n_out)
     obj, theta = p.objective, p.theta
     device = method_device(method)
+    if "torch" in method:
+        import torch
+        torch.set_num_threads(config.threads)
     sync = cuda_sync(device)
     row = {"n_params": int(theta.size), "device": device, "dtype": "float64",
            "engine": config.symbolic_engine if method.startswith("symbolic") else None}
