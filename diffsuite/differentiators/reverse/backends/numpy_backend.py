@@ -1,9 +1,14 @@
 """The numpy array backend of the reverse engine. Every backend has the same methods (tests check)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ....namespace import _logsumexp, _step
+
+
+_add_reduce, _max_reduce = np.add.reduce, np.maximum.reduce
 
 
 class NumpyBackend:
@@ -73,11 +78,13 @@ class NumpyBackend:
     where = staticmethod(np.where)
 
     # ----- reductions and shapes -----
-    # ndarray methods rather than np.sum & co.: the np.* wrappers cost a few microseconds of Python each,
-    # which is most of an op's time on the small nets.
+    # The ufuncs' own reduce rather than np.sum or x.sum: those are Python wrappers around it, and their
+    # microseconds are most of an op's time on the small nets.
     @staticmethod
     def sum(x, axis=None, keepdims=False):
-        return x.sum(axis=axis, keepdims=keepdims) if type(x) is np.ndarray else np.sum(x, axis=axis, keepdims=keepdims)
+        if type(x) is np.ndarray and x.dtype.kind == "f":  # (add.reduce of booleans would be a logical or)
+            return _add_reduce(x, axis=axis, keepdims=keepdims)
+        return np.sum(x, axis=axis, keepdims=keepdims)
 
     @staticmethod
     def mean(x, axis=None, keepdims=False):
@@ -87,10 +94,10 @@ class NumpyBackend:
     def logsumexp(x, axis=-1, keepdims=False):
         """log(sum(exp(x), axis)), shifted by the max (its own gradient is not needed: see ops.logsumexp_vjp)."""
         x = np.asarray(x)
-        m = x.max(axis=axis, keepdims=True)
-        if not np.isfinite(m.sum()):  # an infinite max (rare): shift by 0 there, as the namespace does
+        m = _max_reduce(x, axis=axis, keepdims=True)
+        if not math.isfinite(_add_reduce(m, axis=None)):  # an infinite max (rare): shift by 0 there, as the namespace does
             return _logsumexp(x, axis=axis, keepdims=keepdims)
-        out = np.log(np.exp(x - m).sum(axis=axis, keepdims=True)) + m
+        out = np.log(_add_reduce(np.exp(x - m), axis=axis, keepdims=True)) + m
         return out if keepdims else out.squeeze(axis)
 
     @staticmethod
@@ -138,11 +145,11 @@ class NumpyBackend:
             return g
         lead = len(gshape) - len(shape)
         if lead == 1 and gshape[1:] == shape:  # a bias broadcast over the batch
-            return g.sum(axis=0)
+            return _add_reduce(g, axis=0)
         if lead > 0:
-            g = g.sum(axis=tuple(range(lead)))
+            g = _add_reduce(g, axis=tuple(range(lead)))
         axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
-        g = g.sum(axis=axes, keepdims=True) if axes else g
+        g = _add_reduce(g, axis=axes, keepdims=True) if axes else g
         return g.reshape(shape)
 
     @staticmethod
