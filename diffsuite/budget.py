@@ -9,8 +9,8 @@ How the time budget interrupts library code that never checks a clock:
 - in the main thread (on POSIX): a SIGALRM timer whose handler raises a ``BaseException`` subclass,
   which SymPy's ``except Exception`` clauses cannot swallow; it becomes ``BudgetExceeded``;
 - in any other thread (or when a timer is already running): the work runs in a forked worker
-  process, killed at the deadline. Its result must be picklable. Without ``fork`` (Windows) the
-  time budget is only checked between steps (``enter``/``note`` call ``check_time``), so
+  process, killed at the deadline. Its result must be picklable. Without ``fork`` (Windows), or
+  in a daemonic process, the time budget is only checked between steps (``enter``/``note`` call ``check_time``), so
   one long SymPy call can overrun it: a documented limitation.
 """
 from __future__ import annotations
@@ -75,8 +75,8 @@ def run_budgeted(work: Callable[[Budget], Any], budget: Budget) -> Any:
     if (threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
             and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)):
         return _run_with_alarm(work, budget)
-    if "fork" in multiprocessing.get_all_start_methods():
-        return _run_in_worker(work, budget)
+    if "fork" in multiprocessing.get_all_start_methods() and not multiprocessing.current_process().daemon:
+        return _run_in_worker(work, budget)  # (a daemonic process may not have children)
     return work(budget)  # soft limit only: see the module docstring
 
 
