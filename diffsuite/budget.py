@@ -9,9 +9,9 @@ How the time budget interrupts library code that never checks a clock:
 - in the main thread (on POSIX): a SIGALRM timer whose handler raises a ``BaseException`` subclass,
   which SymPy's ``except Exception`` clauses cannot swallow; it becomes ``BudgetExceeded``;
 - in any other thread (or when a timer is already running): the work runs in a forked worker
-  process, killed at the deadline. Its result must be picklable. Without ``fork`` (Windows), or
-  in a daemonic process, the time budget is only checked between steps (``enter``/``note`` call ``check_time``), so
-  one long SymPy call can overrun it: a documented limitation.
+  process, killed at the deadline. Its result must be picklable. Without ``fork`` (Windows), or in
+  a daemonic process, the time budget is only checked between steps (``enter``/``note`` call
+  ``check_time``), so one long SymPy call can overrun it: a documented limitation.
 """
 from __future__ import annotations
 
