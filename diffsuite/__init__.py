@@ -18,5 +18,14 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["ACTIVATIONS", "BudgetExceeded", "DIFFERENTIATORS", "Gradient", "LOSSES", "MLP", "NUMPY", "Namespace",
+
+
+def __getattr__(name):  # imported on first use: the reference pulls in SymPy and mpmath
+    if name in ("reference_gradient", "reference_gradient_mp"):
+        from . import reference
+        return getattr(reference, name)
+    raise AttributeError(f"module 'diffsuite' has no attribute {name!r}")
+
+
+__all__ = ["reference_gradient", "reference_gradient_mp", "ACTIVATIONS", "BudgetExceeded", "DIFFERENTIATORS", "Gradient", "LOSSES", "MLP", "NUMPY", "Namespace",
            "Objective", "get_differentiator", "__version__"]
