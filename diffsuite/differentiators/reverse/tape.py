@@ -168,6 +168,8 @@ class Tape:
 
         Cotangents accumulate: a value used twice (the copy gate) receives the sum of both paths.
         A leaf that ``output`` does not depend on gets zeros. Constants get no VJP at all.
+        The walk consumes the tape (as torch's backward does without ``retain_graph``): each record is
+        released once used, leaves excepted. Record a fresh tape for another gradient.
         """
         B, records = self.backend, self.records
         cotangents: list[Any] = [None] * (output.index + 1)
@@ -180,7 +182,11 @@ class Tape:
             op, args, params, out = records[i]
             if op is None:
                 continue  # a leaf keeps its cotangent: it is a result
-            cotangents[i] = None  # free memory as we go: this node's cotangent is fully used
+            # Free memory as we go: this node's cotangent is fully used, and every consumer of its value
+            # (all recorded after it) has been processed, so its record goes too. The peak memory of the
+            # backward pass stays near the forward pass's, which spares the allocator fresh pages.
+            cotangents[i] = None
+            records[i] = None
             if len(args) == 1:  # unrolled for one input, the commonest case, then the general loop
                 x = args[0]
                 vjp = op.vjps[0]
