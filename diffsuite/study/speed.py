@@ -239,6 +239,15 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
         findings["symbolic_over_reverse_smallest_n"], findings["smallest_n"] = r0, n0
         bullets.append(f"On the smallest network (n = {n0}) the compiled symbolic gradient takes **{fmt(r0)}** times "
                        "the time of reverse mode on numpy per call (setup apart).")
+    for other in ("reverse[torch-cpu]", "reverse[torch-cuda]"):
+        pair = ok[ok["method"].isin(["reverse[numpy]", other])].pivot_table(
+            index="n_params", columns="method", values="grad_s").dropna()
+        if len(pair) and pair.shape[1] == 2:
+            n = int(pair.index.max())
+            r = float(pair.loc[n, other] / pair.loc[n, "reverse[numpy]"])
+            findings[f"{other}_over_numpy_at_largest_n"] = r
+            bullets.append(f"At n = {n}, `{other}` takes **{fmt(r)}** times the time of `reverse[numpy]` per gradient "
+                           "(the same tape and rules; only the array library differs).")
     budget = table[table["status"] == "budget"]
     for m, g in budget.groupby("method"):
         w = int(g["width"].min())
