@@ -4,6 +4,7 @@
     python benchmarks/bench_reverse.py --quick         # shorter timings (seconds, for a smoke run)
     python benchmarks/bench_reverse.py --csv out.csv   # also write one row per net
     python benchmarks/bench_reverse.py --devices cuda --large   # GPU rows up to [4096,4096,4096,10] batch 1024
+    python benchmarks/bench_reverse.py --threads 1 --clock cpu  # on a busy machine: CPU time, one thread
 
 Each row times ``theta -> (value, flat float64 gradient)`` for one MLP + loss + data set with:
 
@@ -42,6 +43,9 @@ def parse_args(argv=None):
     p.add_argument("--min-time", type=float, default=None, help="seconds per measurement (default 0.5, quick 0.05)")
     p.add_argument("--only", default=None, help="comma list of methods to time (default: all available)")
     p.add_argument("--markdown", metavar="PATH", help="also write the machine and both tables as Markdown to PATH")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="wall: elapsed time (default); cpu: the process's CPU time, which other processes on a busy "
+                        "machine do not inflate; meaningful with --threads 1 only (idle BLAS threads spin)")
     return p.parse_args(argv)
 
 
@@ -50,6 +54,7 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[var] = str(ARGS.threads)
 
 import gc  # noqa: E402
+import math  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
@@ -104,7 +109,7 @@ TARGETS = {  # (ratio column, which cases, bound): the issues' targets
 
 
 # ----- the harness -----
-def measure_all(fns: dict, min_time: float) -> dict:
+def measure_all(fns: dict, min_time: float, clock=time.perf_counter) -> dict:
     """Median seconds per call of each ``fn()``, sampled in interleaved rounds (see the module docstring).
 
     Round-robin sampling makes the ratios robust to load that changes during the run (a shared
@@ -128,10 +133,10 @@ def measure_all(fns: dict, min_time: float) -> dict:
             gc.collect()
             gc.disable()
             try:
-                t = time.perf_counter()
+                t = clock()
                 for _ in range(k):
                     fn()
-                samples[name].append((time.perf_counter() - t) / k)
+                samples[name].append((clock() - t) / k)
             finally:
                 gc.enable()
         rounds += 1
@@ -159,7 +164,9 @@ def engine_forward(obj, backend="numpy", device="cpu", dtype="float64"):
     layout = list(obj.model.layout.items())
 
     def value(theta):
-        flat = B.asarray(obj.check_theta(theta))
+        if not math.isfinite(theta.sum()):  # the same check as the engine's fast path
+            theta = obj.check_theta(theta)
+        flat = B.asarray(theta)
         tape = Tape(B)
         params = {name: tape.input(B.reshape(flat[a:b], shape)) for name, (a, b, shape) in layout}
         out = obj.evaluate(TapeNamespace(tape), params, inputs, targets)
@@ -328,7 +335,7 @@ def machine() -> dict:
     except OSError:
         pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    info = {"cpu": cpu, "cores": os.cpu_count(), "threads": ARGS.threads, "load_1min": round(load, 2),
+    info = {"cpu": cpu, "cores": os.cpu_count(), "threads": ARGS.threads, "clock": ARGS.clock, "load_1min": round(load, 2),
             "python": platform.python_version(),
             "numpy": np.__version__, "torch": getattr(torch, "__version__", "absent"), "gpu": "none"}
     if torch is not None and torch.cuda.is_available():
@@ -345,7 +352,8 @@ def run(cases, devices, min_time, only=None):
         row = {"net": case.label, "layers": "x".join(map(str, case.layers)), "batch": case.batch,
                "activation": case.activation, "loss": case.loss, "dtype": case.dtype, "size": case.size,
                "n_params": obj.n_params, "max_rel_grad_diff": worst}
-        row.update(measure_all({name: (lambda f=f: f(theta)) for name, (f, _) in fns.items()}, min_time))
+        clock = time.process_time if ARGS.clock == "cpu" else time.perf_counter
+        row.update(measure_all({name: (lambda f=f: f(theta)) for name, (f, _) in fns.items()}, min_time, clock))
         for col, a, b in RATIOS:
             if a in row and b in row:
                 row[col] = row[a] / row[b]
@@ -376,7 +384,7 @@ def tables(rows):
 
 
 def describe_machine(info) -> str:
-    return (f"{info['cpu']} ({info['cores']} cores), {info['threads']} threads, GPU {info['gpu']}; "
+    return (f"{info['cpu']} ({info['cores']} cores), {info['threads']} threads, {info['clock']} clock, GPU {info['gpu']}; "
             f"numpy {info['numpy']}, torch {info['torch']}, Python {info['python']}; "
             f"1-min load average at the start {info['load_1min']}")
 
