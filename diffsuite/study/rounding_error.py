@@ -47,7 +47,7 @@ class Config:
     devices: tuple[str, ...] = ("cpu",)
 
     def quick(self) -> "Config":
-        return replace(self, per_decade=2)
+        return replace(self, per_decade=1)
 
     def steps(self) -> np.ndarray:
         return 10.0 ** (-np.arange(self.decades * self.per_decade + 1) / self.per_decade)

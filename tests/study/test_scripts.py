@@ -24,8 +24,30 @@ class _Out(type(Path())):
 
 @pytest.fixture(scope="module")
 def out(tmp_path_factory):
+    """All four scripts, run once per session even under pytest-xdist (the workers of one run share the
+    base temp folder's parent; a lock lets the first build the reports and the others reuse them)."""
+    import fcntl
+    import os
+    import pickle
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")  # set by xdist, the same in every worker of a run
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent / f"study_scripts_{run_id}" if run_id else base / "study_scripts"
+    shared.mkdir(exist_ok=True)
+    with open(shared / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = shared / "snapshot.pickle"
+        out = _Out(shared / "reports")
+        if done.exists():
+            out.before_rebuild = pickle.loads(done.read_bytes())
+            return out
+        out.mkdir()
+        _run_scripts(out)
+        done.write_bytes(pickle.dumps(out.before_rebuild))
+        return out
+
+
+def _run_scripts(out):
     """All four scripts, run at once (each is one process), into one output folder."""
-    out = _Out(tmp_path_factory.mktemp("reports"))
     procs = {name: subprocess.Popen([sys.executable, str(ROOT / "studies" / f"{name}.py"), "--quick", "--out", str(out),
                                      "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for name in STUDIES}
@@ -43,7 +65,6 @@ def out(tmp_path_factory):
                        text=True)
     assert r.returncode == 0, r.stderr
     out.before_rebuild = before  # for test_report_rebuilds_from_stored_results_alone
-    return out
 
 
 @pytest.mark.parametrize("study", STUDIES)
