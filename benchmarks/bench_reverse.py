@@ -43,6 +43,10 @@ def parse_args(argv=None):
     p.add_argument("--min-time", type=float, default=None, help="seconds per measurement (default 0.5, quick 0.05)")
     p.add_argument("--only", default=None, help="comma list of methods to time (default: all available)")
     p.add_argument("--markdown", metavar="PATH", help="also write the machine and both tables as Markdown to PATH")
+    p.add_argument("--malloc", choices=("default", "steady"), default="default",
+                   help="steady: fix glibc's mmap and trim thresholds (mallopt) so that no contender pays page faults "
+                        "for memory the allocator gave back to the system; which one does otherwise depends on the "
+                        "heap's history (see docs/reverse.md)")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="wall: elapsed time (default); cpu: the process's CPU time, which other processes on a busy "
                         "machine do not inflate; meaningful with --threads 1 only (idle BLAS threads spin)")
@@ -50,6 +54,15 @@ def parse_args(argv=None):
 
 
 ARGS = parse_args() if __name__ == "__main__" else parse_args([])
+if ARGS.malloc == "steady":
+    import ctypes
+
+    try:  # glibc: M_TRIM_THRESHOLD = -1, M_MMAP_THRESHOLD = -3 (32 MiB is the largest it accepts)
+        _libc = ctypes.CDLL("libc.so.6")
+        if not (_libc.mallopt(-1, 1 << 30) and _libc.mallopt(-3, 32 << 20)):
+            raise OSError("mallopt refused")
+    except OSError as e:
+        raise SystemExit(f"--malloc steady needs glibc's mallopt: {e}")
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[var] = str(ARGS.threads)
 
@@ -335,7 +348,8 @@ def machine() -> dict:
     except OSError:
         pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    info = {"cpu": cpu, "cores": os.cpu_count(), "threads": ARGS.threads, "clock": ARGS.clock, "load_1min": round(load, 2),
+    info = {"cpu": cpu, "cores": os.cpu_count(), "threads": ARGS.threads, "clock": ARGS.clock, "malloc": ARGS.malloc,
+            "load_1min": round(load, 2),
             "python": platform.python_version(),
             "numpy": np.__version__, "torch": getattr(torch, "__version__", "absent"), "gpu": "none"}
     if torch is not None and torch.cuda.is_available():
@@ -384,7 +398,8 @@ def tables(rows):
 
 
 def describe_machine(info) -> str:
-    return (f"{info['cpu']} ({info['cores']} cores), {info['threads']} threads, {info['clock']} clock, GPU {info['gpu']}; "
+    return (f"{info['cpu']} ({info['cores']} cores), {info['threads']} threads, {info['clock']} clock, "
+            f"{info['malloc']} malloc, GPU {info['gpu']}; "
             f"numpy {info['numpy']}, torch {info['torch']}, Python {info['python']}; "
             f"1-min load average at the start {info['load_1min']}")
 
