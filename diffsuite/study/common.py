@@ -163,8 +163,19 @@ def reference(obj: Any, theta: np.ndarray, *, dps: int = 50) -> Reference:
 
 
 def _fallback_reference(obj, theta, why: str) -> Reference:
+    """Reverse mode in float64, cross-checked by the complex step (DESIGN.md's reference for large problems)."""
     res = get_differentiator("reverse").value_and_grad(obj)(theta)
-    return Reference(res.grad, res.value, f"reverse[numpy] float64 ({why})")
+    check = ""
+    try:
+        cs = get_differentiator("finite_diff", scheme="complex_step", warn=False).value_and_grad(obj)(theta)
+        check = f", agreeing with the complex step to {rel_error(res.grad, cs.grad):.1e}"
+    except Exception:  # noqa: BLE001 - the cross-check is informative only
+        pass
+    short = why if len(why) <= 90 else why[:87] + "..."
+    return Reference(res.grad, res.value, f"{FALLBACK_NAME}{check} ({short})")
+
+
+FALLBACK_NAME = "reverse[numpy] float64"
 
 
 @lru_cache(maxsize=64)

@@ -28,6 +28,7 @@ import pandas as pd
 RESULTS = "results.jsonl"
 TABLE = "results.csv"
 LOCK = ".lock"
+MAX_MESSAGE = 300  # characters of an error message kept in a row
 
 
 def _jsonable(x: Any) -> Any:
@@ -170,6 +171,8 @@ def _clean_row(row: dict) -> dict:
             v = v.item()
         if isinstance(v, str):
             v = scrub(v)
+            if k == "message" and len(v) > MAX_MESSAGE:
+                v = v[:MAX_MESSAGE - 3] + "..."
         if isinstance(v, float) and math.isnan(v):
             v = None
         out[str(k)] = v

@@ -117,6 +117,7 @@ def test_rounding_report_numbers_are_the_data(out):
 
 def test_accuracy_report_numbers_are_the_data(out):
     t = pd.read_csv(out / "accuracy" / "results.csv")
+    t = t[~t.reference.str.startswith("reverse[numpy]")]  # problems without the exact reference are left out
     found = json.loads((out / "accuracy" / "findings.json").read_text())
     for dtype in ("float64", "float32"):
         rev = t[(t.method == "reverse[numpy]") & (t.dtype == dtype) & (t.status == "ok")].rel_error
