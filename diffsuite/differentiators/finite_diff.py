@@ -215,7 +215,8 @@ class FiniteDiff:
         if center_sig == b"":  # no kink op on the path at all (a smooth network): track nothing, pay nothing
             tracker, xp = None, NUMPY
         value = float(np.asarray(center).reshape(()))
-        stats: dict[str, Any] = {"scheme": self.scheme, "dtype": self.dtype}
+        stats: dict[str, Any] = {"scheme": self.scheme, "dtype": self.dtype, "kink_tie_params": [],
+                                 "zero_quotient_params": []}  # the same keys for every scheme
 
         if self.scheme == "complex_step":
             grad, kinks, steps, zero = self._complex(theta, nominal, bind, call, names, who)

@@ -128,6 +128,18 @@ def test_fitted_order_of_each_scheme(scheme, levels, order, steps):
     assert abs(slope - order) < 0.3, f"fitted order {slope:.2f}, expected {order}; errors {errors}"
 
 
+STATS_KEYS = {"n_evals", "scheme", "dtype", "steps", "kink_params", "kink_indices", "kink_tie_params",
+              "zero_step_params", "zero_quotient_params", "kink_check", "batch"}
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_every_scheme_reports_the_same_stats_keys(scheme):
+    obj, theta, _ = lecture_problem()
+    stats = fd(scheme=scheme).value_and_grad(obj)(theta).stats
+    assert STATS_KEYS <= set(stats) and stats["steps"].dtype == np.float64 and stats["steps"].shape == theta.shape
+    assert ({"levels", "error_estimate"} <= set(stats)) == (scheme == "richardson")
+
+
 # ----- costs and steps -----
 @pytest.mark.parametrize("scheme, levels, expected", [
     ("forward", 4, lambda n: n + 1), ("backward", 4, lambda n: n + 1), ("central", 4, lambda n: 2 * n + 1),
