@@ -9,7 +9,7 @@ from . import __version__
 
 #: subcommand -> (module defining ``add_parser(subparsers)``, one-line help)
 COMMANDS = {
-    "demo": ("diffsuite.cli_demo", "differentiate the lecture's examples and a small MLP, and print the gradients"),
+    "demo": ("diffsuite.cli_demo", "the lecture's examples differentiated three ways, then every study in quick mode"),
     "check": ("diffsuite.cli_check", "compare every method's gradient accuracy with a stored baseline (CI)"),
     "list": ("diffsuite.study.cli_list", "list the studies and the question each answers"),
     "run": ("diffsuite.study.cli_run", "run studies (resuming), draw their figures, write reports/ and index.html"),
