@@ -62,7 +62,7 @@ def show_lecture_examples(console: Console) -> None:
         table.add_row(f"df/d{k}", *(f"{grads[m][k]:+.12g}" for m in methods))
     console.print(table)
 
-    console.rule("[bold]sigmoid neuron 1/(1 + exp(-(w0 x0 + w1 x1 + w2))) at w = (2, -3, -3), x = (-1, -2)")
+    console.rule("[bold]sigmoid neuron 1/(1 + exp(-(w.x + w2))), w = (2, -3, -3), x = (-1, -2)")
     w, x = np.array([2.0, -3.0, -3.0]), np.array([-1.0, -2.0])
     table = Table("parameter", *methods)
     grads = {label: d.grad(_sigmoid_neuron)(w, x) for label, d in methods.items()}
@@ -77,9 +77,9 @@ def show_lecture_examples(console: Console) -> None:
     console.print(f"output y = {model.forward(theta, LECTURE_INPUT)[0, 0]:.6f} (the slide's 0.74 comes from two "
                   f"arithmetic slips: 0.1*0.2 written as 0.03, and 0.2+0.24+0.03+0.2 summed to 0.49); "
                   f"loss 1/2 (y - 1)^2 = {results['reverse'].value:.12f}")
-    table = Table("parameter", "value", *methods)
+    table = Table("parameter", *methods)
     for i, name in enumerate(model.param_names()):
-        table.add_row(name, f"{theta[i]:g}", *(f"{results[m].grad[i]:+.10e}" for m in methods))
+        table.add_row(f"{name} = {theta[i]:g}", *(f"{results[m].grad[i]:+.10e}" for m in methods))
     console.print(table)
     console.print("cost per gradient: " + ", ".join(
         f"{m}: {_cost(results[m].stats)}" for m in methods))
