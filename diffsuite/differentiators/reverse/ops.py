@@ -17,21 +17,28 @@ from typing import Callable
 
 @dataclass(frozen=True)
 class Op:
-    """A primitive: ``forward(B, *xs, **params) -> out``; ``vjps[i](B, g, out, *xs, **params)``."""
+    """A primitive: ``forward(B, *xs, **params) -> out``; ``vjps[i](B, g, out, *xs, **params)``.
+
+    ``into`` (optional, for speed only): ``into[i](B, dst, g, out, *xs, **params)`` computes the same
+    cotangent as ``vjps[i]`` straight into the array ``dst`` and returns it. The tape uses it for a
+    parameter's first gradient contribution, written into its slot of the flat gradient: no temporary,
+    no copy (matmul's weight gradient is the largest array of an MLP's backward pass).
+    """
 
     name: str
     forward: Callable
     vjps: tuple
+    into: tuple = ()
 
 
 OPS: dict[str, Op] = {}
 
 
-def defop(name: str, forward: Callable, *vjps: Callable | None) -> Op:
-    """Register a primitive. Give one VJP (or None) per array input, in order."""
+def defop(name: str, forward: Callable, *vjps: Callable | None, into: tuple = ()) -> Op:
+    """Register a primitive. Give one VJP (or None) per array input, in order (``into``: see ``Op``)."""
     if name in OPS:
         raise ValueError(f"op {name!r} is already defined in {__name__}")
-    OPS[name] = Op(name, forward, vjps)
+    OPS[name] = Op(name, forward, vjps, into)
     return OPS[name]
 
 
@@ -110,7 +117,13 @@ def matmul_vjp_y(B, g, out, x, y):
     return B.sum_to(B.swapaxes(x, -1, -2) @ g, y) if y.ndim > 1 else B.swapaxes(x, -1, -2) @ g
 
 
-MATMUL = defop("matmul", lambda B, x, y: x @ y, matmul_vjp_x, matmul_vjp_y)
+def matmul_vjp_y_into(B, dst, g, out, x, y):
+    if x.ndim == 2 and g.ndim == 2:  # a weight matrix's gradient h^T g, computed in place
+        return B.matmul(B.swapaxes(x, -1, -2), g, out=dst)
+    return B.copy_into(dst, matmul_vjp_y(B, g, out, x, y))
+
+
+MATMUL = defop("matmul", lambda B, x, y: x @ y, matmul_vjp_x, matmul_vjp_y, into=(None, matmul_vjp_y_into))
 
 # ----- structural -----
 RESHAPE = defop("reshape", lambda B, x, *, shape: B.reshape(x, shape),

@@ -163,18 +163,23 @@ class Tape:
         records.append((op, (x,), _NO_PARAMS, out))
         return Var(out, len(records) - 1, self)
 
-    def backward(self, output: Var, wrt: list[Var]) -> tuple[list[Any], int]:
+    def backward(self, output: Var, wrt: list[Var], into: list | None = None) -> tuple[list[Any], int]:
         """Gradients of scalar ``output`` with respect to each of ``wrt``, and the number of VJPs evaluated.
 
         Cotangents accumulate: a value used twice (the copy gate) receives the sum of both paths.
         A leaf that ``output`` does not depend on gets zeros. Constants get no VJP at all.
         The walk consumes the tape (as torch's backward does without ``retain_graph``): each record is
         released once used, leaves excepted. Record a fresh tape for another gradient.
+
+        ``into``: optional arrays, one per ``wrt`` (or None), shaped like it, to receive its gradient;
+        the gradients returned are then those arrays. A parameter's first contribution is computed
+        straight into its array when its op offers an ``into`` rule (see ``ops.Op``).
         """
         B, records = self.backend, self.records
         cotangents: list[Any] = [None] * (output.index + 1)
         cotangents[output.index] = B.ones_like(output.value)
         n_vjps = 0
+        dst = {v.index: d for v, d in zip(wrt, into) if d is not None} if into else None
         for i in range(output.index, -1, -1):
             g = cotangents[i]
             if g is None:
@@ -199,18 +204,27 @@ class Tape:
                 cotangents[j] = ct if prev is None else prev + ct  # the copy gate adds
                 continue
             values = [a.value if type(a) is Var else a for a in args]
-            for a, vjp in zip(args, op.vjps):
+            for k, (a, vjp) in enumerate(zip(args, op.vjps)):
                 if vjp is None or type(a) is not Var:
                     continue
-                ct = vjp(B, g, out, *values, **params)
-                n_vjps += 1
                 j = a.index
                 prev = cotangents[j]
+                if prev is None and dst and j in dst and k < len(op.into) and op.into[k] is not None:
+                    ct = op.into[k](B, dst[j], g, out, *values, **params)  # the parameter's own slot
+                else:
+                    ct = vjp(B, g, out, *values, **params)
+                n_vjps += 1
                 cotangents[j] = ct if prev is None else prev + ct  # the copy gate adds
         grads = []
-        for v in wrt:
+        for n, v in enumerate(wrt):
             g = cotangents[v.index] if v.index <= output.index else None
-            grads.append(B.zeros_like(v.value) if g is None else g)
+            d = into[n] if into else None
+            if d is None:
+                grads.append(B.zeros_like(v.value) if g is None else g)
+            elif g is not d:  # several contributions, or none: the sum (or zeros) goes into the slot
+                grads.append(B.copy_into(d, 0.0 if g is None else g))
+            else:
+                grads.append(d)
         return grads, n_vjps
 
 

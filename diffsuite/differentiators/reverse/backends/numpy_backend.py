@@ -121,6 +121,16 @@ class NumpyBackend:
     outer = staticmethod(np.outer)
 
     @staticmethod
+    def matmul(x, y, out=None):
+        return np.matmul(x, y, out=out)
+
+    @staticmethod
+    def copy_into(dst, x):
+        """Write ``x`` into the array ``dst`` (broadcasting) and return ``dst``."""
+        np.copyto(dst, x)
+        return dst
+
+    @staticmethod
     def numel(x) -> int:
         return x.size if type(x) is np.ndarray else int(np.size(x))
 

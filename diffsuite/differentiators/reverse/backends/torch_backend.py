@@ -178,6 +178,15 @@ class TorchBackend:
         return torch.outer(x, y)
 
     @staticmethod
+    def matmul(x, y, out=None):
+        return torch.matmul(x, y, out=out)
+
+    @staticmethod
+    def copy_into(dst, x):
+        """Write ``x`` into the tensor ``dst`` (broadcasting) and return ``dst``."""
+        return dst.copy_(x) if type(x) is Tensor else dst.fill_(x)
+
+    @staticmethod
     def numel(x) -> int:
         return x.numel() if type(x) is Tensor else int(np.size(x))
 
