@@ -276,6 +276,8 @@ class FiniteDiff:
         as computed. Costs two evaluations per entry whose stencil values were all equal."""
         idx = np.flatnonzero(~zero & np.all(values == value, axis=1))
         lost = np.zeros(zero.shape, dtype=bool)
+        if not len(idx):
+            return lost, 0
         probe = np.maximum(16 * steps, auto_steps(t0, 2, self.dtype)).astype(t0.dtype)
         noise = 4 * float(np.spacing(np.abs(t0.dtype.type(value))))
         for i in idx:
