@@ -193,6 +193,22 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
             findings[f"central_{d}_kink_median"], findings[f"central_{d}_nokink_median"] = k, n
             bullets.append(f"{d}: where the central stencil straddles a kink its median error is **{fmt(k)}**, "
                            f"against **{fmt(n)}** elsewhere ({int(c['near_kink'].astype(bool).sum())} of {len(c)} problems).")
+    kink_rows = []
+    for m in [x for x in methods if x.startswith("finite_diff")]:
+        for d in dtypes:
+            c = rows[(rows["method"] == m) & (rows["dtype"] == d) & (rows["status"] == "ok")]
+            near = c["near_kink"].astype(bool) if len(c) else c
+            if len(c) and near.any() and (~near).any():
+                kink_rows.append({"method": m, "dtype": d, "straddling a kink": int(near.sum()),
+                                  "median error there": float(c[near]["rel_error"].median()),
+                                  "median error elsewhere": float(c[~near]["rel_error"].median()),
+                                  "ratio": float(c[near]["rel_error"].median() / c[~near]["rel_error"].median())})
+    kinks = pd.DataFrame(kink_rows)
+    if len(kinks):
+        worst = kinks.loc[kinks["ratio"].idxmax()]
+        findings["worst_kink_ratio"] = float(worst["ratio"])
+        bullets.append(f"Kinks hurt the wide stencils most: `{worst['method']}` ({worst['dtype']}) is "
+                       f"**{fmt(worst['ratio'])}** times less accurate where its stencil straddles a kink.")
     failed = rows[rows["status"] != "ok"] if len(rows) else rows
     refs = sorted(set(rows["reference"].dropna())) if "reference" in rows else []
     n_fallback = len(fallback.drop_duplicates(["activation", "loss", "reg", "seed"])) if len(fallback) else 0
@@ -203,6 +219,9 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
                                             f"exactly 0 drawn at {FLOOR:g}). Hollow markers: a finite-difference "
                                             "stencil straddled a kink."),
               Table(summ, "Error per method and dtype")]
+    if len(kinks):
+        blocks.append(Table(kinks, "Finite differences near kinks (relu, leaky relu, hinge, L1): median error "
+                                   "where the stencil straddles a kink, and elsewhere"))
     if len(failed):
         msg = failed.groupby(["method", "dtype"])["message"].first().reset_index()
         msg["count"] = failed.groupby(["method", "dtype"]).size().values
