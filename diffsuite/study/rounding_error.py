@@ -190,7 +190,7 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
                 r = lines[(lines["problem"] == p) & (lines["dtype"] == d) & (lines["method"] == m)]
                 if len(r):
                     ax.axhline(max(float(r["rel_error"].iloc[0]), FLOOR), color=style(m)[0], linestyle="--",
-                               linewidth=1.3, label=f"{m} ({d})")
+                               linewidth=1.3, label=f"{m} (no step, {'float64' if 'symbolic' in m else 'dtype of the panel'})")
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.invert_xaxis()
