@@ -150,16 +150,23 @@ def reference(obj: Any, theta: np.ndarray, *, dps: int = 50) -> Reference:
     except ImportError as e:
         return _fallback_reference(obj, theta, f"diffsuite.reference unavailable ({e})")
     mp_fn = getattr(refmod, "reference_gradient_mp", None)
-    try:
-        if mp_fn is not None:
-            res = mp_fn(obj, theta, dps=dps)
-            grad = np.asarray(res.grad, dtype=object).ravel() if not isinstance(res.grad, dict) else res.grad
-            return Reference(grad, float(res.value), f"mpmath, {dps} digits (symbolic expression)")
-        res = refmod.reference_gradient(obj, theta, dtype="float64", dps=dps)
-        return Reference(np.asarray(res.grad, dtype=np.float64), float(res.value),
-                         f"mpmath, {dps} digits, rounded to float64 (symbolic expression)")
-    except Exception as e:  # noqa: BLE001 - a missing or failing reference must not stop a study
-        return _fallback_reference(obj, theta, f"high-precision reference failed: {type(e).__name__}: {e}")
+    failures = []
+    # the default engine first; SymPy's expressions as a second chance (the mpmath evaluator knows more of them)
+    for engine in ("auto", "sympy"):
+        try:
+            if mp_fn is not None:
+                res = mp_fn(obj, theta, dps=dps, engine=engine)
+                grad = np.asarray(res.grad, dtype=object).ravel()
+                return Reference(grad, float(res.value), f"mpmath, {dps} digits (symbolic expression)")
+            res = refmod.reference_gradient(obj, theta, dtype="float64", dps=dps)
+            return Reference(np.asarray(res.grad, dtype=np.float64), float(res.value),
+                             f"mpmath, {dps} digits, rounded to float64 (symbolic expression)")
+        except TypeError as e:  # an older reference without the engine option
+            failures.append(f"{type(e).__name__}: {e}")
+            mp_fn = None
+        except Exception as e:  # noqa: BLE001 - a missing or failing reference must not stop a study
+            failures.append(f"{engine}: {type(e).__name__}: {e}")
+    return _fallback_reference(obj, theta, "high-precision reference failed: " + "; ".join(failures))
 
 
 def _fallback_reference(obj, theta, why: str) -> Reference:
