@@ -111,6 +111,12 @@ def test_float32_central_is_within_1e_2():
     assert err > 1e-9  # it really ran in float32: float64 central is ~1e-9 here
 
 
+def test_float32_complex_step_is_exact_to_float32_rounding():
+    obj, theta, ref = lecture_problem(dtype="float32")
+    res = fd(scheme="complex_step", dtype="float32").value_and_grad(obj)(theta)
+    assert 1e-9 < max_rel_err(res.grad, ref) <= 1e-5  # complex64 arithmetic: float32 eps is 1.2e-7
+
+
 @pytest.mark.parametrize("scheme, levels, order, steps", [
     ("forward", 1, 1, np.geomspace(1e-2, 1e-4, 6)),
     ("backward", 1, 1, np.geomspace(1e-2, 1e-4, 6)),
