@@ -3,6 +3,10 @@
 Cost model: one forward pass that records every primitive, then one backward pass with one VJP per
 (primitive, traced input): about 2-3 forward passes of work, whatever the number of parameters.
 Error model: the rounding of the forward and backward arithmetic only; no truncation error.
+
+Backends: ``backend="numpy"`` (default) or ``backend="torch"`` with ``device="cpu"`` or ``"cuda"``: the same
+tape and rules, torch only as the array library (torch.autograd is never used). docs/reverse.md explains
+the engine, how to add a primitive, and the speed benchmark (``benchmarks/bench_reverse.py``).
 """
 from __future__ import annotations
 
