@@ -17,7 +17,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from ...objective import Objective
-from ..base import Gradient, flatten_params, grad_leaf, scalar_check, to_float
+from ..base import Gradient, flatten_params, grad_leaf, scalar_check
 from .backends import load_backend
 from .tape import Tape, TapeNamespace, Var
 
@@ -130,4 +130,4 @@ class Reverse:
         tape.records.clear()
         stats = {"tape_records": n_records, "tape_forward_ops": n_records - n_leaves,
                  "tape_backward_ops": n_vjps, "tape_leaves": n_leaves}
-        return Gradient(to_float(B.to_numpy(value)), B.to_numpy(grad) if collect is not list else grad, stats)
+        return Gradient(B.item(value), B.to_numpy(grad) if collect is not list else grad, stats)

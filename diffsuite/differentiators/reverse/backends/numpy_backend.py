@@ -41,6 +41,12 @@ class NumpyBackend:
         return self.asarray(x)
 
     @staticmethod
+    def item(x) -> float:
+        """A one-element array as a Python float."""
+        return float(x) if type(x) is np.float64 or (type(x) is np.ndarray and x.ndim == 0) \
+            else float(np.asarray(x).reshape(()))
+
+    @staticmethod
     def to_numpy(x) -> np.ndarray:
         return np.asarray(x, dtype=np.float64)
 

@@ -76,6 +76,11 @@ class TorchBackend:
         return self.asarray(x)
 
     @staticmethod
+    def item(x) -> float:
+        """A one-element array as a Python float."""
+        return float(x.item()) if type(x) is Tensor else float(np.asarray(x).reshape(()))
+
+    @staticmethod
     def to_numpy(x) -> np.ndarray:
         if type(x) is Tensor:
             return x.detach().to(device="cpu", dtype=torch.float64).numpy()
@@ -133,6 +138,9 @@ class TorchBackend:
 
     @staticmethod
     def where(cond, x, y):
+        # max routes: where(cond, 0.0, g) is relu's VJP; masked_fill is one kernel with no scalar tensor
+        if type(y) is Tensor and not isinstance(x, Tensor) and y.shape == cond.shape:
+            return y.masked_fill(cond, x)
         return torch.where(cond, x, y)
 
     # ----- reductions and shapes -----
