@@ -18,10 +18,15 @@ Each row times ``theta -> (value, flat float64 gradient)`` for one MLP + loss + 
 
 Harness: warm-up, then rounds in which every contender takes one sample of ``number`` calls (each sample
 >= 10 ms), until ``min_time`` per contender has passed and at least 5 rounds exist (3 when a call is slower
-than ``min_time``); each contender's median sample is reported. The
-garbage collector is paused while a sample runs (as ``timeit`` does). CUDA rows synchronise: every
-method returns numpy, which waits for the device. Threads: BLAS and torch both get ``--threads``
-(2 by default), set before numpy is imported.
+than ``min_time``); each contender's median sample is reported. Interleaving makes the ratios robust to
+load that changes during the run. The garbage collector is paused while a sample runs (as ``timeit``
+does). CUDA rows synchronise: every method returns numpy, which waits for the device. Threads: BLAS and
+torch both get ``--threads`` (2 by default), set before numpy is imported.
+
+On a shared machine: two BLAS threads on two busy cores wait for each other and calls take 10-100x their
+quiet time; ``--threads 1 --clock cpu`` measures CPU time instead, which other processes do not inflate,
+and ``--malloc steady`` pins glibc's allocator thresholds so that page faults (memory handed back to the
+system and faulted in again) do not land on whichever contender the heap's history disfavours.
 """
 from __future__ import annotations
 
