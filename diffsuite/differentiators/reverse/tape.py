@@ -19,7 +19,9 @@ class Var:
     __array_ufunc__ = None  # numpy must defer to our reflected operators: ndarray @ Var -> Var.__rmatmul__
 
     def __init__(self, value: Any, index: int, tape: "Tape"):
-        self.value, self.index, self.tape = value, index, tape
+        self.value = value
+        self.index = index
+        self.tape = tape
 
     def __repr__(self):
         return f"Var(index={self.index}, shape={tuple(self.shape)})"
@@ -197,7 +199,7 @@ class Tape:
                 vjp = op.vjps[0]
                 if vjp is None:
                     continue
-                ct = vjp(B, g, out, x.value, **params)
+                ct = vjp(B, g, out, x.value) if params is _NO_PARAMS else vjp(B, g, out, x.value, **params)
                 n_vjps += 1
                 j = x.index
                 prev = cotangents[j]
@@ -211,6 +213,8 @@ class Tape:
                 prev = cotangents[j]
                 if prev is None and dst and j in dst and k < len(op.into) and op.into[k] is not None:
                     ct = op.into[k](B, dst[j], g, out, *values, **params)  # the parameter's own slot
+                elif params is _NO_PARAMS:
+                    ct = vjp(B, g, out, *values)  # (an empty ** costs as much as the call on small nets)
                 else:
                     ct = vjp(B, g, out, *values, **params)
                 n_vjps += 1
