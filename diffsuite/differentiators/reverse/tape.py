@@ -182,6 +182,9 @@ class Tape:
         cotangents[output.index] = B.ones_like(output.value)
         n_vjps = 0
         dst = {v.index: d for v, d in zip(wrt, into) if d is not None} if into else None
+        if output.index >= len(records) or records[output.index] is None:
+            raise RuntimeError("this tape has already been walked back (backward consumes it); record the "
+                               "function again on a fresh Tape for another gradient")
         for i in range(output.index, -1, -1):
             g = cotangents[i]
             if g is None:

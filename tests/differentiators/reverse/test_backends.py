@@ -128,3 +128,15 @@ def test_large_objectives_write_gradients_into_their_slots_correctly(reg, dtype)
         expected = model.pack(grads)
         assert np.max(np.abs(again.grad - expected)) <= tol * np.max(np.abs(expected)), backend
         assert res.value == pytest.approx(value, rel=tol)
+
+
+def test_backward_consumes_the_tape_and_says_so_when_walked_twice():
+    from diffsuite.differentiators.reverse.tape import Tape
+
+    tape = Tape(NumpyBackend())
+    x = tape.input(np.array([1.0, 2.0]))
+    y = (x * x).sum()
+    (g,), _ = tape.backward(y, [x])
+    np.testing.assert_array_equal(g, [2.0, 4.0])
+    with pytest.raises(RuntimeError, match="already been walked back.*fresh Tape"):
+        tape.backward(y, [x])
