@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 from sympy.functions.elementary.piecewise import ExprCondPair
+from sympy.logic.boolalg import ITE, And, Not, Or
 from sympy.printing.pycode import PythonCodePrinter
 
 from .symbolic_namespace import Abs0, Max1, Min1, Sign0, Step, TieStep
@@ -158,6 +159,11 @@ def _mp_node(expr, args, ctx):
         return _UNDEFINED
     if isinstance(expr, ExprCondPair):
         return tuple(args)
+    if isinstance(expr, ITE):  # SymEngine's Piecewise comes back to SymPy as ITE(cond, a, b)
+        cond, a, b = args
+        return _UNDEFINED if cond is _UNDEFINED else (a if cond else b)
+    if isinstance(expr, (And, Or, Not)) and not any(a is _UNDEFINED for a in args):
+        return {And: all, Or: any, Not: lambda xs: not xs[0]}[type(expr)](args)
     if any(a is _UNDEFINED for a in args):
         return _UNDEFINED
     if isinstance(expr, sp.Add):
@@ -178,7 +184,7 @@ def _mp_node(expr, args, ctx):
         x = args[0]
         return ctx.mpf(1) if x > 0 else ctx.mpf(0) if x < 0 else args[1]
     raise NotImplementedError(f"the high-precision evaluator has no rule for {type(expr).__name__} (in {expr}); "
-                              "it knows + * ** exp log tanh Abs sign Piecewise Heaviside and comparisons")
+                              "it knows + * ** exp log tanh Abs sign Piecewise ITE Heaviside, and/or/not and comparisons")
 
 
 def evaluate_mp(exprs: list[sp.Basic], values: dict[str, Any], ctx) -> list[Any]:
