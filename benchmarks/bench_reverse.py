@@ -58,7 +58,8 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-ARGS = parse_args() if __name__ == "__main__" else parse_args([])
+# imported (bench_before_after.py, tests): options come from BENCH_REVERSE_ARGS, e.g. "--threads 1 --clock cpu"
+ARGS = parse_args() if __name__ == "__main__" else parse_args(os.environ.get("BENCH_REVERSE_ARGS", "").split())
 if ARGS.malloc == "steady":
     import ctypes
 
