@@ -15,7 +15,7 @@ $(VENV)/.installed: $(PY) pyproject.toml
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PY) -m pip install --quiet -e ".[dev]" "torch==$(TORCH_VERSION)"
+	$(PY) -m pip install --quiet -e ".[dev,symengine]" "torch==$(TORCH_VERSION)"
 	touch $@
 
 install: $(VENV)/.installed
