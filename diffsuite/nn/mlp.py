@@ -45,6 +45,10 @@ class MLP:
             offsets[name] = (start, start + prod(shape), shape)
             start += prod(shape)
         object.__setattr__(self, "layout", offsets)
+        # (W key, b key, activation) per layer, built once: ``apply`` runs per gradient call, and on tiny nets
+        # rebuilding the f-string keys and the depth/activation lookups cost as much as the arithmetic.
+        # Not a dataclass field (fields(), asdict() and repr() are unchanged); everything in it is immutable.
+        object.__setattr__(self, "_plan", tuple((f"W{k}", f"b{k}", self.layer_activation(k)) for k in range(self.depth)))
 
     # ----- structure -----
     @property
@@ -117,8 +121,8 @@ class MLP:
     def apply(self, xp: Any, params: Mapping[str, Any], inputs: Any) -> Any:
         """Outputs (batch, n_out) from named parameter blocks; ``xp`` decides numbers, tape or symbols."""
         h = inputs
-        for k in range(self.depth):
-            h = self.layer_activation(k)(xp, h @ params[f"W{k}"] + params[f"b{k}"])
+        for w, b, act in self._plan:  # layer k: (f"W{k}", f"b{k}", self.layer_activation(k))
+            h = act(xp, h @ params[w] + params[b])
         return h
 
     def check_inputs(self, inputs: Any) -> np.ndarray:

@@ -62,6 +62,11 @@ class Reverse:
         inputs, targets = (B.asarray(a) for a in objective.data(np.float64))  # moved and cast once
         layout = list(objective.model.layout.items())
         n_params = objective.n_params
+        # Per block, built once (each call then only slices): name, start, stop, and the shape to reshape to,
+        # or None for a 1-D block (bias), whose slice of the flat vector already has its shape.
+        blocks = [(name, a, b, shape if len(shape) != 1 else None) for name, (a, b, shape) in layout]
+        evaluate, finish = objective.evaluate, self._finish
+        concat_flat = B.concat_flat
 
         def value_and_grad_fn(theta: np.ndarray) -> Gradient:
             # Fast path for the common call (a finite float64 vector of the right length): one sum decides
@@ -80,11 +85,15 @@ class Reverse:
             # Below about 10^4 parameters the slots cost more (a view per block) than the copy they save.
             grad_out = B.empty(n_params)
             slots = [B.reshape(grad_out[a:b], shape) for _, (a, b, shape) in layout] if n_params >= 10_000 else None
-            tape = Tape(B)
-            params = {name: tape.input(B.reshape(flat[a:b], shape)) for name, (a, b, shape) in layout}
-            out = objective.evaluate(TapeNamespace(tape), params, inputs, targets)
-            collect = (lambda grads: grad_out) if slots else (lambda grads: B.concat_flat(grads, out=grad_out))
-            return self._finish(tape, out, list(params.values()), collect, objective.describe, into=slots)
+            tape = Tape(B)  # a fresh tape per call: nothing stale survives between calls
+            params, wrt = {}, []
+            for name, a, b, shape in blocks:
+                leaf = tape.input(flat[a:b] if shape is None else B.reshape(flat[a:b], shape))
+                params[name] = leaf
+                wrt.append(leaf)
+            out = evaluate(TapeNamespace(tape), params, inputs, targets)
+            grads, value, stats = finish(tape, out, wrt, objective.describe, slots)
+            return Gradient(B.item(value), B.to_numpy(grad_out if slots else concat_flat(grads, out=grad_out)), stats)
 
         return value_and_grad_fn
 
@@ -98,9 +107,8 @@ class Reverse:
             tape = Tape(B)
             wrt = [tape.input(B.asarray(leaf)) for leaf in leaves]
             out = f(TapeNamespace(tape), rebuild(wrt), *args)
-            res = self._finish(tape, out, wrt, list, lambda: getattr(f, "__name__", "f"))
-            res.grad = rebuild([grad_leaf(B.to_numpy(g)) for g in res.grad])
-            return res
+            grads, value, stats = self._finish(tape, out, wrt, lambda: getattr(f, "__name__", "f"))
+            return Gradient(B.item(value), rebuild([grad_leaf(B.to_numpy(g)) for g in grads]), stats)
 
         return value_and_grad_fn
 
@@ -109,8 +117,10 @@ class Reverse:
         vg = self.value_and_grad_fn(f)
         return lambda theta, *args: vg(theta, *args).grad
 
-    def _finish(self, tape: Tape, out: Any, wrt: list[Var], collect: Callable, who: Callable[[], str],
-                into: list | None = None) -> Gradient:
+    @staticmethod
+    def _finish(tape: Tape, out: Any, wrt: list[Var], who: Callable[[], str],
+                into: list | None = None) -> tuple[list, Any, dict]:
+        """The backward pass: (gradients, one per ``wrt``; the output's value, a backend array; stats)."""
         B = tape.backend
         if type(out) is not Var:  # the output does not depend on theta at all
             if np.size(out) != 1:
@@ -122,7 +132,6 @@ class Reverse:
                 scalar_check(out.shape, who())
             grads, n_vjps = tape.backward(out, wrt, into)
             value = out.value
-        grad = collect(grads)
         n_records, n_leaves = len(tape.records), tape.n_leaves
         # Each Var points to its tape and the tape's records point to the Vars: a reference cycle that only
         # the cyclic garbage collector would free, keeping every intermediate array alive until it runs (or
@@ -130,4 +139,4 @@ class Reverse:
         tape.records.clear()
         stats = {"tape_records": n_records, "tape_forward_ops": n_records - n_leaves,
                  "tape_backward_ops": n_vjps, "tape_leaves": n_leaves}
-        return Gradient(B.item(value), B.to_numpy(grad) if collect is not list else grad, stats)
+        return grads, value, stats

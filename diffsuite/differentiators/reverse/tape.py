@@ -59,8 +59,8 @@ class Var:
     def __rpow__(self, o): return self.tape.apply(POW, o, self)
     def __getitem__(self, index): return self.tape.apply(GETITEM, self, index=index)
     def reshape(self, *shape): return self.tape.apply(RESHAPE, self, shape=shape[0] if len(shape) == 1 else shape)
-    def sum(self, axis=None, keepdims=False): return self.tape.apply(SUM, self, axis=axis, keepdims=keepdims)
-    def mean(self, axis=None, keepdims=False): return self.tape.apply(MEAN, self, axis=axis, keepdims=keepdims)
+    def sum(self, axis=None, keepdims=False): return self.tape.unary(SUM, self, {"axis": axis, "keepdims": keepdims})
+    def mean(self, axis=None, keepdims=False): return self.tape.unary(MEAN, self, {"axis": axis, "keepdims": keepdims})
 
     # comparisons give plain boolean arrays: they carry no gradient (useful for masks in users' code)
     def __gt__(self, o): return self.value > _raw(o)
@@ -156,13 +156,17 @@ class Tape:
         records.append((op, (x, y), _NO_PARAMS, out))
         return Var(out, len(records) - 1, self)
 
-    def unary(self, op: Op, x: Any) -> Any:
-        """``apply(op, x)`` for a one-input primitive without static parameters."""
+    def unary(self, op: Op, x: Any, params: dict = _NO_PARAMS) -> Any:
+        """``apply(op, x, **params)`` for a one-input primitive (``params``: its static parameters, if any).
+
+        The reductions (sum, mean, logsumexp) come this way too: apply's generic argument loop and its
+        ``**params`` packing cost more than the reduction itself on small arrays.
+        """
         if type(x) is not Var or x.tape is not self:
-            return self.apply(op, x)  # a constant (no record), or the foreign-tape error
-        out = op.forward(self.backend, x.value)
+            return self.apply(op, x, **params)  # a constant (no record), or the foreign-tape error
+        out = op.forward(self.backend, x.value) if params is _NO_PARAMS else op.forward(self.backend, x.value, **params)
         records = self.records
-        records.append((op, (x,), _NO_PARAMS, out))
+        records.append((op, (x,), params or _NO_PARAMS, out))
         return Var(out, len(records) - 1, self)
 
     def backward(self, output: Var, wrt: list[Var], into: list | None = None) -> tuple[list[Any], int]:
@@ -208,6 +212,27 @@ class Tape:
                 prev = cotangents[j]
                 cotangents[j] = ct if prev is None else prev + ct  # the copy gate adds
                 continue
+            if len(args) == 2 and params is _NO_PARAMS and len(op.vjps) == 2 and not (dst and op.into):
+                # unrolled for two inputs without parameters or slots (add, mul, matmul, ...): the general loop
+                # below costs as much as the VJPs themselves on small nets. Same order, same sums.
+                x, y = args
+                x_traced, y_traced = type(x) is Var, type(y) is Var
+                xv = x.value if x_traced else x
+                yv = y.value if y_traced else y
+                vjp_x, vjp_y = op.vjps
+                if x_traced and vjp_x is not None:
+                    ct = vjp_x(B, g, out, xv, yv)
+                    n_vjps += 1
+                    j = x.index
+                    prev = cotangents[j]
+                    cotangents[j] = ct if prev is None else prev + ct
+                if y_traced and vjp_y is not None:
+                    ct = vjp_y(B, g, out, xv, yv)
+                    n_vjps += 1
+                    j = y.index
+                    prev = cotangents[j]
+                    cotangents[j] = ct if prev is None else prev + ct
+                continue
             values = [a.value if type(a) is Var else a for a in args]
             for k, (a, vjp) in enumerate(zip(args, op.vjps)):
                 if vjp is None or type(a) is not Var:
@@ -251,8 +276,9 @@ class TapeNamespace:
     def step(self, x): return self.tape.unary(STEP, x)
     def maximum(self, a, b): return self.tape.binary(MAXIMUM, a, b)
     def minimum(self, a, b): return self.tape.binary(MINIMUM, a, b)
-    def sum(self, x, axis=None, keepdims=False): return self.tape.apply(SUM, x, axis=axis, keepdims=keepdims)
-    def mean(self, x, axis=None, keepdims=False): return self.tape.apply(MEAN, x, axis=axis, keepdims=keepdims)
-    def logsumexp(self, x, axis=-1, keepdims=False): return self.tape.apply(LOGSUMEXP, x, axis=axis, keepdims=keepdims)
+    def sum(self, x, axis=None, keepdims=False): return self.tape.unary(SUM, x, {"axis": axis, "keepdims": keepdims})
+    def mean(self, x, axis=None, keepdims=False): return self.tape.unary(MEAN, x, {"axis": axis, "keepdims": keepdims})
+    def logsumexp(self, x, axis=-1, keepdims=False):
+        return self.tape.unary(LOGSUMEXP, x, {"axis": axis, "keepdims": keepdims})
     def reshape(self, x, shape): return self.tape.apply(RESHAPE, x, shape=tuple(shape))
     def asarray(self, x): return self.tape.backend.constant(x)
