@@ -110,7 +110,11 @@ def measure(config: Config, params: dict) -> list[dict]:
     obj, theta = p.objective, p.theta
     device = method_device(method)
     if "torch" in method:
-        import torch
+        try:
+            import torch
+        except ImportError as e:
+            raise ImportError("reverse[torch-*] needs PyTorch, which is not installed: "
+                              "pip install 'diffsuite[torch]'") from e
         torch.set_num_threads(config.threads)
     sync = cuda_sync(device)
     row = {"n_params": int(theta.size), "device": device, "dtype": "float64",
@@ -265,6 +269,11 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
               Table(table[cols].sort_values(["method", "n_params"]), "All measurements"),
               Para(f"Machine: {meta.get('cpu', '?')}; GPU: {meta.get('gpu') or 'none'}. Absolute times hold for this "
                    "machine only; slopes and ratios travel better.")]
+    failed = table[table["status"] == "error"]
+    if len(failed) and "message" in failed:
+        msg = failed.groupby("method")["message"].first().reset_index()
+        msg["count"] = failed.groupby("method").size().values
+        blocks.append(Table(msg, "Methods that failed (first message per method)"))
     if meta.get("skipped"):
         blocks.append(Para("Skipped: " + "; ".join(f"{k}: {v}" for k, v in meta["skipped"].items())))
     return Report(TITLE, QUESTION, blocks, findings)
