@@ -22,6 +22,7 @@ from .backends import load_backend
 from .tape import Tape, TapeNamespace, Var
 
 DTYPES = ("float64", "float32")
+_add_reduce = np.add.reduce  # what theta.sum() calls, without the method's Python wrapper
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,12 @@ class Reverse:
         n_params = objective.n_params
         # Per block, built once (each call then only slices): name, start, stop, and the shape to reshape to,
         # or None for a 1-D block (bias), whose slice of the flat vector already has its shape.
-        blocks = [(name, a, b, shape if len(shape) != 1 else None) for name, (a, b, shape) in layout]
+        names = [name for name, _ in layout]
+        blocks = [(a, b, shape if len(shape) != 1 else None) for _, (a, b, shape) in layout]
         evaluate, finish = objective.evaluate, self._finish
-        concat_flat = B.concat_flat
+        concat_flat, reshape = B.concat_flat, B.reshape
+        # B.asarray of a float64 ndarray is that array itself on the float64 numpy backend: skip the call there
+        same_array = B.name == "numpy" and B.dtype == np.float64
 
         def value_and_grad_fn(theta: np.ndarray) -> Gradient:
             # Fast path for the common call (a finite float64 vector of the right length): one sum decides
@@ -75,9 +79,10 @@ class Reverse:
             # entry. Not theta @ theta: BLAS may run a long dot product on two threads, and waiting for the
             # second one costs milliseconds on a loaded machine (measured).
             if not (type(theta) is np.ndarray and theta.dtype == np.float64 and theta.shape == (n_params,)
-                    and math.isfinite(theta.sum())):
-                theta = objective.check_theta(theta)
-            flat = B.asarray(theta)
+                    and math.isfinite(_add_reduce(theta))):
+                flat = B.asarray(objective.check_theta(theta))
+            else:
+                flat = theta if same_array else B.asarray(theta)
             # The flat gradient is allocated first, and each block's gradient is written into its slot
             # (Tape.backward's ``into``): the weight gradients need no temporaries and no final concatenate,
             # and the buffer, allocated before the forward pass's temporaries, sits low in the heap where
@@ -86,11 +91,8 @@ class Reverse:
             grad_out = B.empty(n_params)
             slots = [B.reshape(grad_out[a:b], shape) for _, (a, b, shape) in layout] if n_params >= 10_000 else None
             tape = Tape(B)  # a fresh tape per call: nothing stale survives between calls
-            params, wrt = {}, []
-            for name, a, b, shape in blocks:
-                leaf = tape.input(flat[a:b] if shape is None else B.reshape(flat[a:b], shape))
-                params[name] = leaf
-                wrt.append(leaf)
+            wrt = tape.inputs([flat[a:b] if shape is None else reshape(flat[a:b], shape) for a, b, shape in blocks])
+            params = dict(zip(names, wrt))
             out = evaluate(TapeNamespace(tape), params, inputs, targets)
             grads, value, stats = finish(tape, out, wrt, objective.describe, slots)
             return Gradient(B.item(value), B.to_numpy(grad_out if slots else concat_flat(grads, out=grad_out)), stats)

@@ -106,6 +106,14 @@ class Tape:
         self.n_leaves += 1
         return Var(value, len(records) - 1, self)
 
+    def inputs(self, values: list) -> list[Var]:
+        """``[self.input(v) for v in values]`` in one call (an objective's parameter blocks, every gradient call)."""
+        records = self.records
+        start = len(records)
+        records.extend([(None, (), None, v) for v in values])
+        self.n_leaves += len(values)
+        return [Var(v, i, self) for i, v in enumerate(values, start)]
+
     def apply(self, op: Op | str, *args: Any, **params: Any) -> Any:
         """Run primitive ``op`` forward and record it. With no traced argument it just computes (no record)."""
         if type(op) is str:
@@ -141,14 +149,18 @@ class Tape:
             if x.tape is not self:
                 raise _foreign_tape()
             xv, traced = x.value, True
-        else:
+        elif type(x) is not float:  # (a Python float stays as it is on every backend: no call)
             x = xv = self.backend.constant(x)
+        else:
+            xv = x
         if type(y) is Var:
             if y.tape is not self:
                 raise _foreign_tape()
             yv, traced = y.value, True
-        else:
+        elif type(y) is not float:
             y = yv = self.backend.constant(y)
+        else:
+            yv = y
         out = op.forward(self.backend, xv, yv)
         if not traced:
             return out
@@ -189,6 +201,7 @@ class Tape:
         if output.index >= len(records) or records[output.index] is None:
             raise RuntimeError("this tape has already been walked back (backward consumes it); record the "
                                "function again on a fresh Tape for another gradient")
+        no_params, var = _NO_PARAMS, Var  # locals: the loop below is the hot path of small nets
         for i in range(output.index, -1, -1):
             g = cotangents[i]
             if g is None:
@@ -201,22 +214,23 @@ class Tape:
             # backward pass stays near the forward pass's, which spares the allocator fresh pages.
             cotangents[i] = None
             records[i] = None
-            if len(args) == 1:  # unrolled for one input, the commonest case, then the general loop
+            n_args = len(args)
+            if n_args == 1:  # unrolled for one input, the commonest case, then the general loop
                 x = args[0]
                 vjp = op.vjps[0]
                 if vjp is None:
                     continue
-                ct = vjp(B, g, out, x.value) if params is _NO_PARAMS else vjp(B, g, out, x.value, **params)
+                ct = vjp(B, g, out, x.value) if params is no_params else vjp(B, g, out, x.value, **params)
                 n_vjps += 1
                 j = x.index
                 prev = cotangents[j]
                 cotangents[j] = ct if prev is None else prev + ct  # the copy gate adds
                 continue
-            if len(args) == 2 and params is _NO_PARAMS and len(op.vjps) == 2 and not (dst and op.into):
+            if n_args == 2 and params is no_params and len(op.vjps) == 2 and not (dst and op.into):
                 # unrolled for two inputs without parameters or slots (add, mul, matmul, ...): the general loop
                 # below costs as much as the VJPs themselves on small nets. Same order, same sums.
                 x, y = args
-                x_traced, y_traced = type(x) is Var, type(y) is Var
+                x_traced, y_traced = type(x) is var, type(y) is var
                 xv = x.value if x_traced else x
                 yv = y.value if y_traced else y
                 vjp_x, vjp_y = op.vjps
@@ -233,15 +247,15 @@ class Tape:
                     prev = cotangents[j]
                     cotangents[j] = ct if prev is None else prev + ct
                 continue
-            values = [a.value if type(a) is Var else a for a in args]
+            values = [a.value if type(a) is var else a for a in args]
             for k, (a, vjp) in enumerate(zip(args, op.vjps)):
-                if vjp is None or type(a) is not Var:
+                if vjp is None or type(a) is not var:
                     continue
                 j = a.index
                 prev = cotangents[j]
                 if prev is None and dst and j in dst and k < len(op.into) and op.into[k] is not None:
                     ct = op.into[k](B, dst[j], g, out, *values, **params)  # the parameter's own slot
-                elif params is _NO_PARAMS:
+                elif params is no_params:
                     ct = vjp(B, g, out, *values)  # (an empty ** costs as much as the call on small nets)
                 else:
                     ct = vjp(B, g, out, *values, **params)

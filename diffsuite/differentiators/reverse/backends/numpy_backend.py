@@ -25,6 +25,9 @@ class NumpyBackend:
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be 'float32' or 'float64'; got {dtype!r}")
         self._exp_max = float(np.log(np.finfo(self.dtype).max)) - 1.0  # exp() of more overflows
+        # the same constants as 0-d arrays of this dtype, for sigmoid: numpy handles a 0-d array operand in about
+        # half the time of a Python float (whose "weak" type it must resolve per call), with the same result
+        self._exp_max_0d, self._one_0d = np.array(self._exp_max, self.dtype), np.array(1.0, self.dtype)
 
     # ----- conversion -----
     def asarray(self, x):
@@ -57,7 +60,7 @@ class NumpyBackend:
     @staticmethod
     def concat_flat(parts, out=None):
         """The parts raveled and joined into one vector (into ``out`` if given)."""
-        return np.concatenate([p.reshape(-1) for p in parts], out=out)
+        return np.concatenate(parts, axis=None, out=out)  # axis=None ravels each part (row-major): no reshapes
 
     def synchronize(self):
         """Wait for queued work (nothing to wait for on numpy)."""
@@ -72,6 +75,9 @@ class NumpyBackend:
         # (x below -709 in float64, -88 in float32), which changes only results below the smallest
         # normal number. Five ufuncs instead of the branch-free namespace version's nine, and no
         # np.errstate (a context manager costs more than the arithmetic on small arrays).
+        if type(x) is np.ndarray and x.dtype is self.dtype:  # (any other input: Python floats, as numpy would cast)
+            one = self._one_0d
+            return one / (one + np.exp(np.minimum(-x, self._exp_max_0d)))
         return 1.0 / (1.0 + np.exp(np.minimum(-x, self._exp_max)))
 
     abs = staticmethod(np.abs)
@@ -138,10 +144,13 @@ class NumpyBackend:
 
     @staticmethod
     def numel(x) -> int:
-        return x.size if type(x) is np.ndarray else int(np.size(x))
+        # numpy scalars (a full reduction's result, the usual output) have .size too: np.size is a Python wrapper
+        return x.size if type(x) is np.ndarray or isinstance(x, np.generic) else int(np.size(x))
 
     @staticmethod
     def ones_like(x):
+        if isinstance(x, np.generic):  # a numpy scalar (a full reduction's result: the usual output): 0-d ones
+            return np.array(1, dtype=x.dtype)  # what empty_like + fill gives, in one call (empty_like(scalar) is slow)
         out = np.empty_like(x)  # empty_like + fill: np.ones_like is a slower Python wrapper of the same
         out.fill(1)
         return out
@@ -153,7 +162,8 @@ class NumpyBackend:
     @staticmethod
     def sum_to(g, like):
         """Undo broadcasting: sum ``g`` down to the shape of ``like``."""
-        shape = like.shape if type(like) is np.ndarray else np.shape(like)
+        # (numpy scalars, e.g. a full reduction's result, have .shape == (): np.shape is a Python wrapper)
+        shape = like.shape if type(like) is np.ndarray or isinstance(like, np.generic) else np.shape(like)
         if type(g) is not np.ndarray:
             g = np.asarray(g)
         gshape = g.shape
