@@ -106,12 +106,16 @@ LOGSUMEXP = defop("logsumexp", lambda B, x, *, axis=-1, keepdims=False: B.logsum
 
 # ----- linear algebra -----
 def matmul_vjp_x(B, g, out, x, y):
+    if x.ndim == 2 and y.ndim == 2:  # an MLP layer: g @ y^T has x's shape already (no batch to sum over)
+        return g @ B.swapaxes(y, -1, -2)
     if y.ndim == 1:
         return B.outer(g, y) if x.ndim == 2 else g * y
     return B.sum_to(g @ B.swapaxes(y, -1, -2), x) if x.ndim > 1 else y @ g
 
 
 def matmul_vjp_y(B, g, out, x, y):
+    if x.ndim == 2 and y.ndim == 2:  # an MLP layer: x^T @ g has y's shape already
+        return B.swapaxes(x, -1, -2) @ g
     if x.ndim == 1:
         return B.outer(x, g) if y.ndim == 2 else g * x
     return B.sum_to(B.swapaxes(x, -1, -2) @ g, y) if y.ndim > 1 else B.swapaxes(x, -1, -2) @ g

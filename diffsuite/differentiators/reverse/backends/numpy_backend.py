@@ -37,6 +37,8 @@ class NumpyBackend:
 
     def constant(self, x):
         """Convert a constant met inside a traced function; Python numbers stay numbers (dtype-neutral)."""
+        if type(x) is np.ndarray and x.dtype is self.dtype:  # the common case (data), first and cheapest
+            return x
         if isinstance(x, (int, float)):
             return x
         if isinstance(x, np.ndarray) and x.dtype == self.dtype:
@@ -171,7 +173,7 @@ class NumpyBackend:
             return g
         lead = len(gshape) - len(shape)
         if lead == 1 and gshape[1:] == shape:  # a bias broadcast over the batch
-            return _add_reduce(g, axis=0)
+            return _add_reduce(g, 0)  # (axis 0, positionally: keyword parsing costs on small arrays)
         if lead > 0:
             g = _add_reduce(g, axis=tuple(range(lead)))
         axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
