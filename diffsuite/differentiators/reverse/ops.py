@@ -58,8 +58,15 @@ DIV = defop("div", lambda B, x, y: x / y,
 NEG = defop("neg", lambda B, x: -x,
             lambda B, g, out, x: -g)
 # x ** p for a constant number p (the common case: r ** 2); POW below when the exponent is an array.
-POWER = defop("power", lambda B, x, *, p: x ** p,
-              lambda B, g, out, x, *, p: g * (2.0 * x if p == 2 else p * x ** (p - 1)))
+def power_vjp(B, g, out, x, *, p):
+    if p == 0:  # x ** 0 == 1 everywhere, also at 0 (where p * x ** -1 would be 0 * inf = nan)
+        return g * 0.0
+    if p == 1:
+        return g
+    return g * (2.0 * x if p == 2 else p * x ** (p - 1))
+
+
+POWER = defop("power", lambda B, x, *, p: x ** p, power_vjp)
 POW = defop("pow", lambda B, x, y: x ** y,
             lambda B, g, out, x, y: B.sum_to(g * y * x ** (y - 1), x),
             lambda B, g, out, x, y: B.sum_to(g * out * B.log(x), y))
@@ -95,7 +102,7 @@ MEAN = defop("mean", lambda B, x, *, axis=None, keepdims=False: B.mean(x, axis=a
 
 def logsumexp_vjp(B, g, out, x, *, axis=-1, keepdims=False):
     # d lse / dx = softmax(x) = exp(x - lse): finite for any x because x - lse <= 0
-    if not keepdims:
+    if not keepdims and axis is not None:  # (axis=None: g and out are scalars and broadcast as they are)
         g, out = B.expand_dims(g, axis), B.expand_dims(out, axis)
     return g * B.exp(x - out)
 

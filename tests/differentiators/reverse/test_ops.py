@@ -45,6 +45,8 @@ EXTRA_SPECS = [  # shapes the table's single entry does not cover
     ("logsumexp", [(2, 3, 4)], {"axis": 1, "keepdims": True}, None),
     ("power", [(3,)], {"p": 2}, None),
     ("power", [(3,)], {"p": -1.5}, POSITIVE),
+    ("power", [(3,)], {"p": 1}, None),
+    ("logsumexp", [(3, 4)], {"axis": None}, None),
     ("getitem", [(5,)], {"index": np.array([0, 2, 2])}, None),  # a repeated index: contributions add
 ]
 B = NumpyBackend()
@@ -96,3 +98,14 @@ def test_step_has_no_gradient_and_abs_has_zero_subgradient_at_zero():
     assert OPS["step"].vjps == (None,)
     g = OPS["abs"].vjps[0](B, np.ones(3), None, np.array([-2.0, 0.0, 3.0]))
     np.testing.assert_array_equal(g, [-1.0, 0.0, 1.0])
+
+
+def test_logsumexp_over_every_axis_and_power_zero_at_zero():
+    """Review findings: logsumexp(axis=None) crashed in the VJP; x ** 0 gave 0 * inf = nan at x = 0."""
+    import diffsuite as ds
+    grad = ds.get_differentiator("reverse").grad
+    x = np.array([[1.0, 2.0], [0.5, -1.0]])
+    softmax = np.exp(x) / np.exp(x).sum()  # d/dx log(sum(exp(x))) over all entries
+    np.testing.assert_allclose(grad(lambda xp, t: xp.logsumexp(t, axis=None))(x), softmax, rtol=1e-14)
+    np.testing.assert_array_equal(grad(lambda xp, t: xp.sum(t ** 0))(np.array([0.0, 2.0])), [0.0, 0.0])
+    np.testing.assert_array_equal(grad(lambda xp, t: xp.sum(t ** 1))(np.array([0.0, 2.0])), [1.0, 1.0])

@@ -162,6 +162,9 @@ class TorchBackend:
 
     @staticmethod
     def logsumexp(x, axis=-1, keepdims=False):
+        if axis is None:  # numpy's axis=None: over every element
+            out = torch.logsumexp(x.reshape(-1), dim=0)
+            return out.reshape((1,) * x.ndim) if keepdims else out
         return torch.logsumexp(x, dim=axis, keepdim=keepdims)  # shifted by the max inside torch
 
     @staticmethod
