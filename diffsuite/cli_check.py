@@ -12,6 +12,8 @@ DEFAULT_BASELINES = {True: "baselines/accuracy_quick.json", False: "baselines/ac
 
 
 def configure(parser) -> None:
+    from .study.cli import _strict
+    _strict(parser)  # an unknown option: this subcommand's error, listing its options (as `diffsuite run` does)
     parser.add_argument("--baseline", metavar="FILE",
                         help=f"the baseline JSON (default: {DEFAULT_BASELINES[True]} with --quick, "
                              f"else {DEFAULT_BASELINES[False]})")

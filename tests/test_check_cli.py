@@ -137,3 +137,13 @@ def test_the_full_grid_is_the_accuracy_studys_and_has_a_committed_baseline():
     assert not any(m.startswith("symbolic") for m in bl.QUICK.methods)  # seconds per problem: full grid only
     full = bl.load_baseline(COMMITTED.with_name("accuracy_full.json"))
     assert full["grid"] == "full" and full["reference"] == bl.EXACT
+
+
+def test_an_unknown_option_lists_the_options(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["check", "--bogus"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "diffsuite check: error: unknown option(s) --bogus" in err
+    for opt in ("--baseline", "--update", "--quick", "--factor", "--device"):
+        assert opt in err
