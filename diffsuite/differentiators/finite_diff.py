@@ -40,6 +40,7 @@ from .fd_steps import (COMPLEX_DTYPES, COMPLEX_STEP, DTYPES, SCHEMES, STENCILS, 
                        richardson_combine, scheme_order)
 
 MAX_LEVELS = 10
+DEFAULT_LEVELS = 4  # FiniteDiff.levels' default; another value with a scheme other than richardson is an error
 
 
 class KinkWarning(UserWarning):
@@ -68,7 +69,8 @@ class FiniteDiff:
         step: ``"auto"``, a positive float (the same absolute step for every parameter), or a sequence
             with one positive step per parameter. Richardson's step is its coarsest level's.
         dtype: ``float64`` or ``float32``: parameters *and* data are evaluated in it.
-        levels: Richardson's number of central differences (h, h/2, ...); order 2 * levels.
+        levels: Richardson's number of central differences (h, h/2, ...); order 2 * levels. Only for
+            ``scheme="richardson"``: another scheme with levels other than the default 4 is a ValueError.
         kink_check: record kink-op branches to detect steps straddling a kink (see module docstring).
         warn: emit a ``KinkWarning`` when kinks are found (they are in stats either way).
         zero_step: ``"raise"`` (default) or ``"warn"`` when theta_i + h == theta_i.
@@ -79,7 +81,7 @@ class FiniteDiff:
     scheme: str = "central"
     step: Any = "auto"
     dtype: str = "float64"
-    levels: int = 4
+    levels: int = DEFAULT_LEVELS
     kink_check: bool = True
     warn: bool = True
     zero_step: str = "raise"
@@ -94,6 +96,10 @@ class FiniteDiff:
         if not (isinstance(self.levels, (int, np.integer)) and 1 <= self.levels <= MAX_LEVELS):
             raise ValueError(f"levels (Richardson's number of step halvings) must be an int from 1 to {MAX_LEVELS}; "
                              f"got {self.levels!r}")
+        if self.scheme != "richardson" and self.levels != DEFAULT_LEVELS:
+            raise ValueError(f"levels applies only to scheme='richardson' (its number of central differences); "
+                             f"scheme={self.scheme!r} would ignore levels={self.levels!r}: leave levels at its "
+                             f"default ({DEFAULT_LEVELS}) or use scheme='richardson'")
         if not (isinstance(self.batch, (int, np.integer)) and self.batch >= 1):
             raise ValueError(f"batch (stencil points per objective call) must be an int >= 1; got {self.batch!r}")
         if self.batch > 1 and self.scheme == "complex_step":

@@ -128,7 +128,8 @@ def test_float32_complex_step_is_exact_to_float32_rounding():
 ])
 def test_fitted_order_of_each_scheme(scheme, levels, order, steps):
     obj, theta, ref = smooth_problem()
-    errors = [np.linalg.norm(fd(scheme=scheme, levels=levels, step=float(h)).value_and_grad(obj)(theta).grad - ref)
+    extra = {"levels": levels} if scheme == "richardson" else {}  # levels is Richardson's only
+    errors = [np.linalg.norm(fd(scheme=scheme, step=float(h), **extra).value_and_grad(obj)(theta).grad - ref)
               for h in steps]
     slope = np.polyfit(np.log(steps), np.log(errors), 1)[0]
     assert abs(slope - order) < 0.3, f"fitted order {slope:.2f}, expected {order}; errors {errors}"
@@ -157,6 +158,14 @@ def test_evaluation_counts(scheme, levels, expected):
     counted = lambda xp, t: (calls.append(1), obj(xp, t))[1]  # noqa: E731
     res = fd(scheme=scheme, levels=levels).value_and_grad(counted)(theta)
     assert res.stats["n_evals"] == len(calls) == expected(theta.size)
+
+
+@pytest.mark.parametrize("scheme", [s for s in SCHEMES if s != "richardson"])
+def test_levels_with_a_scheme_other_than_richardson_is_an_error(scheme):
+    with pytest.raises(ValueError, match=r"levels applies only to scheme='richardson'.*levels=5"):
+        fd(scheme=scheme, levels=5)
+    assert fd(scheme=scheme).levels == 4 and fd(scheme=scheme, levels=4).scheme == scheme  # the default is fine
+    assert fd(scheme="richardson", levels=5).order == 10
 
 
 @pytest.mark.parametrize("dtype, scheme", [("float64", "central"), ("float32", "central"),
