@@ -102,12 +102,14 @@ def configure_report(parser: argparse.ArgumentParser) -> None:
 
 
 def report_command(args) -> int:
-    from .report import rebuild
-    names = rebuild(args.out)
-    if not names:
+    from .report import rebuild, studies_present
+    # check before writing anything: a missing or empty folder gets the message, not a traceback or a
+    # stray index.html
+    if not studies_present(args.out):
         print(f"diffsuite report: error: no stored results under {args.out}; run `diffsuite run` first "
               f"(studies: {', '.join(STUDIES)})", file=sys.stderr)
         return 2
+    names = rebuild(args.out)
     print(f"rebuilt {', '.join(names)}; index: {Path(args.out) / 'index.html'}")
     return 0
 

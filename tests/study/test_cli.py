@@ -42,3 +42,13 @@ def test_bad_option_values_say_what_is_allowed(capsys, args, words):
 def test_report_without_results_says_what_to_do(capsys, tmp_path):
     assert main(["report", "--out", str(tmp_path)]) == 2
     assert "diffsuite run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("sub", [None, "nonexist", "nested/nonexist"])
+def test_report_on_a_missing_or_empty_folder_writes_nothing(capsys, tmp_path, sub):
+    out = tmp_path if sub is None else tmp_path / sub
+    assert main(["report", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"no stored results under {out}" in err and "run `diffsuite run` first" in err
+    assert "Traceback" not in err
+    assert list(tmp_path.rglob("*")) == []  # no index.html, no folder created
