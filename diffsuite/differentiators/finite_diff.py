@@ -225,10 +225,10 @@ class FiniteDiff:
                                  "zero_quotient_params": []}  # the same keys for every scheme
 
         if self.scheme == "complex_step":
-            grad, kinks, steps, zero = self._complex(theta, nominal, bind, call, names, who)
+            grad, kinks, steps, zero, n_probes = self._complex(theta, nominal, bind, call, names, who, value)
             stats["kink_tie_params"] = [names[i] for i in np.flatnonzero(kinks)]
             kinks = np.zeros(theta.size, dtype=bool)
-            stats["n_evals"] = theta.size + 1
+            stats["n_evals"] = theta.size + 1 + n_probes
         else:
             if self.scheme == "richardson":
                 # each level's step made exact on its own; the tableau assumes the ratio 2 (off by ~ulp/h)
@@ -315,7 +315,10 @@ class FiniteDiff:
             raise StepUnderflowError(msg)
         warnings.warn(StepUnderflowWarning(msg + " Those entries are NaN."), stacklevel=4)
 
-    def _complex(self, theta, nominal, bind, call, names, who):
+    def _complex(self, theta, nominal, bind, call, names, who, value):
+        """(grad, tie flags, steps, zero-step flags, probe evaluations). A real output from a complex theta
+        is either a function that does not depend on theta (gradient 0) or one that dropped the imaginary
+        part (a TypeError); ``_constant_in`` tells them apart."""
         cdtype = COMPLEX_DTYPES[self.dtype]
         t = theta.astype(cdtype)
         h = nominal.astype(DTYPES[self.dtype])
@@ -327,21 +330,56 @@ class FiniteDiff:
         params = _bind_views(bind, buffer)
         grad = np.empty(theta.size)
         ties = np.zeros(theta.size, dtype=bool)
+        n_probes = 0
         for i in range(theta.size):
             x = buffer[i]
             buffer[i] = x + 1j * h[i]
             if tracker:
                 tracker.start()
             out = call(xp, params)
-            if i == 0 and not np.iscomplexobj(out):
-                raise TypeError(f"complex_step needs {who} to carry complex numbers through; it returned "
-                                f"{np.asarray(out).dtype} from a complex theta. Write it with xp functions only "
-                                "(no float(), np.* calls or comparisons on theta), or use scheme='central'.")
-            grad[i] = np.imag(out).reshape(()) / float(h[i]) if not zero[i] else np.nan
             if tracker:
                 ties[i] = tracker.record()
             buffer[i] = x
-        return grad, ties, h.astype(np.float64), zero
+            if np.iscomplexobj(out):
+                grad[i] = np.imag(out).reshape(()) / float(h[i]) if not zero[i] else np.nan
+                continue
+            # a real result: f does not depend on theta_i (0), or it dropped the imaginary part (refused)
+            constant, probes = _constant_in(i, out, value, buffer, params, call, theta, self.dtype)
+            n_probes += probes
+            if not constant:
+                raise TypeError(f"complex_step needs {who} to carry complex numbers through; it returned "
+                                f"{np.asarray(out).dtype} from a complex theta although its value depends on "
+                                f"{names[i]}. Write it with xp functions only (no float(), np.real, np.abs or "
+                                "other np.* calls or comparisons on theta), or use scheme='central'.")
+            grad[i] = 0.0 if not zero[i] else np.nan
+        return grad, ties, h.astype(np.float64), zero, n_probes
+
+
+def _same(a: float, b: float) -> bool:
+    return a == b or (np.isnan(a) and np.isnan(b))
+
+
+def _constant_in(i, out, value, buffer, params, call, theta, dtype) -> tuple[bool, int]:
+    """(whether f, which returned the real ``out`` at theta + i h e_i, does not depend on theta_i; evaluations).
+    It does not when ``out`` equals f(theta) and f is unchanged, bit for bit, at theta_i +- H on the real axis
+    (H: 16 times the central auto step, as ``_zero_quotients`` probes). A function that dropped the imaginary
+    part (float(), np.real, np.abs on theta) also returns f(theta) there, but changes with the real probe."""
+    if not _same(float(np.real(np.reshape(out, ()))), value):
+        return False, 0
+    probe = 16 * float(auto_steps(theta[i:i + 1], 2, dtype)[0])
+    x = buffer[i]
+    changed, n = False, 0
+    try:
+        for sign in (1.0, -1.0):
+            buffer[i] = x + sign * probe
+            moved = call(COMPLEX, params)
+            n += 1
+            if not _same(float(np.real(np.reshape(moved, ()))), value):
+                changed = True
+                break
+    finally:
+        buffer[i] = x
+    return not changed, n
 
 
 def _bind_views(bind: Callable, buffer: np.ndarray) -> Any:

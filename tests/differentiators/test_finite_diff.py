@@ -365,6 +365,26 @@ def test_complex_step_refuses_a_function_that_drops_the_imaginary_part():
         fd(scheme="complex_step").grad(lambda xp, t: np.sum(np.abs(t)))(np.array([1.0, 2.0]))
 
 
+@pytest.mark.parametrize("f", [lambda xp, t: np.sum(np.real(t) ** 2), lambda xp, t: float(t[0]) ** 2,
+                               lambda xp, t, x=np.ones(2): xp.sum(x) + float(np.real(t[1]))])
+def test_complex_step_refuses_dropping_the_imaginary_part_even_where_the_value_is_unchanged(f):
+    # np.real / float() on theta + ih give f(theta) exactly: only a real probe shows that f depends on theta
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", np.exceptions.ComplexWarning)
+        with pytest.raises(TypeError, match=r"complex_step needs .* depends on theta\[\d\].* scheme='central'"):
+            fd(scheme="complex_step").grad(f)(np.array([1.0, 2.0]))
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_a_function_that_does_not_depend_on_theta_has_a_zero_gradient(scheme):
+    f = lambda xp, t, x: xp.sum(x)  # noqa: E731 - a real result from a complex theta: it ignores theta
+    res = fd(scheme=scheme).value_and_grad_fn(f)(np.ones(3), np.ones(2))
+    assert res.value == 2.0 and np.array_equal(res.grad, np.zeros(3))
+    part = fd(scheme=scheme).grad(lambda xp, t, x: xp.sum(x) + t[0] ** 2)(np.array([3.0, 1.0]), np.ones(2))
+    np.testing.assert_allclose(part, [6.0, 0.0], atol=1e-6)
+    assert fd(scheme=scheme).grad(lambda xp, t: 7.0)({"W": np.ones((2, 2)), "b": 1.0})["b"] == 0.0
+
+
 @pytest.mark.parametrize("options, message", [
     ({"scheme": "centre"}, "unknown finite-difference scheme 'centre'; choose one of forward"),
     ({"dtype": "float16"}, "dtype must be one of float64, float32"),
