@@ -133,7 +133,18 @@ def differentiate(problem: Problem, engine: str, budget: Budget) -> tuple[Any, l
 def _cse(exprs: list, engine: str):
     if engine == "symengine":
         replacements, reduced = load_symengine().cse(exprs)
-        return [(from_symengine(s), from_symengine(r)) for s, r in replacements], [from_symengine(r) for r in reduced]
+        # SymEngine's CSE also names shared conditions (x12 = a >= b) and leaves the symbol as the Piecewise
+        # condition; SymPy would read Piecewise((u, x12), ...) as Eq(x12, True) and fail on it. Such a symbol
+        # is put back as its relation: seeding the shared memo makes every use convert to the relation itself.
+        memo: dict = {}
+        kept = []
+        for s, r in replacements:
+            value = from_symengine(r, memo)
+            if isinstance(value, sp.logic.boolalg.Boolean):
+                memo[s] = value
+            else:
+                kept.append((from_symengine(s, memo), value))
+        return kept, [from_symengine(r, memo) for r in reduced]
     return sp.cse(exprs, symbols=sp.numbered_symbols("_cse"), order="none")
 
 

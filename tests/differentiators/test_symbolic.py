@@ -183,6 +183,24 @@ def test_symengine_matches_sympy(activation, loss, reg):
     assert_agrees(res, SYM.value_and_grad(obj)(theta), rtol=1e-13)
 
 
+@pytest.mark.skipif(not HAS_SYMENGINE, reason="symengine not installed")
+@pytest.mark.parametrize("activation,output_activation", [("sigmoid", "maxout"), ("relu", "identity"),
+                                                          ("maxout", "identity")])
+def test_symengine_hinge_with_shared_kink_conditions(activation, output_activation):
+    """SymEngine's CSE names conditions shared by several Piecewise (x = a >= b); they must come back to SymPy
+    as the relation (it used to raise 'BooleanAtom not allowed in this context')."""
+    rng = np.random.default_rng(0)
+    out = ds.nn.Maxout(k=2) if output_activation == "maxout" else output_activation
+    act = ds.nn.get_activation(activation, **ACT_OPTIONS.get(activation, {}))
+    model = ds.MLP((3, 4, 2), act, out)
+    obj = ds.Objective(model, "hinge", rng.normal(size=(5, 3)), rng.choice([-1.0, 1.0], size=(5, 2)))
+    theta = model.init(0)
+    res = ds.get_differentiator("symbolic", engine="symengine").value_and_grad(obj)(theta)
+    assert res.stats["engine"] == "symengine"
+    assert_agrees(res, SYM.value_and_grad(obj)(theta), rtol=1e-13)
+    assert_agrees(res, reverse(obj, theta), rtol=1e-12)
+
+
 def test_symengine_at_a_kink_matches_sympy():
     if not HAS_SYMENGINE:
         pytest.skip("symengine not installed")
