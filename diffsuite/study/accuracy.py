@@ -107,12 +107,15 @@ def summary_table(table: pd.DataFrame) -> pd.DataFrame:
             if g.empty:
                 continue
             ok = g[g["status"] == "ok"]
-            e = ok["rel_error"].astype(float)
-            smooth = ok[~ok["problem_near_kink"].astype(bool)]["rel_error"].astype(float)
+            # a non-finite gradient has error inf (``rel_error``); a missing error on an ok row (older stores
+            # wrote NaN as null) counts as inf too, so neither is skipped by the median and the max
+            e = ok["rel_error"].astype(float).fillna(np.inf)
+            smooth = ok[~ok["problem_near_kink"].astype(bool)]["rel_error"].astype(float).fillna(np.inf)
             rows.append({"method": m, "dtype": d, "problems": len(g), "median error": float(e.median()) if len(e) else None,
                          "max error": float(e.max()) if len(e) else None,
                          "median, no kink nearby": float(smooth.median()) if len(smooth) else None,
-                         "near a kink": int(ok["near_kink"].astype(bool).sum()), "failed": int((g["status"] != "ok").sum())})
+                         "near a kink": int(ok["near_kink"].astype(bool).sum()),
+                         "non-finite": int((~np.isfinite(e)).sum()), "failed": int((g["status"] != "ok").sum())})
     return pd.DataFrame(rows)
 
 
@@ -132,15 +135,21 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
             g = rows[(rows["method"] == m) & (rows["dtype"] == d) & (rows["status"] == "ok")]
             if g.empty:
                 continue
-            e = g["rel_error"].astype(float).clip(lower=FLOOR).to_numpy()
+            e = g["rel_error"].astype(float).fillna(np.inf).clip(lower=FLOOR).to_numpy()
             x = i + rng.uniform(-0.25, 0.25, size=len(e))
             kink = g["near_kink"].astype(bool).to_numpy()
+            med = np.median(e)
+            fin = np.isfinite(e)  # non-finite errors cannot be drawn on a log axis: counted in the table instead
+            e, x, kink = e[fin], x[fin], kink[fin]
+            if not len(e):
+                continue
             kw = {k: v for k, v in plot_kwargs(m).items() if k != "linewidth"}
             ax.plot(x[~kink], e[~kink], linestyle="none", alpha=0.75, label=m, **kw)
             if kink.any():
                 ax.plot(x[kink], e[kink], linestyle="none", alpha=0.9,
                         **{k: v for k, v in plot_kwargs(m, hollow=True).items() if k != "linewidth"})
-            ax.hlines(np.median(e), i - 0.35, i + 0.35, color="black", linewidth=1.5)
+            if np.isfinite(med):
+                ax.hlines(med, i - 0.35, i + 0.35, color="black", linewidth=1.5)
         ax.set_yscale("log")
         ax.set_xticks(range(len(methods)))
         ax.set_xticklabels([m.replace("finite_diff", "fd") for m in methods], rotation=40, ha="right", fontsize=7.5)
@@ -181,6 +190,12 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
             worst = fd.loc[fd["median error"].idxmax()]
             findings[f"worst_fd_{d}_median"] = float(worst["median error"])
             bullets.append(f"{d}: the least accurate scheme is `{worst['method']}` (median **{fmt(worst['median error'])}**).")
+    if len(summ) and summ["non-finite"].sum():
+        bad = summ[summ["non-finite"] > 0]
+        findings["nonfinite_results"] = int(bad["non-finite"].sum())
+        bullets.append("Non-finite gradients (NaN or inf; error counted as inf): " + ", ".join(
+            f"`{r['method']}` ({r['dtype']}) on **{int(r['non-finite'])}** of {int(r['problems'])} problems"
+            for _, r in bad.iterrows()) + ".")
     sym = get("symbolic[cse]", "float64", "median error")
     if sym is not None:
         findings["symbolic_float64_median"] = sym

@@ -10,6 +10,7 @@ The error of a gradient ``g`` against a reference ``r`` is normwise:
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -119,9 +120,14 @@ def method_device(label: str) -> str:
 
 # ----- errors and references -----
 def rel_error(g: Any, ref: Any) -> float:
-    """``max|g - r| / max|r|`` in float64 (or in mpmath when ``ref`` holds mpmath numbers)."""
+    """``max|g - r| / max|r|`` in float64 (or in mpmath when ``ref`` holds mpmath numbers).
+
+    A gradient with any NaN or infinite entry is infinitely wrong: ``inf``, never 0 or NaN (Python's
+    ``max`` would drop a NaN that is not first, and a NaN is stored as a missing value)."""
     r = np.asarray(ref).ravel()
     g = np.asarray(g, dtype=np.float64).ravel()
+    if g.size and not np.all(np.isfinite(g)):
+        return math.inf
     if r.dtype == object:  # mpmath values: the error is computed without rounding the reference
         import mpmath
         num = max(abs(mpmath.mpf(float(gi)) - ri) for gi, ri in zip(g, r))
