@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from .namespace import NUMPY
-from .nn.activations import Softmax
-from .nn.losses import CrossEntropy, Loss, get_loss
+from .nn.activations import Sigmoid, Softmax
+from .nn.losses import BinaryCrossEntropy, CrossEntropy, Loss, get_loss
 from .nn.mlp import MLP
 from .nn.regularizers import weight_penalty
 
@@ -56,7 +56,15 @@ class Objective:
         if isinstance(loss, CrossEntropy) and isinstance(self.model.output_activation, Softmax):
             raise ValueError("cross_entropy applies the softmax itself, stably through log-sum-exp, so the model must "
                              "output logits: use output_activation='identity' instead of 'softmax'")
+        if (isinstance(loss, BinaryCrossEntropy) and not loss.from_logits
+                and not isinstance(self.model.output_activation, (Sigmoid, Softmax))):
+            raise ValueError(f"binary_cross_entropy takes probabilities, so the model's output activation must be "
+                             f"'sigmoid' (or 'softmax'); got {self.model.output_activation.name!r}. For logits use "
+                             "loss=ds.nn.BinaryCrossEntropy(from_logits=True) with output_activation='identity'.")
         inputs = self.model.check_inputs(self.inputs)
+        if inputs.shape[0] == 0:
+            raise ValueError("inputs must hold at least one sample (the loss is averaged over the batch); "
+                             f"got shape {inputs.shape}")
         if (pos := _first_nonfinite(inputs)) is not None:
             raise ValueError(f"inputs must be finite; inputs{list(pos)} is {inputs[pos]}. Clean or drop that sample.")
         raw_targets = np.asarray(self.targets)
@@ -68,7 +76,8 @@ class Objective:
                              f"and {prepared.shape[0]} targets")
         for name in ("l1", "l2"):
             v = getattr(self, name)
-            if not (isinstance(v, (int, float, np.floating)) and np.isfinite(v) and v >= 0):
+            if not (isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+                    and np.isfinite(v) and v >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0; got {v!r}")
         object.__setattr__(self, "inputs", inputs)
         object.__setattr__(self, "prepared_targets", prepared)

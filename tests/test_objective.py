@@ -75,3 +75,23 @@ def test_float32_reverse_is_close_to_float64():
     assert g32.grad.dtype == np.float64
     np.testing.assert_allclose(g32.grad, g64.grad, rtol=1e-5, atol=1e-6)
     assert not np.array_equal(g32.grad, g64.grad)  # it really ran in float32
+
+
+def test_review_findings_on_bad_input_are_refused_clearly():
+    with pytest.raises(ValueError, match="at least one sample"):
+        ds.Objective(ds.MLP((3, 1)), "quadratic", np.zeros((0, 3)), np.zeros((0, 1)))
+    with pytest.raises(ValueError, match="binary_cross_entropy takes probabilities.*from_logits=True"):
+        ds.Objective(ds.MLP((3, 1)), "binary_cross_entropy", np.zeros((1, 3)), [[1.0]])
+    with pytest.raises(ValueError, match="l1 must be a finite number >= 0; got True"):
+        small_objective(l1=True)
+    with pytest.raises(ValueError, match="finite number alpha > 0; got inf"):
+        ds.nn.ELU(alpha=np.inf)
+    with pytest.raises(ValueError, match="alpha > 0; got '1'"):
+        ds.nn.ELU(alpha="1")
+    assert ds.MLP((2, 2, 1), activation=ds.nn.Maxout(k=np.int64(3))).shapes["W0"] == (2, 6)
+    # logits: BCE with from_logits on an identity output is accepted, and equals BCE on sigmoid outputs
+    x, y = np.array([[0.3, -1.0, 2.0]]), [[1.0]]
+    logits = ds.Objective(ds.MLP((3, 1)), ds.nn.BinaryCrossEntropy(from_logits=True), x, y)
+    probs = ds.Objective(ds.MLP((3, 1), output_activation="sigmoid"), "binary_cross_entropy", x, y)
+    theta = logits.model.init(0)
+    assert logits.value(theta) == pytest.approx(probs.value(theta), rel=1e-14)

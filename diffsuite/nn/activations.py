@@ -11,6 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
+
+
+def _is_real(v: Any) -> bool:
+    """A real number (int or float, numpy's too), not a bool or a string."""
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
 
 @dataclass(frozen=True)
 class Activation:
@@ -84,8 +91,9 @@ class LeakyReLU(Activation):
     has_kink: ClassVar[bool] = True
 
     def __post_init__(self):
-        if not 0.0 <= self.slope < 1.0:
-            raise ValueError(f"leaky_relu needs 0 <= slope < 1 (max(slope*x, x) is then leaky relu); got {self.slope}")
+        if not (_is_real(self.slope) and 0.0 <= self.slope < 1.0):
+            raise ValueError(f"leaky_relu needs a number 0 <= slope < 1 (max(slope*x, x) is then leaky relu); "
+                             f"got {self.slope!r}")
 
     def __call__(self, xp, z):
         return xp.maximum(self.slope * z, z)
@@ -104,8 +112,8 @@ class ELU(Activation):
     has_kink: ClassVar[bool] = True
 
     def __post_init__(self):
-        if not self.alpha > 0:
-            raise ValueError(f"elu needs alpha > 0; got {self.alpha}")
+        if not (_is_real(self.alpha) and 0 < self.alpha < np.inf):
+            raise ValueError(f"elu needs a finite number alpha > 0; got {self.alpha!r}")
 
     def __call__(self, xp, z):
         return xp.maximum(0.0, z) + self.alpha * (xp.exp(xp.minimum(z, 0.0)) - 1.0)
@@ -120,14 +128,14 @@ class Maxout(Activation):
     has_kink: ClassVar[bool] = True
 
     def __post_init__(self):
-        if not (isinstance(self.k, int) and self.k >= 2):
+        if not (isinstance(self.k, (int, np.integer)) and not isinstance(self.k, bool) and self.k >= 2):
             raise ValueError(f"maxout needs k >= 2 linear pieces (an int); got {self.k!r}")
 
     def n_pieces(self) -> int:
         return self.k
 
     def __call__(self, xp, z):
-        width = z.shape[-1] // self.k
+        width = z.shape[-1] // int(self.k)
         out = z[..., 0:width]
         for p in range(1, self.k):
             out = xp.maximum(out, z[..., p * width:(p + 1) * width])

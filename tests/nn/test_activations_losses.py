@@ -78,7 +78,7 @@ def test_losses_by_hand():
 ])
 def test_bad_targets_get_clear_errors(loss, targets, match):
     n_out = 3 if loss == "cross_entropy" else 1
-    model = ds.MLP((2, n_out))
+    model = ds.MLP((2, n_out), output_activation="sigmoid" if loss == "binary_cross_entropy" else "identity")
     with pytest.raises(ValueError, match=match):
         ds.Objective(model, loss, np.zeros((2, 2)), targets)
 
