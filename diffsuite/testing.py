@@ -22,6 +22,10 @@ Defaults:
   ``atol``: ``rtol * max|ref|``. Either may be one number for all methods or a dict by method label.
 - ``on_kink="skip"``: an entry where a finite-difference step straddled a kink is reported, not counted.
 
+Non-finite values: f(theta) NaN or inf is a ValueError (no gradient to check). The tolerance scale
+``max|ref|`` is taken over the finite reference entries; a non-finite reference entry fails for every
+method (the report's notes name it), and so does any non-finite method entry.
+
 The pytest plugin (``diffsuite.pytest_plugin``) exposes ``assert_gradients_close`` as the ``gradcheck`` fixture.
 """
 from __future__ import annotations
@@ -65,6 +69,7 @@ def check_gradients(f: Any, theta: Any, *args: Any, methods: Iterable | None = N
     if on_kink not in ON_KINK:
         raise ValueError(f"on_kink must be one of {', '.join(ON_KINK)}; got {on_kink!r}")
     problem = Problem.build(f, theta, args)
+    _require_finite_value(problem)
     notes: list[str] = []
     chosen = _choose_methods(problem, methods, dtype)
     ref, ref_label, value, ref_method = _reference(problem, reference, notes)
@@ -76,7 +81,13 @@ def check_gradients(f: Any, theta: Any, *args: Any, methods: Iterable | None = N
             raise ValueError(f"nothing to check: the only method, {ref_method}, is also the reference; add a method "
                              "(methods=('reverse', 'central')) or choose another reference")
         chosen = kept
-    scale = float(np.max(np.abs(ref))) if ref.size else 0.0
+    finite = np.isfinite(ref)
+    if not finite.all():
+        bad = [problem.names[i] for i in np.flatnonzero(~finite)]
+        notes.append(f"the reference ({ref_label}) is not finite at {len(bad)} entr{'y' if len(bad) == 1 else 'ies'} "
+                     f"({', '.join(bad[:8])}{' ...' if len(bad) > 8 else ''}): those entries fail for every method; "
+                     "the tolerance scale max|ref| is taken over the finite entries only")
+    scale = float(np.max(np.abs(ref[finite]))) if finite.any() else 0.0
     rtols = _per_method("rtol", rtol, chosen)
     atols = _per_method("atol", atol, chosen)
     results = []
@@ -103,6 +114,28 @@ def assert_gradients_close(f: Any, theta: Any, *args: Any, n_worst: int = 5, **o
 
 
 # ----- helpers -----
+def _require_finite_value(problem: Problem) -> None:
+    """A ValueError when f(theta) (float64 numpy) is NaN or inf: no gradient to check there, and every method
+    (and any fallback reference) would disagree for that reason alone. A function that cannot be evaluated
+    here is left to the methods, which report it themselves."""
+    from .namespace import NUMPY
+    try:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = problem.flat_function()(NUMPY, problem.flat.copy())
+            value = float(np.reshape(np.asarray(out, dtype=np.float64), ()))
+    except Exception:  # noqa: BLE001 - not this check's finding
+        return
+    if np.isfinite(value):
+        return
+    point = np.array2string(problem.flat, threshold=8, precision=6)
+    raise ValueError(f"check_gradients needs a finite function value at theta; {problem.label}(theta) = {value} at "
+                     f"theta = {point} ({', '.join(problem.names[:8])}{' ...' if len(problem.names) > 8 else ''}), "
+                     "so there is no gradient to compare (every method and reference would be NaN or inf). Move "
+                     "theta into the function's domain (log and sqrt of positive numbers, no division by zero, no "
+                     "overflow) or fix the function.")
+
+
 def _choose_methods(problem: Problem, methods: Iterable | None, dtype: str) -> list[Method]:
     if dtype not in ("float64", "float32"):
         raise ValueError(f"dtype must be 'float64' or 'float32'; got {dtype!r}")

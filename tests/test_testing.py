@@ -204,3 +204,43 @@ def test_auto_reference_falls_back_to_reverse_with_a_note(data, monkeypatch):
     assert any("exact reference was not available (BudgetExceeded" in n for n in report.notes)
     with pytest.raises(ds.BudgetExceeded):
         check_gradients(tanh_loss, theta, x, y, reference="exact")
+
+
+# ----- non-finite values -----
+@pytest.mark.parametrize("f, theta, what", [
+    (lambda xp, t: xp.sum(xp.log(t)), np.array([-1.0, 2.0]), "= nan"),  # outside log's domain
+    (lambda xp, t: xp.sum(xp.exp(t)), np.array([1000.0, 1.0]), "= inf"),  # overflow
+])
+@pytest.mark.parametrize("reference", ["auto", "central", np.array([1.0, 0.5])])
+def test_a_non_finite_function_value_is_a_clear_error(f, theta, what, reference):
+    # before: "auto" fell back to reverse mode silently, and the methods were blamed for the NaN
+    with pytest.raises(ValueError, match=rf"needs a finite function value at theta; <lambda>\(theta\) {what} at "
+                                         r"theta = \[.*\].*Move theta into the function's domain"):
+        check_gradients(f, theta, reference=reference)
+
+
+def test_an_infinite_reference_entry_neither_widens_the_tolerance_nor_passes():
+    def square_sum(xp, t):
+        return xp.sum(t ** 2)
+    theta = np.array([1.0, 2.0])  # by hand: the gradient is 2 theta = [2, 4]
+    report = check_gradients(square_sum, theta, methods=("reverse", "central"), reference=np.array([np.inf, 4.0]))
+    assert not report.passed  # before: max|ref| = inf made atol inf, and everything passed
+    rows = {row["method"]: row for row in report.summary()}
+    assert rows["reverse"]["atol"] == DEFAULT_RTOL["reverse", "float64"] * 4.0  # the scale of the finite entries
+    assert report.to_frame().set_index(["method", "entry"])["ok"].to_dict() == {
+        ("reverse", "theta[0]"): False, ("reverse", "theta[1]"): True,
+        ("central", "theta[0]"): False, ("central", "theta[1]"): True}
+    assert any("not finite at 1 entry (theta[0])" in note for note in report.notes)
+    nan_ref = check_gradients(square_sum, theta, methods=("reverse",), reference=np.array([2.0, np.nan]))
+    assert nan_ref.failed_methods == ["reverse"] and nan_ref.summary()[0]["n_failed"] == 1
+
+
+def test_a_non_finite_method_entry_fails_even_at_a_kink_and_against_a_non_finite_reference():
+    from diffsuite.gradcheck.methods import resolve_method
+    from diffsuite.gradcheck.report import GradcheckReport, MethodResult
+    central = resolve_method("central")
+    for grad, ref, kinks in [([np.nan, 1.0], [1.0, 1.0], {0}), ([np.inf, 1.0], [np.inf, 1.0], set()),
+                             ([-np.inf, 1.0], [1.0, 1.0], {0})]:
+        result = MethodResult(central, np.array(grad), 1e-6, 1e-6, frozenset(kinks))
+        report = GradcheckReport("f", ["t[0]", "t[1]"], np.array(ref), "given", [result], on_kink="skip")
+        assert report.failing(result).tolist() == [True, False] and not report.passed

@@ -69,7 +69,10 @@ class GradcheckReport:
             return np.where(err == 0, 0.0, err / ref)
 
     def tol(self, r: MethodResult) -> np.ndarray:
-        return r.atol + r.rtol * np.abs(self.reference)
+        """atol + rtol * |ref|, with |ref| taken as 0 where the reference is not finite (so that an infinite
+        reference entry does not make its tolerance infinite: |g - ref| is then inf or NaN, and fails)."""
+        ref = np.abs(self.reference)
+        return r.atol + r.rtol * np.where(np.isfinite(ref), ref, 0.0)
 
     def kink_mask(self, r: MethodResult) -> np.ndarray:
         mask = np.zeros(len(self.names), dtype=bool)
@@ -77,11 +80,15 @@ class GradcheckReport:
         return mask
 
     def failing(self, r: MethodResult) -> np.ndarray:
-        """Entries counted as failures (NaN counts; kink-straddled entries do not with on_kink='skip')."""
+        """Entries counted as failures: a non-finite method entry always (NaN or inf, also against a non-finite
+        reference entry, and at a kink); otherwise |g - ref| > tol, except kink-straddled entries with
+        on_kink='skip'."""
         if r.grad is None:
             return np.ones(len(self.names), dtype=bool)
-        bad = ~(self.abs_err(r) <= self.tol(r))  # NaN-safe: a NaN error fails
-        return bad & ~self.kink_mask(r) if self.on_kink == "skip" else bad
+        with np.errstate(invalid="ignore"):
+            bad = ~(self.abs_err(r) <= self.tol(r))  # NaN-safe: a NaN error fails
+        bad = bad & ~self.kink_mask(r) if self.on_kink == "skip" else bad
+        return bad | ~np.isfinite(r.grad)
 
     @property
     def passed(self) -> bool:
