@@ -37,6 +37,13 @@ class Symbolic:
     expressions), ``count_ops_max_nodes`` (``grad_count_ops`` is None above this gradient tree size,
     because count_ops walks the printed tree). ``dtype``: float64 only.
 
+    Large arguments: sigmoid and logsumexp are compiled unshifted (``1 / (1 + exp(-x))``, ``log(sum(exp))``),
+    so the float kernel overflows once an exp argument passes ~709; the call then reruns the same kernel on
+    mpmath numbers (113-bit, unbounded exponent), which gives the finite value and gradient (e.g. logits
+    [1000, 999], sigmoid at -800), only slower. A value or gradient entry beyond float64's range comes back
+    inf, and a sum of two finite exps that overflows without raising (both arguments just below 709.78) is
+    not detected and can give inf/nan.
+
     ``stats`` (metrics defined in ``expression_metrics``'s module docstring; None when not measured):
     ``build_s, diff_s, cse_s, compile_s`` (seconds per setup stage), ``metrics_s``, ``setup_s``;
     ``loss_tree_nodes, loss_dag_nodes`` (the loss); ``grad_tree_nodes`` (summed over all derivatives,

@@ -3,7 +3,9 @@
 ``generate_source`` writes ``def kernel(_t): ...; return value, [grads]`` from a CSE result (or plain
 expressions), using ``math`` functions and float literals, so that one call is a few hundred
 bytecodes and no numpy overhead. ``Kernel`` runs it on floats (fast path; ``math`` raises on overflow
-and log(0)) and falls back to numpy scalars (inf/nan returned as they are, never hidden).
+and log(0)); on overflow it reruns the same code on mpmath numbers (binary floats with an unbounded exponent,
+so exp(1000) / (exp(1000) + exp(999)) is computed as it should be), and only where that cannot give a real
+number, on numpy scalars (inf/nan returned as they are, never hidden).
 ``evaluate_mp`` evaluates SymPy expressions at any precision with a memoised walk over the DAG.
 """
 from __future__ import annotations
@@ -12,6 +14,7 @@ import math
 import re
 from typing import Any
 
+import mpmath
 import numpy as np
 import sympy as sp
 from sympy.functions.elementary.piecewise import ExprCondPair
@@ -101,16 +104,35 @@ def _sign(u):
 _HELPERS = {"_max1": _max1, "_min1": _min1, "_sign": _sign}
 
 
+_WIDE = mpmath.MPContext()
+_WIDE.prec = 113  # quadruple precision's significand; the exponent is unbounded
+_WIDE_MATH = {"exp": _WIDE.exp, "log": _WIDE.log, "tanh": _WIDE.tanh, "sqrt": _WIDE.sqrt,
+              "copysign": lambda a, b: abs(a) if b >= 0 else -abs(a), "inf": _WIDE.inf, "nan": _WIDE.nan,
+              "pi": _WIDE.pi, "e": _WIDE.e}
+
+
 class Kernel:
-    """A generated ``kernel`` compiled for floats (``fast``) and for numpy scalars (``safe``, no exceptions)."""
+    """A generated ``kernel`` compiled for floats (``fast``), for mpmath numbers with an unbounded exponent
+    (``wide``, used when floats overflow) and for numpy scalars (``safe``, no exceptions)."""
 
     def __init__(self, source: str):
         self.source = source
         code = compile(source, "<diffsuite.symbolic kernel>", "exec")
-        fast_ns, safe_ns = {**_FLOAT_MATH, **_HELPERS}, {**_NUMPY_MATH, **_HELPERS}
+        fast_ns, wide_ns, safe_ns = ({**_FLOAT_MATH, **_HELPERS}, {**_WIDE_MATH, **_HELPERS},
+                                     {**_NUMPY_MATH, **_HELPERS})
         exec(code, fast_ns)
+        exec(code, wide_ns)
         exec(code, safe_ns)
-        self.fast, self._safe = fast_ns["kernel"], safe_ns["kernel"]
+        self.fast, self._wide, self._safe = fast_ns["kernel"], wide_ns["kernel"], safe_ns["kernel"]
+
+    def wide(self, values: list[float]) -> tuple[float, list[float]]:
+        """The same code on mpmath numbers (113-bit significand, unbounded exponent): no intermediate overflows
+        or underflows, so exp(1000) / (1 + exp(1000)) is 1.0 and log(exp(1000) + exp(999)) is finite; only the
+        results are rounded to float64 (a result beyond float64's range becomes +-inf). Raises ZeroDivisionError,
+        ValueError or TypeError (a complex result: log of a negative number) where the code is undefined."""
+        mpf = _WIDE.mpf
+        value, grads = self._wide([mpf(v) for v in values])
+        return float(value), [float(g) for g in grads]
 
     def safe(self, values: list[float]) -> tuple[float, list[float]]:
         """Numpy float64 arithmetic: overflow gives inf, invalid operations nan (the numpy way)."""
@@ -121,7 +143,13 @@ class Kernel:
     def __call__(self, values: list[float]) -> tuple[float, list[float]]:
         try:
             return self.fast(values)
-        except (OverflowError, ZeroDivisionError, ValueError):
+        except OverflowError:
+            pass
+        except (ZeroDivisionError, ValueError):
+            return self.safe(values)
+        try:
+            return self.wide(values)
+        except (OverflowError, ZeroDivisionError, ValueError, TypeError):
             return self.safe(values)
 
 
