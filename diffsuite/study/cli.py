@@ -51,7 +51,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="cpu (default), cuda (an error without a GPU), or all (CUDA rows where a GPU exists)")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="where results and reports go, one folder per study (default: reports, or "
-                             "reports/quick with --quick, so that a quick run never replaces full results)")
+                             "reports/quick with --quick, so that a quick run never replaces full results). "
+                             "A study whose stored results were measured under another configuration starts "
+                             "afresh; its old results are not deleted but moved aside in its folder, to "
+                             "results.<old-config-hash>.jsonl and meta.<old-config-hash>.json (never "
+                             "overwriting an earlier backup)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 

@@ -17,7 +17,8 @@ A *study* is a module (see ``STUDIES``) that defines
 ``BudgetExceeded`` one with ``status="budget"``; the study goes on. ``run_study`` resumes: cells
 whose id is already in the store are not measured again (except cells whose measurement raised,
 stored with status ``error``: they are retried, since a missing dependency may have been installed), as long as the configuration is the same
-(its hash is in ``meta.json``; a different configuration starts afresh).
+(its hash is in ``meta.json``; a different configuration starts afresh, after moving the stored
+results aside to ``results.<old config hash>.jsonl`` and ``meta.<old config hash>.json``: never deleted).
 """
 from __future__ import annotations
 
@@ -194,9 +195,12 @@ def run_study(name: str, *, quick: bool = False, out: Path | str | None = None, 
     with ResultStore(directory) as store:
         old = _read_meta(directory)
         if store.done and (old is None or old.get("config_hash") != meta["config_hash"]):
+            # never delete results already written: move them (and their meta.json) aside, then start afresh
+            n_old = len(store.done)
+            moved = store.move_aside(str((old or {}).get("config_hash") or "unknown-config"), companions=(META,))
             print(f"{name}: the configuration differs from the stored results' ({directory / META}); "
-                  "starting afresh", file=sys.stderr)
-            store.clear()
+                  f"the {n_old} stored cells are kept, moved aside to {' and '.join(map(str, moved))}; "
+                  "this study starts afresh", file=sys.stderr)
         write_atomic_text(directory / META, dumps(meta, sort_keys=True) + "\n")
         todo = [c for c in grid if c.id not in store.finished]
         resumed = len(grid) - len(todo)

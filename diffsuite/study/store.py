@@ -122,6 +122,37 @@ class ResultStore:
         os.fsync(self._fh.fileno())
         self._cells[cell_id] = json.loads(line)["rows"]
 
+    def move_aside(self, tag: str, companions: tuple[str, ...] = ()) -> list[Path]:
+        """Rename ``results.jsonl`` to ``results.<tag>.jsonl`` in the same folder, and each existing file
+        named in ``companions`` (e.g. ``meta.json``) to ``<stem>.<tag>.<suffix>``, then go on with an empty
+        store. A backup is never overwritten: ``.<tag>.1``, ``.<tag>.2``, ... when one exists already.
+        Returns the backups written, results first.
+
+        Used when a study's configuration changed: the results already written are kept, not deleted."""
+        sources = [self.path] + [self.directory / c for c in companions]
+
+        def named(src: Path, n: int) -> Path:
+            return src.with_name(f"{src.stem}.{tag}{'' if n == 0 else f'.{n}'}{src.suffix}")
+
+        n = 0
+        while any(named(src, n).exists() for src in sources):
+            n += 1
+        reopen = self._fh is not None
+        if reopen:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            self._fh = None
+        moved = []
+        for src in sources:
+            if src.exists():
+                os.replace(src, named(src, n))
+                moved.append(named(src, n))
+        if reopen:
+            self._fh = open(self.path, "ab")
+        self._cells = {}
+        return moved
+
     def clear(self) -> None:
         """Forget every result (used when a study's configuration changed)."""
         if self._fh is not None:

@@ -88,6 +88,27 @@ def test_a_changed_configuration_starts_afresh(toy):
     assert set(pd.read_csv(toy / "toy" / "results.csv")["i"]) == {0, 1, 2}
 
 
+def test_a_changed_configuration_keeps_the_old_results_aside(toy, capsys):
+    runner.run_study("toy", out=toy, progress=False)
+    d = toy / "toy"
+    full_lines, full_meta = (d / RESULTS).read_text(), json.loads((d / "meta.json").read_text())
+    h = full_meta["config_hash"]
+    runner.run_study("toy", out=toy, quick=True, progress=False)
+    err = capsys.readouterr().err
+    assert "starts afresh" in err and f"results.{h}.jsonl" in err and "6 stored cells are kept" in err
+    assert (d / f"results.{h}.jsonl").read_text() == full_lines  # every old row survives, byte for byte
+    assert json.loads((d / f"meta.{h}.json").read_text()) == full_meta
+    assert len((d / RESULTS).read_text().splitlines()) == 3
+    # back to the full grid: the quick results go aside too, and no backup is ever overwritten
+    qh = json.loads((d / "meta.json").read_text())["config_hash"]
+    runner.run_study("toy", out=toy, progress=False)
+    runner.run_study("toy", out=toy, quick=True, progress=False)
+    assert (d / f"results.{h}.jsonl").read_text() == full_lines
+    second = [json.loads(x)["cell"] for x in (d / f"results.{h}.1.jsonl").read_text().splitlines()]
+    assert sorted(second) == sorted(f"i={i}" for i in range(6))  # the second full run, in a backup of its own
+    assert (d / f"meta.{h}.1.json").exists() and (d / f"results.{qh}.jsonl").exists()
+
+
 def test_metadata_is_written_beside_the_results(toy):
     runner.run_study("toy", out=toy, progress=False)
     meta = json.loads((toy / "toy" / "meta.json").read_text())
