@@ -6,29 +6,10 @@ import numpy as np
 import pytest
 
 import diffsuite as ds
+from cases import ACT_OPTIONS, LOSS_SETUPS, REGS, make_case
 from handprop import value_and_grad as hand_value_and_grad
 
-ACT_OPTIONS = {"leaky_relu": {"slope": 0.1}, "elu": {"alpha": 0.7}, "maxout": {"k": 3}}
-# each loss with an output activation that makes it meaningful, and targets it accepts
-LOSS_SETUPS = {
-    "quadratic": ("identity", lambda rng, n, k: rng.normal(size=(n, k))),
-    "binary_cross_entropy": ("sigmoid", lambda rng, n, k: rng.uniform(size=(n, k))),
-    "cross_entropy": ("identity", lambda rng, n, k: rng.integers(0, k, size=n)),
-    "hinge": ("identity", lambda rng, n, k: rng.choice([-1.0, 1.0], size=(n, k))),
-}
-REGS = {"none": (0.0, 0.0), "l1": (0.01, 0.0), "l2": (0.0, 0.02), "l1+l2": (0.01, 0.02)}
 CASES = [(a, l, r) for a in ds.ACTIVATIONS for l in LOSS_SETUPS for r in REGS]
-
-
-def make_case(activation, loss, reg, seed=0, layers=(3, 4, 3)):
-    rng = np.random.default_rng(seed)
-    out_act, make_targets = LOSS_SETUPS[loss]
-    act = ds.nn.get_activation(activation, **ACT_OPTIONS.get(activation, {}))
-    model = ds.MLP(layers, activation=act, output_activation=out_act)
-    x = rng.normal(size=(5, layers[0]))
-    l1, l2 = REGS[reg]
-    obj = ds.Objective(model, loss, x, make_targets(rng, 5, layers[-1]), l1=l1, l2=l2)
-    return obj, model.init(seed=seed)
 
 
 def rel_err(a, b):

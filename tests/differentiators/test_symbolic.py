@@ -16,28 +16,16 @@ from diffsuite.differentiators.symbolic import expression_metrics
 from diffsuite.differentiators.symbolic_namespace import SYMPY, symbol_array
 from diffsuite.namespace import NAMESPACE_FUNCTIONS
 
+from cases import ACT_OPTIONS as CASE_ACT_OPTIONS, LOSS_SETUPS, REGS
+from cases import make_case as shared_make_case
+
 HAS_SYMENGINE = importlib.util.find_spec("symengine") is not None
-ACT_OPTIONS = {"leaky_relu": {"slope": 0.1}, "elu": {"alpha": 0.7}, "maxout": {"k": 2}}
-# each loss with an output activation that makes it valid: BCE needs outputs in (0, 1) (sigmoid; softmax is
-# tested separately), cross_entropy takes logits (identity; softmax output is refused by Objective)
-LOSS_SETUPS = {
-    "quadratic": ("identity", lambda rng, n, k: rng.normal(size=(n, k))),
-    "binary_cross_entropy": ("sigmoid", lambda rng, n, k: rng.uniform(size=(n, k))),
-    "cross_entropy": ("identity", lambda rng, n, k: rng.integers(0, k, size=n)),
-    "hinge": ("identity", lambda rng, n, k: rng.choice([-1.0, 1.0], size=(n, k))),
-}
-REGS = {"none": (0.0, 0.0), "l1": (0.01, 0.0), "l2": (0.0, 0.02)}
+ACT_OPTIONS = {**CASE_ACT_OPTIONS, "maxout": {"k": 2}}  # two pieces keep the symbolic expressions small
 
 
 def make_case(activation, loss, reg="none", seed=0, layers=(2, 2, 2), batch=1, output_activation=None):
-    rng = np.random.default_rng(seed)
-    out_act, make_targets = LOSS_SETUPS[loss]
-    act = ds.nn.get_activation(activation, **ACT_OPTIONS.get(activation, {}))
-    model = ds.MLP(layers, activation=act, output_activation=output_activation or out_act)
-    l1, l2 = REGS[reg]
-    obj = ds.Objective(model, loss, rng.normal(size=(batch, layers[0])), make_targets(rng, batch, layers[-1]),
-                       l1=l1, l2=l2)
-    return obj, model.init(seed=seed)
+    return shared_make_case(activation, loss, reg, seed=seed, layers=layers, batch=batch,
+                            output_activation=output_activation, act_options=ACT_OPTIONS)
 
 
 def assert_agrees(res, ref, rtol=1e-12):

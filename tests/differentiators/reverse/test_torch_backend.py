@@ -8,16 +8,16 @@ torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 
 import diffsuite as ds  # noqa: E402
+from cases import ACT_OPTIONS  # noqa: E402
+from cases import make_case as shared_make_case  # noqa: E402
 
 HAVE_CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not HAVE_CUDA, reason="no CUDA GPU (torch.cuda.is_available() is False)")
 
 LAYERS = (3, 4, 3)  # two weight layers
-ACT_OPTIONS = {"leaky_relu": {"slope": 0.1}, "elu": {"alpha": 0.7}, "maxout": {"k": 3}}
 OUTPUT_FOR_LOSS = {"quadratic": "tanh", "binary_cross_entropy": "sigmoid", "cross_entropy": "identity",
                    "hinge": "identity"}  # cross_entropy takes logits: a softmax output is refused by Objective
-REGS = {"none": (0.0, 0.0), "l1": (0.01, 0.0), "l2": (0.0, 0.02)}
-CASES = [(a, l, r) for a in ds.ACTIVATIONS for l in ds.LOSSES for r in REGS]
+CASES = [(a, l, r) for a in ds.ACTIVATIONS for l in ds.LOSSES for r in ("none", "l1", "l2")]
 
 # float32: every value the engine sees is rounded to float32 first, so the oracle is evaluated (in float64) at
 # those rounded points and the difference is float32 arithmetic alone. A dot product of length n has a
@@ -31,21 +31,8 @@ TOL32 = 10 * (2 * DEPTH + 1) * FAN * EPS32
 
 
 def make_case(activation, loss, reg, seed=0, round_to=None):
-    rng = np.random.default_rng(seed)
-    act = ds.nn.get_activation(activation, **ACT_OPTIONS.get(activation, {}))
-    model = ds.MLP(LAYERS, activation=act, output_activation=OUTPUT_FOR_LOSS[loss])
-    n, k = 5, LAYERS[-1]
-    x = rng.normal(size=(n, LAYERS[0]))
-    targets = {"quadratic": lambda: rng.normal(size=(n, k)), "binary_cross_entropy": lambda: rng.uniform(size=(n, k)),
-               "cross_entropy": lambda: rng.integers(0, k, size=n),
-               "hinge": lambda: rng.choice([-1.0, 1.0], size=(n, k))}[loss]()
-    theta = model.init(seed)
-    if round_to is not None:
-        x, theta = x.astype(round_to).astype(np.float64), theta.astype(round_to).astype(np.float64)
-        if loss != "cross_entropy":
-            targets = targets.astype(round_to).astype(np.float64)
-    l1, l2 = REGS[reg]
-    return ds.Objective(model, loss, x, targets, l1=l1, l2=l2), theta
+    return shared_make_case(activation, loss, reg, seed=seed, layers=LAYERS, batch=5,
+                            output_activation=OUTPUT_FOR_LOSS[loss], round_to=round_to)
 
 
 def autograd_oracle(obj, theta):
