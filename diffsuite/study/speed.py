@@ -181,6 +181,16 @@ def slope_table(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _time_ratio(ok: pd.DataFrame, method: str, base: str, *, largest: bool) -> tuple[int, float] | None:
+    """(n, grad_s of ``method`` / grad_s of ``base``) at the largest (or smallest) n both measured, or None."""
+    pair = ok[ok["method"].isin([method, base])].pivot_table(index="n_params", columns="method",
+                                                                values="grad_s").dropna()
+    if not len(pair) or pair.shape[1] != 2:
+        return None
+    n = int(pair.index.max() if largest else pair.index.min())
+    return n, float(pair.loc[n, method] / pair.loc[n, base])
+
+
 def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
     ok = table[table["status"] == "ok"]
     methods = method_order(table["method"].unique())
@@ -228,27 +238,21 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
         bullets.append(f"`{key}`: time grows as n^**{fmt(r['slope (upper half)'])}** (fitted over the upper half of its "
                        f"sizes); at n = {r['largest n']} one gradient takes **{fmt(r['grad s there'])} s**, "
                        f"**{fmt(r['grad / forward there'])}** forward passes.")
-    both = ok[ok["method"].isin(["reverse[numpy]", "finite_diff[central]"])].pivot_table(
-        index="n_params", columns="method", values="grad_s").dropna()
-    if len(both) and both.shape[1] == 2:
-        n = int(both.index.max())
-        sp = float(both.loc[n, "finite_diff[central]"] / both.loc[n, "reverse[numpy]"])
+    fd = _time_ratio(ok, "finite_diff[central]", "reverse[numpy]", largest=True)
+    if fd:
+        n, sp = fd
         findings["fd_over_reverse_at_largest_common_n"], findings["largest_common_n"] = sp, n
         bullets.append(f"At n = {n}, central differences take **{fmt(sp)}** times as long as reverse mode on numpy.")
-    sym = ok[ok["method"].isin(["symbolic[cse]", "reverse[numpy]"])].pivot_table(
-        index="n_params", columns="method", values="grad_s").dropna()
-    if len(sym) and sym.shape[1] == 2:
-        n0 = int(sym.index.min())
-        r0 = float(sym.loc[n0, "symbolic[cse]"] / sym.loc[n0, "reverse[numpy]"])
+    sym = _time_ratio(ok, "symbolic[cse]", "reverse[numpy]", largest=False)
+    if sym:
+        n0, r0 = sym
         findings["symbolic_over_reverse_smallest_n"], findings["smallest_n"] = r0, n0
         bullets.append(f"On the smallest network (n = {n0}) the compiled symbolic gradient takes **{fmt(r0)}** times "
                        "the time of reverse mode on numpy per call (setup apart).")
     for other in ("reverse[torch-cpu]", "reverse[torch-cuda]"):
-        pair = ok[ok["method"].isin(["reverse[numpy]", other])].pivot_table(
-            index="n_params", columns="method", values="grad_s").dropna()
-        if len(pair) and pair.shape[1] == 2:
-            n = int(pair.index.max())
-            r = float(pair.loc[n, other] / pair.loc[n, "reverse[numpy]"])
+        pair = _time_ratio(ok, other, "reverse[numpy]", largest=True)
+        if pair:
+            n, r = pair
             findings[f"{other}_over_numpy_at_largest_n"] = r
             bullets.append(f"At n = {n}, `{other}` takes **{fmt(r)}** times the time of `reverse[numpy]` per gradient "
                            "(the same tape and rules; only the array library differs).")
