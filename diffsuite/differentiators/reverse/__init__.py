@@ -63,12 +63,13 @@ class Reverse:
         inputs, targets = (B.asarray(a) for a in objective.data(np.float64))  # moved and cast once
         layout = list(objective.model.layout.items())
         n_params = objective.n_params
-        # Per block, built once (each call then only slices): name, start, stop, and the shape to reshape to,
-        # or None for a 1-D block (bias), whose slice of the flat vector already has its shape.
+        # Per block, built once (each call then only splits theta into views): name, size, and the shape to
+        # reshape to, or None for a 1-D block (bias), whose piece of the flat vector already has its shape.
         names = [name for name, _ in layout]
-        blocks = [(a, b, shape if len(shape) != 1 else None) for _, (a, b, shape) in layout]
+        sizes = [b - a for _, (a, b, _) in layout]
+        shapes = [shape if len(shape) != 1 else None for _, (_, _, shape) in layout]
         evaluate, finish = objective.evaluate, self._finish
-        concat_flat, reshape = B.concat_flat, B.reshape
+        concat_flat, split = B.concat_flat, B.split
         # B.asarray of a float64 ndarray is that array itself on the float64 numpy backend: skip the call there
         same_array = B.name == "numpy" and B.dtype == np.float64
 
@@ -89,9 +90,9 @@ class Reverse:
             # freeing it does not make glibc hand pages back to the system (page faults, next call).
             # Below about 10^4 parameters the slots cost more (a view per block) than the copy they save.
             grad_out = B.empty(n_params)
-            slots = [B.reshape(grad_out[a:b], shape) for _, (a, b, shape) in layout] if n_params >= 10_000 else None
+            slots = split(grad_out, sizes, shapes) if n_params >= 10_000 else None
             tape = Tape(B)  # a fresh tape per call: nothing stale survives between calls
-            wrt = tape.inputs([flat[a:b] if shape is None else reshape(flat[a:b], shape) for a, b, shape in blocks])
+            wrt = tape.inputs(split(flat, sizes, shapes))
             params = dict(zip(names, wrt))
             out = evaluate(TapeNamespace(tape), params, inputs, targets)
             grads, value, stats = finish(tape, out, wrt, objective.describe, slots)

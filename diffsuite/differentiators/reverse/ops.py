@@ -45,7 +45,9 @@ def defop(name: str, forward: Callable, *vjps: Callable | None, into: tuple = ()
 # ----- arithmetic, with broadcasting -----
 ADD = defop("add", lambda B, x, y: x + y,
             lambda B, g, out, x, y: B.sum_to(g, x),            # add distributes the gradient
-            lambda B, g, out, x, y: B.sum_to(g, y))
+            lambda B, g, out, x, y: B.sum_to(g, y),
+            # a bias's gradient (h @ W + b), summed over the batch straight into its slot
+            into=(None, lambda B, dst, g, out, x, y: B.sum_to_into(dst, g)))
 SUB = defop("sub", lambda B, x, y: x - y,
             lambda B, g, out, x, y: B.sum_to(g, x),
             lambda B, g, out, x, y: B.sum_to(-g, y))
@@ -85,12 +87,14 @@ ABS = defop("abs", lambda B, x: B.abs(x),
             lambda B, g, out, x: g * B.sign(x))                # sign(0) = 0: abs'(0) = 0
 STEP = defop("step", lambda B, x: B.step(x),
              None)                                             # step' = 0: no gradient flows
+# max routes: x gets g where x >= y, y gets g elsewhere (ties go to x). The y side, relu's VJP
+# (relu = maximum(0, z)), is ``zero_where_le``: one kernel on torch where where(ge(...)) takes two.
 MAXIMUM = defop("maximum", lambda B, x, y: B.maximum(x, y),
-                lambda B, g, out, x, y: B.sum_to(B.where(B.ge(x, y), g, 0.0), x),   # max routes:
-                lambda B, g, out, x, y: B.sum_to(B.where(B.ge(x, y), 0.0, g), y))   # ties go to x
+                lambda B, g, out, x, y: B.sum_to(B.where(B.ge(x, y), g, 0.0), x),
+                lambda B, g, out, x, y: B.sum_to(B.zero_where_le(g, y, x), y))   # = where(x >= y, 0, g)
 MINIMUM = defop("minimum", lambda B, x, y: B.minimum(x, y),
                 lambda B, g, out, x, y: B.sum_to(B.where(B.le(x, y), g, 0.0), x),
-                lambda B, g, out, x, y: B.sum_to(B.where(B.le(x, y), 0.0, g), y))
+                lambda B, g, out, x, y: B.sum_to(B.zero_where_le(g, x, y), y))   # = where(x <= y, 0, g)
 
 # ----- reductions -----
 SUM = defop("sum", lambda B, x, *, axis=None, keepdims=False: B.sum(x, axis=axis, keepdims=keepdims),

@@ -226,25 +226,32 @@ class Tape:
                 prev = cotangents[j]
                 cotangents[j] = ct if prev is None else prev + ct  # the copy gate adds
                 continue
-            if n_args == 2 and params is no_params and len(op.vjps) == 2 and not (dst and op.into):
-                # unrolled for two inputs without parameters or slots (add, mul, matmul, ...): the general loop
-                # below costs as much as the VJPs themselves on small nets. Same order, same sums.
+            if n_args == 2 and params is no_params and len(op.vjps) == 2:
+                # unrolled for two inputs without parameters (add, mul, matmul, ...): the general loop below
+                # costs as much as the VJPs themselves on small nets. Same order, same sums, same slots.
                 x, y = args
                 x_traced, y_traced = type(x) is var, type(y) is var
                 xv = x.value if x_traced else x
                 yv = y.value if y_traced else y
                 vjp_x, vjp_y = op.vjps
+                into_x, into_y = (op.into + (None, None))[:2] if dst and op.into else (None, None)
                 if x_traced and vjp_x is not None:
-                    ct = vjp_x(B, g, out, xv, yv)
-                    n_vjps += 1
                     j = x.index
                     prev = cotangents[j]
+                    if prev is None and into_x is not None and j in dst:
+                        ct = into_x(B, dst[j], g, out, xv, yv)  # the parameter's own slot
+                    else:
+                        ct = vjp_x(B, g, out, xv, yv)
+                    n_vjps += 1
                     cotangents[j] = ct if prev is None else prev + ct
                 if y_traced and vjp_y is not None:
-                    ct = vjp_y(B, g, out, xv, yv)
-                    n_vjps += 1
                     j = y.index
                     prev = cotangents[j]
+                    if prev is None and into_y is not None and j in dst:
+                        ct = into_y(B, dst[j], g, out, xv, yv)
+                    else:
+                        ct = vjp_y(B, g, out, xv, yv)
+                    n_vjps += 1
                     cotangents[j] = ct if prev is None else prev + ct
                 continue
             values = [a.value if type(a) is var else a for a in args]

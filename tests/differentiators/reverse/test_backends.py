@@ -85,6 +85,47 @@ def test_maximum_routes_ties_to_the_first_argument_on_every_backend():
         np.testing.assert_array_equal(gy, [0.0, 20.0, 0.0])
 
 
+def test_zero_where_le_keeps_g_only_where_a_exceeds_b_on_every_backend():
+    """relu's VJP primitive: ``a <= b ? 0 : g`` elementwise. Written out by hand: ties give 0, NaN in ``a``
+    keeps g (as where(x >= y, 0, g) does: NaN compares false), and both torch paths are exercised (a number
+    ``b`` with ``a`` shaped like ``g``: torch's relu-backward kernel; a broadcast array ``b``: the general one)."""
+    a = [[-1.0, 0.0, 2.0, np.nan], [3.0, -np.inf, np.inf, 1e-300]]
+    g = [[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]]
+    for backend in installed_backends():
+        for dtype in ("float64", "float32"):
+            B = load_backend(backend, dtype=dtype)
+            got = B.to_numpy(B.zero_where_le(B.asarray(g), B.asarray(a), 0.0))
+            np.testing.assert_array_equal(got, [[0.0, 0.0, 3.0, 4.0], [5.0, 0.0, 7.0, 8.0 if dtype == "float64"
+                                                                                  else 0.0]])  # 1e-300 -> 0 in float32
+            b_row = B.asarray([0.0, 0.0, 2.0, 5.0])  # broadcast over the rows; a tie at [0, 2]
+            got = B.to_numpy(B.zero_where_le(B.asarray(g), B.asarray(a), b_row))
+            np.testing.assert_array_equal(got, [[0.0, 0.0, 0.0, 4.0], [5.0, 0.0, 7.0, 0.0]], err_msg=backend)
+
+
+def test_sum_to_into_writes_the_reduced_cotangent_into_the_given_array_on_every_backend():
+    g = np.arange(12.0).reshape(3, 4)
+    for backend in installed_backends():
+        B = load_backend(backend)
+        dst = B.asarray(np.full(4, np.nan))
+        out = B.sum_to_into(dst, B.asarray(g))  # a bias's gradient: the batch summed out
+        assert out is dst
+        np.testing.assert_array_equal(B.to_numpy(dst), [12.0, 15.0, 18.0, 21.0])
+        dst = B.asarray(np.full((3, 1), np.nan))  # the general case: a kept axis
+        assert B.sum_to_into(dst, B.asarray(g)) is dst
+        np.testing.assert_array_equal(B.to_numpy(dst), [[6.0], [22.0], [38.0]])
+
+
+def test_split_gives_writable_views_of_the_flat_vector_on_every_backend():
+    for backend in installed_backends():
+        B = load_backend(backend)
+        flat = B.asarray(np.arange(10.0))
+        w, b = B.split(flat, [6, 4], [(2, 3), None])
+        np.testing.assert_array_equal(B.to_numpy(w), [[0, 1, 2], [3, 4, 5]])
+        np.testing.assert_array_equal(B.to_numpy(b), [6, 7, 8, 9])
+        B.copy_into(w, 0.0)
+        np.testing.assert_array_equal(B.to_numpy(flat), [0, 0, 0, 0, 0, 0, 6, 7, 8, 9])
+
+
 def test_missing_torch_says_how_to_install_it(monkeypatch):
     # a None entry in sys.modules makes the import fail, as on a machine without torch
     monkeypatch.setitem(sys.modules, "diffsuite.differentiators.reverse.backends.torch_backend", None)
@@ -102,9 +143,10 @@ def test_numpy_backend_refuses_cuda_and_points_to_torch():
         load_backend("numpy", device="cuda")
 
 
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
 @pytest.mark.parametrize("reg", [(0.0, 0.0), (0.001, 0.01)], ids=["no-reg", "l1+l2"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_large_objectives_write_gradients_into_their_slots_correctly(reg, dtype):
+def test_large_objectives_write_gradients_into_their_slots_correctly(reg, dtype, activation):
     """From 10^4 parameters on, weight gradients are computed straight into the flat result (Tape.backward's
     ``into``); with L1/L2 a weight gets several contributions and the slot receives their sum. Oracle: the
     hand-written backprop of tests/handprop.py."""
@@ -112,12 +154,12 @@ def test_large_objectives_write_gradients_into_their_slots_correctly(reg, dtype)
     from handprop import value_and_grad as hand_value_and_grad
 
     rng = np.random.default_rng(5)
-    model = ds.MLP((20, 300, 30, 5), activation="tanh")
+    model = ds.MLP((20, 300, 30, 5), activation=activation)
     assert model.n_params >= 10_000
     obj = ds.Objective(model, "cross_entropy", rng.normal(size=(8, 20)), rng.integers(0, 5, size=8),
                        l1=reg[0], l2=reg[1])
     theta = model.init(seed=5)
-    value, grads = hand_value_and_grad(model.unpack(theta), obj.inputs, obj.prepared_targets, activation="tanh",
+    value, grads = hand_value_and_grad(model.unpack(theta), obj.inputs, obj.prepared_targets, activation=activation,
                                        output_activation="identity", loss="cross_entropy", l1=reg[0], l2=reg[1])
     tol = 1e-12 if dtype == "float64" else 1e-4
     for backend in installed_backends():

@@ -60,6 +60,17 @@ class NumpyBackend:
         return np.empty(n, dtype=self.dtype)
 
     @staticmethod
+    def split(flat, sizes, shapes):
+        """Views of consecutive pieces of the vector ``flat``, ``sizes[i]`` entries each, reshaped to
+        ``shapes[i]`` (``None``: left 1-D). Writing into a view writes into ``flat``."""
+        out, start = [], 0
+        for n, shape in zip(sizes, shapes):
+            part = flat[start:start + n]
+            out.append(part if shape is None else part.reshape(shape))
+            start += n
+        return out
+
+    @staticmethod
     def concat_flat(parts, out=None):
         """The parts raveled and joined into one vector (into ``out`` if given)."""
         return np.concatenate(parts, axis=None, out=out)  # axis=None ravels each part (row-major): no reshapes
@@ -90,6 +101,11 @@ class NumpyBackend:
     ge = staticmethod(np.greater_equal)
     le = staticmethod(np.less_equal)
     where = staticmethod(np.where)
+
+    @staticmethod
+    def zero_where_le(g, a, b):
+        """``g`` with zeros where ``a <= b`` (where ``a`` is NaN, ``g`` stays); shapes broadcast."""
+        return np.where(np.less_equal(a, b), 0.0, g)
 
     # ----- reductions and shapes -----
     # The ufuncs' own reduce rather than np.sum or x.sum: those are Python wrappers around it, and their
@@ -179,6 +195,14 @@ class NumpyBackend:
         axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
         g = _add_reduce(g, axis=axes, keepdims=True) if axes else g
         return g.reshape(shape)
+
+    @staticmethod
+    def sum_to_into(dst, g):
+        """``sum_to(g, dst)`` written into the array ``dst``; returns ``dst``. (A bias: no temporary, no copy.)"""
+        if type(g) is np.ndarray and g.ndim == dst.ndim + 1 and g.shape[1:] == dst.shape:
+            return _add_reduce(g, 0, out=dst)
+        np.copyto(dst, NumpyBackend.sum_to(g, dst))
+        return dst
 
     @staticmethod
     def expand_to(g, like, axis, keepdims):

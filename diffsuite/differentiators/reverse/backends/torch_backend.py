@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 Tensor = torch.Tensor
+_threshold_backward = torch.ops.aten.threshold_backward.default  # g where x > threshold, else 0 (NaN keeps g)
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
@@ -62,7 +63,7 @@ class TorchBackend:
     def asarray(self, x):
         """A tensor on this device in this dtype (numbers, bools and floats are cast; numpy is shared on the CPU)."""
         if type(x) is not Tensor:
-            x = torch.as_tensor(np.asarray(x) if not isinstance(x, (int, float)) else x)
+            x = torch.as_tensor(x if type(x) is np.ndarray or isinstance(x, (int, float)) else np.asarray(x))
         if x.dtype != self.dtype or x.device != self.device:
             x = x.to(device=self.device, dtype=self.dtype)
         return x
@@ -83,12 +84,20 @@ class TorchBackend:
     @staticmethod
     def to_numpy(x) -> np.ndarray:
         if type(x) is Tensor:
+            if x.dtype is torch.float64 and not x.is_cuda and not x.requires_grad:
+                return x.numpy()  # (the common case: one call where detach().to().numpy() is three)
             return x.detach().to(device="cpu", dtype=torch.float64).numpy()
         return np.asarray(x, dtype=np.float64)
 
     def empty(self, n: int):
         """An uninitialised vector of ``n`` entries in this backend's dtype, on its device (an ``out=`` buffer)."""
         return torch.empty(n, dtype=self.dtype, device=self.device)
+
+    @staticmethod
+    def split(flat, sizes, shapes):
+        """Views of consecutive pieces of the vector ``flat``, ``sizes[i]`` entries each, reshaped to
+        ``shapes[i]`` (``None``: left 1-D). Writing into a view writes into ``flat``."""
+        return [p if s is None else p.view(s) for p, s in zip(flat.split(sizes), shapes)]  # one call, not n slices
 
     @staticmethod
     def concat_flat(parts, out=None):
@@ -119,14 +128,14 @@ class TorchBackend:
     def maximum(x, y):
         # clamp with a number (relu = maximum(0, z)) is one kernel and keeps the tensor's dtype
         if type(x) is not Tensor:
-            return torch.clamp(y, min=x) if type(y) is Tensor else max(x, y)
-        return torch.clamp(x, min=y) if type(y) is not Tensor else torch.maximum(x, y)
+            return torch.clamp_min(y, x) if type(y) is Tensor else max(x, y)
+        return torch.clamp_min(x, y) if type(y) is not Tensor else torch.maximum(x, y)
 
     @staticmethod
     def minimum(x, y):
         if type(x) is not Tensor:
-            return torch.clamp(y, max=x) if type(y) is Tensor else min(x, y)
-        return torch.clamp(x, max=y) if type(y) is not Tensor else torch.minimum(x, y)
+            return torch.clamp_max(y, x) if type(y) is Tensor else min(x, y)
+        return torch.clamp_max(x, y) if type(y) is not Tensor else torch.minimum(x, y)
 
     @staticmethod
     def ge(x, y):
@@ -135,6 +144,15 @@ class TorchBackend:
     @staticmethod
     def le(x, y):
         return x <= y
+
+    @staticmethod
+    def zero_where_le(g, a, b):
+        """``g`` with zeros where ``a <= b`` (where ``a`` is NaN, ``g`` stays); shapes broadcast."""
+        if type(b) is not Tensor and type(a) is Tensor and a.shape == g.shape and a.dtype == g.dtype:
+            # relu's VJP: torch's own relu backward kernel, ``a <= b ? 0 : g`` in one pass (a comparison
+            # into a boolean tensor and a masked fill take two passes and four times as long on the CPU)
+            return _threshold_backward(g, a, b)
+        return torch.where(a <= b, 0.0, g)
 
     @staticmethod
     def where(cond, x, y):
@@ -238,6 +256,13 @@ class TorchBackend:
         if axes:
             g = g.sum(dim=axes, keepdim=True)
         return g.reshape(tuple(shape))
+
+    @staticmethod
+    def sum_to_into(dst, g):
+        """``sum_to(g, dst)`` written into the tensor ``dst``; returns ``dst``. (A bias: no temporary, no copy.)"""
+        if type(g) is Tensor and g.ndim == dst.ndim + 1 and g.shape[1:] == dst.shape:
+            return torch.sum(g, dim=0, out=dst)
+        return TorchBackend.copy_into(dst, TorchBackend.sum_to(g, dst))
 
     @staticmethod
     def expand_to(g, like, axis, keepdims):
