@@ -68,9 +68,28 @@ class Var:
     def __lt__(self, o): return self.value < _raw(o)
     def __le__(self, o): return self.value <= _raw(o)
 
+    # ``tensor @ var`` (the first layer on torch: data @ W) and ``tensor * var`` (targets * outputs): torch's
+    # operator would try the op, raise a TypeError and catch it before Python falls back to our reflected
+    # method, about 28 us per op. Declaring torch's function protocol makes torch hand the operator over at once.
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        name = _TORCH_REFLECTED.get(getattr(func, "__name__", None))
+        if name is not None and not kwargs and len(args) == 2 and type(args[1]) is Var and type(args[0]) is not Var:
+            return getattr(args[1], name)(args[0])
+        # (a TypeError from an operator, e.g. tensor > var, makes torch's operator return NotImplemented, and
+        # Python then asks our reflected method; from a torch function called directly it reaches the caller)
+        raise TypeError(f"torch function {getattr(func, '__name__', func)!r} got a traced value: torch cannot "
+                        "record it on our tape. Inside a function being differentiated use the xp namespace "
+                        "it receives (xp.exp, xp.sum, ...) and operators, not torch.* directly.")
+
     def __bool__(self):
         raise TypeError("the truth value of a traced value is not defined: Python `if`/`and` would cut the "
                         "gradient's path. Use xp.maximum / xp.minimum / xp.step to express the branch.")
+
+
+# torch's name for ``tensor <op> var`` -> the Var method that records it
+_TORCH_REFLECTED = {"add": "__radd__", "sub": "__rsub__", "mul": "__rmul__", "div": "__rtruediv__",
+                    "matmul": "__rmatmul__", "pow": "__rpow__"}
 
 
 def _raw(x):

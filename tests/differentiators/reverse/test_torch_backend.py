@@ -116,6 +116,36 @@ def test_users_functions_get_their_structure_back_as_numpy():
         np.testing.assert_allclose(g_torch[k], g_numpy[k], rtol=1e-12)
 
 
+def test_a_tensor_on_the_left_of_an_operator_is_recorded():
+    """``tensor <op> var`` goes through torch's function protocol to our reflected methods (the first layer's
+    data @ W on torch). Oracle: the derivatives written out by hand, d/dt of sum(c op t) elementwise."""
+    c = torch.tensor([1.5, 2.0, 4.0], dtype=torch.float64)
+    t = np.array([0.5, 2.0, 3.0])
+    cn = c.numpy()
+    cases = {
+        "add": (lambda xp, t: xp.sum(c + t), np.ones(3)),
+        "sub": (lambda xp, t: xp.sum(c - t), -np.ones(3)),
+        "mul": (lambda xp, t: xp.sum(c * t), cn),
+        "div": (lambda xp, t: xp.sum(c / t), -cn / t ** 2),
+        "pow": (lambda xp, t: xp.sum(c ** t), cn ** t * np.log(cn)),
+        "matmul": (lambda xp, t: c @ t, cn),
+        "torch.sub": (lambda xp, t: xp.sum(torch.sub(c, t)), -np.ones(3)),
+    }
+    for name, (f, expected) in cases.items():
+        g = ds.get_differentiator("reverse", backend="torch").grad(f)(t)
+        np.testing.assert_allclose(g, expected, rtol=1e-15, err_msg=name)
+    # comparisons still give plain boolean masks (no gradient)
+    mask = ds.get_differentiator("reverse", backend="torch").value_and_grad_fn(
+        lambda xp, t: xp.sum(t * xp.asarray((c > t).to(torch.float64))))(t)
+    np.testing.assert_array_equal(mask.grad, [1.0, 0.0, 1.0])
+
+
+def test_a_torch_function_called_on_a_traced_value_says_to_use_xp():
+    f = lambda xp, t: xp.sum(torch.exp(t))
+    with pytest.raises(TypeError, match=r"torch function 'exp' got a traced value.*use the xp namespace"):
+        ds.get_differentiator("reverse", backend="torch").grad(f)(np.ones(2))
+
+
 def test_numpy_indexing_works_on_torch_values():
     # a negative step and a repeated index: torch's own indexing has neither; the backend gives numpy's
     f = lambda xp, t: xp.sum(t[::-1][np.array([0, 2, 2])] ** 2) + t[1] * t[0]
