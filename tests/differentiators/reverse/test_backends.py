@@ -89,17 +89,20 @@ def test_zero_where_le_keeps_g_only_where_a_exceeds_b_on_every_backend():
     """relu's VJP primitive: ``a <= b ? 0 : g`` elementwise. Written out by hand: ties give 0, NaN in ``a``
     keeps g (as where(x >= y, 0, g) does: NaN compares false), and both torch paths are exercised (a number
     ``b`` with ``a`` shaped like ``g``: torch's relu-backward kernel; a broadcast array ``b``: the general one)."""
-    a = [[-1.0, 0.0, 2.0, np.nan], [3.0, -np.inf, np.inf, 1e-300]]
-    g = [[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]]
+    a = [[-1.0, 0.0, 2.0, np.nan], [3.0, -np.inf, np.inf, 1e-300], [-2.0, -3.0, 0.0, -0.0]]
+    g = [[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0], [np.inf, np.nan, -np.inf, -1.0]]  # cut inf/nan -> 0
     for backend in installed_backends():
         for dtype in ("float64", "float32"):
             B = load_backend(backend, dtype=dtype)
             got = B.to_numpy(B.zero_where_le(B.asarray(g), B.asarray(a), 0.0))
-            np.testing.assert_array_equal(got, [[0.0, 0.0, 3.0, 4.0], [5.0, 0.0, 7.0, 8.0 if dtype == "float64"
-                                                                                  else 0.0]])  # 1e-300 -> 0 in float32
+            expected = [[0.0, 0.0, 3.0, 4.0], [5.0, 0.0, 7.0, 8.0 if dtype == "float64" else 0.0],  # 1e-300 -> 0
+                        [0.0, 0.0, 0.0, 0.0]]
+            np.testing.assert_array_equal(got, expected, err_msg=f"{backend} {dtype}")
+            assert not np.signbit(got[got == 0]).any(), "a cut gradient is +0.0"
             b_row = B.asarray([0.0, 0.0, 2.0, 5.0])  # broadcast over the rows; a tie at [0, 2]
             got = B.to_numpy(B.zero_where_le(B.asarray(g), B.asarray(a), b_row))
-            np.testing.assert_array_equal(got, [[0.0, 0.0, 0.0, 4.0], [5.0, 0.0, 7.0, 0.0]], err_msg=backend)
+            np.testing.assert_array_equal(got, [[0.0, 0.0, 0.0, 4.0], [5.0, 0.0, 7.0, 0.0], [0.0, 0.0, 0.0, 0.0]],
+                                          err_msg=f"{backend} {dtype}")
 
 
 def test_sum_to_into_writes_the_reduced_cotangent_into_the_given_array_on_every_backend():
