@@ -7,8 +7,21 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 DEFAULT_BASELINES = {True: "baselines/accuracy_quick.json", False: "baselines/accuracy_full.json"}
+
+
+def default_baseline(quick: bool, update: bool = False) -> str:
+    """The baseline used without ``--baseline``: ``baselines/...`` in the current directory if it is there (and
+    always for ``--update``), else the one committed in the checkout diffsuite runs from (an editable install or
+    a source tree), so that ``diffsuite check`` works from any directory. Neither: the relative path (whose
+    loading error says how to create it)."""
+    relative = DEFAULT_BASELINES[quick]
+    if update or Path(relative).exists():
+        return relative
+    checkout = Path(__file__).resolve().parents[1] / relative
+    return str(checkout) if checkout.exists() else relative
 
 
 def configure(parser) -> None:
@@ -16,7 +29,8 @@ def configure(parser) -> None:
     _strict(parser)  # an unknown option: this subcommand's error, listing its options (as `diffsuite run` does)
     parser.add_argument("--baseline", metavar="FILE",
                         help=f"the baseline JSON (default: {DEFAULT_BASELINES[True]} with --quick, "
-                             f"else {DEFAULT_BASELINES[False]})")
+                             f"else {DEFAULT_BASELINES[False]}; in the current directory if there, else in "
+                             "diffsuite's own checkout)")
     parser.add_argument("--update", action="store_true", help="measure and write FILE instead of comparing")
     parser.add_argument("--quick", action="store_true", help="the quick grid (seconds): what CI runs")
     parser.add_argument("--factor", type=float, default=None,
@@ -32,7 +46,7 @@ def _run(args) -> int:
     if not factor > 1:
         print(f"diffsuite check: --factor must be a number > 1; got {args.factor}", file=sys.stderr)
         return 2
-    path = args.baseline or DEFAULT_BASELINES[args.quick]
+    path = args.baseline or default_baseline(args.quick, args.update)
     stored = None
     if not args.update:
         try:

@@ -27,6 +27,17 @@ def test_the_committed_quick_baseline_holds(capsys):
     assert json.loads(COMMITTED.read_text())["reference"] == bl.EXACT
 
 
+def test_the_default_baseline_is_found_from_any_directory(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no baselines/ here: the checkout's committed file is used
+    rc, out, err = run(capsys, "--quick")
+    assert rc == 0, out + err
+    assert str(COMMITTED.resolve()) in out
+    (tmp_path / "baselines").mkdir()  # a baselines/ of the current directory comes first
+    (tmp_path / "baselines" / "accuracy_quick.json").write_text("{}")
+    rc, out, err = run(capsys, "--quick")
+    assert rc == 2 and "baselines/accuracy_quick.json" in err
+
+
 def test_a_broken_rule_fails_the_check_with_a_table(capsys, monkeypatch):
     bad = dataclasses.replace(ops.OPS["tanh"], vjps=(lambda B, g, out, x: g * (out * out - 1.0),))
     monkeypatch.setitem(ops.OPS, "tanh", bad)
