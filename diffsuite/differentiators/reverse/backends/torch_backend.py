@@ -148,7 +148,7 @@ class TorchBackend:
     @staticmethod
     def zero_where_le(g, a, b):
         """``g`` with zeros where ``a <= b`` (where ``a`` is NaN, ``g`` stays); shapes broadcast."""
-        if type(b) is not Tensor and type(a) is Tensor and a.shape == g.shape and a.dtype == g.dtype:
+        if isinstance(b, (int, float)) and type(a) is Tensor and a.shape == g.shape and a.dtype == g.dtype:
             # relu's VJP: torch's own relu backward kernel, ``a <= b ? 0 : g`` in one pass (a comparison
             # into a boolean tensor and a masked fill take two passes and four times as long on the CPU)
             return _threshold_backward(g, a, b)
