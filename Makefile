@@ -18,6 +18,10 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e ".[dev,symengine]" "torch==$(TORCH_VERSION)"
 	touch $@
 
+$(VENV)/.installed-bench: $(VENV)/.installed-dev
+	$(PY) -m pip install --quiet -e ".[dev,symengine,bench]" "torch==$(TORCH_VERSION)"
+	touch $@
+
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
@@ -29,8 +33,9 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest -n 2 --dist loadfile
 
-## make bench: the speed benchmark (ratios against peers, measured in one run)
-bench: $(VENV)/.installed-dev
+## make bench: the speed benchmark (ratios against peers, measured in one run; installs the peers: torch,
+## HIPS autograd, JAX, numdifftools, scipy)
+bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/bench_reverse.py
 
 ## make check: gradient accuracy against the committed baseline (also part of make test)
