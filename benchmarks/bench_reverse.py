@@ -21,7 +21,8 @@ Harness: warm-up, then rounds in which every contender takes one sample of ``num
 than ``min_time``); each contender's median sample is reported. Interleaving makes the ratios robust to
 load that changes during the run. The garbage collector is paused while a sample runs (as ``timeit``
 does). CUDA rows synchronise: every method returns numpy, which waits for the device. Threads: BLAS and
-torch (and JAX, through XLA_FLAGS unless set) get ``--threads`` (2 by default), set before numpy is imported.
+torch get ``--threads`` (2 by default), set before numpy is imported; JAX (XLA) uses every core, except
+with ``--threads 1``, which it honours too (XLA_FLAGS, unless already set).
 
 On a shared machine: two BLAS threads on two busy cores wait for each other and calls take 10-100x their
 quiet time; ``--threads 1 --clock cpu`` measures CPU time instead, which other processes do not inflate,
@@ -40,7 +41,7 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="short timings (about 0.05 s per measurement)")
     p.add_argument("--csv", metavar="PATH", help="write one row per net (times in seconds, ratios) to PATH")
-    p.add_argument("--threads", type=int, default=2, help="BLAS, torch and JAX (XLA) threads (default 2)")
+    p.add_argument("--threads", type=int, default=2, help="BLAS and torch threads (default 2); 1 also limits JAX (XLA) to one thread")
     p.add_argument("--devices", default="auto",
                    help="comma list of cpu,cuda; 'auto' = cpu, plus cuda when a GPU is present (default)")
     p.add_argument("--large", action="store_true",
@@ -71,9 +72,10 @@ if ARGS.malloc == "steady":
         raise SystemExit(f"--malloc steady needs glibc's mallopt: {e}")
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[var] = str(ARGS.threads)
-# JAX's CPU backend (XLA) ignores those and runs its own thread pool on every core unless told otherwise
-os.environ.setdefault("XLA_FLAGS", f"--xla_cpu_multi_thread_eigen={'false' if ARGS.threads == 1 else 'true'} "
-                                   f"intra_op_parallelism_threads={ARGS.threads}")
+# JAX's CPU backend (XLA) ignores those and runs its own thread pool on every core. XLA has a flag for one
+# thread only (no flag sets another count): with --threads 1, JAX runs on one thread too.
+if ARGS.threads == 1:
+    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
 
 import gc  # noqa: E402
 import math  # noqa: E402

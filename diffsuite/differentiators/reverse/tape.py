@@ -76,6 +76,8 @@ class Var:
         name = _TORCH_REFLECTED.get(getattr(func, "__name__", None))
         if name is not None and not kwargs and len(args) == 2 and type(args[1]) is Var and type(args[0]) is not Var:
             return getattr(args[1], name)(args[0])
+        if any(t is not Var for t in types):
+            return NotImplemented  # another tensor-like type is among the arguments: its turn
         # (a TypeError from an operator, e.g. tensor > var, makes torch's operator return NotImplemented, and
         # Python then asks our reflected method; from a torch function called directly it reaches the caller)
         raise TypeError(f"torch function {getattr(func, '__name__', func)!r} got a traced value: torch cannot "

@@ -105,6 +105,45 @@ def test_zero_where_le_keeps_g_only_where_a_exceeds_b_on_every_backend():
                                           err_msg=f"{backend} {dtype}")
 
 
+def test_relu_of_a_scalar_on_every_backend():
+    # 0-d values take zero_where_le's general path (numpy's comparison of 0-d arrays gives a scalar)
+    for backend in installed_backends():
+        relu_grad = __import__("diffsuite").get_differentiator("reverse", backend=backend).grad(
+            lambda xp, t: xp.maximum(0.0, t) * 2.0)
+        assert [relu_grad(t) for t in (3.0, -2.0, 0.0)] == [2.0, 0.0, 0.0], backend
+
+
+def test_a_slot_written_first_still_receives_later_contributions_on_every_backend():
+    """Tape.backward(into=...): a parameter's first contribution goes into its slot; a later one must add to
+    it, never overwrite it. b is used by two adds and W2 by two matmuls (as x and as y), and the loss's last
+    terms are walked first, so each slot is written before the other contributions arrive. Oracle: the
+    gradient written out by hand (z1 = X W1 + b, h = tanh z1, z2 = h W2 + b, f = sum(z2^2) + sum(W2 W2))."""
+    from diffsuite.differentiators.reverse.tape import Tape, TapeNamespace
+
+    rng = np.random.default_rng(0)
+    X, W1, W2, b = rng.normal(size=(5, 4)), rng.normal(size=(4, 3)), rng.normal(size=(3, 3)), rng.normal(size=3)
+    h = np.tanh(X @ W1 + b)
+    dz2 = 2.0 * (h @ W2 + b)
+    dz1 = (dz2 @ W2.T) * (1.0 - h * h)
+    ones = np.ones((3, 3))
+    expected = [X.T @ dz1,
+                h.T @ dz2 + ones @ W2.T + W2.T @ ones,  # d sum(W2 W2) / dW2 = 1 W2^T + W2^T 1
+                dz2.sum(0) + dz1.sum(0)]
+    for backend in installed_backends():
+        B = load_backend(backend)
+        tape = Tape(B)
+        xp = TapeNamespace(tape)
+        w1, w2, bb = wrt = tape.inputs([B.asarray(W1), B.asarray(W2), B.asarray(b)])
+        hh = xp.tanh(B.asarray(X) @ w1 + bb)
+        z2 = hh @ w2 + bb
+        out = xp.sum(z2 * z2) + xp.sum(w2 @ w2)
+        slots = [B.asarray(np.full(a.shape, np.nan)) for a in (W1, W2, b)]
+        grads, _ = tape.backward(out, list(wrt), slots)
+        assert all(g is d for g, d in zip(grads, slots)), backend
+        for name, g, e in zip(("W1", "W2", "b"), grads, expected):
+            np.testing.assert_allclose(B.to_numpy(g), e, rtol=1e-13, atol=1e-13, err_msg=f"{backend} {name}")
+
+
 def test_sum_to_into_writes_the_reduced_cotangent_into_the_given_array_on_every_backend():
     g = np.arange(12.0).reshape(3, 4)
     for backend in installed_backends():

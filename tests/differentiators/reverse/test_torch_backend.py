@@ -140,6 +140,25 @@ def test_a_tensor_on_the_left_of_an_operator_is_recorded():
     np.testing.assert_array_equal(mask.grad, [1.0, 0.0, 1.0])
 
 
+def test_torch_hands_tensor_operators_to_the_traced_value_at_once():
+    """The fast path itself: torch sees our function protocol, and the handler records the operator (without it,
+    torch would try the op, raise a TypeError and catch it before Python's reflected fallback)."""
+    from diffsuite.differentiators.reverse.backends import load_backend
+    from diffsuite.differentiators.reverse.tape import Tape, Var
+
+    tape = Tape(load_backend("torch"))
+    v = tape.input(torch.tensor([[1.0], [2.0]], dtype=torch.float64))
+    c = torch.tensor([[3.0, 4.0]], dtype=torch.float64)
+    assert torch.overrides.has_torch_function((v,))
+    out = Var.__torch_function__(torch.Tensor.matmul, (Var,), (c, v))
+    assert type(out) is Var and out.tape is tape and len(tape.records) == 2
+    assert torch.equal(out.value, c @ v.value)
+    other = type("OtherTensorLike", (), {})  # another type with its own protocol: it gets its turn
+    assert Var.__torch_function__(torch.exp, (Var, other), (v,)) is NotImplemented
+    with pytest.raises(TypeError, match="torch function 'exp' got a traced value"):
+        Var.__torch_function__(torch.exp, (Var,), (v,))
+
+
 def test_a_torch_function_called_on_a_traced_value_says_to_use_xp():
     f = lambda xp, t: xp.sum(torch.exp(t))
     with pytest.raises(TypeError, match=r"torch function 'exp' got a traced value.*use the xp namespace"):
