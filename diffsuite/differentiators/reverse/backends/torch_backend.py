@@ -152,11 +152,11 @@ class TorchBackend:
             # relu's VJP: torch's own relu backward kernel, ``a <= b ? 0 : g`` in one pass (a comparison
             # into a boolean tensor and a masked fill take two passes and four times as long on the CPU)
             return _threshold_backward(g, a, b)
-        return torch.where(a <= b, 0.0, g)
+        return TorchBackend.where(a <= b, 0.0, g)
 
     @staticmethod
     def where(cond, x, y):
-        # max routes: where(cond, 0.0, g) is relu's VJP; masked_fill is one kernel with no scalar tensor
+        # where(cond, 0.0, g) (zero_where_le's general case): masked_fill is one kernel with no scalar tensor
         if type(y) is Tensor and not isinstance(x, Tensor) and y.shape == cond.shape:
             return y.masked_fill(cond, x)
         return torch.where(cond, x, y)
