@@ -24,6 +24,8 @@ from .nn.regularizers import weight_penalty
 
 
 def _first_nonfinite(a: np.ndarray) -> tuple | None:
+    if a.size and np.isfinite(np.add.reduce(a, axis=None)):  # fast path (per minibatch); overflow falls through
+        return None
     bad = np.argwhere(~np.isfinite(a))
     return tuple(int(i) for i in bad[0]) if len(bad) else None
 
@@ -61,19 +63,7 @@ class Objective:
             raise ValueError(f"binary_cross_entropy takes probabilities, so the model's output activation must be "
                              f"'sigmoid' (or 'softmax'); got {self.model.output_activation.name!r}. For logits use "
                              "loss=ds.nn.BinaryCrossEntropy(from_logits=True) with output_activation='identity'.")
-        inputs = self.model.check_inputs(self.inputs)
-        if inputs.shape[0] == 0:
-            raise ValueError("inputs must hold at least one sample (the loss is averaged over the batch); "
-                             f"got shape {inputs.shape}")
-        if (pos := _first_nonfinite(inputs)) is not None:
-            raise ValueError(f"inputs must be finite; inputs{list(pos)} is {inputs[pos]}. Clean or drop that sample.")
-        raw_targets = np.asarray(self.targets)
-        if raw_targets.dtype.kind in "fc" and (pos := _first_nonfinite(raw_targets)) is not None:
-            raise ValueError(f"targets must be finite; targets{list(pos)} is {raw_targets[pos]}")
-        prepared = loss.prepare(self.targets, self.model.layers[-1])
-        if prepared.shape[0] != inputs.shape[0]:
-            raise ValueError(f"inputs and targets must have the same batch size; got {inputs.shape[0]} inputs "
-                             f"and {prepared.shape[0]} targets")
+        inputs, prepared = self._check_data(self.inputs, self.targets)
         for name in ("l1", "l2"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
@@ -81,6 +71,33 @@ class Objective:
                 raise ValueError(f"{name} must be a finite number >= 0; got {v!r}")
         object.__setattr__(self, "inputs", inputs)
         object.__setattr__(self, "prepared_targets", prepared)
+
+    def _check_data(self, inputs: Any, targets: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(float64 inputs, prepared float64 targets), checked: shapes, finiteness, the loss's label rules."""
+        inputs = self.model.check_inputs(inputs)
+        if inputs.shape[0] == 0:
+            raise ValueError("inputs must hold at least one sample (the loss is averaged over the batch); "
+                             f"got shape {inputs.shape}")
+        if (pos := _first_nonfinite(inputs)) is not None:
+            raise ValueError(f"inputs must be finite; inputs{list(pos)} is {inputs[pos]}. Clean or drop that sample.")
+        raw_targets = np.asarray(targets)
+        if raw_targets.dtype.kind in "fc" and (pos := _first_nonfinite(raw_targets)) is not None:
+            raise ValueError(f"targets must be finite; targets{list(pos)} is {raw_targets[pos]}")
+        prepared = self.loss.prepare(targets, self.model.layers[-1])
+        if prepared.shape[0] != inputs.shape[0]:
+            raise ValueError(f"inputs and targets must have the same batch size; got {inputs.shape[0]} inputs "
+                             f"and {prepared.shape[0]} targets")
+        return inputs, prepared
+
+    def batch_data(self, batch: Any, dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
+        """A minibatch ``(X, y)`` given as a call argument (``value_and_grad(obj)(theta, batch=(X, y))``):
+        (inputs, prepared targets) checked exactly as the objective's own data, then cast to ``dtype``.
+        The objective's model, loss and L1/L2 apply; its own data are not used for that call."""
+        if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+            raise TypeError(f"batch must be a pair (inputs, targets); got {type(batch).__name__}"
+                            f"{f' of length {len(batch)}' if isinstance(batch, (tuple, list)) else ''}")
+        inputs, targets = self._check_data(*batch)
+        return inputs.astype(dtype, copy=False), targets.astype(dtype, copy=False)
 
     # ----- facts -----
     @property

@@ -25,7 +25,7 @@ class Gradient:
         return iter((self.value, self.grad))
 
 
-ValueAndGradFn = Callable[[np.ndarray], Gradient]
+ValueAndGradFn = Callable[..., Gradient]  # (theta, batch=None) -> Gradient
 
 
 class Differentiator(Protocol):
@@ -34,6 +34,11 @@ class Differentiator(Protocol):
     All one-time cost (building and compiling expressions, loading a backend, moving data to a
     device) is paid in ``value_and_grad``; the returned function is what studies time per call.
     Implementations are frozen dataclasses whose fields are their options.
+
+    Minibatches: for an ``Objective``, the returned function also takes ``batch=(X, y)``: that call's
+    data instead of the objective's, checked by ``Objective.batch_data`` (model, loss and L1/L2 stay),
+    with no setup repeated. A differentiator that cannot (symbolic with data compiled in) raises a
+    clear error saying which option can.
     """
 
     name: str

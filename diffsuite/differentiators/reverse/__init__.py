@@ -55,7 +55,8 @@ class Reverse:
 
     # ----- Objectives -----
     def value_and_grad(self, objective: Objective | Callable) -> Callable[[np.ndarray], Gradient]:
-        """``theta -> Gradient`` for an ``Objective`` (or a function ``f(xp, theta)`` of a flat theta)."""
+        """``(theta, batch=None) -> Gradient`` for an ``Objective`` (or a function ``f(xp, theta)`` of a flat
+        theta); ``batch=(X, y)`` evaluates on that minibatch instead of the objective's data."""
         if not isinstance(objective, Objective):
             vg = self.value_and_grad_fn(objective)
             return lambda theta: vg(theta)
@@ -73,7 +74,10 @@ class Reverse:
         # B.asarray of a float64 ndarray is that array itself on the float64 numpy backend: skip the call there
         same_array = B.name == "numpy" and B.dtype == np.float64
 
-        def value_and_grad_fn(theta: np.ndarray) -> Gradient:
+        def value_and_grad_fn(theta: np.ndarray, batch: tuple | None = None) -> Gradient:
+            # ``batch=(X, y)``: this call's data instead of the objective's (checked, cast, moved; no re-setup)
+            data_x, data_y = (inputs, targets) if batch is None else \
+                (B.asarray(a) for a in objective.batch_data(batch))
             # Fast path for the common call (a finite float64 vector of the right length): one sum decides
             # finiteness (an inf or nan anywhere makes it inf or nan; so does overflow of huge entries, which
             # then merely takes the slow path); anything else gets the full check, which names the offending
@@ -94,7 +98,7 @@ class Reverse:
             tape = Tape(B)  # a fresh tape per call: nothing stale survives between calls
             wrt = tape.inputs(split(flat, sizes, shapes))
             params = dict(zip(names, wrt))
-            out = evaluate(TapeNamespace(tape), params, inputs, targets)
+            out = evaluate(TapeNamespace(tape), params, data_x, data_y)
             grads, value, stats = finish(tape, out, wrt, objective.describe, slots)
             return Gradient(B.item(value), B.to_numpy(grad_out if slots else concat_flat(grads, out=grad_out)), stats)
 
