@@ -1,6 +1,6 @@
 """Argument helpers shared by the subcommands: strict option checking and the run options.
 
-``diffsuite run``, ``diffsuite demo``'s studies and every ``studies/<name>.py`` script take the same
+``diffsuite run`` and every ``studies/<name>.py`` script take the same
 run options (``add_run_options``); ``strict`` makes an unknown option this subcommand's error.
 """
 from __future__ import annotations
