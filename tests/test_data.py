@@ -24,6 +24,14 @@ def test_digits_split_is_stratified_deterministic_and_standardised():
     assert not np.array_equal(other.y_train, d.y_train)
 
 
+@pytest.mark.parametrize("name, loader", [("digits", "load_digits"), ("breast_cancer", "load_breast_cancer")])
+def test_bundled_files_read_directly_equal_scikit_learns_loaders(name, loader):
+    from diffsuite.data import SOURCES
+    X, y = SOURCES[name](0)
+    bunch = getattr(sklearn_datasets, loader)()
+    assert np.array_equal(X, bunch.data) and np.array_equal(y, bunch.target)
+
+
 def test_split_indices_are_disjoint_and_cover_everything():
     y = np.array([0] * 7 + [1] * 3 + [2] * 2)
     train, test = stratified_split(y, 0.3, seed=5)

@@ -1,5 +1,5 @@
-"""The ``diffsuite`` command: one module per subcommand (``demo``, ``check``, ``list``, ``run``, ``report``), each
-defining ``configure(parser)``; this file only dispatches. ``options`` holds the argument helpers they share."""
+"""The ``diffsuite`` command: one module per subcommand (``demo``, ``check``, ``list``, ``run``, ``report``,
+``train``), each defining ``configure(parser)``; this file only dispatches. ``options`` holds the argument helpers they share."""
 from __future__ import annotations
 
 import argparse
@@ -15,6 +15,7 @@ COMMANDS = {
     "list": ("diffsuite.cli.list", "list the studies and the question each answers"),
     "run": ("diffsuite.cli.run", "run studies (resuming), draw their figures, write reports/ and index.html"),
     "report": ("diffsuite.cli.report", "rebuild figures and reports from stored results, measuring nothing"),
+    "train": ("diffsuite.cli.train", "train an MLP on a bundled data set with a chosen differentiator"),
 }
 
 

@@ -138,7 +138,8 @@ class FiniteDiff:
 
     # ----- objectives -----
     def value_and_grad(self, objective: Objective | Callable) -> Callable[[np.ndarray], Gradient]:
-        """``theta -> Gradient`` for an ``Objective`` (or a function ``f(xp, theta)`` of a flat theta)."""
+        """``(theta, batch=None) -> Gradient`` for an ``Objective`` (or a function ``f(xp, theta)`` of a flat
+        theta); ``batch=(X, y)`` evaluates on that minibatch instead of the objective's data."""
         if not isinstance(objective, Objective):
             vg = self.value_and_grad_fn(objective)
             return lambda theta: vg(theta)
@@ -147,10 +148,12 @@ class FiniteDiff:
         names = objective.param_names()
         model = objective.model
 
-        def value_and_grad_fn(theta: np.ndarray) -> Gradient:
+        def value_and_grad_fn(theta: np.ndarray, batch: tuple | None = None) -> Gradient:
             theta = objective.check_theta(theta)
+            # ``batch=(X, y)``: this call's data instead of the objective's, checked and cast like them
+            x, y = (inputs, targets) if batch is None else objective.batch_data(batch, real)
             return self._differentiate(theta, lambda t: model.unpack(t, NUMPY),
-                                       lambda xp, p: objective.evaluate(xp, p, inputs, targets), names,
+                                       lambda xp, p: objective.evaluate(xp, p, x, y), names,
                                        objective.describe(), partial(bind_objective_batched, objective))
 
         return value_and_grad_fn

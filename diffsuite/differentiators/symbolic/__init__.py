@@ -103,7 +103,8 @@ class Symbolic:
 
     # ----- Objectives -----
     def value_and_grad(self, objective: Objective | Callable) -> Callable[[np.ndarray], Gradient]:
-        """Build, differentiate, CSE and compile once; the returned ``theta -> Gradient`` only evaluates.
+        """Build, differentiate, CSE and compile once; the returned ``(theta, batch=None) -> Gradient`` only
+        evaluates. ``batch=(X, y)`` needs ``symbolic_data=True`` and the objective's batch shape (``_batch_values``).
 
         The returned function carries ``.kernel`` (``kernel.source`` is the generated Python, ``kernel.fast``
         the bare compiled function of a list of floats) and ``.stats``.
@@ -115,18 +116,39 @@ class Symbolic:
         kernel, stats = self._kernel(result)
         data, n = result["data_values"], result["n_params"]
 
-        def value_and_grad_fn(theta: np.ndarray) -> Gradient:
+        def value_and_grad_fn(theta: np.ndarray, batch: tuple | None = None) -> Gradient:
+            data_now = data if batch is None else self._batch_values(objective, batch)
             if type(theta) is np.ndarray and theta.shape == (n,) and theta.dtype == np.float64:
                 values = theta.tolist()
                 if not math.isfinite(sum(values)):  # rare: let check_theta name the bad entry
                     objective.check_theta(theta)
             else:
                 values = objective.check_theta(theta).tolist()
-            value, grad = kernel(values + data if data else values)
+            value, grad = kernel(values + data_now if data_now else values)
             return Gradient(float(value), np.array(grad, dtype=np.float64), dict(stats))
 
         value_and_grad_fn.kernel, value_and_grad_fn.stats = kernel, stats  # kernel.source: the generated code
         return value_and_grad_fn
+
+    def _batch_values(self, objective: Objective, batch: tuple) -> list:
+        """A minibatch as the kernel's data arguments (build.build_objective's order: x, then y), or a clear error.
+
+        Only ``symbolic_data=True`` compiles the data as arguments, of the objective's batch shape; the one-hot
+        targets of cross_entropy are compiled in as constants (they select z[b, y_b]) even then."""
+        if not self.symbolic_data:
+            raise ValueError("batch= needs the data as arguments of the compiled kernel, but symbolic_data=False "
+                             "compiled this objective's data in as constants: use get_differentiator('symbolic', "
+                             "symbolic_data=True), or build a new value_and_grad per batch")
+        if objective.loss.name == "cross_entropy":
+            raise ValueError("batch= cannot change cross_entropy's targets in a symbolic kernel: their one-hot rows are "
+                             "compiled in as constants (they pick z[b, y_b]); use the reverse or finite_diff "
+                             "differentiator, or a loss whose targets are data (quadratic, binary_cross_entropy)")
+        inputs, targets = objective.batch_data(batch)
+        if inputs.shape != objective.inputs.shape:
+            raise ValueError(f"the symbolic kernel takes batches of exactly {objective.batch_size} rows (the "
+                             f"objective's data, compiled as symbols of that shape); got {inputs.shape[0]}. Use "
+                             "minibatches of one size (e.g. drop_last=True) or reverse mode")
+        return inputs.ravel().tolist() + targets.ravel().tolist()
 
     # ----- users' functions -----
     def value_and_grad_fn(self, f: Callable) -> Callable[..., Gradient]:
