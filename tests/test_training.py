@@ -103,3 +103,23 @@ def test_predict_thresholds_by_hand():
     obj = ds.Objective(model, "quadratic", [[1.0]], [1.0])
     assert list(predict(model, obj, theta, np.array([[0.4], [0.6]]))) == [0, 1]  # 0/1 targets: 0.5
     check_setup(ds.MLP((2, 1)), "hinge", data.load("moons"))  # two classes, one output: accepted
+
+
+def test_train_command_trains_and_summarises(capsys):
+    from diffsuite.cli import main
+    assert main(["train", "--data", "moons", "--layers", "2,8,2", "--epochs", "2", "--lr", "0.5",
+                 "--optimizer", "sgd", "--schedule", "cosine", "--no-progress"]) == 0
+    out = capsys.readouterr()
+    assert "moons: 300 train / 100 test" in out.err and "reverse[numpy]" in out.err
+    steps = out.out.split("┡")[1].splitlines()[1].split("│")[1].strip()
+    assert "summary" in out.out and steps == "20"  # 2 epochs x ceil(300 / 32) minibatches
+
+
+def test_train_command_refuses_a_mismatched_model_before_training(capsys):
+    from diffsuite.cli import main
+    assert main(["train", "--layers", "3,10", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "input width must equal the data's features" in err and "summary" not in err
+    with pytest.raises(SystemExit):
+        main(["train", "--layers", "64"])
+    assert "--layers needs at least two positive ints" in capsys.readouterr().err

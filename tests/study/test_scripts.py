@@ -13,7 +13,7 @@ import pytest
 from diffsuite.study.report import fmt
 
 ROOT = Path(__file__).resolve().parents[2]
-STUDIES = ("expression_growth", "rounding_error", "accuracy", "speed")
+STUDIES = ("expression_growth", "rounding_error", "accuracy", "speed", "training")
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +24,7 @@ class _Out(type(Path())):
 
 @pytest.fixture(scope="module")
 def out(tmp_path_factory):
-    """All four scripts, run once per session even under pytest-xdist (the workers of one run share the
+    """All the scripts, run once per session even under pytest-xdist (the workers of one run share the
     base temp folder's parent; a lock lets the first build the reports and the others reuse them)."""
     import fcntl
     import os
@@ -47,7 +47,7 @@ def out(tmp_path_factory):
 
 
 def _run_scripts(out):
-    """All four scripts, run at once (each is one process), into one output folder."""
+    """All the scripts, run at once (each is one process), into one output folder."""
     procs = {name: subprocess.Popen([sys.executable, str(ROOT / "studies" / f"{name}.py"), "--quick", "--out", str(out),
                                      "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for name in STUDIES}
@@ -150,6 +150,20 @@ def test_growth_report_numbers_are_the_data(out):
     assert found["w2_grad_tree_nodes_factor"] == pytest.approx(growth, rel=1e-9)
     for v in (ratio.min(), ratio.max(), growth):
         assert _in_report(out, "expression_growth", v)
+
+
+def test_training_report_numbers_are_the_data(out):
+    t = pd.read_csv(out / "training" / "results.csv")
+    found = json.loads((out / "training" / "findings.json").read_text())
+    ok = t[(t.status == "ok") & (t.method == "reverse[numpy]") & (t.dtype == "float64")]
+    digits = ok[(ok.problem == "digits") & (ok.activation == "tanh") & (ok.reg == "none")].sort_values("step")
+    assert found["digits_tanh_reverse_test_acc"] == digits.test_acc.iloc[-1]
+    l1 = ok[(ok.problem == "digits") & (ok.activation == "tanh") & (ok.reg == "l1")].sort_values("step")
+    assert found["digits_tanh_l1_near_zero"] == l1["near_zero_1e-3"].iloc[-1]
+    fd = t[(t.problem == "digits") & (t.method == "finite_diff[central]") & (t.reg == "none")].sort_values("step")
+    assert found["digits_tanh_finite_diff[central]_final_distance"] == fd.dist_to_reverse.iloc[-1]
+    for v in (digits.test_acc.iloc[-1], l1["near_zero_1e-3"].iloc[-1], fd.dist_to_reverse.iloc[-1]):
+        assert _in_report(out, "training", v)
 
 
 def test_report_rebuilds_from_stored_results_alone(out):
