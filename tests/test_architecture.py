@@ -40,6 +40,11 @@ LAYERS = {
     "diffsuite.differentiators": ("diffsuite.study", "diffsuite.cli", "diffsuite.gradcheck", "diffsuite.testing",
                                   "diffsuite.reference"),
     "diffsuite.reference": ("diffsuite.study", "diffsuite.cli", "diffsuite.gradcheck", "diffsuite.testing"),
+    "diffsuite.optim": ("diffsuite.nn", "diffsuite.objective", "diffsuite.differentiators", "diffsuite.data",
+                        "diffsuite.training", "diffsuite.study", "diffsuite.cli"),
+    "diffsuite.data": ("diffsuite.nn", "diffsuite.objective", "diffsuite.differentiators", "diffsuite.optim",
+                       "diffsuite.training", "diffsuite.study", "diffsuite.cli"),
+    "diffsuite.training": ("diffsuite.differentiators", "diffsuite.study", "diffsuite.cli"),  # gets a differentiator
     "diffsuite.study": ("diffsuite.cli",),
     "diffsuite.gradcheck": ("diffsuite.cli",),
     "diffsuite.testing": ("diffsuite.cli",),
