@@ -65,12 +65,19 @@ class Config:
     momentum: float = 0.9
     target_acc: float = 0.9
     seed: int = 0
+    threads: int = 1            # BLAS/OpenMP/torch threads of the worker (wall times on a shared machine)
     devices: tuple[str, ...] = ("cpu",)
 
     def quick(self) -> "Config":
         return replace(self, activations=("tanh",), regs=("none", "l1"), epochs=3, fd_steps=4, eval_every=10,
                        methods=(("reverse[numpy]", "float64"), ("reverse[numpy]", "float32"),
                                 ("finite_diff[central]", "float64")))
+
+
+def worker_env(config: Config) -> dict:
+    """Cells run in a spawned worker whose BLAS, OpenMP and torch pools have ``config.threads`` threads."""
+    n = str(config.threads)
+    return {"OMP_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "MKL_NUM_THREADS": n}
 
 
 def _runs(config: Config, problem: str, reg: str, method: str) -> bool:
@@ -92,11 +99,35 @@ def dataset(problem: str):
     return load(PROBLEMS[problem]["data"], seed=0)
 
 
+class ZeroedUnderflow:
+    """Finite differences as a plain implementation behaves: where theta_i +- h leaves f unchanged in the
+    evaluation dtype (float32: a change below the rounding of f), the quotient is 0. diffsuite refuses such
+    a step (``StepUnderflowError``); with ``zero_step="warn"`` those entries are NaN, taken here as 0 and
+    counted in ``zeroed`` (entries, summed over all steps)."""
+
+    def __init__(self, differentiator):
+        self.inner, self.name, self.zeroed = differentiator, differentiator.name, 0
+
+    def value_and_grad(self, objective):
+        vg = self.inner.value_and_grad(objective)
+
+        def value_and_grad_fn(theta, batch=None):
+            res = vg(theta, batch=batch)
+            bad = np.isnan(res.grad)
+            if bad.any():
+                self.zeroed += int(bad.sum())
+                res.grad = np.where(bad, 0.0, res.grad)
+            return res
+
+        return value_and_grad_fn
+
+
 def _differentiator(method: str, dtype: str):
     if method.startswith("symbolic"):  # data as kernel arguments (batch=), SymEngine: setup in seconds
         return make_method(method, engine="symengine", symbolic_data=True, metrics=False)
     if method.startswith("finite_diff"):
-        return make_method(method, dtype=dtype, batch=64, kink_check=False, warn=False)
+        return ZeroedUnderflow(make_method(method, dtype=dtype, batch=64, kink_check=False, warn=False,
+                                           zero_step="warn"))
     return make_method(method, dtype=dtype)
 
 
@@ -111,12 +142,15 @@ def _train(config: Config, problem: str, activation: str, reg: str, method: str,
     from ...training import train
     spec = PROBLEMS[problem]
     model = MLP(spec["layers"], activation, output_activation=spec["out"])
+    diff = _differentiator(method, dtype)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return train(_differentiator(method, dtype), model, spec["loss"], dataset(problem),
-                     SGD(lr=spec["lr"], momentum=config.momentum), epochs=config.epochs, batch_size=spec["batch"],
-                     seed=config.seed, l1=config.l1 if reg == "l1" else 0.0, l2=config.l2 if reg == "l2" else 0.0,
-                     eval_every=config.eval_every, max_steps=max_steps, drop_last=True)
+        run = train(diff, model, spec["loss"], dataset(problem),
+                    SGD(lr=spec["lr"], momentum=config.momentum), epochs=config.epochs, batch_size=spec["batch"],
+                    seed=config.seed, l1=config.l1 if reg == "l1" else 0.0, l2=config.l2 if reg == "l2" else 0.0,
+                    eval_every=config.eval_every, max_steps=max_steps, drop_last=True)
+    run.zeroed = getattr(diff, "zeroed", 0)
+    return run
 
 
 @lru_cache(maxsize=8)
@@ -164,6 +198,7 @@ def measure(config: Config, params: dict) -> list[dict]:
         dist = float(np.linalg.norm(theta - t_ref) / np.linalg.norm(t_ref)) if t_ref is not None else float("nan")
         rows.append({**row, "step": int(row["step"]), "dist_to_reverse": dist, "first_grad_error": first,
                      "setup_s": run.setup_s, "n_params": int(theta.size), "max_steps": max_steps or 0,
+                     "underflow_zeroed": run.zeroed,
                      **weight_stats(p, a, theta)})
     return rows
 
@@ -193,7 +228,8 @@ def summary_table(table: pd.DataFrame, target: float) -> pd.DataFrame:
                      "train s": float(last["wall_s"]), "setup s": float(last["setup_s"]),
                      "first-step grad error": float(last["first_grad_error"]),
                      "final distance": float(last["dist_to_reverse"]),
-                     "near-zero W (<1e-3)": float(last["near_zero_1e-3"])})
+                     "near-zero W (<1e-3)": float(last["near_zero_1e-3"]),
+                     "zeroed FD quotients": int(last.get("underflow_zeroed", 0) or 0)})
     return pd.DataFrame(rows)
 
 
@@ -285,9 +321,12 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
             t = row[f"s to {target:g}"]
             cost = (f"{fmt(t / t_ref)}x reverse mode's time to {target:g}" if pd.notna(t) and pd.notna(t_ref)
                     else f"did not reach {target:g} in {row['steps']} steps")
+            zeroed = row["zeroed FD quotients"]
+            findings[f"{key}_{lab}_zeroed_quotients"] = zeroed
             parts.append(f"`{lab}`: first-step gradient error {fmt(row['first-step grad error'])}, distance "
                          f"{fmt(row['final distance'])} after {row['steps']} steps, test accuracy "
-                         f"{fmt(row['test acc'])}, {cost}")
+                         f"{fmt(row['test acc'])}, {cost}"
+                         + (f", {zeroed} gradient entries lost to float32 rounding (quotient 0)" if zeroed else ""))
         reach = (f"reaches test accuracy {fmt(target)} after {fmt(t_ref)} s" if pd.notna(t_ref)
                  else f"does not reach test accuracy {fmt(target)} in {ref['steps']} steps")
         bullets.append(f"**{p}, {a}** (no L1/L2): reverse mode {reach} and ends at {fmt(ref['test acc'])}. "
@@ -301,7 +340,10 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
                 findings[f"{p}_{a}_{r}_near_zero"] = s.loc[r, "near-zero W (<1e-3)"]
             bullets.append(f"**{p}, {a}**: weights with |w| < 1e-3 at the end ({desc}); test accuracy "
                            + ", ".join(f"{r}: {fmt(s.loc[r, 'test acc'])}" for r in s.index) + ".")
-    fd_note = (f"On digits, finite differences train for {cfg.get('fd_steps')} steps only (central differences "
+    fd_note = ("Finite differences in float32: where f(theta_i +- h) rounds to f(theta) although f changes, the "
+               "quotient is taken as 0 (what a plain implementation returns; diffsuite itself refuses such a step "
+               "with StepUnderflowError); the table counts those entries. "
+               f"On digits, finite differences train for {cfg.get('fd_steps')} steps only (central differences "
                f"need 2n + 1 = {2 * 1210 + 1} forward passes per step for the n = 1210 parameters) and without "
                "L1/L2; symbolic runs on moons only (its setup on the digits net does not fit a minute).")
     blocks = [
