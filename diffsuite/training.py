@@ -11,6 +11,7 @@ order from the same start. ``wall_s`` counts gradient and update time only, not 
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -22,6 +23,10 @@ from .data import Dataset, as_targets
 from .nn.mlp import MLP
 from .objective import Objective
 from .optim import Optimizer
+
+
+class TrainingDiverged(ArithmeticError):
+    """A step's loss or gradient was not finite; the step was not applied."""
 
 
 def target_kind(loss: str, n_out: int) -> str:
@@ -51,6 +56,7 @@ class TrainRun:
     theta: np.ndarray
     thetas: list[np.ndarray] = field(repr=False, default_factory=list)
     setup_s: float = 0.0
+    diverged_at: int | None = None  # the step whose loss or gradient was not finite (``on_nonfinite="stop"``)
 
     def summary(self) -> dict:
         last = self.history.iloc[-1]
@@ -76,13 +82,18 @@ def check_setup(model: MLP, loss: str, dataset: Dataset) -> None:
 def train(differentiator: Any, model: MLP, loss: str, dataset: Dataset, optimizer: Optimizer, *, epochs: int,
           batch_size: int, seed: int = 0, l1: float = 0.0, l2: float = 0.0, eval_every: int | None = None,
           max_steps: int | None = None, drop_last: bool = False, theta0: np.ndarray | None = None,
-          callback: Callable[[dict], None] | None = None) -> TrainRun:
+          callback: Callable[[dict], None] | None = None, on_nonfinite: str = "raise") -> TrainRun:
     """Train ``model`` on ``dataset``'s training split; evaluate every ``eval_every`` steps (default: per epoch).
 
     ``drop_last`` keeps every minibatch the same size (symbolic with ``symbolic_data`` needs it).
     ``max_steps`` stops early (a cheap run of an expensive differentiator). ``callback(row)`` sees each
     evaluation row (a progress bar). Everything is checked before the first step.
+    A step whose loss or gradient is not finite (divergence, overflow in float32) is never applied:
+    ``on_nonfinite="raise"`` raises a ``TrainingDiverged`` naming the step; ``"stop"`` ends the run there,
+    evaluates the last finite theta and sets ``diverged_at``.
     """
+    if on_nonfinite not in ("raise", "stop"):
+        raise ValueError(f"on_nonfinite must be 'raise' or 'stop'; got {on_nonfinite!r}")
     check_setup(model, loss, dataset)
     if not (isinstance(epochs, int) and epochs >= 1):
         raise ValueError(f"epochs must be an int >= 1; got {epochs!r}")
@@ -99,7 +110,7 @@ def train(differentiator: Any, model: MLP, loss: str, dataset: Dataset, optimize
     steps_per_epoch = len(y_train) // batch_size if drop_last else -(-len(y_train) // batch_size)
     eval_every = eval_every or steps_per_epoch
     rng = np.random.default_rng(seed)
-    rows, thetas, wall, step, batch_loss = [], [], 0.0, 0, float("nan")
+    rows, thetas, wall, step, batch_loss, diverged = [], [], 0.0, 0, float("nan"), None
 
     def evaluate(epoch: float) -> None:
         row = {"step": step, "epoch": epoch, "lr": optimizer.current_lr(), "wall_s": wall, "batch_loss": batch_loss,
@@ -116,6 +127,15 @@ def train(differentiator: Any, model: MLP, loss: str, dataset: Dataset, optimize
         for X, y in dataset.batches(batch_size, rng, kind, drop_last=drop_last):
             t = time.perf_counter()
             res = vg(theta, batch=(X, y))
+            if not (math.isfinite(res.value) and np.isfinite(res.grad).all()):
+                diverged = step + 1
+                if on_nonfinite == "raise":
+                    raise TrainingDiverged(
+                        f"training diverged at step {diverged} (epoch {epoch + 1}): the minibatch loss is {res.value} "
+                        f"and {int((~np.isfinite(res.grad)).sum())} gradient entries are not finite. Lower the "
+                        "learning rate, train in float64, or use a loss computed from logits (cross_entropy, "
+                        "BinaryCrossEntropy(from_logits=True)), which cannot overflow")
+                break
             theta = optimizer.step(theta, res.grad)
             wall += time.perf_counter() - t
             step, batch_loss = step + 1, res.value
@@ -123,11 +143,11 @@ def train(differentiator: Any, model: MLP, loss: str, dataset: Dataset, optimize
                 evaluate(step / steps_per_epoch)
             if max_steps is not None and step >= max_steps:
                 break
-        if max_steps is not None and step >= max_steps:
+        if diverged or (max_steps is not None and step >= max_steps):
             break
     if rows[-1]["step"] != step:
         evaluate(step / steps_per_epoch)
-    return TrainRun(pd.DataFrame(rows), theta, thetas, setup_s)
+    return TrainRun(pd.DataFrame(rows), theta, thetas, setup_s, diverged)
 
 
-__all__ = ["TrainRun", "as_targets", "check_setup", "predict", "target_kind", "train"]
+__all__ = ["TrainRun", "TrainingDiverged", "as_targets", "check_setup", "predict", "target_kind", "train"]

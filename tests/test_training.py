@@ -123,3 +123,29 @@ def test_train_command_refuses_a_mismatched_model_before_training(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--layers", "64"])
     assert "--layers needs at least two positive ints" in capsys.readouterr().err
+
+
+def test_a_non_finite_step_is_never_applied():
+    class Blowup:
+        """Reverse mode whose third gradient is NaN (a float32 overflow, say)."""
+        name = "blowup"
+
+        def value_and_grad(self, objective):
+            vg, calls = ds.get_differentiator("reverse").value_and_grad(objective), [0]
+
+            def fn(theta, batch=None):
+                calls[0] += 1
+                res = vg(theta, batch=batch)
+                if calls[0] == 3:
+                    res.grad[0] = np.nan
+                return res
+            return fn
+
+    moons, model = data.load("moons", seed=0), ds.MLP((2, 4, 2), "tanh")
+    with pytest.raises(ArithmeticError, match="diverged at step 3"):
+        train(Blowup(), model, "cross_entropy", moons, SGD(lr=0.1), epochs=1, batch_size=16)
+    run = train(Blowup(), model, "cross_entropy", moons, SGD(lr=0.1), epochs=1, batch_size=16, on_nonfinite="stop")
+    ref = train(ds.get_differentiator("reverse"), model, "cross_entropy", moons, SGD(lr=0.1), epochs=1,
+                batch_size=16, max_steps=2)
+    assert run.diverged_at == 3 and list(run.history["step"]) == [0, 2]
+    assert np.array_equal(run.theta, ref.theta)  # two steps applied, the third refused

@@ -109,14 +109,24 @@ class ZeroedUnderflow:
         self.inner, self.name, self.zeroed = differentiator, differentiator.name, 0
 
     def value_and_grad(self, objective):
+        from ...differentiators import Gradient
+        from ...namespace import NUMPY
         vg = self.inner.value_and_grad(objective)
+        index = {name: i for i, name in enumerate(objective.param_names())}
+        real = np.float32 if self.inner.dtype == "float32" else np.float64
 
         def value_and_grad_fn(theta, batch=None):
+            # f(theta) first, as a plain implementation computes it: a non-finite loss (divergence, float32
+            # overflow) is a non-finite gradient, which stops training, rather than a stencil of NaNs
+            x, y = objective.data(real) if batch is None else objective.batch_data(batch, real)
+            value = float(objective.evaluate(NUMPY, objective.model.unpack(theta.astype(real)), x, y))
+            if not np.isfinite(value):
+                return Gradient(value, np.full(theta.size, np.nan), {})
             res = vg(theta, batch=batch)
-            bad = np.isnan(res.grad)
-            if bad.any():
-                self.zeroed += int(bad.sum())
-                res.grad = np.where(bad, 0.0, res.grad)
+            zeroed = [index[name] for name in res.stats.get("zero_step_params", ())]
+            if zeroed:
+                self.zeroed += len(zeroed)
+                res.grad[zeroed] = 0.0
             return res
 
         return value_and_grad_fn
@@ -148,7 +158,7 @@ def _train(config: Config, problem: str, activation: str, reg: str, method: str,
         run = train(diff, model, spec["loss"], dataset(problem),
                     SGD(lr=spec["lr"], momentum=config.momentum), epochs=config.epochs, batch_size=spec["batch"],
                     seed=config.seed, l1=config.l1 if reg == "l1" else 0.0, l2=config.l2 if reg == "l2" else 0.0,
-                    eval_every=config.eval_every, max_steps=max_steps, drop_last=True)
+                    eval_every=config.eval_every, max_steps=max_steps, drop_last=True, on_nonfinite="stop")
     run.zeroed = getattr(diff, "zeroed", 0)
     return run
 
@@ -198,7 +208,7 @@ def measure(config: Config, params: dict) -> list[dict]:
         dist = float(np.linalg.norm(theta - t_ref) / np.linalg.norm(t_ref)) if t_ref is not None else float("nan")
         rows.append({**row, "step": int(row["step"]), "dist_to_reverse": dist, "first_grad_error": first,
                      "setup_s": run.setup_s, "n_params": int(theta.size), "max_steps": max_steps or 0,
-                     "underflow_zeroed": run.zeroed,
+                     "underflow_zeroed": run.zeroed, "diverged_at": run.diverged_at or 0,
                      **weight_stats(p, a, theta)})
     return rows
 
@@ -229,7 +239,8 @@ def summary_table(table: pd.DataFrame, target: float) -> pd.DataFrame:
                      "first-step grad error": float(last["first_grad_error"]),
                      "final distance": float(last["dist_to_reverse"]),
                      "near-zero W (<1e-3)": float(last["near_zero_1e-3"]),
-                     "zeroed FD quotients": int(last.get("underflow_zeroed", 0) or 0)})
+                     "zeroed FD quotients": int(last.get("underflow_zeroed", 0) or 0),
+                     "diverged at step": int(last.get("diverged_at", 0) or 0) or None})
     return pd.DataFrame(rows)
 
 
@@ -321,8 +332,13 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
             t = row[f"s to {target:g}"]
             cost = (f"{fmt(t / t_ref)}x reverse mode's time to {target:g}" if pd.notna(t) and pd.notna(t_ref)
                     else f"did not reach {target:g} in {row['steps']} steps")
-            zeroed = row["zeroed FD quotients"]
+            zeroed, diverged = row["zeroed FD quotients"], row["diverged at step"]
             findings[f"{key}_{lab}_zeroed_quotients"] = zeroed
+            if pd.notna(diverged):
+                findings[f"{key}_{lab}_diverged_at"] = int(diverged)
+                parts.append(f"`{lab}`: **stopped at step {int(diverged)}**: its loss or gradient was not finite "
+                             f"(the last finite theta has test accuracy {fmt(row['test acc'])})")
+                continue
             parts.append(f"`{lab}`: first-step gradient error {fmt(row['first-step grad error'])}, distance "
                          f"{fmt(row['final distance'])} after {row['steps']} steps, test accuracy "
                          f"{fmt(row['test acc'])}, {cost}"
@@ -346,6 +362,17 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
                f"On digits, finite differences train for {cfg.get('fd_steps')} steps only (central differences "
                f"need 2n + 1 = {2 * 1210 + 1} forward passes per step for the n = 1210 parameters) and without "
                "L1/L2; symbolic runs on moons only (its setup on the digits net does not fit a minute).")
+    stopped = summary[summary["diverged at step"].notna()]
+    if len(stopped):
+        findings["runs_stopped_nonfinite"] = len(stopped)
+        bullets.append(f"{len(stopped)} run(s) stopped on a non-finite loss or gradient, all in float32 ("
+                       + ", ".join(f"{r.problem} {r.activation} {r.reg} `{r.method}` at step {int(r['diverged at step'])}"
+                                   for _, r in stopped.iterrows())
+                       + "): binary cross-entropy on probabilities computes log(1 - p) with p = 1 / (1 + exp(-z)); in "
+                       "float32, 1 + exp(-z) rounds to 1 once exp(-z) <= 2^-24 (a logit z >= 16.6), so p = 1, "
+                       "log(1 - p) = -inf and 0 * -inf = NaN for a sample of class 1 (float64: only from z >= 36.7). "
+                       "The same network trained in float64 does not stop; a loss from logits "
+                       "(BinaryCrossEntropy(from_logits=True)) cannot overflow.")
     blocks = [
         Heading("What the data show"),
         Para("Every method starts from the same theta and sees the same minibatches in the same order; the only "
