@@ -331,6 +331,13 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
             findings[f"{key}_{lab}_final_distance"] = row["final distance"]
             findings[f"{key}_{lab}_first_grad_error"] = row["first-step grad error"]
             t = row[f"s to {target:g}"]
+            same_step = ""
+            if row["steps"] < ref["steps"]:  # a shortened run (finite differences on digits): compare like with like
+                r = table[(table["status"] == "ok") & (table["problem"] == p) & (table["activation"] == a)
+                          & (table["reg"] == "none") & (table["method"] == REFERENCE[0])
+                          & (table["dtype"] == REFERENCE[1]) & (table["step"] == row["steps"])]
+                if len(r):
+                    same_step = f" (reverse mode at step {row['steps']}: {fmt(float(r['test_acc'].iloc[0]))})"
             cost = (f"{fmt(t / t_ref)}x reverse mode's time to {target:g}" if pd.notna(t) and pd.notna(t_ref)
                     else f"did not reach {target:g} in {row['steps']} steps")
             zeroed, diverged = row["zeroed FD quotients"], row["diverged at step"]
@@ -342,7 +349,7 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
                 continue
             parts.append(f"`{lab}`: first-step gradient error {fmt(row['first-step grad error'])}, distance "
                          f"{fmt(row['final distance'])} after {row['steps']} steps, test accuracy "
-                         f"{fmt(row['test acc'])}, {cost}"
+                         f"{fmt(row['test acc'])}{same_step}, {cost}"
                          + (f", {zeroed} gradient entries lost to float32 rounding (quotient 0)" if zeroed else ""))
         reach = (f"reaches test accuracy {fmt(target)} after {fmt(t_ref)} s" if pd.notna(t_ref)
                  else f"does not reach test accuracy {fmt(target)} in {ref['steps']} steps")
