@@ -165,3 +165,19 @@ def test_complex_step_through_a_step_at_an_exact_tie(f):
         warnings.simplefilter("error")
         g = fd(scheme="complex_step").grad(f)(np.array([1.0, 1.0]))
     np.testing.assert_array_equal(g, [0.0, 0.0])
+
+
+@pytest.mark.parametrize("f", [lambda xp, t: np.abs(t[0]) + 0 * t[1], lambda xp, t: np.real(t[0]) * t[1] + t[1]])
+def test_complex_step_refuses_a_dropped_imaginary_part_inside_a_complex_result(f):
+    # the result is complex (through t[1]), but theta[0]'s perturbation was dropped: refused, not a silent 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", np.exceptions.ComplexWarning)
+        with pytest.raises(TypeError, match=r"does not move with theta\[0\].*scheme='central'"):
+            fd(scheme="complex_step").grad(f)(np.array([1.0, 2.0]))
+
+
+def test_complex_step_keeps_genuine_zeros():
+    # x^2 at 0 (even: f(H) == f(-H)), a dead relu (flat), relu = maximum(0, x) at its kink (a tie routed to
+    # the constant 0, DESIGN.md): all 0 by hand
+    f = lambda xp, t: t[0] ** 2 + xp.maximum(0.0, t[1]) + xp.maximum(0.0, t[2]) + 7.0  # noqa: E731
+    np.testing.assert_array_equal(fd(scheme="complex_step").grad(f)(np.array([0.0, -1.0, 0.0])), [0, 0, 0])

@@ -410,7 +410,7 @@ class FiniteDiff:
         params = _bind_views(bind, buffer)
         grad = np.empty(theta.size)
         ties = np.zeros(theta.size, dtype=bool)
-        n_probes = 0
+        n_probes, real = 0, None
         for i in range(theta.size):
             x = buffer[i]
             buffer[i] = x + 1j * h[i]
@@ -422,6 +422,16 @@ class FiniteDiff:
             buffer[i] = x
             if np.iscomplexobj(out):
                 grad[i] = np.imag(out).reshape(()) / float(h[i]) if not zero[i] else np.nan
+                if grad[i] == 0 and not ties[i]:  # exactly 0: flat, a zero-slope branch, or a dropped imaginary part
+                    real = real or _RealProbe(theta.astype(DTYPES[self.dtype]), bind, call, value)
+                    n_probes += 2
+                    if real.odd_change(i, 16 * float(auto_steps(theta[i:i + 1], 2, self.dtype)[0])):
+                        raise TypeError(
+                            f"complex_step needs {who} to carry complex numbers through; its imaginary part does "
+                            f"not move with {names[i]}, but its value does (f(theta_i + H) - f(theta_i - H) clearly "
+                            "nonzero on the real axis, with no kink in between): some np.* call (np.abs, np.real, "
+                            "float(), a comparison) dropped the imaginary part. Write it with xp functions only, "
+                            "or use scheme='central'.")
                 continue
             # a real result: f does not depend on theta_i (0), or it dropped the imaginary part (refused)
             constant, probes = _constant_in(i, out, value, buffer, params, call, theta, self.dtype)
@@ -433,6 +443,38 @@ class FiniteDiff:
                                 "other np.* calls or comparisons on theta), or use scheme='central'.")
             grad[i] = 0.0 if not zero[i] else np.nan
         return grad, ties, h.astype(np.float64), zero, n_probes
+
+
+class _RealProbe:
+    """f on the real axis, with kink tracking: tells an exactly-zero complex-step entry that is right (f flat or
+    even in theta_i there, or a kink branch between) from one whose imaginary part some np.* call dropped."""
+
+    def __init__(self, t0, bind, call, value):
+        self.buffer, self.call, self.value = t0.copy(), call, value
+        self.params = _bind_views(bind, self.buffer)
+        self.xp = KinkTracker(NUMPY)
+        self.xp.start()
+        call(self.xp, self.params)
+        self.centre = self.xp.record()
+
+    def odd_change(self, i: int, probe: float) -> bool:
+        """True if f(theta_i +- probe) differ by more than the rounding of f and than their even part, with
+        no kink-op branch changed: a derivative of that size that the complex step did not see."""
+        x, out = self.buffer[i], []
+        try:
+            for sign in (1.0, -1.0):
+                self.buffer[i] = x + sign * probe
+                self.xp.start()
+                with _quiet():
+                    out.append(float(np.reshape(self.call(self.xp, self.params), ())))
+                if self.xp.record() != self.centre:
+                    return False
+        finally:
+            self.buffer[i] = x
+        up, down = out
+        odd, even = abs(up - down), abs(up + down - 2 * self.value)
+        noise = 8 * float(np.finfo(self.buffer.dtype).eps) * max(abs(up), abs(down), abs(self.value))
+        return bool(odd > 4 * noise and odd > even)
 
 
 def _same(a: float, b: float) -> bool:
