@@ -32,8 +32,8 @@ from .steps import STENCILS, scheme_order
 
 #: rounding of one evaluation of f, in units of eps * max|f| (sums over a batch round more than one op)
 NOISE = 8.0
-#: truncation that exceeds rounding by this factor triggers a smaller step
-TRUNCATION_RATIO = 10.0
+#: truncation that exceeds rounding by this factor triggers a smaller step (a false alarm costs one retry)
+TRUNCATION_RATIO = 100.0
 #: the reported Richardson error estimate: this factor times (the tableau's truncation estimate + rounding)
 RICHARDSON_SAFETY = 2.0
 KINK_TRIES, DOMAIN_TRIES, TRUNCATION_TRIES = 2, 12, 8
@@ -212,7 +212,10 @@ class StepControl:
             cur, reasons = trial, reasons + ["kink"]
         p, previous, seen = self.rule.order, None, [cur.grad]
         for _ in range(TRUNCATION_TRIES):  # the step is long for f's own scale: shrink while that pays
-            if not cur.truncation_dominates or cur.coarse / 4 < floor:
+            # the first shrink needs truncation TRUNCATION_RATIO times rounding (a model, or the tableau's estimate);
+            # once a shrink has paid, the next one is tried while the measured truncation exceeds rounding at all
+            if cur.coarse / 4 < floor or not (cur.truncation_dominates if previous is None
+                                              else cur.trunc > cur.rounding):
                 break
             new = self.entry(i, cur.coarse / 4)
             if not new.finite or new.kink:
