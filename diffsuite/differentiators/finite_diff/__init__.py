@@ -4,12 +4,17 @@
 
 Cost model (objective evaluations per gradient, the value included; n parameters):
 forward/backward n + 1, central 2n + 1, five_point 4n + 1, richardson 2n * levels + 1,
-complex_step n + 1 (n of them in complex arithmetic, about 2-4 times a real evaluation). With
-``batch=k`` an objective evaluates k stencil points per call (``batched``): same evaluations, less overhead.
+complex_step n + 1 (n of them in complex arithmetic, about 2-4 times a real evaluation), plus the
+evaluations of entries that step control tries again (``stats["n_retry_evals"]``). With ``batch=k`` an
+objective evaluates k stencil points per call (``batched``): same evaluations, less overhead.
 
 Error model: truncation C h^p (p = 1, 1, 2, 4, 2 * levels; complex step h^2 with no subtraction) plus
 rounding about eps |f| / h for the real schemes. The automatic step h_i = eps^(1/(p+1)) max(1, |theta_i|)
 balances the two, and is made exactly representable, (theta_i + h_i) - theta_i, in the evaluation dtype.
+Step control (``control``) then evaluates again, at a step of its own, each entry whose stencil left f's
+domain, straddled a kink near theta_i, truncated far more than it rounded, or lost f's change in f's
+rounding (``stats["step_changes"]``). Richardson's ``stats["error_estimate"]`` is
+2 (|R[L,L] - R[L,L-1]| + rounding).
 
 Kinks (relu, max, min, abs, hinge, step): a real difference quotient whose evaluations straddle a
 kink averages two one-sided derivatives. With ``kink_check`` the objective runs under a namespace
@@ -19,11 +24,14 @@ real part, so it returns DESIGN.md's conventional subgradient (relu'(0) = 0) exa
 perturbation passes through an exact tie are listed in ``stats["kink_tie_params"]`` (no warning).
 
 The float32 trap: a step below the spacing of floats at theta_i leaves theta_i + h == theta_i and
-the quotient exactly 0. It raises ``StepUnderflowError`` naming the parameters (``zero_step="warn"``:
-a ``StepUnderflowWarning`` and NaN for those entries, listed in ``stats["zero_step_params"]``).
+the quotient exactly 0. With automatic steps such an entry gets a longer step; an explicit step (or an f
+flat to rounding even then) raises ``StepUnderflowError`` naming the parameters (``zero_step="warn"``:
+a ``StepUnderflowWarning`` and NaN for those entries, listed in ``stats["zero_step_params"]``). A stencil
+that stays off f's domain gives NaN and a ``DomainWarning`` naming the parameter.
 
 Files: ``__init__`` the ``FiniteDiff`` differentiator (schemes, kink and underflow checks); ``steps``
-stencils, orders, automatic and exactly representable steps, Richardson extrapolation; ``namespaces``
+stencils, orders, automatic and exactly representable steps; ``control`` per-entry step control (scheme
+geometry, Richardson's tableau and error model, retries); ``namespaces``
 the complex-step namespace and the kink-recording ``KinkTracker``; ``batched`` k stencil points per
 objective call.
 """
@@ -284,7 +292,8 @@ class FiniteDiff:
 
         def evaluate(i, pts):
             retried[0] += len(pts)
-            return _evaluate_entry(buffer, params, i, pts, call, xp, tracker, center_sig, out_ndim)
+            with _quiet():
+                return _evaluate_entry(buffer, params, i, pts, call, xp, tracker, center_sig, out_ndim)
 
         control, auto = StepControl(rule, t0, centre, evaluate), self.step == "auto"
         changes: dict[str, str] = {}
@@ -515,35 +524,24 @@ def _bind_views(bind: Callable, buffer: np.ndarray) -> Any:
 
 def _evaluate_stencil(buffer, params, points, call, xp, tracker, center_sig, out_ndim):
     """values[i, k] = f(theta with entry i set to points[k][i]); kinks[i]: a branch differed from the center."""
-    n, m = buffer.size, len(points)
-    values = np.empty((n, m))
-    kinks = np.zeros(n, dtype=bool)
-    for i in range(n):
-        x = buffer[i]
-        for k in range(m):
-            buffer[i] = points[k][i]
-            if tracker is None:
-                values[i, k] = call(xp, params) if out_ndim == 0 else np.reshape(call(xp, params), ())
-                continue
-            tracker.start()
-            out = call(xp, params)
-            values[i, k] = out if out_ndim == 0 else np.reshape(out, ())
-            if tracker.record() != center_sig:
-                kinks[i] = True
-        buffer[i] = x
+    stencil = np.stack(points, axis=1)  # (n, m): entry i's points in a row
+    values = np.empty(stencil.shape)
+    kinks = np.zeros(buffer.size, dtype=bool)
+    for i in range(buffer.size):
+        values[i], kinks[i] = _evaluate_entry(buffer, params, i, stencil[i], call, xp, tracker, center_sig, out_ndim)
     return values, kinks
 
 
 def _evaluate_entry(buffer, params, i, points, call, xp, tracker, center_sig, out_ndim):
-    """(f at theta with entry i set to each of ``points``, whether a kink-op branch differed from the centre)."""
+    """(f at theta with entry i set to each of ``points``, whether a kink-op branch differed from the centre).
+    Callers wrap it in ``_quiet()``: a point off f's domain is found from the values, not from numpy's warnings."""
     x, values, kink = buffer[i], np.empty(len(points)), False
     try:
         for k, point in enumerate(points):
             buffer[i] = point
             if tracker is not None:
                 tracker.start()
-            with _quiet():
-                out = call(xp, params)
+            out = call(xp, params)
             values[k] = out if out_ndim == 0 else np.reshape(out, ())
             if tracker is not None and tracker.record() != center_sig:
                 kink = True
