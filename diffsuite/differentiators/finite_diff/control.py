@@ -10,7 +10,7 @@ not fit is evaluated again at another step of its own (the others keep theirs):
   entry re-evaluated, until every value is finite (or the step reaches 256 ulps of theta_i: reported).
 - ``kink``: a stencil evaluation took another branch of a kink op than f(theta): the step is divided by
   16, at most ``KINK_TRIES`` times. A kink that persists sits at theta_i itself (or closer than the
-  smallest step tried): the first result stands and the entry is reported as today (``kink_params``).
+  smallest step tried): the first result stands and the entry is reported (``kink_params``).
 - ``truncation``: the entry's own values show truncation well above rounding (``Rule.combine``'s model
   below): the step is divided by 4 while the difference between the results at successive steps
   shows truncation clearly above their rounding, and the result at the smaller step is taken.
@@ -36,7 +36,7 @@ NOISE = 8.0
 TRUNCATION_RATIO = 100.0
 #: the reported Richardson error estimate: this factor times (the tableau's truncation estimate + rounding)
 RICHARDSON_SAFETY = 2.0
-KINK_TRIES, DOMAIN_TRIES, TRUNCATION_TRIES = 2, 12, 8
+KINK_TRIES, DOMAIN_TRIES, TRUNCATION_TRIES = 3, 12, 8
 #: the smallest step tried, in ulps of theta_i (below it the difference quotient is mostly rounding)
 MIN_STEP_ULPS = 256.0
 
