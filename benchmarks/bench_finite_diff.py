@@ -46,7 +46,7 @@ import warnings  # noqa: E402
 import numpy as np  # noqa: E402
 
 import diffsuite as ds  # noqa: E402
-from diffsuite.demo import LECTURE_INPUT, lecture_network  # noqa: E402
+from diffsuite.lecture import LECTURE_INPUT, lecture_network  # noqa: E402
 from diffsuite.differentiators.finite_diff.namespaces import COMPLEX  # noqa: E402
 from diffsuite.namespace import NUMPY  # noqa: E402
 

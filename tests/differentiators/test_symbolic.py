@@ -10,7 +10,7 @@ import pytest
 import sympy as sp
 
 import diffsuite as ds
-from diffsuite.demo import LECTURE_INPUT, lecture_network
+from diffsuite.lecture import LECTURE_INPUT, lecture_network
 from diffsuite.differentiators.symbolic.metrics import dag_nodes, tree_nodes
 from diffsuite.differentiators.symbolic import expression_metrics
 from diffsuite.differentiators.symbolic.namespace import SYMPY, symbol_array
