@@ -310,7 +310,7 @@ class FiniteDiff:
         lost, probe, change, f_noise, n_probes = self._zero_quotients(values, centre, zero, buffer, params, call, t0,
                                                                       level_steps[:, 0])
         for i in np.flatnonzero(lost) if auto else ():  # lost in f's rounding: a longer step of its own
-            e, why = control.enlarge(i, first(i), probe[i], change[i], f_noise)
+            e, why = control.enlarge(i, probe[i], change[i], f_noise)
             if not np.all(e.values == centre):
                 lost[i] = False
                 e, more = control.refine(i, e)

@@ -11,12 +11,16 @@ not fit is evaluated again at another step of its own (the others keep theirs):
 - ``kink``: a stencil evaluation took another branch of a kink op than f(theta): the step is divided by
   16, at most ``KINK_TRIES`` times. A kink that persists sits at theta_i itself (or closer than the
   smallest step tried): the first result stands and the entry is reported (``kink_params``).
-- ``truncation``: the entry's own values show truncation well above rounding (``Rule.combine``'s model
-  below): the step is divided by 4 while the difference between the results at successive steps
-  shows truncation clearly above their rounding, and the result at the smaller step is taken.
+- ``truncation``: the entry's own values show truncation ``TRUNCATION_RATIO`` times its rounding
+  (``Rule.combine``'s model): the step is divided by 4 while the difference between the results at
+  successive steps shows truncation clearly above their rounding, and the result at the smaller step is
+  taken. Results that stop converging (``unsettled``: f's float evaluation is rough on that scale) end
+  the search, and their spread becomes the entry's truncation estimate.
 - ``underflow`` (automatic steps only): the change of f over the stencil is lost in f's rounding
   although f changes at a larger probe step (a gradient entry tiny next to |f|, or float32): the step
-  is enlarged so that the change clears the rounding of f by 2^10.
+  is enlarged so that the change clears the rounding of f by 2^10 (at most 256 times the probe).
+
+Each try costs the scheme's evaluations for that entry; the caller counts them.
 
 Rounding model: one evaluation of f is off by at most ``NOISE * eps * max|f|`` over the entry's values
 (eps of the evaluation dtype); a quotient's rounding error is that times the sum of the absolute
@@ -104,11 +108,11 @@ class Rule:
             rweight = (np.sum(np.abs(stencil.weights)) + abs(stencil.center_weight)) / h
             if self.scheme == "central":
                 a, b = (values[:, 0] - values[:, 1]) / 2, values[:, 0] - 2 * centre + values[:, 1]
-                trunc = b * b / (6 * np.abs(a) * h)
+                trunc = np.where(b == 0, 0.0, b * b / (6 * np.abs(a) * h))  # no curvature seen: nothing to fix
             elif self.scheme == "five_point":
                 near = (values[:, 1] - values[:, 2]) / (2 * h)
                 far = (values[:, 0] - values[:, 3]) / (4 * h)
-                trunc = (far - near) ** 2 / (2 * np.abs(grad))
+                trunc = np.where(far == near, 0.0, (far - near) ** 2 / (2 * np.abs(grad)))
             else:
                 trunc = np.zeros_like(grad)
             return grad, np.where(np.isnan(trunc), np.inf, trunc), rweight
@@ -238,7 +242,7 @@ class StepControl:
                 reasons.append("truncation")
         return cur, reasons
 
-    def enlarge(self, i: int, cur: Entry, probe: float, change: float, noise: float) -> tuple[Entry, list[str]]:
+    def enlarge(self, i: int, probe: float, change: float, noise: float) -> tuple[Entry, list[str]]:
         """An entry whose change over the stencil fell below f's rounding although f changes by ``change``
         over +-``probe``: its coarse step is made long enough for the finest level's change to clear
         ``noise`` (the rounding of f) by 2^10, under a linear model, at most 256 times the probe."""
