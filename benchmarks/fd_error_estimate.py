@@ -18,7 +18,11 @@ approximate; it is skipped and counted. Reported per scheme:
   problems where some entry's step was shortened because its first stencil straddled one;
 - errors: normwise max|g - ref| / max|ref| (median and max over problems) and elementwise
   max_i |g_i - ref_i| / |ref_i| over entries with ref_i != 0;
+- ``refused``: problems where the differentiator raised (counted as not bounded);
 - evaluations per parameter (mean), the retries included.
+
+``--dtype float32`` runs the finite differences in float32 against the same reference (the exact gradient
+at the float64 point, so the float32 rounding of theta counts as error).
 
 Runs against whatever ``diffsuite`` is importable, so the same script measures an older checkout too
 (``PYTHONPATH=old/checkout``); a stat the older code lacks is reported as missing.
@@ -70,9 +74,14 @@ def reference(obj, theta, seed, cache):
 
 
 def measure(options: dict, obj, theta, ref):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = ds.get_differentiator("finite_diff", **options).value_and_grad(obj)(theta)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = ds.get_differentiator("finite_diff", **options).value_and_grad(obj)(theta)
+    except Exception as e:  # noqa: BLE001 - a refusal is a result: counted, and the problem fails
+        return {"normwise": np.nan, "elementwise": np.nan, "bounded": False if options["scheme"] == "richardson"
+                else None, "entries": (0, theta.size), "kink": False, "kink_retry": False, "evals": np.nan,
+                "worst": np.inf, "refused": type(e).__name__}
     err = np.abs(res.grad - ref)
     est = res.stats.get("error_estimate")
     scale = np.max(np.abs(ref))
@@ -86,6 +95,7 @@ def measure(options: dict, obj, theta, ref):
         "kink_retry": any("kink" in why for why in res.stats.get("step_changes", {}).values()),
         "evals": res.stats["n_evals"] / theta.size,
         "worst": float(np.max(err / np.where(est > 0, est, np.inf))) if est is not None else None,
+        "refused": None,
     }
 
 
@@ -96,6 +106,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0, help="first seed (problems use seed, seed + 1, ...)")
     p.add_argument("--cache", metavar="PATH", help="an .npz file of reference gradients to read and extend")
     p.add_argument("--levels", type=int, nargs="*", default=[4], help="Richardson levels to measure (default 4)")
+    p.add_argument("--dtype", default="float64", choices=("float64", "float32"),
+                   help="the evaluation dtype of the finite differences (the reference stays the float64 point's)")
     args = p.parse_args(argv)
     cache = None
     if args.cache:
@@ -103,8 +115,8 @@ def main(argv=None):
             cache = dict(np.load(args.cache))
         except FileNotFoundError:
             cache = {}
-    configs = {f"richardson{L}": {"scheme": "richardson", "levels": L} for L in args.levels}
-    configs["central"] = {"scheme": "central"}
+    configs = {f"richardson{L}": {"scheme": "richardson", "levels": L, "dtype": args.dtype} for L in args.levels}
+    configs["central"] = {"scheme": "central", "dtype": args.dtype}
     rows = {name: [] for name in configs}
     skipped = []
     for seed in range(args.seed, args.seed + args.n):
@@ -118,12 +130,15 @@ def main(argv=None):
             rows[name].append(measure(options, obj, theta, ref))
     if cache is not None:
         np.savez(args.cache, **cache)
-    print(f"{args.n} random problems (seeds {args.seed}..{args.seed + args.n - 1}); reference: ds.reference_gradient; "
+    print(f"{args.n} random problems (seeds {args.seed}..{args.seed + args.n - 1}), finite differences in {args.dtype}; "
+          "reference: ds.reference_gradient; "
           f"{len(skipped)} skipped, f(theta) not finite in float64 (seeds {skipped})")
     for name, rs in rows.items():
         norm, elem = np.array([r["normwise"] for r in rs]), np.array([r["elementwise"] for r in rs])
-        line = (f"{name:12s} normwise median {np.median(norm):.1e} max {norm.max():.1e} | elementwise median "
-                f"{np.median(elem):.1e} max {elem.max():.1e} | evals/param {np.mean([r['evals'] for r in rs]):.2f}"
+        refused = sum(r["refused"] is not None for r in rs)
+        line = (f"{name:12s} normwise median {np.nanmedian(norm):.1e} 90% {np.nanpercentile(norm, 90):.1e} max "
+                f"{np.nanmax(norm):.1e} | elementwise median {np.nanmedian(elem):.1e} max {np.nanmax(elem):.1e} | "
+                f"refused {refused} | evals/param {np.nanmean([r['evals'] for r in rs]):.2f}"
                 f" | kink reported in {sum(r['kink'] for r in rs)} runs, step shortened at a kink in "
                 f"{sum(r['kink_retry'] for r in rs)}")
         if rs[0]["bounded"] is not None:
