@@ -4,12 +4,17 @@
 
 Cost model (objective evaluations per gradient, the value included; n parameters):
 forward/backward n + 1, central 2n + 1, five_point 4n + 1, richardson 2n * levels + 1,
-complex_step n + 1 (n of them in complex arithmetic, about 2-4 times a real evaluation). With
-``batch=k`` an objective evaluates k stencil points per call (``batched``): same evaluations, less overhead.
+complex_step n + 1 (n of them in complex arithmetic, about 2-4 times a real evaluation), plus the
+evaluations of entries that step control tries again (``stats["n_retry_evals"]``). With ``batch=k`` an
+objective evaluates k stencil points per call (``batched``): same evaluations, less overhead.
 
 Error model: truncation C h^p (p = 1, 1, 2, 4, 2 * levels; complex step h^2 with no subtraction) plus
 rounding about eps |f| / h for the real schemes. The automatic step h_i = eps^(1/(p+1)) max(1, |theta_i|)
 balances the two, and is made exactly representable, (theta_i + h_i) - theta_i, in the evaluation dtype.
+Step control (``control``) then evaluates again, at a step of its own, each entry whose stencil left f's
+domain, straddled a kink near theta_i, truncated far more than it rounded, or lost f's change in f's
+rounding (``stats["step_changes"]``). Richardson's ``stats["error_estimate"]`` is
+2 (|R[L,L] - R[L,L-1]| + rounding).
 
 Kinks (relu, max, min, abs, hinge, step): a real difference quotient whose evaluations straddle a
 kink averages two one-sided derivatives. With ``kink_check`` the objective runs under a namespace
@@ -19,11 +24,14 @@ real part, so it returns DESIGN.md's conventional subgradient (relu'(0) = 0) exa
 perturbation passes through an exact tie are listed in ``stats["kink_tie_params"]`` (no warning).
 
 The float32 trap: a step below the spacing of floats at theta_i leaves theta_i + h == theta_i and
-the quotient exactly 0. It raises ``StepUnderflowError`` naming the parameters (``zero_step="warn"``:
-a ``StepUnderflowWarning`` and NaN for those entries, listed in ``stats["zero_step_params"]``).
+the quotient exactly 0. With automatic steps such an entry gets a longer step; an explicit step (or an f
+flat to rounding even then) raises ``StepUnderflowError`` naming the parameters (``zero_step="warn"``:
+a ``StepUnderflowWarning`` and NaN for those entries, listed in ``stats["zero_step_params"]``). A stencil
+that stays off f's domain gives NaN and a ``DomainWarning`` naming the parameter.
 
 Files: ``__init__`` the ``FiniteDiff`` differentiator (schemes, kink and underflow checks); ``steps``
-stencils, orders, automatic and exactly representable steps, Richardson extrapolation; ``namespaces``
+stencils, orders, automatic and exactly representable steps; ``control`` per-entry step control (scheme
+geometry, Richardson's tableau and error model, retries); ``namespaces``
 the complex-step namespace and the kink-recording ``KinkTracker``; ``batched`` k stencil points per
 objective call.
 """
@@ -40,12 +48,17 @@ from ...namespace import NUMPY
 from ...objective import Objective
 from ..base import Gradient, flatten_params, grad_leaf, scalar_check
 from .batched import bind_objective_batched, evaluate_batched
+from .control import RICHARDSON_SAFETY, TRUNCATION_RATIO, Entry, Rule, StepControl, noise_of
 from .namespaces import COMPLEX, KinkTracker
-from .steps import (COMPLEX_DTYPES, COMPLEX_STEP, DTYPES, SCHEMES, STENCILS, auto_steps, exact_steps,
-                       richardson_combine, scheme_order)
+from .steps import COMPLEX_DTYPES, COMPLEX_STEP, DTYPES, SCHEMES, auto_steps, scheme_order
 
 MAX_LEVELS = 10
 DEFAULT_LEVELS = 4  # FiniteDiff.levels' default; another value with a scheme other than richardson is an error
+
+
+def _quiet():
+    """Stencil points off f's domain are found and reported (``DomainWarning``), not left to numpy's warnings."""
+    return np.errstate(invalid="ignore", divide="ignore", over="ignore")
 
 
 class KinkWarning(UserWarning):
@@ -54,6 +67,10 @@ class KinkWarning(UserWarning):
 
 class StepUnderflowWarning(UserWarning):
     """theta_i + h == theta_i in the evaluation dtype: the quotient would be exactly 0 (set to NaN)."""
+
+
+class DomainWarning(UserWarning):
+    """f(theta) is finite but a stencil point of some entry gives NaN or inf at every step tried (entry NaN)."""
 
 
 class StepUnderflowError(ValueError):
@@ -230,7 +247,8 @@ class FiniteDiff:
             tracker, xp = None, NUMPY
         value = float(np.asarray(center).reshape(()))
         stats: dict[str, Any] = {"scheme": self.scheme, "dtype": self.dtype, "kink_tie_params": [],
-                                 "zero_quotient_params": []}  # the same keys for every scheme
+                                 "zero_quotient_params": [], "nominal_steps": nominal, "step_changes": {},
+                                 "nonfinite_params": [], "n_retry_evals": 0}  # the same keys for every scheme
 
         if self.scheme == "complex_step":
             grad, kinks, steps, zero, n_probes = self._complex(theta, nominal, bind, call, names, who, value)
@@ -238,36 +256,9 @@ class FiniteDiff:
             kinks = np.zeros(theta.size, dtype=bool)
             stats["n_evals"] = theta.size + 1 + n_probes
         else:
-            if self.scheme == "richardson":
-                # each level's step made exact on its own; the tableau assumes the ratio 2 (off by ~ulp/h)
-                level_steps = np.stack([exact_steps(t0, nominal * 0.5 ** l) for l in range(self.levels)], axis=1)
-                offsets = [(l, sign) for l in range(self.levels) for sign in (1.0, -1.0)]
-                points = [t0 + (sign * level_steps[:, l]).astype(real) for l, sign in offsets]
-                steps, zero = level_steps[:, 0], np.any(level_steps == 0, axis=1)
-            else:
-                stencil = STENCILS[self.scheme]
-                offsets, steps = stencil.offsets, exact_steps(t0, nominal)
-                points = [t0 + (o * steps).astype(real) for o in offsets]
-                zero = steps == 0
-            self._trap(zero, names, theta, nominal, "step")
-            if self.batch > 1:  # the centre then comes from the same batched arithmetic as the stencil
-                values, kinks, centre = evaluate_batched(t0, points, bind_batched, call, self.batch,
-                                                         tracker is not None, value, who)
-            else:
-                values, kinks = _evaluate_stencil(buffer, params, points, call, xp, tracker, center_sig,
-                                                  np.ndim(center))
-                centre = value
-            with np.errstate(divide="ignore", invalid="ignore"):
-                if self.scheme == "richardson":
-                    grad, error = richardson_combine(values, level_steps, self.levels)
-                    stats["levels"], stats["error_estimate"] = self.levels, error
-                else:
-                    grad = (values @ np.array(stencil.weights) + stencil.center_weight * centre) / steps
-            lost, n_probes = self._zero_quotients(values, centre, zero, buffer, params, call, t0, steps)
-            self._trap(lost, names, theta, steps, "quotient")
-            grad = np.where(lost, np.nan, grad)
-            stats["zero_quotient_params"] = [names[i] for i in np.flatnonzero(lost)]
-            stats["n_evals"] = theta.size * len(offsets) + 1 + n_probes
+            grad, kinks, steps, zero = self._real(theta, t0, nominal, buffer, params, call, xp, tracker,
+                                                  center_sig, np.ndim(center), value, names, who, bind_batched,
+                                                  stats)
         grad = np.where(zero, np.nan, grad)
         kink_idx = np.flatnonzero(kinks)
         stats.update(steps=steps, kink_params=[names[i] for i in kink_idx], kink_indices=kink_idx,
@@ -281,19 +272,101 @@ class FiniteDiff:
                 stacklevel=3)
         return Gradient(value, grad.astype(np.float64), stats)
 
-    def _zero_quotients(self, values, value, zero, buffer, params, call, t0, steps) -> tuple[np.ndarray, int]:
+    def _real(self, theta, t0, nominal, buffer, params, call, xp, tracker, center_sig, out_ndim, value, names, who,
+              bind_batched, stats):
+        """The real schemes: every entry at its nominal step, then (automatic steps) each entry whose step
+        does not fit evaluated again at a step of its own (``control``). Returns (grad, kink flags, coarse
+        exact steps, zero-step flags); fills ``stats``."""
+        rule = Rule(self.scheme, self.levels if self.scheme == "richardson" else 1)
+        level_steps = rule.steps(t0, nominal)
+        zero = np.any(level_steps == 0, axis=1)
+        self._trap(zero, names, theta, nominal, "step")
+        points = rule.points(t0, level_steps)
+        with _quiet():
+            if self.batch > 1:  # the centre then comes from the same batched arithmetic as the stencil
+                values, kinks, centre = evaluate_batched(t0, points, bind_batched, call, self.batch,
+                                                         tracker is not None, value, who)
+            else:
+                values, kinks = _evaluate_stencil(buffer, params, points, call, xp, tracker, center_sig, out_ndim)
+                centre = value
+        grad, trunc, rweight = rule.combine(values, centre, level_steps)
+        noise = noise_of(values, centre, float(np.finfo(t0.dtype).eps))
+        retried = [0]
+
+        def evaluate(i, pts):
+            retried[0] += len(pts)
+            with _quiet():
+                return _evaluate_entry(buffer, params, i, pts, call, xp, tracker, center_sig, out_ndim)
+
+        control, auto = StepControl(rule, t0, centre, evaluate), self.step == "auto"
+        changes: dict[str, str] = {}
+
+        def take(i, e, why):
+            grad[i], trunc[i], rweight[i], noise[i], kinks[i] = e.grad, e.trunc, e.rweight, e.noise, e.kink
+            level_steps[i], values[i] = e.steps, e.values
+            changes[names[i]] = "+".join(why)
+
+        def first(i):
+            return Entry(float(nominal[i]), level_steps[i], values[i], float(grad[i]), float(trunc[i]),
+                         float(rweight[i]), float(noise[i]), bool(kinks[i]))
+
+        lost, probe, change, f_noise, n_probes = self._zero_quotients(values, centre, zero, buffer, params, call, t0,
+                                                                      level_steps[:, 0])
+        for i in np.flatnonzero(lost) if auto else ():  # lost in f's rounding: a longer step of its own
+            e, why = control.enlarge(i, probe[i], change[i], f_noise)
+            if not np.all(e.values == centre):
+                lost[i] = False
+                e, more = control.refine(i, e)
+                take(i, e, why + more)
+        self._trap(lost, names, theta, level_steps[:, 0], "quotient")
+        if auto and np.isfinite(centre):
+            suspect = ~np.all(np.isfinite(values), axis=1) | kinks | (trunc > TRUNCATION_RATIO * noise * rweight)
+            for i in np.flatnonzero(suspect & ~zero & ~lost):
+                if names[i] not in changes:
+                    e, why = control.refine(i, first(i))
+                    if why:
+                        take(i, e, why)
+        off_domain = np.isfinite(centre) & ~np.all(np.isfinite(values), axis=1) & ~zero
+        grad = np.where(lost | off_domain, np.nan, grad)
+        if off_domain.any():
+            self._off_domain(off_domain, names, theta, level_steps[:, -1], who)
+        stats["zero_quotient_params"] = [names[i] for i in np.flatnonzero(lost)]
+        stats.update(n_evals=theta.size * rule.n_points + 1 + n_probes + retried[0], n_retry_evals=retried[0],
+                     nominal_steps=nominal,
+                     step_changes=changes, nonfinite_params=[names[i] for i in np.flatnonzero(off_domain)])
+        if self.scheme == "richardson":
+            stats["levels"] = self.levels
+            stats["error_estimate"] = RICHARDSON_SAFETY * (trunc + noise * rweight)
+        return grad, kinks, level_steps[:, 0], zero
+
+    def _off_domain(self, where, names, theta, steps, who) -> None:
+        """A DomainWarning naming the entries whose stencil met NaN or inf at every step tried."""
+        idx = np.flatnonzero(where)
+        detail = ", ".join(f"{names[i]} = {theta[i]:.6g}" for i in idx[:6]) + (" ..." if len(idx) > 6 else "")
+        tried = ("down to a step of " + ", ".join(f"{steps[i]:.3g}" for i in idx[:6])) if self.step == "auto" \
+            else "at the given step"
+        warnings.warn(DomainWarning(
+            f"{self.label}: f(theta) of {who} is finite, but its stencil meets NaN or inf for {len(idx)} "
+            f"parameter(s) {tried}: {detail}. theta sits on the edge of f's domain (log or sqrt at 0, a pole) "
+            f"or f overflows next to it; those entries are NaN. "
+            + ("Use step='auto' (it shrinks such steps) or a smaller step." if self.step != "auto" else
+               "Use a one-sided scheme (forward/backward) pointing into the domain, or reverse mode.")),
+            stacklevel=4)
+
+    def _zero_quotients(self, values, value, zero, buffer, params, call, t0, steps) -> tuple:
         """Entries whose stencil values all equal f(theta) exactly, although at a larger step H (16 h, at
-        least the dtype's central auto step) f(theta + H) - f(theta - H) clearly exceeds the rounding of f
+        least max(1, |theta_i|) / 16) f(theta + H) - f(theta - H) clearly exceeds the rounding of f
         while the change it implies at h, (f(theta + H) - f(theta - H)) h / H, does not: the first-order
         change at h fell below the spacing of floats at f. Truly flat entries (an unused input, a dead
         relu), symmetric ones (a minimum) and ones flat at h but not at H (a kink between h and H) stay
-        as computed. Costs two evaluations per entry whose stencil values were all equal."""
+        as computed. Costs two evaluations per entry whose stencil values were all equal.
+        Returns (lost flags, probe steps, |f(theta + H) - f(theta - H)| per entry, the rounding of f, evaluations)."""
         idx = np.flatnonzero(~zero & np.all(values == value, axis=1))
-        lost = np.zeros(zero.shape, dtype=bool)
-        if not len(idx):
-            return lost, 0
-        probe = np.maximum(16 * steps, auto_steps(t0, 2, self.dtype)).astype(t0.dtype)
+        lost, changes = np.zeros(zero.shape, dtype=bool), np.zeros(zero.shape)
+        probe = np.maximum(16 * steps, np.maximum(1.0, np.abs(t0)) / 16).astype(t0.dtype)
         noise = 4 * float(np.spacing(np.abs(t0.dtype.type(value))))
+        if not len(idx):
+            return lost, probe, changes, noise, 0
         for i in idx:
             x = buffer[i]
             buffer[i] = t0[i] + probe[i]
@@ -301,9 +374,9 @@ class FiniteDiff:
             buffer[i] = t0[i] - probe[i]
             down = float(np.reshape(call(NUMPY, params), ()))
             buffer[i] = x
-            change = abs(up - down)
+            changes[i] = change = abs(up - down)
             lost[i] = noise < change and change * steps[i] / float(probe[i]) <= noise
-        return lost, 2 * len(idx)
+        return lost, probe.astype(np.float64), changes, noise, 2 * len(idx)
 
     def _trap(self, where: np.ndarray, names: list[str], theta: np.ndarray, steps: np.ndarray, kind: str) -> None:
         """The float32 trap: raise (or warn, ``zero_step="warn"``) naming the parameters; their entries become NaN."""
@@ -318,10 +391,21 @@ class FiniteDiff:
                 "quotient": "f(theta_i +- h) == f(theta) exactly although f changes at a larger step: the change is "
                             "below the rounding of f, so the difference quotient would be exactly 0"}[kind]
         msg = (f"{self.label}: in {self.dtype}, for {len(idx)} parameter(s) {what}. {detail}"
-               f"{' ...' if len(idx) > 6 else ''}. Use step='auto', a larger step, or dtype='float64'.")
+               f"{' ...' if len(idx) > 6 else ''}. {self._trap_advice(kind)}")
         if self.zero_step == "raise":
             raise StepUnderflowError(msg)
         warnings.warn(StepUnderflowWarning(msg + " Those entries are NaN."), stacklevel=4)
+
+    def _trap_advice(self, kind: str) -> str:
+        """What to do, only what applies to this configuration."""
+        wider = " or dtype='float64' (its floats are 2^29 times finer)" if self.dtype == "float32" else ""
+        if kind == "complex":
+            return (f"Use a step that {self.dtype} can hold (step='auto' is {COMPLEX_STEP:g}){wider}.")
+        if self.step != "auto":
+            return ("Use step='auto' (it enlarges such a parameter's step and reports it in stats['step_changes']) "
+                    f"or a larger step{wider}.")
+        return ("Even a step enlarged 256-fold shows no change of f beyond its rounding: f is flatter in this "
+                "parameter than differences of f can resolve. Use complex_step or reverse mode for it" + wider + ".")
 
     def _complex(self, theta, nominal, bind, call, names, who, value):
         """(grad, tie flags, steps, zero-step flags, probe evaluations). A real output from a complex theta
@@ -338,18 +422,28 @@ class FiniteDiff:
         params = _bind_views(bind, buffer)
         grad = np.empty(theta.size)
         ties = np.zeros(theta.size, dtype=bool)
-        n_probes = 0
+        n_probes, real = 0, None
         for i in range(theta.size):
             x = buffer[i]
             buffer[i] = x + 1j * h[i]
             if tracker:
                 tracker.start()
-            out = call(xp, params)
+            out = np.array(call(xp, params))  # a copy: f may return a view of the buffer (the identity, p["a"])
             if tracker:
                 ties[i] = tracker.record()
             buffer[i] = x
             if np.iscomplexobj(out):
                 grad[i] = np.imag(out).reshape(()) / float(h[i]) if not zero[i] else np.nan
+                if grad[i] == 0 and not ties[i]:  # exactly 0: flat, a zero-slope branch, or a dropped imaginary part
+                    real = real or _RealProbe(theta.astype(DTYPES[self.dtype]), bind, call, value)
+                    n_probes += 2
+                    if real.odd_change(i, 16 * float(auto_steps(theta[i:i + 1], 2, self.dtype)[0])):
+                        raise TypeError(
+                            f"complex_step needs {who} to carry complex numbers through; its imaginary part does "
+                            f"not move with {names[i]}, but its value does (f(theta_i + H) - f(theta_i - H) clearly "
+                            "nonzero on the real axis, with no kink in between): some np.* call (np.abs, np.real, "
+                            "float(), a comparison) dropped the imaginary part. Write it with xp functions only, "
+                            "or use scheme='central'.")
                 continue
             # a real result: f does not depend on theta_i (0), or it dropped the imaginary part (refused)
             constant, probes = _constant_in(i, out, value, buffer, params, call, theta, self.dtype)
@@ -361,6 +455,38 @@ class FiniteDiff:
                                 "other np.* calls or comparisons on theta), or use scheme='central'.")
             grad[i] = 0.0 if not zero[i] else np.nan
         return grad, ties, h.astype(np.float64), zero, n_probes
+
+
+class _RealProbe:
+    """f on the real axis, with kink tracking: tells an exactly-zero complex-step entry that is right (f flat or
+    even in theta_i there, or a kink branch between) from one whose imaginary part some np.* call dropped."""
+
+    def __init__(self, t0, bind, call, value):
+        self.buffer, self.call, self.value = t0.copy(), call, value
+        self.params = _bind_views(bind, self.buffer)
+        self.xp = KinkTracker(NUMPY)
+        self.xp.start()
+        call(self.xp, self.params)
+        self.centre = self.xp.record()
+
+    def odd_change(self, i: int, probe: float) -> bool:
+        """True if f(theta_i +- probe) differ by more than the rounding of f and than their even part, with
+        no kink-op branch changed: a derivative of that size that the complex step did not see."""
+        x, out = self.buffer[i], []
+        try:
+            for sign in (1.0, -1.0):
+                self.buffer[i] = x + sign * probe
+                self.xp.start()
+                with _quiet():
+                    out.append(float(np.reshape(self.call(self.xp, self.params), ())))
+                if self.xp.record() != self.centre:
+                    return False
+        finally:
+            self.buffer[i] = x
+        up, down = out
+        odd, even = abs(up - down), abs(up + down - 2 * self.value)
+        noise = 8 * float(np.finfo(self.buffer.dtype).eps) * max(abs(up), abs(down), abs(self.value))
+        return bool(odd > 4 * noise and odd > even)
 
 
 def _same(a: float, b: float) -> bool:
@@ -401,23 +527,30 @@ def _bind_views(bind: Callable, buffer: np.ndarray) -> Any:
 
 def _evaluate_stencil(buffer, params, points, call, xp, tracker, center_sig, out_ndim):
     """values[i, k] = f(theta with entry i set to points[k][i]); kinks[i]: a branch differed from the center."""
-    n, m = buffer.size, len(points)
-    values = np.empty((n, m))
-    kinks = np.zeros(n, dtype=bool)
-    for i in range(n):
-        x = buffer[i]
-        for k in range(m):
-            buffer[i] = points[k][i]
-            if tracker is None:
-                values[i, k] = call(xp, params) if out_ndim == 0 else np.reshape(call(xp, params), ())
-                continue
-            tracker.start()
-            out = call(xp, params)
-            values[i, k] = out if out_ndim == 0 else np.reshape(out, ())
-            if tracker.record() != center_sig:
-                kinks[i] = True
-        buffer[i] = x
+    stencil = np.stack(points, axis=1)  # (n, m): entry i's points in a row
+    values = np.empty(stencil.shape)
+    kinks = np.zeros(buffer.size, dtype=bool)
+    for i in range(buffer.size):
+        values[i], kinks[i] = _evaluate_entry(buffer, params, i, stencil[i], call, xp, tracker, center_sig, out_ndim)
     return values, kinks
+
+
+def _evaluate_entry(buffer, params, i, points, call, xp, tracker, center_sig, out_ndim):
+    """(f at theta with entry i set to each of ``points``, whether a kink-op branch differed from the centre).
+    Callers wrap it in ``_quiet()``: a point off f's domain is found from the values, not from numpy's warnings."""
+    x, values, kink = buffer[i], np.empty(len(points)), False
+    try:
+        for k, point in enumerate(points):
+            buffer[i] = point
+            if tracker is not None:
+                tracker.start()
+            out = call(xp, params)
+            values[k] = out if out_ndim == 0 else np.reshape(out, ())
+            if tracker is not None and tracker.record() != center_sig:
+                kink = True
+    finally:
+        buffer[i] = x
+    return values, kink
 
 
 def _leaf_names(theta: Any, leaves: list[np.ndarray]) -> list[str]:

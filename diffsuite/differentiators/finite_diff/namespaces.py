@@ -33,8 +33,10 @@ def _complex_abs(z):
 
 
 def _complex_step(z):
-    r = np.real(z)
-    return (r > 0).astype(r.dtype if r.dtype.kind == "f" else np.float64)
+    # step' = 0: a complex input gives a complex 0/1 with imaginary part 0, so that f stays complex and its
+    # derivative through the step is exactly 0 (a real result would read as a dropped imaginary part)
+    z = np.asarray(z)
+    return (np.real(z) > 0).astype(z.dtype if z.dtype.kind in "fc" else np.float64)
 
 
 def _complex_maximum(a, b):

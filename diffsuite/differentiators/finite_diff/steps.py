@@ -9,7 +9,7 @@ Step rule ("auto"): the step that balances truncation error C h^p against roundi
 for a scheme of order p in a dtype with machine epsilon eps is h ~ eps^(1 / (p + 1)); it is scaled
 to each parameter, h_i = eps^(1/(p+1)) * max(1, |theta_i|), then made exactly representable:
 h_i <- (theta_i + h_i) - theta_i, computed in the evaluation dtype, so that the denominator is the
-distance between the points really evaluated.
+distance between the points really evaluated (``control.Rule.steps``, which also combines the values).
 """
 from __future__ import annotations
 
@@ -55,30 +55,7 @@ def scheme_order(scheme: str, levels: int = 1) -> int:
     return STENCILS[scheme].order
 
 
-def richardson_combine(values: np.ndarray, steps: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Extrapolate central differences to h -> 0.
-
-    ``values``: (n, 2 * levels) objective values at ``richardson_offsets``; ``steps``: (n, levels),
-    the exact step of each level. Returns the estimate R[L-1, L-1] of the tableau and an error
-    estimate |R[L-1, L-1] - R[L-1, L-2]| (zeros for one level).
-    """
-    column = [(values[:, 2 * l] - values[:, 2 * l + 1]) / (2 * steps[:, l]) for l in range(levels)]
-    last_row = [column[-1]]
-    for m in range(1, levels):  # step ratio 2: R[l, m] = R[l, m-1] + (R[l, m-1] - R[l-1, m-1]) / (4^m - 1)
-        column = [column[l] + (column[l] - column[l - 1]) / (4 ** m - 1) for l in range(1, len(column))]
-        last_row.append(column[-1])
-    estimate = last_row[-1]
-    error = np.abs(estimate - last_row[-2]) if levels > 1 else np.zeros_like(estimate)
-    return estimate, error
-
-
 def auto_steps(theta: np.ndarray, order: int, dtype: str) -> np.ndarray:
     """h_i = eps^(1/(p+1)) * max(1, |theta_i|) in float64 (made exact later, per evaluated point)."""
     eps = float(np.finfo(DTYPES[dtype]).eps)
     return eps ** (1.0 / (order + 1)) * np.maximum(1.0, np.abs(theta.astype(np.float64)))
-
-
-def exact_steps(theta: np.ndarray, nominal: np.ndarray) -> np.ndarray:
-    """(theta + h) - theta in theta's dtype, returned as float64: the step really taken (0 if it vanished)."""
-    h = nominal.astype(theta.dtype)
-    return ((theta + h) - theta).astype(np.float64)

@@ -1,0 +1,250 @@
+"""Per-parameter step control for the real finite-difference schemes.
+
+The automatic step h_i = c max(1, |theta_i|) assumes that f varies on the scale max(1, |theta_i|).
+Where it does not, one entry's stencil can leave f's domain (log near 0), jump a pole, straddle a kink
+near theta, or truncate far more than it rounds (log'(0.001), a logsumexp of inputs near 1e3). After
+the first pass over all entries each entry's own evaluations are checked, and an entry whose step does
+not fit is evaluated again at another step of its own (the others keep theirs):
+
+- ``domain``: a stencil value is NaN or inf while f(theta) is finite: the step is divided by 8 and the
+  entry re-evaluated, until every value is finite (or the step reaches 256 ulps of theta_i: reported).
+- ``kink``: a stencil evaluation took another branch of a kink op than f(theta): the step is divided by
+  16, at most ``KINK_TRIES`` times. A kink that persists sits at theta_i itself (or closer than the
+  smallest step tried): the first result stands and the entry is reported (``kink_params``).
+- ``truncation``: the entry's own values show truncation ``TRUNCATION_RATIO`` times its rounding
+  (``Rule.combine``'s model): the step is divided by 4 while the difference between the results at
+  successive steps shows truncation clearly above their rounding, and the result at the smaller step is
+  taken. Results that stop converging (``unsettled``: f's float evaluation is rough on that scale) end
+  the search, and their spread becomes the entry's truncation estimate.
+- ``underflow`` (automatic steps only): the change of f over the stencil is lost in f's rounding
+  although f changes at a larger probe step (a gradient entry tiny next to |f|, or float32): the step
+  is enlarged so that the change clears the rounding of f by 2^10 (at most 256 times the probe).
+
+Each try costs the scheme's evaluations for that entry; the caller counts them.
+
+Rounding model: one evaluation of f is off by at most ``NOISE * eps * max|f|`` over the entry's values
+(eps of the evaluation dtype); a quotient's rounding error is that times the sum of the absolute
+weights of its values over the step (``Rule.combine``'s ``rweight``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .steps import STENCILS, scheme_order
+
+#: rounding of one evaluation of f, in units of eps * max|f| (sums over a batch round more than one op)
+NOISE = 8.0
+#: truncation that exceeds rounding by this factor triggers a smaller step (a false alarm costs one retry)
+TRUNCATION_RATIO = 100.0
+#: the reported Richardson error estimate: this factor times (the tableau's truncation estimate + rounding)
+RICHARDSON_SAFETY = 2.0
+KINK_TRIES, DOMAIN_TRIES, TRUNCATION_TRIES = 3, 12, 8
+#: the smallest step tried, in ulps of theta_i (below it the difference quotient is mostly rounding)
+MIN_STEP_ULPS = 256.0
+
+
+def _tableau_weights(levels: int) -> np.ndarray:
+    """c_l with R[L-1, L-1] = sum_l c_l Q_l for the level quotients Q_l (ratio 2): its rounding amplification."""
+    rows = [np.eye(levels)[l] for l in range(levels)]
+    for m in range(1, levels):
+        rows = [rows[l] + (rows[l] - rows[l - 1]) / (4 ** m - 1) for l in range(1, len(rows))]
+    return rows[-1]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The geometry of a real scheme: where it evaluates (in units of the step) and how it combines."""
+
+    scheme: str
+    levels: int = 1
+
+    @property
+    def order(self) -> int:
+        return scheme_order(self.scheme, self.levels)
+
+    @property
+    def n_levels(self) -> int:
+        return self.levels if self.scheme == "richardson" else 1
+
+    @property
+    def n_points(self) -> int:
+        return 2 * self.levels if self.scheme == "richardson" else len(STENCILS[self.scheme].offsets)
+
+    def steps(self, t0: np.ndarray, coarse: np.ndarray) -> np.ndarray:
+        """(n, n_levels) exact steps: level l's nominal coarse / 2^l made exact, (t + h) - t in t0's dtype."""
+        real = t0.dtype
+        out = np.empty((t0.size, self.n_levels))
+        for l in range(self.n_levels):
+            h = (np.asarray(coarse, dtype=np.float64) * 0.5 ** l).astype(real)
+            out[:, l] = ((t0 + h) - t0).astype(np.float64)
+        return out
+
+    def points(self, t0: np.ndarray, steps: np.ndarray) -> list[np.ndarray]:
+        """The stencil's points, one (n,) array per evaluation, in the order ``combine`` expects."""
+        real = t0.dtype
+        if self.scheme == "richardson":
+            return [t0 + (sign * steps[:, l]).astype(real) for l in range(self.levels) for sign in (1.0, -1.0)]
+        return [t0 + (o * steps[:, 0]).astype(real) for o in STENCILS[self.scheme].offsets]
+
+    def combine(self, values: np.ndarray, centre: float, steps: np.ndarray):
+        """(grad, truncation, rweight) per entry from values (n, n_points) and exact steps (n, n_levels).
+
+        ``truncation``: a model of the truncation error from these values alone, used to decide whether a
+        smaller step is worth trying (0 where the scheme has none: forward and backward). Central: with
+        A = (f+ - f-) / 2 and B = f+ - 2 f0 + f-, the slope changes by B / A across the stencil, and a
+        function whose derivatives grow like f^(k+1) / f^(k) ~ f'' / f' truncates B^2 / (6 |A| h).
+        Five-point: the same model one order up from the central quotients at h and 2h. Richardson: the
+        tableau's |R[L,L] - R[L,L-1]|.
+        ``rweight``: the sum of the absolute weights of the values divided by the steps (rounding = noise x it).
+        """
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            if self.scheme == "richardson":
+                return self._richardson(values, steps)
+            stencil = STENCILS[self.scheme]
+            h = steps[:, 0]
+            grad = (values @ np.array(stencil.weights) + stencil.center_weight * centre) / h
+            rweight = (np.sum(np.abs(stencil.weights)) + abs(stencil.center_weight)) / h
+            if self.scheme == "central":
+                a, b = (values[:, 0] - values[:, 1]) / 2, values[:, 0] - 2 * centre + values[:, 1]
+                trunc = np.where(b == 0, 0.0, b * b / (6 * np.abs(a) * h))  # no curvature seen: nothing to fix
+            elif self.scheme == "five_point":
+                near = (values[:, 1] - values[:, 2]) / (2 * h)
+                far = (values[:, 0] - values[:, 3]) / (4 * h)
+                trunc = np.where(far == near, 0.0, (far - near) ** 2 / (2 * np.abs(grad)))
+            else:
+                trunc = np.zeros_like(grad)
+            return grad, np.where(np.isnan(trunc), np.inf, trunc), rweight
+
+    def _richardson(self, values, steps):
+        levels = self.levels
+        column = [(values[:, 2 * l] - values[:, 2 * l + 1]) / (2 * steps[:, l]) for l in range(levels)]
+        last_row = [column[-1]]
+        for m in range(1, levels):  # ratio 2: R[l, m] = R[l, m-1] + (R[l, m-1] - R[l-1, m-1]) / (4^m - 1)
+            column = [column[l] + (column[l] - column[l - 1]) / (4 ** m - 1) for l in range(1, len(column))]
+            last_row.append(column[-1])
+        grad = last_row[-1]
+        if levels > 1:
+            trunc = np.abs(grad - last_row[-2])
+        else:
+            trunc = np.zeros_like(grad)
+        rweight = np.abs(_tableau_weights(levels)) @ (1.0 / steps.T)
+        return grad, np.where(np.isnan(trunc), np.inf, trunc), rweight
+
+
+@dataclass
+class Entry:
+    """One entry's evaluation at one coarse step: what ``combine`` made of it, and its flags."""
+
+    coarse: float           # the nominal coarse step (float64)
+    steps: np.ndarray       # (n_levels,) exact steps
+    values: np.ndarray      # (n_points,)
+    grad: float
+    trunc: float
+    rweight: float
+    noise: float            # rounding of one evaluation: NOISE * eps * max|f|
+    kink: bool
+
+    @property
+    def finite(self) -> bool:
+        return bool(np.all(np.isfinite(self.values)))
+
+    @property
+    def rounding(self) -> float:
+        return self.noise * self.rweight
+
+    @property
+    def truncation_dominates(self) -> bool:
+        return self.trunc > TRUNCATION_RATIO * self.rounding
+
+
+def noise_of(values: np.ndarray, centre: float, eps: float) -> np.ndarray:
+    """NOISE * eps * max|f| over each row of values and the centre."""
+    with np.errstate(invalid="ignore"):
+        top = np.maximum(np.nanmax(np.abs(np.where(np.isfinite(values), values, np.nan)), axis=1, initial=0.0),
+                         abs(centre))
+    return NOISE * eps * top
+
+
+class StepControl:
+    """Re-evaluates single entries at steps of their own (see the module docstring).
+
+    ``evaluate(i, points)``: f at theta with entry i set to each of ``points`` (float in the evaluation
+    dtype), returning (values, kink), kink True if some evaluation took another kink-op branch than f(theta).
+    """
+
+    def __init__(self, rule: Rule, t0: np.ndarray, centre: float, evaluate):
+        self.rule, self.t0, self.centre, self.evaluate = rule, t0, centre, evaluate
+        self.eps = float(np.finfo(t0.dtype).eps)
+
+    def entry(self, i: int, coarse: float) -> Entry:
+        t = self.t0[i:i + 1]
+        steps = self.rule.steps(t, np.array([coarse]))
+        points = [float(p[0]) for p in self.rule.points(t, steps)]
+        values, kink = self.evaluate(i, points)
+        values = np.asarray(values, dtype=np.float64)[None, :]
+        grad, trunc, rweight = self.rule.combine(values, self.centre, steps)
+        return Entry(coarse, steps[0], values[0], float(grad[0]), float(trunc[0]), float(rweight[0]),
+                     float(noise_of(values, self.centre, self.eps)[0]), bool(kink))
+
+    def smallest_step(self, i: int) -> float:
+        t = self.t0[i]
+        return MIN_STEP_ULPS * float(np.spacing(np.abs(t))) * 2.0 ** (self.rule.n_levels - 1)
+
+    def refine(self, i: int, cur: Entry) -> tuple[Entry, list[str]]:
+        """The entry at the best step found, and the reasons the step changed ([] if it did not)."""
+        reasons: list[str] = []
+        floor = self.smallest_step(i)
+        for _ in range(DOMAIN_TRIES):  # leave no NaN or inf in the stencil: shrink towards theta_i
+            if cur.finite or cur.coarse / 8 < floor:
+                break
+            cur = self.entry(i, cur.coarse / 8)
+            reasons = ["domain"]
+        if not cur.finite:
+            return cur, reasons
+        if cur.kink:  # a kink near theta_i: a step short of it sees one side only
+            trial = cur
+            for _ in range(KINK_TRIES):
+                if trial.coarse / 16 < floor:
+                    break
+                trial = self.entry(i, trial.coarse / 16)
+                if not trial.finite or not trial.kink:
+                    break
+            if not (trial.finite and not trial.kink):
+                return cur, reasons  # the kink is at theta_i (or very near): reported by the caller
+            cur, reasons = trial, reasons + ["kink"]
+        p, previous, seen = self.rule.order, None, [cur.grad]
+        for _ in range(TRUNCATION_TRIES):  # the step is long for f's own scale: shrink while that pays
+            # the first shrink needs truncation TRUNCATION_RATIO times rounding (a model, or the tableau's estimate);
+            # once a shrink has paid, the next one is tried while the measured truncation exceeds rounding at all
+            if cur.coarse / 4 < floor or not (cur.truncation_dominates if previous is None
+                                              else cur.trunc > cur.rounding):
+                break
+            new = self.entry(i, cur.coarse / 4)
+            if not new.finite or new.kink:
+                break
+            delta = abs(cur.grad - new.grad)
+            seen.append(new.grad)
+            if not delta > 2 * (cur.rounding + new.rounding):
+                break  # no truncation visible above rounding: the longer step stands (less rounding)
+            if previous is not None and delta > previous / 4:
+                # truncation of order p shrinks 4^p-fold per step; this did not: f's float evaluation is
+                # rough on this scale (rounding far above eps |f|, e.g. 1 - sigmoid near 1), and the results
+                # differ without converging. Stop, and let the estimate carry their spread.
+                cur.trunc = max(cur.trunc, max(abs(g - cur.grad) for g in seen))
+                reasons.append("unsettled")
+                break
+            new.trunc = max(new.trunc, delta / (4.0 ** p - 1)) if self.rule.scheme == "richardson" \
+                else delta / (4.0 ** p - 1)
+            cur, previous = new, delta
+            if "truncation" not in reasons:
+                reasons.append("truncation")
+        return cur, reasons
+
+    def enlarge(self, i: int, probe: float, change: float, noise: float) -> tuple[Entry, list[str]]:
+        """An entry whose change over the stencil fell below f's rounding although f changes by ``change``
+        over +-``probe``: its coarse step is made long enough for the finest level's change to clear
+        ``noise`` (the rounding of f) by 2^10, under a linear model, at most 256 times the probe."""
+        scale = 2.0 ** (self.rule.n_levels - 1) * 1024.0 * noise / change
+        return self.entry(i, probe * float(np.clip(scale, 1.0, 256.0))), ["underflow"]
