@@ -96,6 +96,7 @@ import numpy as np  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import diffsuite as ds  # noqa: E402
+from diffsuite.study.memory import peak_bytes  # noqa: E402
 from handwritten import HandwrittenMLP  # noqa: E402
 
 
@@ -289,38 +290,6 @@ def build(case: Case, name: str):
 
 
 # ----- the worker: one contender in a process of its own, driven over stdin/stdout -----
-def peak_bytes(fn, theta, method) -> float | None:
-    """The highest memory in use during one call of ``fn(theta)`` above the level before it (see the docstring)."""
-    if method == "tracemalloc":
-        import tracemalloc
-
-        tracemalloc.start()
-        try:
-            base = tracemalloc.get_traced_memory()[0]
-            fn(theta)
-            return float(tracemalloc.get_traced_memory()[1] - base)
-        finally:
-            tracemalloc.stop()
-    if method == "torch":
-        import torch
-        from torch.profiler import ProfilerActivity, profile
-
-        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
-        with profile(activities=activities, profile_memory=True) as prof:
-            fn(theta)
-        with tempfile.TemporaryDirectory() as tmp:  # the allocator's running total is in the trace's events
-            prof.export_chrome_trace(str(Path(tmp) / "trace.json"))
-            events = json.loads((Path(tmp) / "trace.json").read_text())["traceEvents"]
-        mem = sorted((e for e in events if e.get("name") == "[memory]"), key=lambda e: e["ts"])
-        peak = 0.0
-        for dev in {e["args"].get("Device Type") for e in mem}:  # CPU and CUDA totals are separate
-            seq = [e["args"] for e in mem if e["args"].get("Device Type") == dev]
-            base = seq[0]["Total Allocated"] - seq[0]["Bytes"]
-            peak = max(peak, max(a["Total Allocated"] for a in seq) - base)
-        return peak
-    return None
-
-
 def worker(case_json: str, name: str):
     case = Case(**{k: tuple(v) if k == "layers" else v for k, v in json.loads(case_json).items()})
     out = sys.stdout
@@ -365,7 +334,8 @@ def worker(case_json: str, name: str):
             faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
             send({"seconds": dt / n, "faults": faults / n})
         elif cmd["op"] == "memory":
-            send({"peak_bytes": peak_bytes(fn, theta, mem_method), "method": mem_method})
+            peak = None if mem_method is None else peak_bytes(lambda: fn(theta), mem_method)
+            send({"peak_bytes": peak, "method": mem_method})
         elif cmd["op"] == "quit":
             return
 
