@@ -128,13 +128,17 @@ class Tape:
     the study's arithmetic count; gradients are the same, memory is not).
     """
 
-    __slots__ = ("backend", "records", "n_leaves", "keep_all")
+    __slots__ = ("backend", "records", "n_leaves")
+    keep_all = False
+
+    def __new__(cls, backend: Any, keep_all: bool = False):
+        # keep_all: the subclass below, so that the hot paths of an ordinary tape test nothing for it
+        return object.__new__(_KeepAllTape if keep_all and cls is Tape else cls)
 
     def __init__(self, backend: Any, keep_all: bool = False):
         self.backend = backend
         self.records: list[tuple] = []
         self.n_leaves = 0
-        self.keep_all = keep_all
 
     def input(self, value: Any) -> Var:
         """Start tracking ``value`` (already a backend array): gradients can be taken with respect to it."""
@@ -201,8 +205,6 @@ class Tape:
         out = op.forward(self.backend, xv, yv)
         if not mask:
             return out
-        if self.keep_all:
-            return self._record(op, mask, (px, py), (xv, yv), _NO_PARAMS, out)
         (cx, cy), keep_out = op.keep[mask]
         records = self.records
         records.append((op, _NO_PARAMS, out if keep_out else None,
@@ -220,8 +222,6 @@ class Tape:
             return self.apply(op, x, **params)  # a constant (no record), or the foreign-tape error
         xv = x.value
         out = op.forward(self.backend, xv) if params is _NO_PARAMS else op.forward(self.backend, xv, **params)
-        if self.keep_all:
-            return self._record(op, 1, (x.index,), (xv,), params, out)
         (cx,), keep_out = op.keep[1]
         records = self.records
         records.append((op, params or _NO_PARAMS, out if keep_out else None,
@@ -320,6 +320,19 @@ class Tape:
             else:
                 grads.append(d)
         return grads, n_vjps
+
+
+class _KeepAllTape(Tape):
+    """``Tape(backend, keep_all=True)``: every record keeps all its inputs and its output (see ``Tape``)."""
+
+    __slots__ = ()
+    keep_all = True
+
+    def binary(self, op: Op, x: Any, y: Any) -> Any:
+        return self.apply(op, x, y)
+
+    def unary(self, op: Op, x: Any, params: dict = _NO_PARAMS) -> Any:
+        return self.apply(op, x, **params)
 
 
 class TapeNamespace:
