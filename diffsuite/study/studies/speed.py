@@ -201,6 +201,23 @@ def _time_ratio(ok: pd.DataFrame, method: str, base: str, *, largest: bool) -> t
     return n, float(pair.loc[n, method] / pair.loc[n, base])
 
 
+def _loglog_per_method(ok: pd.DataFrame, methods: list, column: str, ylabel: str, title: str, path) -> None:
+    """One line per method: ``column`` against the number of parameters, log-log, saved to ``path``."""
+    fig, axes = subplots(width=5.8)
+    ax = axes[0][0]
+    for m in methods:
+        g = ok[ok["method"] == m].dropna(subset=[column]).sort_values("n_params")
+        if len(g):
+            ax.plot(g["n_params"], g[column], label=m, **plot_kwargs(m))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("number of parameters")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    save(fig, path)
+
+
 def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
     ok = table[table["status"] == "ok"]
     methods = method_order(table["method"].unique())
@@ -224,35 +241,12 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
     figure_legend(fig, ax, ncol=4)
     save(fig, out_dir / "time_vs_params.png")
 
-    fig, axes = subplots(width=5.8)
-    ax = axes[0][0]
-    for m in methods:
-        g = ok[ok["method"] == m].sort_values("n_params")
-        if len(g):
-            ax.plot(g["n_params"], g["grad_over_forward"], label=m, **plot_kwargs(m))
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("number of parameters")
-    ax.set_ylabel("gradient time / forward time (ratio)")
-    ax.set_title("How many forward passes is one gradient?")
-    ax.legend()
-    save(fig, out_dir / "grad_over_forward.png")
-
+    _loglog_per_method(ok, methods, "grad_over_forward", "gradient time / forward time (ratio)",
+                       "How many forward passes is one gradient?", out_dir / "grad_over_forward.png")
     memory = "grad_peak_bytes" in ok and ok["grad_peak_bytes"].notna().any()
     if memory:
-        fig, axes = subplots(width=5.8)
-        ax = axes[0][0]
-        for m in methods:
-            g = ok[ok["method"] == m].dropna(subset=["grad_peak_bytes"]).sort_values("n_params")
-            if len(g):
-                ax.plot(g["n_params"], g["grad_peak_bytes"], label=m, **plot_kwargs(m))
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("number of parameters")
-        ax.set_ylabel("peak bytes of one gradient call")
-        ax.set_title("Memory per gradient")
-        ax.legend()
-        save(fig, out_dir / "memory_vs_params.png")
+        _loglog_per_method(ok, methods, "grad_peak_bytes", "peak bytes of one gradient call", "Memory per gradient",
+                           out_dir / "memory_vs_params.png")
 
     slopes = slope_table(table)
     findings, bullets = {}, []
