@@ -77,6 +77,7 @@ class Reverse:
         concat_flat, split = B.concat_flat, B.split
         # B.asarray of a float64 ndarray is that array itself on the float64 numpy backend: skip the call there
         same_array = B.name == "numpy" and B.dtype == np.float64
+        tiny = n_params <= 64
 
         def value_and_grad_fn(theta: np.ndarray, batch: tuple | None = None) -> Gradient:
             # ``batch=(X, y)``: this call's data instead of the objective's (checked, cast, moved; no re-setup)
@@ -87,8 +88,9 @@ class Reverse:
             # then merely takes the slow path); anything else gets the full check, which names the offending
             # entry. Not theta @ theta: BLAS may run a long dot product on two threads, and waiting for the
             # second one costs milliseconds on a loaded machine (measured).
+            # (A tiny theta is summed as Python floats: a numpy reduction's fixed cost is larger there.)
             if not (type(theta) is np.ndarray and theta.dtype == np.float64 and theta.shape == (n_params,)
-                    and math.isfinite(_add_reduce(theta))):
+                    and math.isfinite(sum(theta.tolist()) if tiny else _add_reduce(theta))):
                 flat = B.asarray(objective.check_theta(theta))
             else:
                 flat = theta if same_array else B.asarray(theta)
@@ -104,7 +106,8 @@ class Reverse:
             params = dict(zip(names, wrt))
             out = evaluate(TapeNamespace(tape), params, data_x, data_y)
             grads, value, stats = finish(tape, out, wrt, objective.describe, slots)
-            return Gradient(B.item(value), B.to_numpy(grad_out if slots else concat_flat(grads, out=grad_out)), stats)
+            grad = grad_out if slots else concat_flat(grads, out=grad_out)
+            return Gradient(B.item(value), grad if same_array else B.to_numpy(grad), stats)
 
         return value_and_grad_fn
 
@@ -144,9 +147,9 @@ class Reverse:
             grads, n_vjps = tape.backward(out, wrt, into)
             value = out.value
         n_records, n_leaves = len(tape.records), tape.n_leaves
-        # Each Var points to its tape and the tape's records point to the Vars: a reference cycle that only
-        # the cyclic garbage collector would free, keeping every intermediate array alive until it runs (or
-        # forever while it is disabled, as timeit does). Emptying the records breaks the cycle now.
+        # Records hold arrays and indices, never Vars (a Var points to its tape: that would be a cycle for the
+        # garbage collector). Emptying them frees now what the backward pass did not reach (records after the
+        # output, and the leaves).
         tape.records.clear()
         stats = {"tape_records": n_records, "tape_forward_ops": n_records - n_leaves,
                  "tape_backward_ops": n_vjps, "tape_leaves": n_leaves}
