@@ -154,7 +154,7 @@ def reference_gradient_mp(target: Objective | Callable, theta: Any, *args: Any, 
         from .arb import to_man_exp  # (called at the working precision)
         if not x.is_finite():
             return False
-        rad, mid = mpmath.mpf(to_man_exp(x.rad())), mpmath.mpf(to_man_exp(x))
+        rad, mid = (mpmath.mp.make_mpf(mpmath.libmp.from_man_exp(*to_man_exp(y))) for y in (x.rad(), x))
         return rad <= rel * abs(mid) or rad <= tiny
 
     def same(a, b):
@@ -164,7 +164,8 @@ def reference_gradient_mp(target: Objective | Callable, theta: Any, *args: Any, 
                                         max_bits=max_bits, node_budget=node_budget, time_budget_s=time_budget_s,
                                         accept=accept, same=same, want_mp=True)
     stats["dps"] = dps
-    mpfs = [mpmath.mpf(r) if cert.arithmetic == "arb" else mpmath.mp.make_mpf(r) for r in raw]
+    # exact conversions: the midpoints' (mantissa, exponent), or mpmath's raw tuples
+    mpfs = [mpmath.mp.make_mpf(mpmath.libmp.from_man_exp(*r) if cert.arithmetic == "arb" else r) for r in raw]
     value, *flat = mpfs
     return Gradient(value, _shape_like(flat, leaves, target, theta, lambda g: g), stats)
 

@@ -85,7 +85,7 @@ def compile_problem(target: Objective | Callable, theta: Any, args: tuple, dtype
         loss, grads = differentiate(problem, engine, budget)
         if engine == "symengine":
             memo: dict = {}
-            grads = [from_symengine(g, memo) for g in grads]
+            loss, grads = problem.loss, [from_symengine(g, memo) for g in grads]
             # SymEngine's symbols come back as plain ones: bind the inputs by name
             by_name = {s.name: s for s in inputs}
             grads = [g.xreplace({s: by_name[s.name] for s in g.free_symbols if s.name in by_name}) for g in grads]

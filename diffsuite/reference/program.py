@@ -332,6 +332,7 @@ class Run:
                 if not prog.active[j]:
                     continue
                 if d is UNDECIDED:
+                    self.undecided.append(i)
                     adj[j] = UNDECIDED
                 elif d is not None:
                     adj[j] = _accumulate(adj[j], g * d)
