@@ -110,7 +110,7 @@ def _shape_like(flat: list, leaves: list[np.ndarray], target: Any, theta: Any, l
 
 
 def reference_gradient(target: Objective | Callable, theta: Any, *args: Any, dtype: str = "float64",
-                       engine: str = "auto", arithmetic: str = "auto", max_bits: int = 8192,
+                       engine: str = "auto", arithmetic: str = "auto", max_bits: int = 1 << 15,
                        node_budget: int | None = 1_000_000, time_budget_s: float | None = 120.0,
                        dps: int | None = None) -> Gradient:
     """The exact gradient at the binary point theta, correctly rounded to float64, with its certificate.
@@ -138,7 +138,7 @@ def reference_gradient(target: Objective | Callable, theta: Any, *args: Any, dty
 
 
 def reference_gradient_mp(target: Objective | Callable, theta: Any, *args: Any, dtype: str = "float64",
-                          dps: int = 50, engine: str = "auto", arithmetic: str = "auto", max_bits: int = 8192,
+                          dps: int = 50, engine: str = "auto", arithmetic: str = "auto", max_bits: int = 1 << 15,
                           node_budget: int | None = 1_000_000, time_budget_s: float | None = 120.0) -> Gradient:
     """Like ``reference_gradient``, but ``value`` and ``grad`` hold mpmath ``mpf`` numbers with ``dps`` correct
     significant digits (arb: every entry's ball has relative radius below 10^-dps, or is exact; mpmath: two
@@ -171,7 +171,7 @@ def reference_gradient_mp(target: Objective | Callable, theta: Any, *args: Any, 
 
 
 def expression_gradient(expr: Any, wrt: list, point: Any, data: dict | None = None, *,
-                        arithmetic: str = "auto", max_bits: int = 8192) -> Gradient:
+                        arithmetic: str = "auto", max_bits: int = 1 << 15) -> Gradient:
     """The certified value and gradient of a SymPy expression in the symbols ``wrt`` at ``point`` (floats,
     taken as their exact binary values); ``data`` binds any other symbols. ``grad``: a float64 array.
     For functions the models cannot express yet (sin, atan2, erf, custom Function classes)."""

@@ -109,7 +109,7 @@ def _entry_names(c: Compiled) -> list[str]:
     return ["the loss value"] + c.names
 
 
-def certify_arb(c: Compiled, *, start_bits: int = 128, max_bits: int = 8192, budget: Budget | None = None,
+def certify_arb(c: Compiled, *, start_bits: int = 128, max_bits: int = 1 << 15, budget: Budget | None = None,
                 accept: Callable | None = None) -> tuple[list, Certificate]:
     """The value and gradient, each a ball that rounds to one float64, at the lowest precision that does it.
 
@@ -166,15 +166,16 @@ def _cap_error(c: Compiled, run: Run, out: list, bad: list[int], bits: int) -> N
     if run.singular:
         return _singular_error(c, run, bad)
     return NotCertified(f"the value or gradient is not finite or not narrow enough at {bits} bits: "
-                        f"{_list(names)} (a singularity, or an overflow beyond any float). Choose another point, "
-                        "or raise max_bits.", names)
+                        f"{_list(names)}. A cancellation deeper than {bits} bits (such as 1 - sigmoid(z) for z beyond "
+                        f"{bits} ln 2), or a singularity the inputs only approach. Choose another point, or raise "
+                        "max_bits.", names)
 
 
 def _list(names: list[str], n: int = 6) -> str:
     return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
-def agree_mp(c: Compiled, *, start_bits: int = 64, max_bits: int = 8192, budget: Budget | None = None,
+def agree_mp(c: Compiled, *, start_bits: int = 64, max_bits: int = 1 << 15, budget: Budget | None = None,
              same: Callable | None = None) -> tuple[list, Certificate]:
     """The mpmath fallback: precision doubled until two successive passes give the same float64s
     (``same(a, b) -> bool`` replaces that test). Returns (mpf values, certificate)."""

@@ -11,14 +11,18 @@ import mpmath
 import sympy as sp
 
 
+_CONTEXTS: dict[int, mpmath.MPContext] = {}
+
+
 class MpArithmetic:
     name = "mpmath"
     zero_means_tie = True  # a computed exact 0 that no exact rational value contradicts is taken as a tie
 
     def __init__(self, bits: int):
-        self.ctx = mpmath.MPContext()
-        self.ctx.prec = bits
-        c = self.ctx
+        if bits not in _CONTEXTS:  # (creating a context costs milliseconds: one per precision)
+            _CONTEXTS[bits] = mpmath.MPContext()
+            _CONTEXTS[bits].prec = bits
+        self.ctx = c = _CONTEXTS[bits]
         self._nan = c.nan
         for name in ("exp", "sin", "cos", "tan", "atan", "sinh", "cosh", "tanh", "sech", "erf", "expm1"):
             setattr(self, name, getattr(c, name))
