@@ -20,9 +20,9 @@ import numpy as np
 import sympy as sp
 
 from ..budget import Budget
-from ..differentiators.expression_metrics import dag_nodes
-from ..differentiators.symbolic_build import build_function, build_objective, differentiate, is_float_data
-from ..differentiators.symengine_bridge import from_symengine
+from ..differentiators.symbolic.metrics import dag_nodes
+from ..differentiators.symbolic.build import build_function, build_objective, differentiate, is_float_data
+from ..differentiators.symbolic.symengine_bridge import from_symengine
 from ..differentiators.base import flatten_params
 from ..objective import Objective
 from .certificate import Certificate, NotCertified

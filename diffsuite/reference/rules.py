@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import sympy as sp
 
-from ..differentiators.symbolic_namespace import Abs0, Max1, Min1, Sign0, Step, TieStep
+from ..differentiators.symbolic.namespace import Abs0, Max1, Min1, Sign0, Step, TieStep
 
 try:  # SymPy's C-style functions, which code generators produce
     from sympy.codegen.cfunctions import expm1 as _expm1, log1p as _log1p
