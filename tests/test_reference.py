@@ -240,3 +240,27 @@ def test_mpmath_fallback_when_python_flint_is_missing(monkeypatch):
     assert "not a proof" in cert.describe()
     with pytest.raises(ImportError, match="python-flint"):
         reference_gradient(obj, np.array([1.0, 0.0]), arithmetic="arb")
+
+
+def test_user_keys_never_collide_with_generated_names():
+    """The issue's case: a key spelled like a data symbol ('arg0[0]') made the reference return 2 x = 1.0;
+    by hand d/dp (p x) = x = 0.5. Keys that print alike (1 and '1') are different parameters:
+    d/da (a b^2) = b^2 = 9, d/db = 2 a b = 12. Checked through the symbolic differentiator too."""
+    symbolic = ds.get_differentiator("symbolic")
+    f = lambda xp, p, x: p["arg0[0]"] * x[0]  # noqa: E731
+    theta, x = {"arg0[0]": 2.0}, np.array([0.5])
+    assert reference_gradient(f, theta, x).grad == {"arg0[0]": 0.5}
+    assert symbolic.grad(f)(theta, x) == {"arg0[0]": 0.5}
+    g = lambda xp, p: p[1] * p["1"] ** 2  # noqa: E731
+    assert reference_gradient(g, {1: 2.0, "1": 3.0}).grad == {1: 9.0, "1": 12.0}
+    assert symbolic.grad(g)({1: 2.0, "1": 3.0}) == {1: 9.0, "1": 12.0}
+
+
+def test_keys_that_print_the_same_are_refused():
+    class Key:
+        def __repr__(self):
+            return "k"
+
+    a, b = Key(), Key()
+    with pytest.raises(ValueError, match="keys must print differently.*theta\\[k\\]"):
+        reference_gradient(lambda xp, p: p[a] * p[b], {a: 1.0, b: 2.0})
