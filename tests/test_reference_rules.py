@@ -99,3 +99,60 @@ def test_domain_errors_are_certified_singularities():
     with pytest.raises(NotCertified, match="square root of a negative number"):
         expression_gradient(sp.sqrt(x - y), [x, y], (1.0, 2.0))
     assert np.isfinite(expression_gradient(sp.sqrt(x - y), [x, y], (2.0, 1.0)).grad).all()
+
+
+class TanhSech(sp.tanh):
+    """A subclass of a known function with its own derivative (as the symbolic namespace's Tanh)."""
+
+    def fdiff(self, argindex=1):
+        return sp.cosh(self.args[0]) ** -2
+
+
+class Atan2Zero(sp.atan2):
+    """atan2 whose gradient at the origin is 0 by convention (Piecewise in its fdiff)."""
+
+    def fdiff(self, argindex=1):
+        y, x = self.args
+        r2 = x * x + y * y
+        return sp.Piecewise(((x if argindex == 1 else -y) / r2, sp.Ne(r2, 0)), (0, True))
+
+
+class PowZero(sp.Function):
+    """x^y whose derivative contains the class itself (compiled lazily), with conventions at x = 0 and y = 0."""
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        x, y = self.args
+        if argindex == 1:
+            return sp.Piecewise((0, sp.Eq(y, 0)), (y * PowZero(x, y - 1), True))
+        return sp.Piecewise((0, sp.Eq(x, 0)), (PowZero(x, y) * sp.log(x), True))
+
+    def _eval_rewrite_as_Pow(self, x, y, **kwargs):
+        return sp.Pow(x, y)
+
+
+def test_subclasses_and_self_referencing_functions_keep_their_own_derivatives():
+    with mpmath.workdps(60):
+        a, b = mpmath.mpf(0.7), mpmath.mpf(1.3)
+        res = expression_gradient(TanhSech(x * y), [x, y], (0.7, 1.3))
+        t = lambda u, v: mpmath.tanh(u * v)  # noqa: E731
+        assert list(res.grad) == [float(mpmath.diff(lambda s: t(s, b), a)), float(mpmath.diff(lambda s: t(a, s), b))]
+        res = expression_gradient(PowZero(x, y), [x, y], (0.7, 1.3))
+        p = lambda u, v: u ** v  # noqa: E731
+        assert res.value == float(p(a, b))
+        assert list(res.grad) == [float(mpmath.diff(lambda s: p(s, b), a)), float(mpmath.diff(lambda s: p(a, s), b))]
+    assert list(expression_gradient(Atan2Zero(y, x), [x, y], (0.0, 0.0)).grad) == [0.0, 0.0]  # the convention
+    assert list(expression_gradient(PowZero(x, y), [x, y], (0.0, 2.0)).grad) == [0.0, 0.0]  # 2 x = 0; x^y log x: 0
+    g = expression_gradient(Atan2Zero(y, x), [x, y], (2.0, 1.0)).grad
+    assert list(g) == [-1.0 / 5.0, 2.0 / 5.0]  # by hand: (-y, x) / (x^2 + y^2)
+
+
+def test_log2_log10_and_expm1():
+    from sympy.codegen.cfunctions import expm1, log2, log10
+    res = expression_gradient(log2(x) + log10(y) + expm1(x * y), [x, y], (0.7, 1.3))
+    with mpmath.workdps(60):
+        f = lambda u, v: mpmath.log(u, 2) + mpmath.log10(v) + mpmath.expm1(u * v)  # noqa: E731
+        a, b = mpmath.mpf(0.7), mpmath.mpf(1.3)
+        assert res.value == float(f(a, b))
+        assert list(res.grad) == [float(mpmath.diff(lambda s: f(s, b), a)), float(mpmath.diff(lambda s: f(a, s), b))]

@@ -23,10 +23,7 @@ import sympy as sp
 
 from ..differentiators.symbolic.namespace import Abs0, Max1, Min1, Sign0, Step, TieStep
 
-try:  # SymPy's C-style functions, which code generators produce
-    from sympy.codegen.cfunctions import expm1 as _expm1, log1p as _log1p
-except ImportError:  # pragma: no cover - old SymPy
-    _expm1 = _log1p = None
+from sympy.codegen.cfunctions import expm1 as _expm1, log1p as _log1p, log2 as _log2, log10 as _log10
 
 
 def _undecided():
@@ -165,10 +162,19 @@ def _build_table() -> dict:
         sp.Max: Rule(_fold("max"), lambda run, i, a, v: _first_wins(run, i, a, larger=True)),
         sp.Min: Rule(_fold("min"), lambda run, i, a, v: _first_wins(run, i, a, larger=False)),
     }
-    if _log1p is not None:
-        t[_log1p] = _unary("log1p", lambda A, x, v: A.one() / (A.one() + x))
-        t[_expm1] = _unary("expm1", lambda A, x, v: A.exp(x))
+    t[_log1p] = _unary("log1p", lambda A, x, v: A.one() / (A.one() + x))
+    t[_expm1] = _unary("expm1", lambda A, x, v: A.exp(x))
+    for cls, base in ((_log2, 2), (_log10, 10)):
+        t[cls] = Rule(_log_base(base), lambda run, i, a, v, b=base: [run.A.one() / (a[0] * run.A.log(
+            run.A.number(sp.Integer(b))))])
     return t
+
+
+def _log_base(base: int) -> Callable:
+    def value(run, i, a):
+        _log_check(run, i, a[0])
+        return run.A.log(a[0]) / run.A.log(run.A.number(sp.Integer(base)))
+    return value
 
 
 def _dirac(run, i, a):
@@ -193,49 +199,75 @@ def rule_for(node: sp.Basic) -> Rule:
     if rule is None:
         key = (cls, len(node.args))
         if key not in _TEMPLATES:
-            _TEMPLATES[key] = _template_rule(cls, len(node.args))
+            _TEMPLATES[key] = TemplateRule(cls, len(node.args))
         rule = _TEMPLATES[key]
     return rule
 
 
-def _template_rule(cls, n: int) -> Rule:
-    """A rule for a custom ``sympy.Function``: its value and partials as small expressions in n dummies."""
-    from .program import Program, Run
-    dummies = [sp.Dummy(f"u{k}", real=True) for k in range(n)]
-    call = cls(*dummies)
-    value_expr = None
-    for attempt in (lambda e: e.rewrite(sp.exp), lambda e: e.rewrite(sp.log), sp.expand_func):
+class TemplateRule(Rule):
+    """A custom ``sympy.Function``: its partials from its own ``fdiff`` (so its kink conventions hold), its value
+    from the rule of a known base class (``class Tanh(sympy.tanh)``) or from a rewrite into known functions.
+
+    The partials' programs are compiled on first use: a derivative may contain the class itself (x^y).
+    """
+
+    def __init__(self, cls, n: int):
+        from .program import Program
+        self.cls, self.n = cls, n
+        self.dummies = [sp.Dummy(f"u{k}", real=True) for k in range(n)]
+        self.base = next((TABLE[b] for b in cls.__mro__[1:] if b in TABLE), None)
+        self.value_prog = None
+        if self.base is None:
+            expr = _standard_value(cls(*self.dummies, evaluate=False), cls)
+            self.value_prog = Program([expr], self.dummies)
+        self.partial_progs = None
+
+    def _partial_programs(self) -> list:
+        from .program import Program
+        if self.partial_progs is None:
+            call = self.cls(*self.dummies, evaluate=False)
+            try:
+                exprs = [call.fdiff(k + 1) for k in range(self.n)]
+            except Exception as e:  # noqa: BLE001
+                raise NotImplementedError(f"the reference cannot differentiate {self.cls.__name__}: its fdiff "
+                                          f"failed ({e})") from e
+            if any(p.has(sp.Derivative, sp.Subs) for p in exprs):
+                raise NotImplementedError(f"the reference cannot differentiate {self.cls.__name__}: SymPy leaves "
+                                          "its derivative unevaluated (define fdiff)")
+            self.partial_progs = [Program([p], self.dummies) for p in exprs]
+        return self.partial_progs
+
+    def _sub(self, run, i, prog, a):
+        from .program import Run
+        sub = Run(prog, run.A, a, [run.exact(j) for j in run.prog.args[i]])
+        if sub.singular:
+            run.note_singular(sub.singular)
+        run.ties += sub.ties
+        return sub.values[prog.roots[0]]
+
+    def value(self, run, i, a):
+        if self.base is not None:
+            return self.base.value(run, i, a)
+        return self._sub(run, i, self.value_prog, a)
+
+    def partials(self, run, i, a, v):
+        return [self._sub(run, i, p, a) for p in self._partial_programs()]
+
+
+def _standard_value(call: sp.Basic, cls) -> sp.Basic:
+    """``call`` rewritten into functions the reference knows (real-valued: no I), or NotImplementedError."""
+    targets = [sp.log, sp.Pow, sp.exp, sp.tanh, sp.atan2]
+    for attempt in [lambda e, t=t: e.rewrite(t) for t in targets] + [sp.expand_func]:
         try:
             candidate = attempt(call)
         except Exception:  # noqa: BLE001 - a rewrite the class does not have
             continue
-        if not candidate.has(cls):
-            value_expr = candidate
-            break
-    if value_expr is None:
-        raise NotImplementedError(
-            f"the reference has no rule for the function {cls.__name__}: it is not one of {known_names()}, and SymPy "
-            "cannot rewrite it into them (give the class an _eval_rewrite_as_exp, or add a rule to "
-            "diffsuite.reference.rules.TABLE)")
-    try:
-        partial_exprs = [call.fdiff(k + 1) for k in range(n)]
-    except Exception as e:  # noqa: BLE001
-        raise NotImplementedError(f"the reference cannot differentiate {cls.__name__}: its fdiff failed ({e})") from e
-    if any(p.has(sp.Derivative, sp.Subs) for p in partial_exprs):
-        raise NotImplementedError(f"the reference cannot differentiate {cls.__name__}: SymPy leaves its derivative "
-                                  "unevaluated (define fdiff)")
-    value_prog = Program([value_expr], dummies)
-    partial_progs = [Program([p], dummies) for p in partial_exprs]
-
-    def sub_run(run, i, prog, a):
-        exact = [run.exact(j) for j in run.prog.args[i]]
-        sub = Run(prog, run.A, a, exact)
-        if sub.singular:
-            run.note_singular(sub.singular)
-        return sub.values[prog.roots[0]]
-
-    return Rule(lambda run, i, a: sub_run(run, i, value_prog, a),
-                lambda run, i, a, v: [sub_run(run, i, p, a) for p in partial_progs])
+        if not candidate.has(cls) and not candidate.has(sp.I):
+            return candidate
+    raise NotImplementedError(
+        f"the reference has no rule for the function {cls.__name__}: it is not one of {known_names()}, and SymPy "
+        "cannot rewrite it into them (give the class an _eval_rewrite_as_log (or _exp, _Pow), or add a rule to "
+        "diffsuite.reference.rules.TABLE)")
 
 
 def exact_value(node: sp.Basic, vals: list[Fraction]) -> Fraction | None:
