@@ -57,9 +57,9 @@ def _errors(rows, method, n, max_params=None):
     return pd.Series(errs, dtype=float)
 
 
-@pytest.mark.xfail(strict=True, reason="reverse mode loses accuracy in saturation: tanh' as 1 - tanh^2 is 0 where the "
-                   "exact value is 1e-60 (seed 13), and BCE of a sigmoid output that rounds to 1 is infinite in float64 "
-                   "(seeds 55, 57, ...); the stable VJP rules are the language work of issue 12")
+@pytest.mark.xfail(strict=True, reason="reverse mode loses accuracy in saturation: tanh' as 1 - tanh^2 is 0 where "
+                   "the exact value is 1e-60 (seed 13), and BCE of a sigmoid output that rounds to 1 is infinite in "
+                   "float64 (seeds 55, 57, ...); the stable VJP rules are the language work of issue 12")
 def test_reverse_within_1e_13_normwise(reference_rows):
     errs = _errors(reference_rows, "reverse", N_METHODS)
     assert (errs <= campaign.TOLERANCE).all(), errs[errs > campaign.TOLERANCE]

@@ -33,8 +33,8 @@ from .certificate import Certificate, NotCertified
 from .engine import DTYPES, ENGINES, agree_mp, certify_arb, compile_problem
 from .mp import to_float as to_float64
 
-__all__ = ["reference_gradient", "reference_gradient_mp", "expression_gradient", "Certificate", "NotCertified", "to_float64",
-           "has_flint"]
+__all__ = ["reference_gradient", "reference_gradient_mp", "expression_gradient", "Certificate", "NotCertified",
+           "to_float64", "has_flint"]
 
 ARITHMETICS = ("auto", "arb", "mpmath")
 

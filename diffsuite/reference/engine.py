@@ -113,9 +113,9 @@ def certify_arb(c: Compiled, *, start_bits: int = 128, max_bits: int = 1 << 15, 
                 accept: Callable | None = None) -> tuple[list, Certificate]:
     """The value and gradient, each a ball that rounds to one float64, at the lowest precision that does it.
 
-    Returns ([(float64 rounding, exact midpoint (m, e)) per entry], certificate); ``accept(ball) -> bool`` replaces "rounds to one float64" (the
-    ``reference_gradient_mp`` digits target). Raises NotCertified naming the entries no precision up to
-    ``max_bits`` settles, and why (an undecidable kink, a singularity).
+    Returns ([(float64 rounding, exact midpoint (m, e)) per entry], certificate); ``accept(ball) -> bool``
+    replaces "rounds to one float64" (the ``reference_gradient_mp`` digits target). Raises NotCertified naming
+    the entries no precision up to ``max_bits`` settles, and why (an undecidable kink, a singularity).
     """
     from flint import arb
 

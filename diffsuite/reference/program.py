@@ -15,7 +15,7 @@ outputs are not settled and raises the precision.
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Any, Callable
+from typing import Any
 
 import sympy as sp
 from sympy.functions.elementary.piecewise import ExprCondPair
@@ -379,10 +379,3 @@ def _logic(kind: int, a: list) -> Any:
     if any(v is True for v in a):
         return True
     return UNDECIDED if any(v is UNDECIDED for v in a) else False
-
-
-def compile_cached(cache: dict, key: Any, make: Callable[[], Program]) -> Program:
-    """``cache[key]`` or a new Program (the templates of custom functions are compiled once per class)."""
-    if key not in cache:
-        cache[key] = make()
-    return cache[key]

@@ -261,7 +261,8 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
         msg["count"] = failed.groupby(["method", "dtype"]).size().values
         blocks.append(Table(msg, "Methods that refused or failed (first message per method)"))
     bits = measured["reference_bits"].dropna() if "reference_bits" in measured else []
-    span = "" if not len(bits) else (f"{int(min(bits))}" if min(bits) == max(bits) else f"{int(min(bits))} to {int(max(bits))}")
+    lo, hi = (int(min(bits)), int(max(bits))) if len(bits) else (0, 0)
+    span = f"{lo}" if lo == hi else f"{lo} to {hi}"
     precision = (f" Its certificates needed {span} bits of working precision (each entry's enclosure proven to the "
                  "digits named)." if len(bits) else "")
     blocks.append(Para("Reference: " + "; ".join(f"`{r}`" for r in refs) + "." + precision +
