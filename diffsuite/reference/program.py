@@ -319,6 +319,11 @@ class Run:
             if kind == PAIR:
                 continue  # handled by its Piecewise
             a = [vals[j] for j in args]
+            if any(v is UNDECIDED for v in a):  # a local derivative of an undecided value is undecided too
+                for j in args:
+                    if prog.active[j]:
+                        adj[j] = UNDECIDED
+                continue
             try:
                 if kind == MUL:
                     locals_ = _mul_partials(A, a)
