@@ -57,25 +57,27 @@ def _errors(rows, method, n, max_params=None):
     return pd.Series(errs, dtype=float)
 
 
-@pytest.mark.xfail(strict=True, reason="reverse mode loses accuracy in saturation: tanh' as 1 - tanh^2 is 0 where "
-                   "the exact value is 1e-60 (seed 13), and BCE of a sigmoid output that rounds to 1 is infinite in "
-                   "float64 (seeds 55, 57, ...); the stable VJP rules are the language work of issue 12")
-def test_reverse_within_1e_13_normwise(reference_rows):
-    errs = _errors(reference_rows, "reverse", N_METHODS)
-    assert (errs <= campaign.TOLERANCE).all(), errs[errs > campaign.TOLERANCE]
+def _xfail(reason):
+    return pytest.mark.xfail(strict=True, reason=reason)
 
 
-@pytest.mark.xfail(strict=True, reason="symbolic differentiation has the same saturation losses as reverse mode "
-                   "(1 - tanh^2 at seed 13); the stable rules are the language work of issue 12")
-def test_symbolic_within_1e_13_normwise(reference_rows):
-    pytest.importorskip("symengine")
-    errs = _errors(reference_rows, "symbolic", N_SYMBOLIC, max_params=6)
-    assert (errs <= campaign.TOLERANCE).all(), errs[errs > campaign.TOLERANCE]
+REVERSE_CAUSE = ("reverse mode loses accuracy in saturation: tanh' as 1 - tanh^2 is 0 where the exact value is 1e-60 "
+                 "(seed 13), sigmoid' as s (1 - s) is 0 where it is 2e-20 (seed 91), and BCE of a sigmoid output that rounds to 1 is infinite in float64 (seeds 55, 57, 58, 89): "
+                 "the stable VJP rules are the language work of issue 12")
+SYMBOLIC_CAUSE = ("symbolic differentiation has the same saturation losses as reverse mode (1 - tanh^2 at seed 13); "
+                  "the stable rules are the language work of issue 12")
+COMPLEX_STEP_CAUSE = ("the complex step fails with a step activation in BCE (seed 70: error 1.6e20) and on BCE outputs "
+                      "that round to 1 (seeds 55, 57, 58, 89: inf); the complex-step fixes are the finite-difference "
+                      "work of issue 12")
 
 
-@pytest.mark.xfail(strict=True, reason="the complex step fails with step and softmax activations in BCE problems "
-                   "(seeds 70, 112, 125, 149, 176: errors 3e-9 to 1e20) and on BCE outputs that round to 1 (inf); the "
-                   "complex-step fixes are the finite-difference work of issue 12")
-def test_complex_step_within_1e_13_normwise(reference_rows):
-    errs = _errors(reference_rows, "complex_step", N_METHODS)
+@pytest.mark.parametrize("method, n, max_params", [
+    pytest.param("reverse", N_METHODS, None, marks=_xfail(REVERSE_CAUSE)),
+    pytest.param("symbolic", N_SYMBOLIC, 6, marks=_xfail(SYMBOLIC_CAUSE)),
+    pytest.param("complex_step", N_METHODS, None, marks=_xfail(COMPLEX_STEP_CAUSE)),
+])
+def test_exact_methods_within_1e_13_normwise(reference_rows, method, n, max_params):
+    if method == "symbolic":
+        pytest.importorskip("symengine")
+    errs = _errors(reference_rows, method, n, max_params)
     assert (errs <= campaign.TOLERANCE).all(), errs[errs > campaign.TOLERANCE]
