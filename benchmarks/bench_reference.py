@@ -2,6 +2,7 @@
 
     python benchmarks/bench_reference.py                # 20 problems of the random campaign (seeds 0-19)
     python benchmarks/bench_reference.py --n 5 --seed 100
+    python benchmarks/bench_reference.py --agreement    # the agreement tests' problems: MLP (3, 4, 3), batch 5
 
 Contenders, each in its own process (wall clock per problem, peak memory of the process):
 
@@ -49,7 +50,21 @@ def _certified(obj, theta):
     return reference_gradient(obj, theta).grad
 
 
-def worker(contender: str, seeds: list[int]) -> None:
+AGREEMENT = [(a, "quadratic", "l1+l2") for a in ("tanh", "sigmoid", "relu", "elu", "maxout")] + \
+            [("tanh", lo, "l1+l2") for lo in ("binary_cross_entropy", "cross_entropy", "hinge")]
+
+
+def _agreement_problem(k: int):
+    """tests/cases.py's agreement problem k of AGREEMENT (MLP (3, 4, 3), batch 5, seed 0)."""
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from cases import make_case
+    act, loss, reg = AGREEMENT[k]
+    obj, theta = make_case(act, loss, reg)
+    return obj, theta, {"activation": act, "loss": loss, "reg": reg, "layers": "(3, 4, 3)"}
+
+
+def worker(contender: str, seeds: list[int], agreement: bool) -> None:
     """Run in a child process: print one JSON line per problem."""
     import resource
 
@@ -57,7 +72,7 @@ def worker(contender: str, seeds: list[int]) -> None:
     fn = {"legacy": _legacy, "certified": _certified}[contender]
     fn(*random_problem(10_000)[:2])  # warm-up, untimed
     for seed in seeds:
-        obj, theta, desc = random_problem(seed)
+        obj, theta, desc = _agreement_problem(seed) if agreement else random_problem(seed)
         t = time.perf_counter()
         try:
             g, err = [float(v) for v in fn(obj, theta)], None
@@ -74,16 +89,18 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=20, help="problems (default 20)")
     p.add_argument("--seed", type=int, default=0, help="first campaign seed (default 0)")
+    p.add_argument("--agreement", action="store_true", help="the agreement tests' 8 problems instead (slow: legacy)")
     p.add_argument("--worker", choices=["legacy", "certified"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    seeds = list(range(args.seed, args.seed + args.n))
+    seeds = list(range(len(AGREEMENT))) if args.agreement else list(range(args.seed, args.seed + args.n))
     if args.worker:
-        worker(args.worker, seeds)
+        worker(args.worker, seeds, args.agreement)
         return
     results = {}
     for contender in ("certified", "legacy"):
         out = subprocess.run([sys.executable, __file__, "--worker", contender, "--n", str(args.n), "--seed",
-                              str(args.seed)], capture_output=True, text=True, check=True)
+                              str(args.seed)] + (["--agreement"] if args.agreement else []),
+                             capture_output=True, text=True, check=True)
         results[contender] = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     import numpy as np
     print(f"{'seed':>4}  {'problem':<46} {'certified s':>11} {'legacy s':>9} {'ratio':>7}  same float64")
