@@ -263,3 +263,14 @@ def test_keys_that_print_the_same_are_refused():
     a, b = Key(), Key()
     with pytest.raises(ValueError, match="keys must print differently.*theta\\[k\\]"):
         reference_gradient(lambda xp, p: p[a] * p[b], {a: 1.0, b: 2.0})
+
+
+def test_mpmath_fallback_does_not_accept_a_zero_that_cancelled_every_bit():
+    """d/dw [log(1 + e^w) - w] = sigmoid(w) - 1 = -1 / (1 + e^w): at w = 100 both 64 and 128 bits give 0 (every bit
+    cancels), which agreeing precisions alone would accept; the fallback must go on until the sum keeps its bits."""
+    f = lambda xp, w: xp.log(1.0 + xp.exp(w)) - w  # noqa: E731
+    with mpmath.workdps(60):
+        exact = to_float64(-1 / (1 + mpmath.exp(100)))
+    res = reference_gradient(f, 100.0, arithmetic="mpmath")
+    assert res.grad == exact != 0.0 and res.stats["certificate"].bits >= 256
+    assert reference_gradient(f, 100.0).grad == exact

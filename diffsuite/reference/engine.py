@@ -192,7 +192,7 @@ def agree_mp(c: Compiled, *, start_bits: int = 64, max_bits: int = 1 << 15, budg
         A = MpArithmetic(bits)
         run = Run(c.program, A, [A.from_float(v) for v in c.values], exact)
         out = [A.zero() if x is None else x for x in _outputs(c, run)]
-        ok = [x is not UNDECIDED and A.finite(x) for x in out]
+        ok = [x is not UNDECIDED and A.finite(x) and A.lost == 0 for x in out]
         if previous is not None and all(ok):
             bad = [k for k, (a, b) in enumerate(zip(previous, out)) if b is UNDECIDED or a is UNDECIDED
                    or not same(a, b)]

@@ -1,7 +1,10 @@
 """mpmath arithmetic for the reference where python-flint is missing: no enclosures, so no proof.
 
 The fallback runs the same program at a precision, then at twice that, and accepts when both round to
-the same float64 in every entry (``reference.engine``); a single fixed precision is never trusted.
+the same float64 in every entry (``reference.engine``); a single fixed precision is never trusted. Two
+precisions can agree on a wrong 0 when both cancel every bit (1 - sigmoid(100) is 0 at 64 and at 128
+bits), so a pass in which a sum kept fewer than 24 bits of its largest term (and no exact rational value
+vouches for it) is not accepted either: the precision rises until no sum cancels that far.
 Exact zeros are ties only where the exact rational value (or, failing that, the arithmetic) says so.
 Undefined operations (log of a non-positive number, division by zero) give NaN, like arb's.
 """
@@ -23,6 +26,9 @@ class MpArithmetic:
             _CONTEXTS[bits] = mpmath.MPContext()
             _CONTEXTS[bits].prec = bits
         self.ctx = c = _CONTEXTS[bits]
+        self._guard = c.ldexp(c.mpf(1), 24 - bits)  # a sum below 2^-(bits - 24) of its largest term kept < 24 bits
+        self.lost = 0  # sums that cancelled beyond the guard, where no exact value vouches for them
+        self.cancelled = False
         self._nan = c.nan
         for name in ("exp", "sin", "cos", "tan", "atan", "sinh", "cosh", "tanh", "sech", "erf", "expm1"):
             setattr(self, name, getattr(c, name))
@@ -67,7 +73,19 @@ class MpArithmetic:
         return self._nan
 
     def add(self, xs):
-        return self.ctx.fsum(xs)
+        s = self.ctx.fsum(xs)
+        self.cancelled = self._cancels(s, max(abs(x) for x in xs))
+        return s
+
+    def accumulate(self, acc, term):
+        """acc + term, counting a sum that cancels (almost) every bit as a lost one (see the module docstring)."""
+        s = acc + term
+        if self._cancels(s, max(abs(acc), abs(term))):
+            self.lost += 1
+        return s
+
+    def _cancels(self, s, scale) -> bool:
+        return bool(scale) and abs(s) <= scale * self._guard
 
     def mul(self, xs):
         return self.ctx.fprod(xs)

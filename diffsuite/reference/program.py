@@ -237,6 +237,8 @@ class Run:
                 continue
             if kind == ADD:
                 vals[i] = A.add(a)
+                if getattr(A, "cancelled", False) and self.exact(i) is None:
+                    A.lost += 1  # (mpmath only: a sum that cancelled beyond its guard digits)
             elif kind == MUL:
                 vals[i] = A.mul(a)
             elif kind == POW:
@@ -305,7 +307,7 @@ class Run:
             if kind == ADD:
                 for j in args:
                     if prog.active[j]:
-                        adj[j] = _accumulate(adj[j], g)
+                        adj[j] = self._accumulate(adj[j], g)
                 continue
             if kind in (PIECEWISE, ITE_):
                 # the branch values: a Piecewise's are its pairs' first arguments; an ITE's are args 1, 2
@@ -314,7 +316,7 @@ class Run:
                 chosen = [b for b in branches if b is not None] if k == -1 else [branches[k]] if k >= 0 else []
                 for j in chosen:
                     if prog.active[j]:
-                        adj[j] = UNDECIDED if k == -1 else _accumulate(adj[j], g)
+                        adj[j] = UNDECIDED if k == -1 else self._accumulate(adj[j], g)
                 continue
             if kind == PAIR:
                 continue  # handled by its Piecewise
@@ -340,8 +342,16 @@ class Run:
                     self.undecided.append(i)
                     adj[j] = UNDECIDED
                 elif d is not None:
-                    adj[j] = _accumulate(adj[j], g * d)
+                    adj[j] = self._accumulate(adj[j], g * d)
         return adj
+
+    def _accumulate(self, acc: Any, term: Any) -> Any:
+        if acc is UNDECIDED or term is UNDECIDED:
+            return UNDECIDED
+        if acc is None:
+            return term
+        accumulate = getattr(self.A, "accumulate", None)  # (mpmath counts cancellations; arb's balls need not)
+        return acc + term if accumulate is None else accumulate(acc, term)
 
     def _pow_partials(self, node, a, value, exp_active: bool) -> list:
         A = self.A
@@ -357,10 +367,6 @@ class Run:
         return [d_base, d_exp]
 
 
-def _accumulate(acc: Any, term: Any) -> Any:
-    if acc is UNDECIDED or term is UNDECIDED:
-        return UNDECIDED
-    return term if acc is None else acc + term
 
 
 def _mul_partials(A, a: list) -> list:
