@@ -285,4 +285,14 @@ def exact_value(node: sp.Basic, vals: list[Fraction]) -> Fraction | None:
         return Fraction(int(vals[0] > 0))
     if cls is TieStep:
         return Fraction(int(vals[0] >= 0))
+    if len(vals) == 1 and vals[0] == 0:  # transcendental functions at 0 with a rational value there
+        for base in cls.__mro__:
+            if base in _RATIONAL_AT_ZERO:
+                return Fraction(_RATIONAL_AT_ZERO[base])
+    if cls is sp.log and vals[0] == 1:
+        return Fraction(0)
     return None
+
+
+_RATIONAL_AT_ZERO = {sp.exp: 1, sp.cos: 1, sp.cosh: 1, sp.tanh: 0, sp.sin: 0, sp.sinh: 0, sp.tan: 0, sp.asin: 0,
+                     sp.atan: 0, sp.erf: 0, _log1p: 0, _expm1: 0}
