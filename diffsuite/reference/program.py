@@ -176,6 +176,8 @@ class Run:
             return self.exact_inputs[prog.input_slot[j]]
         if kind == NUM:
             return Fraction(node.p, node.q) if isinstance(node, sp.Rational) else None
+        if kind == FN and any(v is None for v in vals):
+            return rules.exact_by_decision(self, j, vals)
         if any(v is None for v in vals):
             return None
         if kind == ADD:

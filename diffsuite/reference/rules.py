@@ -294,5 +294,24 @@ def exact_value(node: sp.Basic, vals: list[Fraction]) -> Fraction | None:
     return None
 
 
+def exact_by_decision(run, i: int, vals: list) -> Fraction | None:
+    """A kink function's exact value where an argument has none but the arithmetic has decided the branch:
+    min(z, 0) = 0 for a certified z > 0 (z transcendental), step(z) = 1, sign(z) = 1."""
+    cls, args = type(run.prog.nodes[i]), run.prog.args[i]
+    values = [run.values[k] for k in args]
+    if cls in (Max1, Min1, sp.Max, sp.Min) and len(args) == 2:
+        s = run.A.sign(values[0] - values[1])
+        if s is None or s == 0:
+            return None
+        first = (s > 0) == (cls in (Max1, sp.Max))
+        return vals[0] if first else vals[1]
+    if cls in (Step, TieStep, Sign0, sp.sign):
+        s = run.A.sign(values[0])
+        if s is None or s == 0:
+            return None
+        return Fraction(s) if cls in (Sign0, sp.sign) else Fraction(int(s > 0))
+    return None
+
+
 _RATIONAL_AT_ZERO = {sp.exp: 1, sp.cos: 1, sp.cosh: 1, sp.tanh: 0, sp.sin: 0, sp.sinh: 0, sp.tan: 0, sp.asin: 0,
                      sp.atan: 0, sp.erf: 0, _log1p: 0, _expm1: 0}
