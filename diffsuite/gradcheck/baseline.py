@@ -2,9 +2,9 @@
 
 A cell is (model, activation, loss, dtype, device, method); its error is the gradient's normwise
 relative error against the reference, ``max_i |g_i - ref_i| / max_i |ref_i|``, the worst over the
-grid's seeds. The reference is the exact gradient (``diffsuite.reference``, mpmath, 50 digits) where
+grid's seeds. The reference is the exact gradient (``diffsuite.reference``, certified in ball arithmetic) where
 available, else reverse mode in float64; the baseline records which, stores each problem's reference
-gradient (seconds to compute; reused while the problem keeps its loss value) and a check always
+gradient (reused while the problem keeps its loss value) and a check always
 measures like for like.
 
 A cell *regresses* when ``error > factor * max(baseline, floor)``, where ``floor = FLOOR_EPS * eps(dtype)``

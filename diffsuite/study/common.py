@@ -143,11 +143,13 @@ class Reference:
     grad: Any          # float64 array, or an object array of mpmath numbers
     value: float
     name: str          # what the report says the errors are measured against
+    bits: int | None = None  # the certified reference's working precision (None for the fallback)
 
 
 def reference(obj: Any, theta: np.ndarray, *, dps: int = 50) -> Reference:
-    """The high-precision reference gradient at ``theta`` (mpmath, ``dps`` digits, through the symbolic
-    expression) when ``diffsuite.reference`` is available; otherwise reverse mode in float64 (named so).
+    """The certified reference gradient at ``theta`` (``diffsuite.reference``: arb ball arithmetic, every
+    entry to ``dps`` significant digits, proven) when it is available and settles; otherwise reverse mode in
+    float64 (named so). ``bits``: the precision the certificate needed.
 
     ``theta`` and the data are float32-exact (see ``mlp_problem``), so one reference serves both dtypes.
     """
@@ -155,24 +157,17 @@ def reference(obj: Any, theta: np.ndarray, *, dps: int = 50) -> Reference:
         from .. import reference as refmod
     except ImportError as e:
         return _fallback_reference(obj, theta, f"diffsuite.reference unavailable ({e})")
-    mp_fn = getattr(refmod, "reference_gradient_mp", None)
-    failures = []
-    # the default engine first; SymPy's expressions as a second chance (the mpmath evaluator knows more of them)
-    for engine in ("auto", "sympy"):
-        try:
-            if mp_fn is not None:
-                res = mp_fn(obj, theta, dps=dps, engine=engine)
-                grad = np.asarray(res.grad, dtype=object).ravel()
-                return Reference(grad, float(res.value), f"mpmath, {dps} digits (symbolic expression)")
-            res = refmod.reference_gradient(obj, theta, dtype="float64", dps=dps)
-            return Reference(np.asarray(res.grad, dtype=np.float64), float(res.value),
-                             f"mpmath, {dps} digits, rounded to float64 (symbolic expression)")
-        except TypeError as e:  # an older reference without the engine option
-            failures.append(f"{type(e).__name__}: {e}")
-            mp_fn = None
-        except Exception as e:  # noqa: BLE001 - a missing or failing reference must not stop a study
-            failures.append(f"{engine}: {type(e).__name__}: {e}")
-    return _fallback_reference(obj, theta, "high-precision reference failed: " + "; ".join(failures))
+    try:
+        res = refmod.reference_gradient_mp(obj, theta, dps=dps)
+    except Exception as e:  # noqa: BLE001 - a missing or failing reference must not stop a study
+        return _fallback_reference(obj, theta, f"certified reference failed: {type(e).__name__}: {e}")
+    cert = res.stats["certificate"]
+    kind = "certified, arb ball arithmetic" if cert.arithmetic == "arb" else "mpmath, two precisions agreeing"
+    return Reference(np.asarray(res.grad, dtype=object).ravel(), float(res.value),
+                     f"{REFERENCE_NAME} ({kind}, {dps} digits)", cert.bits)
+
+
+REFERENCE_NAME = "diffsuite.reference"
 
 
 def _fallback_reference(obj, theta, why: str) -> Reference:

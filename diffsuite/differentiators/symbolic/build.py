@@ -77,12 +77,18 @@ def build_objective(objective: Objective, *, symbolic_data: bool = False, dtype=
 
 def build_function(f: Callable, leaves: list[np.ndarray], rebuild: Callable, args: tuple,
                    keys: list | None = None) -> tuple[Problem, list]:
-    """``f(xp, theta, *args)`` with theta's leaves as symbols (``theta[i]``, or ``key[i]`` for a dict).
+    """``f(xp, theta, *args)`` with theta's leaves as symbols (``theta[i]``, or ``theta['W'][i]`` for a dict).
 
     Floating-point arguments (float arrays, floats) become symbols ``arg{k}[...]`` too, so one build
     serves every call with the same shapes; others (ints, strings, ...) are passed as they are.
+    Symbol names are injective: parameters start with ``theta``, data with ``arg``, and a dict key
+    appears as its ``repr`` (so ``1`` and ``'1'`` differ); keys whose reprs coincide are refused.
     """
-    names = ["theta"] if keys is None else [str(k) for k in keys]
+    names = ["theta"] if keys is None else [f"theta[{k!r}]" for k in keys]
+    if len(set(names)) != len(names):
+        same = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"theta's keys must print differently (symbols are named by repr(key)); "
+                         f"{', '.join(same)} appear more than once. Use distinct strings as keys.")
     leaf_syms = [symbol_array(n, np.shape(leaf)) for n, leaf in zip(names, leaves)]
     sym_args, data_symbols, values = [], [], []
     for k, a in enumerate(args):

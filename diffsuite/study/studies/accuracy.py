@@ -39,7 +39,7 @@ class Config:
     regs: tuple[str, ...] = ("none", "l1+l2")
     seeds: tuple[int, ...] = (0, 1)
     dtypes: tuple[str, ...] = ("float64", "float32")
-    hidden: tuple[int, ...] = (3,)  # the mpmath reference costs about 1.5 s per problem at this size
+    hidden: tuple[int, ...] = (3,)
     batch: int = 4
     schemes: tuple[str, ...] = FD_SCHEMES
     symbolic: bool = True
@@ -86,7 +86,8 @@ def measure(config: Config, params: dict) -> list[dict]:
     p = problem(hidden=config.hidden, activation=params["activation"], loss=params["loss"], reg=params["reg"],
                 batch=config.batch, seed=params["seed"])
     ref = reference(p.objective, p.theta)
-    base = {"n_params": int(p.theta.size), "reference": ref.name, "has_kink": bool(p.objective.has_kink()),
+    base = {"n_params": int(p.theta.size), "reference": ref.name, "reference_bits": ref.bits,
+            "has_kink": bool(p.objective.has_kink()),
             "exact_reference": not ref.name.startswith(FALLBACK_NAME)}
     rows = []
     for method in config.methods():
@@ -259,7 +260,13 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
         msg = failed.groupby(["method", "dtype"])["message"].first().reset_index()
         msg["count"] = failed.groupby(["method", "dtype"]).size().values
         blocks.append(Table(msg, "Methods that refused or failed (first message per method)"))
-    blocks.append(Para("Reference: " + "; ".join(f"`{r}`" for r in refs) + ". Error: max |g - r| / max |r|."))
+    bits = measured["reference_bits"].dropna() if "reference_bits" in measured else []
+    lo, hi = (int(min(bits)), int(max(bits))) if len(bits) else (0, 0)
+    span = f"{lo}" if lo == hi else f"{lo} to {hi}"
+    precision = (f" Its certificates needed {span} bits of working precision (each entry's enclosure proven to the "
+                 "digits named)." if len(bits) else "")
+    blocks.append(Para("Reference: " + "; ".join(f"`{r}`" for r in refs) + "." + precision +
+                       " Error: normwise relative, max_i |g_i - r_i| / max_i |r_i|."))
     if n_fallback:
         kinds = fallback.drop_duplicates(["activation", "loss", "reg", "seed"])
         blocks.append(Para(f"{n_fallback} of {n_problems} problems have no high-precision reference (the reference "

@@ -1,0 +1,188 @@
+"""Certified reference gradients: the ground truth of the accuracy study and of the project's tests.
+
+``reference_gradient(objective, theta)`` is the exact gradient at exactly the binary point ``theta``
+that the other methods see, correctly rounded to float64, with a certificate. The loss is built
+symbolically with every constant exact (data as the Rationals of their binary values); its
+derivative (the chain rule run backwards over the exact expression DAG, each node's local derivative
+SymPy's own; or SymPy's / SymEngine's symbolic derivative: ``engine``) is evaluated in ball
+arithmetic (FLINT's arb, through python-flint) at 64, 128, 256, ... bits until every entry's ball
+rounds to a single float64: the rounding is then proven, not estimated. Without python-flint,
+mpmath evaluates at doubling precisions until two successive ones agree in every float64 (evidence,
+not proof; the certificate says which). With ``dtype="float32"`` theta and the data are first
+rounded to float32 (what a float32 run sees); the result is still the float64 rounding.
+
+Kinks follow DESIGN.md's conventions at exact ties (max routes to its first argument, |x|'(0) = 0,
+step' = 0, Heaviside(0) = its stored value): a tie is decided exactly (a ball that is exactly zero,
+or the exact rational value of the compared quantities), never by rounding. Where no precision up
+to ``max_bits`` settles an entry (a kink that exact arithmetic cannot decide, a true singularity),
+``NotCertified`` (a ValueError) names the entries and the cause. See docs/reference.md.
+"""
+from __future__ import annotations
+
+import importlib.util
+import time
+from typing import Any, Callable
+
+import mpmath
+import numpy as np
+
+from ..budget import Budget, run_budgeted
+from ..differentiators.base import Gradient, grad_leaf
+from ..objective import Objective
+from .certificate import Certificate, NotCertified
+from .engine import DTYPES, ENGINES, agree_mp, certify_arb, compile_problem
+from .mp import to_float as to_float64
+
+__all__ = ["reference_gradient", "reference_gradient_mp", "expression_gradient", "Certificate", "NotCertified",
+           "to_float64", "has_flint"]
+
+ARITHMETICS = ("auto", "arb", "mpmath")
+
+
+def has_flint() -> bool:
+    """Whether python-flint (ball arithmetic, the certified engine) is importable."""
+    return importlib.util.find_spec("flint") is not None
+
+
+def _check(dtype: str, engine: str, arithmetic: str, max_bits: int) -> tuple[str, str]:
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    if engine == "auto":
+        engine = "adjoint"
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be 'auto', {', '.join(repr(e) for e in ENGINES)}; got {engine!r}")
+    if engine == "symengine" and importlib.util.find_spec("symengine") is None:
+        raise ImportError("engine='symengine' needs SymEngine: pip install 'diffsuite[symengine]' (or use "
+                          "engine='adjoint', the default)")
+    if arithmetic not in ARITHMETICS:
+        raise ValueError(f"arithmetic must be one of {', '.join(ARITHMETICS)}; got {arithmetic!r}")
+    if arithmetic == "auto":
+        arithmetic = "arb" if has_flint() else "mpmath"
+    elif arithmetic == "arb" and not has_flint():
+        raise ImportError("arithmetic='arb' needs python-flint: pip install python-flint (or arithmetic='mpmath', "
+                          "which is not certified)")
+    if not (isinstance(max_bits, int) and max_bits >= 64):
+        raise ValueError(f"max_bits must be an int >= 64; got {max_bits!r}")
+    return engine, arithmetic
+
+
+def _compute(target, theta, args, *, dtype, engine, arithmetic, max_bits, node_budget, time_budget_s, accept=None,
+             same=None, want_mp: bool = False):
+    """(value, flat entries, certificate, stats, leaves, rebuild); entries are floats, or mpf with want_mp."""
+    engine, arithmetic = _check(dtype, engine, arithmetic, max_bits)
+
+    def work(budget: Budget):
+        clock, stats = time.perf_counter, {}
+        t = clock()
+        compiled = compile_problem(target, theta, args, dtype, engine, budget)
+        stats["build_s"] = clock() - t
+        budget.enter("evaluate", arithmetic)
+        t = clock()
+        if arithmetic == "arb":
+            out, cert = certify_arb(compiled, max_bits=max_bits, budget=budget, accept=accept)
+            raw = [mid if want_mp else rounded for rounded, mid in out]
+        else:
+            out, cert = agree_mp(compiled, max_bits=max_bits, budget=budget, same=same)
+            raw = [x._mpf_ for x in out] if want_mp else [to_float64(x) for x in out]
+        stats["eval_s"] = clock() - t
+        stats["nodes"] = len(compiled.program)
+        return raw, cert, stats, compiled.leaves
+
+    raw, cert, stats, leaves = run_budgeted(work, Budget(time_s=time_budget_s, nodes=node_budget))
+    stats.update(reference=cert.arithmetic, bits=cert.bits, max_radius=cert.max_radius, certificate=cert,
+                 dtype=dtype, engine=engine, n_params=len(raw) - 1)
+    return raw, cert, stats, leaves
+
+
+def _shape_like(flat: list, leaves: list[np.ndarray], target: Any, theta: Any, leaf: Callable) -> Any:
+    parts, start = [], 0
+    for lf in leaves:
+        part = np.empty(lf.size, dtype=object)
+        part[:] = flat[start:start + lf.size]
+        parts.append(leaf(part.reshape(lf.shape)) if lf.ndim else leaf(part[0]))
+        start += lf.size
+    if isinstance(target, Objective):
+        return parts[0]
+    if isinstance(theta, dict):
+        return dict(zip(theta, parts))
+    from ..differentiators.base import flatten_params
+    return flatten_params(theta)[1](parts)
+
+
+def reference_gradient(target: Objective | Callable, theta: Any, *args: Any, dtype: str = "float64",
+                       engine: str = "auto", arithmetic: str = "auto", max_bits: int = 1 << 15,
+                       node_budget: int | None = 1_000_000, time_budget_s: float | None = 120.0,
+                       dps: int | None = None) -> Gradient:
+    """The exact gradient at the binary point theta, correctly rounded to float64, with its certificate.
+
+    ``target``: an ``Objective`` (theta flat, as everywhere) or a function ``f(xp, theta, *args)``
+    (theta a flat or shaped array, a dict of arrays or scalars, or a scalar; the gradient comes back
+    in the same structure). ``engine``: "auto" (= "adjoint": the chain rule backwards over the exact
+    loss DAG), "sympy" or "symengine" (their symbolic derivatives; slower, an independent path).
+    ``arithmetic``: "auto" (arb when python-flint is installed, else mpmath), "arb", "mpmath".
+    ``max_bits``: the highest working precision tried. ``dps``: accepted for compatibility, unused
+    (the precision is chosen per problem). ``stats``: ``certificate`` (a ``Certificate``), ``reference``
+    ("arb" or "mpmath"), ``bits``, ``max_radius``, ``dtype``, ``engine``, ``build_s``, ``eval_s``.
+
+    Raises ``BudgetExceeded`` when the problem is too large for the budgets, ``NotCertified`` (a
+    ValueError) when no precision up to ``max_bits`` settles an entry, naming it and the cause.
+    """
+    raw, cert, stats, leaves = _compute(target, theta, args, dtype=dtype, engine=engine, arithmetic=arithmetic,
+                                        max_bits=max_bits, node_budget=node_budget, time_budget_s=time_budget_s)
+    value, *flat = raw
+
+    def leaf(g):
+        return float(g) if not isinstance(g, np.ndarray) else grad_leaf(g.astype(np.float64))
+
+    return Gradient(value, _shape_like(flat, leaves, target, theta, leaf), stats)
+
+
+def reference_gradient_mp(target: Objective | Callable, theta: Any, *args: Any, dtype: str = "float64",
+                          dps: int = 50, engine: str = "auto", arithmetic: str = "auto", max_bits: int = 1 << 15,
+                          node_budget: int | None = 1_000_000, time_budget_s: float | None = 120.0) -> Gradient:
+    """Like ``reference_gradient``, but ``value`` and ``grad`` hold mpmath ``mpf`` numbers with ``dps`` correct
+    significant digits (arb: every entry's ball has relative radius below 10^-dps, or is exact; mpmath: two
+    successive precisions agree to that). Measures errors below one ulp; do arithmetic on them under
+    ``mpmath.workdps(dps)`` or more.
+    """
+    if not (isinstance(dps, int) and dps >= 17):
+        raise ValueError(f"reference_gradient_mp needs dps >= 17 significant digits (an int); got {dps!r}")
+    rel = mpmath.mpf(10) ** -dps
+    tiny = mpmath.mpf(2) ** -1100  # far below float64's smallest subnormal: an absolute floor for zeros
+
+    def accept(x):  # arb ball: relative radius below 10^-dps, or absolutely negligible
+        from .arb import to_man_exp  # (called at the working precision)
+        if not x.is_finite():
+            return False
+        rad, mid = (mpmath.mp.make_mpf(mpmath.libmp.from_man_exp(*to_man_exp(y))) for y in (x.rad(), x))
+        return rad <= rel * abs(mid) or rad <= tiny
+
+    def same(a, b):
+        return abs(a - b) <= rel * max(abs(a), abs(b)) or abs(a - b) <= tiny
+
+    raw, cert, stats, leaves = _compute(target, theta, args, dtype=dtype, engine=engine, arithmetic=arithmetic,
+                                        max_bits=max_bits, node_budget=node_budget, time_budget_s=time_budget_s,
+                                        accept=accept, same=same, want_mp=True)
+    stats["dps"] = dps
+    # exact conversions: the midpoints' (mantissa, exponent), or mpmath's raw tuples
+    mpfs = [mpmath.mp.make_mpf(mpmath.libmp.from_man_exp(*r) if cert.arithmetic == "arb" else r) for r in raw]
+    value, *flat = mpfs
+    return Gradient(value, _shape_like(flat, leaves, target, theta, lambda g: g), stats)
+
+
+def expression_gradient(expr: Any, wrt: list, point: Any, data: dict | None = None, *,
+                        arithmetic: str = "auto", max_bits: int = 1 << 15) -> Gradient:
+    """The certified value and gradient of a SymPy expression in the symbols ``wrt`` at ``point`` (floats,
+    taken as their exact binary values); ``data`` binds any other symbols. ``grad``: a float64 array.
+    For functions the models cannot express yet (sin, atan2, erf, custom Function classes)."""
+    from .engine import compile_expression
+    _, arithmetic = _check("float64", "adjoint", arithmetic, max_bits)
+    compiled = compile_expression(expr, list(wrt), list(np.ravel(point)), data)
+    if arithmetic == "arb":
+        out, cert = certify_arb(compiled, max_bits=max_bits)
+        value, *flat = [rounded for rounded, _ in out]
+    else:
+        out, cert = agree_mp(compiled, max_bits=max_bits)
+        value, *flat = [to_float64(x) for x in out]
+    return Gradient(value, np.array(flat, dtype=np.float64),
+                    {"reference": cert.arithmetic, "bits": cert.bits, "certificate": cert})

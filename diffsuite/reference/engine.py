@@ -1,0 +1,222 @@
+"""The reference's work: build the exact loss, compile it, and raise the precision until every entry settles.
+
+``compile_problem`` builds the loss with every constant exact (theta and the data enter as symbols
+bound to their binary values), unevaluated (SymPy's automatic simplification is the slow part of
+building and changes nothing exact), and compiles it into a ``Program``. With ``engine="adjoint"``
+the gradient is the chain rule run backwards over that DAG; with "sympy" or "symengine" those
+libraries differentiate the (evaluated) expression first and the program evaluates their derivatives.
+
+``certify_arb`` runs the program in arb at 64, 128, 256, ... bits up to ``max_bits``, until the value
+and every gradient entry is a ball that rounds to one float64. ``agree_mp`` (no python-flint) runs it
+in mpmath at doubling precisions until two successive ones round to the same float64s.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Callable
+
+import numpy as np
+import sympy as sp
+
+from ..budget import Budget
+from ..differentiators.symbolic.metrics import dag_nodes
+from ..differentiators.symbolic.build import build_function, build_objective, differentiate, is_float_data
+from ..differentiators.symbolic.symengine_bridge import from_symengine
+from ..differentiators.base import flatten_params
+from ..objective import Objective
+from .certificate import Certificate, NotCertified
+from .program import UNDECIDED, Program, Run
+
+DTYPES = {"float64": np.float64, "float32": np.float32}
+ENGINES = ("adjoint", "sympy", "symengine")
+
+
+@dataclass
+class Compiled:
+    """A problem ready to evaluate: the program, the input values (params then data), entry names."""
+
+    program: Program
+    values: list[float]
+    names: list[str]             # one per gradient entry (theta's flat order)
+    differentiation: str
+    leaves: list[np.ndarray]     # theta's leaves, rounded to the dtype
+    rebuild: Callable[[list], Any]
+
+
+def _rounded(a: Any, dtype) -> np.ndarray:
+    return np.asarray(a, dtype=np.float64).astype(dtype).astype(np.float64)
+
+
+def compile_problem(target: Objective | Callable, theta: Any, args: tuple, dtype: str, engine: str,
+                    budget: Budget) -> Compiled:
+    np_dtype = DTYPES[dtype]
+    evaluated = engine != "adjoint"
+    if isinstance(target, Objective):
+        leaves, rebuild = [_rounded(target.check_theta(theta), np_dtype)], (lambda new: new[0])
+
+        def build():
+            return build_objective(target, symbolic_data=True, dtype=np_dtype)
+        who, names = target.describe(), None
+    elif callable(target):
+        leaves, rebuild = flatten_params(theta)
+        leaves = [_rounded(leaf, np_dtype) for leaf in leaves]
+        args = tuple(_rounded(a, np_dtype) if is_float_data(a) else a for a in args)
+        keys = list(theta) if isinstance(theta, dict) else None
+
+        def build():
+            return build_function(target, leaves, rebuild, args, keys)
+        who, names = getattr(target, "__name__", "f"), None
+    else:
+        raise TypeError(f"reference_gradient needs an Objective or a function f(xp, theta, *args); got "
+                        f"{type(target).__name__}")
+    budget.enter("build", who)
+    if evaluated:
+        problem, data_values = build()
+    else:
+        with sp.evaluate(False):
+            problem, data_values = build()
+    budget.check_nodes(dag_nodes([problem.loss]), "the loss")
+    theta_values = [v for leaf in leaves for v in leaf.reshape(-1).tolist()]
+    names = names or [p.name for p in problem.params]
+    inputs = list(problem.params) + list(problem.data)
+    if evaluated:
+        budget.enter("differentiate", engine)
+        loss, grads = differentiate(problem, engine, budget)
+        if engine == "symengine":
+            memo: dict = {}
+            loss, grads = problem.loss, [from_symengine(g, memo) for g in grads]
+            # SymEngine's symbols come back as plain ones: bind the inputs by name
+            by_name = {s.name: s for s in inputs}
+            grads = [g.xreplace({s: by_name[s.name] for s in g.free_symbols if s.name in by_name}) for g in grads]
+        program = Program([loss] + grads, inputs)
+    else:
+        budget.enter("compile", f"{len(names)} parameters")
+        program = Program([problem.loss], inputs, wrt=problem.params)
+    return Compiled(program, theta_values + data_values, names, engine, leaves, rebuild)
+
+
+def _outputs(c: Compiled, run: Run) -> list:
+    """[value, d/d theta_0, ...]: the adjoints (None = exact zero) or the symbolic derivatives' values."""
+    prog = c.program
+    if c.differentiation == "adjoint":
+        adj = run.backward(prog.roots[0])
+        return [run.values[prog.roots[0]]] + [adj[k] if k >= 0 else None for k in prog.wrt_nodes]
+    return [run.values[r] for r in prog.roots]
+
+
+def _entry_names(c: Compiled) -> list[str]:
+    return ["the loss value"] + c.names
+
+
+def certify_arb(c: Compiled, *, start_bits: int = 128, max_bits: int = 1 << 15, budget: Budget | None = None,
+                accept: Callable | None = None) -> tuple[list, Certificate]:
+    """The value and gradient, each a ball that rounds to one float64, at the lowest precision that does it.
+
+    Returns ([(float64 rounding, exact midpoint (m, e)) per entry], certificate); ``accept(ball) -> bool``
+    replaces "rounds to one float64" (the ``reference_gradient_mp`` digits target). Raises NotCertified naming
+    the entries no precision up to ``max_bits`` settles, and why (an undecidable kink, a singularity).
+    """
+    from flint import arb
+
+    from .arb import ArbArithmetic, precision, settle, to_man_exp
+    exact = [Fraction(v) for v in c.values]
+    accept = accept or (lambda x: settle(x) is not None)
+    tried: list[int] = []
+    bits = start_bits
+    while True:
+        tried.append(bits)
+        if budget is not None:
+            budget.note(f"arb at {bits} bits")
+        with precision(bits):
+            run = Run(c.program, ArbArithmetic(), [arb(v) for v in c.values], exact)
+            out = _outputs(c, run)
+            bad = [k for k, x in enumerate(out) if x is UNDECIDED or not (x is None or accept(x))]
+            if not bad:  # (endpoints and midpoints read at the working precision: exactly)
+                radius = np.array([0.0 if x is None else float(x.rad()) for x in out])
+                return ([(settle(x)[0] if settle(x) else float(x.mid()), to_man_exp(x)) for x in out],
+                        Certificate("arb", bits, tuple(tried), radius, c.differentiation, run.ties))
+        nonfinite = [k for k in bad if out[k] is not UNDECIDED and not out[k].is_finite()]
+        if run.singular and nonfinite and len(tried) >= 2:
+            raise _singular_error(c, run, nonfinite)
+        if bits >= max_bits:
+            raise _cap_error(c, run, out, bad, bits)
+        bits *= 2
+
+
+def _singular_error(c: Compiled, run: Run, entries: list[int]) -> NotCertified:
+    names = [_entry_names(c)[k] for k in entries]
+    return NotCertified(f"the expression is not defined at this point: {run.singular}, exactly (the inputs are exact, "
+                        f"so no precision changes it); affected: {_list(names)}. Choose another point.", names)
+
+
+def _cap_error(c: Compiled, run: Run, out: list, bad: list[int], bits: int) -> NotCertified:
+    names = [_entry_names(c)[k] for k in bad]
+    undecided = [k for k in bad if out[k] is UNDECIDED]
+    if undecided:
+        prog = run.prog
+        node = run.undecided[0] if run.undecided else None
+        where = ""
+        if node is not None:
+            where = (f" (first: {str(prog.nodes[node])[:100]}, which depends on "
+                     f"{_list(prog.symbols_under(node))})")
+        return NotCertified(f"a kink condition could not be decided at {bits} bits{where}: the point lies on a kink "
+                            f"that exact arithmetic cannot settle, or within 2^-{bits} of one; affected: "
+                            f"{_list(names)}. Move theta off the kink, or raise max_bits.", names)
+    if run.singular:
+        return _singular_error(c, run, bad)
+    return NotCertified(f"the value or gradient is not finite or not narrow enough at {bits} bits: "
+                        f"{_list(names)}. A cancellation deeper than {bits} bits (such as 1 - sigmoid(z) for z beyond "
+                        f"{bits} ln 2), or a singularity the inputs only approach. Choose another point, or raise "
+                        "max_bits.", names)
+
+
+def _list(names: list[str], n: int = 6) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+def agree_mp(c: Compiled, *, start_bits: int = 64, max_bits: int = 1 << 15, budget: Budget | None = None,
+             same: Callable | None = None) -> tuple[list, Certificate]:
+    """The mpmath fallback: precision doubled until two successive passes give the same float64s
+    (``same(a, b) -> bool`` replaces that test). Returns (mpf values, certificate)."""
+    from .mp import MpArithmetic, to_float
+    exact = [Fraction(v) for v in c.values]
+    same = same or (lambda a, b: to_float(a) == to_float(b))
+    tried: list[int] = []
+    previous = None
+    bits = start_bits
+    while True:
+        tried.append(bits)
+        if budget is not None:
+            budget.note(f"mpmath at {bits} bits")
+        A = MpArithmetic(bits)
+        run = Run(c.program, A, [A.from_float(v) for v in c.values], exact)
+        out = [A.zero() if x is None else x for x in _outputs(c, run)]
+        ok = [x is not UNDECIDED and A.finite(x) and A.lost == 0 for x in out]
+        if previous is not None and all(ok):
+            bad = [k for k, (a, b) in enumerate(zip(previous, out)) if b is UNDECIDED or a is UNDECIDED
+                   or not same(a, b)]
+            if not bad:
+                radius = np.array([float(abs(a - b)) for a, b in zip(previous, out)])
+                return out, Certificate("mpmath", bits, tuple(tried), radius, c.differentiation, run.ties)
+        else:
+            bad = [k for k, good in enumerate(ok) if not good]
+        if bits >= max_bits:
+            if run.singular:
+                raise _singular_error(c, run, bad)
+            names = [_entry_names(c)[k] for k in bad]
+            raise NotCertified(f"mpmath did not settle {_list(names)} up to {bits} bits (a kink, a singularity, or "
+                               "a point within rounding of one). Choose another point, or raise max_bits.", names)
+        previous = out
+        bits *= 2
+
+
+def compile_expression(expr: sp.Basic, wrt: list[sp.Symbol], point: list[float],
+                       data: dict[sp.Symbol, float] | None = None) -> Compiled:
+    """A bare SymPy expression as a problem: d expr / d wrt at ``point`` (floats, exact), other symbols bound
+    by ``data``. For testing functions the models cannot express (sin, atan2, erf, ...) and new primitives."""
+    data = data or {}
+    inputs = list(wrt) + list(data)
+    program = Program([sp.sympify(expr)], inputs, wrt=list(wrt))
+    return Compiled(program, [float(v) for v in point] + [float(v) for v in data.values()],
+                    [s.name for s in wrt], "adjoint", [np.asarray(point, dtype=np.float64)], lambda new: new[0])

@@ -1,0 +1,137 @@
+"""mpmath arithmetic for the reference where python-flint is missing: no enclosures, so no proof.
+
+The fallback runs the same program at a precision, then at twice that, and accepts when both round to
+the same float64 in every entry (``reference.engine``); a single fixed precision is never trusted. Two
+precisions can agree on a wrong 0 when both cancel every bit (1 - sigmoid(100) is 0 at 64 and at 128
+bits), so a pass in which a sum kept fewer than 24 bits of its largest term (and no exact rational value
+vouches for it) is not accepted either: the precision rises until no sum cancels that far.
+Exact zeros are ties only where the exact rational value (or, failing that, the arithmetic) says so.
+Undefined operations (log of a non-positive number, division by zero) give NaN, like arb's.
+"""
+from __future__ import annotations
+
+import mpmath
+import sympy as sp
+
+
+_CONTEXTS: dict[int, mpmath.MPContext] = {}
+
+
+class MpArithmetic:
+    name = "mpmath"
+    zero_means_tie = True  # a computed exact 0 that no exact rational value contradicts is taken as a tie
+
+    def __init__(self, bits: int):
+        if bits not in _CONTEXTS:  # (creating a context costs milliseconds: one per precision)
+            _CONTEXTS[bits] = mpmath.MPContext()
+            _CONTEXTS[bits].prec = bits
+        self.ctx = c = _CONTEXTS[bits]
+        self._guard = c.ldexp(c.mpf(1), 24 - bits)  # a sum below 2^-(bits - 24) of its largest term kept < 24 bits
+        self.lost = 0  # sums that cancelled beyond the guard, where no exact value vouches for them
+        self.cancelled = False
+        self._nan = c.nan
+        for name in ("exp", "sin", "cos", "tan", "atan", "sinh", "cosh", "tanh", "sech", "erf", "expm1"):
+            setattr(self, name, getattr(c, name))
+
+    def number(self, node: sp.Basic):
+        c = self.ctx
+        if isinstance(node, sp.Integer):
+            return c.mpf(int(node))
+        if isinstance(node, sp.Rational):
+            return c.mpf(int(node.p)) / int(node.q)
+        if isinstance(node, sp.Float):
+            return c.make_mpf(node._mpf_)
+        if node is sp.E:
+            return c.e + 0
+        if node is sp.pi:
+            return c.pi + 0
+        raise NotImplementedError(f"the reference cannot evaluate the constant {node} ({type(node).__name__}); "
+                                  "it knows integers, rationals, binary floats, E and pi")
+
+    def from_float(self, x: float):
+        return self.ctx.mpf(x)
+
+    def sign(self, x) -> int | None:
+        if self.ctx.isnan(x):
+            return None
+        return 1 if x > 0 else -1 if x < 0 else None  # None: let the exact value decide a zero
+
+    @staticmethod
+    def is_exact_zero(x) -> bool:
+        return x == 0
+
+    def finite(self, x) -> bool:
+        return bool(self.ctx.isfinite(x))
+
+    def one(self):
+        return self.ctx.mpf(1)
+
+    def zero(self):
+        return self.ctx.mpf(0)
+
+    def nan(self):
+        return self._nan
+
+    def add(self, xs):
+        s = self.ctx.fsum(xs)
+        self.cancelled = self._cancels(s, max(abs(x) for x in xs))
+        return s
+
+    def accumulate(self, acc, term):
+        """acc + term, counting a sum that cancels (almost) every bit as a lost one (see the module docstring)."""
+        s = acc + term
+        if self._cancels(s, max(abs(acc), abs(term))):
+            self.lost += 1
+        return s
+
+    def _cancels(self, s, scale) -> bool:
+        return bool(scale) and abs(s) <= scale * self._guard
+
+    def mul(self, xs):
+        return self.ctx.fprod(xs)
+
+    def _real(self, v):
+        return v if not isinstance(v, self.ctx.mpc) else self._nan
+
+    def ipow(self, x, n: int):
+        if x == 0 and n < 0:
+            return self._nan
+        return x ** n
+
+    def pow(self, x, e):
+        return self._nan if x < 0 else (self.ctx.power(x, e) if x > 0 else self.zero() if e > 0 else self._nan)
+
+    def log(self, x):
+        return self.ctx.log(x) if x > 0 else self._nan
+
+    def log1p(self, x):
+        return self.ctx.log1p(x) if x > -1 else self._nan
+
+    def sqrt(self, x):
+        return self.ctx.sqrt(x) if x >= 0 else self._nan
+
+    def asin(self, x):
+        return self.ctx.asin(x) if -1 <= x <= 1 else self._nan
+
+    def acos(self, x):
+        return self.ctx.acos(x) if -1 <= x <= 1 else self._nan
+
+    def atan2(self, y, x):
+        return self.ctx.atan2(y, x)
+
+    @staticmethod
+    def max(a, b):
+        return a if a >= b else b
+
+    @staticmethod
+    def min(a, b):
+        return a if a <= b else b
+
+    @staticmethod
+    def abs(x):
+        return abs(x)
+
+
+def to_float(x) -> float:
+    """An mpmath number rounded to the nearest float64 (ties to even)."""
+    return mpmath.libmp.to_float(x._mpf_, rnd="n")
