@@ -5,6 +5,7 @@
 | ``symbolic``  | SymPy expression trees, differentiated, CSE'd and compiled          | cse, engine, budgets, ...|
 | ``finite_diff``| difference quotients (forward ... Richardson, complex step)       | scheme, step, dtype, ... |
 | ``reverse``   | our reverse-mode tape on numpy or torch (CPU or CUDA)              | backend, device, dtype   |
+| ``forward``   | forward mode: dual values through a JVP table (numpy or torch)     | backend, device, dtype   |
 
 Each module is imported only when its differentiator is asked for, so an optional dependency
 (torch, symengine) is needed only by whoever uses it.
@@ -21,6 +22,7 @@ DIFFERENTIATORS = {
     "symbolic": "diffsuite.differentiators.symbolic:Symbolic",
     "finite_diff": "diffsuite.differentiators.finite_diff:FiniteDiff",
     "reverse": "diffsuite.differentiators.reverse:Reverse",
+    "forward": "diffsuite.differentiators.forward:Forward",
 }
 
 

@@ -1,0 +1,244 @@
+"""Forward-mode automatic differentiation: dual values pushed through a JVP table, on numpy or torch.
+
+Cost model: one JVP (a forward pass carrying a tangent) gives the derivative along one direction,
+so a gradient of n parameters costs n JVPs, where reverse mode pays one backward pass: the
+lecture's argument for backpropagation. Here the n directions travel together (a tangent with a
+leading axis of up to ``directions_per_pass`` directions), so the n JVPs cost few passes of wider
+arithmetic; the arithmetic still grows with n. Error model: rounding only, as in reverse mode.
+
+The primitives, their forwards and the backends are the reverse engine's (``reverse/ops.py``,
+``reverse/backends``); this package adds one JVP per primitive (``jvps.py``) and the dual values
+(``dual.py``). Higher order: forward-over-forward (``hessian``, ``hvp``), nesting traces through
+``reverse/lifted.py``. docs/higher_order.md has the methods, costs and comparisons.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+
+from ...objective import Objective
+from ..base import Gradient, scalar_check
+from ..higher_order import Structure, WithStats, output_value
+from ..reverse.backends import load_backend
+from .dual import Dual, DualNamespace, ForwardTrace, lifted_over
+from .jvps import JVPS, defjvp
+
+DTYPES = ("float64", "float32")
+
+
+@dataclass(frozen=True)
+class Forward:
+    """``get_differentiator("forward", backend="numpy"|"torch", device="cpu"|"cuda", dtype=..., directions_per_pass=256)``.
+
+    ``grad`` costs n JVPs (n = number of parameters), evaluated ``directions_per_pass`` at a time.
+    ``stats``: ``jvps`` (directions pushed), ``passes`` (forward passes), ``jvp_rules`` (primitive
+    JVPs evaluated, summed over passes).
+    """
+
+    backend: str = "numpy"
+    device: str = "cpu"
+    dtype: str = "float64"
+    directions_per_pass: int = 256
+    name: ClassVar[str] = "forward"
+
+    def __post_init__(self):
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
+        if not (isinstance(self.directions_per_pass, int) and self.directions_per_pass >= 1):
+            raise ValueError(f"directions_per_pass must be an int >= 1; got {self.directions_per_pass!r}")
+
+    @property
+    def label(self) -> str:
+        where = self.backend if self.backend == "numpy" else f"{self.backend}-{self.device}"
+        return f"forward[{where}{'' if self.dtype == 'float64' else ',' + self.dtype}]"
+
+    def load(self):
+        return load_backend(self.backend, device=self.device, dtype=self.dtype)
+
+    # ----- the engine: push tangents through f -----
+    @staticmethod
+    def _push(trace: ForwardTrace, f: Callable, structure: Structure, primals: list, tangents: list,
+              args: tuple) -> tuple[Any, Any]:
+        """(output primal, output tangent or None) of ``f`` at ``primals`` moving along ``tangents``."""
+        duals = [trace.dual(p, t) for p, t in zip(primals, tangents)]
+        out = f(DualNamespace(trace), structure.rebuild(duals), *args)
+        if type(out) is Dual and out.trace is trace:
+            return out.primal, out.tangent
+        return out, None
+
+    def _directions(self, B, structure: Structure, start: int, stop: int) -> list:
+        """Tangents for basis directions ``start..stop-1``: per leaf, ``(k,) + leaf.shape``."""
+        E = np.zeros((stop - start, structure.n), dtype=np.float64)
+        E[np.arange(stop - start), np.arange(start, stop)] = 1.0
+        return [B.asarray(part) for part in structure.split(E, (stop - start,))]
+
+    def _jacobian_flat(self, B, f: Callable, structure: Structure, args: tuple, stats: dict) -> tuple[Any, np.ndarray]:
+        """(value as numpy, J with shape out.shape + (n,)), by n JVPs, ``directions_per_pass`` at a time."""
+        primals = [B.asarray(leaf) for leaf in structure.leaves]
+        n, k = structure.n, self.directions_per_pass
+        cols, value, rules, passes = [], None, 0, 0
+        for start in range(0, max(n, 1), k):
+            stop = min(n, start + k)
+            trace = ForwardTrace(B)
+            out, t = self._push(trace, f, structure, primals, self._directions(B, structure, start, stop), args)
+            value = np.asarray(B.to_numpy(B.constant(out)))
+            cols.append(np.zeros((stop - start,) + value.shape) if t is None else np.asarray(B.to_numpy(t)))
+            rules += trace.n_jvps
+            passes += 1
+        T = np.concatenate(cols, axis=0) if cols else np.zeros((0,) + value.shape)
+        stats.update(jvps=n, passes=passes, jvp_rules=rules)
+        return value, np.moveaxis(T, 0, -1)
+
+    # ----- objectives and gradients -----
+    def value_and_grad(self, objective: Objective | Callable) -> Callable[[np.ndarray], Gradient]:
+        """``theta -> Gradient`` for an ``Objective`` (or ``f(xp, theta)`` of a flat theta), by n JVPs."""
+        if isinstance(objective, Objective):
+            B = self.load()
+            inputs, targets = (B.asarray(a) for a in objective.data(np.float64))
+            names = list(objective.model.layout)
+
+            def f(xp, params_list, *_):
+                return objective.evaluate(xp, dict(zip(names, params_list)), inputs, targets)
+
+            def value_and_grad_fn(theta: np.ndarray) -> Gradient:
+                flat = objective.check_theta(theta)
+                blocks = [flat[a:b].reshape(shape) for _, (a, b, shape) in objective.model.layout.items()]
+                structure = Structure(blocks, lambda new: new, None)
+                stats: dict = {}
+                value, J = self._jacobian_flat(B, f, structure, (), stats)
+                scalar_check(value.shape, objective.describe())
+                return Gradient(float(value.reshape(())), J.reshape(-1), stats)
+
+            return value_and_grad_fn
+        vg = self.value_and_grad_fn(objective)
+        return lambda theta: vg(theta)
+
+    def value_and_grad_fn(self, f: Callable) -> Callable[..., Gradient]:
+        """``(theta, *args) -> Gradient`` for ``f(xp, theta, *args) -> scalar``; grad has theta's structure."""
+        B = self.load()
+
+        def value_and_grad_fn(theta: Any, *args: Any) -> Gradient:
+            structure = Structure.of(theta)
+            stats: dict = {}
+            value, J = self._jacobian_flat(B, f, structure, args, stats)
+            scalar_check(value.shape, getattr(f, "__name__", "f"))
+            return Gradient(float(value.reshape(())), structure.jacobian(J.reshape(-1), ()), stats)
+
+        return value_and_grad_fn
+
+    def grad(self, f: Callable) -> Callable[..., Any]:
+        """``(theta, *args) -> gradient`` of ``f(xp, theta, *args)``, in theta's structure (n JVPs)."""
+        vg = self.value_and_grad_fn(f)
+        return lambda theta, *args: vg(theta, *args).grad
+
+    # ----- higher order -----
+    def jvp(self, f: Callable) -> WithStats:
+        """``(theta, tangent, *args) -> (value, jvp)``: one forward pass carrying one tangent."""
+        B = self.load()
+
+        def jvp_fn(stats, theta, tangent, *args):
+            structure = Structure.of(theta)
+            t = structure.flatten_like(tangent, "tangent")
+            trace = ForwardTrace(B)
+            out, dt = self._push(trace, f, structure, [B.asarray(leaf) for leaf in structure.leaves],
+                                 [B.asarray(p) for p in structure.split(t)], args)
+            value = np.asarray(B.to_numpy(B.constant(out)))
+            stats.update(jvps=1, passes=1, jvp_rules=trace.n_jvps)
+            return output_value(value), output_value(np.zeros(value.shape) if dt is None else B.to_numpy(dt))
+
+        return WithStats(jvp_fn, "jvp", self.label)
+
+    def jacobian(self, f: Callable) -> WithStats:
+        """``(theta, *args) -> J`` (``out.shape + theta.shape``, or a dict of those): n JVPs."""
+        B = self.load()
+
+        def jacobian_fn(stats, theta, *args):
+            structure = Structure.of(theta)
+            value, J = self._jacobian_flat(B, f, structure, args, stats)
+            return structure.jacobian(J, value.shape)
+
+        return WithStats(jacobian_fn, "jacobian", self.label)
+
+    def vjp(self, f: Callable) -> WithStats:
+        """``(theta, *args) -> (value, pullback)``. Forward mode has no cheap VJP: the Jacobian is built first
+        (n JVPs), and ``pullback(u)`` contracts it with ``u``. Reverse mode gives a VJP for one backward pass."""
+        B = self.load()
+
+        def vjp_fn(stats, theta, *args):
+            structure = Structure.of(theta)
+            value, J = self._jacobian_flat(B, f, structure, args, stats)
+            stats["note"] = "forward mode builds the whole Jacobian (n JVPs) for a VJP"
+
+            def pullback(u):
+                u = np.asarray(u, dtype=np.float64)
+                if u.shape != value.shape:
+                    raise ValueError(f"the cotangent u must be shaped like f's output {value.shape}; got {u.shape}")
+                return structure.tree(np.tensordot(u, J, axes=u.ndim))
+
+            return output_value(value), pullback
+
+        return WithStats(vjp_fn, "vjp", self.label)
+
+    def _second(self, B, f, structure: Structure, outer_tangents: list, lead: tuple, args: tuple,
+                stats: dict) -> np.ndarray:
+        """Forward-over-forward: rows d/d(outer) of the n first derivatives, ``outer_lead + (n,)``.
+
+        The inner trace pushes the n basis directions (``directions_per_pass`` at a time) through a backend
+        whose arrays are Duals of the outer trace, which pushes ``outer_tangents`` (per leaf)."""
+        n, k = structure.n, self.directions_per_pass
+        cols, rules = [], 0
+        for start in range(0, max(n, 1), k):
+            stop = min(n, start + k)
+            outer = ForwardTrace(B)
+            primals = [outer.dual(B.asarray(leaf), t) for leaf, t in zip(structure.leaves, outer_tangents)]
+            inner = ForwardTrace(lifted_over(outer))
+            out, t = self._push(inner, f, structure, primals, self._directions(B, structure, start, stop), args)
+            value = out
+            while type(value) is Dual:  # the value under both traces
+                value = value.primal
+            value = B.to_numpy(B.constant(value))
+            scalar_check(np.shape(value), getattr(f, "__name__", "f"))
+            # t: the inner tangent (k,) + out shape, a Dual of the outer trace (its tangent: outer lead + (k,) ...)
+            if type(t) is Dual and t.trace is outer:
+                block = np.asarray(B.to_numpy(t.tangent)).reshape(lead + (stop - start,))
+            else:
+                block = np.zeros(lead + (stop - start,))
+            cols.append(block)
+            rules += outer.n_jvps + inner.n_jvps
+            stats["value"] = float(np.reshape(value, ()))
+        stats.update(passes=len(cols), jvp_rules=rules)
+        return np.concatenate(cols, axis=-1)
+
+    def hessian(self, f: Callable) -> WithStats:
+        """``(theta, *args) -> H`` of a scalar ``f``: forward-over-forward, n x n JVP-of-JVPs in one nesting."""
+        B = self.load()
+
+        def hessian_fn(stats, theta, *args):
+            structure = Structure.of(theta)
+            n = structure.n
+            outer = [B.asarray(p) for p in structure.split(np.eye(n), (n,))]
+            H = self._second(B, f, structure, outer, (n,), args, stats)
+            stats.update(jvps=n * n, method="forward-over-forward")
+            return structure.hessian(H)
+
+        return WithStats(hessian_fn, "hessian", self.label)
+
+    def hvp(self, f: Callable) -> WithStats:
+        """``(theta, v, *args) -> H v``: forward-over-forward, n JVP-of-JVPs (forward mode has no O(1) HVP;
+        reverse mode's forward-over-reverse costs a few gradients)."""
+        B = self.load()
+
+        def hvp_fn(stats, theta, v, *args):
+            structure = Structure.of(theta)
+            vf = structure.flatten_like(v, "v")
+            outer = [B.asarray(p) for p in structure.split(vf)]
+            Hv = self._second(B, f, structure, outer, (), args, stats)
+            stats.update(jvps=structure.n, method="forward-over-forward")
+            return structure.tree(Hv)
+
+        return WithStats(hvp_fn, "hvp", self.label)
+
+
+__all__ = ["Dual", "DualNamespace", "Forward", "ForwardTrace", "JVPS", "defjvp"]

@@ -1,0 +1,147 @@
+"""What every differentiator's higher-order methods share: parameter structures, result shapes, errors.
+
+The methods (same signatures on every differentiator that offers them; docs/higher_order.md):
+
+- ``jvp(f)(theta, tangent, *args) -> (value, jvp)``: ``f`` may be vector-valued; ``jvp`` is shaped like its output.
+- ``vjp(f)(theta, *args) -> (value, pullback)``: ``pullback(u)`` (``u`` shaped like the output) is in theta's structure.
+- ``jacobian(f)(theta, *args)``: flat theta: ``out.shape + theta.shape``; a dict: ``{k: out.shape + theta[k].shape}``.
+- ``hessian(f)(theta, *args)`` of a scalar ``f``: ``theta.shape * 2``; a dict: ``{k1: {k2: shape1 + shape2}}``.
+- ``hvp(f)(theta, v, *args)``: H v, in theta's structure.
+
+Results are float64 numpy whatever the internals. Each returned function has a ``stats`` dict describing
+its last call (what it paid: passes, JVP/VJP counts, function evaluations, tape records, expression sizes).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from .base import flatten_params
+
+
+@dataclass
+class Structure:
+    """Theta's layout: float64 leaves (a flat array, an array of any shape, a scalar, or a dict of those)."""
+
+    leaves: list
+    rebuild: Callable
+    keys: list | None
+
+    @classmethod
+    def of(cls, theta: Any) -> "Structure":
+        leaves, rebuild = flatten_params(theta)
+        return cls(leaves, rebuild, list(theta) if isinstance(theta, dict) else None)
+
+    @property
+    def sizes(self) -> list[int]:
+        return [leaf.size for leaf in self.leaves]
+
+    @property
+    def n(self) -> int:
+        return int(sum(self.sizes))
+
+    def flat(self) -> np.ndarray:
+        """All entries in one float64 vector (leaves in order, each row-major)."""
+        return np.concatenate([leaf.reshape(-1) for leaf in self.leaves]) if self.leaves else np.zeros(0)
+
+    def split(self, rows: np.ndarray, lead: tuple = ()) -> list[np.ndarray]:
+        """``rows`` (``lead + (n,)``) cut into one array per leaf, shaped ``lead + leaf.shape``."""
+        out, start = [], 0
+        for leaf in self.leaves:
+            out.append(rows[..., start:start + leaf.size].reshape(tuple(lead) + leaf.shape))
+            start += leaf.size
+        return out
+
+    def tree(self, rows: np.ndarray, lead: tuple = ()) -> Any:
+        """``rows`` (``lead + (n,)``) in theta's structure (a scalar leaf without lead: a float)."""
+        parts = [float(p) if p.ndim == 0 else np.ascontiguousarray(p, dtype=np.float64)
+                 for p in self.split(np.asarray(rows, dtype=np.float64), lead)]
+        return self.rebuild(parts)
+
+    def flatten_like(self, value: Any, what: str) -> np.ndarray:
+        """A user's vector in theta's structure (a tangent, ``v``) as one float64 vector, checked."""
+        if self.keys is not None:
+            if not isinstance(value, dict) or set(value) != set(self.keys):
+                raise ValueError(f"{what} must have theta's structure: a dict with keys {self.keys}; got "
+                                 f"{sorted(value) if isinstance(value, dict) else type(value).__name__}")
+            parts = [value[k] for k in self.keys]
+        else:
+            parts = [value]
+        flat = []
+        for leaf, part, name in zip(self.leaves, parts, self.keys or ["theta"]):
+            a = np.asarray(part, dtype=np.float64)
+            if a.shape != leaf.shape:
+                raise ValueError(f"{what} must be shaped like theta; {what}"
+                                 f"{'' if self.keys is None else f'[{name!r}]'} has shape {a.shape}, theta"
+                                 f"{'' if self.keys is None else f'[{name!r}]'} has {leaf.shape}")
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"{what} must be finite; got non-finite entries in {name}")
+            flat.append(a.reshape(-1))
+        return np.concatenate(flat) if flat else np.zeros(0)
+
+    def jacobian(self, J: np.ndarray, out_shape: tuple) -> Any:
+        """A flat Jacobian ``out_shape + (n,)`` in theta's structure (each leaf: ``out_shape + leaf.shape``)."""
+        parts = [np.ascontiguousarray(p, dtype=np.float64) for p in self.split(np.asarray(J), tuple(out_shape))]
+        if not out_shape:
+            parts = [float(p) if p.ndim == 0 else p for p in parts]
+        return self.rebuild(parts)
+
+    def hessian(self, H: np.ndarray) -> Any:
+        """A flat Hessian ``(n, n)``: theta's shape twice, or ``{k1: {k2: shape1 + shape2}}`` for a dict."""
+        H = np.asarray(H, dtype=np.float64)
+        if self.keys is None:
+            shape = self.leaves[0].shape
+            return float(H[0, 0]) if shape == () else H.reshape(shape + shape)
+        bounds = np.cumsum([0] + self.sizes)
+        return {k1: {k2: H[bounds[i]:bounds[i + 1], bounds[j]:bounds[j + 1]].reshape(l1.shape + l2.shape)
+                     for j, (k2, l2) in enumerate(zip(self.keys, self.leaves))}
+                for i, (k1, l1) in enumerate(zip(self.keys, self.leaves))}
+
+
+def flat_hessian(H: Any, structure: Structure) -> np.ndarray:
+    """The inverse of ``Structure.hessian``: an ``(n, n)`` float64 matrix."""
+    n = structure.n
+    if structure.keys is None:
+        return np.asarray(H, dtype=np.float64).reshape(n, n)
+    return np.block([[np.asarray(H[k1][k2], dtype=np.float64).reshape(a.size, b.size)
+                      for k2, b in zip(structure.keys, structure.leaves)]
+                     for k1, a in zip(structure.keys, structure.leaves)])
+
+
+def output_value(value: Any) -> Any:
+    """A function's value for the user: a float for a scalar, else a float64 array."""
+    a = np.asarray(value, dtype=np.float64)
+    return float(a.reshape(())) if a.size == 1 and a.ndim == 0 else a
+
+
+class WithStats:
+    """A callable that keeps ``stats`` about its last call (what the method paid)."""
+
+    def __init__(self, fn: Callable, method: str, label: str):
+        self._fn, self.stats = fn, {}
+        self.__name__ = f"{label}.{method}"
+        self.__doc__ = fn.__doc__
+
+    def __call__(self, *args, **kwargs):
+        stats: dict = {}
+        out = self._fn(stats, *args, **kwargs)
+        self.stats = stats
+        return out
+
+
+def unavailable(who: str, method: str, why: str, instead: str) -> NotImplementedError:
+    """The standard error of a method a differentiator cannot provide: what, why, and which method can."""
+    return NotImplementedError(f"{who} does not offer {method}: {why}. {instead}")
+
+
+def hessian_by_hvps(hvp_flat: Callable[[np.ndarray], np.ndarray], n: int) -> np.ndarray:
+    """H from n Hessian-vector products with the basis vectors (column j = H e_j), as computed (not symmetrised)."""
+    H = np.empty((n, n))
+    e = np.zeros(n)
+    for j in range(n):
+        e[j] = 1.0
+        H[:, j] = hvp_flat(e)
+        e[j] = 0.0
+    return H
