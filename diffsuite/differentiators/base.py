@@ -6,6 +6,8 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from ..pytree import flatten_params  # noqa: F401  (part of this module's API: grad(f)'s leaves)
+
 
 @dataclass
 class Gradient:
@@ -43,31 +45,14 @@ class Differentiator(Protocol):
     def grad(self, f: Callable) -> Callable:
         """For users' functions ``f(xp, theta, *args) -> scalar``: returns ``(theta, *args) -> gradient``."""
 
+    # Higher order (docs/higher_order.md), where the method can: each returns a ``WithStats`` callable.
+    # ``jvp(f)(theta, tangent, *args) -> (value, jvp)``, ``vjp(f)(theta, *args) -> (value, pullback)``,
+    # ``jacobian(f)(theta, *args)``, ``hessian(f)(theta, *args)``, ``hvp(f)(theta, v, *args)``;
+    # a method that cannot raises ``unavailable(...)``: what, why, and which method can.
+
 
 # ----- parameter structures for grad(f): a flat array, an array of any shape, a dict, or a scalar -----
-def flatten_params(theta: Any) -> tuple[list[np.ndarray], Callable[[list], Any]]:
-    """Split ``theta`` into float64 leaves and a function that rebuilds the structure from new leaves.
-
-    Leaves are checked: numbers only, finite (a ValueError names the first bad entry).
-    """
-    if isinstance(theta, dict):
-        keys = list(theta)
-        return [_leaf(theta[k], f"theta[{k!r}]") for k in keys], lambda new: dict(zip(keys, new))
-    leaf = _leaf(theta, "theta")
-    return [leaf], lambda new: new[0]
-
-
-def _leaf(value: Any, where: str) -> np.ndarray:
-    try:
-        a = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{where} must be numbers (an array, a float, or a dict of them); got "
-                        f"{type(value).__name__}") from None
-    bad = np.argwhere(~np.isfinite(a))
-    if len(bad):
-        idx = tuple(int(i) for i in bad[0])
-        raise ValueError(f"{where} must be finite; entry {list(idx)} is {a[idx]}")
-    return a
+# (``flatten_params`` lives in ``diffsuite.pytree`` with the shapes of the higher-order results)
 
 
 def grad_leaf(g: np.ndarray) -> Any:
@@ -85,3 +70,34 @@ def scalar_check(shape: tuple, who: str = "the objective") -> None:
     if int(np.prod(shape)) != 1:
         raise TypeError(f"gradients need a scalar function; {who} returned shape {tuple(shape)}. "
                         "Reduce it to a scalar, e.g. with xp.sum or xp.mean.")
+
+
+# ----- higher order: shared by every differentiator's jvp / vjp / jacobian / hessian / hvp -----
+class WithStats:
+    """A derivative function that keeps ``stats`` about its last call (passes, JVP/VJP counts, evaluations, ...)."""
+
+    def __init__(self, fn: Callable, method: str, label: str):
+        self._fn, self.stats = fn, {}
+        self.__name__ = f"{label}.{method}"
+
+    def __call__(self, *args, **kwargs):
+        stats: dict = {}
+        out = self._fn(stats, *args, **kwargs)
+        self.stats = stats
+        return out
+
+
+def unavailable(who: str, method: str, why: str, instead: str) -> NotImplementedError:
+    """The error of a method a differentiator cannot provide: what was asked, why not, and which method can."""
+    return NotImplementedError(f"{who} does not offer {method}: {why}. {instead}")
+
+
+def hessian_by_hvps(hvp_flat: Callable[[np.ndarray], np.ndarray], n: int) -> np.ndarray:
+    """H from n Hessian-vector products with the basis vectors: column j is H e_j (not symmetrised)."""
+    H = np.empty((n, n))
+    e = np.zeros(n)
+    for j in range(n):
+        e[j] = 1.0
+        H[:, j] = hvp_flat(e)
+        e[j] = 0.0
+    return H

@@ -6,10 +6,12 @@ lecture's argument for backpropagation. Here the n directions travel together (a
 leading axis of up to ``directions_per_pass`` directions), so the n JVPs cost few passes of wider
 arithmetic; the arithmetic still grows with n. Error model: rounding only, as in reverse mode.
 
-The primitives, their forwards and the backends are the reverse engine's (``reverse/ops.py``,
-``reverse/backends``); this package adds one JVP per primitive (``jvps.py``) and the dual values
-(``dual.py``). Higher order: forward-over-forward (``hessian``, ``hvp``), nesting traces through
-``reverse/lifted.py``. docs/higher_order.md has the methods, costs and comparisons.
+Files: ``jvps.py`` (one JVP per primitive, keyed by the op names of ``reverse/ops.py``), ``dual.py``
+(dual values, the forward trace, the xp namespace), ``second_order.py`` (forward-over-reverse and
+forward-over-forward). Forward mode is built on the reverse *engine*: its primitives' forwards
+(``reverse/ops.py``), backends (``reverse/backends``), the lifted backend that nests traces
+(``reverse/lifted.py``) and, for forward-over-reverse, the tape. The dependency is one-way: the reverse
+package never imports this one. docs/higher_order.md has the methods, costs and comparisons.
 """
 from __future__ import annotations
 
@@ -19,11 +21,12 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from ...objective import Objective
-from ..base import Gradient, scalar_check
-from ..higher_order import Structure, WithStats, output_value
+from ...pytree import Structure, output_value
+from ..base import Gradient, WithStats, scalar_check
 from ..reverse.backends import load_backend
-from .dual import Dual, DualNamespace, ForwardTrace, lifted_over
+from .dual import Dual, DualNamespace, ForwardTrace
 from .jvps import JVPS, defjvp
+from .second_order import SECOND_ORDER, basis, over_forward, over_reverse
 
 DTYPES = ("float64", "float32")
 
@@ -41,6 +44,7 @@ class Forward:
     device: str = "cpu"
     dtype: str = "float64"
     directions_per_pass: int = 256
+    second_order: str = "forward_over_reverse"
     name: ClassVar[str] = "forward"
 
     def __post_init__(self):
@@ -48,6 +52,8 @@ class Forward:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
         if not (isinstance(self.directions_per_pass, int) and self.directions_per_pass >= 1):
             raise ValueError(f"directions_per_pass must be an int >= 1; got {self.directions_per_pass!r}")
+        if self.second_order not in SECOND_ORDER:
+            raise ValueError(f"second_order must be one of {', '.join(SECOND_ORDER)}; got {self.second_order!r}")
 
     @property
     def label(self) -> str:
@@ -68,12 +74,6 @@ class Forward:
             return out.primal, out.tangent
         return out, None
 
-    def _directions(self, B, structure: Structure, start: int, stop: int) -> list:
-        """Tangents for basis directions ``start..stop-1``: per leaf, ``(k,) + leaf.shape``."""
-        E = np.zeros((stop - start, structure.n), dtype=np.float64)
-        E[np.arange(stop - start), np.arange(start, stop)] = 1.0
-        return [B.asarray(part) for part in structure.split(E, (stop - start,))]
-
     def _jacobian_flat(self, B, f: Callable, structure: Structure, args: tuple, stats: dict) -> tuple[Any, np.ndarray]:
         """(value as numpy, J with shape out.shape + (n,)), by n JVPs, ``directions_per_pass`` at a time."""
         primals = [B.asarray(leaf) for leaf in structure.leaves]
@@ -82,7 +82,7 @@ class Forward:
         for start in range(0, max(n, 1), k):
             stop = min(n, start + k)
             trace = ForwardTrace(B)
-            out, t = self._push(trace, f, structure, primals, self._directions(B, structure, start, stop), args)
+            out, t = self._push(trace, f, structure, primals, basis(B, structure, start, stop), args)
             value = np.asarray(B.to_numpy(B.constant(out)))
             cols.append(np.zeros((stop - start,) + value.shape) if t is None else np.asarray(B.to_numpy(t)))
             rules += trace.n_jvps
@@ -181,61 +181,44 @@ class Forward:
 
         return WithStats(vjp_fn, "vjp", self.label)
 
-    def _second(self, B, f, structure: Structure, outer_tangents: list, lead: tuple, args: tuple,
-                stats: dict) -> np.ndarray:
-        """Forward-over-forward: rows d/d(outer) of the n first derivatives, ``outer_lead + (n,)``.
-
-        The inner trace pushes the n basis directions (``directions_per_pass`` at a time) through a backend
-        whose arrays are Duals of the outer trace, which pushes ``outer_tangents`` (per leaf)."""
-        n, k = structure.n, self.directions_per_pass
-        cols, rules = [], 0
-        for start in range(0, max(n, 1), k):
-            stop = min(n, start + k)
-            outer = ForwardTrace(B)
-            primals = [outer.dual(B.asarray(leaf), t) for leaf, t in zip(structure.leaves, outer_tangents)]
-            inner = ForwardTrace(lifted_over(outer))
-            out, t = self._push(inner, f, structure, primals, self._directions(B, structure, start, stop), args)
-            value = out
-            while type(value) is Dual:  # the value under both traces
-                value = value.primal
-            value = B.to_numpy(B.constant(value))
-            scalar_check(np.shape(value), getattr(f, "__name__", "f"))
-            # t: the inner tangent (k,) + out shape, a Dual of the outer trace (its tangent: outer lead + (k,) ...)
-            if type(t) is Dual and t.trace is outer:
-                block = np.asarray(B.to_numpy(t.tangent)).reshape(lead + (stop - start,))
-            else:
-                block = np.zeros(lead + (stop - start,))
-            cols.append(block)
-            rules += outer.n_jvps + inner.n_jvps
-            stats["value"] = float(np.reshape(value, ()))
-        stats.update(passes=len(cols), jvp_rules=rules)
-        return np.concatenate(cols, axis=-1)
-
     def hessian(self, f: Callable) -> WithStats:
-        """``(theta, *args) -> H`` of a scalar ``f``: forward-over-forward, n x n JVP-of-JVPs in one nesting."""
+        """``(theta, *args) -> H`` of a scalar ``f``: n directions (``directions_per_pass`` at a time) through the
+        recorded gradient (forward-over-reverse), or n x n JVP-of-JVPs (forward-over-forward)."""
         B = self.load()
 
         def hessian_fn(stats, theta, *args):
             structure = Structure.of(theta)
-            n = structure.n
-            outer = [B.asarray(p) for p in structure.split(np.eye(n), (n,))]
-            H = self._second(B, f, structure, outer, (n,), args, stats)
-            stats.update(jvps=n * n, method="forward-over-forward")
+            n, k = structure.n, self.directions_per_pass
+            if self.second_order == "forward_over_forward":
+                eye = [B.asarray(p) for p in structure.split(np.eye(n), (n,))]
+                value, H = over_forward(B, f, structure, eye, (n,), args, stats, k)
+            else:
+                rows = []
+                for start in range(0, n, k):
+                    value, rows_k = over_reverse(B, f, structure, basis(B, structure, start, min(n, start + k)),
+                                                 (min(n, start + k) - start,), args, stats)
+                    rows.append(rows_k)
+                    stats["passes"] = stats.get("passes", 0) + 1
+                H = np.concatenate(rows, axis=0) if rows else np.zeros((0, 0))
+            stats.update(method=self.second_order.replace("_", "-"), hvps=n, value=value)
             return structure.hessian(H)
 
         return WithStats(hessian_fn, "hessian", self.label)
 
     def hvp(self, f: Callable) -> WithStats:
-        """``(theta, v, *args) -> H v``: forward-over-forward, n JVP-of-JVPs (forward mode has no O(1) HVP;
-        reverse mode's forward-over-reverse costs a few gradients)."""
+        """``(theta, v, *args) -> H v``: forward-over-reverse (one pass through the recorded gradient: a few
+        gradients' cost), or forward-over-forward (n JVP-of-JVPs: forward mode alone has no cheap HVP)."""
         B = self.load()
 
         def hvp_fn(stats, theta, v, *args):
             structure = Structure.of(theta)
-            vf = structure.flatten_like(v, "v")
-            outer = [B.asarray(p) for p in structure.split(vf)]
-            Hv = self._second(B, f, structure, outer, (), args, stats)
-            stats.update(jvps=structure.n, method="forward-over-forward")
+            direction = [B.asarray(p) for p in structure.split(structure.flatten_like(v, "v"))]
+            if self.second_order == "forward_over_forward":
+                value, Hv = over_forward(B, f, structure, direction, (), args, stats, self.directions_per_pass)
+            else:
+                value, Hv = over_reverse(B, f, structure, direction, (), args, stats)
+                stats["passes"] = 1
+            stats.update(method=self.second_order.replace("_", "-"), value=value)
             return structure.tree(Hv)
 
         return WithStats(hvp_fn, "hvp", self.label)

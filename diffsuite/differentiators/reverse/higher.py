@@ -1,14 +1,10 @@
-"""Reverse mode's higher-order methods: VJPs, Jacobians, and second derivatives by nesting traces.
+"""Reverse mode's higher-order methods: VJPs, Jacobians, JVPs and second derivatives, by nesting tapes.
 
-The backward pass is an ordinary computation, so it can be traced itself: an inner ``Tape`` runs on
-a ``LiftedBackend`` (``lifted.py``) whose arrays are values of an outer trace, and every array
-operation of the VJP rules lands on that outer trace. Two nestings:
-
-- forward-over-reverse (default ``second_order``): the outer trace is forward mode's ``Dual``s;
-  theta moves along v, and the gradient's tangent is H v. One pass costs a few gradients
-  (Pearlmutter's bound: about 2-4x); with k directions at once it gives k columns of H.
-- reverse-over-reverse: the outer trace is another ``Tape``; the recorded backward pass is walked
-  back with cotangent v (H v), or once per row for the whole Hessian.
+The backward pass is an ordinary computation, so it can be recorded itself: an inner ``Tape`` runs on
+a ``LiftedBackend`` (``lifted.py``) whose arrays are ``Var``s of an outer tape, so every array
+operation of the VJP rules lands on the outer tape (reverse-over-reverse, as in HIPS autograd).
+Walked back with cotangent v, the recorded gradient gives H v; walked back once per row, H.
+(Forward-over-reverse, the outer trace being forward mode's duals, is the forward differentiator's.)
 
 Recording the backward pass is a mode of these methods only: ``value_and_grad`` and ``grad`` run
 the plain tape on the plain backend and pay nothing for it.
@@ -19,13 +15,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..base import scalar_check
-from ..higher_order import Structure, WithStats, output_value
+from ...pytree import Structure, output_value
+from ..base import WithStats, scalar_check
 from .lifted import LiftedBackend
 from .tape import Tape, TapeNamespace, Var
-
-SECOND_ORDER = ("forward_over_reverse", "reverse_over_reverse")
-
 
 def lifted_over_tape(tape: Tape) -> LiftedBackend:
     """A backend whose arrays are ``tape``'s Vars: a tape on it records its backward pass on ``tape``."""
@@ -142,25 +135,6 @@ def jvp(rev, f: Callable) -> WithStats:
 
 
 # ----- second order -----
-def _forward_over_reverse(B, f: Callable, structure: Structure, directions: list, args: tuple,
-                          stats: dict) -> tuple[float, list]:
-    """(value, per leaf the tangent of the gradient: lead + leaf.shape) for ``directions`` (per leaf)."""
-    from ..forward.dual import Dual, ForwardTrace, lifted_over  # forward mode's duals are the outer trace
-
-    outer = ForwardTrace(B)
-    duals = [outer.dual(B.asarray(leaf), d) for leaf, d in zip(structure.leaves, directions)]
-    tape, wrt, out = _run(lifted_over(outer), f, structure, duals, args)
-    grads, n_vjps = _gradients(tape, out, wrt, _who(f))
-    value = out
-    while type(value) in (Var, Dual):
-        value = value.value if type(value) is Var else value.primal
-    n_records = len(tape.records)
-    tape.records.clear()
-    stats.update(tape_records=n_records, tape_backward_ops=n_vjps, jvp_rules=outer.n_jvps)
-    tangents = [g.tangent if type(g) is Dual and g.trace is outer else None for g in grads]
-    return B.item(value), tangents
-
-
 def _reverse_over_reverse(B, f: Callable, structure: Structure, args: tuple, stats: dict):
     """(value, outer tape, outer leaves, gradient Vars of the outer tape): the backward pass recorded."""
     outer = Tape(B)
@@ -173,74 +147,57 @@ def _reverse_over_reverse(B, f: Callable, structure: Structure, args: tuple, sta
     return B.item(_raw(value)), outer, theta, grads
 
 
+def _dot(grads: list, vs: list, B) -> Any:
+    """sum_i <grads_i, vs_i> recorded on the outer tape (None when no gradient depends on theta)."""
+    z = None
+    for g, v in zip(grads, vs):
+        if type(g) is Var:
+            term = (g * B.asarray(v)).sum()
+            z = term if z is None else z + term
+    return z
+
+
 def hvp(rev, f: Callable) -> WithStats:
-    """``(theta, v, *args) -> H v``, by ``rev.second_order`` (forward-over-reverse by default)."""
+    """``(theta, v, *args) -> H v``: the gradient recorded (reverse-over-reverse), walked back with cotangent v.
+    Cost: about the gradient's forward + backward recorded, then one backward pass over both."""
     B = rev.load()
 
     def hvp_fn(stats, theta, v, *args):
         structure = Structure.of(theta)
         vf = structure.flatten_like(v, "v")
-        stats["method"] = rev.second_order.replace("_", "-")
-        if rev.second_order == "forward_over_reverse":
-            value, tangents = _forward_over_reverse(B, f, structure, [B.asarray(p) for p in structure.split(vf)],
-                                                    args, stats)
-            flat = [np.zeros(leaf.size) if t is None else np.asarray(B.to_numpy(t)).reshape(-1)
-                    for t, leaf in zip(tangents, structure.leaves)]
+        value, outer, theta_vars, grads = _reverse_over_reverse(B, f, structure, args, stats)
+        z = _dot(grads, structure.split(vf), B)
+        if z is None:
+            flat = np.zeros(structure.n)
         else:
-            value, outer, theta_vars, grads = _reverse_over_reverse(B, f, structure, args, stats)
-            terms = [(g * B.asarray(p)).sum() for g, p in zip(grads, structure.split(vf)) if type(g) is Var]
-            if terms:
-                z = terms[0]
-                for term in terms[1:]:
-                    z = z + term
-                hv, _ = outer.backward(z, theta_vars)
-                flat = [np.asarray(B.to_numpy(h)).reshape(-1) for h in hv]
-            else:
-                flat = [np.zeros(leaf.size) for leaf in structure.leaves]
-        stats["value"] = value
-        return structure.tree(np.concatenate(flat) if flat else np.zeros(0))
+            hv, n = outer.backward(z, theta_vars)
+            flat = np.concatenate([np.asarray(B.to_numpy(h)).reshape(-1) for h in hv])
+            stats["outer_backward_ops"] = n
+        stats.update(method="reverse-over-reverse", value=value)
+        return structure.tree(flat)
 
     return WithStats(hvp_fn, "hvp", rev.label)
 
 
 def hessian(rev, f: Callable) -> WithStats:
-    """``(theta, *args) -> H``: forward-over-reverse with ``directions_per_pass`` basis directions per pass,
-    or reverse-over-reverse with the backward pass recorded once and walked back once per row."""
+    """``(theta, *args) -> H``: the gradient recorded once (reverse-over-reverse), then walked back once per
+    row (n backward passes over the recorded forward and backward passes)."""
     B = rev.load()
 
     def hessian_fn(stats, theta, *args):
         structure = Structure.of(theta)
-        n = structure.n
-        H = np.zeros((n, n))
-        stats["method"] = rev.second_order.replace("_", "-")
-        if rev.second_order == "forward_over_reverse":
-            k, passes = rev.directions_per_pass, 0
-            for start in range(0, n, k):
-                stop = min(n, start + k)
-                E = np.zeros((stop - start, n))
-                E[np.arange(stop - start), np.arange(start, stop)] = 1.0
-                value, tangents = _forward_over_reverse(B, f, structure, [B.asarray(p) for p in
-                                                                          structure.split(E, (stop - start,))],
-                                                        args, stats)
-                H[start:stop] = np.concatenate(
-                    [np.zeros((stop - start, leaf.size)) if t is None else
-                     np.asarray(B.to_numpy(t)).reshape(stop - start, -1) for t, leaf in zip(tangents, structure.leaves)],
-                    axis=1)
-                passes += 1
-            stats.update(passes=passes, hvps=n)
-        else:
-            value, outer, theta_vars, grads = _reverse_over_reverse(B, f, structure, args, stats)
-            saved = list(outer.records)
-            row = 0
-            for g, leaf in zip(grads, structure.leaves):
-                for idx in np.ndindex(*leaf.shape):
-                    if type(g) is Var:
-                        outer.records[:] = saved
-                        hv, _ = outer.backward(g[idx] if idx else g, theta_vars)
-                        H[row] = np.concatenate([np.asarray(B.to_numpy(h)).reshape(-1) for h in hv])
-                    row += 1
-            stats.update(passes=1, outer_backward_passes=n)
-        stats["value"] = value
+        H = np.zeros((structure.n, structure.n))
+        value, outer, theta_vars, grads = _reverse_over_reverse(B, f, structure, args, stats)
+        saved = list(outer.records)  # backward consumes the records: each row walks a fresh copy
+        row = 0
+        for g, leaf in zip(grads, structure.leaves):
+            for idx in np.ndindex(*leaf.shape):
+                if type(g) is Var:
+                    outer.records[:] = saved
+                    hv, _ = outer.backward(g[idx] if idx else g, theta_vars)
+                    H[row] = np.concatenate([np.asarray(B.to_numpy(h)).reshape(-1) for h in hv])
+                row += 1
+        stats.update(method="reverse-over-reverse", outer_backward_passes=structure.n, value=value)
         return structure.hessian(H)
 
     return WithStats(hessian_fn, "hessian", rev.label)

@@ -1,15 +1,13 @@
-"""What every differentiator's higher-order methods share: parameter structures, result shapes, errors.
+"""Parameter structures (pytrees) and the shapes of derivative results, for every differentiator.
 
-The methods (same signatures on every differentiator that offers them; docs/higher_order.md):
+theta may be a flat float array, an array of any shape, a scalar, or a dict of those (the leaves).
+``Structure.of(theta)`` checks the leaves (numbers, finite) and knows how to go between theta's
+structure and one flat float64 vector, and how to shape the results of the higher-order methods
+(docs/higher_order.md), the same on every differentiator:
 
-- ``jvp(f)(theta, tangent, *args) -> (value, jvp)``: ``f`` may be vector-valued; ``jvp`` is shaped like its output.
-- ``vjp(f)(theta, *args) -> (value, pullback)``: ``pullback(u)`` (``u`` shaped like the output) is in theta's structure.
-- ``jacobian(f)(theta, *args)``: flat theta: ``out.shape + theta.shape``; a dict: ``{k: out.shape + theta[k].shape}``.
-- ``hessian(f)(theta, *args)`` of a scalar ``f``: ``theta.shape * 2``; a dict: ``{k1: {k2: shape1 + shape2}}``.
-- ``hvp(f)(theta, v, *args)``: H v, in theta's structure.
-
-Results are float64 numpy whatever the internals. Each returned function has a ``stats`` dict describing
-its last call (what it paid: passes, JVP/VJP counts, function evaluations, tape records, expression sizes).
+- ``jvp``: shaped like f's output; ``vjp``'s pullback and ``hvp``: in theta's structure;
+- ``jacobian``: flat theta: ``out.shape + theta.shape``; a dict: ``{k: out.shape + theta[k].shape}``;
+- ``hessian``: ``theta.shape * 2``; a dict: ``{k1: {k2: theta[k1].shape + theta[k2].shape}}``.
 """
 from __future__ import annotations
 
@@ -18,7 +16,31 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .base import flatten_params
+
+def flatten_params(theta: Any) -> tuple[list[np.ndarray], Callable[[list], Any]]:
+    """Split ``theta`` into float64 leaves and a function that rebuilds the structure from new leaves.
+
+    Leaves are checked: numbers only, finite (a ValueError names the first bad entry).
+    """
+    if isinstance(theta, dict):
+        keys = list(theta)
+        return [check_leaf(theta[k], f"theta[{k!r}]") for k in keys], lambda new: dict(zip(keys, new))
+    leaf = check_leaf(theta, "theta")
+    return [leaf], lambda new: new[0]
+
+
+def check_leaf(value: Any, where: str) -> np.ndarray:
+    """``value`` as a float64 array, or a TypeError (not numbers) / ValueError (first non-finite entry)."""
+    try:
+        a = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{where} must be numbers (an array, a float, or a dict of them); got "
+                        f"{type(value).__name__}") from None
+    bad = np.argwhere(~np.isfinite(a))
+    if len(bad):
+        idx = tuple(int(i) for i in bad[0])
+        raise ValueError(f"{where} must be finite; entry {list(idx)} is {a[idx]}")
+    return a
 
 
 @dataclass
@@ -114,34 +136,3 @@ def output_value(value: Any) -> Any:
     """A function's value for the user: a float for a scalar, else a float64 array."""
     a = np.asarray(value, dtype=np.float64)
     return float(a.reshape(())) if a.size == 1 and a.ndim == 0 else a
-
-
-class WithStats:
-    """A callable that keeps ``stats`` about its last call (what the method paid)."""
-
-    def __init__(self, fn: Callable, method: str, label: str):
-        self._fn, self.stats = fn, {}
-        self.__name__ = f"{label}.{method}"
-        self.__doc__ = fn.__doc__
-
-    def __call__(self, *args, **kwargs):
-        stats: dict = {}
-        out = self._fn(stats, *args, **kwargs)
-        self.stats = stats
-        return out
-
-
-def unavailable(who: str, method: str, why: str, instead: str) -> NotImplementedError:
-    """The standard error of a method a differentiator cannot provide: what, why, and which method can."""
-    return NotImplementedError(f"{who} does not offer {method}: {why}. {instead}")
-
-
-def hessian_by_hvps(hvp_flat: Callable[[np.ndarray], np.ndarray], n: int) -> np.ndarray:
-    """H from n Hessian-vector products with the basis vectors (column j = H e_j), as computed (not symmetrised)."""
-    H = np.empty((n, n))
-    e = np.zeros(n)
-    for j in range(n):
-        e[j] = 1.0
-        H[:, j] = hvp_flat(e)
-        e[j] = 0.0
-    return H
