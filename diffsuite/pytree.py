@@ -105,9 +105,8 @@ class Structure:
 
     def jacobian(self, J: np.ndarray, out_shape: tuple) -> Any:
         """A flat Jacobian ``out_shape + (n,)`` in theta's structure (each leaf: ``out_shape + leaf.shape``)."""
-        parts = [np.ascontiguousarray(p, dtype=np.float64) for p in self.split(np.asarray(J), tuple(out_shape))]
-        if not out_shape:
-            parts = [float(p) if p.ndim == 0 else p for p in parts]
+        parts = [float(p) if p.ndim == 0 else np.ascontiguousarray(p, dtype=np.float64)  # (a 0-d leaf: a float)
+                 for p in self.split(np.asarray(J, dtype=np.float64), tuple(out_shape))]
         return self.rebuild(parts)
 
     def hessian(self, H: np.ndarray) -> Any:
