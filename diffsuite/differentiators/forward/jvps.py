@@ -249,17 +249,10 @@ def select_jvp(B, ts, out, x, *, mask):
     return B.where(mask, ts[0], 0.0)  # the mask (primal shape) broadcasts over leading direction axes
 
 
-def scatter_add_jvp(B, ts, out, x, *, like, index):
+def scatter_add_jvp(B, ts, out, x, *, shape, index):
     t = ts[0]
     lead = _lead(t, x)
-    if lead == 0:
-        return B.scatter(t, like, index)
-    shape = _shape(t)[:lead] + _shape(like)
-    n = 1
-    for s in shape:
-        n *= s
-    holder = B.reshape(B.empty(n), shape)  # only its shape and dtype are read
-    return B.scatter(t, holder, _lead_index(t, x, index))
+    return B.scatter(t, _shape(t)[:lead] + tuple(shape), _lead_index(t, x, index))
 
 
 JVPS.update({"select": select_jvp, "scatter_add": scatter_add_jvp})

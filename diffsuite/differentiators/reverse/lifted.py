@@ -19,12 +19,14 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .ops import GETITEM, MATMUL, OPS, RESHAPE, SUM, TRANSPOSE, Op
+from .ops import GETITEM, MATMUL, OPS, RESHAPE, SUM, TRANSPOSE, Op, make_op
 
-SELECT = Op("select", lambda B, x, *, mask: B.where(mask, x, 0.0),
-            (lambda B, g, out, x, *, mask: B.sum_to(B.where(mask, g, 0.0), x),))
-SCATTER_ADD = Op("scatter_add", lambda B, x, *, like, index: B.scatter(x, like, index),
-                 (lambda B, g, out, x, *, like, index: B.getitem(g, index),))
+SELECT = make_op("select", lambda B, x, *, mask: B.where(mask, x, 0.0),
+                 lambda B, g, out, x, *, mask: B.sum_to(B.where(mask, g, 0.0), x),
+                 saves=("x.shape",))
+SCATTER_ADD = make_op("scatter_add", lambda B, x, *, shape, index: B.scatter(x, shape, index),
+                      lambda B, g, out, x, *, shape, index: B.getitem(g, index),
+                      saves=("",))
 #: the helper ops this module records besides those of ``ops.OPS`` (each has a JVP too: forward/jvps.py)
 LIFTED_OPS = {op.name: op for op in (SELECT, SCATTER_ADD)}
 
@@ -50,6 +52,10 @@ class LiftedBackend:
     def raw(self, x):
         """The inner array under ``x`` (``x`` itself when it is not traced)."""
         return self._primal(x) if self.owns(x) else x
+
+    def _shape(self, like) -> tuple:
+        """The shape of ``like``: a traced value, an array, or already a shape (rules pass either)."""
+        return like if type(like) is tuple else tuple(self.raw(like).shape)
 
     def _op(self, op: Op, *args, **params):
         return self._apply(op, *args, **params)
@@ -120,8 +126,8 @@ class LiftedBackend:
 
     def sum_to(self, g, like):
         if not self.owns(g):
-            return self.inner.sum_to(g, self.raw(like))
-        shape = tuple(self.raw(like).shape)
+            return self.inner.sum_to(g, self.raw(like))  # (a shape stays a shape)
+        shape = self._shape(like)
         gshape = tuple(self.raw(g).shape)
         if gshape == shape:
             return g
@@ -139,12 +145,13 @@ class LiftedBackend:
             return self.inner.expand_to(g, self.raw(like), axis, keepdims)
         if axis is not None and not keepdims:
             g = self.expand_dims(g, axis)
-        return g + self.inner.zeros_like(self.raw(like))  # broadcasting add: its VJP sums back
+        zero = self.inner.sum(self.inner.zeros_like(self.raw(g)))  # a 0-d zero in g's dtype, on its device
+        return g + self.inner.expand_to(zero, self._shape(like), None, False)  # broadcasting add: its VJP sums back
 
     def scatter(self, g, like, index):
         if not self.owns(g):
             return self.inner.scatter(g, self.raw(like), index)
-        return self._op(SCATTER_ADD, g, like=self.raw(like), index=index)
+        return self._op(SCATTER_ADD, g, shape=self._shape(like), index=index)
 
     # ----- what only the first-order fast paths use -----
     def _first_order_only(self, name):
