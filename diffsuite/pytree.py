@@ -50,6 +50,7 @@ class Structure:
     leaves: list
     rebuild: Callable
     keys: list | None
+    flat_results: bool = False  # results as one flat vector (an Objective's theta, split into named blocks)
 
     @classmethod
     def of(cls, theta: Any) -> "Structure":
@@ -76,14 +77,29 @@ class Structure:
             start += leaf.size
         return out
 
+    @classmethod
+    def blocks(cls, flat: np.ndarray, layout: list) -> "Structure":
+        """A flat theta seen as named blocks (``layout``: ``(a, b, shape)`` per block): the function gets the
+        blocks as leaves (views: no getitem of a traced vector), results stay flat like theta."""
+        return cls([flat[a:b].reshape(shape) for a, b, shape in layout], lambda new: new, None, True)
+
     def tree(self, rows: np.ndarray, lead: tuple = ()) -> Any:
         """``rows`` (``lead + (n,)``) in theta's structure (a scalar leaf without lead: a float)."""
+        if self.flat_results:
+            return np.asarray(rows, dtype=np.float64)
         parts = [float(p) if p.ndim == 0 else np.ascontiguousarray(p, dtype=np.float64)
                  for p in self.split(np.asarray(rows, dtype=np.float64), lead)]
         return self.rebuild(parts)
 
     def flatten_like(self, value: Any, what: str) -> np.ndarray:
         """A user's vector in theta's structure (a tangent, ``v``) as one float64 vector, checked."""
+        if self.flat_results:
+            a = np.asarray(value, dtype=np.float64)
+            if a.shape != (self.n,):
+                raise ValueError(f"{what} must be a flat vector like theta, shape ({self.n},); got shape {a.shape}")
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"{what} must be finite; entry {int(np.flatnonzero(~np.isfinite(a))[0])} is not")
+            return a
         if self.keys is not None:
             if not isinstance(value, dict) or set(value) != set(self.keys):
                 raise ValueError(f"{what} must have theta's structure: a dict with keys {self.keys}; got "
@@ -105,6 +121,8 @@ class Structure:
 
     def jacobian(self, J: np.ndarray, out_shape: tuple) -> Any:
         """A flat Jacobian ``out_shape + (n,)`` in theta's structure (each leaf: ``out_shape + leaf.shape``)."""
+        if self.flat_results:
+            return np.asarray(J, dtype=np.float64).reshape(tuple(out_shape) + (self.n,))
         parts = [float(p) if p.ndim == 0 else np.ascontiguousarray(p, dtype=np.float64)  # (a 0-d leaf: a float)
                  for p in self.split(np.asarray(J, dtype=np.float64), tuple(out_shape))]
         return self.rebuild(parts)
@@ -112,6 +130,8 @@ class Structure:
     def hessian(self, H: np.ndarray) -> Any:
         """A flat Hessian ``(n, n)``: theta's shape twice, or ``{k1: {k2: shape1 + shape2}}`` for a dict."""
         H = np.asarray(H, dtype=np.float64)
+        if self.flat_results:
+            return H
         if self.keys is None:
             shape = self.leaves[0].shape
             return float(H[0, 0]) if shape == () else H.reshape(shape + shape)

@@ -6,7 +6,8 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from ..pytree import flatten_params  # noqa: F401  (part of this module's API: grad(f)'s leaves)
+from ..objective import Objective
+from ..pytree import Structure, flatten_params  # noqa: F401  (flatten_params: part of this module's API)
 
 
 @dataclass
@@ -101,3 +102,15 @@ def hessian_by_hvps(hvp_flat: Callable[[np.ndarray], np.ndarray], n: int) -> np.
         H[:, j] = hvp_flat(e)
         e[j] = 0.0
     return H
+
+
+def structured(f: Callable, theta: Any) -> tuple[Structure, Callable]:
+    """(theta's structure, the function to trace). An ``Objective``'s flat theta is split into its named
+    blocks, which the function receives as leaves (results stay flat like theta): no traced vector is sliced
+    (slicing one would cost a full-size scatter per block in the backward pass). Else theta's own structure."""
+    if isinstance(f, Objective):
+        layout = list(f.model.layout.items())
+        names = [name for name, _ in layout]
+        structure = Structure.blocks(f.check_theta(theta), [spec for _, spec in layout])
+        return structure, lambda xp, blocks, *args: f.evaluate(xp, dict(zip(names, blocks)))
+    return Structure.of(theta), f

@@ -22,7 +22,7 @@ import numpy as np
 
 from ...objective import Objective
 from ...pytree import Structure, output_value
-from ..base import Gradient, WithStats, scalar_check
+from ..base import Gradient, WithStats, scalar_check, structured
 from ..reverse.backends import load_backend
 from .dual import Dual, DualNamespace, ForwardTrace
 from .jvps import JVPS, defjvp
@@ -120,9 +120,9 @@ class Forward:
         B = self.load()
 
         def value_and_grad_fn(theta: Any, *args: Any) -> Gradient:
-            structure = Structure.of(theta)
+            structure, fn = structured(f, theta)
             stats: dict = {}
-            value, J = self._jacobian_flat(B, f, structure, args, stats)
+            value, J = self._jacobian_flat(B, fn, structure, args, stats)
             scalar_check(value.shape, getattr(f, "__name__", "f"))
             return Gradient(float(value.reshape(())), structure.jacobian(J.reshape(-1), ()), stats)
 
@@ -139,10 +139,10 @@ class Forward:
         B = self.load()
 
         def jvp_fn(stats, theta, tangent, *args):
-            structure = Structure.of(theta)
+            structure, fn = structured(f, theta)
             t = structure.flatten_like(tangent, "tangent")
             trace = ForwardTrace(B)
-            out, dt = self._push(trace, f, structure, [B.asarray(leaf) for leaf in structure.leaves],
+            out, dt = self._push(trace, fn, structure, [B.asarray(leaf) for leaf in structure.leaves],
                                  [B.asarray(p) for p in structure.split(t)], args)
             value = np.asarray(B.to_numpy(B.constant(out)))
             stats.update(jvps=1, passes=1, jvp_rules=trace.n_jvps)
@@ -155,8 +155,8 @@ class Forward:
         B = self.load()
 
         def jacobian_fn(stats, theta, *args):
-            structure = Structure.of(theta)
-            value, J = self._jacobian_flat(B, f, structure, args, stats)
+            structure, fn = structured(f, theta)
+            value, J = self._jacobian_flat(B, fn, structure, args, stats)
             return structure.jacobian(J, value.shape)
 
         return WithStats(jacobian_fn, "jacobian", self.label)
@@ -167,8 +167,8 @@ class Forward:
         B = self.load()
 
         def vjp_fn(stats, theta, *args):
-            structure = Structure.of(theta)
-            value, J = self._jacobian_flat(B, f, structure, args, stats)
+            structure, fn = structured(f, theta)
+            value, J = self._jacobian_flat(B, fn, structure, args, stats)
             stats["note"] = "forward mode builds the whole Jacobian (n JVPs) for a VJP"
 
             def pullback(u):
@@ -187,15 +187,15 @@ class Forward:
         B = self.load()
 
         def hessian_fn(stats, theta, *args):
-            structure = Structure.of(theta)
+            structure, fn = structured(f, theta)
             n, k = structure.n, self.directions_per_pass
             if self.second_order == "forward_over_forward":
                 eye = [B.asarray(p) for p in structure.split(np.eye(n), (n,))]
-                value, H = over_forward(B, f, structure, eye, (n,), args, stats, k)
+                value, H = over_forward(B, fn, structure, eye, (n,), args, stats, k)
             else:
                 rows = []
                 for start in range(0, n, k):
-                    value, rows_k = over_reverse(B, f, structure, basis(B, structure, start, min(n, start + k)),
+                    value, rows_k = over_reverse(B, fn, structure, basis(B, structure, start, min(n, start + k)),
                                                  (min(n, start + k) - start,), args, stats)
                     rows.append(rows_k)
                     stats["passes"] = stats.get("passes", 0) + 1
@@ -211,12 +211,12 @@ class Forward:
         B = self.load()
 
         def hvp_fn(stats, theta, v, *args):
-            structure = Structure.of(theta)
+            structure, fn = structured(f, theta)
             direction = [B.asarray(p) for p in structure.split(structure.flatten_like(v, "v"))]
             if self.second_order == "forward_over_forward":
-                value, Hv = over_forward(B, f, structure, direction, (), args, stats, self.directions_per_pass)
+                value, Hv = over_forward(B, fn, structure, direction, (), args, stats, self.directions_per_pass)
             else:
-                value, Hv = over_reverse(B, f, structure, direction, (), args, stats)
+                value, Hv = over_reverse(B, fn, structure, direction, (), args, stats)
                 stats["passes"] = 1
             stats.update(method=self.second_order.replace("_", "-"), value=value)
             return structure.tree(Hv)

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ...pytree import Structure, output_value
-from ..base import WithStats, scalar_check
+from ..base import WithStats, scalar_check, structured
 from .lifted import LiftedBackend
 from .tape import Tape, TapeNamespace, Var
 
@@ -52,51 +52,54 @@ def _who(f: Callable) -> str:
 
 
 # ----- first order, vector outputs -----
+def _recorded(B, fn: Callable, structure: Structure, args: tuple, stats: dict):
+    """f recorded once: (value as numpy, pullback_flat(u) -> flat u^T J). Each pullback walks a fresh copy of
+    the records (backward consumes them) after recording <u, f>, whose gradient is u^T J."""
+    tape, wrt, out = _run(B, fn, structure, [B.asarray(leaf) for leaf in structure.leaves], args)
+    value = np.asarray(B.to_numpy(B.constant(_raw(out))))
+    saved = list(tape.records)
+    stats.update(tape_records=len(saved), tape_leaves=tape.n_leaves, vjps=0)
+
+    def pullback_flat(u: np.ndarray) -> np.ndarray:
+        u = np.asarray(u, dtype=np.float64)
+        if u.shape != value.shape:
+            raise ValueError(f"the cotangent u must be shaped like f's output {value.shape}; got {u.shape}")
+        if type(out) is not Var:
+            return np.zeros(structure.n)
+        tape.records[:] = saved
+        grads, n = tape.backward((out * B.asarray(u)).sum(), wrt)
+        stats["vjps"] += 1
+        stats["tape_backward_ops"] = n
+        return np.concatenate([np.asarray(B.to_numpy(g)).reshape(-1) for g in grads])
+
+    return value, pullback_flat
+
+
 def vjp(rev, f: Callable) -> WithStats:
     """``(theta, *args) -> (value, pullback)``: one forward pass recorded; each ``pullback(u)`` one backward pass."""
     B = rev.load()
 
     def vjp_fn(stats, theta, *args):
-        structure = Structure.of(theta)
-        tape, wrt, out = _run(B, f, structure, [B.asarray(leaf) for leaf in structure.leaves], args)
-        value = np.asarray(B.to_numpy(B.constant(_raw(out))))
-        saved = list(tape.records)  # backward consumes the records: each pullback walks a fresh copy
-        stats.update(tape_records=len(saved), tape_leaves=tape.n_leaves, vjps=0)
-
-        def pullback(u):
-            u = np.asarray(u, dtype=np.float64)
-            if u.shape != value.shape:
-                raise ValueError(f"the cotangent u must be shaped like f's output {value.shape}; got {u.shape}")
-            if type(out) is not Var:
-                return structure.tree(np.zeros(structure.n))
-            tape.records[:] = saved
-            seeded = (out * B.asarray(u)).sum()  # <u, f>: its gradient is u^T J
-            grads, n = tape.backward(seeded, wrt)
-            stats["vjps"] += 1
-            stats["tape_backward_ops"] = n
-            return structure.tree(np.concatenate([np.asarray(B.to_numpy(g)).reshape(-1) for g in grads]))
-
-        return output_value(value), pullback
+        structure, fn = structured(f, theta)
+        value, pullback_flat = _recorded(B, fn, structure, args, stats)
+        return output_value(value), lambda u: structure.tree(pullback_flat(u))
 
     return WithStats(vjp_fn, "vjp", rev.label)
 
 
 def jacobian(rev, f: Callable) -> WithStats:
     """``(theta, *args) -> J``: one recorded forward pass, then one backward pass per output entry."""
-    make = vjp(rev, f)
+    B = rev.load()
 
     def jacobian_fn(stats, theta, *args):
-        value, pullback = make(theta, *args)
-        value = np.asarray(value)
-        structure = Structure.of(theta)
+        structure, fn = structured(f, theta)
+        value, pullback_flat = _recorded(B, fn, structure, args, stats)
         rows = np.empty((value.size, structure.n))
         e = np.zeros(value.size)
         for i in range(value.size):
             e[i] = 1.0
-            r = pullback(e.reshape(value.shape))
-            rows[i] = Structure.of(r).flat() if structure.keys is None else structure.flatten_like(r, "row")
+            rows[i] = pullback_flat(e.reshape(value.shape))
             e[i] = 0.0
-        stats.update(make.stats)
         return structure.jacobian(rows.reshape(value.shape + (structure.n,)), value.shape)
 
     return WithStats(jacobian_fn, "jacobian", rev.label)
@@ -108,12 +111,12 @@ def jvp(rev, f: Callable) -> WithStats:
     B = rev.load()
 
     def jvp_fn(stats, theta, tangent, *args):
-        structure = Structure.of(theta)
+        structure, fn = structured(f, theta)
         t = structure.flatten_like(tangent, "tangent")
         outer = Tape(B)
         inner = Tape(lifted_over_tape(outer))
         wrt = inner.inputs([B.asarray(leaf) for leaf in structure.leaves])
-        out = f(TapeNamespace(inner), structure.rebuild(wrt), *args)
+        out = fn(TapeNamespace(inner), structure.rebuild(wrt), *args)
         value = np.asarray(B.to_numpy(B.constant(_raw(out))))
         stats.update(method="reverse-over-reverse (transpose of the VJP)")
         if type(out) is not Var or out.tape is not inner:
@@ -163,9 +166,9 @@ def hvp(rev, f: Callable) -> WithStats:
     B = rev.load()
 
     def hvp_fn(stats, theta, v, *args):
-        structure = Structure.of(theta)
+        structure, fn = structured(f, theta)
         vf = structure.flatten_like(v, "v")
-        value, outer, theta_vars, grads = _reverse_over_reverse(B, f, structure, args, stats)
+        value, outer, theta_vars, grads = _reverse_over_reverse(B, fn, structure, args, stats)
         z = _dot(grads, structure.split(vf), B)
         if z is None:
             flat = np.zeros(structure.n)
@@ -185,9 +188,9 @@ def hessian(rev, f: Callable) -> WithStats:
     B = rev.load()
 
     def hessian_fn(stats, theta, *args):
-        structure = Structure.of(theta)
+        structure, fn = structured(f, theta)
         H = np.zeros((structure.n, structure.n))
-        value, outer, theta_vars, grads = _reverse_over_reverse(B, f, structure, args, stats)
+        value, outer, theta_vars, grads = _reverse_over_reverse(B, fn, structure, args, stats)
         saved = list(outer.records)  # backward consumes the records: each row walks a fresh copy
         row = 0
         for g, leaf in zip(grads, structure.leaves):
