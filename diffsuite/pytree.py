@@ -136,8 +136,12 @@ class Structure:
             shape = self.leaves[0].shape
             return float(H[0, 0]) if shape == () else H.reshape(shape + shape)
         bounds = np.cumsum([0] + self.sizes)
-        return {k1: {k2: H[bounds[i]:bounds[i + 1], bounds[j]:bounds[j + 1]].reshape(l1.shape + l2.shape)
-                     for j, (k2, l2) in enumerate(zip(self.keys, self.leaves))}
+
+        def block(i, j, shape):
+            b = H[bounds[i]:bounds[i + 1], bounds[j]:bounds[j + 1]].reshape(shape)
+            return float(b) if shape == () else b
+
+        return {k1: {k2: block(i, j, l1.shape + l2.shape) for j, (k2, l2) in enumerate(zip(self.keys, self.leaves))}
                 for i, (k1, l1) in enumerate(zip(self.keys, self.leaves))}
 
 

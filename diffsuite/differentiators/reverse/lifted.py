@@ -55,7 +55,7 @@ class LiftedBackend:
 
     def _shape(self, like) -> tuple:
         """The shape of ``like``: a traced value, an array, or already a shape (rules pass either)."""
-        return like if type(like) is tuple else tuple(self.raw(like).shape)
+        return tuple(like) if isinstance(like, tuple) else tuple(self.raw(like).shape)  # (torch.Size is a tuple)
 
     def _op(self, op: Op, *args, **params):
         return self._apply(op, *args, **params)
