@@ -10,10 +10,10 @@ import pytest
 import sympy as sp
 
 import diffsuite as ds
-from diffsuite.demo import LECTURE_INPUT, lecture_network
-from diffsuite.differentiators.expression_metrics import dag_nodes, tree_nodes
+from diffsuite.lecture import LECTURE_INPUT, lecture_network
+from diffsuite.differentiators.symbolic.metrics import dag_nodes, tree_nodes
 from diffsuite.differentiators.symbolic import expression_metrics
-from diffsuite.differentiators.symbolic_namespace import SYMPY, symbol_array
+from diffsuite.differentiators.symbolic.namespace import SYMPY, symbol_array
 from diffsuite.namespace import NAMESPACE_FUNCTIONS
 
 from cases import ACT_OPTIONS as CASE_ACT_OPTIONS, LOSS_SETUPS, REGS

@@ -21,7 +21,7 @@ from sympy.functions.elementary.piecewise import ExprCondPair
 from sympy.logic.boolalg import ITE, And, Not, Or
 from sympy.printing.pycode import PythonCodePrinter
 
-from .symbolic_namespace import Abs0, Max1, Min1, Sign0, Step, TieStep
+from .namespace import Abs0, Max1, Min1, Sign0, Step, TieStep
 
 
 class _Printer(PythonCodePrinter):
@@ -42,7 +42,7 @@ class _Printer(PythonCodePrinter):
     def _print_Float(self, expr):
         return f"({float(expr)!r})"
 
-    # the kink functions (symbolic_namespace): each argument printed once
+    # the kink functions (namespace.py): each argument printed once
     def _print_Step(self, expr):
         return f"(1.0 if {self._print(expr.args[0])} > 0 else 0.0)"
 

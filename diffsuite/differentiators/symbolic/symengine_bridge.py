@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import sympy as sp
 
-from .symbolic_namespace import Abs0, Max1, Min1, Sign0, Step, TieStep
+from .namespace import Abs0, Max1, Min1, Sign0, Step, TieStep
 
 
 def load_symengine():

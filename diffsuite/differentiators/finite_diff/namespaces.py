@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..namespace import NAMESPACE_FUNCTIONS, NUMPY
+from ...namespace import NAMESPACE_FUNCTIONS, NUMPY
 
 
 def _complex_sigmoid(z):
