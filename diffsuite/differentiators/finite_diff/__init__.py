@@ -25,7 +25,7 @@ a ``StepUnderflowWarning`` and NaN for those entries, listed in ``stats["zero_st
 Files: ``__init__`` the ``FiniteDiff`` differentiator (schemes, kink and underflow checks); ``steps``
 stencils, orders, automatic and exactly representable steps, Richardson extrapolation; ``namespaces``
 the complex-step namespace and the kink-recording ``KinkTracker``; ``batched`` k stencil points per
-objective call.
+objective call; ``higher`` Hessians, HVPs, JVPs and Jacobians by differences (their step rules).
 """
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ import numpy as np
 from ...namespace import NUMPY
 from ...objective import Objective
 from ..base import Gradient, flatten_params, grad_leaf, scalar_check
+from . import higher
 from .batched import bind_objective_batched, evaluate_batched
 from .namespaces import COMPLEX, KinkTracker
 from .steps import (COMPLEX_DTYPES, COMPLEX_STEP, DTYPES, SCHEMES, STENCILS, auto_steps, exact_steps,
@@ -185,6 +186,28 @@ class FiniteDiff:
         """``(theta, *args) -> gradient`` of ``f(xp, theta, *args)``, in theta's structure."""
         vg = self.value_and_grad_fn(f)
         return lambda theta, *args: vg(theta, *args).grad
+
+    # ----- higher order (higher.py; docs/higher_order.md): second differences, complex step over a difference -----
+    def jvp(self, f: Callable):
+        """``(theta, tangent, *args) -> (value, J t)``: one directional difference (2 evaluations; complex step 1)."""
+        return higher.jvp(self, f)
+
+    def vjp(self, f: Callable):
+        """``(theta, *args) -> (value, pullback)``: the Jacobian by n directional differences, contracted with u."""
+        return higher.vjp(self, f)
+
+    def jacobian(self, f: Callable):
+        """``(theta, *args) -> J``: n directional differences of a vector-valued f."""
+        return higher.jacobian(self, f)
+
+    def hessian(self, f: Callable):
+        """``(theta, *args) -> H``: central second differences (h ~ eps^(1/4)), or complex step over a central
+        difference for ``scheme="complex_step"``."""
+        return higher.hessian(self, f)
+
+    def hvp(self, f: Callable):
+        """``(theta, v, *args) -> H v``: 4n evaluations (complex step: 2n)."""
+        return higher.hvp(self, f)
 
     # ----- the engine -----
     def _nominal_steps(self, theta: np.ndarray) -> np.ndarray:

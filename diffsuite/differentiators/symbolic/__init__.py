@@ -10,7 +10,7 @@ Error model: exact derivatives; the only error is the float64 rounding of the co
 
 Files: ``__init__`` the ``Symbolic`` differentiator and ``expression_metrics``; ``namespace`` the xp
 namespace on SymPy arrays (kink functions Step, Abs0, ...); ``build`` the loss expression, its
-derivatives, CSE and the setup pipeline; ``codegen`` straight-line Python (float64 or mpmath) from the
+derivatives, CSE and the setup pipeline; ``higher`` Hessians and Jacobians (second derivatives, compiled); ``codegen`` straight-line Python (float64 or mpmath) from the
 expressions; ``symengine_bridge`` SymPy <-> SymEngine; ``metrics`` expression sizes (tree, DAG, ops).
 """
 from __future__ import annotations
@@ -28,6 +28,7 @@ from ...objective import Objective
 from ..base import Gradient, flatten_params, grad_leaf
 from .build import (ENGINES, METRIC_KEYS, SetupOptions, build_function, build_objective, is_float_data,
                              setup)
+from . import higher
 from .codegen import Kernel
 
 
@@ -163,6 +164,27 @@ class Symbolic:
         """``(theta, *args) -> gradient`` of ``f(xp, theta, *args)``, in theta's structure."""
         vg = self.value_and_grad_fn(f)
         return lambda theta, *args: vg(theta, *args).grad
+
+    # ----- higher order (higher.py; docs/higher_order.md): second derivatives compiled, under the budgets -----
+    def hessian(self, f: Callable):
+        """``(theta, *args) -> H``: n(n+1)/2 second derivatives, CSE'd with the loss and gradient, compiled."""
+        return higher.hessian(self, f)
+
+    def hvp(self, f: Callable):
+        """``(theta, v, *args) -> H v``: the compiled Hessian times v (a symbolic HVP pays for the whole Hessian)."""
+        return higher.hvp(self, f)
+
+    def jacobian(self, f: Callable):
+        """``(theta, *args) -> J`` of a vector-valued f: every output differentiated by every parameter, compiled."""
+        return higher.jacobian(self, f)
+
+    def jvp(self, f: Callable):
+        """``(theta, tangent, *args) -> (value, J t)`` from the compiled Jacobian."""
+        return higher.jvp(self, f)
+
+    def vjp(self, f: Callable):
+        """``(theta, *args) -> (value, pullback)``: ``pullback(u) = u^T J`` from the compiled Jacobian."""
+        return higher.vjp(self, f)
 
 
 def _arg_key(a: Any) -> tuple:
