@@ -89,6 +89,7 @@ def _setup(build: Callable, opts: SetupOptions, budget: Budget, second: bool) ->
             budget.check_nodes(dag_nodes(firsts[-1:], seen), f"the first derivatives (output {k}, parameter {i})")
     stats["diff_s"] = clock() - t
     stats["grad_dag_nodes"] = dag_nodes(firsts)
+    stats["grad_tree_nodes"] = tree_nodes(firsts)
     seconds = []
     if second:
         budget.enter("differentiate again", f"{n * (n + 1) // 2} second derivatives")
@@ -116,6 +117,9 @@ def _setup(build: Callable, opts: SetupOptions, budget: Budget, second: bool) ->
         replacements, outputs = _cse(outputs, opts.engine)
         stats["cse_s"] = clock() - t
         stats["hessian_cse_nodes" if second else "jacobian_cse_nodes"] = cse_size(replacements, outputs)[0]
+    if not opts.compile:
+        return {"source": None, "n_params": n, "data_values": values, "shape": shape, "n_out": len(exprs),
+                "stats": stats}
     budget.enter("compile", "generating code")
     t = clock()
     names = [p.name for p in params] + [d.name for d in data]
@@ -236,3 +240,18 @@ def vjp(d, f: Callable) -> WithStats:
         return output_value(value), pullback
 
     return WithStats(vjp_fn, "vjp", d.label)
+
+
+def hessian_metrics(objective: Objective, *, engine: str = "symengine", symbolic_data: bool = True,
+                    node_budget: int | None = 1_000_000, time_budget_s: float | None = 60.0) -> dict:
+    """The symbolic Hessian's sizes and stage times (see the module docstring), without compiling; budgets apply.
+
+    With ``symbolic_data`` the data are symbols (the expression of any input, as ``expression_metrics``)."""
+
+    def build():
+        problem, values = build_objective(objective, symbolic_data=symbolic_data)
+        return [problem.loss], problem.params, problem.data, values, ()
+
+    opts = SetupOptions(engine=engine, cse=True, metrics=True, compile=False)
+    return run_budgeted(partial(_setup, build, opts, second=True),
+                        Budget(time_s=time_budget_s, nodes=node_budget))["stats"]
