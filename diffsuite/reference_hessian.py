@@ -26,7 +26,7 @@ from .differentiators.symbolic.codegen import evaluate_mp
 from .differentiators.symbolic.metrics import dag_nodes
 from .differentiators.symbolic.symengine_bridge import from_symengine, load_symengine
 from .objective import Objective
-from .pytree import Structure
+from .structure import Structure
 from .reference import _engine, to_float64
 
 
@@ -50,7 +50,7 @@ def _second_derivatives(grads: list, params: list, engine: str, budget: Budget) 
 def reference_hessian_mp(target: Objective | Callable, theta: Any, *args: Any, dps: int = 50, engine: str = "auto",
                          node_budget: int | None = 1_000_000, time_budget_s: float | None = 120.0):
     """(value, H, stats, structure): the exact value and Hessian (an n x n object array of mpf) at ``dps``
-    digits, unrounded; ``structure`` is theta's (``diffsuite.pytree.Structure``)."""
+    digits, unrounded; ``structure`` is theta's (``diffsuite.structure.Structure``)."""
     if not (isinstance(dps, int) and dps >= 50):
         raise ValueError(f"the reference needs dps >= 50 significant digits (an int); got {dps!r}")
     engine = _engine(engine)

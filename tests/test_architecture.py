@@ -33,6 +33,8 @@ LAYERS = {
                          "diffsuite.cli", "diffsuite.gradcheck", "diffsuite.testing", "diffsuite.reference"),
     "diffsuite.pytree": ("diffsuite.nn", "diffsuite.objective", "diffsuite.differentiators", "diffsuite.study",
                          "diffsuite.cli", "diffsuite.gradcheck", "diffsuite.testing", "diffsuite.reference"),
+    "diffsuite.structure": ("diffsuite.nn", "diffsuite.objective", "diffsuite.differentiators", "diffsuite.study",
+                            "diffsuite.cli", "diffsuite.gradcheck", "diffsuite.testing", "diffsuite.reference"),
     "diffsuite.nn": ("diffsuite.objective", "diffsuite.differentiators", "diffsuite.study", "diffsuite.cli",
                      "diffsuite.gradcheck", "diffsuite.testing", "diffsuite.reference"),
     "diffsuite.objective": ("diffsuite.differentiators", "diffsuite.study", "diffsuite.cli", "diffsuite.gradcheck",

@@ -7,7 +7,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from ..objective import Objective
-from ..pytree import Structure, flatten_params  # noqa: F401  (flatten_params: part of this module's API)
+from ..structure import Structure, flatten_params  # noqa: F401  (flatten_params: part of this module's API)
 
 
 @dataclass
@@ -53,7 +53,7 @@ class Differentiator(Protocol):
 
 
 # ----- parameter structures for grad(f): a flat array, an array of any shape, a dict, or a scalar -----
-# (``flatten_params`` lives in ``diffsuite.pytree`` with the shapes of the higher-order results)
+# (``flatten_params`` lives in ``diffsuite.structure`` with the shapes of the higher-order results)
 
 
 def grad_leaf(g: np.ndarray) -> Any:

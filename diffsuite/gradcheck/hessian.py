@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from ..pytree import Structure, flat_hessian
+from ..structure import Structure, flat_hessian
 from .methods import Problem, resolve_method
 from .report import GradcheckReport, MethodResult
 

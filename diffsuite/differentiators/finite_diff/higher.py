@@ -26,7 +26,7 @@ import numpy as np
 
 from ...namespace import NUMPY
 from ...objective import Objective
-from ...pytree import Structure, output_value
+from ...structure import Structure, output_value
 from ..base import WithStats, scalar_check, unavailable
 from .namespaces import COMPLEX
 

@@ -21,7 +21,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from ...objective import Objective
-from ...pytree import Structure, output_value
+from ...structure import Structure, output_value
 from ..base import Gradient, WithStats, scalar_check, structured
 from ..reverse.backends import load_backend
 from .dual import Dual, DualNamespace, ForwardTrace

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ...pytree import Structure
+from ...structure import Structure
 from ..base import scalar_check
 from ..reverse.tape import Tape, TapeNamespace, Var
 from .dual import Dual, DualNamespace, ForwardTrace, lifted_over

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ...pytree import Structure, output_value
+from ...structure import Structure, output_value
 from ..base import WithStats, scalar_check, structured
 from .lifted import LiftedBackend
 from .tape import Tape, TapeNamespace, Var

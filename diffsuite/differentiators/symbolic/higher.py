@@ -23,7 +23,7 @@ import numpy as np
 
 from ...budget import Budget, run_budgeted
 from ...objective import Objective
-from ...pytree import Structure, output_value
+from ...structure import Structure, output_value
 from ..base import WithStats
 from .build import SetupOptions, _cse, build_objective, differentiate, is_float_data
 from .codegen import Kernel, generate_source
