@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, ClassVar, Protocol
 
 import numpy as np
 
@@ -86,6 +86,33 @@ class WithStats:
         out = self._fn(stats, *args, **kwargs)
         self.stats = stats
         return out
+
+
+class HigherOrder:
+    """``jvp``, ``vjp``, ``jacobian``, ``hessian``, ``hvp`` (docs/higher_order.md), delegated to the functions of
+    the module a differentiator names in its class attribute ``higher`` (each ``fn(differentiator, f)``)."""
+
+    higher: ClassVar[Any]
+
+    def jvp(self, f: Callable) -> WithStats:
+        """``(theta, tangent, *args) -> (value, J t)``."""
+        return self.higher.jvp(self, f)
+
+    def vjp(self, f: Callable) -> WithStats:
+        """``(theta, *args) -> (value, pullback)``; ``pullback(u)`` is in theta's structure."""
+        return self.higher.vjp(self, f)
+
+    def jacobian(self, f: Callable) -> WithStats:
+        """``(theta, *args) -> J``, shaped ``out.shape + theta.shape``."""
+        return self.higher.jacobian(self, f)
+
+    def hessian(self, f: Callable) -> WithStats:
+        """``(theta, *args) -> H`` of a scalar ``f``."""
+        return self.higher.hessian(self, f)
+
+    def hvp(self, f: Callable) -> WithStats:
+        """``(theta, v, *args) -> H v``, in theta's structure."""
+        return self.higher.hvp(self, f)
 
 
 def unavailable(who: str, method: str, why: str, instead: str) -> NotImplementedError:

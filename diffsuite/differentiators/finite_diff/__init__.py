@@ -38,7 +38,7 @@ import numpy as np
 
 from ...namespace import NUMPY
 from ...objective import Objective
-from ..base import Gradient, flatten_params, grad_leaf, scalar_check
+from ..base import Gradient, HigherOrder, flatten_params, grad_leaf, scalar_check
 from . import higher
 from .batched import bind_objective_batched, evaluate_batched
 from .namespaces import COMPLEX, KinkTracker
@@ -67,7 +67,7 @@ def _name_list(names: list[str], limit: int = 8) -> str:
 
 
 @dataclass(frozen=True)
-class FiniteDiff:
+class FiniteDiff(HigherOrder):
     """Difference-quotient gradients; every option is a field and appears in reports.
 
     Args:
@@ -93,6 +93,7 @@ class FiniteDiff:
     zero_step: str = "raise"
     batch: int = 1
     name: ClassVar[str] = "finite_diff"
+    higher: ClassVar = higher  # jvp/vjp/jacobian/hessian/hvp by differences and their step rules (higher.py)
 
     def __post_init__(self):
         if self.scheme not in SCHEMES:
@@ -186,28 +187,6 @@ class FiniteDiff:
         """``(theta, *args) -> gradient`` of ``f(xp, theta, *args)``, in theta's structure."""
         vg = self.value_and_grad_fn(f)
         return lambda theta, *args: vg(theta, *args).grad
-
-    # ----- higher order (higher.py; docs/higher_order.md): second differences, complex step over a difference -----
-    def jvp(self, f: Callable):
-        """``(theta, tangent, *args) -> (value, J t)``: one directional difference (2 evaluations; complex step 1)."""
-        return higher.jvp(self, f)
-
-    def vjp(self, f: Callable):
-        """``(theta, *args) -> (value, pullback)``: the Jacobian by n directional differences, contracted with u."""
-        return higher.vjp(self, f)
-
-    def jacobian(self, f: Callable):
-        """``(theta, *args) -> J``: n directional differences of a vector-valued f."""
-        return higher.jacobian(self, f)
-
-    def hessian(self, f: Callable):
-        """``(theta, *args) -> H``: central second differences (h ~ eps^(1/4)), or complex step over a central
-        difference for ``scheme="complex_step"``."""
-        return higher.hessian(self, f)
-
-    def hvp(self, f: Callable):
-        """``(theta, v, *args) -> H v``: 4n evaluations (complex step: 2n)."""
-        return higher.hvp(self, f)
 
     # ----- the engine -----
     def _nominal_steps(self, theta: np.ndarray) -> np.ndarray:

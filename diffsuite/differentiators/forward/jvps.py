@@ -137,7 +137,6 @@ def step_jvp(B, ts, out, x): return None              # step' = 0
 
 def _select(B, mask, t, u, out):
     """where(mask, t, u) for tangents t, u (None = zero), broadcast to the full shape."""
-    n = _ndim(out)
     if t is None and u is None:
         return None
     t = 0.0 if t is None else t

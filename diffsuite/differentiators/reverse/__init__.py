@@ -21,7 +21,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from ...objective import Objective
-from ..base import Gradient, flatten_params, grad_leaf, scalar_check
+from ..base import Gradient, HigherOrder, flatten_params, grad_leaf, scalar_check
 from . import higher
 from .backends import load_backend
 from .tape import Tape, TapeNamespace, Var
@@ -31,7 +31,7 @@ _add_reduce = np.add.reduce  # what theta.sum() calls, without the method's Pyth
 
 
 @dataclass(frozen=True)
-class Reverse:
+class Reverse(HigherOrder):
     """``get_differentiator("reverse", backend="numpy"|"torch", device="cpu"|"cuda", dtype="float64"|"float32")``.
 
     Parameters and data are moved to the backend, in ``dtype``, once, in ``value_and_grad``. Each
@@ -43,6 +43,9 @@ class Reverse:
     device: str = "cpu"
     dtype: str = "float64"
     name: ClassVar[str] = "reverse"
+    # jvp/vjp/jacobian/hessian/hvp (higher.py): the backward pass recorded on an outer tape (reverse-over-reverse)
+    # only when a higher-order method is called; value_and_grad and grad pay nothing for it
+    higher: ClassVar = higher
 
     def __post_init__(self):
         if self.dtype not in DTYPES:
@@ -124,29 +127,6 @@ class Reverse:
         """``(theta, *args) -> gradient`` of ``f(xp, theta, *args)``, in theta's structure."""
         vg = self.value_and_grad_fn(f)
         return lambda theta, *args: vg(theta, *args).grad
-
-    # ----- higher order (reverse/higher.py; docs/higher_order.md) -----
-    # The backward pass is recorded on an outer tape only here, when a second derivative is asked for:
-    # value_and_grad and grad above run the plain tape and pay nothing for this.
-    def vjp(self, f: Callable):
-        """``(theta, *args) -> (value, pullback)``: f recorded once; ``pullback(u)`` is one backward pass."""
-        return higher.vjp(self, f)
-
-    def jacobian(self, f: Callable):
-        """``(theta, *args) -> J`` (``out.shape + theta.shape``): one backward pass per output entry."""
-        return higher.jacobian(self, f)
-
-    def jvp(self, f: Callable):
-        """``(theta, tangent, *args) -> (value, J t)``: the VJP recorded and transposed (reverse-over-reverse)."""
-        return higher.jvp(self, f)
-
-    def hvp(self, f: Callable):
-        """``(theta, v, *args) -> H v``: the gradient recorded (reverse-over-reverse) and walked back with v."""
-        return higher.hvp(self, f)
-
-    def hessian(self, f: Callable):
-        """``(theta, *args) -> H``: the gradient recorded once, walked back once per row."""
-        return higher.hessian(self, f)
 
     @staticmethod
     def _finish(tape: Tape, out: Any, wrt: list[Var], who: Callable[[], str],

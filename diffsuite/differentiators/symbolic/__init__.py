@@ -25,7 +25,7 @@ import numpy as np
 
 from ...budget import Budget, run_budgeted
 from ...objective import Objective
-from ..base import Gradient, flatten_params, grad_leaf
+from ..base import Gradient, HigherOrder, flatten_params, grad_leaf
 from .build import (ENGINES, METRIC_KEYS, SetupOptions, build_function, build_objective, is_float_data,
                              setup)
 from . import higher
@@ -33,7 +33,7 @@ from .codegen import Kernel
 
 
 @dataclass(frozen=True)
-class Symbolic:
+class Symbolic(HigherOrder):
     """``get_differentiator("symbolic", cse=True, engine="sympy", symbolic_data=False, ...)``.
 
     Options: ``cse`` (joint CSE of loss and gradient before compiling), ``engine`` ("sympy", or
@@ -69,6 +69,7 @@ class Symbolic:
     metrics: bool = True
     count_ops_max_nodes: int | None = 20_000
     name: ClassVar[str] = "symbolic"
+    higher: ClassVar = higher  # jvp/vjp/jacobian/hessian/hvp: second derivatives CSE'd and compiled (higher.py)
 
     def __post_init__(self):
         if self.engine not in ENGINES:
@@ -164,27 +165,6 @@ class Symbolic:
         """``(theta, *args) -> gradient`` of ``f(xp, theta, *args)``, in theta's structure."""
         vg = self.value_and_grad_fn(f)
         return lambda theta, *args: vg(theta, *args).grad
-
-    # ----- higher order (higher.py; docs/higher_order.md): second derivatives compiled, under the budgets -----
-    def hessian(self, f: Callable):
-        """``(theta, *args) -> H``: n(n+1)/2 second derivatives, CSE'd with the loss and gradient, compiled."""
-        return higher.hessian(self, f)
-
-    def hvp(self, f: Callable):
-        """``(theta, v, *args) -> H v``: the compiled Hessian times v (a symbolic HVP pays for the whole Hessian)."""
-        return higher.hvp(self, f)
-
-    def jacobian(self, f: Callable):
-        """``(theta, *args) -> J`` of a vector-valued f: every output differentiated by every parameter, compiled."""
-        return higher.jacobian(self, f)
-
-    def jvp(self, f: Callable):
-        """``(theta, tangent, *args) -> (value, J t)`` from the compiled Jacobian."""
-        return higher.jvp(self, f)
-
-    def vjp(self, f: Callable):
-        """``(theta, *args) -> (value, pullback)``: ``pullback(u) = u^T J`` from the compiled Jacobian."""
-        return higher.vjp(self, f)
 
 
 def _arg_key(a: Any) -> tuple:

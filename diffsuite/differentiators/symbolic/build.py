@@ -82,6 +82,14 @@ def build_function(f: Callable, leaves: list[np.ndarray], rebuild: Callable, arg
     Floating-point arguments (float arrays, floats) become symbols ``arg{k}[...]`` too, so one build
     serves every call with the same shapes; others (ints, strings, ...) are passed as they are.
     """
+    out, params, data_symbols, values = call_on_symbols(f, leaves, rebuild, args, keys)
+    return Problem(_scalar_expr(out, getattr(f, "__name__", "f")), params, data_symbols), values
+
+
+def call_on_symbols(f: Callable, leaves: list[np.ndarray], rebuild: Callable, args: tuple,
+                    keys: list | None = None) -> tuple[Any, list, list, list]:
+    """``f`` on symbols, as ``build_function`` describes: (its output as returned, the parameter symbols in
+    theta's flat order, the data symbols, the data values). The output may be any shape (Jacobians)."""
     names = ["theta"] if keys is None else [str(k) for k in keys]
     leaf_syms = [symbol_array(n, np.shape(leaf)) for n, leaf in zip(names, leaves)]
     sym_args, data_symbols, values = [], [], []
@@ -95,7 +103,7 @@ def build_function(f: Callable, leaves: list[np.ndarray], rebuild: Callable, arg
         else:
             sym_args.append(a)
     out = f(SYMPY, rebuild(leaf_syms), *sym_args)
-    return Problem(_scalar_expr(out, getattr(f, "__name__", "f")), _flat_symbols(leaf_syms), data_symbols), values
+    return out, _flat_symbols(leaf_syms), data_symbols, values
 
 
 def is_float_data(a: Any) -> bool:

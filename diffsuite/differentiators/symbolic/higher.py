@@ -25,10 +25,10 @@ from ...budget import Budget, run_budgeted
 from ...objective import Objective
 from ...structure import Structure, output_value
 from ..base import WithStats
-from .build import SetupOptions, _cse, build_objective, differentiate, is_float_data
+from .build import SetupOptions, _cse, build_objective, call_on_symbols, is_float_data
 from .codegen import Kernel, generate_source
 from .metrics import cse_size, dag_nodes, tree_nodes
-from .namespace import SYMPY, SymArray, symbol_array, wrap
+from .namespace import SYMPY, SymArray, wrap
 from .symengine_bridge import from_symengine, load_symengine, to_symengine
 
 
@@ -42,24 +42,9 @@ def _engine_fns(engine: str):
 
 def _build_outputs(f: Callable, structure: Structure, args: tuple) -> tuple[list, list, list, list, tuple]:
     """f on symbols: (output expressions flat, parameter symbols, data symbols, data values, output shape)."""
-    names = ["theta"] if structure.keys is None else [str(k) for k in structure.keys]
-    leaf_syms = [symbol_array(n, leaf.shape) for n, leaf in zip(names, structure.leaves)]
-    sym_args, data_syms, values = [], [], []
-    for k, a in enumerate(args):
-        if is_float_data(a):
-            arr = np.asarray(a, dtype=np.float64)
-            s = symbol_array(f"arg{k}", arr.shape)
-            sym_args.append(s)
-            data_syms += list(np.asarray(s, dtype=object).reshape(-1))
-            values += arr.reshape(-1).tolist()
-        else:
-            sym_args.append(a)
-    out = f(SYMPY, structure.rebuild(leaf_syms), *sym_args)
+    out, params, data, values = call_on_symbols(f, structure.leaves, structure.rebuild, args, structure.keys)
     arr = out if isinstance(out, SymArray) else wrap(SYMPY.asarray(out))
-    shape = tuple(arr.shape)
-    exprs = list(np.asarray(arr.a if hasattr(arr, "a") else arr, dtype=object).reshape(-1))
-    params = [s for leaf in leaf_syms for s in np.asarray(leaf, dtype=object).reshape(-1)]
-    return exprs, params, data_syms, values, shape
+    return list(np.asarray(arr, dtype=object).reshape(-1)), params, data, values, tuple(arr.shape)
 
 
 def _setup(build: Callable, opts: SetupOptions, budget: Budget, second: bool) -> dict:
