@@ -15,7 +15,9 @@ Cases and targets (issue: higher order):
 
 Each contender runs in a fresh Python process (``--contender``), so no contender inherits another's heap,
 caches or threads: warm-up, then samples of ``number`` calls (each sample >= 10 ms) for ``min_time``,
-median per call, wall clock; the child reports its peak resident memory (ru_maxrss) too. Threads: BLAS
+median per call, wall clock; the child reports its peak resident memory (VmHWM) too. ``--rounds``
+(default 3) rounds run every contender in turn; the ratio to ``grad`` is taken per round (so a change of
+the machine's load hits both sides of a ratio) and its median reported with every round's value. Threads: BLAS
 and torch get ``--threads`` (default 1). Results are checked before timing: every HVP is compared with
 torch's (relative 1e-10), forward mode's gradient with reverse mode's.
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -107,8 +110,6 @@ def make(case: str, name: str):
 def child(case: str, name: str, min_time: float) -> dict:
     """Time one contender in this (fresh) process: median seconds per call, peak RSS in MB."""
     import gc
-    import resource
-    import statistics
     import time
 
     fn, _ = make(case, name)
@@ -127,7 +128,20 @@ def child(case: str, name: str, min_time: float) -> dict:
         samples.append((time.perf_counter() - t) / number)
         gc.enable()
     return {"case": case, "contender": name, "seconds": statistics.median(samples), "samples": len(samples),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": _peak_rss_mb()}
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory: VmHWM (reset by exec, unlike ru_maxrss, which keeps the forking
+    parent's peak on Linux); ru_maxrss where /proc is missing."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 CHECKS = {"mnist": [("hvp_fwd_rev", "torch_hvp"), ("hvp_rev_rev", "torch_hvp"), ("grad", "torch_grad")],
@@ -150,12 +164,14 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="0.2 s per contender")
     p.add_argument("--threads", type=int, default=1, help="BLAS and torch threads in each child (default 1)")
     p.add_argument("--cases", default=",".join(CASES), help=f"comma list of {', '.join(CASES)}")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of one process per contender (default 3)")
     p.add_argument("--contender", nargs=3, metavar=("CASE", "NAME", "MIN_TIME"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.contender:
         case, name, min_time = args.contender
-        import torch
-        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+        if name.startswith("torch"):  # only torch's contenders load torch (its memory is not charged to ours)
+            import torch
+            torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
         print(json.dumps(child(case, name, float(min_time))))
         return
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads),
@@ -163,20 +179,25 @@ def main(argv=None):
     min_time = 0.2 if args.quick else 1.0
     for case in args.cases.split(","):
         check(case)
-        rows = {}
-        for name in CONTENDERS[case]:
-            out = subprocess.run([sys.executable, __file__, "--contender", case, name, str(min_time)], env=env,
-                                 capture_output=True, text=True, check=True).stdout
-            rows[name] = json.loads(out.strip().splitlines()[-1])
-        print(f"\n{case}: {CASES[case]}  (threads={args.threads}, wall clock, median per call)")
-        for name, r in rows.items():
-            ratio = r["seconds"] / rows["grad"]["seconds"]
-            print(f"  {name:12s} {r['seconds'] * 1e3:9.3f} ms   {ratio:5.2f}x grad   peak RSS {r['peak_rss_mb']:7.1f} MB")
+        runs: dict = {name: [] for name in CONTENDERS[case]}
+        for _ in range(args.rounds):  # rounds of every contender in turn: load changes hit all of a round alike
+            for name in CONTENDERS[case]:
+                out = subprocess.run([sys.executable, __file__, "--contender", case, name, str(min_time)], env=env,
+                                     capture_output=True, text=True, check=True).stdout
+                runs[name].append(json.loads(out.strip().splitlines()[-1]))
+        print(f"\n{case}: {CASES[case]}  (threads={args.threads}, wall clock; median over {args.rounds} rounds of the "
+              "per-round median time and of the per-round ratio to grad)")
+        ratios = {name: [r["seconds"] / g["seconds"] for r, g in zip(rs, runs["grad"])] for name, rs in runs.items()}
+        for name, rs in runs.items():
+            sec = statistics.median(r["seconds"] for r in rs)
+            rss = max(r["peak_rss_mb"] for r in rs)
+            q = ratios[name]
+            print(f"  {name:12s} {sec * 1e3:9.3f} ms   {statistics.median(q):5.2f}x grad (rounds: "
+                  f"{', '.join(f'{x:.2f}' for x in q)})   peak RSS {rss:7.1f} MB")
         for (c, a, b), bound in TARGETS.items():
             if c == case:
-                ratio = rows[a]["seconds"] / rows[b]["seconds"]
+                ratio = statistics.median(r["seconds"] / g["seconds"] for r, g in zip(runs[a], runs[b]))
                 print(f"  target {a}/{b} <= {bound}: {ratio:.2f} {'met' if ratio <= bound else 'NOT MET'}")
-
 
 if __name__ == "__main__":
     main()

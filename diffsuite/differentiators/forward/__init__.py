@@ -74,22 +74,29 @@ class Forward:
             return out.primal, out.tangent
         return out, None
 
-    def _jacobian_flat(self, B, f: Callable, structure: Structure, args: tuple, stats: dict) -> tuple[Any, np.ndarray]:
-        """(value as numpy, J with shape out.shape + (n,)), by n JVPs, ``directions_per_pass`` at a time."""
+    def _jacobian_flat(self, B, f: Callable, structure: Structure, args: tuple, stats: dict,
+                       directions: list | None = None) -> tuple[Any, np.ndarray]:
+        """(value as numpy, J with shape out.shape + (n,)), by n JVPs, ``directions_per_pass`` at a time.
+        ``directions``: the basis tangents of each pass, if already built (an objective's: built once)."""
         primals = [B.asarray(leaf) for leaf in structure.leaves]
-        n, k = structure.n, self.directions_per_pass
-        cols, value, rules, passes = [], None, 0, 0
-        for start in range(0, max(n, 1), k):
-            stop = min(n, start + k)
+        n = structure.n
+        passes = directions if directions is not None else self._basis_passes(B, structure)
+        cols, value, rules = [], None, 0
+        for tangents in passes:
             trace = ForwardTrace(B)
-            out, t = self._push(trace, f, structure, primals, basis(B, structure, start, stop), args)
+            out, t = self._push(trace, f, structure, primals, tangents, args)
             value = np.asarray(B.to_numpy(B.constant(out)))
-            cols.append(np.zeros((stop - start,) + value.shape) if t is None else np.asarray(B.to_numpy(t)))
+            k = tangents[0].shape[0] if tangents else 0
+            cols.append(np.zeros((k,) + value.shape) if t is None else np.asarray(B.to_numpy(t)))
             rules += trace.n_jvps
-            passes += 1
-        T = np.concatenate(cols, axis=0) if cols else np.zeros((0,) + value.shape)
-        stats.update(jvps=n, passes=passes, jvp_rules=rules)
-        return value, np.moveaxis(T, 0, -1)
+        T = cols[0] if len(cols) == 1 else np.concatenate(cols, axis=0) if cols else np.zeros((0,) + value.shape)
+        stats.update(jvps=n, passes=len(passes), jvp_rules=rules)
+        return value, (T if T.ndim == 1 else np.moveaxis(T, 0, -1))
+
+    def _basis_passes(self, B, structure: Structure) -> list[list]:
+        """Per pass, the tangents of ``directions_per_pass`` basis directions (per leaf: ``(k,) + leaf.shape``)."""
+        n, k = structure.n, self.directions_per_pass
+        return [basis(B, structure, start, min(n, start + k)) for start in range(0, max(n, 1), k)]
 
     # ----- objectives and gradients -----
     def value_and_grad(self, objective: Objective | Callable) -> Callable[[np.ndarray], Gradient]:
@@ -102,12 +109,16 @@ class Forward:
             def f(xp, params_list, *_):
                 return objective.evaluate(xp, dict(zip(names, params_list)), inputs, targets)
 
+            layout = [spec for spec in objective.model.layout.values()]
+            shape_only = Structure([np.empty(shape) for _, _, shape in layout], lambda new: new, None)
+            # the basis tangents are the same every call: built once, when they are small (n^2 entries)
+            directions = self._basis_passes(B, shape_only) if shape_only.n ** 2 <= 1 << 22 else None
+
             def value_and_grad_fn(theta: np.ndarray) -> Gradient:
                 flat = objective.check_theta(theta)
-                blocks = [flat[a:b].reshape(shape) for _, (a, b, shape) in objective.model.layout.items()]
-                structure = Structure(blocks, lambda new: new, None)
+                structure = Structure([flat[a:b].reshape(shape) for a, b, shape in layout], lambda new: new, None)
                 stats: dict = {}
-                value, J = self._jacobian_flat(B, f, structure, (), stats)
+                value, J = self._jacobian_flat(B, f, structure, (), stats, directions)
                 scalar_check(value.shape, objective.describe())
                 return Gradient(float(value.reshape(())), J.reshape(-1), stats)
 

@@ -14,7 +14,7 @@ from typing import Any
 from ..reverse.lifted import LiftedBackend
 from ..reverse.ops import (ADD, DIV, GETITEM, MATMUL, MEAN, MUL, NEG, OPS, POW, POWER, RESHAPE, SUB, SUM, TRANSPOSE,
                            Op)
-from .jvps import jvp_rule
+from .jvps import JVPS as _RULES, jvp_rule
 
 
 class Dual:
@@ -40,17 +40,17 @@ class Dual:
     def __len__(self):
         return len(self.primal)
 
-    def __add__(self, o): return self.trace.apply(ADD, self, o)
-    def __radd__(self, o): return self.trace.apply(ADD, o, self)
-    def __sub__(self, o): return self.trace.apply(SUB, self, o)
-    def __rsub__(self, o): return self.trace.apply(SUB, o, self)
-    def __mul__(self, o): return self.trace.apply(MUL, self, o)
-    def __rmul__(self, o): return self.trace.apply(MUL, o, self)
-    def __truediv__(self, o): return self.trace.apply(DIV, self, o)
-    def __rtruediv__(self, o): return self.trace.apply(DIV, o, self)
-    def __matmul__(self, o): return self.trace.apply(MATMUL, self, o)
-    def __rmatmul__(self, o): return self.trace.apply(MATMUL, o, self)
-    def __neg__(self): return self.trace.apply(NEG, self)
+    def __add__(self, o): return self.trace.binary(ADD, self, o)
+    def __radd__(self, o): return self.trace.binary(ADD, o, self)
+    def __sub__(self, o): return self.trace.binary(SUB, self, o)
+    def __rsub__(self, o): return self.trace.binary(SUB, o, self)
+    def __mul__(self, o): return self.trace.binary(MUL, self, o)
+    def __rmul__(self, o): return self.trace.binary(MUL, o, self)
+    def __truediv__(self, o): return self.trace.binary(DIV, self, o)
+    def __rtruediv__(self, o): return self.trace.binary(DIV, o, self)
+    def __matmul__(self, o): return self.trace.binary(MATMUL, self, o)
+    def __rmatmul__(self, o): return self.trace.binary(MATMUL, o, self)
+    def __neg__(self): return self.trace.unary(NEG, self)
     def __pos__(self): return self
 
     def __pow__(self, o):
@@ -61,8 +61,8 @@ class Dual:
     def __rpow__(self, o): return self.trace.apply(POW, o, self)
     def __getitem__(self, index): return self.trace.apply(GETITEM, self, index=index)
     def reshape(self, *shape): return self.trace.apply(RESHAPE, self, shape=shape[0] if len(shape) == 1 else shape)
-    def sum(self, axis=None, keepdims=False): return self.trace.apply(SUM, self, axis=axis, keepdims=keepdims)
-    def mean(self, axis=None, keepdims=False): return self.trace.apply(MEAN, self, axis=axis, keepdims=keepdims)
+    def sum(self, axis=None, keepdims=False): return self.trace.unary(SUM, self, axis=axis, keepdims=keepdims)
+    def mean(self, axis=None, keepdims=False): return self.trace.unary(MEAN, self, axis=axis, keepdims=keepdims)
 
     # comparisons act on primal values (no derivative), as for reverse-mode Vars
     def __gt__(self, o): return self.primal > _primal(o)
@@ -97,7 +97,7 @@ def _primal(x):
 class ForwardTrace:
     """Evaluates primitives on Duals. ``n_jvps``: JVP rules evaluated (one per primitive with a traced input)."""
 
-    __slots__ = ("backend", "n_jvps", "nested")
+    __slots__ = ("backend", "n_jvps", "nested")  # (binary and unary: apply's hot paths, without its argument loop)
 
     def __init__(self, backend: Any):
         self.backend = backend
@@ -107,6 +107,42 @@ class ForwardTrace:
     def dual(self, primal: Any, tangent: Any) -> Dual:
         """A traced input: ``primal`` (a backend array) moving in direction(s) ``tangent``."""
         return Dual(primal, tangent, self)
+
+    def binary(self, op: Op, x: Any, y: Any) -> Any:
+        """``apply(op, x, y)`` for a two-input primitive without static parameters (the hot path: inlined)."""
+        B, tx, ty = self.backend, None, None
+        if type(x) is Dual and x.trace is self:
+            xv, tx = x.primal, x.tangent
+        else:
+            xv = x if type(x) is float else self._constant(x)
+        if type(y) is Dual and y.trace is self:
+            yv, ty = y.primal, y.tangent
+        else:
+            yv = y if type(y) is float else self._constant(y)
+        out = op.forward(B, xv, yv)
+        if tx is None and ty is None:
+            return out
+        rule = _RULES.get(op.name) or jvp_rule(op.name)
+        t = rule(B, (tx, ty), out, xv, yv)
+        self.n_jvps += 1
+        return out if t is None else Dual(out, t, self)
+
+    def unary(self, op: Op, x: Any, **params: Any) -> Any:
+        """``apply(op, x, **params)`` for a one-input primitive."""
+        if type(x) is not Dual or x.trace is not self:
+            return self.apply(op, x, **params)
+        B, xv = self.backend, x.primal
+        out = op.forward(B, xv, **params)
+        rule = _RULES.get(op.name) or jvp_rule(op.name)
+        t = rule(B, (x.tangent,), out, xv, **params)
+        self.n_jvps += 1
+        return out if t is None else Dual(out, t, self)
+
+    def _constant(self, a: Any) -> Any:
+        if type(a) is Dual and not self.nested:
+            raise ValueError("a dual value from another forward pass reached this one; do not keep traced values "
+                             "between calls")
+        return self.backend.constant(a)
 
     def apply(self, op: Op | str, *args: Any, **params: Any) -> Any:
         """Run ``op`` forward and its JVP. Without a traced argument: just the forward (a constant)."""
@@ -125,10 +161,7 @@ class ForwardTrace:
                 primals.append(a.primal)
                 tangents.append(a.tangent)
             else:
-                if type(a) is Dual and not self.nested:
-                    raise ValueError("a dual value from another forward pass reached this one; do not keep traced "
-                                     "values between calls")
-                primals.append(a if type(a) is float else B.constant(a))
+                primals.append(a if type(a) is float else self._constant(a))
                 tangents.append(None)
         out = op.forward(B, *primals, **params)
         if not traced:
@@ -146,18 +179,18 @@ class DualNamespace:
     def __init__(self, trace: ForwardTrace):
         self.trace = trace
 
-    def exp(self, x): return self.trace.apply(OPS["exp"], x)
-    def log(self, x): return self.trace.apply(OPS["log"], x)
-    def tanh(self, x): return self.trace.apply(OPS["tanh"], x)
-    def sigmoid(self, x): return self.trace.apply(OPS["sigmoid"], x)
-    def abs(self, x): return self.trace.apply(OPS["abs"], x)
-    def step(self, x): return self.trace.apply(OPS["step"], x)
-    def maximum(self, a, b): return self.trace.apply(OPS["maximum"], a, b)
-    def minimum(self, a, b): return self.trace.apply(OPS["minimum"], a, b)
-    def sum(self, x, axis=None, keepdims=False): return self.trace.apply(SUM, x, axis=axis, keepdims=keepdims)
-    def mean(self, x, axis=None, keepdims=False): return self.trace.apply(MEAN, x, axis=axis, keepdims=keepdims)
+    def exp(self, x): return self.trace.unary(OPS["exp"], x)
+    def log(self, x): return self.trace.unary(OPS["log"], x)
+    def tanh(self, x): return self.trace.unary(OPS["tanh"], x)
+    def sigmoid(self, x): return self.trace.unary(OPS["sigmoid"], x)
+    def abs(self, x): return self.trace.unary(OPS["abs"], x)
+    def step(self, x): return self.trace.unary(OPS["step"], x)
+    def maximum(self, a, b): return self.trace.binary(OPS["maximum"], a, b)
+    def minimum(self, a, b): return self.trace.binary(OPS["minimum"], a, b)
+    def sum(self, x, axis=None, keepdims=False): return self.trace.unary(SUM, x, axis=axis, keepdims=keepdims)
+    def mean(self, x, axis=None, keepdims=False): return self.trace.unary(MEAN, x, axis=axis, keepdims=keepdims)
     def logsumexp(self, x, axis=-1, keepdims=False):
-        return self.trace.apply(OPS["logsumexp"], x, axis=axis, keepdims=keepdims)
+        return self.trace.unary(OPS["logsumexp"], x, axis=axis, keepdims=keepdims)
     def reshape(self, x, shape): return self.trace.apply(RESHAPE, x, shape=tuple(shape))
     def asarray(self, x): return self.trace.backend.constant(x)
 

@@ -40,9 +40,12 @@ def _align(B, t, x, ndim: int):
     ones inserted between the leading direction axes and ``x``'s own axes (numpy aligns trailing axes)."""
     if t is None:
         return None
-    gap = ndim - _ndim(x)
-    lead = _lead(t, x)
-    if gap <= 0 or lead == 0:
+    x_ndim = _ndim(x)
+    gap = ndim - x_ndim
+    if gap <= 0:
+        return t
+    lead = t.ndim - x_ndim
+    if lead == 0:
         return t
     s = _shape(t)
     return B.reshape(t, s[:lead] + (1,) * gap + s[lead:])
