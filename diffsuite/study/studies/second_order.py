@@ -387,12 +387,25 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
         findings["growth_budget_depth"] = int(budget["depth"].min())
         bullets.append(f"The symbolic Hessian ran out of budget at depth **{int(budget['depth'].min())}**.")
 
-    fr = findings.get("forward[fwd-rev]_ratio_max")
-    verdict = ("Automatic differentiation composes: " + (
-        f"forward-over-reverse HVPs cost at most {fmt(fr)} gradients at every measured size, " if fr is not None else "")
-        + "and AD Hessians agree with the exact reference to rounding, while second differences lose half the "
-        "digits (error ~ sqrt(eps)), the complex step over a difference about a third, and symbolic Hessians "
-        "pay the expression swell twice.")
+    parts = []
+    fr, fl = findings.get("forward[fwd-rev]_ratio_max"), findings.get("forward[fwd-rev]_ratio_at_largest")
+    if fr is not None:
+        parts.append(f"a forward-over-reverse HVP cost {fmt(fl)} gradients on the largest net and at most {fmt(fr)} "
+                     "on any measured net")
+    ad = [findings.get(f"{m}_max_hessian_err") for m in ("forward[fwd-rev]", "reverse[rev-rev]", "forward[fwd-fwd]")]
+    ad = [e for e in ad if e is not None]
+    if ad:
+        parts.append(f"AD Hessians are within {fmt(max(ad))} of the exact one (rounding)")
+    cd, cs = findings.get("finite_diff[central]_max_hessian_err"), findings.get("finite_diff[complex_step]_max_hessian_err")
+    if cd is not None:
+        parts.append(f"central second differences within {fmt(cd)} (about sqrt(eps): half the digits)")
+    if cs is not None:
+        parts.append(f"the complex step over a central difference within {fmt(cs)} (about eps^(2/3))")
+    g, h = findings.get("grad_tree_nodes_factor"), findings.get("hessian_tree_nodes_factor")
+    if g is not None and h is not None:
+        parts.append(f"and symbolic trees grow by {fmt(h)} per layer for the Hessian against {fmt(g)} for the "
+                     "gradient")
+    verdict = ("Measured here: " + "; ".join(parts) + ".") if parts else "No cell finished."
     blocks = [
         Heading("What the data show"), Para(verdict), Bullets(bullets),
         Figure("hessian_error.png", "Relative Hessian error per method against the 50-digit reference (log scale)."),
