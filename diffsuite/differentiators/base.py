@@ -120,17 +120,6 @@ def unavailable(who: str, method: str, why: str, instead: str) -> NotImplemented
     return NotImplementedError(f"{who} does not offer {method}: {why}. {instead}")
 
 
-def hessian_by_hvps(hvp_flat: Callable[[np.ndarray], np.ndarray], n: int) -> np.ndarray:
-    """H from n Hessian-vector products with the basis vectors: column j is H e_j (not symmetrised)."""
-    H = np.empty((n, n))
-    e = np.zeros(n)
-    for j in range(n):
-        e[j] = 1.0
-        H[:, j] = hvp_flat(e)
-        e[j] = 0.0
-    return H
-
-
 def structured(f: Callable, theta: Any) -> tuple[Structure, Callable]:
     """(theta's structure, the function to trace). An ``Objective``'s flat theta is split into its named
     blocks, which the function receives as leaves (results stay flat like theta): no traced vector is sliced
