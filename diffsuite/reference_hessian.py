@@ -60,7 +60,7 @@ def reference_hessian_mp(target: Objective | Callable, theta: Any, *args: Any, d
     elif callable(target):
         structure = Structure.of(theta)
         args = tuple(np.asarray(a, dtype=np.float64) if is_float_data(a) else a for a in args)
-        build = partial(build_function, target, structure.leaves, structure.rebuild, args, structure.keys)
+        build = partial(build_function, target, structure.leaves, structure.rebuild, args, structure.names)
     else:
         raise TypeError(f"reference_hessian needs an Objective or a function f(xp, theta, *args); got "
                         f"{type(target).__name__}")

@@ -51,11 +51,13 @@ class Structure:
     rebuild: Callable
     keys: list | None
     flat_results: bool = False  # results as one flat vector (an Objective's theta, split into named blocks)
+    names: list | None = None  # a name per leaf (symbol names of the symbolic builds): ``theta``, or the dict's keys
 
     @classmethod
     def of(cls, theta: Any) -> "Structure":
         leaves, rebuild = flatten_params(theta)
-        return cls(leaves, rebuild, list(theta) if isinstance(theta, dict) else None)
+        keys = list(theta) if isinstance(theta, dict) else None
+        return cls(leaves, rebuild, keys, names=["theta"] if keys is None else [str(k) for k in keys])
 
     @property
     def sizes(self) -> list[int]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..reverse.lifted import LiftedBackend
+from ..reverse.tape import TapeNamespace
 from ..reverse.ops import (ADD, DIV, GETITEM, MATMUL, MEAN, MUL, NEG, OPS, POW, POWER, RESHAPE, SUB, SUM, TRANSPOSE,
                            Op)
 from .jvps import JVPS as _RULES, jvp_rule
@@ -61,8 +62,8 @@ class Dual:
     def __rpow__(self, o): return self.trace.apply(POW, o, self)
     def __getitem__(self, index): return self.trace.apply(GETITEM, self, index=index)
     def reshape(self, *shape): return self.trace.apply(RESHAPE, self, shape=shape[0] if len(shape) == 1 else shape)
-    def sum(self, axis=None, keepdims=False): return self.trace.unary(SUM, self, axis=axis, keepdims=keepdims)
-    def mean(self, axis=None, keepdims=False): return self.trace.unary(MEAN, self, axis=axis, keepdims=keepdims)
+    def sum(self, axis=None, keepdims=False): return self.trace.unary(SUM, self, {"axis": axis, "keepdims": keepdims})
+    def mean(self, axis=None, keepdims=False): return self.trace.unary(MEAN, self, {"axis": axis, "keepdims": keepdims})
 
     # comparisons act on primal values (no derivative), as for reverse-mode Vars
     def __gt__(self, o): return self.primal > _primal(o)
@@ -86,6 +87,7 @@ class Dual:
                         "derivative's path. Use xp.maximum / xp.minimum / xp.step to express the branch.")
 
 
+_NO_PARAMS: dict = {}  # shared by unary calls without static parameters; never mutated
 _TORCH_REFLECTED = {"add": "__radd__", "sub": "__rsub__", "mul": "__rmul__", "div": "__rtruediv__",
                     "matmul": "__rmatmul__", "pow": "__rpow__"}
 
@@ -127,8 +129,8 @@ class ForwardTrace:
         self.n_jvps += 1
         return out if t is None else Dual(out, t, self)
 
-    def unary(self, op: Op, x: Any, **params: Any) -> Any:
-        """``apply(op, x, **params)`` for a one-input primitive."""
+    def unary(self, op: Op, x: Any, params: dict = _NO_PARAMS) -> Any:
+        """``apply(op, x, **params)`` for a one-input primitive (the same signature as ``Tape.unary``)."""
         if type(x) is not Dual or x.trace is not self:
             return self.apply(op, x, **params)
         B, xv = self.backend, x.primal
@@ -171,28 +173,15 @@ class ForwardTrace:
         return out if t is None else Dual(out, t, self)
 
 
-class DualNamespace:
-    """The ``xp`` that functions see under forward mode: every call runs a primitive and its JVP."""
+class DualNamespace(TapeNamespace):
+    """The ``xp`` that functions see under forward mode: the reverse engine's namespace, every call running a
+    primitive and its JVP on the forward trace instead of recording it (``ForwardTrace`` has the tape's
+    ``apply``/``binary``/``unary``), so the two modes offer the same functions by construction."""
 
     name = "forward"
 
     def __init__(self, trace: ForwardTrace):
-        self.trace = trace
-
-    def exp(self, x): return self.trace.unary(OPS["exp"], x)
-    def log(self, x): return self.trace.unary(OPS["log"], x)
-    def tanh(self, x): return self.trace.unary(OPS["tanh"], x)
-    def sigmoid(self, x): return self.trace.unary(OPS["sigmoid"], x)
-    def abs(self, x): return self.trace.unary(OPS["abs"], x)
-    def step(self, x): return self.trace.unary(OPS["step"], x)
-    def maximum(self, a, b): return self.trace.binary(OPS["maximum"], a, b)
-    def minimum(self, a, b): return self.trace.binary(OPS["minimum"], a, b)
-    def sum(self, x, axis=None, keepdims=False): return self.trace.unary(SUM, x, axis=axis, keepdims=keepdims)
-    def mean(self, x, axis=None, keepdims=False): return self.trace.unary(MEAN, x, axis=axis, keepdims=keepdims)
-    def logsumexp(self, x, axis=-1, keepdims=False):
-        return self.trace.unary(OPS["logsumexp"], x, axis=axis, keepdims=keepdims)
-    def reshape(self, x, shape): return self.trace.apply(RESHAPE, x, shape=tuple(shape))
-    def asarray(self, x): return self.trace.backend.constant(x)
+        self.tape = trace  # (the attribute TapeNamespace's methods call)
 
 
 def lifted_over(trace: ForwardTrace) -> LiftedBackend:

@@ -42,7 +42,7 @@ def _engine_fns(engine: str):
 
 def _build_outputs(f: Callable, structure: Structure, args: tuple) -> tuple[list, list, list, list, tuple]:
     """f on symbols: (output expressions flat, parameter symbols, data symbols, data values, output shape)."""
-    out, params, data, values = call_on_symbols(f, structure.leaves, structure.rebuild, args, structure.keys)
+    out, params, data, values = call_on_symbols(f, structure.leaves, structure.rebuild, args, structure.names)
     arr = out if isinstance(out, SymArray) else wrap(SYMPY.asarray(out))
     return list(np.asarray(arr, dtype=object).reshape(-1)), params, data, values, tuple(arr.shape)
 
@@ -142,7 +142,7 @@ class _Compiled:
                 return [problem.loss], problem.params, problem.data, values, ()
         else:
             structure = Structure.of(theta)
-            key = (tuple(map(str, structure.keys or ())), tuple(leaf.shape for leaf in structure.leaves),
+            key = (tuple(map(str, structure.names or ())), tuple(leaf.shape for leaf in structure.leaves),
                    tuple(_arg_key(a) for a in args))
             build = partial(_build_outputs, f, structure, args)
         if key not in self.cache:
