@@ -55,6 +55,14 @@ class TorchXP:
     def asarray(x):
         return _t(x)
 
+    def __getattr__(self, name):
+        # the rest of the namespace (expm1, log1p, sqrt, sin, ...): torch's function of the same name
+        special = {"softplus": torch.nn.functional.softplus, "log_sigmoid": torch.nn.functional.logsigmoid}
+        fn = special.get(name) or getattr(torch, name, None)
+        if fn is None:
+            raise AttributeError(f"the torch oracle has no {name!r}")
+        return fn
+
 
 TORCH_XP = TorchXP()
 

@@ -70,6 +70,9 @@ class Dual:
     def __ge__(self, o): return self.primal >= _primal(o)
     def __lt__(self, o): return self.primal < _primal(o)
     def __le__(self, o): return self.primal <= _primal(o)
+    def __eq__(self, o): return self.primal == _primal(o)  # (rules compare values: err - err == 0)
+    def __ne__(self, o): return self.primal != _primal(o)
+    __hash__ = object.__hash__
 
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):

@@ -258,3 +258,97 @@ def scatter_add_jvp(B, ts, out, x, *, shape, index):
 
 
 JVPS.update({"select": select_jvp, "scatter_add": scatter_add_jvp})
+
+
+# ----- the rest of the numpy subset (docs/language.md): registered for the ops the table defines -----
+def _diagonal_from_vjp(name: str) -> Callable:
+    """The JVP of an elementwise unary primitive: its Jacobian is diagonal, so the JVP is the VJP applied to the
+    tangent (the VJP is linear in its cotangent and keeps its shape; "strong zeros" carry over: a zero
+    tangent gives zero where the derivative is infinite)."""
+    vjp = OPS[name].vjps[0]
+
+    def jvp(B, ts, out, x, **params):
+        return vjp(B, ts[0], out, x, **params)
+
+    jvp.__name__ = f"{name}_jvp"
+    return jvp
+
+
+def arctan2_jvp(B, ts, out, y, x):  # d atan2(y, x) = (x dy - y dx) / r^2, 0 at the origin (the VJP's convention)
+    n = _ndim(out)
+    ty, tx = _align(B, ts[0], y, n), _align(B, ts[1], x, n)
+    r = B.hypot(y, x)
+    safe = B.where(r == 0, 1.0, r)
+    num = _add(None if ty is None else ty * x, None if tx is None else -(tx * y))
+    return _fit(B, B.where(r == 0, 0.0, num / safe / safe), out)
+
+
+def where_jvp(B, ts, out, a, b, *, cond):
+    n = _ndim(out)
+    return _select(B, cond, _align(B, ts[0], a, n), _align(B, ts[1], b, n), out)
+
+
+def _at_arg(largest: bool):
+    def jvp(B, ts, out, x, *, axis=None, keepdims=False):
+        # the tangent of the first maximal (minimal) entry: the VJP's routing, as a one-hot mask
+        mask = B.put_at_arg(B.ones_like(out), x, axis, keepdims, largest)
+        return _reduce(B, B.sum, ts[0] * mask, x, axis, keepdims)
+    return jvp
+
+
+def prod_jvp(B, ts, out, x, *, axis=None, keepdims=False):
+    return _reduce(B, B.sum, ts[0] * B.prod_of_others(x, axis), x, axis, keepdims)
+
+
+def cumsum_jvp(B, ts, out, x, *, axis):
+    return B.cumsum(ts[0], _neg_axes(axis, _ndim(x)))
+
+
+def permute_jvp(B, ts, out, x, *, axes):
+    t, nd = ts[0], _ndim(x)
+    lead = _lead(t, x)
+    return B.transpose(t, tuple(range(lead)) + tuple(lead + (a % nd) for a in axes))
+
+
+def broadcast_to_jvp(B, ts, out, x, *, shape):
+    t = ts[0]
+    lead = _shape(t)[:_lead(t, x)]
+    return B.broadcast_to(_align(B, t, x, len(shape)), lead + tuple(shape))
+
+
+def pad_jvp(B, ts, out, x, *, pad_width, value):
+    t = ts[0]
+    return B.pad(t, ((0, 0),) * _lead(t, x) + tuple(tuple(p) for p in pad_width), 0.0)
+
+
+def concatenate_jvp(B, ts, out, x, y, *, axis, split):
+    tx, ty = ts
+    some = tx if tx is not None else ty
+    lead = _shape(some)[:_lead(some, x if tx is not None else y)]
+    parts = [t if t is not None else B.broadcast_to(B.zeros_like(v), lead + _shape(v)) for t, v in ((tx, x), (ty, y))]
+    return B.concatenate(tuple(parts), axis - _ndim(x) if axis >= 0 else axis)
+
+
+def _einsum_jvp(B, ts, out, *xs, spec):
+    ins, res = spec
+    letters = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in "".join(ins) + res]
+    total = None
+    for i, t in enumerate(ts):
+        if t is None:
+            continue
+        lead = "".join(letters[:_lead(t, xs[i])])
+        subs = [lead + s if j == i else s for j, s in enumerate(ins)]
+        ops = [t if j == i else x for j, x in enumerate(xs)]
+        term = B.einsum(",".join(subs) + "->" + lead + res, *ops)
+        total = term if total is None else total + term  # (every term has the same lead: one batch of directions)
+    return total
+
+
+JVPS.update({name: _diagonal_from_vjp(name) for name in (
+    "sqrt", "sin", "cos", "tan", "arcsin", "arccos", "arctan", "sinh", "cosh", "log1p", "expm1", "log2", "log10",
+    "erf", "softplus", "log_sigmoid", "sqrt0") if name in OPS})
+JVPS.update({k: v for k, v in {
+    "sign": lambda B, ts, out, x: None, "arctan2": arctan2_jvp, "where": where_jvp,
+    "max": _at_arg(True), "min": _at_arg(False), "prod": prod_jvp, "cumsum": cumsum_jvp, "permute": permute_jvp,
+    "broadcast_to": broadcast_to_jvp, "pad": pad_jvp, "concatenate": concatenate_jvp,
+    "einsum1": _einsum_jvp, "einsum2": _einsum_jvp, "einsum3": _einsum_jvp}.items() if k in OPS})

@@ -153,6 +153,76 @@ class LiftedBackend:
             return self.inner.scatter(g, self.raw(like), index)
         return self._op(SCATTER_ADD, g, shape=self._shape(like), index=index)
 
+    # ----- backend methods of the numpy subset's rules (ops of the same name are recorded by __getattr__) -----
+    def mask(self, cond): return self.inner.mask(self.raw(cond))
+    def index(self, index): return self.inner.index(index)
+    def expit(self, x): return self.sigmoid(x)
+    def amax(self, x, axis=None, keepdims=False): return self._op(OPS["max"], x, axis=axis, keepdims=keepdims)
+    def amin(self, x, axis=None, keepdims=False): return self._op(OPS["min"], x, axis=axis, keepdims=keepdims)
+    def transpose(self, x, axes): return self._op(OPS["permute"], x, axes=tuple(axes))
+    def cumsum(self, x, axis): return self._op(OPS["cumsum"], x, axis=axis)
+    def pad(self, x, pad_width, value): return self._op(OPS["pad"], x, pad_width=pad_width, value=value)
+
+    def dsigmoid(self, x):
+        """sigmoid'(x) = s (1 - s), through primitives (the inner backend's form is for accuracy, not tracing)."""
+        if not self.owns(x):
+            return self.inner.dsigmoid(x)
+        s = self.sigmoid(x)
+        return s * (1.0 - s)
+
+    def exp_neg_square(self, x):
+        return self.inner.exp_neg_square(x) if not self.owns(x) else self.exp(-(x * x))
+
+    def hypot(self, y, x):
+        if not (self.owns(x) or self.owns(y)):
+            return self.inner.hypot(y, x)
+        return self._op(OPS["sqrt"], x * x + y * y)
+
+    def strong(self, g, d):
+        """g * d, and 0 where g == 0 (the mask is g's primal value)."""
+        if not (self.owns(g) or self.owns(d)):
+            return self.inner.strong(g, d)
+        return self.where(self.raw(g) == 0, 0.0, g * d)
+
+    def strong_div(self, g, d):
+        if not (self.owns(g) or self.owns(d)):
+            return self.inner.strong_div(g, d)
+        zero = self.raw(g) == 0
+        return self.where(zero, 0.0, g / self.where(zero, 1.0, d))
+
+    def put_at_arg(self, g, x, axis, keepdims, largest):
+        """Linear in g: g (expanded to x's shape) where x has its first maximal (minimal) entry, 0 elsewhere."""
+        if not self.owns(g):
+            return self.inner.put_at_arg(g, self.raw(x), axis, keepdims, largest)
+        raw_g, raw_x = self.raw(g), self.raw(x)
+        hit = self.inner.put_at_arg(self.inner.ones_like(raw_g), raw_x, axis, keepdims, largest) != 0
+        return self._op(SELECT, self.expand_to(g, raw_x, axis, keepdims), mask=hit)
+
+    def flip(self, x, axis):
+        if not self.owns(x):
+            return self.inner.flip(x, axis)
+        nd = self.raw(x).ndim
+        axes = range(nd) if axis is None else [a % nd for a in ((axis,) if isinstance(axis, int) else axis)]
+        return self.getitem(x, tuple(slice(None, None, -1) if a in axes else slice(None) for a in range(nd)))
+
+    def concatenate(self, xs, axis=0):
+        xs = list(xs)
+        if not any(self.owns(x) for x in xs):
+            return self.inner.concatenate(tuple(xs), axis)
+        nd = self.raw(xs[0]).ndim
+        axis %= nd
+        out = xs[0]
+        for x in xs[1:]:
+            out = self._op(OPS["concatenate"], out, x, axis=axis, split=self.raw(out).shape[axis])
+        return out
+
+    def einsum(self, subscripts, *operands):
+        if not any(self.owns(x) for x in operands):
+            return self.inner.einsum(subscripts, *operands)
+        ins, out = subscripts.replace(" ", "").split("->")
+        ins = tuple(ins.split(","))
+        return self._op(OPS[f"einsum{len(ins)}"], *operands, spec=(ins, out))
+
     # ----- what only the first-order fast paths use -----
     def _first_order_only(self, name):
         raise NotImplementedError(f"backend method {name!r} writes into a buffer: the first-order fast path only; "
