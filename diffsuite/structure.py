@@ -110,7 +110,7 @@ class Structure:
         else:
             parts = [value]
         flat = []
-        for leaf, part, name in zip(self.leaves, parts, self.keys or ["theta"]):
+        for leaf, part, name in zip(self.leaves, parts, self.names or ["theta"] * len(self.leaves)):
             a = np.asarray(part, dtype=np.float64)
             if a.shape != leaf.shape:
                 raise ValueError(f"{what} must be shaped like theta; {what}"
