@@ -6,6 +6,7 @@
         return xp.mean((xp.tanh(x @ theta["W"] + theta["b"]) - y) ** 2)
 
     assert_gradients_close(loss, {"W": W, "b": b}, x, y)     # AssertionError naming the worst entries
+    assert_hessians_close(loss, {"W": W, "b": b}, x, y)      # the same for second derivatives
 
 Both accept a user's function ``f(xp, theta, *args) -> scalar`` (theta an array, a dict of arrays or
 a scalar) or an ``Objective`` (then no extra args). Every method's gradient is compared entry by
@@ -221,5 +222,8 @@ def _kinks(stats: dict, names: list[str]) -> frozenset:
     return frozenset()
 
 
-__all__ = ["DEFAULT_METHODS", "DEFAULT_RTOL", "EXACT_MAX_PARAMS", "GradcheckReport", "METHOD_ALIASES",
-           "assert_gradients_close", "check_gradients"]
+# Hessians, with the same per-entry report (gradcheck/hessian.py)
+from .gradcheck.hessian import HESSIAN_RTOL, assert_hessians_close, check_hessian  # noqa: E402
+
+__all__ = ["DEFAULT_METHODS", "DEFAULT_RTOL", "EXACT_MAX_PARAMS", "GradcheckReport", "HESSIAN_RTOL", "METHOD_ALIASES",
+           "assert_gradients_close", "assert_hessians_close", "check_gradients", "check_hessian"]

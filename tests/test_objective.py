@@ -47,8 +47,9 @@ def test_wrong_shapes_and_strengths_are_refused():
 
 
 def test_registry_errors_list_the_choices():
-    with pytest.raises(ValueError, match="unknown differentiator 'forward'; choose one of symbolic, finite_diff, reverse"):
-        ds.get_differentiator("forward")
+    with pytest.raises(ValueError, match="unknown differentiator 'backprop'; choose one of symbolic, finite_diff, reverse, "
+                                         "forward"):
+        ds.get_differentiator("backprop")
     with pytest.raises(TypeError, match="has no option\\(s\\) 'backnd'; its options are backend, device, dtype"):
         ds.get_differentiator("reverse", backnd="torch")
     with pytest.raises(ValueError, match="unknown backend 'jax'; choose one of numpy, torch"):

@@ -5,6 +5,7 @@
 | ``symbolic``  | SymPy expression trees, differentiated, CSE'd and compiled          | cse, engine, budgets, ...|
 | ``finite_diff``| difference quotients (forward ... Richardson, complex step)       | scheme, step, dtype, ... |
 | ``reverse``   | our reverse-mode tape on numpy or torch (CPU or CUDA)              | backend, device, dtype   |
+| ``forward``   | forward mode: dual values through a JVP table (numpy or torch)     | backend, device, dtype   |
 
 Each differentiator is a package of its own (``symbolic/``, ``finite_diff/``, ``reverse/``); they never
 import each other, and what they share lives in ``base.py``. Each package is imported only when its
@@ -22,6 +23,7 @@ DIFFERENTIATORS = {
     "symbolic": "diffsuite.differentiators.symbolic:Symbolic",
     "finite_diff": "diffsuite.differentiators.finite_diff:FiniteDiff",
     "reverse": "diffsuite.differentiators.reverse:Reverse",
+    "forward": "diffsuite.differentiators.forward:Forward",
 }
 
 

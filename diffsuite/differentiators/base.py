@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, ClassVar, Protocol
 
 import numpy as np
+
+from ..objective import Objective
+from ..structure import Structure, flatten_params  # noqa: F401  (flatten_params: part of this module's API)
 
 
 @dataclass
@@ -48,31 +51,14 @@ class Differentiator(Protocol):
     def grad(self, f: Callable) -> Callable:
         """For users' functions ``f(xp, theta, *args) -> scalar``: returns ``(theta, *args) -> gradient``."""
 
+    # Higher order (docs/higher_order.md), where the method can: each returns a ``WithStats`` callable.
+    # ``jvp(f)(theta, tangent, *args) -> (value, jvp)``, ``vjp(f)(theta, *args) -> (value, pullback)``,
+    # ``jacobian(f)(theta, *args)``, ``hessian(f)(theta, *args)``, ``hvp(f)(theta, v, *args)``;
+    # a method that cannot raises ``unavailable(...)``: what, why, and which method can.
+
 
 # ----- parameter structures for grad(f): a flat array, an array of any shape, a dict, or a scalar -----
-def flatten_params(theta: Any) -> tuple[list[np.ndarray], Callable[[list], Any]]:
-    """Split ``theta`` into float64 leaves and a function that rebuilds the structure from new leaves.
-
-    Leaves are checked: numbers only, finite (a ValueError names the first bad entry).
-    """
-    if isinstance(theta, dict):
-        keys = list(theta)
-        return [_leaf(theta[k], f"theta[{k!r}]") for k in keys], lambda new: dict(zip(keys, new))
-    leaf = _leaf(theta, "theta")
-    return [leaf], lambda new: new[0]
-
-
-def _leaf(value: Any, where: str) -> np.ndarray:
-    try:
-        a = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{where} must be numbers (an array, a float, or a dict of them); got "
-                        f"{type(value).__name__}") from None
-    bad = np.argwhere(~np.isfinite(a))
-    if len(bad):
-        idx = tuple(int(i) for i in bad[0])
-        raise ValueError(f"{where} must be finite; entry {list(idx)} is {a[idx]}")
-    return a
+# (``flatten_params`` lives in ``diffsuite.structure`` with the shapes of the higher-order results)
 
 
 def grad_leaf(g: np.ndarray) -> Any:
@@ -90,3 +76,62 @@ def scalar_check(shape: tuple, who: str = "the objective") -> None:
     if int(np.prod(shape)) != 1:
         raise TypeError(f"gradients need a scalar function; {who} returned shape {tuple(shape)}. "
                         "Reduce it to a scalar, e.g. with xp.sum or xp.mean.")
+
+
+# ----- higher order: shared by every differentiator's jvp / vjp / jacobian / hessian / hvp -----
+class WithStats:
+    """A derivative function that keeps ``stats`` about its last call (passes, JVP/VJP counts, evaluations, ...)."""
+
+    def __init__(self, fn: Callable, method: str, label: str):
+        self._fn, self.stats = fn, {}
+        self.__name__ = f"{label}.{method}"
+
+    def __call__(self, *args, **kwargs):
+        stats: dict = {}
+        out = self._fn(stats, *args, **kwargs)
+        self.stats = stats
+        return out
+
+
+class HigherOrder:
+    """``jvp``, ``vjp``, ``jacobian``, ``hessian``, ``hvp`` (docs/higher_order.md), delegated to the functions of
+    the module a differentiator names in its class attribute ``higher`` (each ``fn(differentiator, f)``)."""
+
+    higher: ClassVar[Any]
+
+    def jvp(self, f: Callable) -> WithStats:
+        """``(theta, tangent, *args) -> (value, J t)``."""
+        return self.higher.jvp(self, f)
+
+    def vjp(self, f: Callable) -> WithStats:
+        """``(theta, *args) -> (value, pullback)``; ``pullback(u)`` is in theta's structure."""
+        return self.higher.vjp(self, f)
+
+    def jacobian(self, f: Callable) -> WithStats:
+        """``(theta, *args) -> J``, shaped ``out.shape + theta.shape``."""
+        return self.higher.jacobian(self, f)
+
+    def hessian(self, f: Callable) -> WithStats:
+        """``(theta, *args) -> H`` of a scalar ``f``."""
+        return self.higher.hessian(self, f)
+
+    def hvp(self, f: Callable) -> WithStats:
+        """``(theta, v, *args) -> H v``, in theta's structure."""
+        return self.higher.hvp(self, f)
+
+
+def unavailable(who: str, method: str, why: str, instead: str) -> NotImplementedError:
+    """The error of a method a differentiator cannot provide: what was asked, why not, and which method can."""
+    return NotImplementedError(f"{who} does not offer {method}: {why}. {instead}")
+
+
+def structured(f: Callable, theta: Any) -> tuple[Structure, Callable]:
+    """(theta's structure, the function to trace). An ``Objective``'s flat theta is split into its named
+    blocks, which the function receives as leaves (results stay flat like theta): no traced vector is sliced
+    (slicing one would cost a full-size scatter per block in the backward pass). Else theta's own structure."""
+    if isinstance(f, Objective):
+        layout = list(f.model.layout.items())
+        names = [name for name, _ in layout]
+        structure = Structure.blocks(f.check_theta(theta), [spec for _, spec in layout])
+        return structure, lambda xp, blocks, *args: f.evaluate(xp, dict(zip(names, blocks)))
+    return Structure.of(theta), f

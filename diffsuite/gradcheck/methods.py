@@ -23,6 +23,7 @@ from ..objective import Objective
 METHOD_ALIASES: dict[str, tuple[str, dict]] = {
     "reverse": ("reverse", {}),
     "reverse_torch": ("reverse", {"backend": "torch"}),
+    "forward_mode": ("forward", {}),  # forward-mode AD (the alias "forward" is the forward difference)
     "symbolic": ("symbolic", {}),
     "forward": ("finite_diff", {"scheme": "forward"}),
     "backward": ("finite_diff", {"scheme": "backward"}),
@@ -65,6 +66,7 @@ def resolve_method(spec: Any, dtype: str = "float64", auto: bool = False) -> Met
         raise TypeError(f"a gradient-check method must be an alias ({', '.join(METHOD_ALIASES)}) or a differentiator "
                         f"from get_differentiator(...); got {spec!r}")
     kind = str(getattr(d, "scheme", d.name)) if d.name == "finite_diff" else d.name
+    kind = "forward_mode" if kind == "forward" and d.name == "forward" else kind  # not the forward difference
     return Method(label, d, kind, str(getattr(d, "dtype", "float64")), auto)
 
 

@@ -58,6 +58,7 @@ class GradcheckReport:
     value: float | None = None
     notes: list[str] = field(default_factory=list)
     on_kink: str = "skip"
+    kind: str = "gradient"  # what is checked: "gradient", or "Hessian" (gradcheck/hessian.py)
 
     # ----- per method, per entry -----
     def abs_err(self, r: MethodResult) -> np.ndarray:
@@ -147,7 +148,7 @@ class GradcheckReport:
 
     def __str__(self) -> str:
         verdict = "passed" if self.passed else "FAILED"
-        head = (f"gradient check {verdict}: {self.problem} ({len(self.names)} entries; reference: "
+        head = (f"{self.kind} check {verdict}: {self.problem} ({len(self.names)} entries; reference: "
                 f"{self.reference_label})")
         return "\n".join([head, self.summary_table(), *[f"note: {n}" for n in self.notes]])
 
@@ -189,7 +190,7 @@ class GradcheckReport:
         if self.passed:
             return str(self)
         failed = self.failed_methods
-        lines = [f"gradient check failed for {self.problem}: {', '.join(failed)} disagree"
+        lines = [f"{self.kind} check failed for {self.problem}: {', '.join(failed)} disagree"
                  f"{'s' if len(failed) == 1 else ''} with the reference, {self.reference_label}",
                  self.summary_table()]
         worst = self.worst_entries(n_worst)

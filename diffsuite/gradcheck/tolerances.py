@@ -5,7 +5,7 @@ below; the default ``atol`` is ``rtol * max|ref|``: entries are judged against t
 so an entry that is nearly zero is not failed for the rounding noise of the large ones.
 
 Where the numbers come from (eps = 2.2e-16 in float64, 1.2e-7 in float32): reverse mode and the
-symbolic gradient carry rounding error only (a few hundred eps after a deep network);
+symbolic gradient (and forward mode) carry rounding error only (a few hundred eps after a deep network);
 forward/backward differences have error ~ sqrt(eps), central ~ eps^(2/3), five-point and Richardson
 ~ eps^(4/5) at their best steps, times the function's curvature; complex step is exact up to rounding.
 Each default leaves at least an order of magnitude (mostly two to four) of headroom over the largest
@@ -17,6 +17,7 @@ from __future__ import annotations
 #: (method kind, dtype) -> default rtol. The kind is "reverse", "symbolic", or a finite-difference scheme.
 DEFAULT_RTOL: dict[tuple[str, str], float] = {
     ("reverse", "float64"): 1e-9,
+    ("forward_mode", "float64"): 1e-9,
     ("symbolic", "float64"): 1e-9,
     ("complex_step", "float64"): 1e-9,
     ("five_point", "float64"): 1e-7,
@@ -26,6 +27,7 @@ DEFAULT_RTOL: dict[tuple[str, str], float] = {
     ("backward", "float64"): 1e-4,
     # float32: eps is 5e8 times larger
     ("reverse", "float32"): 1e-4,
+    ("forward_mode", "float32"): 1e-4,
     ("symbolic", "float32"): 1e-4,
     ("complex_step", "float32"): 1e-4,
     ("five_point", "float32"): 1e-2,

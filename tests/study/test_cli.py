@@ -3,7 +3,7 @@ import pytest
 
 from diffsuite.cli import main
 
-STUDIES = ("expression_growth", "rounding_error", "accuracy", "speed", "training")
+STUDIES = ("expression_growth", "rounding_error", "accuracy", "speed", "training", "second_order")
 
 
 def test_list_names_every_study_with_its_question(capsys):

@@ -33,7 +33,7 @@ Files: ``__init__`` the ``FiniteDiff`` differentiator (schemes, kink and underfl
 stencils, orders, automatic and exactly representable steps; ``control`` per-entry step control (scheme
 geometry, Richardson's tableau and error model, retries); ``namespaces``
 the complex-step namespace and the kink-recording ``KinkTracker``; ``batched`` k stencil points per
-objective call.
+objective call; ``higher`` Hessians, HVPs, JVPs and Jacobians by differences (their step rules).
 """
 from __future__ import annotations
 
@@ -46,7 +46,8 @@ import numpy as np
 
 from ...namespace import NUMPY
 from ...objective import Objective
-from ..base import Gradient, flatten_params, grad_leaf, scalar_check
+from ..base import Gradient, HigherOrder, flatten_params, grad_leaf, scalar_check
+from . import higher
 from .batched import bind_objective_batched, evaluate_batched
 from .control import RICHARDSON_SAFETY, TRUNCATION_RATIO, Entry, Rule, StepControl, noise_of
 from .namespaces import COMPLEX, KinkTracker
@@ -83,7 +84,7 @@ def _name_list(names: list[str], limit: int = 8) -> str:
 
 
 @dataclass(frozen=True)
-class FiniteDiff:
+class FiniteDiff(HigherOrder):
     """Difference-quotient gradients; every option is a field and appears in reports.
 
     Args:
@@ -109,6 +110,7 @@ class FiniteDiff:
     zero_step: str = "raise"
     batch: int = 1
     name: ClassVar[str] = "finite_diff"
+    higher: ClassVar = higher  # jvp/vjp/jacobian/hessian/hvp by differences and their step rules (higher.py)
 
     def __post_init__(self):
         if self.scheme not in SCHEMES:

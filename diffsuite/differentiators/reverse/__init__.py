@@ -21,7 +21,8 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from ...objective import Objective
-from ..base import Gradient, flatten_params, grad_leaf, scalar_check
+from ..base import Gradient, HigherOrder, flatten_params, grad_leaf, scalar_check
+from . import higher
 from .backends import load_backend
 from .tape import Tape, TapeNamespace, Var
 
@@ -30,7 +31,7 @@ _add_reduce = np.add.reduce  # what theta.sum() calls, without the method's Pyth
 
 
 @dataclass(frozen=True)
-class Reverse:
+class Reverse(HigherOrder):
     """``get_differentiator("reverse", backend="numpy"|"torch", device="cpu"|"cuda", dtype="float64"|"float32")``.
 
     Parameters and data are moved to the backend, in ``dtype``, once, in ``value_and_grad``. Each
@@ -42,6 +43,9 @@ class Reverse:
     device: str = "cpu"
     dtype: str = "float64"
     name: ClassVar[str] = "reverse"
+    # jvp/vjp/jacobian/hessian/hvp (higher.py): the backward pass recorded on an outer tape (reverse-over-reverse)
+    # only when a higher-order method is called; value_and_grad and grad pay nothing for it
+    higher: ClassVar = higher
 
     def __post_init__(self):
         if self.dtype not in DTYPES:

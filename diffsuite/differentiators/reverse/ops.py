@@ -105,14 +105,19 @@ def defop(name: str, forward: Callable, *vjps: Callable | None, saves: tuple, in
     """Register a primitive: one VJP (or None) per input, in order, and per VJP what it reads (``saves``)."""
     if name in OPS:
         raise ValueError(f"op {name!r} is already defined in {__name__}")
+    OPS[name] = make_op(name, forward, *vjps, saves=saves, into=into)
+    return OPS[name]
+
+
+def make_op(name: str, forward: Callable, *vjps: Callable | None, saves: tuple, into: tuple = ()) -> Op:
+    """``defop`` without registering: an op that only its module records (the lifted backend's helpers)."""
     if len(vjps) > len(INPUTS):
         raise ValueError(f"defop({name!r}): {len(vjps)} inputs; saves names {len(INPUTS)} (extend INPUTS)")
     if isinstance(saves, str) or len(saves) != len(vjps):
         raise ValueError(f"defop({name!r}): saves needs one string per VJP ({len(vjps)}), naming what it reads "
                          f"(e.g. saves=('out',)); got {saves!r}")
     parsed = _parse_saves(name, len(vjps), saves)
-    OPS[name] = Op(name, forward, vjps, tuple(saves), into, _keep_table(parsed, len(vjps)))
-    return OPS[name]
+    return Op(name, forward, vjps, tuple(saves), into, _keep_table(parsed, len(vjps)))
 
 
 # ----- arithmetic, with broadcasting -----

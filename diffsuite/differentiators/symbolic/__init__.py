@@ -10,7 +10,7 @@ Error model: exact derivatives; the only error is the float64 rounding of the co
 
 Files: ``__init__`` the ``Symbolic`` differentiator and ``expression_metrics``; ``namespace`` the xp
 namespace on SymPy arrays (kink functions Step, Abs0, ...); ``build`` the loss expression, its
-derivatives, CSE and the setup pipeline; ``codegen`` straight-line Python (float64 or mpmath) from the
+derivatives, CSE and the setup pipeline; ``higher`` Hessians and Jacobians (second derivatives, compiled); ``codegen`` straight-line Python (float64 or mpmath) from the
 expressions; ``symengine_bridge`` SymPy <-> SymEngine; ``metrics`` expression sizes (tree, DAG, ops).
 """
 from __future__ import annotations
@@ -25,14 +25,15 @@ import numpy as np
 
 from ...budget import Budget, run_budgeted
 from ...objective import Objective
-from ..base import Gradient, flatten_params, grad_leaf
+from ..base import Gradient, HigherOrder, flatten_params, grad_leaf
 from .build import (ENGINES, METRIC_KEYS, SetupOptions, build_function, build_objective, is_float_data,
                              setup)
+from . import higher
 from .codegen import Kernel
 
 
 @dataclass(frozen=True)
-class Symbolic:
+class Symbolic(HigherOrder):
     """``get_differentiator("symbolic", cse=True, engine="sympy", symbolic_data=False, ...)``.
 
     Options: ``cse`` (joint CSE of loss and gradient before compiling), ``engine`` ("sympy", or
@@ -68,6 +69,7 @@ class Symbolic:
     metrics: bool = True
     count_ops_max_nodes: int | None = 20_000
     name: ClassVar[str] = "symbolic"
+    higher: ClassVar = higher  # jvp/vjp/jacobian/hessian/hvp: second derivatives CSE'd and compiled (higher.py)
 
     def __post_init__(self):
         if self.engine not in ENGINES:

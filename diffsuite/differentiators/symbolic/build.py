@@ -84,6 +84,14 @@ def build_function(f: Callable, leaves: list[np.ndarray], rebuild: Callable, arg
     Symbol names are injective: parameters start with ``theta``, data with ``arg``, and a dict key
     appears as its ``repr`` (so ``1`` and ``'1'`` differ); keys whose reprs coincide are refused.
     """
+    out, params, data_symbols, values = call_on_symbols(f, leaves, rebuild, args, keys)
+    return Problem(_scalar_expr(out, getattr(f, "__name__", "f")), params, data_symbols), values
+
+
+def call_on_symbols(f: Callable, leaves: list[np.ndarray], rebuild: Callable, args: tuple,
+                    keys: list | None = None) -> tuple[Any, list, list, list]:
+    """``f`` on symbols, as ``build_function`` describes: (its output as returned, the parameter symbols in
+    theta's flat order, the data symbols, the data values). The output may be any shape (Jacobians)."""
     names = ["theta"] if keys is None else [f"theta[{k!r}]" for k in keys]
     if len(set(names)) != len(names):
         same = sorted({n for n in names if names.count(n) > 1})
@@ -101,7 +109,7 @@ def build_function(f: Callable, leaves: list[np.ndarray], rebuild: Callable, arg
         else:
             sym_args.append(a)
     out = f(SYMPY, rebuild(leaf_syms), *sym_args)
-    return Problem(_scalar_expr(out, getattr(f, "__name__", "f")), _flat_symbols(leaf_syms), data_symbols), values
+    return out, _flat_symbols(leaf_syms), data_symbols, values
 
 
 def is_float_data(a: Any) -> bool:

@@ -20,6 +20,7 @@ STUDIES = {
     "accuracy": "diffsuite.study.studies.accuracy",
     "speed": "diffsuite.study.studies.speed",
     "training": "diffsuite.study.studies.training",
+    "second_order": "diffsuite.study.studies.second_order",
 }
 
 

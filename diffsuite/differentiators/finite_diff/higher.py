@@ -1,0 +1,219 @@
+"""Finite differences of second order and of vector functions: Hessians, HVPs, JVPs, VJPs, Jacobians.
+
+Step rules (eps: the dtype's machine epsilon; each step is made exactly representable, x + h - x == h):
+
+- first differences along a direction t (``jvp``, ``jacobian`` columns): central h ~ eps^(1/3) (error
+  ~ eps^(2/3)), forward/backward h ~ eps^(1/2) (error ~ eps^(1/2)), five-point h ~ eps^(1/5); complex step
+  Im f(x + i h t) / h with a tiny h: no subtraction, error ~ eps.
+- second differences (``hessian``, ``hvp``, every real scheme): the four-point central formula
+  [f(x+a+b) - f(x+a-b) - f(x-a+b) + f(x-a-b)] / (4 |a| |b|), whose truncation error is O(h^2) and rounding
+  error O(eps |f| / h^2): the optimum is h ~ eps^(1/4), the error then ~ eps^(1/2) (1e-8 in float64) times
+  the function's scale: squared rounding error, the price of a second difference.
+- complex step (``scheme="complex_step"``), the mixed first order: Im f(x + i h v + d e_i) is d/dv f at
+  x + d e_i with no rounding loss, and a central difference in d of that gives (H v)_i with d ~ eps^(1/3):
+  error ~ eps^(2/3) (4e-11), the imaginary direction costing nothing in accuracy. The function must be
+  analytic along v (the complex namespace decides branches on real parts, as for gradients).
+
+Costs (function evaluations): jvp 2 (complex: 1), jacobian 2n (n), hvp 4n (complex: 2n), hessian
+2n(n+1) (complex: 2n^2). No kink detection for second differences: a step that straddles a kink gives a
+garbage curvature (a Dirac mass smeared over h); check them at points away from kinks.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from ...namespace import NUMPY
+from ...objective import Objective
+from ...structure import Structure, output_value
+from ..base import WithStats, scalar_check, unavailable
+from .namespaces import COMPLEX
+
+FIRST_ORDER_SCHEMES = ("forward", "backward", "central", "five_point", "complex_step")
+
+
+class _Evaluator:
+    """f at flat points of theta's structure, in the differentiator's dtype (complex for the complex step)."""
+
+    def __init__(self, f: Callable, theta: Any, args: tuple, dtype: str):
+        self.dtype = np.dtype(dtype)
+        self.n_evals = 0
+        if isinstance(f, Objective):
+            layout = list(f.model.layout.items())
+            self.structure = Structure.blocks(f.check_theta(theta), [spec for _, spec in layout])
+            names = [name for name, _ in layout]
+            inputs, targets = f.data(self.dtype)
+            self.call = lambda xp, parts: f.evaluate(xp, dict(zip(names, parts)), inputs, targets)
+        else:
+            self.structure = Structure.of(theta)
+            cast = tuple(np.asarray(a, dtype=self.dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a
+                         for a in args)
+            self.call = lambda xp, parts: f(xp, self.structure.rebuild(parts), *cast)
+        self.x = self.structure.flat().astype(self.dtype)
+        self.eps = float(np.finfo(self.dtype).eps)
+        self.scale = max(1.0, float(np.max(np.abs(self.x)))) if self.x.size else 1.0
+
+    def __call__(self, point: np.ndarray) -> np.ndarray:
+        self.n_evals += 1
+        complex_ = np.iscomplexobj(point)
+        parts = self.structure.split(point)
+        with np.errstate(all="ignore"):
+            out = self.call(COMPLEX if complex_ else NUMPY, parts)
+        return np.asarray(out, dtype=np.complex128 if complex_ else np.float64)
+
+    def step_along(self, t: np.ndarray, power: float) -> tuple[np.ndarray, float]:
+        """(h t, h) with h ~ eps^power * scale / |t|_inf, rounded so that x + h t is the point meant."""
+        size = float(np.max(np.abs(t))) if t.size else 0.0
+        if size == 0.0:
+            return np.zeros_like(self.x), 0.0
+        h = self.eps ** power * self.scale / size
+        h = float((self.x[np.argmax(np.abs(t))] + h) - self.x[np.argmax(np.abs(t))]) or h  # representable
+        return (h * t).astype(self.dtype), h
+
+
+def directional(ev: _Evaluator, t: np.ndarray, scheme: str) -> tuple[np.ndarray, np.ndarray]:
+    """(f(x), d/dt f(x)) by ``scheme`` (first order)."""
+    x = ev.x
+    if scheme == "complex_step":
+        size = float(np.max(np.abs(t))) if t.size else 0.0
+        if size == 0.0:
+            f0 = ev(x)
+            return f0, np.zeros_like(f0)
+        h = 1e-20 * ev.scale / size
+        out = ev(x + 1j * h * t)
+        return out.real, out.imag / h
+    power = {"central": 1 / 3, "forward": 1 / 2, "backward": 1 / 2, "five_point": 1 / 5}[scheme]
+    d, h = ev.step_along(t, power)
+    f0 = ev(x)
+    if h == 0.0:
+        return f0, np.zeros_like(f0)
+    if scheme == "forward":
+        return f0, (ev(x + d) - f0) / h
+    if scheme == "backward":
+        return f0, (f0 - ev(x - d)) / h
+    if scheme == "central":
+        return f0, (ev(x + d) - ev(x - d)) / (2 * h)
+    return f0, (ev(x - 2 * d) - 8 * ev(x - d) + 8 * ev(x + d) - ev(x + 2 * d)) / (12 * h)
+
+
+def second_along(ev: _Evaluator, a: np.ndarray, b: np.ndarray, complex_step: bool) -> float:
+    """d^2 f / (da db) at x: the four-point central formula, or complex step along b over a central difference along a."""
+    x = ev.x
+    if complex_step:
+        da, ha = ev.step_along(a, 1 / 3)
+        size = float(np.max(np.abs(b)))
+        if ha == 0.0 or size == 0.0:
+            return 0.0
+        hb = 1e-20 * ev.scale / size
+        up, down = ev(x + da + 1j * hb * b), ev(x - da + 1j * hb * b)
+        return float(np.reshape((up.imag - down.imag) / (2 * ha * hb), ()))
+    da, ha = ev.step_along(a, 1 / 4)
+    db, hb = ev.step_along(b, 1 / 4)
+    if ha == 0.0 or hb == 0.0:
+        return 0.0
+    v = ev(x + da + db) - ev(x + da - db) - ev(x - da + db) + ev(x - da - db)
+    return float(np.reshape(v / (4 * ha * hb), ()))
+
+
+def _scalar(ev: _Evaluator, f: Callable) -> float:
+    value = ev(ev.x)
+    scalar_check(np.shape(value), getattr(f, "__name__", "f"))
+    return float(np.reshape(value, ()))
+
+
+def jvp(d, f: Callable) -> WithStats:
+    def jvp_fn(stats, theta, tangent, *args):
+        _first_order_scheme(d, "jvp")
+        ev = _Evaluator(f, theta, args, d.dtype)
+        value, dv = directional(ev, ev.structure.flatten_like(tangent, "tangent").astype(ev.dtype), d.scheme)
+        stats.update(evaluations=ev.n_evals, scheme=d.scheme)
+        return output_value(value), output_value(dv)
+
+    return WithStats(jvp_fn, "jvp", d.label)
+
+
+def _jacobian_flat(d, ev: _Evaluator) -> tuple[np.ndarray, np.ndarray]:
+    n = ev.x.size
+    cols, value = [], ev(ev.x)
+    for i in range(n):
+        e = np.zeros(n, dtype=ev.dtype)
+        e[i] = 1.0
+        cols.append(directional(ev, e, d.scheme)[1])
+    J = np.stack(cols, axis=-1) if cols else np.zeros(np.shape(value) + (0,))
+    return np.asarray(value, dtype=np.float64), J
+
+
+def jacobian(d, f: Callable) -> WithStats:
+    def jacobian_fn(stats, theta, *args):
+        _first_order_scheme(d, "jacobian")
+        ev = _Evaluator(f, theta, args, d.dtype)
+        value, J = _jacobian_flat(d, ev)
+        stats.update(evaluations=ev.n_evals, scheme=d.scheme)
+        return ev.structure.jacobian(J, value.shape)
+
+    return WithStats(jacobian_fn, "jacobian", d.label)
+
+
+def vjp(d, f: Callable) -> WithStats:
+    def vjp_fn(stats, theta, *args):
+        _first_order_scheme(d, "vjp")
+        ev = _Evaluator(f, theta, args, d.dtype)
+        value, J = _jacobian_flat(d, ev)
+        stats.update(evaluations=ev.n_evals, scheme=d.scheme,
+                     note="finite differences build the whole Jacobian (n directional differences) for a VJP")
+
+        def pullback(u):
+            u = np.asarray(u, dtype=np.float64)
+            if u.shape != value.shape:
+                raise ValueError(f"the cotangent u must be shaped like f's output {value.shape}; got {u.shape}")
+            return ev.structure.tree(np.tensordot(u, J, axes=u.ndim))
+
+        return output_value(value), pullback
+
+    return WithStats(vjp_fn, "vjp", d.label)
+
+
+def hessian(d, f: Callable) -> WithStats:
+    def hessian_fn(stats, theta, *args):
+        ev = _Evaluator(f, theta, args, d.dtype)
+        stats["value"] = _scalar(ev, f)
+        n = ev.x.size
+        eye = np.eye(n, dtype=ev.dtype)
+        H = np.zeros((n, n))
+        complex_step = d.scheme == "complex_step"
+        for i in range(n):
+            for j in range(n if complex_step else i + 1):
+                H[i, j] = second_along(ev, eye[i], eye[j], complex_step)
+                if not complex_step:
+                    H[j, i] = H[i, j]
+        stats.update(evaluations=ev.n_evals, method=_method(d))
+        return ev.structure.hessian(H)
+
+    return WithStats(hessian_fn, "hessian", d.label)
+
+
+def hvp(d, f: Callable) -> WithStats:
+    def hvp_fn(stats, theta, v, *args):
+        ev = _Evaluator(f, theta, args, d.dtype)
+        stats["value"] = _scalar(ev, f)
+        vf = ev.structure.flatten_like(v, "v").astype(ev.dtype)
+        n = ev.x.size
+        eye = np.eye(n, dtype=ev.dtype)
+        Hv = np.array([second_along(ev, eye[i], vf, d.scheme == "complex_step") for i in range(n)])
+        stats.update(evaluations=ev.n_evals, method=_method(d))
+        return ev.structure.tree(Hv)
+
+    return WithStats(hvp_fn, "hvp", d.label)
+
+
+def _method(d) -> str:
+    return ("complex step over a central difference (d ~ eps^(1/3))" if d.scheme == "complex_step"
+            else "central second differences (h ~ eps^(1/4))")
+
+
+def _first_order_scheme(d, method: str) -> None:
+    if d.scheme not in FIRST_ORDER_SCHEMES:
+        raise unavailable(d.label, method, f"scheme {d.scheme!r} is a gradient extrapolation, not defined here for "
+                          "directional derivatives", f"Use get_differentiator('finite_diff', scheme='central') or "
+                          "'complex_step' (or 'five_point'), or an AD method (forward, reverse).")

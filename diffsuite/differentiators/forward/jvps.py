@@ -1,0 +1,354 @@
+"""One JVP per primitive, keyed by the op names of the reverse engine's table (``reverse/ops.py``).
+
+Rule signature: ``jvp(B, ts, out, *xs, **params) -> tangent of out`` (or ``None``: zero).
+``B`` is the backend (the same numpy/torch methods the VJPs use), ``ts`` one tangent per array
+input (``None`` for a constant input), ``out`` the primal output, ``xs`` the primal inputs and
+``params`` the op's static parameters. The forward values come from the op's own ``forward``:
+only the tangent is defined here.
+
+Batched tangents: a tangent may carry *leading* axes beyond its primal's shape (``k`` directions
+at once: ``t.shape == lead + x.shape``); every rule keeps those axes in front, so one pass gives
+``k`` JVPs (a Jacobian or Hessian in one sweep). Rules therefore use negative axes, align
+tangents of broadcast inputs with ``_align``, and broadcast a lone tangent up to the output with
+``_fit``. Without leading axes they reduce to the textbook rules.
+
+Kinks follow the conventions of the VJPs (DESIGN.md): ``maximum`` takes its first argument's
+tangent on ties, ``abs'(0) = 0``, ``step' = 0``. So forward and reverse mode agree everywhere.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from ..reverse.ops import OPS
+
+
+def _ndim(a) -> int:
+    return getattr(a, "ndim", 0)
+
+
+def _shape(a) -> tuple:
+    return tuple(getattr(a, "shape", ()))
+
+
+def _lead(t, x) -> int:
+    """How many leading (batch-of-directions) axes the tangent ``t`` has beyond its primal ``x``."""
+    return _ndim(t) - _ndim(x)
+
+
+def _align(B, t, x, ndim: int):
+    """``t`` (tangent of ``x``) reshaped so that it broadcasts like ``x`` against a result of ``ndim`` axes:
+    ones inserted between the leading direction axes and ``x``'s own axes (numpy aligns trailing axes)."""
+    if t is None:
+        return None
+    x_ndim = _ndim(x)
+    gap = ndim - x_ndim
+    if gap <= 0:
+        return t
+    lead = t.ndim - x_ndim
+    if lead == 0:
+        return t
+    s = _shape(t)
+    return B.reshape(t, s[:lead] + (1,) * gap + s[lead:])
+
+
+def _fit(B, t, out):
+    """``t`` broadcast to its full shape (leading axes + ``out``'s shape): a lone tangent of a broadcast input."""
+    if t is None:
+        return None
+    want = _shape(out)
+    s = _shape(t)
+    if s[len(s) - len(want):] == want and len(s) >= len(want):
+        return t
+    return t + B.zeros_like(out)
+
+
+def _add(a, b):
+    """Sum of two tangents where either may be None (zero)."""
+    if a is None:
+        return b
+    return a if b is None else a + b
+
+
+def _neg_axes(axis, ndim: int):
+    """``axis`` counted from the end, so that leading direction axes of a tangent do not shift it."""
+    if axis is None:
+        return tuple(range(-ndim, 0))
+    if isinstance(axis, tuple):
+        return tuple(a - ndim if a >= 0 else a for a in axis)
+    return axis - ndim if axis >= 0 else axis
+
+
+def _reduce(B, fn, t, x, axis, keepdims):
+    axes = _neg_axes(axis, _ndim(x))
+    if axes == ():  # a 0-d input: nothing to reduce (torch would read dim=() as "every axis")
+        return t
+    return fn(t, axis=axes, keepdims=keepdims)
+
+
+# ----- arithmetic, with broadcasting -----
+def add_jvp(B, ts, out, x, y):
+    n = _ndim(out)
+    return _fit(B, _add(_align(B, ts[0], x, n), _align(B, ts[1], y, n)), out)
+
+
+def sub_jvp(B, ts, out, x, y):
+    n = _ndim(out)
+    tx, ty = _align(B, ts[0], x, n), _align(B, ts[1], y, n)
+    return _fit(B, tx if ty is None else (-ty if tx is None else tx - ty), out)
+
+
+def mul_jvp(B, ts, out, x, y):  # the product rule
+    n = _ndim(out)
+    tx, ty = _align(B, ts[0], x, n), _align(B, ts[1], y, n)
+    return _fit(B, _add(None if tx is None else tx * y, None if ty is None else x * ty), out)
+
+
+def div_jvp(B, ts, out, x, y):  # (tx - out ty) / y
+    n = _ndim(out)
+    tx, ty = _align(B, ts[0], x, n), _align(B, ts[1], y, n)
+    num = tx if ty is None else (-(out * ty) if tx is None else tx - out * ty)
+    return _fit(B, num / y, out)
+
+
+def neg_jvp(B, ts, out, x):
+    return -ts[0]
+
+
+def power_jvp(B, ts, out, x, *, p):
+    if p == 0:  # x ** 0 == 1: constant
+        return None
+    if p == 1:
+        return ts[0]
+    return ts[0] * (2.0 * x if p == 2 else p * x ** (p - 1))
+
+
+def pow_jvp(B, ts, out, x, y):
+    n = _ndim(out)
+    tx, ty = _align(B, ts[0], x, n), _align(B, ts[1], y, n)
+    return _fit(B, _add(None if tx is None else tx * (y * x ** (y - 1)),
+                        None if ty is None else ty * (out * B.log(x))), out)
+
+
+# ----- elementwise functions (diagonal Jacobians) -----
+def exp_jvp(B, ts, out, x): return ts[0] * out
+def log_jvp(B, ts, out, x): return ts[0] / x
+def tanh_jvp(B, ts, out, x): return ts[0] * (1.0 - out * out)
+def sigmoid_jvp(B, ts, out, x): return ts[0] * (out * (1.0 - out))
+def abs_jvp(B, ts, out, x): return ts[0] * B.sign(x)  # sign(0) = 0: abs'(0) = 0
+def step_jvp(B, ts, out, x): return None              # step' = 0
+
+
+def _select(B, mask, t, u, out):
+    """where(mask, t, u) for tangents t, u (None = zero), broadcast to the full shape."""
+    if t is None and u is None:
+        return None
+    t = 0.0 if t is None else t
+    u = 0.0 if u is None else u
+    return _fit(B, B.where(mask, t, u), out)
+
+
+def maximum_jvp(B, ts, out, x, y):  # max routes: x's tangent where x >= y (ties to x), else y's
+    n = _ndim(out)
+    return _select(B, B.ge(x, y), _align(B, ts[0], x, n), _align(B, ts[1], y, n), out)
+
+
+def minimum_jvp(B, ts, out, x, y):
+    n = _ndim(out)
+    return _select(B, B.le(x, y), _align(B, ts[0], x, n), _align(B, ts[1], y, n), out)
+
+
+# ----- reductions -----
+def sum_jvp(B, ts, out, x, *, axis=None, keepdims=False):
+    return _reduce(B, B.sum, ts[0], x, axis, keepdims)
+
+
+def mean_jvp(B, ts, out, x, *, axis=None, keepdims=False):
+    return _reduce(B, B.mean, ts[0], x, axis, keepdims)
+
+
+def logsumexp_jvp(B, ts, out, x, *, axis=-1, keepdims=False):
+    # d lse = sum(softmax(x) * dx): softmax = exp(x - lse), finite for any x
+    if not keepdims and axis is not None:
+        out = B.expand_dims(out, axis)
+    return _reduce(B, B.sum, ts[0] * B.exp(x - out), x, axis, keepdims)
+
+
+# ----- linear algebra -----
+def _matmul_right(B, x, ty, y):
+    """x @ ty with ty a (possibly batched) tangent of y."""
+    lead = _lead(ty, y)
+    if lead == 0:
+        return x @ ty
+    if _ndim(y) == 1:  # a batch of vectors: x @ v for each
+        if _ndim(x) == 1:
+            return ty @ x
+        return B.reshape(x @ B.expand_dims(ty, -1), _shape(ty)[:lead] + _shape(x)[:-1])
+    return x @ _align(B, ty, y, max(_ndim(x), _ndim(y)))
+
+
+def matmul_jvp(B, ts, out, x, y):
+    tx, ty = ts
+    a = None
+    if tx is not None:
+        a = (_align(B, tx, x, max(_ndim(x), _ndim(y))) if _ndim(x) > 1 else tx) @ y
+    return _add(a, None if ty is None else _matmul_right(B, x, ty, y))
+
+
+# ----- structural (linear: the op applied to the tangent) -----
+def reshape_jvp(B, ts, out, x, *, shape):
+    t = ts[0]
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    return B.reshape(t, _shape(t)[:_lead(t, x)] + shape)
+
+
+def transpose_jvp(B, ts, out, x):
+    return B.swapaxes(ts[0], -1, -2) if _ndim(x) > 1 else ts[0]
+
+
+def _lead_index(t, x, index):
+    lead = _lead(t, x)
+    if lead == 0:
+        return index
+    return (slice(None),) * lead + (index if type(index) is tuple else (index,))
+
+
+def getitem_jvp(B, ts, out, x, *, index):
+    return B.getitem(ts[0], _lead_index(ts[0], x, index))
+
+
+#: op name -> JVP rule. Every op of ``reverse.ops.OPS`` must have one (a test checks).
+JVPS: dict[str, Callable] = {
+    "add": add_jvp, "sub": sub_jvp, "mul": mul_jvp, "div": div_jvp, "neg": neg_jvp,
+    "power": power_jvp, "pow": pow_jvp,
+    "exp": exp_jvp, "log": log_jvp, "tanh": tanh_jvp, "sigmoid": sigmoid_jvp, "abs": abs_jvp, "step": step_jvp,
+    "maximum": maximum_jvp, "minimum": minimum_jvp,
+    "sum": sum_jvp, "mean": mean_jvp, "logsumexp": logsumexp_jvp,
+    "matmul": matmul_jvp,
+    "reshape": reshape_jvp, "transpose": transpose_jvp, "getitem": getitem_jvp,
+}
+
+
+def defjvp(name: str, rule: Callable) -> Callable:
+    """Register the JVP of primitive ``name`` (an op of the reverse table, or a lifted helper op)."""
+    if name in JVPS:
+        raise ValueError(f"op {name!r} already has a JVP in {__name__}")
+    JVPS[name] = rule
+    return rule
+
+
+def jvp_rule(name: str) -> Callable:
+    """The JVP of op ``name``, or a clear error naming the op and where to add its rule."""
+    try:
+        return JVPS[name]
+    except KeyError:
+        known = "an op of reverse/ops.py" if name in OPS else "not an op of reverse/ops.py either"
+        raise NotImplementedError(f"op {name!r} ({known}) has no JVP rule, so forward mode cannot differentiate "
+                                  "it; add one with defjvp() in differentiators/forward/jvps.py") from None
+
+
+# ----- the lifted backend's helper ops (reverse/lifted.py): linear in their traced input -----
+def select_jvp(B, ts, out, x, *, mask):
+    return B.where(mask, ts[0], 0.0)  # the mask (primal shape) broadcasts over leading direction axes
+
+
+def scatter_add_jvp(B, ts, out, x, *, shape, index):
+    t = ts[0]
+    lead = _lead(t, x)
+    return B.scatter(t, _shape(t)[:lead] + tuple(shape), _lead_index(t, x, index))
+
+
+JVPS.update({"select": select_jvp, "scatter_add": scatter_add_jvp})
+
+
+# ----- the rest of the numpy subset (docs/language.md): registered for the ops the table defines -----
+def _diagonal_from_vjp(name: str) -> Callable:
+    """The JVP of an elementwise unary primitive: its Jacobian is diagonal, so the JVP is the VJP applied to the
+    tangent (the VJP is linear in its cotangent and keeps its shape; "strong zeros" carry over: a zero
+    tangent gives zero where the derivative is infinite)."""
+    vjp = OPS[name].vjps[0]
+
+    def jvp(B, ts, out, x, **params):
+        return vjp(B, ts[0], out, x, **params)
+
+    jvp.__name__ = f"{name}_jvp"
+    return jvp
+
+
+def arctan2_jvp(B, ts, out, y, x):  # d atan2(y, x) = (x dy - y dx) / r^2, 0 at the origin (the VJP's convention)
+    n = _ndim(out)
+    ty, tx = _align(B, ts[0], y, n), _align(B, ts[1], x, n)
+    r = B.hypot(y, x)
+    safe = B.where(r == 0, 1.0, r)
+    num = _add(None if ty is None else ty * x, None if tx is None else -(tx * y))
+    return _fit(B, B.where(r == 0, 0.0, num / safe / safe), out)
+
+
+def where_jvp(B, ts, out, a, b, *, cond):
+    n = _ndim(out)
+    return _select(B, cond, _align(B, ts[0], a, n), _align(B, ts[1], b, n), out)
+
+
+def _at_arg(largest: bool):
+    def jvp(B, ts, out, x, *, axis=None, keepdims=False):
+        # the tangent of the first maximal (minimal) entry: the VJP's routing, as a one-hot mask
+        mask = B.put_at_arg(B.ones_like(out), x, axis, keepdims, largest)
+        return _reduce(B, B.sum, ts[0] * mask, x, axis, keepdims)
+    return jvp
+
+
+def prod_jvp(B, ts, out, x, *, axis=None, keepdims=False):
+    return _reduce(B, B.sum, ts[0] * B.prod_of_others(x, axis), x, axis, keepdims)
+
+
+def cumsum_jvp(B, ts, out, x, *, axis):
+    return B.cumsum(ts[0], _neg_axes(axis, _ndim(x)))
+
+
+def permute_jvp(B, ts, out, x, *, axes):
+    t, nd = ts[0], _ndim(x)
+    lead = _lead(t, x)
+    return B.transpose(t, tuple(range(lead)) + tuple(lead + (a % nd) for a in axes))
+
+
+def broadcast_to_jvp(B, ts, out, x, *, shape):
+    t = ts[0]
+    lead = _shape(t)[:_lead(t, x)]
+    return B.broadcast_to(_align(B, t, x, len(shape)), lead + tuple(shape))
+
+
+def pad_jvp(B, ts, out, x, *, pad_width, value):
+    t = ts[0]
+    return B.pad(t, ((0, 0),) * _lead(t, x) + tuple(tuple(p) for p in pad_width), 0.0)
+
+
+def concatenate_jvp(B, ts, out, x, y, *, axis, split):
+    tx, ty = ts
+    some = tx if tx is not None else ty
+    lead = _shape(some)[:_lead(some, x if tx is not None else y)]
+    parts = [t if t is not None else B.broadcast_to(B.zeros_like(v), lead + _shape(v)) for t, v in ((tx, x), (ty, y))]
+    return B.concatenate(tuple(parts), axis - _ndim(x) if axis >= 0 else axis)
+
+
+def _einsum_jvp(B, ts, out, *xs, spec):
+    ins, res = spec
+    letters = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in "".join(ins) + res]
+    total = None
+    for i, t in enumerate(ts):
+        if t is None:
+            continue
+        lead = "".join(letters[:_lead(t, xs[i])])
+        subs = [lead + s if j == i else s for j, s in enumerate(ins)]
+        ops = [t if j == i else x for j, x in enumerate(xs)]
+        term = B.einsum(",".join(subs) + "->" + lead + res, *ops)
+        total = term if total is None else total + term  # (every term has the same lead: one batch of directions)
+    return total
+
+
+JVPS.update({name: _diagonal_from_vjp(name) for name in (
+    "sqrt", "sin", "cos", "tan", "arcsin", "arccos", "arctan", "sinh", "cosh", "log1p", "expm1", "log2", "log10",
+    "erf", "softplus", "log_sigmoid", "sqrt0") if name in OPS})
+JVPS.update({k: v for k, v in {
+    "sign": lambda B, ts, out, x: None, "arctan2": arctan2_jvp, "where": where_jvp,
+    "max": _at_arg(True), "min": _at_arg(False), "prod": prod_jvp, "cumsum": cumsum_jvp, "permute": permute_jvp,
+    "broadcast_to": broadcast_to_jvp, "pad": pad_jvp, "concatenate": concatenate_jvp,
+    "einsum1": _einsum_jvp, "einsum2": _einsum_jvp, "einsum3": _einsum_jvp}.items() if k in OPS})

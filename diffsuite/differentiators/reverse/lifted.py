@@ -1,0 +1,240 @@
+"""A backend whose arrays are traced values: the VJP rules, run on it, are themselves differentiated.
+
+Higher derivatives without a second rule table (as in HIPS autograd): the reverse engine's VJPs
+and the forward engine's JVPs are written against a backend ``B``. Give them a ``LiftedBackend``
+whose arrays are the values of an *outer* trace (``Var``s of an outer ``Tape``: the backward pass
+is recorded, reverse-over-reverse; or ``Dual``s of a forward trace: forward-over-reverse and
+forward-over-forward) and every array operation inside a rule becomes a primitive of that outer
+trace, differentiable again. Only this backend knows about the nesting; rules and tapes do not.
+
+Each backend method is expressed through primitives of ``ops.OPS`` (sum_to = sum + reshape,
+expand_to = reshape + broadcasting add, outer = reshape * reshape, ...) plus two helper ops that
+are linear in their traced input and live here: ``select`` (where(mask, x, 0) with a constant
+mask) and ``scatter_add`` (the adjoint of getitem). Comparisons, signs, sizes and ``*_like``
+constructors act on primal values and are constants of the outer trace (no derivative flows
+through a mask). Arguments that are not traced values of the outer trace go to the inner backend
+unchanged, so a rule on constants costs what it costs without nesting.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .ops import GETITEM, MATMUL, OPS, RESHAPE, SUM, TRANSPOSE, Op, make_op
+
+SELECT = make_op("select", lambda B, x, *, mask: B.where(mask, x, 0.0),
+                 lambda B, g, out, x, *, mask: B.sum_to(B.where(mask, g, 0.0), x),
+                 saves=("x.shape",))
+SCATTER_ADD = make_op("scatter_add", lambda B, x, *, shape, index: B.scatter(x, shape, index),
+                      lambda B, g, out, x, *, shape, index: B.getitem(g, index),
+                      saves=("",))
+#: the helper ops this module records besides those of ``ops.OPS`` (each has a JVP too: forward/jvps.py)
+LIFTED_OPS = {op.name: op for op in (SELECT, SCATTER_ADD)}
+
+
+class LiftedBackend:
+    """The backend ``inner`` with arrays replaced by values that ``apply`` records.
+
+    Args:
+        inner: the backend of the outer trace (numpy, torch, or another ``LiftedBackend``).
+        apply: ``apply(op, *args, **params)`` of the outer trace (``Tape.apply``, ``ForwardTrace.apply``).
+        owns: ``owns(x)`` is True for the outer trace's values.
+        primal: ``primal(x)`` of an owned value: its inner array.
+    """
+
+    def __init__(self, inner: Any, apply: Callable, owns: Callable[[Any], bool], primal: Callable[[Any], Any]):
+        self.inner, self._apply, self.owns, self._primal = inner, apply, owns, primal
+        self.name = f"lifted({inner.name})"
+        self.dtype, self.device = inner.dtype, inner.device
+
+    def __repr__(self):
+        return f"LiftedBackend({self.inner!r})"
+
+    def raw(self, x):
+        """The inner array under ``x`` (``x`` itself when it is not traced)."""
+        return self._primal(x) if self.owns(x) else x
+
+    def _shape(self, like) -> tuple:
+        """The shape of ``like``: a traced value, an array, or already a shape (rules pass either)."""
+        return tuple(like) if isinstance(like, tuple) else tuple(self.raw(like).shape)  # (torch.Size is a tuple)
+
+    def _op(self, op: Op, *args, **params):
+        return self._apply(op, *args, **params)
+
+    # ----- conversion and facts (constants of the outer trace) -----
+    def asarray(self, x): return self.inner.asarray(x)
+    def constant(self, x): return x if self.owns(x) else self.inner.constant(x)
+    def item(self, x) -> float: return self.inner.item(self.raw(x))
+    def to_numpy(self, x): return self.inner.to_numpy(self.raw(x))
+    def numel(self, x) -> int: return self.inner.numel(self.raw(x))
+    def ones_like(self, x): return self.inner.ones_like(self.raw(x))
+    def zeros_like(self, x): return self.inner.zeros_like(self.raw(x))
+    def empty(self, n: int): return self.inner.empty(n)
+    def synchronize(self): self.inner.synchronize()
+    def sign(self, x): return self.inner.sign(self.raw(x))
+    def ge(self, x, y): return self.inner.ge(self.raw(x), self.raw(y))
+    def le(self, x, y): return self.inner.le(self.raw(x), self.raw(y))
+
+    # ----- primitives of the table -----
+    def exp(self, x): return self._op(OPS["exp"], x)
+    def log(self, x): return self._op(OPS["log"], x)
+    def tanh(self, x): return self._op(OPS["tanh"], x)
+    def sigmoid(self, x): return self._op(OPS["sigmoid"], x)
+    def abs(self, x): return self._op(OPS["abs"], x)
+    def step(self, x): return self._op(OPS["step"], x)
+    def maximum(self, x, y): return self._op(OPS["maximum"], x, y)
+    def minimum(self, x, y): return self._op(OPS["minimum"], x, y)
+    def sum(self, x, axis=None, keepdims=False): return self._op(SUM, x, axis=axis, keepdims=keepdims)
+    def mean(self, x, axis=None, keepdims=False): return self._op(OPS["mean"], x, axis=axis, keepdims=keepdims)
+    def logsumexp(self, x, axis=-1, keepdims=False): return self._op(OPS["logsumexp"], x, axis=axis, keepdims=keepdims)
+    def reshape(self, x, shape): return self._op(RESHAPE, x, shape=tuple(shape) if not isinstance(shape, int) else shape)
+    def getitem(self, x, index): return self._op(GETITEM, x, index=index)
+    def matmul(self, x, y, out=None): return self._op(MATMUL, x, y)  # (no out=: a traced result is a new value)
+
+    def swapaxes(self, x, a, b):
+        if {a, b} != {-1, -2}:
+            raise NotImplementedError(f"the lifted backend swaps the last two axes only; got axes {a}, {b}")
+        return self._op(TRANSPOSE, x) if self.raw(x).ndim > 1 else x
+
+    def expand_dims(self, x, axis):
+        if not self.owns(x):
+            return self.inner.expand_dims(x, axis)
+        shape = list(self.raw(x).shape)
+        axes = (axis,) if isinstance(axis, int) else tuple(axis)
+        ndim = len(shape) + len(axes)
+        for a in sorted(a % ndim for a in axes):
+            shape.insert(a, 1)
+        return self.reshape(x, shape)
+
+    def outer(self, x, y):
+        if not (self.owns(x) or self.owns(y)):
+            return self.inner.outer(x, y)
+        return self.reshape(x, (-1, 1)) * self.reshape(y, (1, -1))
+
+    # ----- linear helpers of the VJP rules -----
+    def where(self, cond, x, y):
+        cond = self.raw(cond)
+        if not (self.owns(x) or self.owns(y)):
+            return self.inner.where(cond, x, y)
+        parts = [self._op(SELECT, v, mask=m) if self.owns(v) else self.inner.where(m, v, 0.0)
+                 for v, m in ((x, cond), (y, ~cond)) if not (isinstance(v, (int, float)) and v == 0)]
+        return parts[0] if len(parts) == 1 else parts[0] + parts[1]
+
+    def zero_where_le(self, g, a, b):
+        if not self.owns(g):
+            return self.inner.zero_where_le(g, self.raw(a), self.raw(b))
+        return self._op(SELECT, g, mask=~self.inner.le(self.raw(a), self.raw(b)))  # (NaN in a keeps g)
+
+    def sum_to(self, g, like):
+        if not self.owns(g):
+            return self.inner.sum_to(g, self.raw(like))  # (a shape stays a shape)
+        shape = self._shape(like)
+        gshape = tuple(self.raw(g).shape)
+        if gshape == shape:
+            return g
+        lead = len(gshape) - len(shape)
+        if lead > 0:
+            g = self.sum(g, axis=tuple(range(lead)))
+            gshape = gshape[lead:]
+        axes = tuple(i for i, n in enumerate(shape) if n == 1 and gshape[i] != 1)
+        if axes:
+            g = self.sum(g, axis=axes, keepdims=True)
+        return g if tuple(self.raw(g).shape) == shape else self.reshape(g, shape)
+
+    def expand_to(self, g, like, axis, keepdims):
+        if not self.owns(g):
+            return self.inner.expand_to(g, self.raw(like), axis, keepdims)
+        if axis is not None and not keepdims:
+            g = self.expand_dims(g, axis)
+        zero = self.inner.sum(self.inner.zeros_like(self.raw(g)))  # a 0-d zero in g's dtype, on its device
+        return g + self.inner.expand_to(zero, self._shape(like), None, False)  # broadcasting add: its VJP sums back
+
+    def scatter(self, g, like, index):
+        if not self.owns(g):
+            return self.inner.scatter(g, self.raw(like), index)
+        return self._op(SCATTER_ADD, g, shape=self._shape(like), index=index)
+
+    # ----- backend methods of the numpy subset's rules (ops of the same name are recorded by __getattr__) -----
+    def mask(self, cond): return self.inner.mask(self.raw(cond))
+    def index(self, index): return self.inner.index(index)
+    def expit(self, x): return self.sigmoid(x)
+    def amax(self, x, axis=None, keepdims=False): return self._op(OPS["max"], x, axis=axis, keepdims=keepdims)
+    def amin(self, x, axis=None, keepdims=False): return self._op(OPS["min"], x, axis=axis, keepdims=keepdims)
+    def transpose(self, x, axes): return self._op(OPS["permute"], x, axes=tuple(axes))
+    def cumsum(self, x, axis): return self._op(OPS["cumsum"], x, axis=axis)
+    def pad(self, x, pad_width, value): return self._op(OPS["pad"], x, pad_width=pad_width, value=value)
+
+    def dsigmoid(self, x):
+        """sigmoid'(x) = s (1 - s), through primitives (the inner backend's form is for accuracy, not tracing)."""
+        if not self.owns(x):
+            return self.inner.dsigmoid(x)
+        s = self.sigmoid(x)
+        return s * (1.0 - s)
+
+    def exp_neg_square(self, x):
+        return self.inner.exp_neg_square(x) if not self.owns(x) else self.exp(-(x * x))
+
+    def hypot(self, y, x):
+        if not (self.owns(x) or self.owns(y)):
+            return self.inner.hypot(y, x)
+        return self._op(OPS["sqrt"], x * x + y * y)
+
+    def strong(self, g, d):
+        """g * d, and 0 where g == 0 (the mask is g's primal value)."""
+        if not (self.owns(g) or self.owns(d)):
+            return self.inner.strong(g, d)
+        return self.where(self.raw(g) == 0, 0.0, g * d)
+
+    def strong_div(self, g, d):
+        if not (self.owns(g) or self.owns(d)):
+            return self.inner.strong_div(g, d)
+        zero = self.raw(g) == 0
+        return self.where(zero, 0.0, g / self.where(zero, 1.0, d))
+
+    def put_at_arg(self, g, x, axis, keepdims, largest):
+        """Linear in g: g (expanded to x's shape) where x has its first maximal (minimal) entry, 0 elsewhere."""
+        if not self.owns(g):
+            return self.inner.put_at_arg(g, self.raw(x), axis, keepdims, largest)
+        raw_g, raw_x = self.raw(g), self.raw(x)
+        hit = self.inner.put_at_arg(self.inner.ones_like(raw_g), raw_x, axis, keepdims, largest) != 0
+        return self._op(SELECT, self.expand_to(g, raw_x, axis, keepdims), mask=hit)
+
+    def flip(self, x, axis):
+        if not self.owns(x):
+            return self.inner.flip(x, axis)
+        nd = self.raw(x).ndim
+        axes = range(nd) if axis is None else [a % nd for a in ((axis,) if isinstance(axis, int) else axis)]
+        return self.getitem(x, tuple(slice(None, None, -1) if a in axes else slice(None) for a in range(nd)))
+
+    def concatenate(self, xs, axis=0):
+        xs = list(xs)
+        if not any(self.owns(x) for x in xs):
+            return self.inner.concatenate(tuple(xs), axis)
+        nd = self.raw(xs[0]).ndim
+        axis %= nd
+        out = xs[0]
+        for x in xs[1:]:
+            out = self._op(OPS["concatenate"], out, x, axis=axis, split=self.raw(out).shape[axis])
+        return out
+
+    def einsum(self, subscripts, *operands):
+        if not any(self.owns(x) for x in operands):
+            return self.inner.einsum(subscripts, *operands)
+        ins, out = subscripts.replace(" ", "").split("->")
+        ins = tuple(ins.split(","))
+        return self._op(OPS[f"einsum{len(ins)}"], *operands, spec=(ins, out))
+
+    # ----- what only the first-order fast paths use -----
+    def _first_order_only(self, name):
+        raise NotImplementedError(f"backend method {name!r} writes into a buffer: the first-order fast path only; "
+                                  "a recorded backward pass has no buffers (this is a bug if you see it)")
+
+    def copy_into(self, dst, x): self._first_order_only("copy_into")
+    def sum_to_into(self, dst, g): self._first_order_only("sum_to_into")
+
+    def __getattr__(self, name: str):
+        # a backend method added with a new primitive of the same name: record that primitive
+        op = OPS.get(name)
+        if op is None or name.startswith("_"):
+            raise AttributeError(f"backend method {name!r} has no lifted version, so rules that call it cannot be "
+                                 "differentiated again; add it to LiftedBackend in differentiators/reverse/lifted.py")
+        return lambda *args, **params: self._op(op, *args, **params)
