@@ -32,12 +32,17 @@ def run_command(args) -> int:
     except StudyError as e:
         print(f"diffsuite run: error: {e}", file=sys.stderr)
         return 2
-    for s in summaries:
-        counts = ", ".join(f"{v} {k}" for k, v in sorted(s.statuses.items()))
-        print(f"{s.study}: {s.cells} cells ({s.measured} measured, {s.resumed} resumed); rows: {counts}; "
-              f"report: {s.directory / 'report.md'}")
+    print_summaries(summaries)
     print(f"index: {(args.out or default_out(args.quick)) / 'index.html'}")
     return 0
+
+
+def print_summaries(summaries, file=None) -> None:
+    """One line per study: cells measured and resumed, and its rows by status in words (what was not run for
+    a missing package, with the command that installs it; what was refused by design)."""
+    for s in summaries:
+        print(f"{s.study}: {s.cells} cells ({s.measured} measured, {s.resumed} resumed); rows: {s.rows_summary}; "
+              f"report: {s.directory / 'report.md'}", file=file or sys.stdout)
 
 
 def script_main(name: str, argv: list[str] | None = None) -> int:

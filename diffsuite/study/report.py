@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from .status import UNAVAILABLE, not_run_message
 from .store import RESULTS, ResultStore, dumps, write_atomic_text
 from .studies import STUDIES, study_module
 
@@ -182,12 +183,37 @@ def load(study: str, out: Path) -> tuple[pd.DataFrame, dict]:
 
 
 def build(study: str, out: Path) -> Report:
+    """The study's report from its stored rows. Rows not run for a missing package are not measurements: the
+    study's ``report`` never sees them, and a closing "Not run on this machine" section names each, with the
+    command that installs what it needs."""
     table, meta = load(study, out)
     module = study_module(study)
     if table.empty:
         return Report(title=module.TITLE, question=module.QUESTION,
                       blocks=[Para("No results stored yet: run `diffsuite run " + study + "`.")])
-    return module.report(table, meta, Path(out) / study)
+    unavailable = table["status"] == UNAVAILABLE if "status" in table else pd.Series(False, index=table.index)
+    measured = table[~unavailable].reset_index(drop=True)
+    if measured.empty:
+        rep = Report(title=module.TITLE, question=module.QUESTION, blocks=[])
+    else:
+        rep = module.report(measured, meta, Path(out) / study)
+    if unavailable.any():
+        rep.blocks.append(not_run_section(table[unavailable]))
+        rep.findings["not_run"] = sorted(set(table.loc[unavailable, "needs"].dropna().astype(str)))
+    return rep
+
+
+def not_run_section(rows: pd.DataFrame) -> Bullets:
+    """One bullet per missing package: what was not run (the methods, or the number of cells) and how to
+    install it."""
+    items = []
+    needs = rows["needs"].fillna("?").astype(str) if "needs" in rows else pd.Series("?", index=rows.index)
+    for package, g in rows.groupby(needs, sort=True):
+        what = (", ".join(f"`{m}`" for m in sorted(set(g["method"].dropna().astype(str))))
+                if "method" in g and g["method"].notna().any() else f"{len(g)} cells")
+        items.append(f"Not run on this machine: {what} ({len(g)} rows), {not_run_message(package)}; "
+                     "a rerun of this study measures them once it is installed.")
+    return Bullets(items)
 
 
 def write_study_report(study: str, out: Path) -> Report:

@@ -13,10 +13,11 @@ A *study* is a module (see ``diffsuite.study.studies.STUDIES``) that defines
   ``worker_env(config) -> dict`` (cells then run in spawned workers with these environment variables,
   e.g. BLAS thread counts) and ``SERIAL = True`` (timings: never more than one cell at a time).
 
-``run_cell`` wraps ``measure``: an exception becomes one row with ``status="error"`` and the message, a
-``BudgetExceeded`` one with ``status="budget"``; the study goes on. ``run_study`` resumes: cells
+``run_cell`` wraps ``measure``: an exception becomes one row with a status from ``status.py`` (``budget``,
+``unavailable`` for a missing package, ``refused`` by design, else ``error``) and the message; the study goes on. ``run_study`` resumes: cells
 whose id is already in the store are not measured again (except cells whose measurement raised,
-stored with status ``error``: they are retried, since a missing dependency may have been installed), as long as the configuration is the same
+stored with status ``error``, and cells with a row ``unavailable`` for a package that is installed now: see
+``status.needs_rerun``), as long as the configuration is the same
 (its hash is in ``meta.json``; a different configuration starts afresh, after moving the stored
 results aside to ``results.<old config hash>.jsonl`` and ``meta.<old config hash>.json``: never deleted).
 """
@@ -34,9 +35,10 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from ..errors import BudgetExceeded, StudyError
+from ..errors import StudyError
 from . import metadata
 from .report import write_index, write_study_report
+from .status import ERROR, describe, failure_row
 from .store import ResultStore, dumps, write_atomic_text
 from .studies import STUDIES, check_studies, study_module
 
@@ -110,15 +112,15 @@ def run_cell(module_name: str, config: Any, params: dict) -> list[dict]:
     t0 = time.perf_counter()
     try:
         rows = import_module(module_name).measure(config, dict(params))
-    except BudgetExceeded as e:
-        rows = [{"status": "budget", "message": str(e), "cell_failed": False}]
     except KeyboardInterrupt:
         raise
     except BaseException as e:  # noqa: BLE001 - one failing cell must not end the study
-        frames = [f for f in traceback.extract_tb(e.__traceback__) if not f.filename.startswith("<")]
-        where = frames[-1] if frames else None
-        loc = f" (at {Path(where.filename).name}:{where.lineno})" if where else ""
-        rows = [{"status": "error", "message": f"{type(e).__name__}: {e}{loc}", "cell_failed": True}]
+        row = failure_row(e)  # budget, unavailable (a missing package), refused by design, or error
+        if row["status"] == ERROR:
+            frames = [f for f in traceback.extract_tb(e.__traceback__) if not f.filename.startswith("<")]
+            where = frames[-1] if frames else None
+            row["message"] += f" (at {Path(where.filename).name}:{where.lineno})" if where else ""
+        rows = [{**row, "cell_failed": row["status"] == ERROR}]
     wall = time.perf_counter() - t0
     out = []
     for r in rows or [{"status": "error", "message": "the cell produced no rows", "cell_failed": True}]:
@@ -138,6 +140,7 @@ class RunSummary:
     measured: int
     resumed: int
     statuses: dict
+    rows_summary: str = ""  # the statuses in words (``status.describe``): what was not run and why
 
 
 def run_study(name: str, *, quick: bool = False, out: Path | str | None = None, jobs: int = 1, device: str = "cpu",
@@ -190,7 +193,8 @@ def run_study(name: str, *, quick: bool = False, out: Path | str | None = None, 
     if report:
         write_study_report(name, Path(out))
         write_index(Path(out))
-    return RunSummary(name, directory, len(grid), len(todo), resumed, statuses)
+    return RunSummary(name, directory, len(grid), len(todo), resumed, statuses,
+                      describe(statuses, table.to_dict("records") if len(table) else ()))
 
 
 def _read_meta(directory: Path) -> dict | None:

@@ -25,6 +25,8 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from .status import needs_rerun
+
 RESULTS = "results.jsonl"
 TABLE = "results.csv"
 LOCK = ".lock"
@@ -84,8 +86,9 @@ class ResultStore:
 
     @property
     def finished(self) -> set[str]:
-        """Cells that need no rerun: stored, and not failed as a whole (``cell_failed``: those are retried)."""
-        return {cid for cid, rows in self._cells.items() if not any(r.get("cell_failed") for r in rows)}
+        """Cells that need no rerun: stored, not failed as a whole (``cell_failed``) and with no row ``unavailable``
+        for a package that is installed now (``status.needs_rerun``)."""
+        return {cid for cid, rows in self._cells.items() if not needs_rerun(rows)}
 
     def cells(self) -> dict[str, list[dict]]:
         return dict(self._cells)

@@ -22,7 +22,7 @@ import numpy as np
 
 from ...objective import Objective
 from ..base import Gradient, flatten_params, grad_leaf, scalar_check
-from .backends import load_backend
+from .backends import BACKENDS, load_backend
 from .tape import Tape, TapeNamespace, Var
 
 DTYPES = ("float64", "float32")
@@ -44,6 +44,9 @@ class Reverse:
     name: ClassVar[str] = "reverse"
 
     def __post_init__(self):
+        if self.backend not in BACKENDS:  # refused here, not at the first call (e.g. backend="jax")
+            raise ValueError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)} (the array "
+                             "library the tape runs on)")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
 

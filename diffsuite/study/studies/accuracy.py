@@ -24,6 +24,7 @@ from ..common import FALLBACK_NAME, FD_SCHEMES, make_method, method_device, mlp_
 from ..figures import figure_legend, method_order, plot_kwargs, save, subplots
 from ..report import Bullets, Figure, Heading, Para, Report, Table, fmt
 from ..runner import cell
+from ..status import failure_row
 
 TITLE = "Accuracy of every differentiator"
 QUESTION = ("How far from the exact gradient is each differentiator, across activations, losses, regularisation, "
@@ -100,7 +101,7 @@ def measure(config: Config, params: dict) -> list[dict]:
                     warnings.simplefilter("ignore")
                     res = d.value_and_grad(p.objective)(p.theta)
             except Exception as e:  # noqa: BLE001 - one method failing is a row, not the end of the cell
-                rows.append({**row, "status": "error", "message": f"{type(e).__name__}: {e}"[:400]})
+                rows.append({**row, **failure_row(e)})  # a missing package: "unavailable", not an error
                 continue
             kinks = res.stats.get("kink_params")
             row.update(rel_error=rel_error(res.grad, ref.grad),
