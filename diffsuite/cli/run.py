@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..study.runner import StudyError, default_out, run_all
+from ..errors import StudyError
 from ..study.studies import STUDIES, check_studies, study_module
 from .options import add_run_options
 
@@ -25,12 +25,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run_command(args) -> int:
+    from ..study.runner import default_out, run_all
     try:
         names = check_studies(args.studies)
         summaries = run_all(quick=args.quick, out=args.out, jobs=args.jobs, device=args.device, studies=names,
                             progress=args.progress)
-    except StudyError as e:
-        print(f"diffsuite run: error: {e}", file=sys.stderr)
+    except (StudyError, OSError) as e:  # the environment: one line (what, where, what to do), exit 2
+        from ..study.store import environment_error
+        print(f"diffsuite run: error: {environment_error(e) if isinstance(e, OSError) else e}", file=sys.stderr)
         return 2
     print_summaries(summaries)
     print(f"index: {(args.out or default_out(args.quick)) / 'index.html'}")

@@ -211,7 +211,8 @@ def not_run_section(rows: pd.DataFrame) -> Bullets:
     for package, g in rows.groupby(needs, sort=True):
         what = (", ".join(f"`{m}`" for m in sorted(set(g["method"].dropna().astype(str))))
                 if "method" in g and g["method"].notna().any() else f"{len(g)} cells")
-        items.append(f"Not run on this machine: {what} ({len(g)} rows), {not_run_message(package)}; "
+        items.append(f"Not run on this machine: {what} ({len(g)} row{'s' if len(g) > 1 else ''}), "
+                     f"{not_run_message(package)}; "
                      "a rerun of this study measures them once it is installed.")
     return Bullets(items)
 

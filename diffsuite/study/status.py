@@ -26,7 +26,7 @@ MEANING = {
     OK: "measured",
     BUDGET: "over the node or time budget",
     UNAVAILABLE: "not run: a package is missing",
-    REFUSED: "refused by design (a documented limit of the method)",
+    REFUSED: "by design: a documented limit of the method",
     ERROR: "failed",
 }
 #: import name -> the diffsuite extra that installs it (a ModuleNotFoundError elsewhere names the package)
@@ -66,7 +66,7 @@ def _missing_package(e: BaseException) -> tuple[str, str | None] | None:
             return e.package, e.extra
         if isinstance(e, ModuleNotFoundError) and e.name:
             top = e.name.split(".")[0]
-            if not top.startswith("diffsuite"):  # our own module missing is a bug, not a dependency
+            if top != "diffsuite":  # our own module missing is a bug, not a dependency
                 return top, EXTRAS.get(top)
         e = e.__cause__ or e.__context__
     return None
@@ -99,7 +99,7 @@ def describe(statuses: dict, rows: Iterable[dict] = ()) -> str:
                                                               if kv[0] in MEANING else len(MEANING), kv[0])):
         if status == UNAVAILABLE and needs:
             parts += [f"{k} {not_run_message(p)}" for p, k in sorted(needs.items())]
-        elif status in (OK, ERROR):
+        elif status in (OK, ERROR, UNAVAILABLE):
             parts.append(f"{n} {status}")
         else:
             parts.append(f"{n} {status} ({MEANING.get(status, status)})")
