@@ -20,3 +20,12 @@ def _generous_time_budgets(monkeypatch):
 def real_time_budgets(monkeypatch):
     """Time budgets as written (for tests of the time budget itself, on work that never finishes)."""
     monkeypatch.delenv("DIFFSUITE_TIME_BUDGET_SCALE", raising=False)
+
+
+try:  # hypothesis keeps no example database in the checkout: two test runs side by side share no files
+    from hypothesis import settings
+except ImportError:  # pragma: no cover - hypothesis is in the dev extra
+    pass
+else:
+    settings.register_profile("diffsuite", database=None)
+    settings.load_profile("diffsuite")

@@ -137,7 +137,8 @@ def _html_table(df: pd.DataFrame, caption: str = "") -> str:
     body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>"
                    for row in df.itertuples(index=False))
     cap = f"<caption>{_inline_html(caption)}</caption>" if caption else ""
-    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    # a table wider than the page scrolls sideways inside its own box instead of widening the page
+    return f"<div class=scroll><table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
 def to_html_section(rep: Report, study: str, meta: dict | None = None) -> str:
@@ -167,7 +168,7 @@ CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;
 img{max-width:100%;border:1px solid #ddd}table{border-collapse:collapse;margin:1em 0;font-size:.85em}
 td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#f3f3f3}caption{font-weight:bold;text-align:left}
 code{background:#f4f4f4;padding:0 3px}.question{font-style:italic}nav a{margin-right:1em}figure{margin:1em 0}
-figcaption{font-size:.85em;color:#555}"""
+figcaption{font-size:.85em;color:#555}.scroll{max-width:100%;overflow-x:auto}"""
 
 
 # ----- writing -----
