@@ -2,6 +2,8 @@
 
     diffsuite run [STUDY ...] [--quick] [--jobs N] [--device cpu|cuda|all] [--out DIR]
         (results go to reports/, or reports/quick/ with --quick, unless --out says otherwise)
+    diffsuite run STUDY --config FILE.toml          (the grid from a file: study/config.py)
+    diffsuite run STUDY --scheduler tcp://HOST:8786 (cells on a Dask cluster; `local`: one on this machine)
     python studies/<name>.py [--quick] [--out DIR] [--jobs N] [--device cpu|cuda|all]
 
 ``--device cuda`` without a usable GPU is an error (exit status 2, nothing measured); ``--device all``
@@ -27,8 +29,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run_command(args) -> int:
     try:
         names = check_studies(args.studies)
+        if args.config is not None and args.quick:
+            raise StudyError(f"--config {args.config} sets the whole grid; drop --quick (a file can start from the "
+                             "quick grid with base = \"quick\")")
         summaries = run_all(quick=args.quick, out=args.out, jobs=args.jobs, device=args.device, studies=names,
-                            progress=args.progress)
+                            progress=args.progress, config=args.config, scheduler=args.scheduler)
     except StudyError as e:
         print(f"diffsuite run: error: {e}", file=sys.stderr)
         return 2
