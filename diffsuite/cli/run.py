@@ -2,6 +2,8 @@
 
     diffsuite run [STUDY ...] [--quick] [--jobs N] [--device cpu|cuda|all] [--out DIR]
         (results go to reports/, or reports/quick/ with --quick, unless --out says otherwise)
+    diffsuite run STUDY --config FILE.toml          (the grid from a file: study/config.py)
+    diffsuite run STUDY --scheduler tcp://HOST:8786 (cells on a Dask cluster; `local`: one on this machine)
     python studies/<name>.py [--quick] [--out DIR] [--jobs N] [--device cpu|cuda|all]
 
 ``--device cuda`` without a usable GPU is an error (exit status 2, nothing measured); ``--device all``
@@ -28,8 +30,11 @@ def run_command(args) -> int:
     from ..study.runner import default_out, run_all
     try:
         names = check_studies(args.studies)
+        if args.config is not None and args.quick:
+            raise StudyError(f"--config {args.config} sets the whole grid; drop --quick (a file can start from the "
+                             "quick grid with base = \"quick\")")
         summaries = run_all(quick=args.quick, out=args.out, jobs=args.jobs, device=args.device, studies=names,
-                            progress=args.progress)
+                            progress=args.progress, config=args.config, scheduler=args.scheduler)
     except (StudyError, OSError) as e:  # the environment: one line (what, where, what to do), exit 2
         from ..study.store import environment_error
         print(f"diffsuite run: error: {environment_error(e) if isinstance(e, OSError) else e}", file=sys.stderr)

@@ -28,16 +28,16 @@ import re
 import sys
 import time
 import traceback
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from importlib import import_module
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 from ..errors import StudyError
+from . import config as study_config
 from . import metadata
+from .executors import make_executor
 from .report import write_index, write_study_report
 from .status import ERROR, describe, failure_row
 from .store import ResultStore, dumps, make_folder, write_atomic_text
@@ -144,21 +144,24 @@ class RunSummary:
 
 
 def run_study(name: str, *, quick: bool = False, out: Path | str | None = None, jobs: int = 1, device: str = "cpu",
-              progress: bool = True, report: bool = True) -> RunSummary:
+              progress: bool = True, report: bool = True, config: str | Path | None = None,
+              scheduler: str | None = None) -> RunSummary:
     """Measure every cell of study ``name`` not yet in ``out/name/results.jsonl``, then write its report.
 
-    ``out`` defaults to ``default_out(quick)``: ``reports`` or ``reports/quick``."""
+    ``out`` defaults to ``default_out(quick)``: ``reports`` or ``reports/quick``. ``config``: a TOML file
+    setting the grid (``study/config.py``; default: the shipped quick or full grid). ``scheduler``: ``None``
+    (this machine: ``jobs`` worker processes), ``"local"`` (a Dask ``LocalCluster`` of ``jobs`` workers) or a
+    Dask scheduler's address (``study/executors.py``)."""
     module = study_module(name)
     out = _prepare_out(quick, out)
     if not isinstance(jobs, int) or jobs < 1:
         raise StudyError(f"--jobs must be a whole number >= 1; got {jobs!r}")
     devices, skipped = resolve_devices(device)
-    if jobs > 1 and getattr(module, "SERIAL", False):
+    serial = getattr(module, "SERIAL", False)
+    if jobs > 1 and serial and scheduler is None:
         print(f"{name}: measures time, so its cells run one at a time (--jobs {jobs} ignored)", file=sys.stderr)
         jobs = 1
-    config = module.Config()
-    if quick:
-        config = config.quick()
+    config = study_config.load(name, module, path=config, quick=quick)
     if "devices" in {f.name for f in fields(config)}:
         config = replace(config, devices=devices)
     directory = Path(out) / name
@@ -186,7 +189,13 @@ def run_study(name: str, *, quick: bool = False, out: Path | str | None = None, 
         resumed = len(grid) - len(todo)
         if resumed:
             print(f"{name}: resuming, {resumed} of {len(grid)} cells already measured", file=sys.stderr)
-        _measure_all(module, config, todo, store, jobs, progress, label=name)
+        env = module.worker_env(config) if hasattr(module, "worker_env") else None
+        with make_executor(jobs=jobs, env=env, serial=serial, scheduler=scheduler, label=name,
+                           n_cells=len(todo)) as executor:
+            if executor.kind == "dask":  # where the rows were measured (each row also names its worker)
+                meta["executor"] = executor.describe()
+                write_atomic_text(directory / META, dumps(meta, sort_keys=True) + "\n")
+            _measure_all(module, config, todo, store, executor, progress, label=name)
         store.write_table()
         table = store.table()
     statuses = table["status"].value_counts().to_dict() if len(table) else {}
@@ -219,75 +228,51 @@ def _progress(enabled: bool):
                     disable=not enabled, transient=False)
 
 
-def _measure_all(module, config, todo: list[Cell], store: ResultStore, jobs: int, progress: bool,
+def _measure_all(module, config, todo: list[Cell], store: ResultStore, executor, progress: bool,
                  label: str) -> None:
-    """Measure ``todo`` in order (at most ``jobs`` cells in flight), appending each as it finishes.
+    """Measure ``todo`` with ``executor`` (``study/executors.py``), appending each cell as it finishes.
 
-    A study may define ``prune(config, params, done) -> reason | None``: a cell it prunes (e.g. a deeper
-    network after a shallower one ran out of budget) is stored as a ``budget`` row without measuring.
+    The executor takes cells from an iterator filled here, so a study may define
+    ``prune(config, params, done) -> reason | None``: a cell it prunes (e.g. a deeper network after a
+    shallower one ran out of budget) is stored as a ``budget`` row without measuring.
     """
     prune = getattr(module, "prune", None)
-    env = module.worker_env(config) if hasattr(module, "worker_env") else None
-
-    def runnable(bar, task):
-        for c in todo:
-            reason = prune(config, c.params, store.cells()) if prune else None
-            if reason:
-                store.append(c.id, [{**c.params, "status": "budget", "message": reason, "cell_s": 0.0}])
-                bar.advance(task)
-                continue
-            yield c
 
     with _progress(progress) as bar:
         task = bar.add_task(label, total=len(todo))
-        if env is None and (jobs == 1 or len(todo) <= 1):
-            for c in runnable(bar, task):
-                bar.update(task, description=f"{label}: {c.id}")
-                store.append(c.id, run_cell(module.__name__, config, c.params))
-                bar.advance(task)
-            bar.update(task, description=label)
-            return
-        ctx = get_context("spawn")  # fork after torch/BLAS threads have started is unsafe
-        saved = {k: os.environ.get(k) for k in (env or {})}
-        os.environ.update(env or {})  # workers are spawned with it (BLAS reads its thread count at import)
-        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
-        pending = runnable(bar, task)
-        in_flight: dict = {}
-        try:
-            while True:
-                while len(in_flight) < jobs:
-                    c = next(pending, None)
-                    if c is None:
-                        break
-                    in_flight[pool.submit(run_cell, module.__name__, config, c.params)] = c
-                if not in_flight:
-                    break
-                finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    c = in_flight.pop(fut)
-                    store.append(c.id, fut.result())
+
+        def runnable():
+            for c in todo:
+                reason = prune(config, c.params, store.cells()) if prune else None
+                if reason:
+                    store.append(c.id, [{**c.params, "status": "budget", "message": reason, "cell_s": 0.0}])
                     bar.advance(task)
-        except BrokenProcessPool:
-            raise RuntimeError(f"a worker process of study {label} died (out of memory, or killed); the cells "
-                               "finished so far are stored: rerun to resume, perhaps with fewer --jobs") from None
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+                    continue
+                bar.update(task, description=f"{label}: {c.id}")
+                yield c
+
+        def done(c: Cell, rows: list[dict]) -> None:
+            store.append(c.id, rows)
+            bar.advance(task)
+
+        executor.run(partial(run_cell, module.__name__, config), runnable(), done)
+        bar.update(task, description=label)
 
 
 def run_all(*, quick: bool = True, out: Path | str | None = None, jobs: int = 1, device: str = "cpu",
-            studies: list[str] | None = None, progress: bool = True) -> list[RunSummary]:
+            studies: list[str] | None = None, progress: bool = True, config: str | Path | None = None,
+            scheduler: str | None = None) -> list[RunSummary]:
     """Run every study (or ``studies``) and write the reports and ``out/index.html``: ``make demo``'s job.
 
-    ``out`` defaults to ``reports/quick`` for quick runs and ``reports`` for full ones."""
+    ``out`` defaults to ``reports/quick`` for quick runs and ``reports`` for full ones. ``config`` (a TOML
+    file) configures one study, so it needs exactly one in ``studies``; ``scheduler`` as in ``run_study``."""
     names = check_studies(studies or [])
+    if config is not None and len(names) != 1:
+        raise StudyError(f"a configuration file configures one study; name it (diffsuite run STUDY --config "
+                         f"{config}); got {len(names)} studies")
     out = _prepare_out(quick, out)
-    summaries = [run_study(n, quick=quick, out=out, jobs=jobs, device=device, progress=progress, report=False)
-                 for n in names]
+    summaries = [run_study(n, quick=quick, out=out, jobs=jobs, device=device, progress=progress, report=False,
+                           config=config, scheduler=scheduler) for n in names]
     for n in names:
         write_study_report(n, Path(out))
     write_index(Path(out))
