@@ -15,7 +15,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, never a window; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import FixedLocator, MaxNLocator, NullFormatter  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter  # noqa: E402
 
 #: method label -> (colour, marker)
 STYLE: dict[str, tuple[str, str]] = {
@@ -100,6 +100,27 @@ def _ticks(fig) -> None:
                 lo, hi = sorted(abs(v) for v in axis.get_view_interval())
                 if lo > 0 and hi / lo >= 10:
                     axis.set_minor_formatter(NullFormatter())
+                elif lo > 0:  # under a decade matplotlib labels minor ticks as 2.6x10^-1: plain numbers read better
+                    plain = FuncFormatter(lambda v, _: f"{v:.2g}")
+                    axis.set_major_formatter(plain)
+                    axis.set_minor_formatter(plain)
+
+
+def _fit_figure_legends(fig) -> None:
+    """Fewer columns for a figure legend wider than the figure (its entries would be cut off at the edges)."""
+    legends = list(fig.legends)
+    if not legends:
+        return
+    fig.canvas.draw()  # the layout and the text sizes are known only after a draw
+    width = fig.bbox.width
+    for legend in legends:
+        ncol = legend._ncols
+        while ncol > 1 and legend.get_window_extent().width > width:
+            ncol -= 1
+            handles, labels = legend.legend_handles, [t.get_text() for t in legend.get_texts()]
+            legend.remove()
+            legend = fig.legend(handles, labels, loc="outside lower center", ncol=ncol, frameon=False)
+            fig.canvas.draw()
 
 
 def save(fig, path: Path | str) -> Path:
@@ -108,6 +129,7 @@ def save(fig, path: Path | str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     _legends_outside(fig)
     _ticks(fig)
+    _fit_figure_legends(fig)
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
     return path

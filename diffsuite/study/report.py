@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from .status import UNAVAILABLE, not_run_message
+from .status import UNAVAILABLE, install_hint
 from .store import RESULTS, ResultStore, dumps, write_atomic_text
 from .studies import STUDIES, study_module
 
@@ -134,8 +134,11 @@ def _inline_html(text: str) -> str:
 
 def _html_table(df: pd.DataFrame, caption: str = "") -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>"
-                   for row in df.itertuples(index=False))
+    def td(v) -> str:  # numbers never wrap (1.95e-04 split over two lines); long text (a message) does
+        text = _cell(v)
+        return f"<td class=text>{html.escape(text)}</td>" if len(text) > 40 else f"<td>{html.escape(text)}</td>"
+
+    body = "".join("<tr>" + "".join(td(v) for v in row) + "</tr>" for row in df.itertuples(index=False))
     cap = f"<caption>{_inline_html(caption)}</caption>" if caption else ""
     # a table wider than the page scrolls sideways inside its own box instead of widening the page
     return f"<div class=scroll><table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
@@ -166,9 +169,9 @@ def to_html_section(rep: Report, study: str, meta: dict | None = None) -> str:
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45;color:#222}
 img{max-width:100%;border:1px solid #ddd}table{border-collapse:collapse;margin:1em 0;font-size:.85em}
-td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#f3f3f3}caption{font-weight:bold;text-align:left}
+td,th{border:1px solid #ccc;padding:2px 6px;text-align:right;white-space:nowrap}th{background:#f3f3f3}caption{font-weight:bold;text-align:left}
 code{background:#f4f4f4;padding:0 3px}.question{font-style:italic}nav a{margin-right:1em}figure{margin:1em 0}
-figcaption{font-size:.85em;color:#555}.scroll{max-width:100%;overflow-x:auto}"""
+figcaption{font-size:.85em;color:#555}.scroll{max-width:100%;overflow-x:auto}td.text{white-space:normal;min-width:24em;text-align:left}"""
 
 
 # ----- writing -----
@@ -212,8 +215,8 @@ def not_run_section(rows: pd.DataFrame) -> Bullets:
     for package, g in rows.groupby(needs, sort=True):
         what = (", ".join(f"`{m}`" for m in sorted(set(g["method"].dropna().astype(str))))
                 if "method" in g and g["method"].notna().any() else f"{len(g)} cells")
-        items.append(f"Not run on this machine: {what} ({len(g)} row{'s' if len(g) > 1 else ''}), "
-                     f"{not_run_message(package)}; "
+        items.append(f"Not run on this machine: {what} ({len(g)} row{'s' if len(g) > 1 else ''}): needs {package}, "
+                     f"`{install_hint(package)}`; "
                      "a rerun of this study measures them once it is installed.")
     return Bullets(items)
 

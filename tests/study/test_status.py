@@ -86,7 +86,7 @@ def test_a_missing_package_is_named_then_measured_once_installed(toy, capsys):
     assert f"1 not run: needs {PACKAGE}, `pip install {PACKAGE}`" in printed
     assert "1 refused (by design" in printed and "error" not in printed
     report = (out / "statustoy" / "report.md").read_text()
-    assert f"Not run on this machine: `optional` (1 row), not run: needs {PACKAGE}" in report
+    assert f"Not run on this machine: `optional` (1 row): needs {PACKAGE}, `pip install {PACKAGE}`" in report
     assert "methods: plain" in report  # the study's own report never saw the row that was not run
     assert json.loads((out / "statustoy" / "findings.json").read_text())["not_run"] == [PACKAGE]
 
