@@ -160,3 +160,11 @@ def test_node_budget_is_checked_while_the_loss_is_built():
     with pytest.raises(ds.BudgetExceeded) as info:
         ds.get_differentiator("symbolic", time_budget_s=None, node_budget=300).value_and_grad(obj)
     assert info.value.stage == "build" and "the loss built so far" in info.value.progress
+
+
+def test_a_loss_written_in_plain_numpy_gets_a_hint_in_reverse_mode():
+    def f(xp, t):
+        return np.sum(np.tanh(t) ** 2)  # np., not xp.: numpy cannot record on the tape
+
+    with pytest.raises(TypeError, match=r"f called a numpy function on a traced value .* xp\.tanh\(x\)"):
+        ds.get_differentiator("reverse").grad(f)(np.ones(3))
