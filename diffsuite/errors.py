@@ -21,6 +21,10 @@ class StudyError(ValueError):
     """A study, option or device that cannot be used; the message lists the choices."""
 
 
+#: how a package's name is written in messages
+DISPLAY = {"torch": "PyTorch", "symengine": "SymEngine"}
+
+
 class MissingDependency(ImportError):
     """An optional package that a method needs is not installed.
 
@@ -31,7 +35,7 @@ class MissingDependency(ImportError):
 
     def __init__(self, what: str, package: str, extra: str | None = None, alternative: str = ""):
         self.what, self.package, self.extra, self.alternative = what, package, extra or package, alternative
-        msg = f"{what} needs {package}, which is not installed: pip install 'diffsuite[{self.extra}]'"
+        msg = f"{what} needs {DISPLAY.get(package, package)}, which is not installed: pip install 'diffsuite[{self.extra}]'"
         super().__init__(msg + (f" ({alternative})" if alternative else ""), name=package)
 
     def __reduce__(self):  # picklable: it crosses from worker processes to the parent

@@ -120,6 +120,8 @@ def test_accuracy_without_torch_says_not_run(monkeypatch):
     with the install command, and every other method is measured."""
     from diffsuite.study.studies import accuracy
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ModuleNotFoundError
+    # and the backend module is imported afresh (another test in this process may have imported it with torch)
+    monkeypatch.delitem(sys.modules, "diffsuite.differentiators.reverse.backends.torch_backend", raising=False)
     config = accuracy.Config(schemes=("central",), dtypes=("float64",), symbolic=False).quick()
     rows = accuracy.measure(config, accuracy.cells(config)[0].params)
     by_method = {r["method"]: r for r in rows}
