@@ -183,8 +183,8 @@ def _run_in_worker(work, budget):
                 budget.stage, budget.progress = msg[1], msg[2]
             elif msg[0] == "done":
                 return msg[1]
-            elif msg[0] == "budget":
-                raise BudgetExceeded(msg[1], msg[2], msg[3])
+            elif msg[0] == "budget":  # the worker's own check between steps got there first
+                raise BudgetExceeded(msg[1], msg[2], (msg[3] or "nothing reported") + " (in a worker process)")
             else:
                 raise msg[1]
     finally:

@@ -35,7 +35,8 @@ class MissingDependency(ImportError):
 
     def __init__(self, what: str, package: str, extra: str | None = None, alternative: str = ""):
         self.what, self.package, self.extra, self.alternative = what, package, extra or package, alternative
-        msg = f"{what} needs {DISPLAY.get(package, package)}, which is not installed: pip install 'diffsuite[{self.extra}]'"
+        msg = (f"{what} needs {DISPLAY.get(package, package)}, which is not installed: "
+               f"pip install 'diffsuite[{self.extra}]'")
         super().__init__(msg + (f" ({alternative})" if alternative else ""), name=package)
 
     def __reduce__(self):  # picklable: it crosses from worker processes to the parent

@@ -169,9 +169,11 @@ def to_html_section(rep: Report, study: str, meta: dict | None = None) -> str:
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45;color:#222}
 img{max-width:100%;border:1px solid #ddd}table{border-collapse:collapse;margin:1em 0;font-size:.85em}
-td,th{border:1px solid #ccc;padding:2px 6px;text-align:right;white-space:nowrap}th{background:#f3f3f3}caption{font-weight:bold;text-align:left}
+td,th{border:1px solid #ccc;padding:2px 6px;text-align:right;white-space:nowrap}
+th{background:#f3f3f3}caption{font-weight:bold;text-align:left}
 code{background:#f4f4f4;padding:0 3px}.question{font-style:italic}nav a{margin-right:1em}figure{margin:1em 0}
-figcaption{font-size:.85em;color:#555}.scroll{max-width:100%;overflow-x:auto}td.text{white-space:normal;min-width:24em;text-align:left}"""
+figcaption{font-size:.85em;color:#555}.scroll{max-width:100%;overflow-x:auto}
+td.text{white-space:normal;min-width:24em;text-align:left}"""
 
 
 # ----- writing -----

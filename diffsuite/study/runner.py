@@ -14,7 +14,8 @@ A *study* is a module (see ``diffsuite.study.studies.STUDIES``) that defines
   e.g. BLAS thread counts) and ``SERIAL = True`` (timings: never more than one cell at a time).
 
 ``run_cell`` wraps ``measure``: an exception becomes one row with a status from ``status.py`` (``budget``,
-``unavailable`` for a missing package, ``refused`` by design, else ``error``) and the message; the study goes on. ``run_study`` resumes: cells
+``unavailable`` for a missing package, ``refused`` by design, else ``error``) and the message; the study goes
+on. ``run_study`` resumes: cells
 whose id is already in the store are not measured again (except cells whose measurement raised,
 stored with status ``error``, and cells with a row ``unavailable`` for a package that is installed now: see
 ``status.needs_rerun``), as long as the configuration is the same

@@ -42,7 +42,8 @@ TOY = textwrap.dedent('''
         return [{"square": params["i"] ** 2}]
 
     def report(table, meta, out_dir):
-        return Report(TITLE, QUESTION, [Para(f"{len(table)} rows"), Table(table[["i", "square"]])], {"rows": len(table)})
+        blocks = [Para(f"{len(table)} rows"), Table(table[["i", "square"]])]
+        return Report(TITLE, QUESTION, blocks, {"rows": len(table)})
 ''')
 
 RUN = textwrap.dedent('''
