@@ -27,7 +27,6 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass, field, fields, replace
-from functools import partial
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -243,7 +242,7 @@ def _measure_all(module, config, todo: list[Cell], store: ResultStore, executor,
             store.append(c.id, rows)
             bar.advance(task)
 
-        executor.run(partial(run_cell, module.__name__, config), runnable(), done)
+        executor.run(run_cell, module.__name__, config, runnable(), done)
         bar.update(task, description=label)
 
 
