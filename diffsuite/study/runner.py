@@ -34,7 +34,7 @@ from typing import Any
 from ..errors import BudgetExceeded, StudyError
 from . import config as study_config
 from . import metadata
-from .executors import make_executor
+from .executors import check_scheduler, make_executor
 from .report import write_index, write_study_report
 from .store import ResultStore, dumps, write_atomic_text
 from .studies import STUDIES, check_studies, study_module
@@ -153,6 +153,8 @@ def run_study(name: str, *, quick: bool = False, out: Path | str | None = None, 
     if not isinstance(jobs, int) or jobs < 1:
         raise StudyError(f"--jobs must be a whole number >= 1; got {jobs!r}")
     devices, skipped = resolve_devices(device)
+    if scheduler is not None:
+        check_scheduler(scheduler)
     serial = getattr(module, "SERIAL", False)
     if jobs > 1 and serial and scheduler is None:
         print(f"{name}: measures time, so its cells run one at a time (--jobs {jobs} ignored)", file=sys.stderr)

@@ -77,7 +77,7 @@ class Config:
     devices: tuple[str, ...] = ("cpu",)
 
     def quick(self) -> "Config":
-        return replace(self, problems=200)
+        return replace(self, problems=200, reference_budget_s=10.0)
 
 
 @dataclass(frozen=True)
