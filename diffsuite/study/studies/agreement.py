@@ -6,7 +6,7 @@ cross-entropy and hinge, regularisation none / L1 / L2 / both (strengths powers 
 0-2 hidden layers of 1-3 units (maxout: 2 pieces each), batch 1-3, parameters of scale 10^U(``log10_scale``). A share
 ``kink_share`` of the problems sits exactly on a kink where its definition has one: a sample with
 all-zero inputs and zero first-layer biases puts the first hidden pre-activations at exactly 0 (relu, leaky relu,
-elu, step, maxout ties), and with L1 a parameter is exactly 0. Parameters and data are float32-exact.
+elu, step, maxout ties), and with L1 a weight is exactly 0. Parameters and data are float32-exact.
 
 Each cell is one problem: the reference gradient (``diffsuite.reference_gradient``: exact, rounded to
 float64), then every method in float64, each error normwise (``max|g - r| / max|r|``). A method's
@@ -112,7 +112,8 @@ def problem(seed: int, index: int, config: Config | None = None) -> RandomProble
         theta[a:b] = 0.0  # ... and the first biases are exactly 0: pre-activations exactly on the kink (maxout: a tie)
         kinks.append(f"{activation}(0)")
     if on_kink and "l1" in reg:
-        theta[int(rng.integers(0, theta.size))] = 0.0  # |0|: L1's kink
+        weights = [j for name, (a, b, _) in model.layout.items() if name.startswith("W") for j in range(a, b)]
+        theta[weights[int(rng.integers(0, len(weights)))]] = 0.0  # |0|: L1's kink (L1 applies to weights only)
         kinks.append("|0| in L1")
     l1 = REG_STRENGTH if "l1" in reg else 0.0
     l2 = REG_STRENGTH if "l2" in reg else 0.0
@@ -256,7 +257,7 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
         if r["crashed"]:
             bullets.append(f"`{r['method']}` crashed on **{r['crashed']}** problems.")
     bullets.append(f"{n_kink} of {n_problems} problems sit exactly on a kink (a zero pre-activation of a kinked "
-                   "activation, or a zero parameter under L1).")
+                   "activation, or a zero weight under L1).")
     if len(no_ref):
         bullets.append(f"The reference failed on {len(no_ref)} problems (not compared; reasons below).")
     blocks = [Heading("What the data show"), Bullets(bullets),
