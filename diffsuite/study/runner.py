@@ -1,4 +1,5 @@
-"""The study runner: a grid of cells, measured with a progress bar, optionally in worker processes,
+"""The study runner: a grid of cells, measured with a progress bar through an executor (``executors.py``: this
+process, local worker processes or Dask workers), the grid read from a TOML file (``config.py``),
 each finished cell appended to the result store at once.
 
 A *study* is a module (see ``diffsuite.study.studies.STUDIES``) that defines
