@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..study.runner import DEVICES
+DEVICES = ("cpu", "cuda", "all")  # diffsuite.study.runner.DEVICES (not imported here: --help stays light)
 
 
 def jobs(text: str) -> int:

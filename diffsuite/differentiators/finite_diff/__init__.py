@@ -36,6 +36,7 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
+from ...errors import RefusedByDesign
 from ...namespace import NUMPY
 from ...objective import Objective
 from ..base import Gradient, flatten_params, grad_leaf, scalar_check
@@ -56,8 +57,8 @@ class StepUnderflowWarning(UserWarning):
     """theta_i + h == theta_i in the evaluation dtype: the quotient would be exactly 0 (set to NaN)."""
 
 
-class StepUnderflowError(ValueError):
-    """theta_i + h == theta_i in the evaluation dtype: the quotient would be exactly 0."""
+class StepUnderflowError(RefusedByDesign):
+    """theta_i + h == theta_i in the evaluation dtype: the quotient would be exactly 0 (refused by design)."""
 
 
 def _name_list(names: list[str], limit: int = 8) -> str:
@@ -114,7 +115,10 @@ class FiniteDiff:
             raise ValueError(f"zero_step must be 'raise' or 'warn'; got {self.zero_step!r}")
         if not isinstance(self.step, str):
             try:
-                step = np.asarray(self.step, dtype=np.float64)
+                # a bool (step=True) is not a step of 1: refused like any other non-number
+                raw = np.asarray(self.step, dtype=object).ravel()
+                bad = any(isinstance(v, (bool, np.bool_, complex, np.complexfloating)) for v in raw)
+                step = np.asarray(np.nan) if bad else np.asarray(self.step, dtype=np.float64)
             except (TypeError, ValueError):
                 step = np.asarray(np.nan)
             if step.ndim > 1 or step.size == 0 or not np.all(np.isfinite(step) & (step > 0)):
