@@ -138,7 +138,7 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
             return tuple(coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
         if args and len(args) != len(value):
             raise StudyError(f"{where} must be a list of {len(args)} values; got {value!r}")
-        return tuple(coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(args or [Any] * len(value), value)))
+        return tuple(coerce(v, a, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args or [Any] * len(value), value)))
     if hint is bool:
         if isinstance(value, bool):
             return value

@@ -27,6 +27,8 @@ import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from dataclasses import fields as dataclass_fields
+from importlib import import_module
 from multiprocessing import get_context
 from typing import Any, Callable, Iterator
 
@@ -38,8 +40,8 @@ CONNECT_TIMEOUT_S = 20
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 Done = Callable[[Any, list], None]  # done(cell, rows): called in the driver as each cell finishes
-#: measure(params) -> rows: the runner's ``run_cell`` with the study bound (picklable: it goes to workers)
-Measure = Callable[[dict], list]
+#: run_cell(module_name, config, params) -> rows: the runner's, which turns a failing measurement into rows
+RunCell = Callable[[str, Any, dict], list]
 
 
 class InProcess:
@@ -50,9 +52,9 @@ class InProcess:
     def describe(self) -> dict:
         return {"kind": self.kind}
 
-    def run(self, measure: Measure, cells: Iterator, done: Done) -> None:
+    def run(self, run_cell: RunCell, module_name: str, config: Any, cells: Iterator, done: Done) -> None:
         for c in cells:
-            done(c, measure(c.params))
+            done(c, run_cell(module_name, config, c.params))
 
     def close(self) -> None:
         pass
@@ -110,7 +112,7 @@ class LocalPool:
     def describe(self) -> dict:
         return {"kind": self.kind, "jobs": self.jobs}
 
-    def run(self, measure: Measure, cells: Iterator, done: Done) -> None:
+    def run(self, run_cell: RunCell, module_name: str, config: Any, cells: Iterator, done: Done) -> None:
         with _environment(self.env):
             self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=get_context("spawn"),
                                              initializer=die_with_parent, initargs=(os.getpid(),))
@@ -121,7 +123,7 @@ class LocalPool:
                         c = next(cells, None)
                         if c is None:
                             break
-                        in_flight[self._pool.submit(measure, c.params)] = c
+                        in_flight[self._pool.submit(run_cell, module_name, config, c.params)] = c
                     if not in_flight:
                         break
                     finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
@@ -147,9 +149,18 @@ class LocalPool:
 
 
 # ----- Dask -----
-def _on_worker(measure: Measure, params: dict) -> list[dict]:
-    """``measure`` on a Dask worker: each row also names the worker's hardware."""
-    rows = measure(params)
+def _on_worker(run_cell: RunCell, module_name: str, fields: dict, params: dict) -> list[dict]:
+    """``run_cell`` on a Dask worker, with the study's ``Config`` rebuilt here from plain ``fields`` (so that a
+    worker that cannot import the study gives an error row, not a task the cluster cannot even unpickle);
+    each row also names the worker's hardware."""
+    try:
+        config = import_module(module_name).Config(**fields)
+    except Exception as e:  # noqa: BLE001 - e.g. a worker with another diffsuite: a row that says so
+        rows = [{**params, "status": "error", "cell_failed": True, "cell_s": 0.0,
+                 "message": f"{type(e).__name__}: {e} (on worker {metadata.host_info()['host']}: install the "
+                            "driver's diffsuite version and extras on every worker)"}]
+    else:
+        rows = run_cell(module_name, config, params)
     hw = metadata.host_info()
     return [{**r, "worker_host": hw["host"], "worker_cpu": hw["cpu"], "worker_threads": hw["threads"]} for r in rows]
 
@@ -188,7 +199,11 @@ class DaskExecutor:
         self.cluster = None
         if scheduler == LOCAL:
             import dask
-            settings = {} if allowed_failures is None else {"distributed.scheduler.allowed-failures": allowed_failures}
+            # one task per worker thread (no queue on the worker): a cell that kills its worker then takes no
+            # innocent cell with it, so only the culprit reaches allowed-failures and becomes an error row
+            settings = {"distributed.scheduler.worker-saturation": 1.0}
+            if allowed_failures is not None:
+                settings["distributed.scheduler.allowed-failures"] = allowed_failures
             with dask.config.set(settings):
                 self.cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                                         dashboard_address=None, env=dict(env or {}))
@@ -211,9 +226,10 @@ class DaskExecutor:
         return {"kind": self.kind, "scheduler": LOCAL if self.cluster is not None else self.scheduler,
                 "workers": len(info), "threads": sum(w["nthreads"] for w in info.values()), "serial": self.serial}
 
-    def run(self, measure: Measure, cells: Iterator, done: Done) -> None:
+    def run(self, run_cell: RunCell, module_name: str, config: Any, cells: Iterator, done: Done) -> None:
         from distributed import as_completed
         slots = 1 if self.serial else 2 * self.threads()
+        fields = {f.name: getattr(config, f.name) for f in dataclass_fields(config)}  # plain values, no study class
         running = as_completed()
         in_flight: dict = {}
 
@@ -222,7 +238,7 @@ class DaskExecutor:
             if c is None:
                 return False
             # pure=False: a fresh key per submission, so a rerun never reuses a result the cluster still holds
-            fut = self.client.submit(_on_worker, measure, c.params, pure=False)
+            fut = self.client.submit(_on_worker, run_cell, module_name, fields, c.params, pure=False)
             in_flight[fut.key] = c
             running.add(fut)
             return True

@@ -1,4 +1,5 @@
-"""The study runner: a grid of cells, measured with a progress bar, optionally in worker processes,
+"""The study runner: a grid of cells, measured with a progress bar through an executor (``executors.py``: this
+process, local worker processes or Dask workers), the grid read from a TOML file (``config.py``),
 each finished cell appended to the result store at once.
 
 A *study* is a module (see ``diffsuite.study.studies.STUDIES``) that defines
@@ -30,7 +31,6 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass, field, fields, replace
-from functools import partial
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from typing import Any
 from ..errors import StudyError
 from . import config as study_config
 from . import metadata
-from .executors import make_executor
+from .executors import check_scheduler, make_executor
 from .report import write_index, write_study_report
 from .status import ERROR, describe, failure_row
 from .store import ResultStore, dumps, make_folder, write_atomic_text
@@ -158,6 +158,8 @@ def run_study(name: str, *, quick: bool = False, out: Path | str | None = None, 
     if not isinstance(jobs, int) or jobs < 1:
         raise StudyError(f"--jobs must be a whole number >= 1; got {jobs!r}")
     devices, skipped = resolve_devices(device)
+    if scheduler is not None:
+        check_scheduler(scheduler)
     serial = getattr(module, "SERIAL", False)
     if jobs > 1 and serial and scheduler is None:
         print(f"{name}: measures time, so its cells run one at a time (--jobs {jobs} ignored)", file=sys.stderr)
@@ -256,7 +258,7 @@ def _measure_all(module, config, todo: list[Cell], store: ResultStore, executor,
             store.append(c.id, rows)
             bar.advance(task)
 
-        executor.run(partial(run_cell, module.__name__, config), runnable(), done)
+        executor.run(run_cell, module.__name__, config, runnable(), done)
         bar.update(task, description=label)
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from diffsuite.cli import main
 
-STUDIES = ("expression_growth", "rounding_error", "accuracy", "speed")
+STUDIES = ("expression_growth", "rounding_error", "accuracy", "speed", "agreement")
 
 
 def test_list_names_every_study_with_its_question(capsys):

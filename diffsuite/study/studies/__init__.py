@@ -19,6 +19,7 @@ STUDIES = {
     "rounding_error": "diffsuite.study.studies.rounding_error",
     "accuracy": "diffsuite.study.studies.accuracy",
     "speed": "diffsuite.study.studies.speed",
+    "agreement": "diffsuite.study.studies.agreement",
 }
 
 
