@@ -128,3 +128,15 @@ def test_accuracy_without_torch_says_not_run(monkeypatch):
     assert by_method["reverse[torch-cpu]"]["status"] == "unavailable"
     assert by_method["reverse[torch-cpu]"]["message"] == "not run: needs torch, `pip install 'diffsuite[torch]'`"
     assert by_method["reverse[numpy]"].get("status", "ok") == "ok" and by_method["reverse[numpy]"]["rel_error"] < 1e-12
+
+
+def test_agreement_without_torch_says_not_run(monkeypatch):
+    """The agreement study, too: a method whose package is missing is "unavailable", not a crash."""
+    from diffsuite.study.studies import agreement
+    monkeypatch.setitem(sys.modules, "torch", None)
+    monkeypatch.delitem(sys.modules, "diffsuite.differentiators.reverse.backends.torch_backend", raising=False)
+    config = agreement.Config(methods=("reverse[numpy]", "reverse[torch-cpu]")).quick()
+    rows = agreement.measure(config, agreement.cells(config)[0].params)
+    by_method = {r["method"]: r for r in rows}
+    assert by_method["reverse[torch-cpu]"]["status"] == "unavailable", rows
+    assert by_method["reverse[numpy]"].get("status", "ok") == "ok"

@@ -35,6 +35,7 @@ from ..common import REG_STRENGTH, make_method, make_targets, rel_error, to_f32_
 from ..figures import figure_legend, method_order, plot_kwargs, save, subplots
 from ..report import Bullets, Figure, Heading, Para, Report, Table, fmt
 from ..runner import cell
+from ..status import failure_row
 
 TITLE = "Agreement of every method on random problems"
 QUESTION = ("On thousands of random small networks (every activation, loss and regulariser, some exactly on a "
@@ -150,7 +151,7 @@ def measure(config: Config, params: dict) -> list[dict]:
             warnings.simplefilter("ignore")
             ref = reference_gradient(p.objective, p.theta, time_budget_s=config.reference_budget_s)
     except Exception as e:  # noqa: BLE001 - no reference: nothing to compare with; counted in the report
-        return [{**base, "method": "reference", "status": "error", "message": f"{type(e).__name__}: {e}"[:300]}]
+        return [{**base, "method": "reference", **failure_row(e)}]  # budget, or error
     ref_grad = np.asarray(ref.grad, dtype=np.float64)
     base["reference"] = str(ref.stats.get("reference", "reference_gradient"))
     rows = []
@@ -162,7 +163,7 @@ def measure(config: Config, params: dict) -> list[dict]:
                 warnings.simplefilter("ignore")
                 res = d.value_and_grad(p.objective)(p.theta)
         except Exception as e:  # noqa: BLE001 - a crash is a result: counted, with its message
-            rows.append({**row, "status": "error", "message": f"{type(e).__name__}: {e}"[:300]})
+            rows.append({**row, **failure_row(e)})  # a missing package: "unavailable", not a crash
             continue
         kink_params = res.stats.get("kink_params")
         err = rel_error(res.grad, ref_grad)
