@@ -12,10 +12,17 @@ How the time budget interrupts library code that never checks a clock:
   process, killed at the deadline. Its result must be picklable. Without ``fork`` (Windows), or in
   a daemonic process, the time budget is only checked between steps (``enter``/``note`` call
   ``check_time``), so one long SymPy call can overrun it: a documented limitation.
+
+``time_s=math.inf`` means no time limit, like None. The environment variable ``DIFFSUITE_TIME_BUDGET_SCALE``
+(a positive number, default 1) multiplies every time budget: on a slow or shared machine (CI) a budget
+meant to stop runaway work then does not stop work that is merely slow. The test suite sets it.
 """
 from __future__ import annotations
 
+import math
 import multiprocessing
+import numbers
+import os
 import signal
 import threading
 import time
@@ -36,6 +43,10 @@ class Budget:
     progress: str = ""
     started: float = field(default_factory=time.monotonic)
     report: Callable[[str, str], None] | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        self.nodes = check_node_budget(self.nodes)
+        self.time_s = check_time_budget(self.time_s)
 
     def enter(self, stage: str, progress: str = "") -> None:
         self.check_time()
@@ -61,6 +72,40 @@ class Budget:
             raise BudgetExceeded(self.stage, f"{self.time_s:g} s", self.progress)
 
 
+def check_node_budget(nodes: object, name: str = "node_budget") -> int | None:
+    """``nodes`` as a positive int or None; anything else (a bool, a float, 0, a negative) is a ValueError."""
+    if nodes is None:
+        return None
+    if isinstance(nodes, bool) or not isinstance(nodes, numbers.Integral) or nodes <= 0:
+        raise ValueError(f"{name} must be a positive whole number of expression nodes, or None for no limit; "
+                         f"got {nodes!r}")
+    return int(nodes)
+
+
+def check_time_budget(seconds: object, name: str = "time_budget_s") -> float | None:
+    """``seconds`` as a positive float (``math.inf`` allowed: no limit) or None; anything else is a ValueError."""
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real) or not seconds > 0:
+        raise ValueError(f"{name} must be a positive number of seconds (math.inf or None: no limit); got {seconds!r}")
+    return float(seconds)
+
+
+def time_scale() -> float:
+    """The factor ``DIFFSUITE_TIME_BUDGET_SCALE`` puts on every time budget (1 when unset)."""
+    text = os.environ.get("DIFFSUITE_TIME_BUDGET_SCALE", "").strip()
+    if not text:
+        return 1.0
+    try:
+        scale = float(text)
+    except ValueError:
+        scale = math.nan
+    if not (scale > 0 and math.isfinite(scale)):
+        raise ValueError(f"the environment variable DIFFSUITE_TIME_BUDGET_SCALE must be a positive number (a factor "
+                         f"on every time budget); got {text!r}. Unset it, or set it to e.g. 10 on a slow machine.")
+    return scale
+
+
 class _TimeUp(BaseException):
     """Raised by the SIGALRM handler; a BaseException so that library code cannot catch it by accident."""
 
@@ -68,10 +113,12 @@ class _TimeUp(BaseException):
 def run_budgeted(work: Callable[[Budget], Any], budget: Budget) -> Any:
     """``work(budget)`` under ``budget``'s time limit (see the module docstring for how it interrupts)."""
     budget.started = time.monotonic()
-    if budget.time_s is None:
+    budget.time_s = check_time_budget(budget.time_s)
+    if budget.time_s is not None:
+        budget.time_s *= time_scale()
+    if budget.time_s is None or math.isinf(budget.time_s):  # no limit: no timer (setitimer(inf) overflows)
+        budget.time_s = None
         return work(budget)
-    if budget.time_s <= 0:
-        raise BudgetExceeded(budget.stage, f"{budget.time_s:g} s", "nothing (the time budget is not positive)")
     if (threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
             and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)):
         return _run_with_alarm(work, budget)
@@ -136,8 +183,8 @@ def _run_in_worker(work, budget):
                 budget.stage, budget.progress = msg[1], msg[2]
             elif msg[0] == "done":
                 return msg[1]
-            elif msg[0] == "budget":
-                raise BudgetExceeded(msg[1], msg[2], msg[3])
+            elif msg[0] == "budget":  # the worker's own check between steps got there first
+                raise BudgetExceeded(msg[1], msg[2], (msg[3] or "nothing reported") + " (in a worker process)")
             else:
                 raise msg[1]
     finally:

@@ -1,4 +1,5 @@
 """Exceptions shared across diffsuite. Each message says what was required, what was given, what to do."""
+from __future__ import annotations
 
 
 class BudgetExceeded(RuntimeError):
@@ -18,3 +19,30 @@ class BudgetExceeded(RuntimeError):
 
 class StudyError(ValueError):
     """A study, option or device that cannot be used; the message lists the choices."""
+
+
+#: how a package's name is written in messages
+DISPLAY = {"torch": "PyTorch", "symengine": "SymEngine"}
+
+
+class MissingDependency(ImportError):
+    """An optional package that a method needs is not installed.
+
+    ``package`` is its import name (``torch``), ``extra`` the diffsuite extra that installs it
+    (``pip install 'diffsuite[torch]'``). Studies record it as a row with status ``unavailable`` ("not run:
+    needs torch") rather than an error, and measure it again once the package is there.
+    """
+
+    def __init__(self, what: str, package: str, extra: str | None = None, alternative: str = ""):
+        self.what, self.package, self.extra, self.alternative = what, package, extra or package, alternative
+        msg = (f"{what} needs {DISPLAY.get(package, package)}, which is not installed: "
+               f"pip install 'diffsuite[{self.extra}]'")
+        super().__init__(msg + (f" ({alternative})" if alternative else ""), name=package)
+
+    def __reduce__(self):  # picklable: it crosses from worker processes to the parent
+        return type(self), (self.what, self.package, self.extra, self.alternative)
+
+
+class RefusedByDesign(ValueError):
+    """A method declines an input it cannot handle by construction (e.g. a finite-difference step so small
+    that theta + h == theta in float32). Not a failure of the code: studies record it with status ``refused``."""

@@ -58,6 +58,11 @@ class Objective:
         if isinstance(loss, CrossEntropy) and isinstance(self.model.output_activation, Softmax):
             raise ValueError("cross_entropy applies the softmax itself, stably through log-sum-exp, so the model must "
                              "output logits: use output_activation='identity' instead of 'softmax'")
+        if (isinstance(loss, BinaryCrossEntropy) and isinstance(self.model.output_activation, Softmax)
+                and self.model.layers[-1] == 1):
+            raise ValueError("binary_cross_entropy on a one-unit softmax: a softmax over one output is 1 for every "
+                             "input, so the loss is constant (NaN at every theta). Use output_activation='sigmoid' "
+                             "for one output, or two outputs with loss='cross_entropy'.")
         if (isinstance(loss, BinaryCrossEntropy) and not loss.from_logits
                 and not isinstance(self.model.output_activation, (Sigmoid, Softmax))):
             raise ValueError(f"binary_cross_entropy takes probabilities, so the model's output activation must be "
@@ -74,6 +79,10 @@ class Objective:
 
     def _check_data(self, inputs: Any, targets: Any) -> tuple[np.ndarray, np.ndarray]:
         """(float64 inputs, prepared float64 targets), checked: shapes, finiteness, the loss's label rules."""
+        for name, value in (("inputs", inputs), ("targets", targets)):  # numpy would drop the imaginary part
+            if np.iscomplexobj(value):                                   # with only a ComplexWarning
+                raise ValueError(f"{name} must be real; got a complex array. Pass the real part (np.real) if the "
+                                 "imaginary part is 0; complex arithmetic is the complex_step scheme's business.")
         inputs = self.model.check_inputs(inputs)
         if inputs.shape[0] == 0:
             raise ValueError("inputs must hold at least one sample (the loss is averaged over the batch); "
@@ -124,6 +133,9 @@ class Objective:
 
     def check_theta(self, theta: Any) -> np.ndarray:
         """theta as a float64 vector of the right length, finite, or a ValueError naming the first bad entry."""
+        if np.iscomplexobj(theta):  # numpy would drop the imaginary part with only a ComplexWarning
+            raise ValueError("theta must be real; got a complex array. Pass np.real(theta); the complex_step scheme "
+                             "makes its own complex perturbations.")
         t = self.model.check_theta(theta).astype(np.float64, copy=False)
         bad = np.flatnonzero(~np.isfinite(t))
         if len(bad):

@@ -158,3 +158,23 @@ def test_an_unknown_option_lists_the_options(capsys):
     assert "diffsuite check: error: unknown option(s) --bogus" in err
     for opt in ("--baseline", "--update", "--quick", "--factor", "--device"):
         assert opt in err
+
+
+def test_a_stored_gradient_of_the_wrong_length_is_a_malformed_baseline(capsys, tmp_path):
+    data = json.loads(COMMITTED.read_text())
+    pid = next(iter(data["references"]))
+    data["references"][pid]["grad"] = data["references"][pid]["grad"][:-1]
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(data))
+    rc, out, err = run(capsys, "--quick", "--baseline", path)
+    assert rc == 2, out + err  # malformed (2), not a regression (1)
+    assert "has " in err and "entries; the problem has" in err and "--update" in err
+
+
+def test_a_folder_or_an_unwritable_path_as_baseline_is_one_line_and_exit_2(capsys, tmp_path):
+    rc, out, err = run(capsys, "--quick", "--baseline", tmp_path)
+    assert rc == 2 and err.count("\n") == 1 and f"baseline {tmp_path} is a folder" in err
+    (tmp_path / "afile").write_text("")
+    target = tmp_path / "afile" / "sub" / "b.json"  # its folder cannot be created: a file is in the way
+    rc, out, err = run(capsys, "--quick", "--update", "--baseline", target)
+    assert rc == 2 and "Traceback" not in err and f"cannot create the folder {target.parent}" in err

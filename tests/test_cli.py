@@ -34,3 +34,18 @@ def test_doctests_of_pure_modules():
     import diffsuite.nn.mlp
     failures, tried = doctest.testmod(diffsuite.nn.mlp)
     assert tried > 0 and failures == 0
+
+
+def test_help_imports_neither_pandas_nor_matplotlib():
+    """`diffsuite --help` builds every subcommand's parser: the study machinery (pandas, matplotlib) loads only
+    when a command runs, so the first thing a new user types answers at once."""
+    code = ("import sys; from diffsuite.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('pandas', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
+
+
+def test_the_cli_device_choices_are_the_runners():
+    from diffsuite.cli.options import DEVICES
+    from diffsuite.study.runner import DEVICES as RUNNER_DEVICES
+    assert DEVICES == RUNNER_DEVICES

@@ -53,7 +53,7 @@ def test_registry_errors_list_the_choices():
     with pytest.raises(TypeError, match="has no option\\(s\\) 'backnd'; its options are backend, device, dtype"):
         ds.get_differentiator("reverse", backnd="torch")
     with pytest.raises(ValueError, match="unknown backend 'jax'; choose one of numpy, torch"):
-        ds.get_differentiator("reverse", backend="jax").value_and_grad(small_objective())
+        ds.get_differentiator("reverse", backend="jax")  # at construction, not at the first call
     with pytest.raises(ValueError, match="dtype must be one of float64, float32"):
         ds.get_differentiator("reverse", dtype="float16")
 
@@ -96,3 +96,76 @@ def test_review_findings_on_bad_input_are_refused_clearly():
     probs = ds.Objective(ds.MLP((3, 1), output_activation="sigmoid"), "binary_cross_entropy", x, y)
     theta = logits.model.init(0)
     assert logits.value(theta) == pytest.approx(probs.value(theta), rel=1e-14)
+
+
+@pytest.mark.parametrize("name", ["inputs", "targets", "theta"])
+def test_complex_data_or_theta_is_refused_not_silently_truncated(name):
+    # before: numpy cast them to float with only a ComplexWarning, dropping the imaginary part
+    model = ds.MLP((2, 3, 1), activation="tanh")
+    data = {"inputs": np.array([[0.5, -1.0], [2.0, 0.25]]), "targets": np.array([[1.0], [0.0]])}
+    if name == "theta":
+        obj = ds.Objective(model, "quadratic", **data)
+        for method in ("reverse", "symbolic", "finite_diff"):
+            with pytest.raises(ValueError, match="theta must be real; got a complex array"):
+                ds.get_differentiator(method).value_and_grad(obj)(model.init(0) + 1e-3j)
+        return
+    data[name] = data[name] + 1j
+    with pytest.raises(ValueError, match=f"{name} must be real; got a complex array"):
+        ds.Objective(model, "quadratic", **data)
+
+
+def test_binary_cross_entropy_on_a_one_unit_softmax_is_refused():
+    # a softmax over one unit is 1 everywhere: the loss was NaN at every theta
+    model = ds.MLP((2, 3, 1), activation="tanh", output_activation="softmax")
+    with pytest.raises(ValueError, match="one-unit softmax.*output_activation='sigmoid'"):
+        ds.Objective(model, "binary_cross_entropy", np.zeros((2, 2)), np.array([[1.0], [0.0]]))
+    two = ds.MLP((2, 3, 2), activation="tanh", output_activation="softmax")  # two units: a real distribution
+    ds.Objective(two, "binary_cross_entropy", np.zeros((2, 2)), np.array([[1.0, 0.0], [0.0, 1.0]]))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: ds.get_differentiator("symbolic", node_budget=True),
+    lambda: ds.get_differentiator("symbolic", node_budget=2.5),
+    lambda: ds.get_differentiator("symbolic", time_budget_s=True),
+    lambda: ds.get_differentiator("finite_diff", step=True),
+    lambda: ds.get_differentiator("finite_diff", step=[0.1, True]),
+], ids=["node_budget=True", "node_budget=2.5", "time_budget_s=True", "step=True", "step=[0.1, True]"])
+def test_booleans_are_not_taken_for_numbers(make):
+    with pytest.raises(ValueError, match="node_budget|time_budget_s|step"):
+        make()
+
+
+def test_an_infinite_time_budget_means_no_limit():
+    import math
+    obj = small_objective()
+    theta = obj.model.init(0)
+    want = ds.get_differentiator("reverse").value_and_grad(obj)(theta).grad
+    got = ds.get_differentiator("symbolic", time_budget_s=math.inf).value_and_grad(obj)(theta).grad
+    np.testing.assert_allclose(got, want, rtol=1e-13)
+    ref = ds.reference_gradient(obj, theta, time_budget_s=math.inf)
+    np.testing.assert_allclose(np.asarray(ref.grad, dtype=float), want, rtol=1e-13)
+
+
+def test_an_unknown_reverse_backend_is_refused_at_construction():
+    with pytest.raises(ValueError, match="unknown backend 'jax'; choose one of numpy, torch"):
+        ds.get_differentiator("reverse", backend="jax")
+    with pytest.raises(ValueError, match="unknown backend 'numpi'"):
+        ds.Reverse(backend="numpi") if hasattr(ds, "Reverse") else ds.get_differentiator("reverse", backend="numpi")
+
+
+def test_node_budget_is_checked_while_the_loss_is_built():
+    # before: with only a node budget, the loss of a deep net was built in full (minutes for 10 layers)
+    # before any node was counted; now the build stops as soon as it holds more distinct nodes than the budget
+    model = ds.MLP((3,) + (4,) * 10 + (1,), activation="tanh", output_activation="sigmoid")
+    obj = ds.Objective(model, "quadratic", np.random.default_rng(0).normal(size=(4, 3)), np.ones((4, 1)))
+    with pytest.raises(ds.BudgetExceeded) as info:
+        ds.get_differentiator("symbolic", time_budget_s=None, node_budget=300).value_and_grad(obj)
+    assert info.value.stage == "build" and "the loss built so far" in info.value.progress
+
+
+def test_a_loss_written_in_plain_numpy_gets_a_hint_in_reverse_mode():
+    def f(xp, t):
+        return np.sum(np.tanh(t) ** 2)  # np., not xp.: numpy cannot record on the tape
+
+    with pytest.raises(TypeError, match=r"f called a numpy function on a traced value .* xp\.tanh\(x\)"):
+        ds.get_differentiator("reverse").grad(f)(np.ones(3))

@@ -244,3 +244,19 @@ def test_a_non_finite_method_entry_fails_even_at_a_kink_and_against_a_non_finite
         result = MethodResult(central, np.array(grad), 1e-6, 1e-6, frozenset(kinks))
         report = GradcheckReport("f", ["t[0]", "t[1]"], np.array(ref), "given", [result], on_kink="skip")
         assert report.failing(result).tolist() == [True, False] and not report.passed
+
+
+def test_a_wrong_hand_written_reference_is_blamed_not_the_methods(data):
+    """Three independent methods agree with each other and all disagree with the user's reference: the
+    headline names the reference as the odd one out (it used to say the methods disagree)."""
+    theta, x, y = data
+    wrong = {k: 1.5 * v for k, v in hand_grad(theta, x, y).items()}  # a typical slip in a hand-written gradient
+    with pytest.raises(AssertionError) as info:
+        assert_gradients_close(tanh_loss, theta, x, y, methods=("reverse", "central", "complex_step"), reference=wrong)
+    headline = str(info.value).splitlines()[0]
+    assert "the reference, " in headline and "is the odd one out" in headline
+    assert "reverse, central, complex_step agree with each other" in headline
+    # one method wrong among right ones: the methods are blamed as before
+    right = hand_grad(theta, x, y)
+    report = check_gradients(tanh_loss, theta, x, y, methods=("reverse", "central"), reference=right)
+    assert report.passed and not report.reference_is_odd_one_out()

@@ -7,6 +7,7 @@ import sys
 from importlib import import_module
 
 from .. import __version__
+from ..errors import StudyError
 
 #: subcommand -> (module defining ``configure(parser)``, one-line help)
 COMMANDS = {
@@ -43,3 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; results written so far are kept", file=sys.stderr)
         return 130
+    except (StudyError, OSError) as e:
+        # the environment, not diffsuite: one line (what, where, what to do) and exit 2, never a traceback
+        from ..study.store import environment_error
+        message = environment_error(e) if isinstance(e, OSError) else e
+        print(f"diffsuite {args.command}: error: {message}", file=sys.stderr)
+        return 2

@@ -78,7 +78,11 @@ def _run(args) -> int:
             _print_unrecorded(rows)
             print(f"diffsuite check: no cell could be measured; {path} was not written", file=sys.stderr)
             return 1
-        written = bl.write_baseline(path, bl.baseline_document(rows, info, grid_name))
+        try:
+            written = bl.write_baseline(path, bl.baseline_document(rows, info, grid_name))
+        except bl.BaselineError as e:
+            print(f"diffsuite check: {e}", file=sys.stderr)
+            return 2
         n = sum(r["status"] == "ok" for r in rows)
         print(f"wrote {n} cells ({grid_name} grid, reference: {reference}) to {written}")
         _print_unrecorded(rows)

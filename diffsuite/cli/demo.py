@@ -87,10 +87,12 @@ def run_demo(console: Console | None = None, studies: bool = True, out: Path | s
     show_lecture_examples(console)
     if studies:
         from ..study import run_all
+        from .run import print_summaries
         console.rule("[bold]every study, quick mode")
-        run_all(quick=True, out=out, jobs=jobs)
+        summaries = run_all(quick=True, out=out, jobs=jobs)
+        print_summaries(summaries, file=console.file)
         where = Path(out) if out is not None else Path("reports") / "quick"
-        console.print(f"reports written: {where / 'index.html'}")
+        console.print(f"reports written: {where / 'index.html'}", markup=False)
 
 
 def configure(parser) -> None:

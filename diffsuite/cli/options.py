@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..study.runner import DEVICES
+DEVICES = ("cpu", "cuda", "all")  # diffsuite.study.runner.DEVICES (not imported here: --help stays light)
 
 
 def jobs(text: str) -> int:
@@ -50,3 +50,12 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                              "results.<old-config-hash>.jsonl and meta.<old-config-hash>.json (never "
                              "overwriting an earlier backup)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    parser.add_argument("--config", type=Path, default=None, metavar="FILE.toml",
+                        help="a TOML file setting the study's grid (keys: the fields of its Config; those left out "
+                             "keep the full grid's, or the quick grid's with base = \"quick\"); one study only. "
+                             "`diffsuite list --config STUDY` prints the shipped quick and full files to start from")
+    parser.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT|local",
+                        help="measure the cells on a Dask cluster: a running scheduler's address, or 'local' for a "
+                             "cluster of --jobs worker processes on this machine (pip install 'diffsuite[dask]'; "
+                             "see docs/distributed.md). Only this process writes the results, so resuming works "
+                             "as without it")

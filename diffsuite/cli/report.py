@@ -5,7 +5,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..study.report import rebuild, studies_present
 from ..study.studies import STUDIES
 from .options import strict
 
@@ -18,6 +17,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def report_command(args) -> int:
+    from ..study.report import rebuild, studies_present
     # check before writing anything: a missing or empty folder gets the message, not a traceback or a
     # stray index.html
     if not studies_present(args.out):

@@ -2,6 +2,8 @@
 
     diffsuite run [STUDY ...] [--quick] [--jobs N] [--device cpu|cuda|all] [--out DIR]
         (results go to reports/, or reports/quick/ with --quick, unless --out says otherwise)
+    diffsuite run STUDY --config FILE.toml          (the grid from a file: study/config.py)
+    diffsuite run STUDY --scheduler tcp://HOST:8786 (cells on a Dask cluster; `local`: one on this machine)
     python studies/<name>.py [--quick] [--out DIR] [--jobs N] [--device cpu|cuda|all]
 
 ``--device cuda`` without a usable GPU is an error (exit status 2, nothing measured); ``--device all``
@@ -12,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..study.runner import StudyError, default_out, run_all
+from ..errors import StudyError
 from ..study.studies import STUDIES, check_studies, study_module
 from .options import add_run_options
 
@@ -25,19 +27,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run_command(args) -> int:
+    from ..study.runner import default_out, run_all
     try:
         names = check_studies(args.studies)
+        if args.config is not None and args.quick:
+            raise StudyError(f"--config {args.config} sets the whole grid; drop --quick (a file can start from the "
+                             "quick grid with base = \"quick\")")
         summaries = run_all(quick=args.quick, out=args.out, jobs=args.jobs, device=args.device, studies=names,
-                            progress=args.progress)
-    except StudyError as e:
-        print(f"diffsuite run: error: {e}", file=sys.stderr)
+                            progress=args.progress, config=args.config, scheduler=args.scheduler)
+    except (StudyError, OSError) as e:  # the environment: one line (what, where, what to do), exit 2
+        from ..study.store import environment_error
+        print(f"diffsuite run: error: {environment_error(e) if isinstance(e, OSError) else e}", file=sys.stderr)
         return 2
-    for s in summaries:
-        counts = ", ".join(f"{v} {k}" for k, v in sorted(s.statuses.items()))
-        print(f"{s.study}: {s.cells} cells ({s.measured} measured, {s.resumed} resumed); rows: {counts}; "
-              f"report: {s.directory / 'report.md'}")
+    print_summaries(summaries)
     print(f"index: {(args.out or default_out(args.quick)) / 'index.html'}")
     return 0
+
+
+def print_summaries(summaries, file=None) -> None:
+    """One line per study: cells measured and resumed, and its rows by status in words (what was not run for
+    a missing package, with the command that installs it; what was refused by design)."""
+    for s in summaries:
+        print(f"{s.study}: {s.cells} cells ({s.measured} measured, {s.resumed} resumed); rows: {s.rows_summary}; "
+              f"report: {s.directory / 'report.md'}", file=file or sys.stdout)
 
 
 def script_main(name: str, argv: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ the full grid is the accuracy study's own (``diffsuite.study.studies.accuracy.Co
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -170,6 +171,8 @@ def measure_grid(grid: Grid = QUICK, devices: tuple = ("cpu",), reference: str |
                 row["error"] = float(np.max(np.abs(g - ref))) / (scale if scale > 0 else 1.0)
                 if not math.isfinite(row["error"]):
                     row["status"], row["message"] = "error", "non-finite gradient"
+            except MalformedBaseline:
+                raise  # the baseline file is wrong, not the method: exit 2, not a regression
             except ImportError as e:  # an optional backend (torch, CUDA) absent: not a regression
                 row["status"], row["message"] = "skipped", str(e).splitlines()[0]
             except BudgetExceeded as e:
@@ -188,6 +191,9 @@ def problem_id(case: Case) -> str:
 def _reference(case: Case, pid: str, stored: dict | None, reference: str) -> dict:
     """``{"value", "grad"}``: the stored reference if the problem still has its value, else computed afresh."""
     value = case.objective.value(case.theta)
+    if stored is not None and len(stored["grad"]) != case.theta.size:
+        raise MalformedBaseline(f"the stored reference gradient of {pid} has {len(stored['grad'])} entries; the "
+                                f"problem has {case.theta.size} parameters")
     if stored is not None:
         if not math.isclose(value, stored["value"], rel_tol=1e-12, abs_tol=1e-300):
             raise BaselineError(f"the problem {pid} changed since the baseline was written: its loss is {value!r}, "
@@ -214,6 +220,10 @@ def cell_id(row: dict) -> str:
 
 
 # ----- the file -----
+class MalformedBaseline(BaselineError):
+    """The baseline file cannot describe the grid measured here (e.g. a stored gradient of the wrong length)."""
+
+
 def load_baseline(path: str | Path) -> dict:
     """The baseline as a dict with ``cells`` keyed by the KEY tuple; BaselineError saying what is wrong."""
     path = Path(path)
@@ -221,8 +231,13 @@ def load_baseline(path: str | Path) -> dict:
     if not path.exists():
         raise BaselineError(f"baseline file {path} does not exist; create it with: diffsuite check --baseline {path} "
                             "--update (add --quick for the quick grid)")
+    if path.is_dir():
+        raise BaselineError(f"baseline {path} is a folder; give the baseline's JSON file, e.g. "
+                            f"{path / 'accuracy_quick.json'}")
     try:
         data = json.loads(path.read_text())
+    except OSError as e:
+        raise BaselineError(f"cannot read the baseline file {path}: {e.strerror}; check its permissions") from None
     except UnicodeDecodeError as e:
         raise BaselineError(f"baseline file {path} is not text ({e}); {fix}") from None
     except json.JSONDecodeError as e:
@@ -273,8 +288,15 @@ def baseline_document(rows: list[dict], info: dict, grid_name: str) -> dict:
 def write_baseline(path: str | Path, document: dict) -> Path:
     """Write atomically (a reader never sees half a file)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    if path.is_dir():
+        raise BaselineError(f"cannot write the baseline to {path}: it is a folder; give a file name, e.g. "
+                            f"{path / 'accuracy_quick.json'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BaselineError(f"cannot create the folder {path.parent} for the baseline: {e.strerror}; write it "
+                            "somewhere you can write to (--baseline FILE)") from None
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     head = {k: v for k, v in document.items() if k not in ("cells", "references")}
     lines = [json.dumps(head, indent=1)[:-2] + ',\n "references": {']  # one problem, one cell per line
     refs = list(document.get("references", {}).items())
@@ -283,8 +305,14 @@ def write_baseline(path: str | Path, document: dict) -> Path:
     lines += [' },', ' "cells": [']
     cells = document["cells"]
     lines += [" " + json.dumps(c) + ("," if i < len(cells) - 1 else "") for i, c in enumerate(cells)]
-    tmp.write_text("\n".join(lines) + "\n ]\n}\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text("\n".join(lines) + "\n ]\n}\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()  # no half-written temporary left behind
+        raise BaselineError(f"cannot write the baseline {path}: {e.strerror}; write it somewhere you can write to "
+                            "(--baseline FILE)") from None
     return path
 
 

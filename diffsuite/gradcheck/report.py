@@ -190,9 +190,14 @@ class GradcheckReport:
         if self.passed:
             return str(self)
         failed = self.failed_methods
-        lines = [f"{self.kind} check failed for {self.problem}: {', '.join(failed)} disagree"
-                 f"{'s' if len(failed) == 1 else ''} with the reference, {self.reference_label}",
-                 self.summary_table()]
+        if self.reference_is_odd_one_out():
+            headline = (f"{self.kind} check failed for {self.problem}: the reference, {self.reference_label}, is the odd "
+                        f"one out: {', '.join(failed)} agree with each other and all disagree with it; check the "
+                        "reference first")
+        else:
+            headline = (f"{self.kind} check failed for {self.problem}: {', '.join(failed)} disagree"
+                        f"{'s' if len(failed) == 1 else ''} with the reference, {self.reference_label}")
+        lines = [headline, self.summary_table()]
         worst = self.worst_entries(n_worst)
         n_bad = int(np.any([self.failing(r) for r in self.results], axis=0).sum())
         if worst:
@@ -215,6 +220,23 @@ class GradcheckReport:
             lines.append(f"agree with the reference: {', '.join(ok)}")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+    def reference_is_odd_one_out(self) -> bool:
+        """True when at least two methods ran, every one fails against the reference, and they agree with each
+        other within their own tolerances (``|g_a - g_b| <= atol_a + atol_b + max(rtol) * max(|g_a|, |g_b|)`` at
+        every entry not straddling a kink): then the reference, not the methods, is the likely culprit."""
+        ran = [r for r in self.results if r.grad is not None]
+        if len(ran) < 2 or len(ran) != len(self.results) or any(not self.failing(r).any() for r in ran):
+            return False
+        for i, a in enumerate(ran):
+            for b in ran[i + 1:]:
+                skip = self.kink_mask(a) | self.kink_mask(b)
+                with np.errstate(invalid="ignore"):
+                    tol = a.atol + b.atol + max(a.rtol, b.rtol) * np.maximum(np.abs(a.grad), np.abs(b.grad))
+                    close = np.abs(a.grad - b.grad) <= tol
+                if not np.all(close | skip):
+                    return False
+        return True
 
     def raise_if_failed(self, n_worst: int = 5) -> "GradcheckReport":
         if not self.passed:

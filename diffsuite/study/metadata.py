@@ -130,3 +130,18 @@ def collect(study: str, config: Any, *, quick: bool, device: str, skipped: dict[
         **gpu_info(import_torch=device != "cpu"),
         "threads": threads(),
     }
+
+
+_HOST: dict | None = None
+
+
+def host_info() -> dict:
+    """This machine as a worker row names it: ``host`` (hostname), ``cpu`` (model), ``threads`` (the BLAS/OpenMP
+    thread setting, ``OMP_NUM_THREADS``, or the usable CPU count when unset). Computed once per process."""
+    global _HOST
+    if _HOST is None:
+        t = threads()
+        _HOST = {"host": platform.node() or "unknown", "cpu": cpu_model(),
+                 "threads": int(t["OMP_NUM_THREADS"]) if (t.get("OMP_NUM_THREADS") or "").isdigit()
+                 else t.get("affinity", t["cpu_count"])}
+    return _HOST

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from .status import UNAVAILABLE, install_hint
 from .store import RESULTS, ResultStore, dumps, write_atomic_text
 from .studies import STUDIES, study_module
 
@@ -133,10 +134,14 @@ def _inline_html(text: str) -> str:
 
 def _html_table(df: pd.DataFrame, caption: str = "") -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>"
-                   for row in df.itertuples(index=False))
+    def td(v) -> str:  # numbers never wrap (1.95e-04 split over two lines); long text (a message) does
+        text = _cell(v)
+        return f"<td class=text>{html.escape(text)}</td>" if len(text) > 40 else f"<td>{html.escape(text)}</td>"
+
+    body = "".join("<tr>" + "".join(td(v) for v in row) + "</tr>" for row in df.itertuples(index=False))
     cap = f"<caption>{_inline_html(caption)}</caption>" if caption else ""
-    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    # a table wider than the page scrolls sideways inside its own box instead of widening the page
+    return f"<div class=scroll><table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
 def to_html_section(rep: Report, study: str, meta: dict | None = None) -> str:
@@ -164,9 +169,11 @@ def to_html_section(rep: Report, study: str, meta: dict | None = None) -> str:
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45;color:#222}
 img{max-width:100%;border:1px solid #ddd}table{border-collapse:collapse;margin:1em 0;font-size:.85em}
-td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#f3f3f3}caption{font-weight:bold;text-align:left}
+td,th{border:1px solid #ccc;padding:2px 6px;text-align:right;white-space:nowrap}
+th{background:#f3f3f3}caption{font-weight:bold;text-align:left}
 code{background:#f4f4f4;padding:0 3px}.question{font-style:italic}nav a{margin-right:1em}figure{margin:1em 0}
-figcaption{font-size:.85em;color:#555}"""
+figcaption{font-size:.85em;color:#555}.scroll{max-width:100%;overflow-x:auto}
+td.text{white-space:normal;min-width:24em;text-align:left}"""
 
 
 # ----- writing -----
@@ -182,12 +189,38 @@ def load(study: str, out: Path) -> tuple[pd.DataFrame, dict]:
 
 
 def build(study: str, out: Path) -> Report:
+    """The study's report from its stored rows. Rows not run for a missing package are not measurements: the
+    study's ``report`` never sees them, and a closing "Not run on this machine" section names each, with the
+    command that installs what it needs."""
     table, meta = load(study, out)
     module = study_module(study)
     if table.empty:
         return Report(title=module.TITLE, question=module.QUESTION,
                       blocks=[Para("No results stored yet: run `diffsuite run " + study + "`.")])
-    return module.report(table, meta, Path(out) / study)
+    unavailable = table["status"] == UNAVAILABLE if "status" in table else pd.Series(False, index=table.index)
+    measured = table[~unavailable].reset_index(drop=True)
+    if measured.empty:
+        rep = Report(title=module.TITLE, question=module.QUESTION, blocks=[])
+    else:
+        rep = module.report(measured, meta, Path(out) / study)
+    if unavailable.any():
+        rep.blocks.append(not_run_section(table[unavailable]))
+        rep.findings["not_run"] = sorted(set(table.loc[unavailable, "needs"].dropna().astype(str)))
+    return rep
+
+
+def not_run_section(rows: pd.DataFrame) -> Bullets:
+    """One bullet per missing package: what was not run (the methods, or the number of cells) and how to
+    install it."""
+    items = []
+    needs = rows["needs"].fillna("?").astype(str) if "needs" in rows else pd.Series("?", index=rows.index)
+    for package, g in rows.groupby(needs, sort=True):
+        what = (", ".join(f"`{m}`" for m in sorted(set(g["method"].dropna().astype(str))))
+                if "method" in g and g["method"].notna().any() else f"{len(g)} cells")
+        items.append(f"Not run on this machine: {what} ({len(g)} row{'s' if len(g) > 1 else ''}): needs {package}, "
+                     f"`{install_hint(package)}`; "
+                     "a rerun of this study measures them once it is installed.")
+    return Bullets(items)
 
 
 def write_study_report(study: str, out: Path) -> Report:

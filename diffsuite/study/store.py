@@ -15,15 +15,21 @@ reader never sees half of it. One process writes a store at a time (an advisory 
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
+
+from ..errors import StudyError
+from .status import needs_rerun
 
 RESULTS = "results.jsonl"
 TABLE = "results.csv"
@@ -49,22 +55,42 @@ def dumps(obj: Any, sort_keys: bool = False) -> str:
     return json.dumps(obj, default=_jsonable, sort_keys=sort_keys, allow_nan=True)
 
 
+class StoreError(StudyError):
+    """The results folder cannot be used: busy (another writer holds it) or not writable. One line: what, where,
+    what to do."""
+
+
 def read_cells(path: Path) -> dict[str, list[dict]]:
-    """``{cell id: rows}`` from a results file: complete lines only (a torn last line is ignored)."""
+    """``{cell id: rows}`` from a results file: complete lines only (a torn last line is ignored).
+
+    A line that is not a cell (not JSON, no ``cell``, or ``rows`` not a list of objects, e.g. edited by hand)
+    is skipped with a warning naming its line number: that cell counts as not done and is measured again."""
     path = Path(path)
     if not path.exists():
         return {}
     data = path.read_bytes()
     cells: dict[str, list[dict]] = {}
-    for line in data.split(b"\n")[:-1] if not data.endswith(b"\n") else data.split(b"\n"):
+    bad = []
+    for number, line in enumerate(data.split(b"\n")[:-1] if not data.endswith(b"\n") else data.split(b"\n"), 1):
         if not line.strip():
             continue
         try:
             rec = json.loads(line)
-            cells[str(rec["cell"])] = list(rec["rows"])
+            rows = rec["rows"]
+            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+                raise TypeError("rows must be a list of objects")
+            cells[str(rec["cell"])] = rows
         except (ValueError, KeyError, TypeError):
-            continue  # unreadable line: that cell counts as not done and is measured again
+            bad.append(number)  # unreadable line: that cell counts as not done and is measured again
+    if bad:
+        warnings.warn(f"{path}: line{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad[:10]))} "
+                      f"{'are' if len(bad) > 1 else 'is'} not a stored cell (not JSON, or \"rows\" not a list of "
+                      "objects) and skipped: a run measures those cells again", StoreWarning, stacklevel=2)
     return cells
+
+
+class StoreWarning(UserWarning):
+    """A results file holds lines that are not cells (edited or damaged); they are skipped."""
 
 
 class ResultStore:
@@ -84,8 +110,9 @@ class ResultStore:
 
     @property
     def finished(self) -> set[str]:
-        """Cells that need no rerun: stored, and not failed as a whole (``cell_failed``: those are retried)."""
-        return {cid for cid, rows in self._cells.items() if not any(r.get("cell_failed") for r in rows)}
+        """Cells that need no rerun: stored, not failed as a whole (``cell_failed``) and with no row ``unavailable``
+        for a package that is installed now (``status.needs_rerun``)."""
+        return {cid for cid, rows in self._cells.items() if not needs_rerun(rows)}
 
     def cells(self) -> dict[str, list[dict]]:
         return dict(self._cells)
@@ -97,9 +124,11 @@ class ResultStore:
 
     # ----- writing -----
     def open(self) -> "ResultStore":
-        """Take the write lock and repair a torn last line; then ``append`` may be called."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        """Take the write lock, remove temporary files that killed processes left, repair a torn last line;
+        then ``append`` may be called. ``StoreError`` (one line) when the folder is busy or not writable."""
+        make_folder(self.directory)
         self._lock = _acquire_lock(self.directory / LOCK)
+        remove_stale_temporaries(self.directory)
         if self.path.exists():
             data = self.path.read_bytes()
             if data and not data.endswith(b"\n"):  # a kill mid-write: cut the partial line off
@@ -168,11 +197,7 @@ class ResultStore:
             self._fh.close()
             self._fh = None
         if self._lock is not None:
-            try:
-                os.unlink(self._lock.name)  # no stray lock file among the results
-            except OSError:
-                pass
-            self._lock.close()
+            _release_lock(self._lock)
             self._lock = None
 
     def __enter__(self):
@@ -214,37 +239,127 @@ def _tmp(path: Path) -> Path:
     return path.with_name(f"{path.name}.{os.getpid()}.tmp")  # one per process: no two writers share one
 
 
+_TEMPORARY = re.compile(r".+\.(\d+)\.tmp")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. EPERM: it exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Delete ``<name>.<pid>.tmp`` files in ``directory`` whose process is gone (a kill between writing and
+    renaming leaves one); a live process's temporary is left alone. Returns the files removed."""
+    removed = []
+    try:
+        entries = list(Path(directory).iterdir())
+    except OSError:
+        return removed
+    for f in entries:
+        m = _TEMPORARY.fullmatch(f.name)
+        if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+            try:
+                f.unlink()
+                removed.append(f)
+            except OSError:
+                pass
+    return removed
+
+
+def make_folder(directory: Path, option: str = "--out") -> Path:
+    """``directory`` created if missing, or a ``StoreError`` saying what is wrong there and what to do (a file
+    in the way, no permission, a read-only file system)."""
+    directory = Path(directory)
+    for parent in (directory, *directory.parents):
+        if parent.exists() and not parent.is_dir():
+            raise StoreError(f"cannot use {directory} for results: {parent} is a file, not a folder; give "
+                             f"{option} a folder (it is created if missing)")
+        if parent.exists():
+            break
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StoreError(f"cannot create the results folder {directory}: {e.strerror or e}; give {option} a folder "
+                         "you can write to") from None
+    return directory
+
+
+def environment_error(e: OSError, option: str = "--out") -> StoreError:
+    """An ``OSError`` from writing results or reports as one line: what failed, where, what to do."""
+    where = e.filename or "the results folder"
+    hint = {errno.EACCES: "you may not write there", errno.EPERM: "you may not write there",
+            errno.EROFS: "the file system is read-only", errno.ENOSPC: "the disk is full"}.get(e.errno, "")
+    return StoreError(f"cannot write {where}: {e.strerror or e}{f' ({hint})' if hint else ''}; give {option} a "
+                      "folder you can write to")
+
+
 def write_atomic_csv(df: pd.DataFrame, path: Path) -> Path:
-    path = Path(path)
-    tmp = _tmp(path)
-    df.to_csv(tmp, index=False, lineterminator="\n")
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    return write_atomic_text(path, df.to_csv(index=False, lineterminator="\n"))
 
 
 def write_atomic_text(path: Path, text: str | bytes) -> Path:
+    """Write to ``<path>.<pid>.tmp``, fsync, rename into place: a reader sees the old file or the new one. A kill
+    in between leaves the temporary, which the next ``ResultStore.open`` removes; an error removes it at once."""
     path = Path(path)
     tmp = _tmp(path)
-    with open(tmp, "wb") as f:
-        f.write(text.encode() if isinstance(text, str) else text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(text.encode() if isinstance(text, str) else text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
     return path
 
 
+class StoreBusy(StoreError, RuntimeError):
+    """Another process holds the results folder's write lock."""
+
+
 def _acquire_lock(path: Path):
-    fh = open(path, "a")
+    """An exclusive advisory lock on ``path``, held by the returned open file.
+
+    The lock file is removed on release (no stray file among the results) while still locked, so a waiting
+    process may have opened the old, now unlinked, file: after locking, the holder checks that the file it
+    locked is still the one at ``path`` and otherwise tries again. So exactly one process holds the lock of
+    ``path`` under any interleaving of open, lock, unlink and close."""
     try:
         import fcntl
     except ImportError:  # not POSIX: no advisory lock, single-writer by convention
-        return fh
+        return open(path, "a")
+    while True:
+        try:
+            fh = open(path, "a")
+        except OSError as e:
+            raise environment_error(e) from None
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            raise StoreBusy(f"another diffsuite process is writing the results in {path.parent}; wait for it to "
+                            "finish (or stop it), or give this run another --out folder") from None
+        try:
+            same = os.path.samestat(os.fstat(fh.fileno()), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fh
+        fh.close()  # we locked a file its holder unlinked on release: lock the one at the path now
+
+
+def _release_lock(fh) -> None:
     try:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.unlink(fh.name)  # while still locked: see _acquire_lock
     except OSError:
-        fh.close()
-        raise RuntimeError(f"another diffsuite process is writing the results in {path.parent}; wait for it to "
-                           "finish (or stop it), or give this run another --out folder") from None
-    return fh
+        pass
+    fh.close()

@@ -1,9 +1,12 @@
-"""The result store: durable appends, torn lines, the write lock, what counts as finished."""
+"""The result store: durable appends, torn lines, the write lock, what counts as finished, temporaries."""
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
-from diffsuite.study.store import RESULTS, ResultStore, read_cells
+from diffsuite.study.store import RESULTS, ResultStore, StoreBusy, StoreWarning, read_cells
 
 
 def test_append_is_on_disk_before_it_returns(tmp_path):
@@ -52,3 +55,66 @@ def test_the_csv_is_derived_atomically(tmp_path):
         path = store.write_table()
     assert path.read_text().splitlines() == ["cell,x,status", "a=1,1,ok"]
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_the_lock_has_one_holder_under_any_interleaving(tmp_path, monkeypatch):
+    """The three-writer race: B opens the lock file, A releases (unlinking it), B locks the unlinked file, C
+    locks a fresh one. Before, B and C both held "the" lock; now B notices and locks the file at the path."""
+    from diffsuite.study import store as st
+    path = tmp_path / st.LOCK
+    a = st._acquire_lock(path)
+    real_open, released = open, []
+
+    def open_then_release_a(p, *args, **kw):  # B's open lands just before A's release
+        fh = real_open(p, *args, **kw)
+        if not released:
+            released.append(True)
+            st._release_lock(a)
+        return fh
+
+    monkeypatch.setattr(st, "open", open_then_release_a, raising=False)
+    b = st._acquire_lock(path)
+    monkeypatch.undo()
+    assert os.path.samestat(os.fstat(b.fileno()), os.stat(path))  # B holds the file that is at the path
+    with pytest.raises(StoreBusy, match="another diffsuite process is writing the results"):
+        st._acquire_lock(path)  # C: refused while B holds the lock
+    st._release_lock(b)
+    c = st._acquire_lock(path)  # free again once B is done
+    st._release_lock(c)
+    assert not path.exists()  # no stray lock file among the results
+
+
+def test_temporary_files_of_dead_processes_are_removed_on_the_next_run(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)  # that process has exited
+    stale = tmp_path / f"results.csv.{dead_pid}.tmp"
+    live = tmp_path / f"results.csv.{os.getppid()}.tmp"  # our parent is alive: maybe still writing
+    stale.write_text("half a table")
+    live.write_text("being written")
+    with ResultStore(tmp_path) as store:
+        store.append("a=1", [{"x": 1}])
+    assert not stale.exists() and live.exists()
+
+
+def test_a_failed_atomic_write_leaves_no_temporary(tmp_path, monkeypatch):
+    from diffsuite.study import store as st
+
+    def refuse(src, dst):
+        raise PermissionError(13, "Permission denied", str(dst))
+
+    monkeypatch.setattr(st.os, "replace", refuse)
+    with pytest.raises(PermissionError):
+        st.write_atomic_text(tmp_path / "report.md", "text")
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_line_whose_rows_are_not_a_list_of_rows_is_skipped_with_a_warning(tmp_path):
+    with ResultStore(tmp_path) as store:
+        store.append("a=1", [{"x": 1, "status": "ok"}])
+    with open(tmp_path / RESULTS, "a") as f:
+        f.write('{"cell": "a=2", "rows": "abc"}\n{"cell": "a=3", "rows": [1, 2]}\n')
+    with pytest.warns(StoreWarning, match=r"lines 2, 3 are not a stored cell"):
+        cells = read_cells(tmp_path / RESULTS)
+    assert cells == {"a=1": [{"x": 1, "status": "ok"}]}  # a=2 and a=3 count as not done: measured again
+    with pytest.warns(StoreWarning):
+        assert list(ResultStore(tmp_path).table()["x"]) == [1]

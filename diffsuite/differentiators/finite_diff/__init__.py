@@ -44,6 +44,7 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
+from ...errors import RefusedByDesign
 from ...namespace import NUMPY
 from ...objective import Objective
 from ..base import Gradient, HigherOrder, flatten_params, grad_leaf, scalar_check
@@ -74,8 +75,8 @@ class DomainWarning(UserWarning):
     """f(theta) is finite but a stencil point of some entry gives NaN or inf at every step tried (entry NaN)."""
 
 
-class StepUnderflowError(ValueError):
-    """theta_i + h == theta_i in the evaluation dtype: the quotient would be exactly 0."""
+class StepUnderflowError(RefusedByDesign):
+    """theta_i + h == theta_i in the evaluation dtype: the quotient would be exactly 0 (refused by design)."""
 
 
 def _name_list(names: list[str], limit: int = 8) -> str:
@@ -133,7 +134,10 @@ class FiniteDiff(HigherOrder):
             raise ValueError(f"zero_step must be 'raise' or 'warn'; got {self.zero_step!r}")
         if not isinstance(self.step, str):
             try:
-                step = np.asarray(self.step, dtype=np.float64)
+                # a bool (step=True) is not a step of 1: refused like any other non-number
+                raw = np.asarray(self.step, dtype=object).ravel()
+                bad = any(isinstance(v, (bool, np.bool_, complex, np.complexfloating)) for v in raw)
+                step = np.asarray(np.nan) if bad else np.asarray(self.step, dtype=np.float64)
             except (TypeError, ValueError):
                 step = np.asarray(np.nan)
             if step.ndim > 1 or step.size == 0 or not np.all(np.isfinite(step) & (step > 0)):

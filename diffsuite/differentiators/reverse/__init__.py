@@ -23,7 +23,7 @@ import numpy as np
 from ...objective import Objective
 from ..base import Gradient, HigherOrder, flatten_params, grad_leaf, scalar_check
 from . import higher
-from .backends import load_backend
+from .backends import BACKENDS, load_backend
 from .tape import Tape, TapeNamespace, Var
 
 DTYPES = ("float64", "float32")
@@ -48,6 +48,9 @@ class Reverse(HigherOrder):
     higher: ClassVar = higher
 
     def __post_init__(self):
+        if self.backend not in BACKENDS:  # refused here, not at the first call (e.g. backend="jax")
+            raise ValueError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)} (the array "
+                             "library the tape runs on)")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
 
@@ -124,7 +127,15 @@ class Reverse(HigherOrder):
             leaves, rebuild = flatten_params(theta)
             tape = Tape(B)
             wrt = [tape.input(B.asarray(leaf)) for leaf in leaves]
-            out = f(TapeNamespace(tape), rebuild(wrt), *args)
+            try:
+                out = f(TapeNamespace(tape), rebuild(wrt), *args)
+            except TypeError as e:
+                if "does not support ufuncs" not in str(e):
+                    raise
+                name = getattr(f, "__name__", "f")  # np.tanh(traced value): numpy cannot record on the tape
+                raise TypeError(f"{name} called a numpy function on a traced value ({e}); write it against the xp "
+                                f"namespace it receives, e.g. xp.tanh(x), xp.sum(x), xp.exp(x) instead of np.tanh(x), "
+                                f"..., so that reverse mode can record it") from e
             grads, value, stats = self._finish(tape, out, wrt, lambda: getattr(f, "__name__", "f"))
             return Gradient(B.item(value), rebuild([grad_leaf(B.to_numpy(g)) for g in grads]), stats)
 

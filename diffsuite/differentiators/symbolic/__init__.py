@@ -15,6 +15,7 @@ expressions; ``symengine_bridge`` SymPy <-> SymEngine; ``metrics`` expression si
 """
 from __future__ import annotations
 
+import importlib.util
 import math
 import time
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-from ...budget import Budget, run_budgeted
+from ...budget import Budget, check_node_budget, check_time_budget, run_budgeted
 from ...objective import Objective
 from ..base import Gradient, HigherOrder, flatten_params, grad_leaf
 from .build import (ENGINES, METRIC_KEYS, SetupOptions, build_function, build_objective, is_float_data,
@@ -78,10 +79,10 @@ class Symbolic(HigherOrder):
             raise ValueError(f"symbolic compiles its gradient for float64 only; got dtype={self.dtype!r}. For a "
                              "float32 ground truth use diffsuite.reference.reference_gradient(..., dtype='float32'); "
                              "for float32 arithmetic use get_differentiator('reverse', dtype='float32').")
-        if self.node_budget is not None and not (isinstance(self.node_budget, int) and self.node_budget > 0):
-            raise ValueError(f"node_budget must be a positive int or None; got {self.node_budget!r}")
-        if self.time_budget_s is not None and not self.time_budget_s > 0:
-            raise ValueError(f"time_budget_s must be positive seconds or None; got {self.time_budget_s!r}")
+        check_node_budget(self.node_budget)  # a bool, a float, 0: a ValueError naming the option
+        check_time_budget(self.time_budget_s)  # math.inf: no limit
+        if self.engine == "symengine" and importlib.util.find_spec("symengine") is None:
+            load_symengine()  # refused here, at construction, with the install command (MissingDependency)
 
     @property
     def label(self) -> str:

@@ -8,6 +8,7 @@ picklable ``dict`` (source code, symbol names, stats), so that it can run in a w
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -50,6 +51,37 @@ def _scalar_expr(out: Any, who: str) -> sp.Expr:
     return wrap(SYMPY.asarray(out)).expr()  # a constant: the gradient is zero
 
 
+#: the budget of the build in progress (``setup`` sets it): the namespace models see then checks it as it goes
+_BUILDING: ContextVar[Budget | None] = ContextVar("diffsuite_symbolic_build_budget", default=None)
+
+
+class _BudgetedNamespace:
+    """SYMPY, checking the node budget (distinct expression nodes so far) and the time budget after every
+    namespace call: a network too large for the budget stops while its loss is being built, not after."""
+
+    def __init__(self, budget: Budget):
+        self._budget, self._seen = budget, set()
+
+    def __getattr__(self, name: str):
+        fn = getattr(SYMPY, name)
+        if not callable(fn):
+            return fn
+
+        def checked(*args, **kwargs):
+            out = fn(*args, **kwargs)
+            exprs = [e for e in np.asarray(out, dtype=object).reshape(-1) if isinstance(e, sp.Basic)]
+            n = dag_nodes(exprs, self._seen)
+            self._budget.check_nodes(n, "the loss built so far")
+            self._budget.check_time()
+            return out
+        return checked
+
+
+def _namespace():
+    budget = _BUILDING.get()
+    return SYMPY if budget is None or (budget.nodes is None and budget.time_s is None) else _BudgetedNamespace(budget)
+
+
 def build_objective(objective: Objective, *, symbolic_data: bool = False, dtype=np.float64) -> tuple[Problem, list]:
     """The loss of ``objective`` with one real symbol per parameter (named like ``W1[0, 3]``).
 
@@ -71,7 +103,7 @@ def build_objective(objective: Objective, *, symbolic_data: bool = False, dtype=
             values += targets.reshape(-1).tolist()
             targets = y
         inputs = x
-    out = objective.evaluate(SYMPY, params, SYMPY.asarray(inputs), targets)
+    out = objective.evaluate(_namespace(), params, SYMPY.asarray(inputs), targets)
     return Problem(_scalar_expr(out, objective.describe()), _flat_symbols(params.values()), data_symbols), values
 
 
@@ -108,7 +140,7 @@ def call_on_symbols(f: Callable, leaves: list[np.ndarray], rebuild: Callable, ar
             values += arr.reshape(-1).tolist()
         else:
             sym_args.append(a)
-    out = f(SYMPY, rebuild(leaf_syms), *sym_args)
+    out = f(_namespace(), rebuild(leaf_syms), *sym_args)
     return out, _flat_symbols(leaf_syms), data_symbols, values
 
 
@@ -183,7 +215,11 @@ def setup(build: Callable[[], tuple[Problem, list]], opts: SetupOptions, budget:
     clock = time.perf_counter
     budget.enter("build")
     t = clock()
-    problem, data_values = build()
+    token = _BUILDING.set(budget)
+    try:
+        problem, data_values = build()
+    finally:
+        _BUILDING.reset(token)
     stats["build_s"] = clock() - t
     stats["n_params"] = len(problem.params)
     loss_dag = dag_nodes([problem.loss])

@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import sympy as sp
 
+from ...errors import MissingDependency
 from .namespace import Abs0, Max1, Min1, Sign0, Step, TieStep
 
 
@@ -18,8 +19,7 @@ def load_symengine():
     try:
         import symengine
     except ImportError as e:
-        raise ImportError("engine='symengine' needs SymEngine: pip install 'diffsuite[symengine]' "
-                          "(or use engine='sympy')") from e
+        raise MissingDependency("engine='symengine'", "symengine", "symengine", "or use engine='sympy'") from e
     return symengine
 
 

@@ -21,6 +21,7 @@ STUDIES = {
     "speed": "diffsuite.study.studies.speed",
     "training": "diffsuite.study.studies.training",
     "second_order": "diffsuite.study.studies.second_order",
+    "agreement": "diffsuite.study.studies.agreement",
 }
 
 

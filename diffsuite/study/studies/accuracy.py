@@ -24,6 +24,7 @@ from ..common import FALLBACK_NAME, FD_SCHEMES, make_method, method_device, mlp_
 from ..figures import figure_legend, method_order, plot_kwargs, save, subplots
 from ..report import Bullets, Figure, Heading, Para, Report, Table, fmt
 from ..runner import cell
+from ..status import failure_row
 
 TITLE = "Accuracy of every differentiator"
 QUESTION = ("How far from the exact gradient is each differentiator, across activations, losses, regularisation, "
@@ -101,7 +102,7 @@ def measure(config: Config, params: dict) -> list[dict]:
                     warnings.simplefilter("ignore")
                     res = d.value_and_grad(p.objective)(p.theta)
             except Exception as e:  # noqa: BLE001 - one method failing is a row, not the end of the cell
-                rows.append({**row, "status": "error", "message": f"{type(e).__name__}: {e}"[:400]})
+                rows.append({**row, **failure_row(e)})  # a missing package: "unavailable", not an error
                 continue
             kinks = res.stats.get("kink_params")
             row.update(rel_error=rel_error(res.grad, ref.grad),
@@ -150,10 +151,10 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
     methods = method_order(rows["method"].unique()) if len(rows) else []
     rng = np.random.default_rng(0)  # jitter only: fixed, so the figure is reproducible
     for ax, d in zip(axes[0], dtypes):
-        for i, m in enumerate(methods):
-            g = rows[(rows["method"] == m) & (rows["dtype"] == d) & (rows["status"] == "ok")]
-            if g.empty:
-                continue
+        ok_d = rows[(rows["dtype"] == d) & (rows["status"] == "ok")]
+        panel = [m for m in methods if (ok_d["method"] == m).any()]  # no empty slot for a method without rows here
+        for i, m in enumerate(panel):
+            g = ok_d[ok_d["method"] == m]
             e = g["rel_error"].astype(float).fillna(np.inf).clip(lower=FLOOR).to_numpy()
             x = i + rng.uniform(-0.25, 0.25, size=len(e))
             kink = g["near_kink"].astype(bool).to_numpy()
@@ -170,8 +171,8 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
             if np.isfinite(med):
                 ax.hlines(med, i - 0.35, i + 0.35, color="black", linewidth=1.5)
         ax.set_yscale("log")
-        ax.set_xticks(range(len(methods)))
-        ax.set_xticklabels([m.replace("finite_diff", "fd") for m in methods], rotation=40, ha="right", fontsize=7.5)
+        ax.set_xticks(range(len(panel)))
+        ax.set_xticklabels([m.replace("finite_diff", "fd") for m in panel], rotation=40, ha="right", fontsize=7.5)
         ax.set_ylabel("max relative error (normwise)")
         ax.set_xlabel("method (black bar: median; hollow: step straddles a kink)")
         ax.set_title(f"{d}: every activation x loss x regularisation x seed")

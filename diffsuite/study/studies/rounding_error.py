@@ -9,7 +9,7 @@ step. Reverse mode (numpy, both dtypes) and symbolic (float64) are single points
 
 Error: ``max_i |g_i - r_i| / max_i |r_i|``. A float32 step so small that theta + h == theta (or that
 the difference of f rounds to 0) makes the differentiator refuse (``StepUnderflowError``): that step
-is a row with status ``error`` and no error value, a gap in the curve.
+is a row with status ``refused`` (by design, not a failure) and no error value, a gap in the curve.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from ..common import EPS, FD_SCHEMES, Reference, make_method, reference, rel_err
 from ..figures import figure_legend, plot_kwargs, save, style, subplots
 from ..report import Bullets, Figure, Heading, Para, Report, Table, fmt
 from ..runner import cell
+from ..status import failure_row
 
 TITLE = "Rounding error against step size"
 QUESTION = ("How does the error of each finite-difference scheme depend on the step h, in float32 and float64, "
@@ -120,8 +121,8 @@ def measure(config: Config, params: dict) -> list[dict]:
         try:
             d = make_method(method, dtype=dtype, step=h, kink_check=False, **extra)
             res = _grad(d, target, theta)
-        except Exception as e:  # noqa: BLE001 - e.g. StepUnderflowError: a gap, not the end of the sweep
-            rows.append({**row, "status": "error", "message": f"{type(e).__name__}: {e}"[:300]})
+        except Exception as e:  # noqa: BLE001 - e.g. StepUnderflowError (status "refused"): a gap, not the end
+            rows.append({**row, **failure_row(e)})
             continue
         steps = np.asarray(res.stats.get("steps", [np.nan]), dtype=float)
         if h == "auto":
@@ -153,7 +154,7 @@ def best_table(table: pd.DataFrame) -> pd.DataFrame:
                      "auto h (median)": float(auto["h"].iloc[0]) if len(auto) else None,
                      "error at auto h": float(auto["rel_error"].iloc[0]) if len(auto) else None,
                      "refused steps": int((table[(table["problem"] == p) & (table["method"] == m)
-                                                 & (table["dtype"] == d)]["status"] == "error").sum())})
+                                                 & (table["dtype"] == d)]["status"] == "refused").sum())})
     return pd.DataFrame(rows)
 
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from ...errors import MissingDependency
 from ..common import fit_loglog, make_method, method_device, mlp_problem, rel_error
 from ..figures import figure_legend, method_order, plot_kwargs, save, subplots
 from ..report import Bullets, Figure, Heading, Para, Report, Table, fmt
@@ -119,8 +120,7 @@ def measure(config: Config, params: dict) -> list[dict]:
         try:
             import torch
         except ImportError as e:
-            raise ImportError("reverse[torch-*] needs PyTorch, which is not installed: "
-                              "pip install 'diffsuite[torch]'") from e
+            raise MissingDependency(method, "torch") from e
         torch.set_num_threads(config.threads)
     sync = cuda_sync(device)
     row = {"n_params": int(theta.size), "device": device, "dtype": "float64",

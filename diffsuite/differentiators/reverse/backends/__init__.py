@@ -5,6 +5,7 @@ Every backend module defines one class with the same methods as ``NumpyBackend``
 """
 from __future__ import annotations
 
+from ....errors import MissingDependency
 from .numpy_backend import NumpyBackend
 
 BACKENDS = ("numpy", "torch")
@@ -18,7 +19,6 @@ def load_backend(name: str = "numpy", device: str = "cpu", dtype: str = "float64
         try:
             from .torch_backend import TorchBackend
         except ImportError as e:
-            raise ImportError("backend 'torch' needs PyTorch, which is not installed: "
-                              "pip install 'diffsuite[torch]' (or pip install torch)") from e
+            raise MissingDependency("backend 'torch'", "torch", "torch", "or pip install torch") from e
         return TorchBackend(device=device, dtype=dtype)
     raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")

@@ -1,0 +1,290 @@
+"""Where a study's cells are measured: in this process, in a local process pool, or on Dask workers.
+
+The runner (``study/runner.py``) chooses the executor and hands it the cells still to measure (an
+iterator it fills lazily, so that ``prune`` sees every row finished so far) and a callback
+``done(cell, rows)``. Every executor calls ``done`` in the driver process, one cell at a time, as each
+cell finishes; so only the driver appends to ``results.jsonl``, and durability and resume are the same
+whichever executor measured the rows (a lost executor or worker costs at most the cells in flight).
+
+- ``InProcess``: one cell after the other in this process (``--jobs 1``, the default).
+- ``LocalPool``: ``--jobs N`` spawned worker processes (``concurrent.futures``). On Linux each worker
+  asks the kernel for SIGKILL when the driver dies (``prctl(PR_SET_PDEATHSIG)``), so killing a driver
+  never leaves workers measuring (and holding its stdout) behind it.
+- ``DaskExecutor``: ``--scheduler tcp://HOST:PORT`` (a running Dask scheduler) or ``--scheduler local``
+  (a ``LocalCluster`` of ``--jobs`` worker processes on this machine, one thread each). Needs
+  ``pip install 'diffsuite[dask]'``. A worker lost mid-cell is retried on another one by Dask; a cell
+  that kills its worker ``allowed-failures`` times (Dask's setting, default 3) comes back as one
+  ``error`` row (``KilledWorker``) instead of being retried for ever. Every row measured on Dask names
+  the worker's hardware (``worker_host``, ``worker_cpu``, ``worker_threads``). Timing studies
+  (``SERIAL``) run one cell at a time on the cluster, alone on their worker.
+
+``docs/distributed.md`` shows how to start a scheduler and workers on several machines.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from dataclasses import fields as dataclass_fields
+from importlib import import_module
+from multiprocessing import get_context
+from typing import Any, Callable, Iterator
+
+from ..errors import StudyError
+from . import metadata
+
+LOCAL = "local"
+CONNECT_TIMEOUT_S = 20
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+Done = Callable[[Any, list], None]  # done(cell, rows): called in the driver as each cell finishes
+#: run_cell(module_name, config, params) -> rows: the runner's, which turns a failing measurement into rows
+RunCell = Callable[[str, Any, dict], list]
+
+
+class InProcess:
+    """Every cell in this process, in order."""
+
+    kind = "in-process"
+
+    def describe(self) -> dict:
+        return {"kind": self.kind}
+
+    def run(self, run_cell: RunCell, module_name: str, config: Any, cells: Iterator, done: Done) -> None:
+        for c in cells:
+            done(c, run_cell(module_name, config, c.params))
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# ----- the local process pool -----
+def die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: be killed (SIGKILL) when the driver dies, also by ``kill -9``.
+
+    Linux only (``prctl(PR_SET_PDEATHSIG)`` through ctypes); elsewhere a worker notices only when it next
+    talks to the driver. If the driver died before this ran, exit at once."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # orphaned between the spawn and the prctl
+        os._exit(1)
+
+
+@contextmanager
+def _environment(env: dict | None):
+    """``os.environ`` updated with ``env`` while workers are spawned (BLAS reads its thread count at import)."""
+    saved = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+class LocalPool:
+    """``jobs`` spawned worker processes on this machine (spawn, not fork: fork after torch or BLAS threads
+    have started is unsafe), with ``env`` in their environment; at most ``jobs`` cells in flight."""
+
+    kind = "local-pool"
+
+    def __init__(self, jobs: int, env: dict | None = None, label: str = "study"):
+        self.jobs, self.env, self.label = jobs, dict(env or {}), label
+        self._pool = None
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "jobs": self.jobs}
+
+    def run(self, run_cell: RunCell, module_name: str, config: Any, cells: Iterator, done: Done) -> None:
+        with _environment(self.env):
+            self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=get_context("spawn"),
+                                             initializer=die_with_parent, initargs=(os.getpid(),))
+            in_flight: dict = {}
+            try:
+                while True:
+                    while len(in_flight) < self.jobs:
+                        c = next(cells, None)
+                        if c is None:
+                            break
+                        in_flight[self._pool.submit(run_cell, module_name, config, c.params)] = c
+                    if not in_flight:
+                        break
+                    finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        done(in_flight.pop(fut), fut.result())
+            except BrokenProcessPool:
+                raise RuntimeError(f"a worker process of study {self.label} died (out of memory, or killed); the "
+                                   "cells finished so far are stored: rerun to resume, perhaps with fewer --jobs"
+                                   ) from None
+            finally:
+                self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# ----- Dask -----
+def _on_worker(run_cell: RunCell, module_name: str, fields: dict, params: dict) -> list[dict]:
+    """``run_cell`` on a Dask worker, with the study's ``Config`` rebuilt here from plain ``fields`` (so that a
+    worker that cannot import the study gives an error row, not a task the cluster cannot even unpickle);
+    each row also names the worker's hardware."""
+    try:
+        config = import_module(module_name).Config(**fields)
+    except Exception as e:  # noqa: BLE001 - e.g. a worker with another diffsuite: a row that says so
+        rows = [{**params, "status": "error", "cell_failed": True, "cell_s": 0.0,
+                 "message": f"{type(e).__name__}: {e} (on worker {metadata.host_info()['host']}: install the "
+                            "driver's diffsuite version and extras on every worker)"}]
+    else:
+        rows = run_cell(module_name, config, params)
+    hw = metadata.host_info()
+    return [{**r, "worker_host": hw["host"], "worker_cpu": hw["cpu"], "worker_threads": hw["threads"]} for r in rows]
+
+
+def _import_distributed():
+    try:
+        import distributed
+    except ImportError as e:
+        raise StudyError("--scheduler needs Dask's distributed scheduler, which is not installed: "
+                         f"pip install 'diffsuite[dask]' ({e})") from None
+    return distributed
+
+
+def check_scheduler(scheduler: str) -> str:
+    """``local`` or a scheduler address (``tcp://HOST:PORT``, or another Dask protocol such as ``tls://``)."""
+    if scheduler == LOCAL or ("://" in scheduler and scheduler.split("://", 1)[1]):
+        return scheduler
+    raise StudyError(f"--scheduler must be 'local' (a Dask cluster on this machine) or a scheduler address such as "
+                     f"tcp://HOST:8786; got {scheduler!r}")
+
+
+class DaskExecutor:
+    """Cells on the workers of a Dask cluster; results come back to the driver, which alone stores them.
+
+    ``scheduler``: ``"local"`` starts a ``LocalCluster`` of ``workers`` processes (one thread each; ``env``
+    in their environment; ``allowed_failures`` as Dask's setting), closed again by ``close()``; an address
+    connects to a running scheduler (whose own ``allowed-failures`` applies). ``serial``: one cell in flight
+    on the whole cluster (timing studies); otherwise two per worker thread, so that no worker waits."""
+
+    kind = "dask"
+
+    def __init__(self, scheduler: str, *, workers: int = 1, env: dict | None = None, serial: bool = False,
+                 allowed_failures: int | None = None, label: str = "study"):
+        distributed = _import_distributed()
+        self.scheduler, self.serial, self.label = check_scheduler(scheduler), serial, label
+        self.cluster = None
+        if scheduler == LOCAL:
+            import dask
+            # one task per worker thread (no queue on the worker): a cell that kills its worker then takes no
+            # innocent cell with it, so only the culprit reaches allowed-failures and becomes an error row
+            settings = {"distributed.scheduler.worker-saturation": 1.0}
+            if allowed_failures is not None:
+                settings["distributed.scheduler.allowed-failures"] = allowed_failures
+            with dask.config.set(settings):
+                self.cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                        dashboard_address=None, env=dict(env or {}))
+            self.client = distributed.Client(self.cluster)
+        else:
+            try:
+                self.client = distributed.Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
+            except (OSError, TimeoutError) as e:
+                raise StudyError(f"no Dask scheduler answered at {scheduler} within {CONNECT_TIMEOUT_S} s ({e}); start "
+                                 "one with `dask scheduler` and workers with `dask worker tcp://HOST:8786` "
+                                 "(docs/distributed.md), or use --scheduler local") from None
+
+    def threads(self) -> int:
+        """Worker threads in the cluster now (waits up to the connect timeout for the first worker)."""
+        self.client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S * 3)
+        return sum(w["nthreads"] for w in self.client.scheduler_info()["workers"].values())
+
+    def describe(self) -> dict:
+        info = self.client.scheduler_info()["workers"]
+        return {"kind": self.kind, "scheduler": LOCAL if self.cluster is not None else self.scheduler,
+                "workers": len(info), "threads": sum(w["nthreads"] for w in info.values()), "serial": self.serial}
+
+    def run(self, run_cell: RunCell, module_name: str, config: Any, cells: Iterator, done: Done) -> None:
+        from distributed import as_completed
+        slots = 1 if self.serial else 2 * self.threads()
+        fields = {f.name: getattr(config, f.name) for f in dataclass_fields(config)}  # plain values, no study class
+        running = as_completed()
+        in_flight: dict = {}
+
+        def submit() -> bool:
+            c = next(cells, None)
+            if c is None:
+                return False
+            # pure=False: a fresh key per submission, so a rerun never reuses a result the cluster still holds
+            fut = self.client.submit(_on_worker, run_cell, module_name, fields, c.params, pure=False)
+            in_flight[fut.key] = c
+            running.add(fut)
+            return True
+
+        while len(in_flight) < slots and submit():
+            pass
+        for fut in running:
+            c = in_flight.pop(fut.key)
+            done(c, self._rows(fut, c))
+            fut.release()
+            while len(in_flight) < slots and submit():
+                pass
+
+    def _rows(self, fut, c) -> list[dict]:
+        """The cell's rows, or one ``error`` row when the cell could not be measured on the cluster."""
+        try:
+            return fut.result()
+        except Exception as e:  # noqa: BLE001 - KilledWorker (the cell crashed its worker each time), lost data
+            name = type(e).__name__
+            why = ("the cell crashed the worker measuring it each time it was tried (Dask's allowed-failures); "
+                   "it is not tried again in this run" if name == "KilledWorker" else "the cluster could not run it")
+            return [{**c.params, "status": "error", "message": f"{name}: {why}: {e}", "cell_failed": True,
+                     "cell_s": 0.0}]
+
+    def close(self) -> None:
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+            self.cluster = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def make_executor(*, jobs: int, env: dict | None, serial: bool, scheduler: str | None, label: str,
+                  n_cells: int):
+    """The executor for one study: Dask when ``scheduler`` is set; else a local pool when cells need their
+    own environment (``env``) or ``jobs > 1`` (and there is more than one cell); else this process."""
+    if scheduler is not None:
+        if serial:
+            print(f"{label}: measures time, so on Dask its cells run one at a time, each alone on a worker",
+                  file=sys.stderr)
+        return DaskExecutor(scheduler, workers=jobs, env=env, serial=serial, label=label)
+    if env is None and (jobs == 1 or n_cells <= 1):
+        return InProcess()
+    return LocalPool(jobs, env, label=label)
