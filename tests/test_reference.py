@@ -219,7 +219,7 @@ def test_symengine_piecewise_round_trip_with_hinge_matches_the_adjoint():
     pytest.importorskip("symengine")
     model = ds.MLP((2, 2, 1), activation="elu")
     rng = np.random.default_rng(0)
-    obj = ds.Objective(model, "hinge", rng.normal(size=(2, 3)), rng.choice([-1.0, 1.0], size=(2, 1)))  # batch 2: cheap
+    obj = ds.Objective(model, "hinge", rng.normal(size=(2, 2)), rng.choice([-1.0, 1.0], size=(2, 1)))  # batch 2: cheap
     theta = model.init(0)
     np.testing.assert_array_equal(reference_gradient(obj, theta, engine="symengine").grad,
                                   reference_gradient(obj, theta).grad)
