@@ -6,6 +6,8 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from .. import pytree
+
 
 @dataclass
 class Gradient:
@@ -44,30 +46,20 @@ class Differentiator(Protocol):
         """For users' functions ``f(xp, theta, *args) -> scalar``: returns ``(theta, *args) -> gradient``."""
 
 
-# ----- parameter structures for grad(f): a flat array, an array of any shape, a dict, or a scalar -----
+# ----- parameter structures for grad(f): any nesting of dicts, lists and tuples of arrays (diffsuite.pytree) -----
 def flatten_params(theta: Any) -> tuple[list[np.ndarray], Callable[[list], Any]]:
     """Split ``theta`` into float64 leaves and a function that rebuilds the structure from new leaves.
 
     Leaves are checked: numbers only, finite (a ValueError names the first bad entry).
     """
-    if isinstance(theta, dict):
-        keys = list(theta)
-        return [_leaf(theta[k], f"theta[{k!r}]") for k in keys], lambda new: dict(zip(keys, new))
-    leaf = _leaf(theta, "theta")
-    return [leaf], lambda new: new[0]
+    leaves, rebuild, _ = pytree.flatten(theta)
+    return leaves, rebuild
 
 
-def _leaf(value: Any, where: str) -> np.ndarray:
-    try:
-        a = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{where} must be numbers (an array, a float, or a dict of them); got "
-                        f"{type(value).__name__}") from None
-    bad = np.argwhere(~np.isfinite(a))
-    if len(bad):
-        idx = tuple(int(i) for i in bad[0])
-        raise ValueError(f"{where} must be finite; entry {list(idx)} is {a[idx]}")
-    return a
+def param_entry_names(theta: Any) -> list[str]:
+    """A printable name per scalar entry of ``theta``: ``theta[3]``, ``W[0, 1]``, ``b``, ``layers[0]['W'][1, 2]``."""
+    leaves, _, names = pytree.flatten(theta)
+    return pytree.entry_names(leaves, names)
 
 
 def grad_leaf(g: np.ndarray) -> Any:
