@@ -54,6 +54,15 @@ def flatten(tree: Any, name: str = "theta") -> tuple[list[np.ndarray], Callable[
     return leaves, rebuild, names
 
 
+def leaves_of(tree: Any) -> list:
+    """The leaves of ``tree`` as they are (no conversion), in ``flatten``'s order."""
+    if isinstance(tree, dict):
+        return [leaf for v in tree.values() for leaf in leaves_of(v)]
+    if isinstance(tree, (list, tuple)):
+        return [leaf for v in tree for leaf in leaves_of(v)]
+    return [tree]
+
+
 def entry_names(leaves: list[np.ndarray], names: list[str]) -> list[str]:
     """One name per scalar entry of the flattened leaves: ``W[0, 1]``, ``theta[1][2]``, ``b``."""
     out: list[str] = []

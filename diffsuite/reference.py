@@ -22,8 +22,9 @@ from typing import Any, Callable
 import mpmath
 import numpy as np
 
+from . import pytree
 from .budget import Budget, run_budgeted
-from .differentiators.base import Gradient, flatten_params, grad_leaf
+from .differentiators.base import Gradient, grad_leaf
 from .differentiators.symbolic_build import build_function, build_objective, differentiate, is_float_data
 from .differentiators.expression_metrics import dag_nodes
 from .differentiators.symbolic_codegen import evaluate_mp
@@ -68,10 +69,9 @@ def reference_gradient_mp(target: Objective | Callable, theta: Any, *args: Any, 
         build = partial(build_objective, target, dtype=np_dtype)
         who = target.describe()
     elif callable(target):
-        leaves, rebuild = flatten_params(theta)
+        leaves, rebuild, keys = pytree.flatten(theta)  # keys: a name per leaf (its path in theta)
         leaves = [_rounded(leaf, np_dtype) for leaf in leaves]
         args = tuple(_rounded(a, np_dtype) if is_float_data(a) else a for a in args)
-        keys = list(theta) if isinstance(theta, dict) else None
         build = partial(build_function, target, leaves, rebuild, args, keys)
         who = getattr(target, "__name__", "f")
     else:

@@ -62,6 +62,12 @@ def param_entry_names(theta: Any) -> list[str]:
     return pytree.entry_names(leaves, names)
 
 
+def with_argnums_of(differentiator: Any, f: Callable, argnums: int | tuple[int, ...] = 0) -> Callable:
+    """``grad(f, argnums)`` for any differentiator with ``value_and_grad_fn``: the gradient with respect to the
+    arguments at ``argnums`` (0 is theta; a tuple gives a tuple of gradients). See ``diffsuite.pytree``."""
+    return pytree.with_argnums(differentiator.value_and_grad_fn, f, argnums)
+
+
 def grad_leaf(g: np.ndarray) -> Any:
     """A gradient leaf for the user: a float for a scalar parameter, else the float64 array."""
     return float(g) if np.ndim(g) == 0 else g

@@ -82,7 +82,7 @@ def build_function(f: Callable, leaves: list[np.ndarray], rebuild: Callable, arg
     Floating-point arguments (float arrays, floats) become symbols ``arg{k}[...]`` too, so one build
     serves every call with the same shapes; others (ints, strings, ...) are passed as they are.
     """
-    names = ["theta"] if keys is None else [str(k) for k in keys]
+    names = ["theta"] if keys is None else [str(k) for k in keys]  # (keys: a name per leaf, pytree paths)
     leaf_syms = [symbol_array(n, np.shape(leaf)) for n, leaf in zip(names, leaves)]
     sym_args, data_symbols, values = [], [], []
     for k, a in enumerate(args):
