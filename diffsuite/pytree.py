@@ -29,24 +29,25 @@ def flatten(tree: Any, name: str = "theta") -> tuple[list[np.ndarray], Callable[
     leaves: list[np.ndarray] = []
     names: list[str] = []
 
-    def walk(node: Any, path: str) -> Callable[[Any], Any]:
-        """Collect the leaves below ``node``; return the function that rebuilds it from an iterator."""
+    def walk(node: Any, path: str, label: str) -> Callable[[Any], Any]:
+        """Collect the leaves below ``node``; return the function that rebuilds it from an iterator.
+        ``path``: where it is, for error messages (``theta['W']``); ``label``: its name in reports (``W``)."""
         if isinstance(node, dict):
             keys = list(node)
-            # a top-level dict's entries are named by their keys alone (``W``, ``b``), as the objectives' blocks are
-            parts = [walk(node[k], str(k) if node is tree else f"{path}[{k!r}]") for k in keys]
+            # a top-level dict's entries are labelled by their keys alone (``W``, ``b``), as objectives' blocks are
+            parts = [walk(node[k], f"{path}[{k!r}]", str(k) if node is tree else f"{label}[{k!r}]") for k in keys]
             return lambda it: {k: part(it) for k, part in zip(keys, parts)}
         if isinstance(node, (list, tuple)):
-            parts = [walk(v, f"{path}[{i}]") for i, v in enumerate(node)]
+            parts = [walk(v, f"{path}[{i}]", f"{label}[{i}]") for i, v in enumerate(node)]
             kind = type(node)
             if kind in (list, tuple):
                 return lambda it: kind(part(it) for part in parts)
             return lambda it: kind(*(part(it) for part in parts))  # a namedtuple
         leaves.append(_leaf(node, path))
-        names.append(path)
+        names.append(label)
         return lambda it: next(it)
 
-    build = walk(tree, name)
+    build = walk(tree, name, name)
 
     def rebuild(new_leaves: list) -> Any:
         return build(iter(new_leaves))
@@ -61,6 +62,16 @@ def leaves_of(tree: Any) -> list:
     if isinstance(tree, (list, tuple)):
         return [leaf for v in tree for leaf in leaves_of(v)]
     return [tree]
+
+
+def map_leaves(fn: Callable[[Any], Any], tree: Any) -> Any:
+    """``tree`` with ``fn`` applied to each leaf (no conversion), the structure kept."""
+    if isinstance(tree, dict):
+        return {k: map_leaves(fn, v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        parts = [map_leaves(fn, v) for v in tree]
+        return type(tree)(parts) if type(tree) in (list, tuple) else type(tree)(*parts)
+    return fn(tree)
 
 
 def entry_names(leaves: list[np.ndarray], names: list[str]) -> list[str]:

@@ -135,5 +135,5 @@ def reference_gradient(target: Objective | Callable, theta: Any, *args: Any, dty
     def leaf(g):
         return to_float64(g) if not isinstance(g, np.ndarray) else grad_leaf(rounded(g))
 
-    grad = {k: leaf(v) for k, v in res.grad.items()} if isinstance(res.grad, dict) else leaf(res.grad)
+    grad = pytree.map_leaves(leaf, res.grad)
     return Gradient(to_float64(res.value), grad, res.stats)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..differentiators.reverse.backends import load_backend
-from ..differentiators.reverse.tape import Tape, TapeNamespace, Var
+from ..differentiators.reverse.tape import Tape, TapeNamespace
 
 FORWARD = {"sigmoid": 4, "sum": None, "mean": None, "logsumexp": None, "matmul": None,
            "reshape": 0, "transpose": 0, "getitem": 0}
@@ -44,18 +44,17 @@ def count(objective, theta) -> dict:
     B = load_backend("numpy")
     inputs, targets = (B.asarray(a) for a in objective.data(np.float64))
     flat = objective.check_theta(theta)
-    tape = Tape(B)
+    tape = Tape(B, keep_all=True)  # every input and output kept: their sizes are counted
     params = {name: tape.input(B.reshape(flat[a:b], shape)) for name, (a, b, shape) in objective.model.layout.items()}
     objective.evaluate(TapeNamespace(tape), params, inputs, targets)
     fwd = bwd = 0
     uses = np.zeros(len(tape.records), dtype=int)
     n_ops = 0
-    for op, args, params_, out in tape.records:
+    for op, parents, vals, params_, out in tape.records:
         if op is None:
             continue
         n_ops += 1
         name, n = op.name, _size(out)
-        vals = [a.value if isinstance(a, Var) else np.asarray(a) for a in args]
         if name == "matmul":
             a, b = np.shape(vals[0]), np.shape(vals[1])
             m = int(np.prod(a[:-1])) if len(a) > 1 else 1
@@ -69,16 +68,16 @@ def count(objective, theta) -> dict:
             vjp_costs = ({"sum": 0, "mean": N, "logsumexp": 3 * N}[name],)
         else:
             fwd += n * FORWARD.get(name, 1)
-            vjp_costs = tuple(c * n for c in VJP.get(name, (1,) * len(args)))
-        for i, a in enumerate(args):
-            if not isinstance(a, Var):
+            vjp_costs = tuple(c * n for c in VJP.get(name, (1,) * len(vals)))
+        for i, (j, a) in enumerate(zip(parents, vals)):
+            if j is None:  # a constant
                 continue
             bwd += vjp_costs[i] if i < len(vjp_costs) else n
             if name not in ("matmul", "sum", "mean", "logsumexp", "reshape", "transpose", "getitem"):
-                bwd += max(0, n - _size(a.value))  # undoing the broadcast: a reduction
-            uses[a.index] += 1
+                bwd += max(0, n - _size(a))  # undoing the broadcast: a reduction
+            uses[j] += 1
     for idx, u in enumerate(uses):  # each extra use of a value adds its cotangent once more
         if u > 1:
-            bwd += (u - 1) * _size(tape.records[idx][3])
+            bwd += (u - 1) * _size(tape.records[idx][4])
     return {"tape_records": len(tape.records), "tape_forward_ops": n_ops, "tape_scalar_forward_ops": int(fwd),
             "tape_scalar_backward_ops": int(bwd), "tape_scalar_ops": int(fwd + bwd)}

@@ -136,9 +136,9 @@ class Reverse:
             grads, n_vjps = tape.backward(out, wrt, into)
             value = out.value
         n_records, n_leaves = len(tape.records), tape.n_leaves
-        # Each Var points to its tape and the tape's records point to the Vars: a reference cycle that only
-        # the cyclic garbage collector would free, keeping every intermediate array alive until it runs (or
-        # forever while it is disabled, as timeit does). Emptying the records breaks the cycle now.
+        # Records hold arrays and indices, never Vars (a Var points to its tape: that would be a cycle for the
+        # garbage collector). Emptying them frees now what the backward pass did not reach (records after the
+        # output, and the leaves).
         tape.records.clear()
         stats = {"tape_records": n_records, "tape_forward_ops": n_records - n_leaves,
                  "tape_backward_ops": n_vjps, "tape_leaves": n_leaves}

@@ -1,65 +1,145 @@
-"""Every primitive the reverse engine knows: its forward and one VJP per array input, side by side.
+"""Every primitive the reverse engine knows: its forward, one VJP per array input, and what each VJP reads.
 
-Conventions: ``B`` is the backend (numpy or torch arrays, same method names), ``g`` the cotangent of
-the output ``out``, ``x, y`` the array inputs (positional); static parameters (axis, shape, index,
-exponent) are keyword-only. A VJP returns the cotangent of its input, already summed back to the
-input's shape (``B.sum_to`` undoes broadcasting). ``None`` in place of a VJP: no gradient flows.
+One ``defop`` line per primitive::
 
-The lecture's gate patterns are rules here: add *distributes* (g to both inputs), mul *swaps*
-(x gets g * y, y gets g * x), max *routes* (g to the larger input, the first on ties); the copy
-gate (a value used twice) *adds*, in ``Tape.backward``.
+    TANH = defop("tanh", lambda B, x: B.tanh(x),
+                 lambda B, g, out, x: g * (1.0 - out * out),   # tanh' = 1 - tanh^2
+                 saves=("out",))
+
+- ``forward(B, *xs, **params) -> out``: ``B`` is the backend (numpy or torch arrays, the same method names;
+  a rule never knows which array library runs it), ``xs`` the inputs by position, ``params`` the static
+  parameters (axis, shape, index, exponent), keyword-only.
+- ``vjps[i](B, g, out, *xs, **params)``, one per input (``None``: no gradient flows, as for ``step``): the
+  cotangent of input ``i`` given the cotangent ``g`` of ``out``, already summed back to the input's shape
+  (``B.sum_to`` undoes broadcasting). Rules use only ``B``'s methods and operators, so they also run on
+  values that are themselves traced.
+- ``saves``: what each VJP reads, one string per VJP, names separated by spaces: ``x``, ``y``, ``z`` (the
+  inputs by position), ``out``, and ``x.shape`` (only the input's shape). The tape keeps exactly what the
+  VJPs of the record's traced inputs read and drops the rest when it records (a hidden layer's pre-bias
+  product is not kept alive for a rule that reads only its shape). A value not read arrives as ``None``;
+  an input read only for its shape arrives as its shape (a tuple), or as the array itself when another VJP
+  of the same record reads its value: write such rules with ``shape_of(x)`` or with ``B.sum_to``,
+  ``B.expand_to``, ``B.scatter``, which take an array or a shape. ``test_ops.py`` runs every VJP with all
+  it did not declare poisoned, so a rule reading a value it did not declare fails there, not silently.
+- ``into`` (optional, speed only): ``into[i](B, dst, g, out, *xs, **params)`` computes the same cotangent as
+  ``vjps[i]`` straight into the array ``dst`` and returns it, reading no more than ``vjps[i]`` declares.
+  The tape uses it for a parameter's first gradient contribution, written into its slot of the flat
+  gradient: no temporary, no copy (matmul's weight gradient is the largest array of an MLP's backward).
+
+The lecture's gate patterns are rules here: add *distributes* (g to both inputs, which reads nothing but
+shapes), mul *swaps* (x gets g * y, y gets g * x: each reads the other), max *routes* (g to the larger
+input, the first on ties: a comparison of the inputs, or of an input with the output); the copy gate (a
+value used twice) *adds*, in ``Tape.backward``.
+
+Adding a primitive: one ``defop`` line here (declare what each VJP reads), a way to call it (a ``Var``
+operator or a ``TapeNamespace`` method in ``tape.py``), and a spec in ``tests/.../reverse/test_ops.py``
+(``OP_SPECS``) and ``test_backends.py`` (``SPECS``); docs/reverse.md has the checklist.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
 
+INPUTS = ("x", "y", "z")  # the names ``saves`` gives the inputs, by position
+DROP, SHAPE, VALUE = 0, 1, 2  # what a record keeps of one input: nothing, its shape, the value
+
+
+def shape_of(x) -> tuple:
+    """The shape of ``x``, an array or already a shape (see the module docstring: inputs read for their shape)."""
+    return x if isinstance(x, tuple) else x.shape
+
 
 @dataclass(frozen=True)
 class Op:
-    """A primitive: ``forward(B, *xs, **params) -> out``; ``vjps[i](B, g, out, *xs, **params)``.
+    """A primitive: ``forward``, ``vjps``, ``saves`` and ``into`` as in the module docstring.
 
-    ``into`` (optional, for speed only): ``into[i](B, dst, g, out, *xs, **params)`` computes the same
-    cotangent as ``vjps[i]`` straight into the array ``dst`` and returns it. The tape uses it for a
-    parameter's first gradient contribution, written into its slot of the flat gradient: no temporary,
-    no copy (matmul's weight gradient is the largest array of an MLP's backward pass).
+    ``keep[mask]`` (derived from ``saves``): what a record keeps when the inputs in the bit mask ``mask`` are
+    traced (bit ``i`` for input ``i``; the others are constants): ``(codes, keep_out)``, one code per input
+    (``DROP``, ``SHAPE`` or ``VALUE``; a constant read by a rule is kept as it is: it is the caller's data).
     """
 
     name: str
     forward: Callable
     vjps: tuple
+    saves: tuple
     into: tuple = ()
+    keep: tuple = ()
 
 
 OPS: dict[str, Op] = {}
 
 
-def defop(name: str, forward: Callable, *vjps: Callable | None, into: tuple = ()) -> Op:
-    """Register a primitive. Give one VJP (or None) per array input, in order (``into``: see ``Op``)."""
+def _parse_saves(name: str, n_inputs: int, saves) -> list[tuple[dict, bool]]:
+    """Per VJP: ({input position: SHAPE or VALUE}, reads out)."""
+    names = INPUTS[:n_inputs]
+    parsed = []
+    for entry in saves:
+        reads, out = {}, False
+        for token in (entry or "").split():
+            base, _, attr = token.partition(".")
+            if token == "out":
+                out = True
+            elif base in names and attr in ("", "shape"):
+                pos = names.index(base)
+                reads[pos] = max(reads.get(pos, DROP), SHAPE if attr else VALUE)
+            else:
+                raise ValueError(f"defop({name!r}): saves names {token!r}; a VJP can read "
+                                 f"{', '.join(names)}, out, or an input's shape ({names[0]}.shape)")
+        parsed.append((reads, out))
+    return parsed
+
+
+def _keep_table(parsed: list, n_inputs: int) -> tuple:
+    table = [None]  # mask 0: nothing traced, nothing recorded
+    for mask in range(1, 2 ** n_inputs):
+        running = [parsed[k] for k in range(n_inputs) if mask >> k & 1]  # the VJPs this record will run
+        codes = []
+        for pos in range(n_inputs):
+            code = max((reads.get(pos, DROP) for reads, _ in running), default=DROP)
+            codes.append(code if mask >> pos & 1 or code == DROP else VALUE)  # a constant: kept as it is
+        table.append((tuple(codes), any(out for _, out in running)))
+    return tuple(table)
+
+
+def defop(name: str, forward: Callable, *vjps: Callable | None, saves: tuple, into: tuple = ()) -> Op:
+    """Register a primitive: one VJP (or None) per input, in order, and per VJP what it reads (``saves``)."""
     if name in OPS:
         raise ValueError(f"op {name!r} is already defined in {__name__}")
-    OPS[name] = Op(name, forward, vjps, into)
+    if len(vjps) > len(INPUTS):
+        raise ValueError(f"defop({name!r}): {len(vjps)} inputs; saves names {len(INPUTS)} (extend INPUTS)")
+    if isinstance(saves, str) or len(saves) != len(vjps):
+        raise ValueError(f"defop({name!r}): saves needs one string per VJP ({len(vjps)}), naming what it reads "
+                         f"(e.g. saves=('out',)); got {saves!r}")
+    parsed = _parse_saves(name, len(vjps), saves)
+    OPS[name] = Op(name, forward, vjps, tuple(saves), into, _keep_table(parsed, len(vjps)))
     return OPS[name]
 
 
 # ----- arithmetic, with broadcasting -----
 ADD = defop("add", lambda B, x, y: x + y,
             lambda B, g, out, x, y: B.sum_to(g, x),            # add distributes the gradient
-            lambda B, g, out, x, y: B.sum_to(g, y),
+            lambda B, g, out, x, y: B.sum_to(g, y),            # (reading only the shapes)
+            saves=("x.shape", "y.shape"),
             # a bias's gradient (h @ W + b), summed over the batch straight into its slot
             into=(None, lambda B, dst, g, out, x, y: B.sum_to_into(dst, g)))
 SUB = defop("sub", lambda B, x, y: x - y,
             lambda B, g, out, x, y: B.sum_to(g, x),
-            lambda B, g, out, x, y: B.sum_to(-g, y))
+            lambda B, g, out, x, y: B.sum_to(-g, y),
+            saves=("x.shape", "y.shape"))
 MUL = defop("mul", lambda B, x, y: x * y,
             lambda B, g, out, x, y: B.sum_to(g * y, x),        # mul swaps: x gets g * y ...
-            lambda B, g, out, x, y: B.sum_to(g * x, y))        # ... and y gets g * x
+            lambda B, g, out, x, y: B.sum_to(g * x, y),        # ... and y gets g * x
+            saves=("y x.shape", "x y.shape"))
 # (strong zeros: where(y != 0, x / y, 0) at y = 0 must not leak 0 / 0 = nan into the gradient)
 DIV = defop("div", lambda B, x, y: x / y,
             lambda B, g, out, x, y: B.sum_to(B.strong_div(g, y), x),
-            lambda B, g, out, x, y: B.sum_to(B.strong_div(-g * out, y), y))  # d(x/y)/dy = -(x/y)/y
+            lambda B, g, out, x, y: B.sum_to(B.strong_div(-g * out, y), y),  # d(x/y)/dy = -(x/y)/y
+            saves=("y x.shape", "out y"))
 NEG = defop("neg", lambda B, x: -x,
-            lambda B, g, out, x: -g)
+            lambda B, g, out, x: -g,
+            saves=("",))
+
+
 # x ** p for a constant number p (the common case: r ** 2); POW below when the exponent is an array.
 def power_vjp(B, g, out, x, *, p):
     if p == 0:  # x ** 0 == 1 everywhere, also at 0 (where p * x ** -1 would be 0 * inf = nan)
@@ -71,7 +151,7 @@ def power_vjp(B, g, out, x, *, p):
     return g * (2.0 * x if p == 2 else p * x ** (p - 1))
 
 
-POWER = defop("power", lambda B, x, *, p: x ** p, power_vjp)
+POWER = defop("power", lambda B, x, *, p: x ** p, power_vjp, saves=("x",))
 
 
 def _pow_vjp_x(B, g, out, x, y):
@@ -84,40 +164,60 @@ def _pow_vjp_y(B, g, out, x, y):
     return B.sum_to(B.strong(g, B.where(x == 0, 0.0, out * B.log(B.where(x == 0, 1.0, x)))), y)
 
 
-POW = defop("pow", lambda B, x, y: x ** y, _pow_vjp_x, _pow_vjp_y)  # an array exponent
+POW = defop("pow", lambda B, x, y: x ** y, _pow_vjp_x, _pow_vjp_y,  # an array exponent
+            saves=("x y", "out x y.shape"))
 
 # ----- elementwise functions -----
 EXP = defop("exp", lambda B, x: B.exp(x),
-            lambda B, g, out, x: g * out)                      # reuse the output: exp' = exp
+            lambda B, g, out, x: g * out,                      # reuse the output: exp' = exp
+            saves=("out",))
 LOG = defop("log", lambda B, x: B.log(x),
-            lambda B, g, out, x: g / x)
+            lambda B, g, out, x: g / x,
+            saves=("x",))
 # The derivatives of tanh and sigmoid are bell curves, computed as u / (1 + u)^2 with u = e^-|x| (``B.dsigmoid``):
-# no cancellation, so they stay accurate to a few ulp in saturation, where 1 - tanh^2 and s (1 - s) lose
-# every digit (1 - tanh(15)^2 has a relative error of 1e-4). tanh'(x) = 4 sigmoid'(2x).
+# no cancellation, so they stay accurate to a few ulp in saturation, where 1 - tanh^2 and s (1 - s) lose every
+# digit (1 - tanh(15)^2 has a relative error of 1e-4). tanh'(x) = 4 sigmoid'(2x). They read x, not the output:
+# in saturation the output (1.0) no longer holds the derivative's digits.
 TANH = defop("tanh", lambda B, x: B.tanh(x),
-             lambda B, g, out, x: g * (4.0 * B.dsigmoid(2.0 * x)))
+             lambda B, g, out, x: g * (4.0 * B.dsigmoid(2.0 * x)),
+             saves=("x",))
 # A primitive, not 1/(1+exp(-x)): one record instead of four, and a forward that cannot overflow.
 SIGMOID = defop("sigmoid", lambda B, x: B.sigmoid(x),
-                lambda B, g, out, x: g * B.dsigmoid(x))           # sigma' = sigma (1 - sigma), without cancelling
+                lambda B, g, out, x: g * B.dsigmoid(x),         # sigma' = sigma (1 - sigma), without cancelling
+                saves=("x",))
 ABS = defop("abs", lambda B, x: B.abs(x),
-            lambda B, g, out, x: g * B.sign(x))                # sign(0) = 0: abs'(0) = 0
+            lambda B, g, out, x: g * B.sign(x),                # sign(0) = 0: abs'(0) = 0
+            saves=("x",))
 STEP = defop("step", lambda B, x: B.step(x),
-             None)                                             # step' = 0: no gradient flows
-# max routes: x gets g where x >= y, y gets g elsewhere (ties go to x). The y side, relu's VJP
-# (relu = maximum(0, z)), is ``zero_where_le``: one kernel on torch where where(ge(...)) takes two.
+             None,                                             # step' = 0: no gradient flows
+             saves=("",))
+# max routes: x gets g where x >= y, y gets g elsewhere (ties go to x). The y side compares x with the
+# output instead (x >= y exactly where out <= x, NaN included), so relu = maximum(0, z) keeps only its
+# output, which the next layer keeps anyway, and not z; its ``zero_where_le`` is one kernel on torch.
 MAXIMUM = defop("maximum", lambda B, x, y: B.maximum(x, y),
                 lambda B, g, out, x, y: B.sum_to(B.where(B.ge(x, y), g, 0.0), x),
-                lambda B, g, out, x, y: B.sum_to(B.zero_where_le(g, y, x), y))   # = where(x >= y, 0, g)
+                lambda B, g, out, x, y: B.sum_to(B.zero_where_le(g, out, x), y),   # = where(x >= y, 0, g)
+                saves=("x y", "x out y.shape"))
 MINIMUM = defop("minimum", lambda B, x, y: B.minimum(x, y),
                 lambda B, g, out, x, y: B.sum_to(B.where(B.le(x, y), g, 0.0), x),
-                lambda B, g, out, x, y: B.sum_to(B.zero_where_le(g, x, y), y))   # = where(x <= y, 0, g)
+                lambda B, g, out, x, y: B.sum_to(B.zero_where_le(g, x, out), y),   # = where(x <= y, 0, g)
+                saves=("x y", "x out y.shape"))
 
 # ----- reductions -----
 SUM = defop("sum", lambda B, x, *, axis=None, keepdims=False: B.sum(x, axis=axis, keepdims=keepdims),
-            lambda B, g, out, x, *, axis=None, keepdims=False: B.expand_to(g, x, axis, keepdims))
+            lambda B, g, out, x, *, axis=None, keepdims=False: B.expand_to(g, x, axis, keepdims),
+            saves=("x.shape",))
 MEAN = defop("mean", lambda B, x, *, axis=None, keepdims=False: B.mean(x, axis=axis, keepdims=keepdims),
-             lambda B, g, out, x, *, axis=None, keepdims=False:
-             B.expand_to(g, x, axis, keepdims) * (B.numel(out) / B.numel(x)))
+             lambda B, g, out, x, *, axis=None, keepdims=False:  # (g has the output's shape and size)
+             B.expand_to(g, x, axis, keepdims) * (B.numel(g) / _numel(shape_of(x))),
+             saves=("x.shape",))
+
+
+def _numel(shape) -> int:
+    n = 1
+    for k in shape:
+        n *= k
+    return n
 
 
 def logsumexp_vjp(B, g, out, x, *, axis=-1, keepdims=False):
@@ -130,24 +230,28 @@ def logsumexp_vjp(B, g, out, x, *, axis=-1, keepdims=False):
 
 
 LOGSUMEXP = defop("logsumexp", lambda B, x, *, axis=-1, keepdims=False: B.logsumexp(x, axis=axis, keepdims=keepdims),
-                  logsumexp_vjp)  # a primitive for stability: the shift by max(x) has no gradient of its own
+                  logsumexp_vjp,  # a primitive for stability: the shift by max(x) has no gradient of its own
+                  saves=("x",))
 
 
 # ----- linear algebra -----
+# x's cotangent is g @ y^T, y's is x^T @ g: each side reads the other input's value and its own shape.
 def matmul_vjp_x(B, g, out, x, y):
-    if x.ndim == 2 and y.ndim == 2:  # an MLP layer: g @ y^T has x's shape already (no batch to sum over)
+    x_ndim = len(shape_of(x))
+    if x_ndim == 2 and y.ndim == 2:  # an MLP layer: g @ y^T has x's shape already (no batch to sum over)
         return g @ B.swapaxes(y, -1, -2)
     if y.ndim == 1:
-        return B.outer(g, y) if x.ndim == 2 else g * y
-    return B.sum_to(g @ B.swapaxes(y, -1, -2), x) if x.ndim > 1 else y @ g
+        return B.outer(g, y) if x_ndim == 2 else g * y
+    return B.sum_to(g @ B.swapaxes(y, -1, -2), x) if x_ndim > 1 else y @ g
 
 
 def matmul_vjp_y(B, g, out, x, y):
-    if x.ndim == 2 and y.ndim == 2:  # an MLP layer: x^T @ g has y's shape already
+    y_ndim = len(shape_of(y))
+    if x.ndim == 2 and y_ndim == 2:  # an MLP layer: x^T @ g has y's shape already
         return B.swapaxes(x, -1, -2) @ g
     if x.ndim == 1:
-        return B.outer(x, g) if y.ndim == 2 else g * x
-    return B.sum_to(B.swapaxes(x, -1, -2) @ g, y) if y.ndim > 1 else B.swapaxes(x, -1, -2) @ g
+        return B.outer(x, g) if y_ndim == 2 else g * x
+    return B.sum_to(B.swapaxes(x, -1, -2) @ g, y) if y_ndim > 1 else B.swapaxes(x, -1, -2) @ g
 
 
 def matmul_vjp_y_into(B, dst, g, out, x, y):
@@ -156,127 +260,131 @@ def matmul_vjp_y_into(B, dst, g, out, x, y):
     return B.copy_into(dst, matmul_vjp_y(B, g, out, x, y))
 
 
-MATMUL = defop("matmul", lambda B, x, y: x @ y, matmul_vjp_x, matmul_vjp_y, into=(None, matmul_vjp_y_into))
+MATMUL = defop("matmul", lambda B, x, y: x @ y, matmul_vjp_x, matmul_vjp_y,
+               saves=("y x.shape", "x y.shape"), into=(None, matmul_vjp_y_into))
 
-# ----- structural -----
+# ----- structural: the VJPs read only shapes -----
 RESHAPE = defop("reshape", lambda B, x, *, shape: B.reshape(x, shape),
-                lambda B, g, out, x, *, shape: B.reshape(g, x.shape))
+                lambda B, g, out, x, *, shape: B.reshape(g, shape_of(x)),
+                saves=("x.shape",))
 TRANSPOSE = defop("transpose", lambda B, x: B.swapaxes(x, -1, -2) if x.ndim > 1 else x,
-                  lambda B, g, out, x: B.swapaxes(g, -1, -2) if x.ndim > 1 else g)
+                  lambda B, g, out, x: B.swapaxes(g, -1, -2) if len(shape_of(x)) > 1 else g,
+                  saves=("x.shape",))
 GETITEM = defop("getitem", lambda B, x, *, index: B.getitem(x, index),  # numpy's indexing on every backend
-                lambda B, g, out, x, *, index: B.scatter(g, x, index))  # zeros shaped like x, g added at index
+                lambda B, g, out, x, *, index: B.scatter(g, x, index),  # zeros shaped like x, g added at index
+                saves=("x.shape",))
 
 
 # ======================================================================================================
-# The rest of the numpy subset (docs/language.md). Conventions as above; "strong zero" (``B.strong``):
-# where the cotangent is 0 the VJP gives 0 even if the local derivative is inf or nan, so the branch
-# ``where`` did not select (sqrt at 0, log at 0, ...) cannot leak NaN into the gradient.
+# The rest of the numpy subset (docs/language.md). "Strong zero" (``B.strong``): where the cotangent is 0
+# the VJP gives 0 even if the local derivative is inf or nan, so the branch ``where`` did not select
+# (sqrt at 0, log at 0, ...) cannot leak NaN into the gradient.
 # ======================================================================================================
 _LN2, _LN10, _TWO_OVER_SQRT_PI = 0.6931471805599453, 2.302585092994046, 1.1283791670955126
 
 # ----- elementwise, smooth -----
 SQRT = defop("sqrt", lambda B, x: B.sqrt(x),
-             lambda B, g, out, x: B.strong(g, 0.5 / out))                       # sqrt'(0) = inf (a true singularity)
-SIN = defop("sin", lambda B, x: B.sin(x), lambda B, g, out, x: g * B.cos(x))
-COS = defop("cos", lambda B, x: B.cos(x), lambda B, g, out, x: -g * B.sin(x))
-TAN = defop("tan", lambda B, x: B.tan(x), lambda B, g, out, x: g * (1.0 + out * out))
+             lambda B, g, out, x: B.strong(g, 0.5 / out), saves=("out",))   # sqrt'(0) = inf: a true singularity
+SIN = defop("sin", lambda B, x: B.sin(x), lambda B, g, out, x: g * B.cos(x), saves=("x",))
+COS = defop("cos", lambda B, x: B.cos(x), lambda B, g, out, x: -g * B.sin(x), saves=("x",))
+TAN = defop("tan", lambda B, x: B.tan(x), lambda B, g, out, x: g * (1.0 + out * out), saves=("out",))
 # 1 - x^2 as (1 - x)(1 + x): exact near |x| = 1, where the derivative is largest
 ARCSIN = defop("arcsin", lambda B, x: B.arcsin(x),
-               lambda B, g, out, x: B.strong(g, 1.0 / B.sqrt((1.0 - x) * (1.0 + x))))
+               lambda B, g, out, x: B.strong(g, 1.0 / B.sqrt((1.0 - x) * (1.0 + x))), saves=("x",))
 ARCCOS = defop("arccos", lambda B, x: B.arccos(x),
-               lambda B, g, out, x: B.strong(g, -1.0 / B.sqrt((1.0 - x) * (1.0 + x))))
-ARCTAN = defop("arctan", lambda B, x: B.arctan(x), lambda B, g, out, x: g / (1.0 + x * x))
-SINH = defop("sinh", lambda B, x: B.sinh(x), lambda B, g, out, x: g * B.cosh(x))
-COSH = defop("cosh", lambda B, x: B.cosh(x), lambda B, g, out, x: g * B.sinh(x))
-LOG1P = defop("log1p", lambda B, x: B.log1p(x), lambda B, g, out, x: B.strong(g, 1.0 / (1.0 + x)))
-EXPM1 = defop("expm1", lambda B, x: B.expm1(x), lambda B, g, out, x: g * B.exp(x))   # not out + 1: it cancels
-LOG2 = defop("log2", lambda B, x: B.log2(x), lambda B, g, out, x: B.strong(g, 1.0 / (x * _LN2)))
-LOG10 = defop("log10", lambda B, x: B.log10(x), lambda B, g, out, x: B.strong(g, 1.0 / (x * _LN10)))
-ERF = defop("erf", lambda B, x: B.erf(x),
-            lambda B, g, out, x: g * (_TWO_OVER_SQRT_PI * B.exp_neg_square(x)))  # exp(-x^2) with x^2 exact
-# softplus(x) = log(1 + e^x): smooth, a primitive because max(x, 0) + log1p(e^-|x|) has two kinks
-# whose conventions would not cancel at 0; its derivative is sigmoid, which is exact in saturation.
-SOFTPLUS = defop("softplus", lambda B, x: B.softplus(x), lambda B, g, out, x: g * B.sigmoid(x))
-LOG_SIGMOID = defop("log_sigmoid", lambda B, x: B.log_sigmoid(x), lambda B, g, out, x: g * B.sigmoid(-x))
-SIGN = defop("sign", lambda B, x: B.sign(x), None)                                # sign' = 0
+               lambda B, g, out, x: B.strong(g, -1.0 / B.sqrt((1.0 - x) * (1.0 + x))), saves=("x",))
+ARCTAN = defop("arctan", lambda B, x: B.arctan(x), lambda B, g, out, x: g / (1.0 + x * x), saves=("x",))
+SINH = defop("sinh", lambda B, x: B.sinh(x), lambda B, g, out, x: g * B.cosh(x), saves=("x",))
+COSH = defop("cosh", lambda B, x: B.cosh(x), lambda B, g, out, x: g * B.sinh(x), saves=("x",))
+LOG1P = defop("log1p", lambda B, x: B.log1p(x), lambda B, g, out, x: B.strong(g, 1.0 / (1.0 + x)), saves=("x",))
+EXPM1 = defop("expm1", lambda B, x: B.expm1(x), lambda B, g, out, x: g * B.exp(x), saves=("x",))  # not out + 1: cancels
+LOG2 = defop("log2", lambda B, x: B.log2(x), lambda B, g, out, x: B.strong(g, 1.0 / (x * _LN2)), saves=("x",))
+LOG10 = defop("log10", lambda B, x: B.log10(x), lambda B, g, out, x: B.strong(g, 1.0 / (x * _LN10)), saves=("x",))
+ERF = defop("erf", lambda B, x: B.erf(x),  # exp(-x^2) with x^2 split exactly: a few ulp where x^2 is large
+            lambda B, g, out, x: g * (_TWO_OVER_SQRT_PI * B.exp_neg_square(x)), saves=("x",))
+# softplus(x) = log(1 + e^x): smooth, a primitive because max(x, 0) + log1p(e^-|x|) has two kinks whose
+# conventions would not cancel at 0; its derivative is sigmoid, exact in saturation. log_sigmoid = -softplus(-x).
+SOFTPLUS = defop("softplus", lambda B, x: B.softplus(x), lambda B, g, out, x: g * B.sigmoid(x), saves=("x",))
+LOG_SIGMOID = defop("log_sigmoid", lambda B, x: B.log_sigmoid(x), lambda B, g, out, x: g * B.sigmoid(-x),
+                    saves=("x",))
+SIGN = defop("sign", lambda B, x: B.sign(x), None, saves=("",))                 # sign' = 0
 
 
 def _arctan2_vjp(B, g, y, x, numerator):
     r = B.hypot(y, x)  # d atan2(y, x) = (x dy - y dx) / r^2, as (x / r) / r: no overflow of x^2 + y^2
-    return B.where(r == 0, 0.0, g * (numerator / r) / r)  # (0, 0): no derivative; 0 by convention
+    return B.where(r == 0, 0.0, g * (numerator / B.where(r == 0, 1.0, r)) / B.where(r == 0, 1.0, r))  # (0, 0): 0
 
 
 ARCTAN2 = defop("arctan2", lambda B, y, x: B.arctan2(y, x),
                 lambda B, g, out, y, x: B.sum_to(_arctan2_vjp(B, g, y, x, x), y),
-                lambda B, g, out, y, x: B.sum_to(_arctan2_vjp(B, g, y, x, -y), x))
+                lambda B, g, out, y, x: B.sum_to(_arctan2_vjp(B, g, y, x, -y), x),
+                saves=("x y", "x y"))
 # sqrt with the convention sqrt0'(0) = 0: the last step of norm and std (a kink there, like |x| at 0)
 SQRT0 = defop("sqrt0", lambda B, x: B.sqrt(x),
-              lambda B, g, out, x: B.where(out > 0, g * 0.5 / B.where(out > 0, out, 1.0), 0.0))
-
-
-
+              lambda B, g, out, x: B.where(out > 0, g * 0.5 / B.where(out > 0, out, 1.0), 0.0), saves=("out",))
 
 # where(cond, a, b): cond is a static mask (a backend boolean array); no gradient reaches it.
 WHERE = defop("where", lambda B, a, b, *, cond: B.where(cond, a, b),
               lambda B, g, out, a, b, *, cond: B.sum_to(B.where(cond, g, 0.0), a),
-              lambda B, g, out, a, b, *, cond: B.sum_to(B.where(cond, 0.0, g), b))
-
+              lambda B, g, out, a, b, *, cond: B.sum_to(B.where(cond, 0.0, g), b),
+              saves=("x.shape", "y.shape"))
 
 # ----- reductions -----
+# the whole cotangent goes to the first maximal (minimal) entry: argmax's own tie rule, maximum's too
 AMAX = defop("max", lambda B, x, *, axis=None, keepdims=False: B.amax(x, axis=axis, keepdims=keepdims),
-             lambda B, g, out, x, *, axis=None, keepdims=False: B.put_at_arg(g, x, axis, keepdims, True))
+             lambda B, g, out, x, *, axis=None, keepdims=False: B.put_at_arg(g, x, axis, keepdims, True),
+             saves=("x",))
 AMIN = defop("min", lambda B, x, *, axis=None, keepdims=False: B.amin(x, axis=axis, keepdims=keepdims),
-             lambda B, g, out, x, *, axis=None, keepdims=False: B.put_at_arg(g, x, axis, keepdims, False))
-
-
-def _prod_vjp(B, g, out, x, *, axis=None, keepdims=False):
-    # the product of all the *other* entries, from an exclusive cumulative product from each side:
-    # no division, so zeros are exact (out / x would be 0 / 0 there)
-    return B.expand_to(g, x, axis, keepdims) * B.prod_of_others(x, axis)
-
-
-PROD = defop("prod", lambda B, x, *, axis=None, keepdims=False: B.prod(x, axis=axis, keepdims=keepdims), _prod_vjp)
+             lambda B, g, out, x, *, axis=None, keepdims=False: B.put_at_arg(g, x, axis, keepdims, False),
+             saves=("x",))
+# the product of all the *other* entries, from exclusive cumulative products from each side: no division,
+# so zeros are exact (out / x would be 0 / 0 there)
+PROD = defop("prod", lambda B, x, *, axis=None, keepdims=False: B.prod(x, axis=axis, keepdims=keepdims),
+             lambda B, g, out, x, *, axis=None, keepdims=False:
+             B.expand_to(g, x, axis, keepdims) * B.prod_of_others(x, axis),
+             saves=("x",))
 CUMSUM = defop("cumsum", lambda B, x, *, axis: B.cumsum(x, axis),
-               lambda B, g, out, x, *, axis: B.flip(B.cumsum(B.flip(g, axis), axis), axis))  # reversed cumsum
+               lambda B, g, out, x, *, axis: B.flip(B.cumsum(B.flip(g, axis), axis), axis),  # reversed cumsum
+               saves=("",))
 
 # ----- structure -----
 PERMUTE = defop("permute", lambda B, x, *, axes: B.transpose(x, axes),
-                lambda B, g, out, x, *, axes: B.transpose(g, tuple(sorted(range(len(axes)), key=axes.__getitem__))))
+                lambda B, g, out, x, *, axes: B.transpose(g, tuple(sorted(range(len(axes)), key=axes.__getitem__))),
+                saves=("",))
 BROADCAST_TO = defop("broadcast_to", lambda B, x, *, shape: B.broadcast_to(x, shape),
-                     lambda B, g, out, x, *, shape: B.sum_to(g, x))
+                     lambda B, g, out, x, *, shape: B.sum_to(g, x), saves=("x.shape",))
 PAD = defop("pad", lambda B, x, *, pad_width, value: B.pad(x, pad_width, value),
             lambda B, g, out, x, *, pad_width, value:
-            B.getitem(g, tuple(slice(lo, lo + n) for (lo, _), n in zip(pad_width, x.shape))))
-
-MAX_OPERANDS = 64  # concatenate / einsum: one VJP per operand position
-
-
-def _concat_vjp(i):
-    def vjp(B, g, out, *xs, axis, bounds):
-        index = (slice(None),) * (axis % g.ndim) + (slice(bounds[i], bounds[i + 1]),)
-        return B.getitem(g, index)
-    return vjp
-
-
-CONCATENATE = defop("concatenate", lambda B, *xs, axis, bounds: B.concatenate(xs, axis),
-                    *(_concat_vjp(i) for i in range(MAX_OPERANDS)))
+            B.getitem(g, tuple(slice(lo, lo + n) for (lo, _), n in zip(pad_width, shape_of(x)))),
+            saves=("x.shape",))
+# two arrays joined along ``axis``; the first has ``split`` entries there (xp.concatenate chains it)
+CONCATENATE = defop("concatenate", lambda B, x, y, *, axis, split: B.concatenate((x, y), axis),
+                    lambda B, g, out, x, y, *, axis, split: B.getitem(g, (slice(None),) * axis + (slice(0, split),)),
+                    lambda B, g, out, x, y, *, axis, split: B.getitem(g, (slice(None),) * axis + (slice(split, None),)),
+                    saves=("", ""))
 
 
 def _einsum_vjp(i):
+    """The VJP of operand ``i``: swap its subscripts with the output's, d/dx_i <g, einsum(...)> =
+    einsum(g, the others -> x_i). Letters only x_i has (summed away) come back by broadcasting."""
     def vjp(B, g, out, *xs, spec):
-        # swap operand i's subscripts with the output's: d/dx_i sum(g * einsum(...)) = einsum(out, others -> x_i);
-        # letters only x_i has (summed away) are restored by broadcasting, size-1 broadcasts summed back
         ins, res = spec
+        shape = shape_of(xs[i])
         kept = "".join(c for c in ins[i] if c in res or any(c in s for j, s in enumerate(ins) if j != i))
-        others = [s for j, s in enumerate(ins) if j != i]
-        grad = B.einsum(",".join([res] + others) + "->" + kept, g, *[x for j, x in enumerate(xs) if j != i])
+        others = [x for j, x in enumerate(xs) if j != i]
+        grad = B.einsum(",".join([res] + [s for j, s in enumerate(ins) if j != i]) + "->" + kept, g, *others)
         if kept != ins[i]:
-            shape = [1 if c not in kept else None for c in ins[i]]
-            grad = B.reshape(grad, tuple(grad.shape[kept.index(c)] if s is None else 1 for c, s in zip(ins[i], shape)))
-            grad = B.broadcast_to(grad, tuple(xs[i].shape))
-        return B.sum_to(grad, xs[i])
+            grad = B.reshape(grad, tuple(grad.shape[kept.index(c)] if c in kept else 1 for c in ins[i]))
+            grad = B.broadcast_to(grad, tuple(shape))
+        return B.sum_to(grad, tuple(shape))
     return vjp
 
 
-EINSUM = defop("einsum", lambda B, *xs, spec: B.einsum(",".join(spec[0]) + "->" + spec[1], *xs),
-               *(_einsum_vjp(i) for i in range(MAX_OPERANDS)))
+# einsum of one, two or three operands (``spec``: (input subscripts, output subscripts), no repeated letter within
+# an operand); xp.einsum contracts more operands pairwise. Each VJP reads the other operands and its own shape.
+EINSUM1 = defop("einsum1", lambda B, x, *, spec: B.einsum(spec[0][0] + "->" + spec[1], x), _einsum_vjp(0),
+                saves=("x.shape",))
+EINSUM2 = defop("einsum2", lambda B, x, y, *, spec: B.einsum(",".join(spec[0]) + "->" + spec[1], x, y),
+                _einsum_vjp(0), _einsum_vjp(1), saves=("y x.shape", "x y.shape"))
+EINSUM3 = defop("einsum3", lambda B, x, y, z, *, spec: B.einsum(",".join(spec[0]) + "->" + spec[1], x, y, z),
+                _einsum_vjp(0), _einsum_vjp(1), _einsum_vjp(2), saves=("y z x.shape", "x z y.shape", "x y z.shape"))

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from ...namespace import Composites, dispatch_function, dispatch_ufunc, normalize_axes, parse_einsum
-from .ops import (ABS, ADD, DIV, EXP, GETITEM, LOG, LOGSUMEXP, MATMUL, MAX_OPERANDS, MAXIMUM, MEAN, MINIMUM, MUL, NEG,
-                  OPS, POW, POWER, RESHAPE, SIGMOID, STEP, SUB, SUM, TANH, Op)
+from .ops import (ABS, ADD, DIV, EXP, GETITEM, LOG, LOGSUMEXP, MATMUL, MAXIMUM, MEAN, MINIMUM, MUL, NEG, OPS, POW,
+                  POWER, RESHAPE, SHAPE, SIGMOID, STEP, SUB, SUM, TANH, VALUE, Op)
 
 
 class Var:
@@ -133,6 +133,7 @@ def _raw(x):
 
 
 _NO_PARAMS: dict = {}  # shared by records without static parameters; never mutated
+_LEAF = (None, (), (), None, None)  # a leaf's record: no op, no parents, nothing kept (its Var holds the value)
 
 
 def _foreign_tape() -> ValueError:
@@ -141,33 +142,45 @@ def _foreign_tape() -> ValueError:
 
 
 class Tape:
-    """A Wengert list on one backend. ``records[i] = (op, args, params, out_value)``; leaves have op None.
+    """A Wengert list on one backend. ``records[i] = (op, parents, saved, params, out)``; leaves have op None.
 
-    ``args`` holds the traced ``Var``s and the constants already converted by ``B.constant``, so the
-    backward pass reads every input value from the record without converting anything twice.
+    - ``parents``: per input of the primitive, the record index of a traced input, or None for a constant.
+    - ``saved``: per input, what the VJPs of the traced inputs read (``Op.saves``): the value (constants are
+      kept as given, already converted by ``B.constant``), its shape, or None; ``out``: the output, or None.
+      Everything else is dropped when the record is made: an intermediate that no rule reads is freed as
+      soon as the model lets go of it, so a gradient's memory peaks where a hand-written backprop's does.
+
+    ``keep_all=True`` keeps every input and output instead (for tools that inspect a recorded tape, such as
+    the study's arithmetic count; gradients are the same, memory is not).
     """
 
-    __slots__ = ("backend", "records", "n_leaves")
+    __slots__ = ("backend", "records", "n_leaves", "keep_all")
 
-    def __init__(self, backend: Any):
+    def __init__(self, backend: Any, keep_all: bool = False):
         self.backend = backend
         self.records: list[tuple] = []
         self.n_leaves = 0
+        self.keep_all = keep_all
 
     def input(self, value: Any) -> Var:
         """Start tracking ``value`` (already a backend array): gradients can be taken with respect to it."""
-        records = self.records
-        records.append((None, (), None, value))
-        self.n_leaves += 1
-        return Var(value, len(records) - 1, self)
+        return self.inputs([value])[0]
 
     def inputs(self, values: list) -> list[Var]:
         """``[self.input(v) for v in values]`` in one call (an objective's parameter blocks, every gradient call)."""
         records = self.records
         start = len(records)
-        records.extend([(None, (), None, v) for v in values])
+        records.extend([_LEAF] * len(values) if not self.keep_all else [(None, (), (), None, v) for v in values])
         self.n_leaves += len(values)
         return [Var(v, i, self) for i, v in enumerate(values, start)]
+
+    def _record(self, op: Op, mask: int, parents: tuple, values: list, params: dict, out: Any) -> Var:
+        """Append a record of ``op`` (``mask``: bit i set when input i is traced), keeping what its rules read."""
+        codes, keep_out = ((VALUE,) * len(values), True) if self.keep_all else op.keep[mask]
+        saved = tuple(v if c == VALUE else v.shape if c == SHAPE else None for v, c in zip(values, codes))
+        records = self.records
+        records.append((op, parents, saved, params or _NO_PARAMS, out if keep_out else None))
+        return Var(out, len(records) - 1, self)
 
     def apply(self, op: Op | str, *args: Any, **params: Any) -> Any:
         """Run primitive ``op`` forward and record it. With no traced argument it just computes (no record)."""
@@ -178,49 +191,48 @@ class Tape:
                 raise NotImplementedError(f"no primitive {op!r} (known: {', '.join(sorted(OPS))}); "
                                           "define it with defop() in reverse/ops.py") from None
         B = self.backend
-        traced, values, kept = False, [], []
-        for a in args:
+        mask, values, parents = 0, [], []
+        for k, a in enumerate(args):
             if type(a) is Var:
                 if a.tape is not self:
                     raise _foreign_tape()
-                traced = True
+                mask |= 1 << k
                 values.append(a.value)
-                kept.append(a)
+                parents.append(a.index)
             else:
-                c = B.constant(a)
-                values.append(c)
-                kept.append(c)
+                values.append(B.constant(a))
+                parents.append(None)
         out = op.forward(B, *values, **params)
-        if not traced:
+        if not mask:
             return out
-        records = self.records
-        records.append((op, tuple(kept), params or _NO_PARAMS, out))
-        return Var(out, len(records) - 1, self)
+        return self._record(op, mask, tuple(parents), values, params, out)
 
     def binary(self, op: Op, x: Any, y: Any) -> Any:
-        """``apply(op, x, y)`` for a two-input primitive without static parameters."""
-        traced = False
+        """``apply(op, x, y)`` for a two-input primitive without static parameters (the hot path: inlined)."""
+        mask = 0
         if type(x) is Var:
             if x.tape is not self:
                 raise _foreign_tape()
-            xv, traced = x.value, True
-        elif type(x) is not float:  # (a Python float stays as it is on every backend: no call)
-            x = xv = self.backend.constant(x)
-        else:
-            xv = x
+            xv, px, mask = x.value, x.index, 1
+        else:  # (a Python float stays as it is on every backend: no call)
+            xv, px = x if type(x) is float else self.backend.constant(x), None
         if type(y) is Var:
             if y.tape is not self:
                 raise _foreign_tape()
-            yv, traced = y.value, True
-        elif type(y) is not float:
-            y = yv = self.backend.constant(y)
+            yv, py, mask = y.value, y.index, mask | 2
         else:
-            yv = y
+            yv, py = y if type(y) is float else self.backend.constant(y), None
         out = op.forward(self.backend, xv, yv)
-        if not traced:
+        if not mask:
             return out
+        if self.keep_all:
+            return self._record(op, mask, (px, py), [xv, yv], _NO_PARAMS, out)
+        (cx, cy), keep_out = op.keep[mask]
         records = self.records
-        records.append((op, (x, y), _NO_PARAMS, out))
+        records.append((op, (px, py),
+                        (xv if cx == VALUE else xv.shape if cx == SHAPE else None,
+                         yv if cy == VALUE else yv.shape if cy == SHAPE else None),
+                        _NO_PARAMS, out if keep_out else None))
         return Var(out, len(records) - 1, self)
 
     def unary(self, op: Op, x: Any, params: dict = _NO_PARAMS) -> Any:
@@ -231,9 +243,14 @@ class Tape:
         """
         if type(x) is not Var or x.tape is not self:
             return self.apply(op, x, **params)  # a constant (no record), or the foreign-tape error
-        out = op.forward(self.backend, x.value) if params is _NO_PARAMS else op.forward(self.backend, x.value, **params)
+        xv = x.value
+        out = op.forward(self.backend, xv) if params is _NO_PARAMS else op.forward(self.backend, xv, **params)
+        if self.keep_all:
+            return self._record(op, 1, (x.index,), [xv], params, out)
+        (cx,), keep_out = op.keep[1]
         records = self.records
-        records.append((op, (x,), params or _NO_PARAMS, out))
+        records.append((op, (x.index,), (xv if cx == VALUE else xv.shape if cx == SHAPE else None,),
+                        params or _NO_PARAMS, out if keep_out else None))
         return Var(out, len(records) - 1, self)
 
     def backward(self, output: Var, wrt: list[Var], into: list | None = None) -> tuple[list[Any], int]:
@@ -247,6 +264,8 @@ class Tape:
         ``into``: optional arrays, one per ``wrt`` (or None), shaped like it, to receive its gradient;
         the gradients returned are then those arrays. A parameter's first contribution is computed
         straight into its array when its op offers an ``into`` rule (see ``ops.Op``).
+
+        Each VJP is called as ``vjp(B, g, out, *saved, **params)`` with the record's kept values (see ``Tape``).
         """
         B, records = self.backend, self.records
         cotangents: list[Any] = [None] * (output.index + 1)
@@ -256,12 +275,12 @@ class Tape:
         if output.index >= len(records) or records[output.index] is None:
             raise RuntimeError("this tape has already been walked back (backward consumes it); record the "
                                "function again on a fresh Tape for another gradient")
-        no_params, var = _NO_PARAMS, Var  # locals: the loop below is the hot path of small nets
+        no_params = _NO_PARAMS  # a local: the loop below is the hot path of small nets
         for i in range(output.index, -1, -1):
             g = cotangents[i]
             if g is None:
                 continue
-            op, args, params, out = records[i]
+            op, parents, saved, params, out = records[i]
             if op is None:
                 continue  # a leaf keeps its cotangent: it is a result
             # Free memory as we go: this node's cotangent is fully used, and every consumer of its value
@@ -269,58 +288,49 @@ class Tape:
             # backward pass stays near the forward pass's, which spares the allocator fresh pages.
             cotangents[i] = None
             records[i] = None
-            n_args = len(args)
+            n_args = len(parents)
             if n_args == 1:  # unrolled for one input, the commonest case, then the general loop
-                x = args[0]
                 vjp = op.vjps[0]
                 if vjp is None:
                     continue
-                ct = vjp(B, g, out, x.value) if params is no_params else vjp(B, g, out, x.value, **params)
+                ct = vjp(B, g, out, saved[0]) if params is no_params else vjp(B, g, out, saved[0], **params)
                 n_vjps += 1
-                j = x.index
+                j = parents[0]
                 prev = cotangents[j]
                 cotangents[j] = ct if prev is None else prev + ct  # the copy gate adds
                 continue
-            if n_args == 2 and params is no_params and len(op.vjps) == 2:
+            if n_args == 2 and params is no_params:
                 # unrolled for two inputs without parameters (add, mul, matmul, ...): the general loop below
                 # costs as much as the VJPs themselves on small nets. Same order, same sums, same slots.
-                x, y = args
-                x_traced, y_traced = type(x) is var, type(y) is var
-                xv = x.value if x_traced else x
-                yv = y.value if y_traced else y
+                px, py = parents
+                xv, yv = saved
                 vjp_x, vjp_y = op.vjps
                 into_x, into_y = (op.into + (None, None))[:2] if dst and op.into else (None, None)
-                if x_traced and vjp_x is not None:
-                    j = x.index
-                    prev = cotangents[j]
-                    if prev is None and into_x is not None and j in dst:
-                        ct = into_x(B, dst[j], g, out, xv, yv)  # the parameter's own slot
+                if px is not None and vjp_x is not None:
+                    prev = cotangents[px]
+                    if prev is None and into_x is not None and px in dst:
+                        ct = into_x(B, dst[px], g, out, xv, yv)  # the parameter's own slot
                     else:
                         ct = vjp_x(B, g, out, xv, yv)
                     n_vjps += 1
-                    cotangents[j] = ct if prev is None else prev + ct
-                if y_traced and vjp_y is not None:
-                    j = y.index
-                    prev = cotangents[j]
-                    if prev is None and into_y is not None and j in dst:
-                        ct = into_y(B, dst[j], g, out, xv, yv)
+                    cotangents[px] = ct if prev is None else prev + ct
+                if py is not None and vjp_y is not None:
+                    prev = cotangents[py]
+                    if prev is None and into_y is not None and py in dst:
+                        ct = into_y(B, dst[py], g, out, xv, yv)
                     else:
                         ct = vjp_y(B, g, out, xv, yv)
                     n_vjps += 1
-                    cotangents[j] = ct if prev is None else prev + ct
+                    cotangents[py] = ct if prev is None else prev + ct
                 continue
-            values = [a.value if type(a) is var else a for a in args]
-            for k, (a, vjp) in enumerate(zip(args, op.vjps)):
-                if vjp is None or type(a) is not var:
+            for k, (j, vjp) in enumerate(zip(parents, op.vjps)):
+                if vjp is None or j is None:
                     continue
-                j = a.index
                 prev = cotangents[j]
                 if prev is None and dst and j in dst and k < len(op.into) and op.into[k] is not None:
-                    ct = op.into[k](B, dst[j], g, out, *values, **params)  # the parameter's own slot
-                elif params is no_params:
-                    ct = vjp(B, g, out, *values)  # (an empty ** costs as much as the call on small nets)
+                    ct = op.into[k](B, dst[j], g, out, *saved, **params)  # the parameter's own slot
                 else:
-                    ct = vjp(B, g, out, *values, **params)
+                    ct = vjp(B, g, out, *saved, **params)
                 n_vjps += 1
                 cotangents[j] = ct if prev is None else prev + ct  # the copy gate adds
         grads = []
@@ -423,14 +433,18 @@ class TapeNamespace(Composites):
 
     def concatenate(self, xs, axis=0):
         xs = list(xs)
-        if len(xs) > MAX_OPERANDS:
-            raise ValueError(f"xp.concatenate joins at most {MAX_OPERANDS} arrays per call; nest calls for more")
-        sizes = [np.shape(_raw(x))[axis] for x in xs]
-        bounds = tuple(int(b) for b in np.cumsum([0] + sizes))
-        return self.tape.apply(OPS["concatenate"], *xs, axis=axis, bounds=bounds)
+        ndim = len(np.shape(_raw(xs[0])))
+        axis = int(axis) % ndim
+        out = xs[0]
+        for x in xs[1:]:  # pairwise: each join is one primitive of two inputs
+            out = self.tape.apply(OPS["concatenate"], out, x, axis=axis, split=np.shape(_raw(out))[axis])
+        return out if len(xs) > 1 else self.tape.apply(RESHAPE, out, shape=np.shape(_raw(out)))
 
     def einsum(self, subscripts, *operands):
-        if len(operands) > MAX_OPERANDS:
-            raise ValueError(f"xp.einsum takes at most {MAX_OPERANDS} operands")
         ins, out = parse_einsum(subscripts, [len(np.shape(_raw(x))) for x in operands])
-        return self.tape.apply(OPS["einsum"], *operands, spec=(tuple(ins), out))
+        while len(ins) > 3:  # contract the first two, keeping the letters the rest or the output still need
+            rest = "".join(ins[2:]) + out
+            keep = "".join(dict.fromkeys(c for c in ins[0] + ins[1] if c in rest))
+            first = self.tape.apply(OPS["einsum2"], operands[0], operands[1], spec=((ins[0], ins[1]), keep))
+            ins, operands = [keep] + ins[2:], (first,) + tuple(operands[2:])
+        return self.tape.apply(OPS[f"einsum{len(ins)}"], *operands, spec=(tuple(ins), out))

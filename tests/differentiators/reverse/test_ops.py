@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from diffsuite.differentiators.reverse.backends import NumpyBackend
-from diffsuite.differentiators.reverse.ops import OPS
+from diffsuite.differentiators.reverse.ops import DROP, OPS, SHAPE, VALUE, defop
+from op_specs import PRIMITIVE_EXTRA_SPECS, PRIMITIVE_SPECS, draw  # draw keeps inputs away from kinks and poles
 
 # name -> (input shapes, static params, how to draw inputs). Shapes exercise broadcasting.
 POSITIVE = "positive"
@@ -49,13 +50,9 @@ EXTRA_SPECS = [  # shapes the table's single entry does not cover
     ("logsumexp", [(3, 4)], {"axis": None}, None),
     ("getitem", [(5,)], {"index": np.array([0, 2, 2])}, None),  # a repeated index: contributions add
 ]
+OP_SPECS.update(PRIMITIVE_SPECS)  # the numpy subset's primitives (tests/op_specs.py)
+EXTRA_SPECS += PRIMITIVE_EXTRA_SPECS
 B = NumpyBackend()
-
-
-def draw(shape, domain, rng):
-    x = rng.normal(size=shape)
-    # kinks (abs, max, step at 0; ties) are kept away from, so central differences are valid
-    return 0.5 + np.abs(x) if domain == POSITIVE else x + np.sign(x) * 0.1
 
 
 def check_vjps(name, shapes, params, domain, seed=0, eps=1e-6):
@@ -109,3 +106,88 @@ def test_logsumexp_over_every_axis_and_power_zero_at_zero():
     np.testing.assert_allclose(grad(lambda xp, t: xp.logsumexp(t, axis=None))(x), softmax, rtol=1e-14)
     np.testing.assert_array_equal(grad(lambda xp, t: xp.sum(t ** 0))(np.array([0.0, 2.0])), [0.0, 0.0])
     np.testing.assert_array_equal(grad(lambda xp, t: xp.sum(t ** 1))(np.array([0.0, 2.0])), [1.0, 1.0])
+
+
+# ----- residuals by declaration: a rule reads only what its op's ``saves`` declares -----
+class Poison:
+    """Stands in for a value a rule did not declare: any use at all raises."""
+
+    def __init__(self, what):
+        object.__setattr__(self, "what", what)
+
+    def _refuse(self, *args, **kwargs):
+        raise AssertionError(f"a rule read {object.__getattribute__(self, 'what')}, which its saves do not declare")
+
+    def __getattr__(self, name):
+        self._refuse()
+
+
+for _dunder in ("add radd sub rsub mul rmul truediv rtruediv pow rpow matmul rmatmul neg pos abs lt le gt ge "
+                "eq ne bool len iter getitem float int index array array_ufunc array_function").split():
+    setattr(Poison, f"__{_dunder}__", Poison._refuse)
+Poison.__hash__ = None
+
+
+def declared_arguments(op, k, xs, out):
+    """The arguments VJP ``k`` receives from a tape on which only input ``k`` is traced: declared values as
+    they are, inputs declared by shape as their shape, everything else poisoned."""
+    codes, keep_out = op.keep[1 << k]
+    args = []
+    for i, (x, code) in enumerate(zip(xs, codes)):
+        if i != k and code != DROP:  # a constant the rule reads: kept as it is
+            args.append(x)
+        else:
+            args.append(x if code == VALUE else np.shape(x) if code == SHAPE else Poison(f"input {i} of {op.name}"))
+    return (out if keep_out else Poison(f"the output of {op.name}")), args
+
+
+ALL_SPECS = [(name, *spec) for name, spec in OP_SPECS.items()] + EXTRA_SPECS
+
+
+@pytest.mark.parametrize("name,shapes,params,domain", ALL_SPECS, ids=lambda p: str(p)[:20])
+def test_every_rule_reads_only_what_it_declares(name, shapes, params, domain):
+    """Each VJP (and ``into`` rule) run on exactly what the tape keeps for it: the result must be the one it
+    gives with every value at hand, bit for bit; reading an undeclared value raises."""
+    op = OPS[name]
+    rng = np.random.default_rng(2)
+    xs = [draw(s, domain, rng) for s in shapes]
+    out = op.forward(B, *xs, **params)
+    g = rng.normal(size=np.shape(out))
+    for k, vjp in enumerate(op.vjps):
+        if vjp is None:
+            continue
+        full = vjp(B, g, out, *xs, **params)
+        kept_out, args = declared_arguments(op, k, xs, out)
+        np.testing.assert_array_equal(vjp(B, g, kept_out, *args, **params), full, err_msg=f"{name}: VJP {k}")
+        into = op.into[k] if k < len(op.into) else None
+        if into is not None:
+            dst = np.empty(shapes[k])
+            assert into(B, dst, g, kept_out, *args, **params) is dst
+            np.testing.assert_array_equal(dst, full, err_msg=f"{name}: into rule {k}")
+
+
+def test_the_poison_catches_a_rule_that_reads_an_undeclared_value():
+    with pytest.raises(AssertionError, match="which its saves do not declare"):
+        OPS["exp"].vjps[0](B, np.ones(3), Poison("the output of exp"), np.ones(3))  # exp' reads out
+    with pytest.raises(AssertionError, match="input 0"):
+        np.exp(Poison("input 0"))
+
+
+def test_defop_refuses_a_missing_or_malformed_declaration():
+    with pytest.raises(TypeError, match="saves"):
+        defop("tmp_no_saves", lambda B, x: x, lambda B, g, out, x: g)
+    with pytest.raises(ValueError, match=r"one string per VJP \(2\)"):
+        defop("tmp_count", lambda B, x, y: x, lambda B, g, out, x, y: g, None, saves=("x",))
+    with pytest.raises(ValueError, match=r"saves names 'w'.*x, y, out"):
+        defop("tmp_name", lambda B, x, y: x, lambda B, g, out, x, y: g, None, saves=("w", ""))
+    assert not {"tmp_no_saves", "tmp_count", "tmp_name"} & set(OPS)
+
+
+def test_what_a_record_keeps_follows_which_inputs_are_traced():
+    # relu = maximum(0, z): only z is traced, its VJP compares 0 with the output: z itself is not kept
+    assert OPS["maximum"].keep[0b10] == ((VALUE, SHAPE), True)
+    # maximum(z, 0): only the x side runs, which compares the inputs
+    assert OPS["maximum"].keep[0b01] == ((VALUE, VALUE), False)
+    # targets * outputs with constant targets: the outputs' shape only
+    assert OPS["mul"].keep[0b10] == ((VALUE, SHAPE), False)
+    assert OPS["add"].keep[0b11] == ((SHAPE, SHAPE), False)

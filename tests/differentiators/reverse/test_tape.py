@@ -101,3 +101,36 @@ def test_non_finite_theta_is_refused_naming_the_entry():
 def test_tape_namespace_provides_every_namespace_function():
     from diffsuite.namespace import NAMESPACE_FUNCTIONS
     assert all(callable(getattr(TapeNamespace, n, None)) for n in NAMESPACE_FUNCTIONS)
+
+
+def test_a_record_drops_what_its_rules_do_not_read():
+    """A hidden layer relu(x @ W + b): the product x @ W (add reads only shapes) and the pre-activation z
+    (relu's VJP compares 0 with its output) are freed as soon as the model lets go of them."""
+    import weakref
+
+    tape = Tape(NumpyBackend())
+    W, b = tape.inputs([np.ones((3, 2)), np.ones(2)])
+    xw = np.ones((4, 3)) @ W
+    z = xw + b
+    h = TapeNamespace(tape).maximum(0.0, z)
+    gone = [weakref.ref(xw.value), weakref.ref(z.value)]
+    del xw, z
+    assert [r() for r in gone] == [None, None]
+    assert tape.records[-1][4] is h.value  # relu's record keeps its output
+
+
+def test_keep_all_tape_keeps_every_value_and_gives_the_same_gradient():
+    B = NumpyBackend()
+    grads = []
+    for keep_all in (False, True):
+        tape = Tape(B, keep_all=keep_all)
+        (x,) = tape.inputs([np.array([0.5, -2.0, 3.0])])
+        out = TapeNamespace(tape).sum(TapeNamespace(tape).tanh(x * x + 1.0))
+        if keep_all:
+            assert all(r[4] is not None for r in tape.records)
+            assert all(s is not None for r in tape.records for s in r[2])
+        grads.append(tape.backward(out, [x])[0][0])
+    x = np.array([0.5, -2.0, 3.0])
+    np.testing.assert_array_equal(grads[0], grads[1])
+    # (tanh' as cosh^-2: 1 - tanh^2 itself loses 8 digits at tanh(10))
+    np.testing.assert_allclose(grads[0], 2 * x / np.cosh(x * x + 1.0) ** 2, rtol=1e-14)

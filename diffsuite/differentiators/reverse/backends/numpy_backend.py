@@ -189,9 +189,12 @@ class NumpyBackend:
 
     @staticmethod
     def sum_to(g, like):
-        """Undo broadcasting: sum ``g`` down to the shape of ``like``."""
+        """Undo broadcasting: sum ``g`` down to the shape of ``like`` (an array or a shape tuple)."""
         # (numpy scalars, e.g. a full reduction's result, have .shape == (): np.shape is a Python wrapper)
-        shape = like.shape if type(like) is np.ndarray or isinstance(like, np.generic) else np.shape(like)
+        if type(like) is tuple:
+            shape = like
+        else:
+            shape = like.shape if type(like) is np.ndarray or isinstance(like, np.generic) else np.shape(like)
         if type(g) is not np.ndarray:
             g = np.asarray(g)
         gshape = g.shape
@@ -216,14 +219,18 @@ class NumpyBackend:
 
     @staticmethod
     def expand_to(g, like, axis, keepdims):
-        """Broadcast a reduction's cotangent back to the input's shape (the VJP of sum)."""
-        if axis is None and not keepdims and type(like) is np.ndarray and like.size <= 65536 and like.dtype.kind == "f":
-            out = np.empty_like(like)  # a filled array: cheaper than broadcast_to's Python checks here
-            out.fill(g)
-            return out
-        if axis is not None and not keepdims:
+        """Broadcast a reduction's cotangent back to the input's shape (the VJP of sum); ``like``: the input
+        or its shape. The result has ``like``'s dtype, or ``g``'s when ``like`` is a shape."""
+        shape = like if type(like) is tuple else np.shape(like)
+        if axis is None and not keepdims:  # (keepdims: g has ndim dimensions of size 1, broadcast below)
+            dtype = like.dtype if type(like) is np.ndarray else getattr(g, "dtype", None)
+            if dtype is not None and dtype.kind == "f" and math.prod(shape) <= 65536:
+                out = np.empty(shape, dtype)  # a filled array: cheaper than broadcast_to's Python checks here
+                out.fill(g)
+                return out
+        elif axis is not None and not keepdims:
             g = np.expand_dims(g, axis)
-        return np.broadcast_to(g, np.shape(like))
+        return np.broadcast_to(g, shape)
 
     @staticmethod
     def getitem(x, index):
@@ -231,7 +238,11 @@ class NumpyBackend:
 
     @staticmethod
     def scatter(g, like, index):
-        out = np.zeros(np.shape(like), dtype=np.result_type(g, like))
+        """Zeros shaped like ``like`` (an array or a shape) with ``g`` added at ``index``."""
+        if type(like) is tuple:
+            out = np.zeros(like, dtype=np.result_type(g))
+        else:
+            out = np.zeros(np.shape(like), dtype=np.result_type(g, like))
         np.add.at(out, index, g)  # add.at: a repeated index gets every contribution
         return out
 

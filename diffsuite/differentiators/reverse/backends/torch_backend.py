@@ -157,8 +157,11 @@ class TorchBackend:
     @staticmethod
     def where(cond, x, y):
         # where(cond, 0.0, g) (zero_where_le's general case): masked_fill is one kernel with no scalar tensor
-        if type(cond) is not Tensor:  # a Python bool (x == 0 with a number x)
-            return x if cond else y
+        if type(cond) is not Tensor:
+            if isinstance(cond, (bool, np.bool_)):  # a Python bool (x == 0 with a number x)
+                return x if cond else y
+            like = x if type(x) is Tensor else y
+            cond = torch.as_tensor(np.asarray(cond, dtype=bool), device=like.device)  # a numpy mask
         if type(y) is Tensor and not isinstance(x, Tensor) and y.shape == cond.shape:
             return y.masked_fill(cond, x)
         return torch.where(cond, x, y)
@@ -242,8 +245,8 @@ class TorchBackend:
 
     @staticmethod
     def sum_to(g, like):
-        """Undo broadcasting: sum ``g`` down to the shape of ``like``."""
-        shape = like.shape if type(like) is Tensor else np.shape(like)
+        """Undo broadcasting: sum ``g`` down to the shape of ``like`` (an array or a shape tuple)."""
+        shape = like.shape if type(like) is Tensor else like if isinstance(like, tuple) else np.shape(like)
         if type(g) is not Tensor:
             return g  # a number: broadcasting a number is the caller's business (it stays a number)
         gshape = g.shape
@@ -268,19 +271,22 @@ class TorchBackend:
 
     @staticmethod
     def expand_to(g, like, axis, keepdims):
-        """Broadcast a reduction's cotangent back to the input's shape (the VJP of sum)."""
+        """Broadcast a reduction's cotangent back to the input's shape (the VJP of sum); ``like``: the input
+        or its shape."""
         if axis is not None and not keepdims:
             g = TorchBackend.expand_dims(g, axis)
-        return g.expand(like.shape)
+        return g.expand(like if isinstance(like, tuple) else like.shape)
 
     def scatter(self, g, like, index):
-        """Zeros shaped like ``like`` with ``g`` added at ``index`` (a repeated index gets every contribution)."""
-        out = torch.zeros(like.shape, dtype=g.dtype, device=g.device)
+        """Zeros shaped like ``like`` (an array or a shape) with ``g`` added at ``index`` (a repeated index gets
+        every contribution)."""
+        shape = like if isinstance(like, tuple) else like.shape
+        out = torch.zeros(shape, dtype=g.dtype, device=g.device)
         if _basic_index(index):
             out[index] = g  # basic indexing selects every position at most once
             return out
         flat = out.view(-1)
-        flat.index_add_(0, self._flat_positions(like.shape, index).reshape(-1), g.reshape(-1))
+        flat.index_add_(0, self._flat_positions(shape, index).reshape(-1), g.reshape(-1))
         return out
 
     # ----- the rest of the numpy subset (docs/language.md) -----
