@@ -46,8 +46,8 @@ import warnings  # noqa: E402
 import numpy as np  # noqa: E402
 
 import diffsuite as ds  # noqa: E402
-from diffsuite.demo import LECTURE_INPUT, lecture_network  # noqa: E402
-from diffsuite.differentiators.fd_namespaces import COMPLEX  # noqa: E402
+from diffsuite.lecture import LECTURE_INPUT, lecture_network  # noqa: E402
+from diffsuite.differentiators.finite_diff.namespaces import COMPLEX  # noqa: E402
 from diffsuite.namespace import NUMPY  # noqa: E402
 
 SCHEMES = ("forward", "backward", "central", "five_point", "richardson", "complex_step")
@@ -173,7 +173,7 @@ def overhead_rows(quick: bool, repeats: int):
 def loop_cost_rows(rounds: int = 15, m: int = 200):
     """The inner loop alone, in short alternating rounds (robust on a busy machine): 2m evaluations through
     the stencil loop (central, kink tracking off and on) against 2m bare ``objective.evaluate`` calls."""
-    from diffsuite.differentiators.fd_namespaces import KinkTracker
+    from diffsuite.differentiators.finite_diff.namespaces import KinkTracker
     from diffsuite.differentiators.finite_diff import _evaluate_stencil
     rng = np.random.default_rng(1)
     rows = []

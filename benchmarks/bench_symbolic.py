@@ -4,7 +4,7 @@
     python benchmarks/bench_symbolic.py --quick    # fewer repeats, shorter timings (seconds)
 
 Problem: the lecture's [3, 2, 1] sigmoid network (sigmoid output), quadratic loss, one sample, target 1
-(``diffsuite.demo.lecture_network``), and [2, 2, 2, 2, 1] sigmoid (the same loss) to show the trend.
+(``diffsuite.lecture.lecture_network``), and [2, 2, 2, 2, 1] sigmoid (the same loss) to show the trend.
 
 Setup: ``value_and_grad(objective)`` wall time. ``first`` is the first setup in this process (it pays
 lazy imports); the others are medians of ``--repeats`` setups, each after ``sympy.core.cache.clear_cache()``
@@ -34,7 +34,7 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 import diffsuite as ds  # noqa: E402
-from diffsuite.demo import LECTURE_INPUT, lecture_network  # noqa: E402
+from diffsuite.lecture import LECTURE_INPUT, lecture_network  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from handwritten import HandwrittenMLP  # noqa: E402

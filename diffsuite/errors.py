@@ -14,3 +14,7 @@ class BudgetExceeded(RuntimeError):
         if progress:
             msg += f" (got as far as {progress})"
         super().__init__(msg + "; raise the budget, or use a smaller network or the reverse differentiator")
+
+
+class StudyError(ValueError):
+    """A study, option or device that cannot be used; the message lists the choices."""

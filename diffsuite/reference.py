@@ -25,10 +25,10 @@ import numpy as np
 from . import pytree
 from .budget import Budget, run_budgeted
 from .differentiators.base import Gradient, grad_leaf
-from .differentiators.symbolic_build import build_function, build_objective, differentiate, is_float_data
-from .differentiators.expression_metrics import dag_nodes
-from .differentiators.symbolic_codegen import evaluate_mp
-from .differentiators.symengine_bridge import from_symengine
+from .differentiators.symbolic.build import build_function, build_objective, differentiate, is_float_data
+from .differentiators.symbolic.codegen import evaluate_mp
+from .differentiators.symbolic.metrics import dag_nodes
+from .differentiators.symbolic.symengine_bridge import from_symengine
 from .objective import Objective
 
 DTYPES = {"float64": np.float64, "float32": np.float32}

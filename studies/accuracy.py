@@ -2,11 +2,11 @@
 float32 and float64, and what happens near kinks?
 
 Run: python studies/accuracy.py [--quick] [--out DIR] [--jobs N] [--device cpu|cuda|all]
-The grid and the measurements are in diffsuite/study/accuracy.py (``Config`` holds the decisions).
+The grid and the measurements are in diffsuite/study/studies/accuracy.py (``Config`` holds the decisions).
 """
 import sys
 
-from diffsuite.study.cli import script_main
+from diffsuite.cli.run import script_main
 
 if __name__ == "__main__":
     sys.exit(script_main("accuracy"))

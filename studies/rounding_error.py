@@ -2,11 +2,11 @@
 and how close do the automatic step and the theoretical optimum come to the best step?
 
 Run: python studies/rounding_error.py [--quick] [--out DIR] [--jobs N] [--device cpu|cuda|all]
-The grid and the measurements are in diffsuite/study/rounding_error.py (``Config`` holds the decisions).
+The grid and the measurements are in diffsuite/study/studies/rounding_error.py (``Config`` holds the decisions).
 """
 import sys
 
-from diffsuite.study.cli import script_main
+from diffsuite.cli.run import script_main
 
 if __name__ == "__main__":
     sys.exit(script_main("rounding_error"))

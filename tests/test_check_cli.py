@@ -142,7 +142,7 @@ def test_cuda_without_a_gpu_is_a_clear_error(capsys):
 
 
 def test_the_full_grid_is_the_accuracy_studys_and_has_a_committed_baseline():
-    from diffsuite.study import accuracy
+    from diffsuite.study.studies import accuracy
     grid, config = bl.full_grid(), accuracy.Config()
     assert grid.activations == tuple(config.activations) and grid.methods == tuple(config.methods())
     assert not any(m.startswith("symbolic") for m in bl.QUICK.methods)  # seconds per problem: full grid only

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import diffsuite as ds
-from diffsuite.demo import LECTURE_INPUT, lecture_network
+from diffsuite.lecture import LECTURE_INPUT, lecture_network
 
 mp.mp.dps = 40
 sig = lambda a: 1 / (1 + mp.exp(-a))

@@ -73,7 +73,7 @@ def test_objective_matches_torch_autograd_float64():
 
 
 def test_lecture_network_matches_reverse_mode():
-    from diffsuite.demo import LECTURE_INPUT, lecture_network
+    from diffsuite.lecture import LECTURE_INPUT, lecture_network
     model, theta = lecture_network()
     obj = ds.Objective(model, "binary_cross_entropy", LECTURE_INPUT, np.array([[1.0]]), l1=0.01)
     res, rev = reference_gradient(obj, theta), ds.get_differentiator("reverse").value_and_grad(obj)(theta)

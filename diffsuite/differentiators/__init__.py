@@ -6,8 +6,9 @@
 | ``finite_diff``| difference quotients (forward ... Richardson, complex step)       | scheme, step, dtype, ... |
 | ``reverse``   | our reverse-mode tape on numpy or torch (CPU or CUDA)              | backend, device, dtype   |
 
-Each module is imported only when its differentiator is asked for, so an optional dependency
-(torch, symengine) is needed only by whoever uses it.
+Each differentiator is a package of its own (``symbolic/``, ``finite_diff/``, ``reverse/``); they never
+import each other, and what they share lives in ``base.py``. Each package is imported only when its
+differentiator is asked for, so an optional dependency (torch, symengine) is needed only by whoever uses it.
 """
 from __future__ import annotations
 

@@ -11,9 +11,9 @@ A cell *regresses* when ``error > factor * max(baseline, floor)``, where ``floor
 keeps cells at the rounding level (reverse mode: ~1e-16) from failing for a change in the last bits.
 A cell that errors now but had a number in the baseline regresses too.
 
-The grid: problems from the accuracy study's builder (``diffsuite.study.common.mlp_problem``: float32-exact
+The grid: problems from the accuracy study's builder (``diffsuite.study.studies.accuracy.problem``: float32-exact
 points, so one reference serves both dtypes) and its method labels. ``--quick`` is ``QUICK``, pinned here;
-the full grid is the accuracy study's own (``diffsuite.study.accuracy.Config()``).
+the full grid is the accuracy study's own (``diffsuite.study.studies.accuracy.Config()``).
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ class BaselineError(ValueError):
 # ----- the grid -----
 @dataclass(frozen=True)
 class Grid:
-    """Which problems (``diffsuite.study.common.mlp_problem``) and methods (its labels) a check measures."""
+    """Which problems (``diffsuite.study.studies.accuracy.problem``) and methods (its labels) a check measures."""
 
     activations: tuple[str, ...]
     losses: tuple[str, ...]
@@ -64,8 +64,8 @@ QUICK = Grid(activations=("tanh", "relu"), losses=("quadratic", "cross_entropy")
 
 
 def full_grid() -> Grid:
-    """The accuracy study's own grid (``diffsuite.study.accuracy.Config()``)."""
-    from ..study import accuracy
+    """The accuracy study's own grid (``diffsuite.study.studies.accuracy.Config()``)."""
+    from ..study.studies import accuracy
     c = accuracy.Config()
     return Grid(tuple(c.activations), tuple(c.losses), tuple(c.regs), tuple(c.seeds), tuple(c.hidden), c.batch,
                 tuple(c.methods()), tuple(c.dtypes))
@@ -94,21 +94,21 @@ def with_devices(labels: tuple[str, ...], devices: tuple[str, ...]) -> tuple[str
 
 
 def grid_cases(grid: Grid, devices: tuple[str, ...] = ("cpu",)) -> Iterable[Case]:
-    from ..study import common
+    from ..study.studies import accuracy
 
     def factory(label, dtype):
         extra = {"warn": False} if label.startswith("finite_diff") else {}
-        return lambda: common.make_method(label, dtype=dtype, **extra)
+        return lambda: accuracy.method(label, dtype=dtype, **extra)
 
-    methods = [(label, dtype, common.method_device(label), factory(label, dtype))
+    methods = [(label, dtype, accuracy.device(label), factory(label, dtype))
                for label in with_devices(grid.methods, devices) for dtype in grid.dtypes
                if not (label.startswith("symbolic") and dtype != "float64")]  # symbolic evaluates in float64 only
     for activation in grid.activations:
         for loss in grid.losses:
             for reg in grid.regs:
                 for seed in grid.seeds:
-                    p = common.mlp_problem(hidden=grid.hidden, activation=activation, loss=loss, reg=reg,
-                                           batch=grid.batch, seed=seed)
+                    p = accuracy.problem(hidden=grid.hidden, activation=activation, loss=loss, reg=reg,
+                                         batch=grid.batch, seed=seed)
                     key = {"model": "MLP" + str(tuple(p.objective.model.layers)).replace(" ", ""),
                            "activation": activation, "loss": loss if reg == "none" else f"{loss}+{reg}"}
                     yield Case(key, seed, p.objective, p.theta, methods)

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from .store import RESULTS, ResultStore, dumps, write_atomic_text
+from .studies import STUDIES, study_module
 
 INDEX = "index.html"
 SECTION = "section.html"  # a study's part of index.html, kept beside its report
@@ -181,7 +182,6 @@ def load(study: str, out: Path) -> tuple[pd.DataFrame, dict]:
 
 
 def build(study: str, out: Path) -> Report:
-    from .runner import study_module
     table, meta = load(study, out)
     module = study_module(study)
     if table.empty:
@@ -202,7 +202,6 @@ def write_study_report(study: str, out: Path) -> Report:
 
 
 def studies_present(out: Path) -> list[str]:
-    from .runner import STUDIES
     return [s for s in STUDIES if (Path(out) / s / RESULTS).exists()]
 
 
@@ -211,7 +210,6 @@ def write_index(out: Path) -> Path:
 
     Each study's section is the ``section.html`` its last report wrote; a study whose report is not
     written yet (another process may be measuring it) is left out until the next index."""
-    from .runner import study_module
     out = Path(out)
     present = studies_present(out)
     sections, nav = [], []

@@ -1,7 +1,7 @@
 """The study runner: a grid of cells, measured with a progress bar, optionally in worker processes,
 each finished cell appended to the result store at once.
 
-A *study* is a module (see ``STUDIES``) that defines
+A *study* is a module (see ``diffsuite.study.studies.STUDIES``) that defines
 
 - ``Config``: a frozen dataclass of decisions (the grid), with ``quick()`` returning the small version
   and a ``devices`` field the runner fills from ``--device``;
@@ -34,17 +34,12 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from ..errors import BudgetExceeded
+from ..errors import BudgetExceeded, StudyError
 from . import metadata
+from .report import write_index, write_study_report
 from .store import ResultStore, dumps, write_atomic_text
+from .studies import STUDIES, check_studies, study_module
 
-#: study name -> module. The order is the order of ``diffsuite list`` and of the report.
-STUDIES = {
-    "expression_growth": "diffsuite.study.expression_growth",
-    "rounding_error": "diffsuite.study.rounding_error",
-    "accuracy": "diffsuite.study.accuracy",
-    "speed": "diffsuite.study.speed",
-}
 DEVICES = ("cpu", "cuda", "all")
 REPORTS = Path("reports")
 
@@ -54,9 +49,6 @@ def default_out(quick: bool) -> Path:
     return REPORTS / "quick" if quick else REPORTS
 META = "meta.json"
 
-
-class StudyError(ValueError):
-    """A study, option or device that cannot be used; the message lists the choices."""
 
 
 @dataclass(frozen=True)
@@ -72,21 +64,6 @@ class Cell:
 
 def cell(**params: Any) -> Cell:
     return Cell(dict(params))
-
-
-def study_module(name: str):
-    try:
-        return import_module(STUDIES[name])
-    except KeyError:
-        raise StudyError(f"unknown study {name!r}; choose from {', '.join(STUDIES)}") from None
-
-
-def check_studies(names) -> list[str]:
-    names = list(names) or list(STUDIES)
-    unknown = [n for n in names if n not in STUDIES]
-    if unknown:
-        raise StudyError(f"unknown study {', '.join(map(repr, unknown))}; choose from {', '.join(STUDIES)}")
-    return names
 
 
 def resolve_devices(device: str) -> tuple[tuple[str, ...], dict[str, str]]:
@@ -211,7 +188,6 @@ def run_study(name: str, *, quick: bool = False, out: Path | str | None = None, 
         table = store.table()
     statuses = table["status"].value_counts().to_dict() if len(table) else {}
     if report:
-        from .report import write_index, write_study_report
         write_study_report(name, Path(out))
         write_index(Path(out))
     return RunSummary(name, directory, len(grid), len(todo), resumed, statuses)
@@ -300,7 +276,6 @@ def run_all(*, quick: bool = True, out: Path | str | None = None, jobs: int = 1,
     out = _prepare_out(quick, out)
     summaries = [run_study(n, quick=quick, out=out, jobs=jobs, device=device, progress=progress, report=False)
                  for n in names]
-    from .report import write_index, write_study_report
     for n in names:
         write_study_report(n, Path(out))
     write_index(Path(out))

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import diffsuite as ds
-from diffsuite.demo import LECTURE_INPUT, lecture_network
-from diffsuite.differentiators.fd_namespaces import COMPLEX, KinkTracker
+from diffsuite.lecture import LECTURE_INPUT, lecture_network
+from diffsuite.differentiators.finite_diff.namespaces import COMPLEX, KinkTracker
 from diffsuite.differentiators.finite_diff import KinkWarning, StepUnderflowError, StepUnderflowWarning
 from diffsuite.namespace import NAMESPACE_FUNCTIONS, NUMPY
 from diffsuite.reference import reference_gradient

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diffsuite.study import accuracy
+from diffsuite.study.studies import accuracy
 from diffsuite.study.common import rel_error
 from diffsuite.study.store import ResultStore
 

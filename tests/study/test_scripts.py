@@ -61,7 +61,7 @@ def _run_scripts(out):
     for f in before:
         if f.suffix == ".png":
             (out / f).unlink()
-    r = subprocess.run([sys.executable, "-m", "diffsuite.cli", "report", "--out", str(out)], capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "diffsuite", "report", "--out", str(out)], capture_output=True,
                        text=True)
     assert r.returncode == 0, r.stderr
     out.before_rebuild = before  # for test_report_rebuilds_from_stored_results_alone

@@ -7,6 +7,10 @@ Error model: the rounding of the forward and backward arithmetic only; no trunca
 Backends: ``backend="numpy"`` (default) or ``backend="torch"`` with ``device="cpu"`` or ``"cuda"``: the same
 tape and rules, torch only as the array library (torch.autograd is never used). docs/reverse.md explains
 the engine, how to add a primitive, and the speed benchmark (``benchmarks/bench_reverse.py``).
+
+Files: ``__init__`` the ``Reverse`` differentiator; ``tape`` the tape, its traced ``Var`` and the xp
+namespace that records; ``ops`` the rule table (one VJP per primitive); ``backends/`` the array
+library each rule runs on (numpy, torch).
 """
 from __future__ import annotations
 

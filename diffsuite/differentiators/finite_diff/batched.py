@@ -14,8 +14,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..namespace import NAMESPACE_FUNCTIONS, NUMPY
-from .fd_namespaces import KinkTracker
+from ...namespace import NAMESPACE_FUNCTIONS, NUMPY
+from .namespaces import KinkTracker
 
 
 class BatchedNamespace:

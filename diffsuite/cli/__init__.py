@@ -1,19 +1,20 @@
-"""The ``diffsuite`` command. Each subcommand lives beside what it drives; this file only dispatches."""
+"""The ``diffsuite`` command: one module per subcommand (``demo``, ``check``, ``list``, ``run``, ``report``), each
+defining ``configure(parser)``; this file only dispatches. ``options`` holds the argument helpers they share."""
 from __future__ import annotations
 
 import argparse
 import sys
 from importlib import import_module
 
-from . import __version__
+from .. import __version__
 
-#: subcommand -> (module defining ``add_parser(subparsers)``, one-line help)
+#: subcommand -> (module defining ``configure(parser)``, one-line help)
 COMMANDS = {
-    "demo": ("diffsuite.cli_demo", "the lecture's examples differentiated three ways, then every study in quick mode"),
-    "check": ("diffsuite.cli_check", "compare every method's gradient accuracy with a stored baseline (CI)"),
-    "list": ("diffsuite.study.cli_list", "list the studies and the question each answers"),
-    "run": ("diffsuite.study.cli_run", "run studies (resuming), draw their figures, write reports/ and index.html"),
-    "report": ("diffsuite.study.cli_report", "rebuild figures and reports from stored results, measuring nothing"),
+    "demo": ("diffsuite.cli.demo", "the lecture's examples differentiated three ways, then every study in quick mode"),
+    "check": ("diffsuite.cli.check", "compare every method's gradient accuracy with a stored baseline (CI)"),
+    "list": ("diffsuite.cli.list", "list the studies and the question each answers"),
+    "run": ("diffsuite.cli.run", "run studies (resuming), draw their figures, write reports/ and index.html"),
+    "report": ("diffsuite.cli.report", "rebuild figures and reports from stored results, measuring nothing"),
 }
 
 
@@ -41,7 +42,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; results written so far are kept", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

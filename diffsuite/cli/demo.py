@@ -8,18 +8,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from .differentiators import get_differentiator
-from .nn import MLP
-from .objective import Objective
-
-#: The lecture's single-hidden-layer example: x = (0.4, 0.2, 0.2), rows of W0 are the slide's w_1, w_2, w_3.
-LECTURE_PARAMS = {
-    "W0": [[1.0, 0.5], [0.2, 1.2], [1.2, 0.1]],
-    "b0": [0.1, 0.2],
-    "W1": [[0.3], [0.9]],
-    "b1": [0.3],
-}
-LECTURE_INPUT = np.array([[0.4, 0.2, 0.2]])
+from ..differentiators import get_differentiator
+from ..lecture import LECTURE_INPUT, lecture_network
+from ..objective import Objective
 
 #: The three ways of computing a gradient, as the demo shows them.
 METHODS = {
@@ -27,12 +18,6 @@ METHODS = {
     "symbolic": {},
     "central FD": {"name": "finite_diff", "scheme": "central"},
 }
-
-
-def lecture_network() -> tuple[MLP, np.ndarray]:
-    """The lecture's [3, 2, 1] sigmoid network and its parameters as a flat vector."""
-    model = MLP((3, 2, 1), activation="sigmoid", output_activation="sigmoid")
-    return model, model.pack(LECTURE_PARAMS)
 
 
 def _gate_example(xp, p):
@@ -101,8 +86,24 @@ def run_demo(console: Console | None = None, studies: bool = True, out: Path | s
     console = console or Console()
     show_lecture_examples(console)
     if studies:
-        from .study import run_all
+        from ..study import run_all
         console.rule("[bold]every study, quick mode")
         run_all(quick=True, out=out, jobs=jobs)
         where = Path(out) if out is not None else Path("reports") / "quick"
         console.print(f"reports written: {where / 'index.html'}")
+
+
+def configure(parser) -> None:
+    parser.add_argument("--no-studies", action="store_true",
+                        help="only print the lecture's examples; run no study")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for the quick studies' reports (default: reports/quick)")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes for the studies (default 1)")
+    parser.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    if args.jobs < 1:
+        raise SystemExit(f"diffsuite demo: --jobs must be at least 1; got {args.jobs}")
+    run_demo(studies=not args.no_studies, out=args.out, jobs=args.jobs)
+    return 0

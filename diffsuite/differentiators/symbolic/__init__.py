@@ -7,6 +7,11 @@ all derivatives jointly, and generate one straight-line Python function. A call 
 over that function: microseconds on tiny networks, where it beats every autodiff we measured
 (benchmarks/bench_symbolic.py).
 Error model: exact derivatives; the only error is the float64 rounding of the compiled arithmetic.
+
+Files: ``__init__`` the ``Symbolic`` differentiator and ``expression_metrics``; ``namespace`` the xp
+namespace on SymPy arrays (kink functions Step, Abs0, ...); ``build`` the loss expression, its
+derivatives, CSE and the setup pipeline; ``codegen`` straight-line Python (float64 or mpmath) from the
+expressions; ``symengine_bridge`` SymPy <-> SymEngine; ``metrics`` expression sizes (tree, DAG, ops).
 """
 from __future__ import annotations
 
@@ -18,13 +23,13 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-from ..budget import Budget, run_budgeted
-from ..objective import Objective
-from .. import pytree
-from .base import Gradient, grad_leaf, with_argnums_of
-from .symbolic_build import (ENGINES, METRIC_KEYS, SetupOptions, build_function, build_objective, is_float_data,
+from ... import pytree
+from ...budget import Budget, run_budgeted
+from ...objective import Objective
+from ..base import Gradient, grad_leaf, with_argnums_of
+from .build import (ENGINES, METRIC_KEYS, SetupOptions, build_function, build_objective, is_float_data,
                              setup)
-from .symbolic_codegen import Kernel
+from .codegen import Kernel
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,7 @@ class Symbolic:
     inf, and a sum of two finite exps that overflows without raising (both arguments just below 709.78) is
     not detected and can give inf/nan.
 
-    ``stats`` (metrics defined in ``expression_metrics``'s module docstring; None when not measured):
+    ``stats`` (metrics defined in ``metrics``'s module docstring; None when not measured):
     ``build_s, diff_s, cse_s, compile_s`` (seconds per setup stage), ``metrics_s``, ``setup_s``;
     ``loss_tree_nodes, loss_dag_nodes`` (the loss); ``grad_tree_nodes`` (summed over all derivatives,
     shared subtrees counted at every use), ``grad_dag_nodes`` (distinct subexpressions of all
@@ -83,7 +88,7 @@ class Symbolic:
         return f"symbolic[{self.engine}{',cse' if self.cse else ''}{',data' if self.symbolic_data else ''}]"
 
     def run_setup(self, build: Callable, compile: bool = True, cse: bool | None = None) -> dict:
-        """``symbolic_build.setup`` under this differentiator's budgets (raises BudgetExceeded)."""
+        """``build.setup`` under this differentiator's budgets (raises BudgetExceeded)."""
         opts = SetupOptions(engine=self.engine, cse=self.cse if cse is None else cse, metrics=self.metrics,
                             compile=compile, count_ops_max_nodes=self.count_ops_max_nodes)
         return run_budgeted(partial(setup, build, opts), Budget(time_s=self.time_budget_s, nodes=self.node_budget))

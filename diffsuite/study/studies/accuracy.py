@@ -8,7 +8,7 @@ every method in float64 and float32: each finite-difference scheme at its automa
 (float64 only), reverse mode on numpy, on torch's CPU, and on CUDA when measured (``--device all``).
 
 Parameters and data are float32-exact, so every method in either dtype differentiates at the same
-binary point as the reference (``common.reference``; the report names it). A finite-difference row
+binary point as the reference (``diffsuite.study.common.reference``; the report names it). A finite-difference row
 is flagged ``near_kink`` when its stencil straddles a kink (the differentiator's kink detection);
 every row of a problem gets ``problem_near_kink`` when any scheme saw one.
 """
@@ -20,10 +20,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from .common import FALLBACK_NAME, FD_SCHEMES, make_method, method_device, mlp_problem, reference, rel_error
-from .figures import figure_legend, method_order, plot_kwargs, save, subplots
-from .report import Bullets, Figure, Heading, Para, Report, Table, fmt
-from .runner import cell
+from ..common import FALLBACK_NAME, FD_SCHEMES, make_method, method_device, mlp_problem, reference, rel_error
+from ..figures import figure_legend, method_order, plot_kwargs, save, subplots
+from ..report import Bullets, Figure, Heading, Para, Report, Table, fmt
+from ..runner import cell
 
 TITLE = "Accuracy of every differentiator"
 QUESTION = ("How far from the exact gradient is each differentiator, across activations, losses, regularisation, "
@@ -59,14 +59,32 @@ class Config:
         return out
 
 
+def problem(*, activation: str, loss: str, reg: str, seed: int, hidden: tuple[int, ...] = (3,), batch: int = 4):
+    """One problem of the grid: ``.objective`` (an MLP loss) and ``.theta`` (float32-exact parameters).
+
+    Public: ``diffsuite.gradcheck.baseline`` builds its cases through it, so the baseline and the study
+    differentiate the same problems."""
+    return mlp_problem(hidden=hidden, activation=activation, loss=loss, reg=reg, batch=batch, seed=seed)
+
+
+def method(label: str, *, dtype: str = "float64", **options):
+    """The differentiator a method label names (``"finite_diff[central]"``, ``"reverse[torch-cpu]"``, ...)."""
+    return make_method(label, dtype=dtype, **options)
+
+
+def device(label: str) -> str:
+    """The device a method label runs on (``"cpu"`` or ``"cuda"``)."""
+    return method_device(label)
+
+
 def cells(config: Config):
     return [cell(activation=a, loss=lo, reg=r, seed=s) for a in config.activations for lo in config.losses
             for r in config.regs for s in config.seeds]
 
 
 def measure(config: Config, params: dict) -> list[dict]:
-    p = mlp_problem(hidden=config.hidden, activation=params["activation"], loss=params["loss"], reg=params["reg"],
-                    batch=config.batch, seed=params["seed"])
+    p = problem(hidden=config.hidden, activation=params["activation"], loss=params["loss"], reg=params["reg"],
+                batch=config.batch, seed=params["seed"])
     ref = reference(p.objective, p.theta)
     base = {"n_params": int(p.theta.size), "reference": ref.name, "has_kink": bool(p.objective.has_kink()),
             "exact_reference": not ref.name.startswith(FALLBACK_NAME)}

@@ -9,6 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from .options import strict
+
 DEFAULT_BASELINES = {True: "baselines/accuracy_quick.json", False: "baselines/accuracy_full.json"}
 
 
@@ -20,13 +22,12 @@ def default_baseline(quick: bool, update: bool = False) -> str:
     relative = DEFAULT_BASELINES[quick]
     if update or Path(relative).exists():
         return relative
-    checkout = Path(__file__).resolve().parents[1] / relative
+    checkout = Path(__file__).resolve().parents[2] / relative
     return str(checkout) if checkout.exists() else relative
 
 
 def configure(parser) -> None:
-    from .study.cli import _strict
-    _strict(parser)  # an unknown option: this subcommand's error, listing its options (as `diffsuite run` does)
+    strict(parser)  # an unknown option: this subcommand's error, listing its options (as `diffsuite run` does)
     parser.add_argument("--baseline", metavar="FILE",
                         help=f"the baseline JSON (default: {DEFAULT_BASELINES[True]} with --quick, "
                              f"else {DEFAULT_BASELINES[False]}; in the current directory if there, else in "
@@ -41,7 +42,7 @@ def configure(parser) -> None:
 
 
 def _run(args) -> int:
-    from .gradcheck import baseline as bl
+    from ..gradcheck import baseline as bl
     factor = bl.DEFAULT_FACTOR if args.factor is None else args.factor
     if not factor > 1:
         print(f"diffsuite check: --factor must be a number > 1; got {args.factor}", file=sys.stderr)
@@ -54,7 +55,7 @@ def _run(args) -> int:
         except bl.BaselineError as e:
             print(f"diffsuite check: {e}", file=sys.stderr)
             return 2
-    from .study.runner import StudyError, resolve_devices
+    from ..study.runner import StudyError, resolve_devices
     try:
         devices, skipped = resolve_devices(args.device)  # cuda without a GPU: an error; all: the CPU, and why
     except StudyError as e:

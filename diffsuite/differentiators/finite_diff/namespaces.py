@@ -13,13 +13,12 @@ part is the unperturbed point), so it records instead whether a perturbed entry 
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
-import math
-
-from ..namespace import NAMESPACE_FUNCTIONS, NUMPY, unknown_name_error
+from ...namespace import NAMESPACE_FUNCTIONS, NUMPY, unknown_name_error
 
 
 def _complex_sigmoid(z):

@@ -20,10 +20,10 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from .common import EPS, FD_SCHEMES, Reference, make_method, reference, rel_error, to_f32_point
-from .figures import figure_legend, plot_kwargs, save, style, subplots
-from .report import Bullets, Figure, Heading, Para, Report, Table, fmt
-from .runner import cell
+from ..common import EPS, FD_SCHEMES, Reference, make_method, reference, rel_error, to_f32_point
+from ..figures import figure_legend, plot_kwargs, save, style, subplots
+from ..report import Bullets, Figure, Heading, Para, Report, Table, fmt
+from ..runner import cell
 
 TITLE = "Rounding error against step size"
 QUESTION = ("How does the error of each finite-difference scheme depend on the step h, in float32 and float64, "
@@ -80,9 +80,9 @@ def scalar_reference(dps: int = 50) -> Reference:
 
 
 def lecture_problem():
-    from ..demo import LECTURE_INPUT, LECTURE_PARAMS
-    from ..nn import MLP
-    from ..objective import Objective
+    from ...lecture import LECTURE_INPUT, LECTURE_PARAMS
+    from ...nn import MLP
+    from ...objective import Objective
     model = MLP((3, 2, 1), activation="sigmoid", output_activation="sigmoid")
     theta = to_f32_point(model.pack(LECTURE_PARAMS))
     obj = Objective(model, "quadratic", to_f32_point(LECTURE_INPUT), np.array([[1.0]]))

@@ -16,7 +16,7 @@ from sympy.codegen.cfunctions import log1p as sp_log1p
 from sympy.codegen.cfunctions import log2 as sp_log2
 from sympy.codegen.cfunctions import log10 as sp_log10
 
-from .symbolic_namespace import Abs0, Atan2, Max1, Min1, Pow0, Sign0, Softplus, Step, Tanh, TieStep
+from .namespace import Abs0, Atan2, Max1, Min1, Pow0, Sign0, Softplus, Step, Tanh, TieStep
 
 
 def load_symengine():

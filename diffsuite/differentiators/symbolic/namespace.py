@@ -32,7 +32,7 @@ from sympy.codegen.cfunctions import log1p as sp_log1p
 from sympy.codegen.cfunctions import log2 as sp_log2
 from sympy.codegen.cfunctions import log10 as sp_log10
 
-from ..namespace import Composites, dispatch_function, dispatch_ufunc, normalize_axes, parse_einsum
+from ...namespace import Composites, dispatch_function, dispatch_ufunc, normalize_axes, parse_einsum
 
 # numpy ufuncs that act on object arrays through the elements' own Python operators (SymPy's).
 _OPERATOR_UFUNCS = {np.add, np.subtract, np.multiply, np.true_divide, np.power, np.negative, np.positive,
@@ -91,7 +91,7 @@ class SymArray(np.ndarray):
             return dispatch_ufunc(SYMPY, "symbolic", ufunc, method, inputs, kwargs)  # np.exp(x) -> xp.exp(x)
         args = [raw(x) for x in inputs]
         if ufunc in _COMPARISONS:  # a mask of SymPy relations: no gradient; xp.where turns it into Piecewise
-            return _as_object(np.frompyfunc(_COMPARISONS[ufunc], 2, 1)(*args))
+            return wrap(_as_object(np.frompyfunc(_COMPARISONS[ufunc], 2, 1)(*args)))
         if ufunc is np.matmul:
             return wrap(_matmul(*args))
         if ufunc is np.power:
@@ -122,7 +122,7 @@ class SymArray(np.ndarray):
 
     def __bool__(self):
         raise TypeError("the truth value of a symbolic value is not defined: a Python `if` would pick one branch "
-                        "for every input. Use xp.maximum / xp.minimum / xp.step to express the branch.")
+                        "for every input. Use xp.where, xp.maximum / xp.minimum or xp.step to express the branch.")
 
     def __float__(self):
         raise TypeError("a symbolic value has no float value; differentiate or evaluate it instead")

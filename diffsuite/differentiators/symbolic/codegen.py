@@ -26,7 +26,7 @@ from sympy.codegen.cfunctions import log1p as sp_log1p
 from sympy.codegen.cfunctions import log2 as sp_log2
 from sympy.codegen.cfunctions import log10 as sp_log10
 
-from .symbolic_namespace import Abs0, Atan2, Max1, Min1, Pow0, Sign0, Softplus, Step, Tanh, TieStep
+from .namespace import Abs0, Atan2, Max1, Min1, Pow0, Sign0, Softplus, Step, Tanh, TieStep
 
 
 class _Printer(PythonCodePrinter):
@@ -47,7 +47,7 @@ class _Printer(PythonCodePrinter):
     def _print_Float(self, expr):
         return f"({float(expr)!r})"
 
-    # the kink functions (symbolic_namespace): each argument printed once
+    # the kink functions (namespace.py): each argument printed once
     def _print_Step(self, expr):
         return f"(1.0 if {self._print(expr.args[0])} > 0 else 0.0)"
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from .common import fit_growth, fit_loglog
-from .figures import figure_legend, plot_kwargs, save, subplots
-from .report import Bullets, Figure, Heading, Para, Report, Table, fmt
-from .runner import cell
+from ..common import fit_growth, fit_loglog
+from ..figures import figure_legend, plot_kwargs, save, subplots
+from ..report import Bullets, Figure, Heading, Para, Report, Table, fmt
+from ..runner import cell
 
 TITLE = "Expression growth"
 QUESTION = ("How large do symbolic derivatives get as the network deepens, how much does common-subexpression "
@@ -70,8 +70,8 @@ def prune(config: Config, params: dict, done: dict) -> str | None:
 
 
 def problem(width: int, depth: int, config: Config):
-    from ..nn import MLP
-    from ..objective import Objective
+    from ...nn import MLP
+    from ...objective import Objective
     rng = np.random.default_rng(config.seed)
     model = MLP(layers=(width,) * (depth + 1) + (1,), activation=config.activation, output_activation="identity")
     inputs = rng.normal(size=(1, width))
@@ -81,7 +81,7 @@ def problem(width: int, depth: int, config: Config):
 
 def _symbolic_metrics(obj, config: Config, engine: str) -> dict:
     """The symbolic differentiator's expression metrics, without compiling; budgets apply."""
-    from ..differentiators.symbolic import expression_metrics
+    from ...differentiators.symbolic import expression_metrics
     return expression_metrics(obj, symbolic_data=config.symbolic_inputs, engine=engine, node_budget=config.node_budget,
                               time_budget_s=config.time_budget_s, count_ops_max_nodes=config.count_ops_max_nodes)
 
@@ -90,8 +90,8 @@ def measure(config: Config, params: dict) -> list[dict]:
     obj, theta = problem(params["width"], params["depth"], config)
     row = {"n_params": obj.n_params}
     if params["kind"] == "tape":
-        from .tape_ops import count
-        from ..differentiators import get_differentiator
+        from ..tape_ops import count
+        from ...differentiators import get_differentiator
         row.update(count(obj, theta))
         stats = get_differentiator("reverse").value_and_grad(obj)(theta).stats
         row["tape_backward_ops"] = stats.get("tape_backward_ops")

@@ -2,7 +2,7 @@
 
 ``setup(problem_builder, options, budget)`` runs them under a ``Budget`` and returns a plain,
 picklable ``dict`` (source code, symbol names, stats), so that it can run in a worker process.
-``Symbolic`` (symbolic.py) and ``expression_metrics`` call it; ``diffsuite.reference`` uses
+``Symbolic`` (``__init__.py``) and ``expression_metrics`` call it; ``diffsuite.reference`` uses
 ``build_*`` and ``differentiate``.
 """
 from __future__ import annotations
@@ -14,12 +14,12 @@ from typing import Any, Callable
 import numpy as np
 import sympy as sp
 
-from ..budget import Budget
-from ..objective import Objective
-from .base import scalar_check
-from .expression_metrics import count_ops, cse_size, dag_nodes, tree_nodes
-from .symbolic_codegen import generate_source
-from .symbolic_namespace import SYMPY, SymArray, symbol_array, wrap
+from ...budget import Budget
+from ...objective import Objective
+from ..base import scalar_check
+from .codegen import generate_source
+from .metrics import count_ops, cse_size, dag_nodes, tree_nodes
+from .namespace import SYMPY, SymArray, symbol_array, wrap
 from .symengine_bridge import from_symengine, load_symengine, to_symengine
 
 ENGINES = ("sympy", "symengine")

@@ -5,7 +5,7 @@
 Cost model (objective evaluations per gradient, the value included; n parameters):
 forward/backward n + 1, central 2n + 1, five_point 4n + 1, richardson 2n * levels + 1,
 complex_step n + 1 (n of them in complex arithmetic, about 2-4 times a real evaluation). With
-``batch=k`` an objective evaluates k stencil points per call (``fd_batched``): same evaluations, less overhead.
+``batch=k`` an objective evaluates k stencil points per call (``batched``): same evaluations, less overhead.
 
 Error model: truncation C h^p (p = 1, 1, 2, 4, 2 * levels; complex step h^2 with no subtraction) plus
 rounding about eps |f| / h for the real schemes. The automatic step h_i = eps^(1/(p+1)) max(1, |theta_i|)
@@ -21,6 +21,11 @@ perturbation passes through an exact tie are listed in ``stats["kink_tie_params"
 The float32 trap: a step below the spacing of floats at theta_i leaves theta_i + h == theta_i and
 the quotient exactly 0. It raises ``StepUnderflowError`` naming the parameters (``zero_step="warn"``:
 a ``StepUnderflowWarning`` and NaN for those entries, listed in ``stats["zero_step_params"]``).
+
+Files: ``__init__`` the ``FiniteDiff`` differentiator (schemes, kink and underflow checks); ``steps``
+stencils, orders, automatic and exactly representable steps, Richardson extrapolation; ``namespaces``
+the complex-step namespace and the kink-recording ``KinkTracker``; ``batched`` k stencil points per
+objective call.
 """
 from __future__ import annotations
 
@@ -31,14 +36,14 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-from ..namespace import NUMPY
-from ..objective import Objective
-from .. import pytree
-from .base import Gradient, flatten_params, grad_leaf, param_entry_names, scalar_check, with_argnums_of
-from .fd_batched import bind_objective_batched, evaluate_batched
-from .fd_namespaces import COMPLEX, KinkTracker, RealOrdered
-from .fd_steps import (COMPLEX_DTYPES, COMPLEX_STEP, DTYPES, SCHEMES, STENCILS, auto_steps, exact_steps,
-                       richardson_combine, scheme_order)
+from ... import pytree
+from ...namespace import NUMPY
+from ...objective import Objective
+from ..base import Gradient, flatten_params, grad_leaf, param_entry_names, scalar_check, with_argnums_of
+from .batched import bind_objective_batched, evaluate_batched
+from .namespaces import COMPLEX, KinkTracker, RealOrdered
+from .steps import (COMPLEX_DTYPES, COMPLEX_STEP, DTYPES, SCHEMES, STENCILS, auto_steps, exact_steps,
+                    richardson_combine, scheme_order)
 
 MAX_LEVELS = 10
 DEFAULT_LEVELS = 4  # FiniteDiff.levels' default; another value with a scheme other than richardson is an error
@@ -76,7 +81,7 @@ class FiniteDiff:
         warn: emit a ``KinkWarning`` when kinks are found (they are in stats either way).
         zero_step: ``"raise"`` (default) or ``"warn"`` when theta_i + h == theta_i.
         batch: stencil points evaluated per objective call (real schemes, ``Objective`` only; see
-            ``fd_batched``). Same evaluations, same count; less per-call overhead. 1 = one point per call.
+            ``batched``). Same evaluations, same count; less per-call overhead. 1 = one point per call.
     """
 
     scheme: str = "central"

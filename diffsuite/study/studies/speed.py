@@ -28,11 +28,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from .common import fit_loglog, make_method, method_device, mlp_problem, rel_error
-from .figures import figure_legend, method_order, plot_kwargs, save, subplots
-from .report import Bullets, Figure, Heading, Para, Report, Table, fmt
-from .runner import cell
-from .timing import cuda_sync, measure as time_calls, time_once
+from ..common import fit_loglog, make_method, method_device, mlp_problem, rel_error
+from ..figures import figure_legend, method_order, plot_kwargs, save, subplots
+from ..report import Bullets, Figure, Heading, Para, Report, Table, fmt
+from ..runner import cell
+from ..timing import cuda_sync, measure as time_calls, time_once
 
 SERIAL = True  # timings must not share the CPU with other cells: --jobs does not apply
 TITLE = "Speed against network size"
@@ -91,7 +91,7 @@ def _forward(method: str, obj, theta):
     """A zero-argument forward pass on the method's own backend (see the module docstring)."""
     if not method.startswith("reverse"):
         return lambda: obj.value(theta)
-    from ..differentiators.reverse.tape import Tape, TapeNamespace
+    from ...differentiators.reverse.tape import Tape, TapeNamespace
     d = make_method(method)
     B = d.load()
     inputs, targets = (B.asarray(a) for a in obj.data(np.float64))
@@ -133,7 +133,7 @@ def measure(config: Config, params: dict) -> list[dict]:
                      "message": f"estimated {estimate:.3g} s per gradient ({n_evals} forward passes) exceeds the "
                                 f"{config.budget_s:g} s budget"}]
     if method.startswith("symbolic"):
-        from ..differentiators import differentiator_class
+        from ...differentiators import differentiator_class
         fields = set(getattr(differentiator_class("symbolic"), "__dataclass_fields__", {}))
         if "time_budget_s" in fields:
             extra["time_budget_s"] = config.budget_s
