@@ -368,10 +368,12 @@ def _first_extreme(fn):
     def combine(entries):
         if not entries:
             raise ValueError("zero-size array to reduction operation max/min which has no identity")
-        best = entries[0]
-        for e in entries[1:]:
-            best = fn(best, e)  # the running extreme comes first: ties keep the earlier entry, as argmax
-        return best
+        # a balanced tree (depth log n, not n): the left half holds the earlier entries and comes first, so
+        # ties go to the earliest extreme entry, as argmax's
+        while len(entries) > 1:
+            pairs = [fn(entries[i], entries[i + 1]) for i in range(0, len(entries) - 1, 2)]
+            entries = pairs + ([entries[-1]] if len(entries) % 2 else [])
+        return entries[0]
     return combine
 
 
