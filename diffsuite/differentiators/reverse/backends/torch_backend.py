@@ -63,6 +63,8 @@ class TorchBackend:
     def asarray(self, x):
         """A tensor on this device in this dtype (numbers, bools and floats are cast; numpy is shared on the CPU)."""
         if type(x) is not Tensor:
+            if type(x) is np.ndarray and min(x.strides, default=0) < 0:  # (x[::-1]: torch takes no negative strides)
+                x = np.ascontiguousarray(x)
             x = torch.as_tensor(x if type(x) is np.ndarray or isinstance(x, (int, float)) else np.asarray(x))
         if x.dtype != self.dtype or x.device != self.device:
             x = x.to(device=self.device, dtype=self.dtype)
