@@ -225,7 +225,12 @@ def logsumexp_vjp(B, g, out, x, *, axis=-1, keepdims=False):
     # (exp(x - lse) would carry lse's rounding, eps * |lse|, into every entry: 1e-13 for logits near 1000.)
     if not keepdims and axis is not None:  # (axis=None: g is a scalar and broadcasts as it is)
         g = B.expand_dims(g, axis)
-    e = B.exp(x - B.amax(x, axis=axis, keepdims=True))
+    m = B.amax(x, axis=axis, keepdims=True)
+    d = x - m  # rounded (unless Sterbenz applies): TwoSum recovers the rounding error, and exp(d + err) uses it
+    bv = d - x
+    err = (x - (d - bv)) + (-m - bv)
+    err = B.where(err - err == 0, err, 0.0)  # (an infinite entry: no correction, e = exp(-inf) = 0)
+    e = B.exp(d) * (1.0 + err)
     return g * (e / B.sum(e, axis=axis, keepdims=True))
 
 
@@ -304,8 +309,8 @@ ERF = defop("erf", lambda B, x: B.erf(x),  # exp(-x^2) with x^2 split exactly: a
             lambda B, g, out, x: g * (_TWO_OVER_SQRT_PI * B.exp_neg_square(x)), saves=("x",))
 # softplus(x) = log(1 + e^x): smooth, a primitive because max(x, 0) + log1p(e^-|x|) has two kinks whose
 # conventions would not cancel at 0; its derivative is sigmoid, exact in saturation. log_sigmoid = -softplus(-x).
-SOFTPLUS = defop("softplus", lambda B, x: B.softplus(x), lambda B, g, out, x: g * B.sigmoid(x), saves=("x",))
-LOG_SIGMOID = defop("log_sigmoid", lambda B, x: B.log_sigmoid(x), lambda B, g, out, x: g * B.sigmoid(-x),
+SOFTPLUS = defop("softplus", lambda B, x: B.softplus(x), lambda B, g, out, x: g * B.expit(x), saves=("x",))
+LOG_SIGMOID = defop("log_sigmoid", lambda B, x: B.log_sigmoid(x), lambda B, g, out, x: g * B.expit(-x),
                     saves=("x",))
 SIGN = defop("sign", lambda B, x: B.sign(x), None, saves=("",))                 # sign' = 0
 

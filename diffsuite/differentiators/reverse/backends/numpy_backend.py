@@ -256,6 +256,12 @@ class NumpyBackend:
     log_sigmoid = staticmethod(_log_sigmoid)
 
     @staticmethod
+    def expit(x):
+        """sigmoid(x) to a few ulp everywhere, also where it is subnormal (x < -708), from u = exp(-|x|)."""
+        u = np.exp(-np.abs(x))
+        return np.where(np.asarray(x) >= 0, 1.0 / (1.0 + u), u / (1.0 + u))
+
+    @staticmethod
     def dsigmoid(x):
         """sigmoid'(x) = u / (1 + u)^2 with u = exp(-|x|): no cancellation, no overflow, a few ulp everywhere."""
         u = np.exp(-np.abs(x))

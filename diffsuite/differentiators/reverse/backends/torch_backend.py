@@ -317,6 +317,12 @@ class TorchBackend:
     def log_sigmoid(self, x):
         return -self.softplus(-self._t(x))
 
+    def expit(self, x):
+        """sigmoid(x) to a few ulp everywhere, also where it is subnormal (x < -708), from u = exp(-|x|)."""
+        x = self._t(x)
+        u = torch.exp(-torch.abs(x))
+        return torch.where(x >= 0, 1.0 / (1.0 + u), u / (1.0 + u))
+
     def dsigmoid(self, x):
         """sigmoid'(x) = u / (1 + u)^2 with u = exp(-|x|): no cancellation, no overflow, a few ulp everywhere."""
         u = torch.exp(-torch.abs(self._t(x)))
