@@ -392,7 +392,8 @@ def _bind_views(bind: Callable, buffer: np.ndarray) -> Any:
     """``bind(buffer)``, checked to be views on it: writing ``buffer[i]`` must perturb what f sees."""
     params = bind(buffer)
     leaves = pytree.leaves_of(params)
-    if not all(isinstance(leaf, np.ndarray) and np.shares_memory(leaf, buffer) for leaf in leaves):
+    # (a zero-size leaf shares no memory with anything, and needs none: nothing perturbs it)
+    if not all(isinstance(leaf, np.ndarray) and (leaf.size == 0 or np.shares_memory(leaf, buffer)) for leaf in leaves):
         raise RuntimeError("finite differences need the parameters as views of one flat buffer; bind() copied them")
     return params
 
