@@ -1,37 +1,36 @@
-"""Speed of the reverse engine against its peers, measured in one run and reported as ratios.
+"""Speed and memory of the reverse engine against its peers, measured as a user runs them, reported as ratios.
 
     python benchmarks/bench_reverse.py                 # the issue's nets, CPU (+ CUDA rows if a GPU is present)
-    python benchmarks/bench_reverse.py --quick         # shorter timings (seconds, for a smoke run)
-    python benchmarks/bench_reverse.py --csv out.csv   # also write one row per net
+    python benchmarks/bench_reverse.py --quick         # shorter timings (a smoke run)
+    python benchmarks/bench_reverse.py --csv out.csv --markdown out.md
     python benchmarks/bench_reverse.py --devices cuda --large   # GPU rows up to [4096,4096,4096,10] batch 1024
-    python benchmarks/bench_reverse.py --threads 1 --clock cpu  # on a busy machine: CPU time, one thread
+    python benchmarks/bench_reverse.py --clock cpu --threads 1  # quieter on a busy machine (not the user's setting)
 
 Each row times ``theta -> (value, flat float64 gradient)`` for one MLP + loss + data set with:
 
 - ``engine``        our tape on numpy (``get_differentiator("reverse")``)
 - ``hand``          a hand-written numpy forward + backward (``benchmarks/handwritten.py``), checked
-                    against the engine in the same run
+                    against every other contender in the same run
 - ``torch``         torch.autograd on the same device (theta in from numpy, gradient out to numpy)
 - ``engine_torch``  our tape with torch tensors as the arrays (``backend="torch"``)
-- ``autograd``/``jax``  HIPS autograd and ``jax.jit(value_and_grad)``, when importable
+- ``autograd``/``jax``  HIPS autograd and ``jax.jit(value_and_grad)``, when importable (the ``bench`` extra)
 - ``hand_fwd`` and ``engine_fwd``: the loss only (plain numpy, and the engine's recording forward)
 
-Harness: warm-up, then rounds in which every contender takes one sample of ``number`` calls (each sample
->= 10 ms), until ``min_time`` per contender has passed and at least 5 rounds exist (3 when a call is slower
-than ``min_time``); each contender's median sample is reported. Interleaving makes the ratios robust to
-load that changes during the run. The garbage collector is paused while a sample runs (as ``timeit``
-does). CUDA rows synchronise: every method returns numpy, which waits for the device. Threads: BLAS and
-torch get ``--threads`` (2 by default), set before numpy is imported; JAX (XLA) uses every core, except
-with ``--threads 1``, which it honours too (XLA_FLAGS, unless already set).
-
-On a shared machine: two BLAS threads on two busy cores wait for each other and calls take 10-100x their
-quiet time; ``--threads 1 --clock cpu`` measures CPU time instead, which other processes do not inflate,
-and ``--malloc steady`` pins glibc's allocator thresholds so that page faults (memory handed back to the
-system and faulted in again) do not land on whichever contender the heap's history disfavours.
+Conditions, by default those of a user: every contender runs in a process of its own (started fresh for
+each net, so no contender's heap history bills another), with the allocator and thread counts as they come,
+timed by the wall clock. The parent process interleaves the samples: in each round every contender's process
+takes one sample of ``number`` calls while the others wait, so load that changes during the run hits all
+alike. Per contender: min / median / max seconds per call over the rounds; the peak memory of one call
+(numpy contenders: ``tracemalloc``, which sees every numpy array; torch contenders: torch's allocator
+statistics as its profiler reports them, ``profile_memory=True``, the highest "Total Allocated" during the
+call above its level at the start; JAX: not measured); minor page faults per call (``getrusage``, median over
+the rounds). ``--clock cpu --threads 1`` measures process CPU time on one thread instead, which other
+processes on a busy machine do not inflate; ``--malloc steady`` pins glibc's allocator thresholds.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -39,23 +38,27 @@ import sys
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="short timings (about 0.05 s per measurement)")
-    p.add_argument("--csv", metavar="PATH", help="write one row per net (times in seconds, ratios) to PATH")
-    p.add_argument("--threads", type=int, default=2, help="BLAS and torch threads (default 2); 1 also limits JAX (XLA) to one thread")
+    p.add_argument("--quick", action="store_true", help="short timings (3 rounds, about 0.05 s per contender)")
+    p.add_argument("--csv", metavar="PATH", help="write one row per (net, contender) to PATH")
+    p.add_argument("--markdown", metavar="PATH", help="also write the machine, the legend and the tables to PATH")
+    p.add_argument("--threads", type=int, default=None,
+                   help="BLAS, torch (and with 1, JAX) threads; default: each library's own default, as a user gets")
     p.add_argument("--devices", default="auto",
                    help="comma list of cpu,cuda; 'auto' = cpu, plus cuda when a GPU is present (default)")
     p.add_argument("--large", action="store_true",
                    help="add [4096,4096,4096,10] batch 1024 in float32 and float64 (meant for a GPU)")
-    p.add_argument("--min-time", type=float, default=None, help="seconds per measurement (default 0.5, quick 0.05)")
-    p.add_argument("--only", default=None, help="comma list of methods to time (default: all available)")
-    p.add_argument("--markdown", metavar="PATH", help="also write the machine and both tables as Markdown to PATH")
+    p.add_argument("--rounds", type=int, default=None, help="samples per contender (default 7, quick 3)")
+    p.add_argument("--min-time", type=float, default=None,
+                   help="seconds of calls per contender, over all rounds (default 1.0, quick 0.05)")
+    p.add_argument("--only", default=None, help="comma list of contenders to time (hand is always timed)")
+    p.add_argument("--nets", default=None, help="comma list of row numbers to run (0-based, in the table's order)")
     p.add_argument("--malloc", choices=("default", "steady"), default="default",
-                   help="steady: fix glibc's mmap and trim thresholds (mallopt) so that no contender pays page faults "
-                        "for memory the allocator gave back to the system; which one does otherwise depends on the "
-                        "heap's history (see docs/reverse.md)")
+                   help="steady: fix glibc's mmap and trim thresholds (mallopt), so that no contender pays page "
+                        "faults for memory the allocator gave back to the system (not the user's setting)")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="wall: elapsed time (default); cpu: the process's CPU time, which other processes on a busy "
                         "machine do not inflate; meaningful with --threads 1 only (idle BLAS threads spin)")
+    p.add_argument("--worker", nargs=2, metavar=("CASE", "CONTENDER"), help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -70,32 +73,31 @@ if ARGS.malloc == "steady":
             raise OSError("mallopt refused")
     except OSError as e:
         raise SystemExit(f"--malloc steady needs glibc's mallopt: {e}")
-for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[var] = str(ARGS.threads)
-# JAX's CPU backend (XLA) ignores those and runs its own thread pool on every core. XLA has a flag for one
-# thread only (no flag sets another count): with --threads 1, JAX runs on one thread too.
-if ARGS.threads == 1:
-    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+if ARGS.threads is not None:  # set before numpy (and its BLAS) is imported
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(ARGS.threads)
+    # JAX's CPU backend (XLA) ignores those and has a flag for one thread only
+    if ARGS.threads == 1:
+        os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
 
 import gc  # noqa: E402
 import math  # noqa: E402
 import platform  # noqa: E402
+import resource  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+from dataclasses import asdict, dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 import diffsuite as ds  # noqa: E402
-from diffsuite.differentiators.reverse import Tape, TapeNamespace  # noqa: E402
+from diffsuite.study.memory import peak_bytes  # noqa: E402
 from handwritten import HandwrittenMLP  # noqa: E402
-
-try:
-    import torch
-except ImportError:  # the torch rows are left out
-    torch = None
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ class Case:
     output_activation: str
     loss: str
     dtype: str = "float64"
-    size: str = "large"  # "small" or "large": which targets apply
+    size: str = "large"  # "small", "large" or "gpu"
 
     @property
     def label(self) -> str:
@@ -123,48 +125,21 @@ CASES = [
 ]
 LARGE = [Case((4096, 4096, 4096, 10), 1024, "relu", "identity", "cross_entropy", dtype=dt, size="gpu")
          for dt in ("float32", "float64")]
-
-TARGETS = {  # (ratio column, which cases, bound): the issues' targets
-    "engine/hand": {"small": 2.0, "large": 1.15},
-    "engine/hand_fwd": {"large": 3.0},
-    "engine_torch/torch": {"large": 1.2},
-    "engine_torch_cuda/torch_cuda": {"large": 1.2, "gpu": 1.2},
-}
-
-
-# ----- the harness -----
-def measure_all(fns: dict, min_time: float, clock=time.perf_counter) -> dict:
-    """Median seconds per call of each ``fn()``, sampled in interleaved rounds (see the module docstring).
-
-    Round-robin sampling makes the ratios robust to load that changes during the run (a shared
-    machine): every contender sees the same conditions within a round.
-    """
-    number, slow = {}, False
-    for name, fn in fns.items():  # warm-up and calibration
-        t0, n = time.perf_counter(), 0
-        while n < 2 or time.perf_counter() - t0 < 0.2 * min_time:
-            fn()
-            n += 1
-        per_call = (time.perf_counter() - t0) / n
-        number[name] = max(1, int(0.01 / per_call))
-        slow |= per_call > min_time
-    samples = {name: [] for name in fns}
-    names, start, rounds = list(fns), time.perf_counter(), 0
-    while rounds < (3 if slow else 5) or time.perf_counter() - start < min_time * len(fns):
-        order = names[rounds % len(names):] + names[:rounds % len(names)]
-        for name in order:
-            fn, k = fns[name], number[name]
-            gc.collect()
-            gc.disable()
-            try:
-                t = clock()
-                for _ in range(k):
-                    fn()
-                samples[name].append((clock() - t) / k)
-            finally:
-                gc.enable()
-        rounds += 1
-    return {name: statistics.median(s) for name, s in samples.items()}
+CPU_CONTENDERS = ("hand", "hand_fwd", "engine", "engine_fwd", "torch", "engine_torch", "autograd", "jax")
+CUDA_CONTENDERS = ("torch_cuda", "engine_torch_cuda")
+LEGEND = [  # (column, meaning): printed with every table
+    ("hand", "hand-written numpy forward + backward (benchmarks/handwritten.py): the baseline"),
+    ("hand_fwd / engine_fwd", "the loss alone: plain numpy / the engine's recording forward pass"),
+    ("engine", "our reverse engine on numpy"),
+    ("torch / engine_torch", "torch.autograd / our engine with torch tensors as its arrays (_cuda: on the GPU)"),
+    ("autograd / jax", "HIPS autograd / jax.jit(jax.value_and_grad(loss))"),
+    ("ms min / median / max", "milliseconds per call over the rounds (each round: one sample of several calls)"),
+    ("peak MB", "the highest memory in use during one call above its level before the call (tracemalloc for "
+                "numpy contenders, torch's allocator statistics via its profiler for torch ones; jax: -)"),
+    ("faults", "minor page faults per call (getrusage), median over the rounds: memory the allocator handed back "
+               "to the system and touched again"),
+    ("a/b", "median time (or peak memory) of a over b's, same run"),
+]
 
 
 # ----- the contenders: each returns a function theta -> (value, float64 grad) or theta -> value -----
@@ -180,10 +155,18 @@ def make_problem(case: Case, seed: int = 0):
     return obj, model.init(seed), X, T
 
 
-def engine_forward(obj, backend="numpy", device="cpu", dtype="float64"):
+def engine(obj, dtype, backend="numpy", device="cpu"):
+    from diffsuite.differentiators.reverse import Reverse
+
+    vg = Reverse(backend=backend, device=device, dtype=dtype).value_and_grad(obj)
+    return lambda theta: (lambda r: (r.value, r.grad))(vg(theta))
+
+
+def engine_forward(obj, dtype):
     """The engine's recording forward pass alone (the tape is built, not walked back)."""
-    d = ds.get_differentiator("reverse", backend=backend, device=device, dtype=dtype)
-    B = d.load()
+    from diffsuite.differentiators.reverse import Reverse, Tape, TapeNamespace
+
+    B = Reverse(dtype=dtype).load()
     inputs, targets = (B.asarray(a) for a in obj.data(np.float64))
     layout = list(obj.model.layout.items())
 
@@ -201,6 +184,8 @@ def engine_forward(obj, backend="numpy", device="cpu", dtype="float64"):
 
 def torch_autograd(case: Case, obj, X, T, device: str):
     """torch.autograd on ``device``: theta arrives as numpy and the gradient leaves as float64 numpy."""
+    import torch
+
     dt = getattr(torch, case.dtype)
     Xt = torch.as_tensor(X, dtype=dt, device=device)
     Tt = (torch.as_tensor(T, dtype=torch.int64, device=device) if case.loss == "cross_entropy"
@@ -280,73 +265,241 @@ def jax_jit(case: Case, obj, X, T):
     return lambda theta: (lambda v, g: (float(v), np.asarray(g, dtype=np.float64)))(*vg(jnp.asarray(theta, dt)))
 
 
-def engine(dtype, backend="numpy", device="cpu"):
-    d = ds.get_differentiator("reverse", backend=backend, device=device, dtype=dtype)
-    return d, d.value_and_grad
-
-
-def contenders(case: Case, devices: list[str], only: set | None):
-    """name -> (callable(theta), kind) for everything available on this machine."""
+def build(case: Case, name: str):
+    """(function of theta, kind, memory method) for contender ``name``; ImportError when it is unavailable."""
     obj, theta, X, T = make_problem(case)
     hand = HandwrittenMLP(case.layers, case.activation, case.output_activation, case.loss, X, T, case.dtype)
-    out = {}
-    if "cpu" in devices and case.size != "gpu":
-        out["hand"] = (hand.value_and_grad, "grad")
-        out["hand_fwd"] = (hand.value, "value")
-        out["engine"] = (engine(case.dtype)[1](obj), "grad")
-        out["engine_fwd"] = (engine_forward(obj, dtype=case.dtype), "value")
-        for name, make in (("autograd", hips_autograd), ("jax", jax_jit)):
+    device = "cuda" if name.endswith("_cuda") else "cpu"
+    if name == "hand":
+        return hand.value_and_grad, "grad", "tracemalloc", theta
+    if name == "hand_fwd":
+        return hand.value, "value", "tracemalloc", theta
+    if name == "engine":
+        return engine(obj, case.dtype), "grad", "tracemalloc", theta
+    if name == "engine_fwd":
+        return engine_forward(obj, case.dtype), "value", "tracemalloc", theta
+    if name == "autograd":
+        return hips_autograd(case, obj, X, T), "grad", "tracemalloc", theta
+    if name == "jax":
+        return jax_jit(case, obj, X, T), "grad", None, theta
+    if name.startswith("torch"):
+        return torch_autograd(case, obj, X, T, device), "grad", "torch", theta
+    if name.startswith("engine_torch"):
+        return engine(obj, case.dtype, "torch", device), "grad", "torch", theta
+    raise ValueError(f"unknown contender {name!r}; known: {', '.join(CPU_CONTENDERS + CUDA_CONTENDERS)}")
+
+
+# ----- the worker: one contender in a process of its own, driven over stdin/stdout -----
+def worker(case_json: str, name: str):
+    case = Case(**{k: tuple(v) if k == "layers" else v for k, v in json.loads(case_json).items()})
+    out = sys.stdout
+    sys.stdout = sys.stderr  # the protocol owns stdout; anything a library prints goes to stderr
+
+    def send(msg):
+        out.write(json.dumps(msg) + "\n")
+        out.flush()
+
+    try:
+        if ARGS.threads is not None and name.startswith(("torch", "engine_torch")):
+            import torch
+            torch.set_num_threads(ARGS.threads)
+        fn, kind, mem_method, theta = build(case, name)
+        fn(theta)
+    except ImportError as e:
+        send({"unavailable": str(e)})
+        return
+    clock = time.process_time if ARGS.clock == "cpu" else time.perf_counter
+    send({"ready": True, "kind": kind})
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        if cmd["op"] == "result":
+            res = fn(theta)
+            value, grad = (res, None) if kind == "value" else res
+            if grad is not None:
+                np.save(cmd["path"], np.asarray(grad, dtype=np.float64))
+            send({"value": float(value)})
+        elif cmd["op"] == "calibrate":  # calls per sample, so that a sample lasts at least cmd["sample"] s
+            t0, n = time.perf_counter(), 0
+            while n < 2 or time.perf_counter() - t0 < 0.3 * cmd["sample"]:  # (also the warm-up)
+                fn(theta)
+                n += 1
+            send({"number": max(1, math.ceil(cmd["sample"] / ((time.perf_counter() - t0) / n)))})
+        elif cmd["op"] == "sample":
+            n = cmd["number"]
+            f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            t = clock()
+            for _ in range(n):
+                fn(theta)
+            dt = clock() - t
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
+            send({"seconds": dt / n, "faults": faults / n})
+        elif cmd["op"] == "memory":
+            peak = None if mem_method is None else peak_bytes(lambda: fn(theta), mem_method)
+            send({"peak_bytes": peak, "method": mem_method})
+        elif cmd["op"] == "quit":
+            return
+
+
+class Contender:
+    """The parent's handle on one worker process."""
+
+    def __init__(self, case: Case, name: str, env: dict | None = None, label: str | None = None):
+        self.name = label or name
+        argv = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(asdict(case)), name,
+                "--clock", ARGS.clock, "--malloc", ARGS.malloc]
+        if ARGS.threads is not None:
+            argv += ["--threads", str(ARGS.threads)]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     env={**os.environ, **(env or {})})
+
+    def ask(self, **cmd) -> dict:
+        if cmd:
+            self.proc.stdin.write(json.dumps(cmd) + "\n")
+            self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"the {self.name} worker exited (status {self.proc.wait()}); its error is above")
+        return json.loads(line)
+
+    def close(self):
+        if self.proc.poll() is None:
             try:
-                out[name] = (make(case, obj, X, T), "grad")
-            except ImportError:
+                self.proc.stdin.write(json.dumps({"op": "quit"}) + "\n")
+                self.proc.stdin.close()
+            except BrokenPipeError:
                 pass
-    if torch is not None:
-        for dev in devices:
-            sfx = "" if dev == "cpu" else "_cuda"
-            out["torch" + sfx] = (torch_autograd(case, obj, X, T, dev), "grad")
-            try:
-                out["engine_torch" + sfx] = (engine(case.dtype, "torch", dev)[1](obj), "grad")
-            except ImportError as e:  # no torch backend yet, or no CUDA: say so once
-                print(f"  (engine_torch{sfx} skipped: {e})", file=sys.stderr)
-    if only:
-        out = {k: v for k, v in out.items() if k in only or k in ("hand",)}
-    return obj, theta, out
+        self.proc.wait()
 
 
-def check(case, theta, fns) -> float:
-    """Largest relative gradient difference of every contender from the reference (hand, else torch)."""
-    ref_name = "hand" if "hand" in fns else next(k for k, (f, kind) in fns.items() if kind == "grad")
-    v0, g0 = fns[ref_name][0](theta)
+def check(case: Case, workers: dict, tmp: Path) -> float:
+    """Largest relative gradient difference of every contender from the reference (hand, else the first)."""
+    results = {}
+    for name, w in workers.items():
+        path = tmp / f"{name}.npy"
+        value = w.ask(op="result", path=str(path))["value"]
+        results[name] = (value, np.load(path) if path.exists() else None)
+    ref = "hand" if "hand" in results else next(n for n, (_, g) in results.items() if g is not None)
+    v0, g0 = results[ref]
     # float32: about n * eps per dot product of length n, through 2 * depth + 1 stages, times 10 for safety
     # (the same a-priori bound as tests/differentiators/reverse/test_torch_backend.py)
     depth = len(case.layers) - 1
     tol = 1e-10 if case.dtype == "float64" else 10 * (2 * depth + 1) * max(max(case.layers), case.batch) * 1.2e-7
     worst = 0.0
-    for name, (f, kind) in fns.items():
-        if kind != "grad" or name == ref_name:
+    for name, (v, g) in results.items():
+        if abs(v - v0) > tol * max(1.0, abs(v0)):
+            raise SystemExit(f"{case.label}: {name}'s value {v!r} differs from {ref}'s {v0!r} (tolerance {tol:g}). "
+                             "The benchmark refuses to time wrong code.")
+        if g is None or name == ref:
             continue
-        v, g = f(theta)
         err = float(np.max(np.abs(g - g0)) / max(np.max(np.abs(g0)), 1e-300))
         worst = max(worst, err)
-        if err > tol or abs(v - v0) > tol * max(1.0, abs(v0)):
-            raise SystemExit(f"{case.label}: {name} disagrees with {ref_name}: relative gradient error {err:.2e}, "
-                             f"values {v!r} vs {v0!r} (tolerance {tol:g}). The benchmark refuses to time wrong code.")
+        if err > tol:
+            raise SystemExit(f"{case.label}: {name} disagrees with {ref}: relative gradient error {err:.2e} "
+                             f"(tolerance {tol:g}). The benchmark refuses to time wrong code.")
     return worst
 
 
-RATIOS = [  # (column, numerator, denominator)
-    ("engine/hand", "engine", "hand"),
-    ("torch/hand", "torch", "hand"),
-    ("engine_torch/torch", "engine_torch", "torch"),
-    ("engine/hand_fwd", "engine", "hand_fwd"),
-    ("hand/hand_fwd", "hand", "hand_fwd"),
-    ("engine/engine_fwd", "engine", "engine_fwd"),
-    ("autograd/hand", "autograd", "hand"),
-    ("jax/hand", "jax", "hand"),
-    ("engine_torch_cuda/torch_cuda", "engine_torch_cuda", "torch_cuda"),
-    ("gpu_speedup_engine", "engine_torch", "engine_torch_cuda"),
-    ("gpu_speedup_torch", "torch", "torch_cuda"),
+def measure_case(case: Case, names: list, rounds: int, min_time: float, envs: dict | None = None) -> dict:
+    """Start one worker per contender, check their gradients agree, sample them in interleaved rounds.
+
+    Returns ``{name: {"seconds": [...], "faults": [...], "peak_bytes", "memory_method"}}`` and ``"load"``:
+    the 1-minute load average before and after. ``envs``: extra environment per contender (label -> (name, env)).
+    """
+    load_before = os.getloadavg()[0]
+    specs = {n: (n, None) for n in names}
+    specs.update(envs or {})
+    workers = {label: Contender(case, name, env, label) for label, (name, env) in specs.items()}
+    try:
+        ready = {label: w.ask() for label, w in workers.items()}
+        for label, msg in ready.items():
+            if "unavailable" in msg:
+                print(f"  ({label} skipped: {msg['unavailable']})", file=sys.stderr)
+                workers.pop(label).close()
+        with tempfile.TemporaryDirectory() as tmp:
+            worst = check(case, workers, Path(tmp))
+        sample = max(min_time / rounds, 0.005)
+        number = {label: w.ask(op="calibrate", sample=sample)["number"] for label, w in workers.items()}
+        data = {label: {"seconds": [], "faults": []} for label in workers}
+        labels = list(workers)
+        for r in range(rounds):
+            for label in labels[r % len(labels):] + labels[:r % len(labels)]:  # who goes first rotates
+                msg = workers[label].ask(op="sample", number=number[label])
+                data[label]["seconds"].append(msg["seconds"])
+                data[label]["faults"].append(msg["faults"])
+        for label, w in workers.items():
+            msg = w.ask(op="memory")
+            data[label]["peak_bytes"], data[label]["memory_method"] = msg["peak_bytes"], msg["method"]
+    finally:
+        for w in workers.values():
+            w.close()
+    return {"contenders": data, "load": (load_before, os.getloadavg()[0]), "max_rel_grad_diff": worst}
+
+
+# ----- the parent: rows, ratios, tables -----
+RATIOS = [  # (column, numerator, denominator, quantity)
+    ("engine/hand", "engine", "hand", "time"),
+    ("engine/hand peak", "engine", "hand", "peak"),
+    ("torch/hand", "torch", "hand", "time"),
+    ("engine_torch/torch", "engine_torch", "torch", "time"),
+    ("engine_torch/torch peak", "engine_torch", "torch", "peak"),
+    ("engine/hand_fwd", "engine", "hand_fwd", "time"),
+    ("hand/hand_fwd", "hand", "hand_fwd", "time"),
+    ("autograd/hand", "autograd", "hand", "time"),
+    ("jax/hand", "jax", "hand", "time"),
+    ("engine_torch_cuda/torch_cuda", "engine_torch_cuda", "torch_cuda", "time"),
+    ("gpu_speedup_engine", "engine_torch", "engine_torch_cuda", "time"),
+    ("gpu_speedup_torch", "torch", "torch_cuda", "time"),
 ]
+
+
+def summarise(case: Case, n_params: int, res: dict) -> dict:
+    """One flat row per net: per contender min/median/max seconds, peak bytes, faults per call; the ratios."""
+    row = {"net": case.label, "layers": "x".join(map(str, case.layers)), "batch": case.batch,
+           "activation": case.activation, "loss": case.loss, "dtype": case.dtype, "size": case.size,
+           "n_params": n_params, "max_rel_grad_diff": res["max_rel_grad_diff"],
+           "load_before": res["load"][0], "load_after": res["load"][1]}
+    for name, d in res["contenders"].items():
+        s = d["seconds"]
+        row.update({f"{name}_min": min(s), name: statistics.median(s), f"{name}_max": max(s),
+                    f"{name}_faults": statistics.median(d["faults"]), f"{name}_faults_max": max(d["faults"]),
+                    f"{name}_peak_bytes": d["peak_bytes"], f"{name}_memory_method": d["memory_method"]})
+    for col, a, b, quantity in RATIOS:
+        ka, kb = (a, b) if quantity == "time" else (f"{a}_peak_bytes", f"{b}_peak_bytes")
+        if row.get(ka) is not None and row.get(kb):
+            row[col] = row[ka] / row[kb]
+    return row
+
+
+def run(cases, devices, rounds, min_time, only=None):
+    rows = []
+    names = [n for n in CPU_CONTENDERS if "cpu" in devices] + [n for n in CUDA_CONTENDERS if "cuda" in devices]
+    if only:
+        names = [n for n in names if n in only or n == "hand"]
+    for case in cases:
+        print(f"timing {case.label} ...", file=sys.stderr, flush=True)
+        case_names = [n for n in names if case.size != "gpu" or n.startswith(("torch", "engine_torch"))]
+        res = measure_case(case, case_names, rounds, min_time)
+        rows.append(summarise(case, make_problem(case)[0].n_params, res))
+    return rows
+
+
+def methods_in(rows) -> list:
+    return [m for m in CPU_CONTENDERS + CUDA_CONTENDERS if any(m in r for r in rows)]
+
+
+def tables(rows):
+    """(title, header, body rows) for the per-contender table and the ratio table; body cells are strings."""
+    per = []
+    for r in rows:
+        for m in methods_in([r]):
+            peak = r.get(f"{m}_peak_bytes")
+            per.append([r["net"], m] + [f"{r[k] * 1e3:.3f}" for k in (m + "_min", m, m + "_max")]
+                       + ["-" if peak is None else f"{peak / 1e6:.2f}", f"{r[m + '_faults']:.0f}"])
+    cols = [c for c, *_ in RATIOS if any(c in r for r in rows)]
+    ratios = [[r["net"]] + [f"{r[c]:.2f}" if c in r else "" for c in cols] for r in rows]
+    return [("per contender: ms per call (min, median, max over the rounds), peak MB of one call, minor faults per call",
+             ["net", "contender", "ms min", "ms median", "ms max", "peak MB", "faults"], per),
+            ("ratios of medians (peak: of peak memory)", ["net"] + cols, ratios)]
 
 
 def machine() -> dict:
@@ -358,68 +511,42 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    info = {"cpu": cpu, "cores": os.cpu_count(), "threads": ARGS.threads, "clock": ARGS.clock, "malloc": ARGS.malloc,
-            "load_1min": round(load, 2),
-            "python": platform.python_version(),
-            "numpy": np.__version__, "torch": getattr(torch, "__version__", "absent"), "gpu": "none"}
-    if torch is not None and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
+    info = {"cpu": cpu, "cores": os.cpu_count(), "threads": ARGS.threads or "default", "clock": ARGS.clock,
+            "malloc": ARGS.malloc, "load_1min": round(os.getloadavg()[0], 2), "python": platform.python_version(),
+            "numpy": np.__version__, "gpu": "none"}
     from importlib.metadata import PackageNotFoundError, version
-    for peer in ("jax", "autograd"):
+    for peer in ("torch", "jax", "autograd"):
         try:
             info[peer] = version(peer)
         except PackageNotFoundError:
             info[peer] = "absent"
+    if info["torch"] != "absent":
+        import torch
+
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
     return info
 
 
-def run(cases, devices, min_time, only=None):
-    rows = []
-    for case in cases:
-        print(f"timing {case.label} ...", file=sys.stderr, flush=True)
-        obj, theta, fns = contenders(case, devices, only)
-        worst = check(case, theta, fns)
-        row = {"net": case.label, "layers": "x".join(map(str, case.layers)), "batch": case.batch,
-               "activation": case.activation, "loss": case.loss, "dtype": case.dtype, "size": case.size,
-               "n_params": obj.n_params, "max_rel_grad_diff": worst}
-        clock = time.process_time if ARGS.clock == "cpu" else time.perf_counter
-        row.update(measure_all({name: (lambda f=f: f(theta)) for name, (f, _) in fns.items()}, min_time, clock))
-        for col, a, b in RATIOS:
-            if a in row and b in row:
-                row[col] = row[a] / row[b]
-        rows.append(row)
-    return rows
-
-
-def tables(rows):
-    """(title, header, body rows) for the times table and the ratios table; body cells are strings."""
-    methods = [m for m in ("hand", "hand_fwd", "engine", "engine_fwd", "torch", "engine_torch", "autograd", "jax",
-                           "torch_cuda", "engine_torch_cuda") if any(m in r for r in rows)]
-    times = [[r["net"]] + [f"{r[m] * 1e3:.3f}" if m in r else "" for m in methods] for r in rows]
-    cols = [c for c, _, _ in RATIOS if any(c in r for r in rows)]
-    ratios = []
-    for r in rows:
-        cells = [r["net"]]
-        for c in cols:
-            bound = TARGETS.get(c, {}).get(r["size"])
-            if c not in r:
-                cells.append("")
-            elif bound is None:
-                cells.append(f"{r[c]:.2f}")
-            else:
-                cells.append(f"{r[c]:.2f} {'ok' if r[c] <= bound else 'MISSED'} (<={bound})")
-        ratios.append(cells)
-    return [("median time per call (ms)", ["net"] + methods, times),
-            ("ratios (targets in brackets: ok / MISSED)", ["net"] + cols, ratios)]
-
-
 def describe_machine(info) -> str:
-    return (f"{info['cpu']} ({info['cores']} cores), {info['threads']} threads, {info['clock']} clock, "
-            f"{info['malloc']} malloc, GPU {info['gpu']}; "
-            f"numpy {info['numpy']}, torch {info['torch']}, jax {info.get('jax', 'absent')}, "
-            f"HIPS autograd {info.get('autograd', 'absent')}, Python {info['python']}; "
-            f"1-min load average at the start {info['load_1min']}")
+    return (f"{info['cpu']} ({info['cores']} cores), threads {info['threads']}, {info['clock']} clock, "
+            f"{info['malloc']} malloc, one process per contender, GPU {info['gpu']}; "
+            f"numpy {info['numpy']}, torch {info['torch']}, jax {info['jax']}, HIPS autograd {info['autograd']}, "
+            f"Python {info['python']}; 1-min load average at the start {info['load_1min']}")
+
+
+def load_warnings(rows, info) -> list[str]:
+    """Say when the machine's load changed during a row or exceeded the cores, and what to do about it."""
+    out = []
+    for r in rows:
+        a, b = r["load_before"], r["load_after"]
+        if abs(b - a) > max(0.5, 0.25 * a) or max(a, b) > info["cores"]:
+            out.append(f"{r['net']}: 1-min load average {a:.2f} -> {b:.2f} on {info['cores']} cores")
+    if out and not (ARGS.clock == "cpu" and ARGS.threads == 1):
+        out.append("other work competed for the CPU during these rows: their times carry its noise. For figures "
+                   "other processes do not inflate, rerun with --clock cpu --threads 1 (CPU time on one thread; "
+                   "not what a user sees)")
+    return out
 
 
 def report(rows, info, console=None):
@@ -428,10 +555,8 @@ def report(rows, info, console=None):
 
     console = console or Console(width=max(160, Console().width))
     console.print(f"[bold]machine[/]: {describe_machine(info)}")
-    if info["load_1min"] > info["cores"]:
-        console.print(f"[red]warning[/]: load average {info['load_1min']} exceeds {info['cores']} cores: other work "
-                      "competes for the CPU; absolute times are inflated (ratios, sampled in interleaved rounds, "
-                      "less so)")
+    for col, meaning in LEGEND:
+        console.print(f"  [bold]{col}[/]: {meaning}")
     for title, header, body in tables(rows):
         t = Table(title=title)
         for i, h in enumerate(header):
@@ -439,33 +564,42 @@ def report(rows, info, console=None):
         for cells in body:
             t.add_row(*cells)
         console.print(t)
+    for w in load_warnings(rows, info):
+        console.print(f"[red]load[/]: {w}")
 
 
 def markdown(rows, info) -> str:
     out = [f"Machine: {describe_machine(info)}.", ""]
+    out += [f"- `{col}`: {meaning}" for col, meaning in LEGEND] + [""]
     for title, header, body in tables(rows):
         out += [f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         out += ["| " + " | ".join(cells) + " |" for cells in body]
         out.append("")
+    out += [f"Load: {w}" for w in load_warnings(rows, info)]
     return "\n".join(out)
 
 
 def main():
+    if ARGS.worker:
+        return worker(*ARGS.worker)
     only = set(ARGS.only.split(",")) if ARGS.only else None
-    cuda = torch is not None and torch.cuda.is_available()
+    info = machine()
+    cuda = info["gpu"] != "none"
     if ARGS.devices == "auto":
         devices = ["cpu"] + (["cuda"] if cuda else [])
     else:
         devices = [d.strip() for d in ARGS.devices.split(",")]
         if "cuda" in devices and not cuda:
             raise SystemExit("--devices cuda needs torch with a CUDA GPU; "
-                             + ("torch is not installed" if torch is None else "torch.cuda.is_available() is False"))
-    if torch is not None:
-        torch.set_num_threads(ARGS.threads)
-    min_time = ARGS.min_time or (0.05 if ARGS.quick else 0.5)
+                             + ("torch is not installed" if info["torch"] == "absent" else
+                                "torch.cuda.is_available() is False"))
+    rounds = ARGS.rounds or (3 if ARGS.quick else 7)
+    min_time = ARGS.min_time or (0.05 if ARGS.quick else 1.0)
     cases = CASES + (LARGE if ARGS.large else [])
-    info = machine()
-    rows = run(cases, devices, min_time, only)
+    if ARGS.nets:
+        cases = [cases[int(i)] for i in ARGS.nets.split(",")]
+    gc.collect()
+    rows = run(cases, devices, rounds, min_time, only)
     report(rows, info)
     if ARGS.markdown:
         Path(ARGS.markdown).parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..differentiators.reverse.backends import load_backend
-from ..differentiators.reverse.tape import Tape, TapeNamespace
+from ..differentiators.reverse.tape import Tape, TapeNamespace, unpack_record
 
 FORWARD = {"sigmoid": 4, "sum": None, "mean": None, "logsumexp": None, "matmul": None,
            "reshape": 0, "transpose": 0, "getitem": 0}
@@ -50,7 +50,8 @@ def count(objective, theta) -> dict:
     fwd = bwd = 0
     uses = np.zeros(len(tape.records), dtype=int)
     n_ops = 0
-    for op, parents, vals, params_, out in tape.records:
+    for record in tape.records:
+        op, params_, out, parents, vals = unpack_record(record)
         if op is None:
             continue
         n_ops += 1
@@ -78,6 +79,6 @@ def count(objective, theta) -> dict:
             uses[j] += 1
     for idx, u in enumerate(uses):  # each extra use of a value adds its cotangent once more
         if u > 1:
-            bwd += (u - 1) * _size(tape.records[idx][4])
+            bwd += (u - 1) * _size(tape.records[idx][2])
     return {"tape_records": len(tape.records), "tape_forward_ops": n_ops, "tape_scalar_forward_ops": int(fwd),
             "tape_scalar_backward_ops": int(bwd), "tape_scalar_ops": int(fwd + bwd)}

@@ -138,6 +138,15 @@ def test_speed_report_numbers_are_the_data(out):
     assert _in_report(out, "speed", slope) and _in_report(out, "speed", ratio)
 
 
+def test_speed_rows_carry_memory_and_the_report_a_memory_figure(out):
+    t = pd.read_csv(out / "speed" / "results.csv")
+    ok = t[t.status == "ok"]
+    assert len(ok) and (ok.grad_peak_bytes > 0).all() and (ok.grad_minor_faults >= 0).all()
+    report = (out / "speed" / "report.md").read_text()
+    assert "memory_vs_params.png" in report and "Conditions:" in report
+    assert (out / "speed" / "memory_vs_params.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_growth_report_numbers_are_the_data(out):
     t = pd.read_csv(out / "expression_growth" / "results.csv")
     found = json.loads((out / "expression_growth" / "findings.json").read_text())

@@ -76,6 +76,7 @@ class Reverse:
         concat_flat, split = B.concat_flat, B.split
         # B.asarray of a float64 ndarray is that array itself on the float64 numpy backend: skip the call there
         same_array = B.name == "numpy" and B.dtype == np.float64
+        tiny = n_params <= 64
 
         def value_and_grad_fn(theta: np.ndarray) -> Gradient:
             # Fast path for the common call (a finite float64 vector of the right length): one sum decides
@@ -83,8 +84,9 @@ class Reverse:
             # then merely takes the slow path); anything else gets the full check, which names the offending
             # entry. Not theta @ theta: BLAS may run a long dot product on two threads, and waiting for the
             # second one costs milliseconds on a loaded machine (measured).
+            # (A tiny theta is summed as Python floats: a numpy reduction's fixed cost is larger there.)
             if not (type(theta) is np.ndarray and theta.dtype == np.float64 and theta.shape == (n_params,)
-                    and math.isfinite(_add_reduce(theta))):
+                    and math.isfinite(sum(theta.tolist()) if tiny else _add_reduce(theta))):
                 flat = B.asarray(objective.check_theta(theta))
             else:
                 flat = theta if same_array else B.asarray(theta)
@@ -100,7 +102,8 @@ class Reverse:
             params = dict(zip(names, wrt))
             out = evaluate(TapeNamespace(tape), params, inputs, targets)
             grads, value, stats = finish(tape, out, wrt, objective.describe, slots)
-            return Gradient(B.item(value), B.to_numpy(grad_out if slots else concat_flat(grads, out=grad_out)), stats)
+            grad = grad_out if slots else concat_flat(grads, out=grad_out)
+            return Gradient(B.item(value), grad if same_array else B.to_numpy(grad), stats)
 
         return value_and_grad_fn
 

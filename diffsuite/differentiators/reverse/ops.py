@@ -242,18 +242,18 @@ LOGSUMEXP = defop("logsumexp", lambda B, x, *, axis=-1, keepdims=False: B.logsum
 # ----- linear algebra -----
 # x's cotangent is g @ y^T, y's is x^T @ g: each side reads the other input's value and its own shape.
 def matmul_vjp_x(B, g, out, x, y):
-    x_ndim = len(shape_of(x))
+    x_ndim = len(x) if isinstance(x, tuple) else x.ndim  # (x: its shape, or the array; inlined shape_of)
     if x_ndim == 2 and y.ndim == 2:  # an MLP layer: g @ y^T has x's shape already (no batch to sum over)
-        return g @ B.swapaxes(y, -1, -2)
+        return g @ y.T
     if y.ndim == 1:
         return B.outer(g, y) if x_ndim == 2 else g * y
     return B.sum_to(g @ B.swapaxes(y, -1, -2), x) if x_ndim > 1 else y @ g
 
 
 def matmul_vjp_y(B, g, out, x, y):
-    y_ndim = len(shape_of(y))
+    y_ndim = len(y) if isinstance(y, tuple) else y.ndim
     if x.ndim == 2 and y_ndim == 2:  # an MLP layer: x^T @ g has y's shape already
-        return B.swapaxes(x, -1, -2) @ g
+        return x.T @ g
     if x.ndim == 1:
         return B.outer(x, g) if y_ndim == 2 else g * x
     return B.sum_to(B.swapaxes(x, -1, -2) @ g, y) if y_ndim > 1 else B.swapaxes(x, -1, -2) @ g
@@ -261,7 +261,7 @@ def matmul_vjp_y(B, g, out, x, y):
 
 def matmul_vjp_y_into(B, dst, g, out, x, y):
     if x.ndim == 2 and g.ndim == 2:  # a weight matrix's gradient h^T g, computed in place
-        return B.matmul(B.swapaxes(x, -1, -2), g, out=dst)
+        return B.matmul(x.T, g, out=dst)
     return B.copy_into(dst, matmul_vjp_y(B, g, out, x, y))
 
 

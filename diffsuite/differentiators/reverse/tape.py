@@ -133,7 +133,7 @@ def _raw(x):
 
 
 _NO_PARAMS: dict = {}  # shared by records without static parameters; never mutated
-_LEAF = (None, (), (), None, None)  # a leaf's record: no op, no parents, nothing kept (its Var holds the value)
+_LEAF = (None, None, None)  # a leaf's record: no op, nothing kept (its Var holds the value)
 
 
 def _foreign_tape() -> ValueError:
@@ -141,11 +141,19 @@ def _foreign_tape() -> ValueError:
                       "do not keep traced values between calls")
 
 
-class Tape:
-    """A Wengert list on one backend. ``records[i] = (op, parents, saved, params, out)``; leaves have op None.
+def unpack_record(record: tuple) -> tuple:
+    """``(op, params, out, parents, saved)`` of one record (see ``Tape``); ``op`` is None for a leaf."""
+    return record[0], record[1], record[2], record[3::2], record[4::2]
 
-    - ``parents``: per input of the primitive, the record index of a traced input, or None for a constant.
-    - ``saved``: per input, what the VJPs of the traced inputs read (``Op.saves``): the value (constants are
+
+class Tape:
+    """A Wengert list on one backend. ``records[i] = (op, params, out, parent_0, saved_0, parent_1, saved_1, ...)``,
+    one (parent, saved) pair per input of the primitive, flat (one tuple per record: at a small net's size the
+    tape's own objects are a gradient's memory); leaves are ``(None, None, None)``. ``unpack_record`` names
+    the parts.
+
+    - ``parent_k``: the record index of input k if it is traced, None for a constant.
+    - ``saved_k``: what the VJPs of the traced inputs read of input k (``Op.saves``): the value (a constant is
       kept as given, already converted by ``B.constant``), its shape, or None; ``out``: the output, or None.
       Everything else is dropped when the record is made: an intermediate that no rule reads is freed as
       soon as the model lets go of it, so a gradient's memory peaks where a hand-written backprop's does.
@@ -154,13 +162,17 @@ class Tape:
     the study's arithmetic count; gradients are the same, memory is not).
     """
 
-    __slots__ = ("backend", "records", "n_leaves", "keep_all")
+    __slots__ = ("backend", "records", "n_leaves")
+    keep_all = False
+
+    def __new__(cls, backend: Any, keep_all: bool = False):
+        # keep_all: the subclass below, so that the hot paths of an ordinary tape test nothing for it
+        return object.__new__(_KeepAllTape if keep_all and cls is Tape else cls)
 
     def __init__(self, backend: Any, keep_all: bool = False):
         self.backend = backend
         self.records: list[tuple] = []
         self.n_leaves = 0
-        self.keep_all = keep_all
 
     def input(self, value: Any) -> Var:
         """Start tracking ``value`` (already a backend array): gradients can be taken with respect to it."""
@@ -170,16 +182,18 @@ class Tape:
         """``[self.input(v) for v in values]`` in one call (an objective's parameter blocks, every gradient call)."""
         records = self.records
         start = len(records)
-        records.extend([_LEAF] * len(values) if not self.keep_all else [(None, (), (), None, v) for v in values])
+        records.extend([_LEAF] * len(values) if not self.keep_all else [(None, None, v) for v in values])
         self.n_leaves += len(values)
         return [Var(v, i, self) for i, v in enumerate(values, start)]
 
-    def _record(self, op: Op, mask: int, parents: tuple, values: list, params: dict, out: Any) -> Var:
+    def _record(self, op: Op, mask: int, parents: list, values: list, params: dict, out: Any) -> Var:
         """Append a record of ``op`` (``mask``: bit i set when input i is traced), keeping what its rules read."""
         codes, keep_out = ((VALUE,) * len(values), True) if self.keep_all else op.keep[mask]
-        saved = tuple(v if c == VALUE else v.shape if c == SHAPE else None for v, c in zip(values, codes))
+        record = [op, params or _NO_PARAMS, out if keep_out else None]
+        for p, v, c in zip(parents, values, codes):
+            record += (p, v if c == VALUE else v.shape if c == SHAPE else None)
         records = self.records
-        records.append((op, parents, saved, params or _NO_PARAMS, out if keep_out else None))
+        records.append(tuple(record))
         return Var(out, len(records) - 1, self)
 
     def apply(self, op: Op | str, *args: Any, **params: Any) -> Any:
@@ -205,7 +219,7 @@ class Tape:
         out = op.forward(B, *values, **params)
         if not mask:
             return out
-        return self._record(op, mask, tuple(parents), values, params, out)
+        return self._record(op, mask, parents, values, params, out)
 
     def binary(self, op: Op, x: Any, y: Any) -> Any:
         """``apply(op, x, y)`` for a two-input primitive without static parameters (the hot path: inlined)."""
@@ -225,14 +239,11 @@ class Tape:
         out = op.forward(self.backend, xv, yv)
         if not mask:
             return out
-        if self.keep_all:
-            return self._record(op, mask, (px, py), [xv, yv], _NO_PARAMS, out)
         (cx, cy), keep_out = op.keep[mask]
         records = self.records
-        records.append((op, (px, py),
-                        (xv if cx == VALUE else xv.shape if cx == SHAPE else None,
-                         yv if cy == VALUE else yv.shape if cy == SHAPE else None),
-                        _NO_PARAMS, out if keep_out else None))
+        records.append((op, _NO_PARAMS, out if keep_out else None,
+                        px, xv if cx == VALUE else xv.shape if cx == SHAPE else None,
+                        py, yv if cy == VALUE else yv.shape if cy == SHAPE else None))
         return Var(out, len(records) - 1, self)
 
     def unary(self, op: Op, x: Any, params: dict = _NO_PARAMS) -> Any:
@@ -245,12 +256,10 @@ class Tape:
             return self.apply(op, x, **params)  # a constant (no record), or the foreign-tape error
         xv = x.value
         out = op.forward(self.backend, xv) if params is _NO_PARAMS else op.forward(self.backend, xv, **params)
-        if self.keep_all:
-            return self._record(op, 1, (x.index,), [xv], params, out)
         (cx,), keep_out = op.keep[1]
         records = self.records
-        records.append((op, (x.index,), (xv if cx == VALUE else xv.shape if cx == SHAPE else None,),
-                        params or _NO_PARAMS, out if keep_out else None))
+        records.append((op, params or _NO_PARAMS, out if keep_out else None,
+                        x.index, xv if cx == VALUE else xv.shape if cx == SHAPE else None))
         return Var(out, len(records) - 1, self)
 
     def backward(self, output: Var, wrt: list[Var], into: list | None = None) -> tuple[list[Any], int]:
@@ -280,7 +289,8 @@ class Tape:
             g = cotangents[i]
             if g is None:
                 continue
-            op, parents, saved, params, out = records[i]
+            record = records[i]
+            op = record[0]
             if op is None:
                 continue  # a leaf keeps its cotangent: it is a result
             # Free memory as we go: this node's cotangent is fully used, and every consumer of its value
@@ -288,22 +298,21 @@ class Tape:
             # backward pass stays near the forward pass's, which spares the allocator fresh pages.
             cotangents[i] = None
             records[i] = None
-            n_args = len(parents)
-            if n_args == 1:  # unrolled for one input, the commonest case, then the general loop
+            n = len(record)
+            if n == 5:  # one input, the commonest case, unrolled; then two inputs, then the general loop
+                _, params, out, j, xv = record
                 vjp = op.vjps[0]
                 if vjp is None:
                     continue
-                ct = vjp(B, g, out, saved[0]) if params is no_params else vjp(B, g, out, saved[0], **params)
+                ct = vjp(B, g, out, xv) if params is no_params else vjp(B, g, out, xv, **params)
                 n_vjps += 1
-                j = parents[0]
                 prev = cotangents[j]
                 cotangents[j] = ct if prev is None else prev + ct  # the copy gate adds
                 continue
-            if n_args == 2 and params is no_params:
-                # unrolled for two inputs without parameters (add, mul, matmul, ...): the general loop below
-                # costs as much as the VJPs themselves on small nets. Same order, same sums, same slots.
-                px, py = parents
-                xv, yv = saved
+            if n == 7 and record[1] is no_params:
+                # two inputs without parameters (add, mul, matmul, ...): the general loop below costs as much
+                # as the VJPs themselves on small nets. Same order, same sums, same slots.
+                _, _, out, px, xv, py, yv = record
                 vjp_x, vjp_y = op.vjps
                 into_x, into_y = (op.into + (None, None))[:2] if dst and op.into else (None, None)
                 if px is not None and vjp_x is not None:
@@ -323,6 +332,7 @@ class Tape:
                     n_vjps += 1
                     cotangents[py] = ct if prev is None else prev + ct
                 continue
+            _, params, out, parents, saved = unpack_record(record)
             for k, (j, vjp) in enumerate(zip(parents, op.vjps)):
                 if vjp is None or j is None:
                     continue
@@ -344,6 +354,19 @@ class Tape:
             else:
                 grads.append(d)
         return grads, n_vjps
+
+
+class _KeepAllTape(Tape):
+    """``Tape(backend, keep_all=True)``: every record keeps all its inputs and its output (see ``Tape``)."""
+
+    __slots__ = ()
+    keep_all = True
+
+    def binary(self, op: Op, x: Any, y: Any) -> Any:
+        return self.apply(op, x, y)
+
+    def unary(self, op: Op, x: Any, params: dict = _NO_PARAMS) -> Any:
+        return self.apply(op, x, **params)
 
 
 class TapeNamespace(Composites):

@@ -16,6 +16,11 @@ Threads: cells run in a spawned worker with one BLAS/OpenMP thread (``threads``)
 ``torch.set_num_threads(1)``: on a small shared machine, multithreaded kernels made the timings depend
 on the load (a 16 x 256 matmul took 100x longer in one run). ``meta.json`` records the setting.
 
+Memory, per cell, after timing: the peak bytes one gradient call allocates above the level before it
+(``tracemalloc`` for numpy and plain-Python methods, torch's allocator totals via its profiler for torch
+backends: ``study/memory.py``) and its minor page faults (``getrusage``, per call over 5 calls, 1 when a call
+takes over 0.5 s).
+
 Budgets: a cell whose estimated gradient time (finite differences: evaluations x forward time) or
 whose symbolic setup exceeds ``budget_s`` is a ``budget`` row; larger sizes of that method are then
 not attempted.
@@ -32,6 +37,7 @@ from ..common import fit_loglog, make_method, method_device, mlp_problem, rel_er
 from ..figures import figure_legend, method_order, plot_kwargs, save, subplots
 from ..report import Bullets, Figure, Heading, Para, Report, Table, fmt
 from ..runner import cell
+from ..memory import how_for, minor_faults_per_call, peak_bytes
 from ..timing import cuda_sync, measure as time_calls, time_once
 
 SERIAL = True  # timings must not share the CPU with other cells: --jobs does not apply
@@ -153,6 +159,10 @@ def measure(config: Config, params: dict) -> list[dict]:
         t = time_calls(lambda: vg(theta), min_total_s=config.min_time_s, max_total_s=config.budget_s, sync=sync)
     row.update(t.as_row("grad"))
     row["grad_over_forward"] = t.median / t_fwd.median
+    # memory next to time, after timing (the measurement slows the call down): see study/memory.py
+    row["memory_method"] = how_for(method)
+    row["grad_peak_bytes"] = peak_bytes(lambda: vg(theta), row["memory_method"])
+    row["grad_minor_faults"] = minor_faults_per_call(lambda: vg(theta), calls=1 if t.median > 0.5 else 5)
     ref = make_method("reverse[numpy]").value_and_grad(obj)(theta)
     row["rel_error_vs_reverse_numpy"] = rel_error(res.grad, ref.grad)
     for k in ("n_evals", "tape_records", "compile_s", "build_s", "diff_s", "cse_s"):
@@ -191,6 +201,23 @@ def _time_ratio(ok: pd.DataFrame, method: str, base: str, *, largest: bool) -> t
     return n, float(pair.loc[n, method] / pair.loc[n, base])
 
 
+def _loglog_per_method(ok: pd.DataFrame, methods: list, column: str, ylabel: str, title: str, path) -> None:
+    """One line per method: ``column`` against the number of parameters, log-log, saved to ``path``."""
+    fig, axes = subplots(width=5.8)
+    ax = axes[0][0]
+    for m in methods:
+        g = ok[ok["method"] == m].dropna(subset=[column]).sort_values("n_params")
+        if len(g):
+            ax.plot(g["n_params"], g[column], label=m, **plot_kwargs(m))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("number of parameters")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    save(fig, path)
+
+
 def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
     ok = table[table["status"] == "ok"]
     methods = method_order(table["method"].unique())
@@ -214,19 +241,12 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
     figure_legend(fig, ax, ncol=4)
     save(fig, out_dir / "time_vs_params.png")
 
-    fig, axes = subplots(width=5.8)
-    ax = axes[0][0]
-    for m in methods:
-        g = ok[ok["method"] == m].sort_values("n_params")
-        if len(g):
-            ax.plot(g["n_params"], g["grad_over_forward"], label=m, **plot_kwargs(m))
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("number of parameters")
-    ax.set_ylabel("gradient time / forward time (ratio)")
-    ax.set_title("How many forward passes is one gradient?")
-    ax.legend()
-    save(fig, out_dir / "grad_over_forward.png")
+    _loglog_per_method(ok, methods, "grad_over_forward", "gradient time / forward time (ratio)",
+                       "How many forward passes is one gradient?", out_dir / "grad_over_forward.png")
+    memory = "grad_peak_bytes" in ok and ok["grad_peak_bytes"].notna().any()
+    if memory:
+        _loglog_per_method(ok, methods, "grad_peak_bytes", "peak bytes of one gradient call", "Memory per gradient",
+                           out_dir / "memory_vs_params.png")
 
     slopes = slope_table(table)
     findings, bullets = {}, []
@@ -262,15 +282,27 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
         findings[f"{m}_budget_width"] = w
         bullets.append(f"`{m}` exceeded the {meta.get('config', {}).get('budget_s', '')} s budget from width {w} on.")
     cols = [c for c in ("method", "width", "n_params", "device", "setup_s", "grad_s", "grad_q1_s", "grad_q3_s",
-                        "grad_repeats", "forward_s", "grad_over_forward", "rel_error_vs_reverse_numpy", "status")
+                        "grad_repeats", "forward_s", "grad_over_forward", "grad_peak_bytes", "grad_minor_faults",
+                        "rel_error_vs_reverse_numpy", "status")
             if c in table]
+    cfg = meta.get("config", {})
+    conditions = Para(
+        f"Conditions: every cell runs in a spawned worker process with {cfg.get('threads', '?')} BLAS/torch thread(s), "
+        "the system's default memory allocator, times from the wall clock (`time.perf_counter`; median and "
+        "quartiles over repeats after a warm-up call), setup timed once apart. Memory, measured after timing: the "
+        "peak bytes one gradient call allocates above the level before it (`tracemalloc` for numpy and "
+        "plain-Python methods; torch's allocator totals via its profiler for torch backends) and its minor page "
+        "faults per call (`getrusage`).")
     blocks = [Heading("What the data show"), Bullets(bullets),
               Figure("time_vs_params.png", "Left: median seconds per gradient call against the number of parameters "
                                            "(log-log; bars: interquartile range). Right: one-time setup."),
               Figure("grad_over_forward.png", "Gradient time divided by the forward time on the same backend: "
                                               "finite differences grow with n, reverse mode stays a small constant."),
+              *([Figure("memory_vs_params.png", "Peak bytes allocated during one gradient call against the number "
+                                                 "of parameters (log-log), per method.")] if memory else []),
               Table(slopes, "Fitted slopes and ratios"),
               Table(table[cols].sort_values(["method", "n_params"]), "All measurements"),
+              conditions,
               Para(f"Machine: {meta.get('cpu', '?')}; GPU: {meta.get('gpu') or 'none'}. Absolute times hold for this "
                    "machine only; slopes and ratios travel better.")]
     failed = table[table["status"] == "error"]

@@ -195,7 +195,7 @@ class NumpyBackend:
             shape = like
         else:
             shape = like.shape if type(like) is np.ndarray or isinstance(like, np.generic) else np.shape(like)
-        if type(g) is not np.ndarray:
+        if type(g) is not np.ndarray and not isinstance(g, np.generic):  # (a numpy scalar has .shape: no call)
             g = np.asarray(g)
         gshape = g.shape
         if gshape == shape:  # the common case, without a call
