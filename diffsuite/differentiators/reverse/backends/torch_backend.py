@@ -34,6 +34,14 @@ def _basic_index(index) -> bool:
     return True
 
 
+def _reduce(fn, x, axis, keepdims):
+    """numpy's ``axis=None`` (every entry; ``keepdims``: ndim ones) or one axis, for torch's amax/amin/prod."""
+    if axis is None:
+        out = fn(x.reshape(-1), dim=0)
+        return out.reshape((1,) * x.ndim) if keepdims else out
+    return fn(x, dim=axis, keepdim=keepdims)
+
+
 class TorchBackend:
     """torch tensors in ``dtype`` (float64 by default) on ``device`` ("cpu", "cuda" or "cuda:N")."""
 
@@ -357,17 +365,11 @@ class TorchBackend:
 
     @staticmethod
     def amax(x, axis=None, keepdims=False):
-        if axis is None:
-            out = x.max()
-            return out.reshape((1,) * x.ndim) if keepdims else out
-        return torch.amax(x, dim=axis, keepdim=keepdims)
+        return _reduce(torch.amax, x, axis, keepdims)
 
     @staticmethod
     def amin(x, axis=None, keepdims=False):
-        if axis is None:
-            out = x.min()
-            return out.reshape((1,) * x.ndim) if keepdims else out
-        return torch.amin(x, dim=axis, keepdim=keepdims)
+        return _reduce(torch.amin, x, axis, keepdims)
 
     @staticmethod
     def put_at_arg(g, x, axis, keepdims, largest):
@@ -382,10 +384,7 @@ class TorchBackend:
 
     @staticmethod
     def prod(x, axis=None, keepdims=False):
-        if axis is None:
-            out = x.prod()
-            return out.reshape((1,) * x.ndim) if keepdims else out
-        return torch.prod(x, dim=axis, keepdim=keepdims)
+        return _reduce(torch.prod, x, axis, keepdims)
 
     @staticmethod
     def prod_of_others(x, axis):
