@@ -147,7 +147,7 @@ def power_vjp(B, g, out, x, *, p):
     if p == 1:
         return g
     if p < 1:  # infinite at x = 0: a strong zero there, so that an unselected where-branch cannot leak NaN
-        return B.strong(g, p * x ** (p - 1))
+        return B.strong(g, p * B.power(x, p - 1))
     return g * (2.0 * x if p == 2 else p * x ** (p - 1))
 
 
@@ -156,7 +156,7 @@ POWER = defop("power", lambda B, x, *, p: x ** p, power_vjp, saves=("x",))
 
 def _pow_vjp_x(B, g, out, x, y):
     # y x^(y-1); y == 0 gives 0 even at x == 0 (x^0 is constant), where y * x ** -1 would be 0 * inf
-    return B.sum_to(B.strong(g, B.where(y == 0, 0.0, y * x ** (y - 1.0))), x)
+    return B.sum_to(B.strong(g, B.where(y == 0, 0.0, y * B.power(x, y - 1.0))), x)
 
 
 def _pow_vjp_y(B, g, out, x, y):
@@ -289,22 +289,22 @@ _LN2, _LN10, _TWO_OVER_SQRT_PI = 0.6931471805599453, 2.302585092994046, 1.128379
 
 # ----- elementwise, smooth -----
 SQRT = defop("sqrt", lambda B, x: B.sqrt(x),
-             lambda B, g, out, x: B.strong(g, 0.5 / out), saves=("out",))   # sqrt'(0) = inf: a true singularity
+             lambda B, g, out, x: B.strong_div(0.5 * g, out), saves=("out",))   # sqrt'(0) = inf: a true singularity
 SIN = defop("sin", lambda B, x: B.sin(x), lambda B, g, out, x: g * B.cos(x), saves=("x",))
 COS = defop("cos", lambda B, x: B.cos(x), lambda B, g, out, x: -g * B.sin(x), saves=("x",))
 TAN = defop("tan", lambda B, x: B.tan(x), lambda B, g, out, x: g * (1.0 + out * out), saves=("out",))
 # 1 - x^2 as (1 - x)(1 + x): exact near |x| = 1, where the derivative is largest
 ARCSIN = defop("arcsin", lambda B, x: B.arcsin(x),
-               lambda B, g, out, x: B.strong(g, 1.0 / B.sqrt((1.0 - x) * (1.0 + x))), saves=("x",))
+               lambda B, g, out, x: B.strong_div(g, B.sqrt((1.0 - x) * (1.0 + x))), saves=("x",))
 ARCCOS = defop("arccos", lambda B, x: B.arccos(x),
-               lambda B, g, out, x: B.strong(g, -1.0 / B.sqrt((1.0 - x) * (1.0 + x))), saves=("x",))
+               lambda B, g, out, x: B.strong_div(-g, B.sqrt((1.0 - x) * (1.0 + x))), saves=("x",))
 ARCTAN = defop("arctan", lambda B, x: B.arctan(x), lambda B, g, out, x: g / (1.0 + x * x), saves=("x",))
 SINH = defop("sinh", lambda B, x: B.sinh(x), lambda B, g, out, x: g * B.cosh(x), saves=("x",))
 COSH = defop("cosh", lambda B, x: B.cosh(x), lambda B, g, out, x: g * B.sinh(x), saves=("x",))
-LOG1P = defop("log1p", lambda B, x: B.log1p(x), lambda B, g, out, x: B.strong(g, 1.0 / (1.0 + x)), saves=("x",))
+LOG1P = defop("log1p", lambda B, x: B.log1p(x), lambda B, g, out, x: B.strong_div(g, 1.0 + x), saves=("x",))
 EXPM1 = defop("expm1", lambda B, x: B.expm1(x), lambda B, g, out, x: g * B.exp(x), saves=("x",))  # not out + 1: cancels
-LOG2 = defop("log2", lambda B, x: B.log2(x), lambda B, g, out, x: B.strong(g, 1.0 / (x * _LN2)), saves=("x",))
-LOG10 = defop("log10", lambda B, x: B.log10(x), lambda B, g, out, x: B.strong(g, 1.0 / (x * _LN10)), saves=("x",))
+LOG2 = defop("log2", lambda B, x: B.log2(x), lambda B, g, out, x: B.strong_div(g, x * _LN2), saves=("x",))
+LOG10 = defop("log10", lambda B, x: B.log10(x), lambda B, g, out, x: B.strong_div(g, x * _LN10), saves=("x",))
 ERF = defop("erf", lambda B, x: B.erf(x),  # exp(-x^2) with x^2 split exactly: a few ulp where x^2 is large
             lambda B, g, out, x: g * (_TWO_OVER_SQRT_PI * B.exp_neg_square(x)), saves=("x",))
 # softplus(x) = log(1 + e^x): smooth, a primitive because max(x, 0) + log1p(e^-|x|) has two kinks whose

@@ -281,6 +281,12 @@ class NumpyBackend:
             return np.where(np.isfinite(hi), np.exp(-hi) * (1.0 - lo), 0.0)
 
     @staticmethod
+    def power(x, p):
+        """x ** p, quietly: inf or nan at x = 0 or x < 0 are the caller's to mask (a strong zero, a where)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.power(x, p)
+
+    @staticmethod
     def strong(g, d):
         """g * d, and 0 where g == 0 even if d is inf or nan (an unselected branch's cotangent)."""
         with np.errstate(invalid="ignore"):

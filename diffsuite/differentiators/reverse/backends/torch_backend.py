@@ -348,6 +348,11 @@ class TorchBackend:
         return torch.where(torch.isfinite(hi), torch.exp(-hi) * (1.0 - lo), 0.0)
 
     @staticmethod
+    def power(x, p):
+        """x ** p (torch warns of nothing; the numpy backend's version silences 0 ** -1)."""
+        return x ** p
+
+    @staticmethod
     def strong(g, d):
         """g * d, and 0 where g == 0 even if d is inf or nan (an unselected branch's cotangent)."""
         return torch.where(g == 0, 0.0, g * d)
