@@ -7,7 +7,8 @@ structure and one flat float64 vector, and how to shape the results of the highe
 
 - ``jvp``: shaped like f's output; ``vjp``'s pullback and ``hvp``: in theta's structure;
 - ``jacobian``: flat theta: ``out.shape + theta.shape``; a dict: ``{k: out.shape + theta[k].shape}``;
-- ``hessian``: ``theta.shape * 2``; a dict: ``{k1: {k2: theta[k1].shape + theta[k2].shape}}``.
+- ``hessian``: ``theta.shape * 2``; a dict: ``{k1: {k2: theta[k1].shape + theta[k2].shape}}``; any other
+  nesting (``diffsuite.pytree``): the n x n matrix of the flattened entries.
 """
 from __future__ import annotations
 
@@ -16,31 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-
-def flatten_params(theta: Any) -> tuple[list[np.ndarray], Callable[[list], Any]]:
-    """Split ``theta`` into float64 leaves and a function that rebuilds the structure from new leaves.
-
-    Leaves are checked: numbers only, finite (a ValueError names the first bad entry).
-    """
-    if isinstance(theta, dict):
-        keys = list(theta)
-        return [check_leaf(theta[k], f"theta[{k!r}]") for k in keys], lambda new: dict(zip(keys, new))
-    leaf = check_leaf(theta, "theta")
-    return [leaf], lambda new: new[0]
-
-
-def check_leaf(value: Any, where: str) -> np.ndarray:
-    """``value`` as a float64 array, or a TypeError (not numbers) / ValueError (first non-finite entry)."""
-    try:
-        a = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{where} must be numbers (an array, a float, or a dict of them); got "
-                        f"{type(value).__name__}") from None
-    bad = np.argwhere(~np.isfinite(a))
-    if len(bad):
-        idx = tuple(int(i) for i in bad[0])
-        raise ValueError(f"{where} must be finite; entry {list(idx)} is {a[idx]}")
-    return a
+from .pytree import flatten
 
 
 @dataclass
@@ -55,9 +32,11 @@ class Structure:
 
     @classmethod
     def of(cls, theta: Any) -> "Structure":
-        leaves, rebuild = flatten_params(theta)
-        keys = list(theta) if isinstance(theta, dict) else None
-        return cls(leaves, rebuild, keys, names=["theta"] if keys is None else [str(k) for k in keys])
+        """theta's leaves (checked: numbers, finite) and structure (``diffsuite.pytree``: any nesting of dicts,
+        lists and tuples). ``keys``: a top-level dict of leaves, whose Hessian nests by key."""
+        leaves, rebuild, names = flatten(theta)
+        flat_dict = isinstance(theta, dict) and not any(isinstance(v, (dict, list, tuple)) for v in theta.values())
+        return cls(leaves, rebuild, list(theta) if flat_dict else None, names=names)
 
     @property
     def sizes(self) -> list[int]:
@@ -102,12 +81,16 @@ class Structure:
             if not np.all(np.isfinite(a)):
                 raise ValueError(f"{what} must be finite; entry {int(np.flatnonzero(~np.isfinite(a))[0])} is not")
             return a
-        if self.keys is not None:
+        if self.keys is None and len(self.leaves) != 1:  # a nested pytree: the value must have its structure
+            parts = flatten(value, what)[0]
+            if len(parts) != len(self.leaves):
+                raise ValueError(f"{what} must have theta's structure ({len(self.leaves)} leaves); got {len(parts)}")
+        elif self.keys is not None:
             if not isinstance(value, dict) or set(value) != set(self.keys):
                 raise ValueError(f"{what} must have theta's structure: a dict with keys {self.keys}; got "
                                  f"{sorted(value) if isinstance(value, dict) else type(value).__name__}")
             parts = [value[k] for k in self.keys]
-        else:
+        elif len(self.leaves) == 1:
             parts = [value]
         flat = []
         for leaf, part, name in zip(self.leaves, parts, self.names or ["theta"] * len(self.leaves)):
@@ -132,8 +115,8 @@ class Structure:
     def hessian(self, H: np.ndarray) -> Any:
         """A flat Hessian ``(n, n)``: theta's shape twice, or ``{k1: {k2: shape1 + shape2}}`` for a dict."""
         H = np.asarray(H, dtype=np.float64)
-        if self.flat_results:
-            return H
+        if self.flat_results or (self.keys is None and len(self.leaves) != 1):
+            return H  # (a nested pytree's Hessian: the n x n matrix of its flattened entries, leaves in order)
         if self.keys is None:
             shape = self.leaves[0].shape
             return float(H[0, 0]) if shape == () else H.reshape(shape + shape)

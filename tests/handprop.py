@@ -26,6 +26,8 @@ def act_forward(name, z, opt):
         return np.where(z > 0, z, opt.get("slope", 0.1) * z)
     if name == "elu":
         return np.where(z > 0, z, opt.get("alpha", 1.0) * np.expm1(np.minimum(z, 0)))
+    if name == "softplus":
+        return np.logaddexp(0.0, z)
     if name == "maxout":
         k = opt.get("k", 2)
         return np.max(z.reshape(z.shape[0], k, -1), axis=1)
@@ -51,6 +53,8 @@ def act_backward(name, z, h, dh, opt):
         return dh * np.where(z > 0, 1.0, opt.get("slope", 0.1))  # tie at 0 goes to slope*z
     if name == "elu":
         return dh * np.where(z > 0, 1.0, opt.get("alpha", 1.0) * np.exp(np.minimum(z, 0)))
+    if name == "softplus":
+        return dh * _sigmoid(z)                               # softplus' = sigmoid
     if name == "maxout":
         k = opt.get("k", 2)
         zz = z.reshape(z.shape[0], k, -1)

@@ -38,6 +38,7 @@ def torch_value_and_grad(obj, theta, activation):
         "identity": lambda z: z, "step": lambda z: (z > 0).double(), "sigmoid": torch.sigmoid, "tanh": torch.tanh,
         "relu": torch.relu, "leaky_relu": lambda z: F.leaky_relu(z, opt.get("slope", 0.1)),
         "elu": lambda z: F.elu(z, alpha=opt.get("alpha", 1.0)),
+        "softplus": lambda z: F.softplus(z, threshold=1e6),  # (no linearisation above the default threshold 20)
         "maxout": lambda z: z.reshape(z.shape[0], opt.get("k", 2), -1).max(dim=1).values,
         "softmax": lambda z: torch.softmax(z, dim=1),
     }

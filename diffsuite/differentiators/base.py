@@ -6,8 +6,9 @@ from typing import Any, Callable, ClassVar, Protocol
 
 import numpy as np
 
+from .. import pytree
 from ..objective import Objective
-from ..structure import Structure, flatten_params  # noqa: F401  (flatten_params: part of this module's API)
+from ..structure import Structure
 
 
 @dataclass
@@ -57,8 +58,26 @@ class Differentiator(Protocol):
     # a method that cannot raises ``unavailable(...)``: what, why, and which method can.
 
 
-# ----- parameter structures for grad(f): a flat array, an array of any shape, a dict, or a scalar -----
-# (``flatten_params`` lives in ``diffsuite.structure`` with the shapes of the higher-order results)
+# ----- parameter structures for grad(f): any nesting of dicts, lists and tuples of arrays (diffsuite.pytree) -----
+def flatten_params(theta: Any) -> tuple[list[np.ndarray], Callable[[list], Any]]:
+    """Split ``theta`` into float64 leaves and a function that rebuilds the structure from new leaves.
+
+    Leaves are checked: numbers only, finite (a ValueError names the first bad entry).
+    """
+    leaves, rebuild, _ = pytree.flatten(theta)
+    return leaves, rebuild
+
+
+def param_entry_names(theta: Any) -> list[str]:
+    """A printable name per scalar entry of ``theta``: ``theta[3]``, ``W[0, 1]``, ``b``, ``layers[0]['W'][1, 2]``."""
+    leaves, _, names = pytree.flatten(theta)
+    return pytree.entry_names(leaves, names)
+
+
+def with_argnums_of(differentiator: Any, f: Callable, argnums: int | tuple[int, ...] = 0) -> Callable:
+    """``grad(f, argnums)`` for any differentiator with ``value_and_grad_fn``: the gradient with respect to the
+    arguments at ``argnums`` (0 is theta; a tuple gives a tuple of gradients). See ``diffsuite.pytree``."""
+    return pytree.with_argnums(differentiator.value_and_grad_fn, f, argnums)
 
 
 def grad_leaf(g: np.ndarray) -> Any:

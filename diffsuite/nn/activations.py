@@ -103,8 +103,8 @@ class LeakyReLU(Activation):
 class ELU(Activation):
     """z if z > 0 else alpha (e^z - 1); elu'(0) = alpha (the lecture puts 0 in the second branch).
 
-    Written as max(0, z) + alpha (exp(min(z, 0)) - 1): exp only ever sees z <= 0, so it cannot
-    overflow, and no branch of a ``where`` leaks inf * 0 = nan into the gradient.
+    Written as max(0, z) + alpha expm1(min(z, 0)): expm1 only ever sees z <= 0, so it cannot overflow,
+    and it keeps its digits near 0 where exp(z) - 1 cancels; the derivative alpha exp(z) is exact.
     """
 
     alpha: float = 1.0
@@ -116,7 +116,18 @@ class ELU(Activation):
             raise ValueError(f"elu needs a finite number alpha > 0; got {self.alpha!r}")
 
     def __call__(self, xp, z):
-        return xp.maximum(0.0, z) + self.alpha * (xp.exp(xp.minimum(z, 0.0)) - 1.0)
+        return xp.maximum(0.0, z) + self.alpha * xp.expm1(xp.minimum(z, 0.0))
+
+
+@dataclass(frozen=True)
+class Softplus(Activation):
+    """log(1 + e^z), the smooth relu: a primitive of every namespace, so softplus'(0) = 1/2 exactly (written
+    as max(z, 0) + log1p(e^-|z|) its two kinks' conventions would give 1 there)."""
+
+    name: ClassVar[str] = "softplus"
+
+    def __call__(self, xp, z):
+        return xp.softplus(z)
 
 
 @dataclass(frozen=True)
@@ -157,7 +168,7 @@ class Softmax(Activation):
 
 
 ACTIVATIONS: dict[str, type[Activation]] = {
-    cls.name: cls for cls in (Step, Sigmoid, Tanh, ReLU, LeakyReLU, ELU, Maxout, Softmax, Identity)
+    cls.name: cls for cls in (Step, Sigmoid, Tanh, ReLU, LeakyReLU, ELU, Softplus, Maxout, Softmax, Identity)
 }
 
 

@@ -23,7 +23,7 @@ from ..budget import Budget
 from ..differentiators.symbolic.metrics import dag_nodes
 from ..differentiators.symbolic.build import build_function, build_objective, differentiate, is_float_data
 from ..differentiators.symbolic.symengine_bridge import from_symengine
-from ..differentiators.base import flatten_params
+from .. import pytree
 from ..objective import Objective
 from .certificate import Certificate, NotCertified
 from .program import UNDECIDED, Program, Run
@@ -59,10 +59,9 @@ def compile_problem(target: Objective | Callable, theta: Any, args: tuple, dtype
             return build_objective(target, symbolic_data=True, dtype=np_dtype)
         who, names = target.describe(), None
     elif callable(target):
-        leaves, rebuild = flatten_params(theta)
+        leaves, rebuild, keys = pytree.flatten(theta)  # keys: each leaf's path in theta (diffsuite.pytree)
         leaves = [_rounded(leaf, np_dtype) for leaf in leaves]
         args = tuple(_rounded(a, np_dtype) if is_float_data(a) else a for a in args)
-        keys = list(theta) if isinstance(theta, dict) else None
 
         def build():
             return build_function(target, leaves, rebuild, args, keys)

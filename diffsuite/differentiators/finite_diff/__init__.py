@@ -44,14 +44,15 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
+from ... import pytree
 from ...errors import RefusedByDesign
 from ...namespace import NUMPY
 from ...objective import Objective
-from ..base import Gradient, HigherOrder, flatten_params, grad_leaf, scalar_check
+from ..base import Gradient, HigherOrder, flatten_params, grad_leaf, param_entry_names, scalar_check, with_argnums_of
 from . import higher
 from .batched import bind_objective_batched, evaluate_batched
 from .control import RICHARDSON_SAFETY, TRUNCATION_RATIO, Entry, Rule, StepControl, noise_of
-from .namespaces import COMPLEX, KinkTracker
+from .namespaces import COMPLEX, KinkTracker, RealOrdered
 from .steps import COMPLEX_DTYPES, COMPLEX_STEP, DTYPES, SCHEMES, auto_steps, scheme_order
 
 MAX_LEVELS = 10
@@ -207,10 +208,10 @@ class FiniteDiff(HigherOrder):
 
         return value_and_grad_fn
 
-    def grad(self, f: Callable) -> Callable[..., Any]:
-        """``(theta, *args) -> gradient`` of ``f(xp, theta, *args)``, in theta's structure."""
-        vg = self.value_and_grad_fn(f)
-        return lambda theta, *args: vg(theta, *args).grad
+    def grad(self, f: Callable, argnums: int | tuple[int, ...] = 0) -> Callable[..., Any]:
+        """``(theta, *args) -> gradient`` of ``f(xp, theta, *args)``, in theta's structure (``argnums``: see
+        ``diffsuite.pytree.with_argnums``)."""
+        return with_argnums_of(self, f, argnums)
 
     # ----- the engine -----
     def _nominal_steps(self, theta: np.ndarray) -> np.ndarray:
@@ -424,7 +425,7 @@ class FiniteDiff(HigherOrder):
         self._trap(zero, names, theta, nominal, "complex")
         tracker = KinkTracker(COMPLEX) if self.kink_check else None
         xp = tracker or COMPLEX
-        buffer = t
+        buffer = t.view(RealOrdered)  # comparisons of theta (masks for xp.where) look at the real point
         params = _bind_views(bind, buffer)
         grad = np.empty(theta.size)
         ties = np.zeros(theta.size, dtype=bool)
@@ -525,8 +526,9 @@ def _constant_in(i, out, value, buffer, params, call, theta, dtype) -> tuple[boo
 def _bind_views(bind: Callable, buffer: np.ndarray) -> Any:
     """``bind(buffer)``, checked to be views on it: writing ``buffer[i]`` must perturb what f sees."""
     params = bind(buffer)
-    leaves = list(params.values()) if isinstance(params, dict) else [params]
-    if not all(isinstance(leaf, np.ndarray) and np.shares_memory(leaf, buffer) for leaf in leaves):
+    leaves = pytree.leaves_of(params)
+    # (a zero-size leaf shares no memory with anything, and needs none: nothing perturbs it)
+    if not all(isinstance(leaf, np.ndarray) and (leaf.size == 0 or np.shares_memory(leaf, buffer)) for leaf in leaves):
         raise RuntimeError("finite differences need the parameters as views of one flat buffer; bind() copied them")
     return params
 
@@ -560,12 +562,5 @@ def _evaluate_entry(buffer, params, i, points, call, xp, tracker, center_sig, ou
 
 
 def _leaf_names(theta: Any, leaves: list[np.ndarray]) -> list[str]:
-    """Printable names per flat entry of a user's theta: ``theta[3]``, ``W[0, 1]``, ``b``."""
-    labels = list(theta) if isinstance(theta, dict) else ["theta"]
-    names = []
-    for label, leaf in zip(labels, leaves):
-        if leaf.ndim == 0:
-            names.append(str(label))
-        else:
-            names += [f"{label}[{', '.join(map(str, idx))}]" for idx in np.ndindex(*leaf.shape)]
-    return names
+    """Printable names per flat entry of a user's theta: ``theta[3]``, ``W[0, 1]``, ``b``, ``theta[0]['W'][1, 2]``."""
+    return param_entry_names(theta)

@@ -13,11 +13,12 @@ part is the unperturbed point), so it records instead whether a perturbed entry 
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
-from ...namespace import NAMESPACE_FUNCTIONS, NUMPY
+from ...namespace import NAMESPACE_FUNCTIONS, NUMPY, unknown_name_error
 
 
 def _complex_sigmoid(z):
@@ -54,6 +55,91 @@ def _complex_logsumexp(x, axis=-1, keepdims=False):
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
+class RealOrdered(np.ndarray):
+    """A complex array whose comparisons look at the real part only: ``x > 0`` at x = 0 + ih is False.
+
+    (numpy orders complex numbers lexicographically, so 0 + 1e-20j > 0 would be True.) The complex step
+    binds theta as this type, so masks a user's function computes from theta are those of the real point;
+    ufunc results keep the type.
+    """
+
+    def _compare(self, other, op):
+        return op(np.real(self).view(np.ndarray), np.real(np.asarray(other)))
+
+    def __gt__(self, o): return self._compare(o, np.greater)
+    def __ge__(self, o): return self._compare(o, np.greater_equal)
+    def __lt__(self, o): return self._compare(o, np.less)
+    def __le__(self, o): return self._compare(o, np.less_equal)
+    def __eq__(self, o): return self._compare(o, np.equal)
+    def __ne__(self, o): return self._compare(o, np.not_equal)
+    __hash__ = None
+
+
+def _dual(f, df):
+    """An elementwise function numpy has no complex version of, carried along the complex step to first order:
+    f(a + ib) = f(a) + i b f'(a). Exact for the complex step's h (1e-20): the next term is O(h^2)."""
+    def complex_f(z):
+        a, b = np.real(z), np.imag(z)
+        return f(a) + 1j * b * df(a)
+    return complex_f
+
+
+def _erf_prime(a):
+    return (2.0 / math.sqrt(math.pi)) * np.exp(-a * a)
+
+
+def _complex_arctan2(y, x):
+    a, b = np.real(y), np.real(x)
+    r2 = a * a + b * b
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = np.where(r2 == 0, 0.0, (b * np.imag(y) - a * np.imag(x)) / np.where(r2 == 0, 1.0, r2))  # 0 at the origin
+    return np.arctan2(a, b) + 1j * d
+
+
+def _complex_softplus(z):
+    positive = np.real(z) > 0
+    e = np.exp(np.where(positive, -z, z))  # a non-positive real part: no overflow
+    return np.where(positive, z, 0.0) + np.log1p(e)
+
+
+def _complex_power(x, y):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.power(x, y)
+    return np.where(np.asarray(x) == 0, 0.0 * out, out) if np.any(np.asarray(x) == 0) else out  # 0^y = 0 (y > 0)
+
+
+def _sqrt0(s):
+    # norm and std: sqrt with gradient 0 at 0. At a real zero the complex step leaves Re s = -h^2 <= 0.
+    with np.errstate(invalid="ignore"):
+        return np.where(np.real(s) > 0, np.sqrt(s), 0.0 * s)
+
+
+def _complex_extreme(x, axis=None, keepdims=False, largest=True):
+    x = np.asarray(x)
+    arg = np.argmax if largest else np.argmin  # decided on the real part; ties: the first, as argmax
+    if axis is None:
+        out = x.reshape(-1)[arg(np.real(x).reshape(-1))]
+        return np.reshape(out, (1,) * x.ndim) if keepdims else out
+    if not isinstance(axis, (int, np.integer)):
+        axes = sorted(a % x.ndim for a in axis)
+        rest = [a for a in range(x.ndim) if a not in axes]
+        moved = np.transpose(x, rest + axes).reshape(tuple(x.shape[a] for a in rest) + (-1,))
+        out = _complex_extreme(moved, -1, False, largest)
+        return out.reshape(tuple(1 if a in axes else n for a, n in enumerate(x.shape))) if keepdims else out
+    idx = np.expand_dims(arg(np.real(x), axis=axis), axis)
+    out = np.take_along_axis(x, idx, axis)
+    return out if keepdims else np.squeeze(out, axis)
+
+
+def _complex_var(x, axis=None, ddof=0, keepdims=False):
+    x = np.asarray(x)
+    n = x.size if axis is None else math.prod(np.shape(x)[a] for a in ((axis,) if isinstance(axis, int) else axis))
+    if n - ddof <= 0:
+        raise ValueError(f"xp.var / xp.std: {n} entries with ddof={ddof} leave no degree of freedom")
+    d = x - np.mean(x, axis=axis, keepdims=True)
+    return np.sum(d * d, axis=axis, keepdims=keepdims) / (n - ddof)  # d * d, not |d|^2: analytic
+
+
 class ComplexNamespace:
     """numpy on complex arrays, analytic along the imaginary step, branches decided on the real part."""
 
@@ -71,12 +157,43 @@ class ComplexNamespace:
     logsumexp = staticmethod(_complex_logsumexp)
     reshape = staticmethod(np.reshape)
     asarray = staticmethod(np.asarray)
+    # numpy's complex functions are analytic: the complex step through them is exact
+    sqrt, sin, cos, tan = (staticmethod(f) for f in (np.sqrt, np.sin, np.cos, np.tan))
+    arcsin, arccos, arctan = (staticmethod(f) for f in (np.arcsin, np.arccos, np.arctan))
+    sinh, cosh, log1p, expm1 = (staticmethod(f) for f in (np.sinh, np.cosh, np.log1p, np.expm1))
+    log2, log10 = staticmethod(np.log2), staticmethod(np.log10)
+    erf = staticmethod(_dual(NUMPY.erf, _erf_prime))
+    arctan2 = staticmethod(_complex_arctan2)
+    softplus = staticmethod(_complex_softplus)
+    log_sigmoid = staticmethod(lambda z: -_complex_softplus(-z))
+    relu = staticmethod(lambda z: _complex_maximum(0.0, z))
+    sign = staticmethod(lambda z: np.sign(np.real(z)))
+    clip = staticmethod(lambda z, lo, hi: _complex_minimum(_complex_maximum(z, lo), hi))
+    power = staticmethod(_complex_power)
+    where = staticmethod(lambda c, a, b: np.where(np.real(c) if np.iscomplexobj(c) else c, a, b))
+    prod = staticmethod(np.prod)
+    max = staticmethod(lambda x, axis=None, keepdims=False: _complex_extreme(x, axis, keepdims, True))
+    min = staticmethod(lambda x, axis=None, keepdims=False: _complex_extreme(x, axis, keepdims, False))
+    var = staticmethod(_complex_var)
+    std = staticmethod(lambda x, axis=None, ddof=0, keepdims=False: _sqrt0(_complex_var(x, axis, ddof, keepdims)))
+    norm = staticmethod(lambda x, axis=None, keepdims=False: _sqrt0(np.sum(x * x, axis=axis, keepdims=keepdims)))
+    # structure and linear algebra: numpy's own (linear, and no conjugation anywhere: einsum, dot, tensordot)
+    for _name in ("square", "cumsum", "transpose", "moveaxis", "expand_dims", "squeeze", "broadcast_to",
+                  "concatenate", "stack", "split", "tile", "repeat", "pad", "matmul", "dot", "tensordot", "einsum",
+                  "outer", "trace"):
+        locals()[_name] = type(NUMPY).__dict__[_name]  # (the staticmethod itself)
+    del _name
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise unknown_name_error(self.name, name)
 
 
 COMPLEX = ComplexNamespace()
 
 #: the ops whose derivative jumps: the ones a tracker watches
-KINK_OPS = ("maximum", "minimum", "abs", "step")
+KINK_OPS = ("maximum", "minimum", "abs", "step", "sign", "relu", "clip", "where", "max", "min")
 
 
 class KinkTracker:
@@ -135,4 +252,42 @@ class KinkTracker:
         else:
             self._masks.append(np.asarray(np.real(x) > 0))
         return self.base.step(x)
+
+    def sign(self, x):
+        return self.step(x) - self.step(-x) if self.complex else (self._watch(x), self.base.sign(x))[1]
+
+    def relu(self, x):
+        return self.maximum(0.0, x)
+
+    def clip(self, x, lo, hi):
+        return self.minimum(self.maximum(x, lo), hi)
+
+    def where(self, cond, a, b):
+        if not self.complex:  # the mask itself is the branch (a comparison decided it)
+            self._masks.append(np.asarray(cond, dtype=bool))
+        return self.base.where(cond, a, b)
+
+    def max(self, x, axis=None, keepdims=False):
+        return self._extreme(x, axis, keepdims, True)
+
+    def min(self, x, axis=None, keepdims=False):
+        return self._extreme(x, axis, keepdims, False)
+
+    def _extreme(self, x, axis, keepdims, largest):
+        r = np.real(np.asarray(x))
+        if not self.complex:  # which entry wins (argmax's first) is the branch
+            flat = r.reshape(-1) if axis is None else r
+            arg = np.argmax if largest else np.argmin
+            self._masks.append(np.asarray(arg(flat) if axis is None else arg(flat, axis=axis if isinstance(axis, int)
+                                                                                  else None)))
+        else:  # a perturbed entry tied with the winner
+            best = np.max(r, axis=axis, keepdims=True) if largest else np.min(r, axis=axis, keepdims=True)
+            ties = np.sum(r == best, axis=axis) > 1
+            self._tie = self._tie or bool(np.any(ties) and np.any(np.imag(np.asarray(x)) != 0))
+        return (self.base.max if largest else self.base.min)(x, axis=axis, keepdims=keepdims)
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise unknown_name_error(self.name, name)
 

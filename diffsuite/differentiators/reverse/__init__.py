@@ -21,7 +21,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from ...objective import Objective
-from ..base import Gradient, HigherOrder, flatten_params, grad_leaf, scalar_check
+from ..base import Gradient, HigherOrder, flatten_params, grad_leaf, scalar_check, with_argnums_of
 from . import higher
 from .backends import BACKENDS, load_backend
 from .tape import Tape, TapeNamespace, Var
@@ -141,10 +141,10 @@ class Reverse(HigherOrder):
 
         return value_and_grad_fn
 
-    def grad(self, f: Callable) -> Callable[..., Any]:
-        """``(theta, *args) -> gradient`` of ``f(xp, theta, *args)``, in theta's structure."""
-        vg = self.value_and_grad_fn(f)
-        return lambda theta, *args: vg(theta, *args).grad
+    def grad(self, f: Callable, argnums: int | tuple[int, ...] = 0) -> Callable[..., Any]:
+        """``(theta, *args) -> gradient`` of ``f(xp, theta, *args)``, in theta's structure (``argnums``: see
+        ``diffsuite.pytree.with_argnums``)."""
+        return with_argnums_of(self, f, argnums)
 
     @staticmethod
     def _finish(tape: Tape, out: Any, wrt: list[Var], who: Callable[[], str],

@@ -135,9 +135,10 @@ MUL = defop("mul", lambda B, x, y: x * y,
             lambda B, g, out, x, y: B.sum_to(g * y, x),        # mul swaps: x gets g * y ...
             lambda B, g, out, x, y: B.sum_to(g * x, y),        # ... and y gets g * x
             saves=("y x.shape", "x y.shape"))
+# (strong zeros: where(y != 0, x / y, 0) at y = 0 must not leak 0 / 0 = nan into the gradient)
 DIV = defop("div", lambda B, x, y: x / y,
-            lambda B, g, out, x, y: B.sum_to(g / y, x),
-            lambda B, g, out, x, y: B.sum_to(-g * out / y, y),  # d(x/y)/dy = -(x/y)/y
+            lambda B, g, out, x, y: B.sum_to(B.strong_div(g, y), x),
+            lambda B, g, out, x, y: B.sum_to(B.strong_div(-g * out, y), y),  # d(x/y)/dy = -(x/y)/y
             saves=("y x.shape", "out y"))
 NEG = defop("neg", lambda B, x: -x,
             lambda B, g, out, x: -g,
@@ -150,13 +151,25 @@ def power_vjp(B, g, out, x, *, p):
         return g * 0.0
     if p == 1:
         return g
+    if p < 1:  # infinite at x = 0: a strong zero there, so that an unselected where-branch cannot leak NaN
+        return B.strong(g, p * B.power(x, p - 1))
     return g * (2.0 * x if p == 2 else p * x ** (p - 1))
 
 
 POWER = defop("power", lambda B, x, *, p: x ** p, power_vjp, saves=("x",))
-POW = defop("pow", lambda B, x, y: x ** y,
-            lambda B, g, out, x, y: B.sum_to(g * y * x ** (y - 1), x),
-            lambda B, g, out, x, y: B.sum_to(g * out * B.log(x), y),
+
+
+def _pow_vjp_x(B, g, out, x, y):
+    # y x^(y-1); y == 0 gives 0 even at x == 0 (x^0 is constant), where y * x ** -1 would be 0 * inf
+    return B.sum_to(B.strong(g, B.where(y == 0, 0.0, y * B.power(x, y - 1.0))), x)
+
+
+def _pow_vjp_y(B, g, out, x, y):
+    # x^y log x, and 0 where x == 0: 0 ** y = 0 for every y > 0 (the gradient of autograd and torch there)
+    return B.sum_to(B.strong(g, B.where(x == 0, 0.0, out * B.log(B.where(x == 0, 1.0, x)))), y)
+
+
+POW = defop("pow", lambda B, x, y: x ** y, _pow_vjp_x, _pow_vjp_y,  # an array exponent
             saves=("x y", "out x y.shape"))
 
 # ----- elementwise functions -----
@@ -166,13 +179,17 @@ EXP = defop("exp", lambda B, x: B.exp(x),
 LOG = defop("log", lambda B, x: B.log(x),
             lambda B, g, out, x: g / x,
             saves=("x",))
+# The derivatives of tanh and sigmoid are bell curves, computed as u / (1 + u)^2 with u = e^-|x| (``B.dsigmoid``):
+# no cancellation, so they stay accurate to a few ulp in saturation, where 1 - tanh^2 and s (1 - s) lose every
+# digit (1 - tanh(15)^2 has a relative error of 1e-4). tanh'(x) = 4 sigmoid'(2x). They read x, not the output:
+# in saturation the output (1.0) no longer holds the derivative's digits.
 TANH = defop("tanh", lambda B, x: B.tanh(x),
-             lambda B, g, out, x: g * (1.0 - out * out),        # tanh' = 1 - tanh^2
-             saves=("out",))
+             lambda B, g, out, x: g * (4.0 * B.dsigmoid(2.0 * x)),
+             saves=("x",))
 # A primitive, not 1/(1+exp(-x)): one record instead of four, and a forward that cannot overflow.
 SIGMOID = defop("sigmoid", lambda B, x: B.sigmoid(x),
-                lambda B, g, out, x: g * out * (1.0 - out),     # sigma' = sigma (1 - sigma)
-                saves=("out",))
+                lambda B, g, out, x: g * B.dsigmoid(x),         # sigma' = sigma (1 - sigma), without cancelling
+                saves=("x",))
 ABS = defop("abs", lambda B, x: B.abs(x),
             lambda B, g, out, x: g * B.sign(x),                # sign(0) = 0: abs'(0) = 0
             saves=("x",))
@@ -209,15 +226,22 @@ def _numel(shape) -> int:
 
 
 def logsumexp_vjp(B, g, out, x, *, axis=-1, keepdims=False):
-    # d lse / dx = softmax(x) = exp(x - lse): finite for any x because x - lse <= 0
-    if not keepdims and axis is not None:  # (axis=None: g and out are scalars and broadcast as they are)
-        g, out = B.expand_dims(g, axis), B.expand_dims(out, axis)
-    return g * B.exp(x - out)
+    # d lse / dx = softmax(x), as e / sum(e) with e = exp(x - max(x)): the largest entries get exp(0) = 1 exactly.
+    # (exp(x - lse) would carry lse's rounding, eps * |lse|, into every entry: 1e-13 for logits near 1000.)
+    if not keepdims and axis is not None:  # (axis=None: g is a scalar and broadcasts as it is)
+        g = B.expand_dims(g, axis)
+    m = B.amax(x, axis=axis, keepdims=True)
+    d = x - m  # rounded (unless Sterbenz applies): TwoSum recovers the rounding error, and exp(d + err) uses it
+    bv = d - x
+    err = (x - (d - bv)) + (-m - bv)
+    err = B.where(err - err == 0, err, 0.0)  # (an infinite entry: no correction, e = exp(-inf) = 0)
+    e = B.exp(d) * (1.0 + err)
+    return g * (e / B.sum(e, axis=axis, keepdims=True))
 
 
 LOGSUMEXP = defop("logsumexp", lambda B, x, *, axis=-1, keepdims=False: B.logsumexp(x, axis=axis, keepdims=keepdims),
                   logsumexp_vjp,  # a primitive for stability: the shift by max(x) has no gradient of its own
-                  saves=("x out",))
+                  saves=("x",))
 
 
 # ----- linear algebra -----
@@ -259,3 +283,118 @@ TRANSPOSE = defop("transpose", lambda B, x: B.swapaxes(x, -1, -2) if x.ndim > 1 
 GETITEM = defop("getitem", lambda B, x, *, index: B.getitem(x, index),  # numpy's indexing on every backend
                 lambda B, g, out, x, *, index: B.scatter(g, x, index),  # zeros shaped like x, g added at index
                 saves=("x.shape",))
+
+
+# ======================================================================================================
+# The rest of the numpy subset (docs/language.md). "Strong zero" (``B.strong``): where the cotangent is 0
+# the VJP gives 0 even if the local derivative is inf or nan, so the branch ``where`` did not select
+# (sqrt at 0, log at 0, ...) cannot leak NaN into the gradient.
+# ======================================================================================================
+_LN2, _LN10, _TWO_OVER_SQRT_PI = 0.6931471805599453, 2.302585092994046, 1.1283791670955126
+
+# ----- elementwise, smooth -----
+SQRT = defop("sqrt", lambda B, x: B.sqrt(x),
+             lambda B, g, out, x: B.strong_div(0.5 * g, out), saves=("out",))   # sqrt'(0) = inf: a true singularity
+SIN = defop("sin", lambda B, x: B.sin(x), lambda B, g, out, x: g * B.cos(x), saves=("x",))
+COS = defop("cos", lambda B, x: B.cos(x), lambda B, g, out, x: -g * B.sin(x), saves=("x",))
+TAN = defop("tan", lambda B, x: B.tan(x), lambda B, g, out, x: g * (1.0 + out * out), saves=("out",))
+# 1 - x^2 as (1 - x)(1 + x): exact near |x| = 1, where the derivative is largest
+ARCSIN = defop("arcsin", lambda B, x: B.arcsin(x),
+               lambda B, g, out, x: B.strong_div(g, B.sqrt((1.0 - x) * (1.0 + x))), saves=("x",))
+ARCCOS = defop("arccos", lambda B, x: B.arccos(x),
+               lambda B, g, out, x: B.strong_div(-g, B.sqrt((1.0 - x) * (1.0 + x))), saves=("x",))
+ARCTAN = defop("arctan", lambda B, x: B.arctan(x), lambda B, g, out, x: g / (1.0 + x * x), saves=("x",))
+SINH = defop("sinh", lambda B, x: B.sinh(x), lambda B, g, out, x: g * B.cosh(x), saves=("x",))
+COSH = defop("cosh", lambda B, x: B.cosh(x), lambda B, g, out, x: g * B.sinh(x), saves=("x",))
+LOG1P = defop("log1p", lambda B, x: B.log1p(x), lambda B, g, out, x: B.strong_div(g, 1.0 + x), saves=("x",))
+EXPM1 = defop("expm1", lambda B, x: B.expm1(x), lambda B, g, out, x: g * B.exp(x), saves=("x",))  # not out + 1: cancels
+LOG2 = defop("log2", lambda B, x: B.log2(x), lambda B, g, out, x: B.strong_div(g, x * _LN2), saves=("x",))
+LOG10 = defop("log10", lambda B, x: B.log10(x), lambda B, g, out, x: B.strong_div(g, x * _LN10), saves=("x",))
+ERF = defop("erf", lambda B, x: B.erf(x),  # exp(-x^2) with x^2 split exactly: a few ulp where x^2 is large
+            lambda B, g, out, x: g * (_TWO_OVER_SQRT_PI * B.exp_neg_square(x)), saves=("x",))
+# softplus(x) = log(1 + e^x): smooth, a primitive because max(x, 0) + log1p(e^-|x|) has two kinks whose
+# conventions would not cancel at 0; its derivative is sigmoid, exact in saturation. log_sigmoid = -softplus(-x).
+SOFTPLUS = defop("softplus", lambda B, x: B.softplus(x), lambda B, g, out, x: g * B.expit(x), saves=("x",))
+LOG_SIGMOID = defop("log_sigmoid", lambda B, x: B.log_sigmoid(x), lambda B, g, out, x: g * B.expit(-x),
+                    saves=("x",))
+SIGN = defop("sign", lambda B, x: B.sign(x), None, saves=("",))                 # sign' = 0
+
+
+def _arctan2_vjp(B, g, y, x, numerator):
+    r = B.hypot(y, x)  # d atan2(y, x) = (x dy - y dx) / r^2, as (x / r) / r: no overflow of x^2 + y^2
+    return B.where(r == 0, 0.0, g * (numerator / B.where(r == 0, 1.0, r)) / B.where(r == 0, 1.0, r))  # (0, 0): 0
+
+
+ARCTAN2 = defop("arctan2", lambda B, y, x: B.arctan2(y, x),
+                lambda B, g, out, y, x: B.sum_to(_arctan2_vjp(B, g, y, x, x), y),
+                lambda B, g, out, y, x: B.sum_to(_arctan2_vjp(B, g, y, x, -y), x),
+                saves=("x y", "x y"))
+# sqrt with the convention sqrt0'(0) = 0: the last step of norm and std (a kink there, like |x| at 0)
+SQRT0 = defop("sqrt0", lambda B, x: B.sqrt(x),
+              lambda B, g, out, x: B.where(out > 0, g * 0.5 / B.where(out > 0, out, 1.0), 0.0), saves=("out",))
+
+# where(cond, a, b): cond is a static mask (a backend boolean array); no gradient reaches it.
+WHERE = defop("where", lambda B, a, b, *, cond: B.where(cond, a, b),
+              lambda B, g, out, a, b, *, cond: B.sum_to(B.where(cond, g, 0.0), a),
+              lambda B, g, out, a, b, *, cond: B.sum_to(B.where(cond, 0.0, g), b),
+              saves=("x.shape", "y.shape"))
+
+# ----- reductions -----
+# the whole cotangent goes to the first maximal (minimal) entry: argmax's own tie rule, maximum's too
+AMAX = defop("max", lambda B, x, *, axis=None, keepdims=False: B.amax(x, axis=axis, keepdims=keepdims),
+             lambda B, g, out, x, *, axis=None, keepdims=False: B.put_at_arg(g, x, axis, keepdims, True),
+             saves=("x",))
+AMIN = defop("min", lambda B, x, *, axis=None, keepdims=False: B.amin(x, axis=axis, keepdims=keepdims),
+             lambda B, g, out, x, *, axis=None, keepdims=False: B.put_at_arg(g, x, axis, keepdims, False),
+             saves=("x",))
+# the product of all the *other* entries, from exclusive cumulative products from each side: no division,
+# so zeros are exact (out / x would be 0 / 0 there)
+PROD = defop("prod", lambda B, x, *, axis=None, keepdims=False: B.prod(x, axis=axis, keepdims=keepdims),
+             lambda B, g, out, x, *, axis=None, keepdims=False:
+             B.expand_to(g, x, axis, keepdims) * B.prod_of_others(x, axis),
+             saves=("x",))
+CUMSUM = defop("cumsum", lambda B, x, *, axis: B.cumsum(x, axis),
+               lambda B, g, out, x, *, axis: B.flip(B.cumsum(B.flip(g, axis), axis), axis),  # reversed cumsum
+               saves=("",))
+
+# ----- structure -----
+PERMUTE = defop("permute", lambda B, x, *, axes: B.transpose(x, axes),
+                lambda B, g, out, x, *, axes: B.transpose(g, tuple(sorted(range(len(axes)), key=axes.__getitem__))),
+                saves=("",))
+BROADCAST_TO = defop("broadcast_to", lambda B, x, *, shape: B.broadcast_to(x, shape),
+                     lambda B, g, out, x, *, shape: B.sum_to(g, x), saves=("x.shape",))
+PAD = defop("pad", lambda B, x, *, pad_width, value: B.pad(x, pad_width, value),
+            lambda B, g, out, x, *, pad_width, value:
+            B.getitem(g, tuple(slice(lo, lo + n) for (lo, _), n in zip(pad_width, shape_of(x)))),
+            saves=("x.shape",))
+# two arrays joined along ``axis``; the first has ``split`` entries there (xp.concatenate chains it)
+CONCATENATE = defop("concatenate", lambda B, x, y, *, axis, split: B.concatenate((x, y), axis),
+                    lambda B, g, out, x, y, *, axis, split: B.getitem(g, (slice(None),) * axis + (slice(0, split),)),
+                    lambda B, g, out, x, y, *, axis, split: B.getitem(g, (slice(None),) * axis + (slice(split, None),)),
+                    saves=("", ""))
+
+
+def _einsum_vjp(i):
+    """The VJP of operand ``i``: swap its subscripts with the output's, d/dx_i <g, einsum(...)> =
+    einsum(g, the others -> x_i). Letters only x_i has (summed away) come back by broadcasting."""
+    def vjp(B, g, out, *xs, spec):
+        ins, res = spec
+        shape = shape_of(xs[i])
+        kept = "".join(c for c in ins[i] if c in res or any(c in s for j, s in enumerate(ins) if j != i))
+        others = [x for j, x in enumerate(xs) if j != i]
+        grad = B.einsum(",".join([res] + [s for j, s in enumerate(ins) if j != i]) + "->" + kept, g, *others)
+        if kept != ins[i]:
+            grad = B.reshape(grad, tuple(grad.shape[kept.index(c)] if c in kept else 1 for c in ins[i]))
+            grad = B.broadcast_to(grad, tuple(shape))
+        return B.sum_to(grad, tuple(shape))
+    return vjp
+
+
+# einsum of one, two or three operands (``spec``: (input subscripts, output subscripts), no repeated letter within
+# an operand); xp.einsum contracts more operands pairwise. Each VJP reads the other operands and its own shape.
+EINSUM1 = defop("einsum1", lambda B, x, *, spec: B.einsum(spec[0][0] + "->" + spec[1], x), _einsum_vjp(0),
+                saves=("x.shape",))
+EINSUM2 = defop("einsum2", lambda B, x, y, *, spec: B.einsum(",".join(spec[0]) + "->" + spec[1], x, y),
+                _einsum_vjp(0), _einsum_vjp(1), saves=("y x.shape", "x y.shape"))
+EINSUM3 = defop("einsum3", lambda B, x, y, z, *, spec: B.einsum(",".join(spec[0]) + "->" + spec[1], x, y, z),
+                _einsum_vjp(0), _einsum_vjp(1), _einsum_vjp(2), saves=("y z x.shape", "x z y.shape", "x y z.shape"))

@@ -8,15 +8,30 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
+from ...namespace import Composites, dispatch_function, dispatch_ufunc, normalize_axes, parse_einsum
 from .ops import (ABS, ADD, DIV, EXP, GETITEM, LOG, LOGSUMEXP, MATMUL, MAXIMUM, MEAN, MINIMUM, MUL, NEG, OPS, POW,
-                  POWER, RESHAPE, SHAPE, SIGMOID, STEP, SUB, SUM, TANH, TRANSPOSE, VALUE, Op)
+                  POWER, RESHAPE, SHAPE, SIGMOID, STEP, SUB, SUM, TANH, VALUE, Op)
 
 
 class Var:
     """A value on a tape. ``var.value`` is the backend array; arithmetic records new ``Var``s."""
 
     __slots__ = ("value", "index", "tape")
-    __array_ufunc__ = None  # numpy must defer to our reflected operators: ndarray @ Var -> Var.__rmatmul__
+    __hash__ = object.__hash__  # (== is elementwise, as numpy's; identity hashing stays)
+
+    # numpy's functions on traced values (NEP 13 / 18): the same rules through the namespace, or an error
+    # naming xp.<f>. (ndarray @ Var reaches __array_ufunc__ as np.matmul: recorded like Var.__rmatmul__.)
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if method == "__call__" and not kwargs and len(inputs) == 2:
+            op = _UFUNC_OPS.get(ufunc)
+            if op is not None:
+                return self.tape.binary(op, *inputs)
+        return dispatch_ufunc(TapeNamespace(self.tape), "traced", ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        return dispatch_function(TapeNamespace(self.tape), "traced", func, args, kwargs)
 
     def __init__(self, value: Any, index: int, tape: "Tape"):
         self.value = value
@@ -31,7 +46,8 @@ class Var:
     ndim = property(lambda self: self.value.ndim)
     dtype = property(lambda self: self.value.dtype)
     size = property(lambda self: int(self.tape.backend.numel(self.value)))
-    T = property(lambda self: self.tape.apply(TRANSPOSE, self))
+    T = property(lambda self: TapeNamespace(self.tape).transpose(self))  # all axes reversed, as numpy's .T
+    mT = property(lambda self: self.tape.apply(OPS["transpose"], self))  # the last two swapped
 
     def __len__(self):
         return len(self.value)
@@ -57,7 +73,19 @@ class Var:
         return self.tape.apply(POW, self, o)
 
     def __rpow__(self, o): return self.tape.apply(POW, o, self)
-    def __getitem__(self, index): return self.tape.apply(GETITEM, self, index=index)
+    def __getitem__(self, index):
+        if type(index) is Var or (type(index) is tuple and any(type(i) is Var for i in index)):
+            raise TypeError("an index cannot be a traced value (its gradient would be lost); index with ints, "
+                            "slices, integer arrays or boolean masks (comparisons of traced values give masks)")
+        return self.tape.apply(GETITEM, self, index=self.tape.backend.index(index))
+
+    def __abs__(self): return self.tape.unary(ABS, self)
+    def transpose(self, *axes): return TapeNamespace(self.tape).transpose(self, axes[0] if len(axes) == 1 and not isinstance(axes[0], int) else (axes or None))
+    def max(self, axis=None, keepdims=False): return TapeNamespace(self.tape).max(self, axis, keepdims)
+    def min(self, axis=None, keepdims=False): return TapeNamespace(self.tape).min(self, axis, keepdims)
+    def prod(self, axis=None, keepdims=False): return TapeNamespace(self.tape).prod(self, axis, keepdims)
+    def ravel(self): return self.reshape(-1)
+    flatten = ravel
     def reshape(self, *shape): return self.tape.apply(RESHAPE, self, shape=shape[0] if len(shape) == 1 else shape)
     def sum(self, axis=None, keepdims=False): return self.tape.unary(SUM, self, {"axis": axis, "keepdims": keepdims})
     def mean(self, axis=None, keepdims=False): return self.tape.unary(MEAN, self, {"axis": axis, "keepdims": keepdims})
@@ -67,6 +95,8 @@ class Var:
     def __ge__(self, o): return self.value >= _raw(o)
     def __lt__(self, o): return self.value < _raw(o)
     def __le__(self, o): return self.value <= _raw(o)
+    def __eq__(self, o): return self.value == _raw(o)
+    def __ne__(self, o): return self.value != _raw(o)
 
     # ``tensor @ var`` (the first layer on torch: data @ W) and ``tensor * var`` (targets * outputs): torch's
     # operator would try the op, raise a TypeError and catch it before Python falls back to our reflected
@@ -89,12 +119,16 @@ class Var:
                         "gradient's path. Use xp.maximum / xp.minimum / xp.step to express the branch.")
 
 
+# numpy's operator ufuncs (ndarray <op> Var reaches Var.__array_ufunc__) -> the primitive, without the dispatch layer
+_UFUNC_OPS = {np.add: ADD, np.subtract: SUB, np.multiply: MUL, np.true_divide: DIV, np.matmul: MATMUL}
+
 # torch's name for ``tensor <op> var`` -> the Var method that records it
 _TORCH_REFLECTED = {"add": "__radd__", "sub": "__rsub__", "mul": "__rmul__", "div": "__rtruediv__",
                     "matmul": "__rmatmul__", "pow": "__rpow__"}
 
 
 def _raw(x):
+    """A traced value's backend array; anything else as it is."""
     return x.value if type(x) is Var else x
 
 
@@ -335,8 +369,12 @@ class _KeepAllTape(Tape):
         return self.apply(op, x, **params)
 
 
-class TapeNamespace:
-    """The ``xp`` models see under reverse mode: every call becomes a record on the tape."""
+class TapeNamespace(Composites):
+    """The ``xp`` models see under reverse mode: every call becomes a record on the tape.
+
+    The core below is one primitive per function; ``Composites`` (diffsuite.namespace) adds the exact
+    compositions (var, std, norm, clip, stack, tile, dot, tensordot, ...).
+    """
 
     name = "tape"
 
@@ -355,5 +393,81 @@ class TapeNamespace:
     def mean(self, x, axis=None, keepdims=False): return self.tape.unary(MEAN, x, {"axis": axis, "keepdims": keepdims})
     def logsumexp(self, x, axis=-1, keepdims=False):
         return self.tape.unary(LOGSUMEXP, x, {"axis": axis, "keepdims": keepdims})
-    def reshape(self, x, shape): return self.tape.apply(RESHAPE, x, shape=tuple(shape))
-    def asarray(self, x): return self.tape.backend.constant(x)
+    def reshape(self, x, shape): return self.tape.apply(RESHAPE, x, shape=tuple(shape) if not isinstance(shape, int) else (shape,))
+    def asarray(self, x): return self.tape.backend.constant(_raw(x))
+
+    # ----- the rest of the numpy subset (docs/language.md) -----
+    def sqrt(self, x): return self.tape.unary(OPS["sqrt"], x)
+    def sin(self, x): return self.tape.unary(OPS["sin"], x)
+    def cos(self, x): return self.tape.unary(OPS["cos"], x)
+    def tan(self, x): return self.tape.unary(OPS["tan"], x)
+    def arcsin(self, x): return self.tape.unary(OPS["arcsin"], x)
+    def arccos(self, x): return self.tape.unary(OPS["arccos"], x)
+    def arctan(self, x): return self.tape.unary(OPS["arctan"], x)
+    def arctan2(self, y, x): return self.tape.binary(OPS["arctan2"], y, x)
+    def sinh(self, x): return self.tape.unary(OPS["sinh"], x)
+    def cosh(self, x): return self.tape.unary(OPS["cosh"], x)
+    def log1p(self, x): return self.tape.unary(OPS["log1p"], x)
+    def expm1(self, x): return self.tape.unary(OPS["expm1"], x)
+    def log2(self, x): return self.tape.unary(OPS["log2"], x)
+    def log10(self, x): return self.tape.unary(OPS["log10"], x)
+    def erf(self, x): return self.tape.unary(OPS["erf"], x)
+    def softplus(self, x): return self.tape.unary(OPS["softplus"], x)
+    def log_sigmoid(self, x): return self.tape.unary(OPS["log_sigmoid"], x)
+    def sign(self, x): return self.tape.unary(OPS["sign"], x)
+    def _sqrt0(self, x): return self.tape.unary(OPS["sqrt0"], x)
+
+    def power(self, x, y):
+        if type(x) is not Var and type(y) is not Var:
+            return self.tape.apply(POW, x, y)
+        return x ** y if type(x) is Var else self.tape.apply(POW, x, y)
+
+    def where(self, cond, a, b):
+        B = self.tape.backend
+        return self.tape.apply(OPS["where"], a, b, cond=B.mask(_raw(cond)))
+
+    def _reduce(self, op, x, axis, keepdims, who):
+        """A reduction primitive that takes axis None or one int; a tuple of axes is merged into one first."""
+        axes = normalize_axes(axis, len(np.shape(_raw(x))), who)
+        if axes is None or len(axes) == 1:
+            return self.tape.apply(op, x, axis=None if axes is None else axes[0], keepdims=keepdims)
+        shape = np.shape(_raw(x))
+        rest = [a for a in range(len(shape)) if a not in axes]
+        moved = self.reshape(self.transpose(x, tuple(rest) + axes), tuple(shape[a] for a in rest) + (-1,))
+        out = self.tape.apply(op, moved, axis=-1, keepdims=False)
+        return self.reshape(out, tuple(1 if a in axes else n for a, n in enumerate(shape))) if keepdims else out
+
+    def max(self, x, axis=None, keepdims=False): return self._reduce(OPS["max"], x, axis, keepdims, "max")
+    def min(self, x, axis=None, keepdims=False): return self._reduce(OPS["min"], x, axis, keepdims, "min")
+    def prod(self, x, axis=None, keepdims=False): return self._reduce(OPS["prod"], x, axis, keepdims, "prod")
+
+    def cumsum(self, x, axis=None):
+        if axis is None:
+            return self.tape.apply(OPS["cumsum"], self.reshape(x, (-1,)), axis=0)
+        return self.tape.apply(OPS["cumsum"], x, axis=int(axis))
+
+    def transpose(self, x, axes=None):
+        ndim = len(np.shape(_raw(x)))
+        axes = tuple(reversed(range(ndim))) if axes is None else tuple(int(a) % ndim for a in axes)
+        return self.tape.apply(OPS["permute"], x, axes=axes)
+
+    def broadcast_to(self, x, shape): return self.tape.apply(OPS["broadcast_to"], x, shape=tuple(shape))
+    def _pad(self, x, widths, value): return self.tape.apply(OPS["pad"], x, pad_width=widths, value=value)
+
+    def concatenate(self, xs, axis=0):
+        xs = list(xs)
+        ndim = len(np.shape(_raw(xs[0])))
+        axis = int(axis) % ndim
+        out = xs[0]
+        for x in xs[1:]:  # pairwise: each join is one primitive of two inputs
+            out = self.tape.apply(OPS["concatenate"], out, x, axis=axis, split=np.shape(_raw(out))[axis])
+        return out if len(xs) > 1 else self.tape.apply(RESHAPE, out, shape=np.shape(_raw(out)))
+
+    def einsum(self, subscripts, *operands):
+        ins, out = parse_einsum(subscripts, [len(np.shape(_raw(x))) for x in operands])
+        while len(ins) > 3:  # contract the first two, keeping the letters the rest or the output still need
+            rest = "".join(ins[2:]) + out
+            keep = "".join(dict.fromkeys(c for c in ins[0] + ins[1] if c in rest))
+            first = self.tape.apply(OPS["einsum2"], operands[0], operands[1], spec=((ins[0], ins[1]), keep))
+            ins, operands = [keep] + ins[2:], (first,) + tuple(operands[2:])
+        return self.tape.apply(OPS[f"einsum{len(ins)}"], *operands, spec=(tuple(ins), out))

@@ -24,9 +24,10 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
+from ... import pytree
 from ...budget import Budget, check_node_budget, check_time_budget, run_budgeted
 from ...objective import Objective
-from ..base import Gradient, HigherOrder, flatten_params, grad_leaf
+from ..base import Gradient, HigherOrder, flatten_params, grad_leaf, with_argnums_of
 from .build import (ENGINES, METRIC_KEYS, SetupOptions, build_function, build_objective, is_float_data,
                              setup)
 from . import higher
@@ -164,9 +165,8 @@ class Symbolic(HigherOrder):
         cache: dict = {}
 
         def value_and_grad_fn(theta: Any, *args: Any) -> Gradient:
-            leaves, rebuild = flatten_params(theta)
-            keys = list(theta) if isinstance(theta, dict) else None
-            key = (tuple(map(str, keys)) if keys else None, tuple(leaf.shape for leaf in leaves),
+            leaves, rebuild, keys = pytree.flatten(theta)  # keys: each leaf's path, ``theta``, ``W``, ``theta[0]['W']``
+            key = (tuple(keys), tuple(leaf.shape for leaf in leaves),
                    tuple(_arg_key(a) for a in args))
             if key not in cache:
                 cache[key] = self._kernel(self.run_setup(partial(build_function, f, leaves, rebuild, args, keys)))
@@ -184,10 +184,10 @@ class Symbolic(HigherOrder):
 
         return value_and_grad_fn
 
-    def grad(self, f: Callable) -> Callable[..., Any]:
-        """``(theta, *args) -> gradient`` of ``f(xp, theta, *args)``, in theta's structure."""
-        vg = self.value_and_grad_fn(f)
-        return lambda theta, *args: vg(theta, *args).grad
+    def grad(self, f: Callable, argnums: int | tuple[int, ...] = 0) -> Callable[..., Any]:
+        """``(theta, *args) -> gradient`` of ``f(xp, theta, *args)``, in theta's structure (``argnums``: see
+        ``diffsuite.pytree.with_argnums``)."""
+        return with_argnums_of(self, f, argnums)
 
 
 def _arg_key(a: Any) -> tuple:

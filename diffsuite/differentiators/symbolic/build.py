@@ -124,11 +124,12 @@ def call_on_symbols(f: Callable, leaves: list[np.ndarray], rebuild: Callable, ar
                     keys: list | None = None) -> tuple[Any, list, list, list]:
     """``f`` on symbols, as ``build_function`` describes: (its output as returned, the parameter symbols in
     theta's flat order, the data symbols, the data values). The output may be any shape (Jacobians)."""
-    names = ["theta"] if keys is None else [f"theta[{k!r}]" for k in keys]
+    # keys: a printable path per leaf (diffsuite.pytree). Symbols are named ``theta[<repr(path)>]`` so that no
+    # user key can collide with a generated data symbol (``arg0[0]``); paths that print alike (keys 1 and '1')
+    # get their leaf's position as well, so the names stay injective.
+    names = ["theta"] if keys is None or list(keys) == ["theta"] else [f"theta[{k!r}]" for k in keys]
     if len(set(names)) != len(names):
-        same = sorted({n for n in names if names.count(n) > 1})
-        raise ValueError(f"theta's keys must print differently (symbols are named by repr(key)); "
-                         f"{', '.join(same)} appear more than once. Use distinct strings as keys.")
+        names = [f"theta[{i}:{k!r}]" for i, k in enumerate(keys)]
     leaf_syms = [symbol_array(n, np.shape(leaf)) for n, leaf in zip(names, leaves)]
     sym_args, data_symbols, values = [], [], []
     for k, a in enumerate(args):

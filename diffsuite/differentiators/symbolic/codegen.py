@@ -21,7 +21,12 @@ from sympy.functions.elementary.piecewise import ExprCondPair
 from sympy.logic.boolalg import ITE, And, Not, Or
 from sympy.printing.pycode import PythonCodePrinter
 
-from .namespace import Abs0, Max1, Min1, Sign0, Step, TieStep
+from sympy.codegen.cfunctions import expm1 as sp_expm1
+from sympy.codegen.cfunctions import log1p as sp_log1p
+from sympy.codegen.cfunctions import log2 as sp_log2
+from sympy.codegen.cfunctions import log10 as sp_log10
+
+from .namespace import Abs0, Atan2, Max1, Min1, Pow0, Sign0, Softplus, Step, Tanh, TieStep
 
 
 class _Printer(PythonCodePrinter):
@@ -61,6 +66,31 @@ class _Printer(PythonCodePrinter):
     def _print_Abs0(self, expr):
         return f"abs({self._print(expr.args[0])})"
 
+    # the smooth custom functions and the standard ones, each a name bound per kernel (math, mpmath or numpy)
+    def _print_Softplus(self, expr):
+        return f"_softplus({self._print(expr.args[0])})"
+
+    def _print_Tanh(self, expr):
+        return f"tanh({self._print(expr.args[0])})"
+
+    def _print_Atan2(self, expr):
+        return f"atan2({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+
+    def _print_Pow0(self, expr):
+        return f"_pow({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+
+    def _print_Function(self, expr):
+        name = type(expr).__name__
+        if name in _UNARY_NAMES:
+            return f"{name}({', '.join(self._print(a) for a in expr.args)})"
+        return super()._print_Function(expr)
+
+    _print_sin = _print_cos = _print_tan = _print_asin = _print_acos = _print_atan = _print_Function
+    _print_sinh = _print_cosh = _print_erf = _print_log1p = _print_expm1 = _print_log2 = _print_log10 = _print_Function
+
+    def _print_atan2(self, expr):
+        return f"atan2({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+
     def _print_Pow(self, expr, rational=False):
         if expr.exp == 2 and expr.base.is_Symbol:  # x*x is faster than x**2 in CPython
             b = self._print(expr.base)
@@ -83,10 +113,23 @@ def generate_source(arg_names: list[str], replacements: list[tuple[Any, Any]], o
     return "\n".join(lines) + "\n"
 
 
+_UNARY_NAMES = ("sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "cosh", "erf", "log1p", "expm1", "log2",
+                "log10")
 _LOCAL_FUNCTIONS = ("exp", "log", "tanh", "_max1", "_min1", "_sign")
-_MATH_NAMES = ("exp", "log", "tanh", "sqrt", "copysign", "inf", "nan", "pi", "e")
+_MATH_NAMES = ("exp", "log", "tanh", "sqrt", "copysign", "inf", "nan", "pi", "e", "sin", "cos", "tan", "asin", "acos",
+               "atan", "atan2", "sinh", "cosh", "erf", "log1p", "expm1", "log2", "log10")
 _FLOAT_MATH = {name: getattr(math, name) for name in _MATH_NAMES}
-_NUMPY_MATH = {name: getattr(np, name) for name in _MATH_NAMES}
+_NUMPY_NAMES = {"asin": "arcsin", "acos": "arccos", "atan": "arctan", "atan2": "arctan2"}
+_NUMPY_MATH = {name: getattr(np, _NUMPY_NAMES.get(name, name)) for name in _MATH_NAMES if name != "erf"}
+_NUMPY_MATH["erf"] = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def _softplus_float(x):
+    return (x if x > 0 else 0.0) + math.log1p(math.exp(-abs(x)))  # no overflow, a few ulp
+
+
+def _pow_float(x, y):
+    return math.pow(x, y)  # a negative base with a fractional exponent raises (Python's ** would go complex)
 
 
 def _max1(a, b):
@@ -102,13 +145,18 @@ def _sign(u):
 
 
 _HELPERS = {"_max1": _max1, "_min1": _min1, "_sign": _sign}
+_FLOAT_HELPERS = {"_softplus": _softplus_float, "_pow": _pow_float}
+_NUMPY_HELPERS = {"_softplus": lambda x: np.logaddexp(0.0, x), "_pow": np.power}
 
 
 _WIDE = mpmath.MPContext()
 _WIDE.prec = 113  # quadruple precision's significand; the exponent is unbounded
 _WIDE_MATH = {"exp": _WIDE.exp, "log": _WIDE.log, "tanh": _WIDE.tanh, "sqrt": _WIDE.sqrt,
               "copysign": lambda a, b: abs(a) if b >= 0 else -abs(a), "inf": _WIDE.inf, "nan": _WIDE.nan,
-              "pi": _WIDE.pi, "e": _WIDE.e}
+              "pi": _WIDE.pi, "e": _WIDE.e, "sin": _WIDE.sin, "cos": _WIDE.cos, "tan": _WIDE.tan, "asin": _WIDE.asin,
+              "acos": _WIDE.acos, "atan": _WIDE.atan, "atan2": _WIDE.atan2, "sinh": _WIDE.sinh, "cosh": _WIDE.cosh,
+              "erf": _WIDE.erf, "log1p": _WIDE.log1p, "expm1": _WIDE.expm1, "log2": lambda x: _WIDE.log(x, 2),
+              "log10": _WIDE.log10, "_softplus": lambda x: _WIDE.log1p(_WIDE.exp(x)), "_pow": _WIDE.power}
 
 
 class Kernel:
@@ -118,8 +166,8 @@ class Kernel:
     def __init__(self, source: str):
         self.source = source
         code = compile(source, "<diffsuite.symbolic kernel>", "exec")
-        fast_ns, wide_ns, safe_ns = ({**_FLOAT_MATH, **_HELPERS}, {**_WIDE_MATH, **_HELPERS},
-                                     {**_NUMPY_MATH, **_HELPERS})
+        fast_ns, wide_ns, safe_ns = ({**_FLOAT_MATH, **_HELPERS, **_FLOAT_HELPERS}, {**_WIDE_MATH, **_HELPERS},
+                                     {**_NUMPY_MATH, **_HELPERS, **_NUMPY_HELPERS})
         exec(code, fast_ns)
         exec(code, wide_ns)
         exec(code, safe_ns)
@@ -205,7 +253,11 @@ def _mp_node(expr, args, ctx):
         return _RELATIONS[type(expr)](*args)
     unary = {sp.exp: ctx.exp, sp.log: ctx.log, sp.tanh: ctx.tanh, sp.Abs: abs, sp.sign: ctx.sign, Abs0: abs,
              Sign0: ctx.sign, Step: lambda u: ctx.mpf(u > 0), TieStep: lambda u: ctx.mpf(u >= 0),
-             Max1: _max1, Min1: _min1}
+             Max1: _max1, Min1: _min1, sp.sin: ctx.sin, sp.cos: ctx.cos, sp.tan: ctx.tan, sp.asin: ctx.asin,
+             sp.acos: ctx.acos, sp.atan: ctx.atan, sp.atan2: ctx.atan2, Atan2: ctx.atan2, sp.sinh: ctx.sinh,
+             sp.cosh: ctx.cosh, sp.erf: ctx.erf, sp_log1p: ctx.log1p, sp_expm1: ctx.expm1,
+             sp_log2: lambda x: ctx.log(x, 2), sp_log10: ctx.log10, Tanh: ctx.tanh,
+             Softplus: lambda x: ctx.log1p(ctx.exp(x)), Pow0: ctx.power}
     if type(expr) in unary:
         return unary[type(expr)](*args)
     if isinstance(expr, sp.Heaviside):

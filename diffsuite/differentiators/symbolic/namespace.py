@@ -6,12 +6,19 @@ symbolic value becomes an *exact* SymPy number: a float enters as the Rational o
 (0.1 -> 3602879701896397/36028797018963968), so nothing is rounded while expressions are built.
 
 Kinks (DESIGN.md) are small SymPy functions with the conventions built into their derivatives:
-``Max1(a, b)`` (maximum: d = a' T(a - b) + b' (1 - T(a - b)) with ``TieStep`` T(u) = [u >= 0], so
+``Max1(a, b)`` (maximum: d = a' T(a - b) + b' Step(b - a) with ``TieStep`` T(u) = [u >= 0], so
 ties route to the first argument and relu = Max1(0, x) has relu'(0) = 0), ``Min1`` likewise,
 ``Abs0`` (|u| with derivative ``Sign0``, sign(0) = 0), ``Step`` (Heaviside(u, 0) = [u > 0]) whose
 derivative is 0, as is that of ``TieStep`` and ``Sign0``. (``Piecewise`` expresses the same but
 SymPy's assumption queries make it ~10x slower to build and differentiate.) ``sigmoid(x) = 1 / (1 +
 exp(-x))`` and ``logsumexp = log(sum(exp(x)))``: exact, but in floats they overflow for |x| > ~709.
+
+The rest of the numpy subset (docs/language.md) uses standard SymPy functions (sqrt, sin, asin, atan2,
+erf, log1p/expm1/log2/log10 from ``sympy.codegen.cfunctions``, Piecewise for ``where`` and for the
+``sqrt0`` of ``norm``/``std``) and four more custom functions, each with ``fdiff`` and a rewrite to
+standard ones (``rewrite_standard``): ``Softplus`` (log(1 + e^x), printed stably), ``Tanh`` (tanh whose
+derivative is cosh^-2, accurate in saturation where 1 - tanh^2 cancels), ``Atan2`` (atan2 whose gradient
+at the origin is 0) and ``Pow0`` (x^y with a traced exponent: 0^y = 0 has gradient 0, as autograd's).
 """
 from __future__ import annotations
 
@@ -20,6 +27,12 @@ from typing import Any
 
 import numpy as np
 import sympy as sp
+from sympy.codegen.cfunctions import expm1 as sp_expm1
+from sympy.codegen.cfunctions import log1p as sp_log1p
+from sympy.codegen.cfunctions import log2 as sp_log2
+from sympy.codegen.cfunctions import log10 as sp_log10
+
+from ...namespace import Composites, dispatch_function, dispatch_ufunc, normalize_axes, parse_einsum
 
 # numpy ufuncs that act on object arrays through the elements' own Python operators (SymPy's).
 _OPERATOR_UFUNCS = {np.add, np.subtract, np.multiply, np.true_divide, np.power, np.negative, np.positive,
@@ -74,20 +87,42 @@ class SymArray(np.ndarray):
     """A numpy object array of SymPy expressions whose operators keep every constant exact."""
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        if method != "__call__" or ufunc not in _OPERATOR_UFUNCS or kwargs:
-            raise TypeError(f"numpy's {ufunc.__name__} ({method}) is not supported on symbolic values; use the "
-                            "operators + - * / ** @ and the xp functions (xp.exp, xp.maximum, xp.sum, ...)")
+        if method != "__call__" or kwargs or (ufunc not in _OPERATOR_UFUNCS and ufunc not in _COMPARISONS):
+            return dispatch_ufunc(SYMPY, "symbolic", ufunc, method, inputs, kwargs)  # np.exp(x) -> xp.exp(x)
         args = [raw(x) for x in inputs]
+        if ufunc in _COMPARISONS:  # a mask of SymPy relations: no gradient; xp.where turns it into Piecewise
+            return wrap(_as_object(np.frompyfunc(_COMPARISONS[ufunc], 2, 1)(*args)))
         if ufunc is np.matmul:
             return wrap(_matmul(*args))
+        if ufunc is np.power:
+            return SympyNamespace.power(*args)
         return wrap(ufunc(*args))
 
+    def __array_function__(self, func, types, args, kwargs):
+        if func in (np.shape, np.ndim, np.size):
+            return func(np.asarray(self))  # a fact: no expression involved
+        return dispatch_function(SYMPY, "symbolic", func, args, kwargs)
+
+    def __getattr__(self, name):
+        raise AttributeError(f"a symbolic value has no attribute {name!r}; use the xp functions (xp.sum, ...)")
+
     def __getitem__(self, index):
+        parts = index if isinstance(index, tuple) else (index,)
+        if any(isinstance(p, np.ndarray) and p.dtype == object for p in parts):
+            raise TypeError("a mask that depends on theta (a comparison of symbolic values) cannot select entries in "
+                            "symbolic mode: the expression is built once for every theta. Use xp.where(mask, a, b).")
         return wrap(np.ndarray.__getitem__(self, index))
+
+    T = property(lambda self: wrap(np.ndarray.transpose(self)))
+    def sum(self, axis=None, keepdims=False): return SympyNamespace.sum(self, axis=axis, keepdims=keepdims)
+    def mean(self, axis=None, keepdims=False): return SympyNamespace.mean(self, axis=axis, keepdims=keepdims)
+    def max(self, axis=None, keepdims=False): return SYMPY.max(self, axis=axis, keepdims=keepdims)
+    def min(self, axis=None, keepdims=False): return SYMPY.min(self, axis=axis, keepdims=keepdims)
+    def prod(self, axis=None, keepdims=False): return SYMPY.prod(self, axis=axis, keepdims=keepdims)
 
     def __bool__(self):
         raise TypeError("the truth value of a symbolic value is not defined: a Python `if` would pick one branch "
-                        "for every input. Use xp.maximum / xp.minimum / xp.step to express the branch.")
+                        "for every input. Use xp.where, xp.maximum / xp.minimum or xp.step to express the branch.")
 
     def __float__(self):
         raise TypeError("a symbolic value has no float value; differentiate or evaluate it instead")
@@ -97,6 +132,11 @@ class SymArray(np.ndarray):
         if self.size != 1:
             raise TypeError(f"expected a single expression; got shape {self.shape}")
         return self.view(np.ndarray).reshape(-1)[0]
+
+
+_COMPARISONS = {np.greater: lambda a, b: a > b, np.greater_equal: lambda a, b: a >= b, np.less: lambda a, b: a < b,
+                np.less_equal: lambda a, b: a <= b, np.equal: lambda a, b: sp.Eq(a, b),
+                np.not_equal: lambda a, b: sp.Ne(a, b)}
 
 
 def _matmul(a, b):
@@ -153,7 +193,7 @@ class TieStep(sp.Function):
 
 
 class Max1(sp.Function):
-    """max(a, b); on ties the derivative is a's: d Max1 = a' TieStep(a - b) + b' (1 - TieStep(a - b))."""
+    """max(a, b); on ties the derivative is a's: d Max1 = a' TieStep(a - b) + b' Step(b - a)."""
 
     nargs = 2
 
@@ -163,9 +203,10 @@ class Max1(sp.Function):
             return a if a >= b else b
 
     def fdiff(self, argindex=1):
+        # b's share is [a < b] = Step(b - a), the same as 1 - TieStep(a - b) but one term: no "1 - t" for the
+        # float kernel to add to other terms (0.7 e^z - 1 + 1 lost every digit of elu'(-300))
         a, b = self.args
-        t = TieStep(a - b)
-        return t if argindex == 1 else 1 - t
+        return TieStep(a - b) if argindex == 1 else Step(b - a)
 
 
 class Min1(sp.Function):
@@ -180,8 +221,7 @@ class Min1(sp.Function):
 
     def fdiff(self, argindex=1):
         a, b = self.args
-        t = TieStep(b - a)
-        return t if argindex == 1 else 1 - t
+        return TieStep(b - a) if argindex == 1 else Step(a - b)  # b's share: [b < a]
 
 
 class Sign0(sp.Function):
@@ -212,6 +252,139 @@ class Abs0(sp.Function):
         return Sign0(self.args[0])
 
 
+class Softplus(sp.Function):
+    """log(1 + e^u), smooth everywhere; derivative 1 / (1 + e^-u). Printed as a stable helper (no overflow)."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, u):
+        if u.is_Number:
+            return sp.log(1 + sp.exp(u))
+
+    def fdiff(self, argindex=1):
+        return 1 / (1 + sp.exp(-self.args[0]))
+
+    def _eval_rewrite_as_log(self, u, **kwargs):
+        return sp.log(1 + sp.exp(u))
+
+    def _eval_evalf(self, prec):
+        return self._eval_rewrite_as_log(*self.args)._eval_evalf(prec)
+
+
+class Tanh(sp.tanh):
+    """tanh whose derivative is written cosh(u)^-2: exact, and accurate in floats where 1 - tanh^2 cancels."""
+
+    def fdiff(self, argindex=1):
+        return sp.cosh(self.args[0]) ** -2
+
+    def _eval_rewrite_as_tanh(self, u, **kwargs):
+        return sp.tanh(u)
+
+
+class Atan2(sp.atan2):
+    """atan2(y, x) whose gradient at the origin (no derivative there) is 0 by convention, as in reverse mode."""
+
+    def fdiff(self, argindex=1):
+        y, x = self.args
+        r2 = x * x + y * y
+        return sp.Piecewise(((x if argindex == 1 else -y) / r2, sp.Ne(r2, 0)), (0, True))
+
+    def _eval_rewrite_as_atan2(self, y, x, **kwargs):
+        return sp.atan2(y, x)
+
+
+class Pow0(sp.Function):
+    """x ** y with a traced exponent. d/dy is x^y log x, and 0 where x = 0 (0^y = 0 for y > 0, flat from the
+    right, the value autograd and torch give); d/dx is y x^(y-1), and 0 where y = 0 (x^0 = 1 is constant)."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, x, y):
+        if x.is_Number and y.is_Number:
+            return x ** y
+
+    def fdiff(self, argindex=1):
+        x, y = self.args
+        if argindex == 1:
+            return sp.Piecewise((0, sp.Eq(y, 0)), (y * Pow0(x, y - 1), True))
+        return sp.Piecewise((0, sp.Eq(x, 0)), (Pow0(x, y) * sp.log(x), True))
+
+    def _eval_rewrite_as_Pow(self, x, y, **kwargs):
+        return sp.Pow(x, y)
+
+
+#: the custom functions of this module -> their value in standard SymPy functions (for other evaluators)
+_STANDARD = {Step: lambda u: sp.Piecewise((1, u > 0), (0, True)),
+             TieStep: lambda u: sp.Piecewise((1, u >= 0), (0, True)),
+             Max1: lambda a, b: sp.Piecewise((a, a >= b), (b, True)),
+             Min1: lambda a, b: sp.Piecewise((a, a <= b), (b, True)),
+             Sign0: sp.sign, Abs0: sp.Abs, Softplus: lambda u: sp.log(1 + sp.exp(u)), Tanh: sp.tanh,
+             Atan2: sp.atan2, Pow0: sp.Pow}
+
+
+def rewrite_standard(expr: sp.Basic) -> sp.Basic:
+    """``expr`` with this module's custom functions replaced by standard SymPy ones of the same value.
+
+    (Values only: derivatives of the result follow SymPy's rules, not this module's kink conventions.)
+    """
+    memo: dict = {}
+
+    def walk(e):
+        if e in memo:
+            return memo[e]
+        if not e.args:
+            out = e
+        else:
+            args = [walk(a) for a in e.args]
+            rule = _STANDARD.get(type(e))
+            out = rule(*args) if rule is not None else e.func(*args)
+        memo[e] = out
+        return out
+
+    return walk(expr)
+
+
+def _axes_last(x, axis, who):
+    """(an object array with the reduced axes moved last and merged, the kept axes' shape, the keepdims shape)."""
+    a = np.asarray(raw(x), dtype=object)
+    axes = normalize_axes(axis, a.ndim, who)
+    axes = tuple(range(a.ndim)) if axes is None else axes
+    kept = [ax for ax in range(a.ndim) if ax not in axes]
+    moved = np.transpose(a, kept + list(axes)).reshape(tuple(a.shape[ax] for ax in kept) + (-1,))
+    return moved, tuple(1 if ax in axes else a.shape[ax] for ax in range(a.ndim))
+
+
+def _reduce(x, axis, keepdims, combine, who):
+    moved, keep_shape = _axes_last(x, axis, who)
+    out = np.empty(moved.shape[:-1], dtype=object)
+    for idx in np.ndindex(*out.shape):
+        out[idx] = combine(list(moved[idx]))
+    return wrap(out.reshape(keep_shape) if keepdims else out)
+
+
+def _first_extreme(fn):
+    def combine(entries):
+        if not entries:
+            raise ValueError("zero-size array to reduction operation max/min which has no identity")
+        # a balanced tree (depth log n, not n): the left half holds the earlier entries and comes first, so
+        # ties go to the earliest extreme entry, as argmax's
+        while len(entries) > 1:
+            pairs = [fn(entries[i], entries[i + 1]) for i in range(0, len(entries) - 1, 2)]
+            entries = pairs + ([entries[-1]] if len(entries) % 2 else [])
+        return entries[0]
+    return combine
+
+
+def _where(c, a, b):
+    if c is sp.true or c is True or (isinstance(c, (bool, np.bool_)) and c):
+        return a
+    if c is sp.false or c is False or isinstance(c, (bool, np.bool_)):
+        return b
+    return sp.Piecewise((a, c), (b, True))
+
+
 def _reduce_add(x, axis, keepdims):
     a = np.asarray(raw(x), dtype=object)
     if axis is None:
@@ -229,18 +402,41 @@ def _reduce_add(x, axis, keepdims):
     return wrap(out), count
 
 
-class SympyNamespace:
+class SympyNamespace(Composites):
     """The ``xp`` models see under symbolic differentiation (see the module docstring for the kinks)."""
 
     name = "sympy"
     exp = staticmethod(_elementwise(sp.exp))
     log = staticmethod(_elementwise(sp.log))
-    tanh = staticmethod(_elementwise(sp.tanh))
+    tanh = staticmethod(_elementwise(Tanh))
     sigmoid = staticmethod(_elementwise(lambda x: 1 / (1 + sp.exp(-x))))
     abs = staticmethod(_elementwise(Abs0))
     step = staticmethod(_elementwise(Step))
     maximum = staticmethod(_elementwise(Max1, 2))
     minimum = staticmethod(_elementwise(Min1, 2))
+    sqrt = staticmethod(_elementwise(sp.sqrt))
+    sin, cos, tan = (staticmethod(_elementwise(f)) for f in (sp.sin, sp.cos, sp.tan))
+    arcsin, arccos, arctan = (staticmethod(_elementwise(f)) for f in (sp.asin, sp.acos, sp.atan))
+    arctan2 = staticmethod(_elementwise(Atan2, 2))
+    sinh, cosh = (staticmethod(_elementwise(f)) for f in (sp.sinh, sp.cosh))
+    log1p, expm1, log2, log10 = (staticmethod(_elementwise(f)) for f in (sp_log1p, sp_expm1, sp_log2, sp_log10))
+    erf = staticmethod(_elementwise(sp.erf))
+    softplus = staticmethod(_elementwise(Softplus))
+    log_sigmoid = staticmethod(_elementwise(lambda u: -Softplus(-u)))
+    sign = staticmethod(_elementwise(Sign0))
+    _sqrt0 = staticmethod(_elementwise(lambda s: sp.Piecewise((sp.sqrt(s), s > 0), (0, True))))
+
+    @staticmethod
+    def power(x, y):
+        """x ** y; a traced exponent goes through ``Pow0`` (0^y = 0 with gradient 0 for y > 0)."""
+        yr = raw(y)
+        traced = any(getattr(e, "free_symbols", None) for e in np.ravel(np.asarray(yr, dtype=object)))
+        return _elementwise(Pow0 if traced else (lambda a, b: a ** b), 2)(x, y)
+
+    @staticmethod
+    def where(cond, a, b):
+        c = np.asarray(cond.view(np.ndarray) if isinstance(cond, SymArray) else cond, dtype=object)
+        return wrap(_as_object(np.frompyfunc(_where, 3, 1)(c, raw(a), raw(b))))
 
     @staticmethod
     def sum(x, axis=None, keepdims=False):
@@ -252,12 +448,59 @@ class SympyNamespace:
         return total * sp.Rational(1, count)
 
     @staticmethod
+    def max(x, axis=None, keepdims=False):
+        return _reduce(x, axis, keepdims, _first_extreme(Max1), "max")
+
+    @staticmethod
+    def min(x, axis=None, keepdims=False):
+        return _reduce(x, axis, keepdims, _first_extreme(Min1), "min")
+
+    @staticmethod
+    def prod(x, axis=None, keepdims=False):
+        return _reduce(x, axis, keepdims, lambda e: sp.Mul(*e), "prod")  # d/dx_i: the product of the others
+
+    @staticmethod
+    def cumsum(x, axis=None):
+        a = np.asarray(raw(x), dtype=object)
+        a, axis = (a.reshape(-1), 0) if axis is None else (a, axis)
+        m = np.moveaxis(a, axis, -1)
+        out = np.empty(m.shape, dtype=object)
+        for idx in np.ndindex(*m.shape[:-1]):
+            total = sp.S.Zero
+            for k in range(m.shape[-1]):
+                total = total + m[idx + (k,)]
+                out[idx + (k,)] = total
+        return wrap(np.moveaxis(out, -1, axis))
+
+    @staticmethod
     def logsumexp(x, axis=-1, keepdims=False):
         return SympyNamespace.log(SympyNamespace.sum(SympyNamespace.exp(x), axis=axis, keepdims=keepdims))
 
     @staticmethod
     def reshape(x, shape):
         return wrap(np.reshape(raw(x), shape))
+
+    @staticmethod
+    def transpose(x, axes=None):
+        return wrap(np.transpose(raw(x), axes))
+
+    @staticmethod
+    def broadcast_to(x, shape):
+        return wrap(np.array(np.broadcast_to(np.asarray(raw(x), dtype=object), tuple(shape))))
+
+    @staticmethod
+    def concatenate(xs, axis=0):
+        return wrap(np.concatenate([np.asarray(raw(x), dtype=object) for x in xs], axis=axis))
+
+    @staticmethod
+    def _pad(x, widths, value):
+        return wrap(np.pad(np.asarray(raw(x), dtype=object), widths, constant_values=const(value)))
+
+    @staticmethod
+    def einsum(subscripts, *operands):
+        arrays = [np.asarray(raw(x), dtype=object) for x in operands]
+        ins, out = parse_einsum(subscripts, [a.ndim for a in arrays])
+        return wrap(_as_object(np.einsum(",".join(ins) + "->" + out, *arrays)))
 
     @staticmethod
     def asarray(x):

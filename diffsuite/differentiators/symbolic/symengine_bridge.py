@@ -11,8 +11,13 @@ from typing import Any, Callable
 
 import sympy as sp
 
+from sympy.codegen.cfunctions import expm1 as sp_expm1
+from sympy.codegen.cfunctions import log1p as sp_log1p
+from sympy.codegen.cfunctions import log2 as sp_log2
+from sympy.codegen.cfunctions import log10 as sp_log10
+
 from ...errors import MissingDependency
-from .namespace import Abs0, Max1, Min1, Sign0, Step, TieStep
+from .namespace import Abs0, Atan2, Max1, Min1, Pow0, Sign0, Softplus, Step, Tanh, TieStep
 
 
 def load_symengine():
@@ -48,6 +53,17 @@ def to_symengine(expr: sp.Basic) -> Any:
         Abs0: lambda u: se.Piecewise((u, se.Gt(u, 0)), (-u, se.Lt(u, 0)), (0, True)),
     }
     ops = {sp.Add: se.Add, sp.Mul: se.Mul, sp.Pow: se.Pow, sp.exp: se.exp, sp.log: se.log, sp.tanh: se.tanh,
+           sp.sin: se.sin, sp.cos: se.cos, sp.tan: se.tan, sp.asin: se.asin, sp.acos: se.acos, sp.atan: se.atan,
+           sp.sinh: se.sinh, sp.cosh: se.cosh, sp.erf: se.erf, sp.atan2: se.atan2,
+           # SymEngine has no log1p & co. nor our smooth functions: they cross as their (exact) definitions,
+           # so SymEngine's derivatives are right but its float code is the naive formula (engine='sympy' is stable)
+           sp_log1p: lambda u: se.log(1 + u), sp_expm1: lambda u: se.exp(u) - 1,
+           sp_log2: lambda u: se.log(u) / se.log(2), sp_log10: lambda u: se.log(u) / se.log(10),
+           Softplus: lambda u: se.log(1 + se.exp(u)), Tanh: se.tanh, Atan2: se.atan2, Pow0: se.Pow,
+           sp.Piecewise: lambda *pairs: se.Piecewise(*pairs),
+           sp.functions.elementary.piecewise.ExprCondPair: lambda e, c: (e, c),
+           sp.StrictGreaterThan: se.Gt, sp.GreaterThan: se.Ge, sp.StrictLessThan: se.Lt, sp.LessThan: se.Le,
+           sp.Equality: se.Eq, sp.Unequality: se.Ne,
            **piecewise}
 
     def convert(node, args):
@@ -59,6 +75,8 @@ def to_symengine(expr: sp.Basic) -> Any:
             return se.Integer(node.p) / se.Integer(node.q)
         if isinstance(node, sp.Float):
             return se.RealDouble(float(node))
+        if node is sp.true or node is sp.false:
+            return se.true if node is sp.true else se.false
         rule = ops.get(type(node))
         if rule is None and not args and node.is_number:
             return se.sympify(node)  # E, pi
@@ -70,13 +88,14 @@ def to_symengine(expr: sp.Basic) -> Any:
     return _memoised(expr, convert)
 
 
-_RELATIONS = {"LessThan": sp.LessThan, "StrictLessThan": sp.StrictLessThan, "Equality": sp.Equality,
+_RELATIONS = {"GreaterThan": sp.GreaterThan, "StrictGreaterThan": sp.StrictGreaterThan, "LessThan": sp.LessThan, "StrictLessThan": sp.StrictLessThan, "Equality": sp.Equality,
               "Unequality": sp.Unequality}
 _FUNCTIONS = {  # unevaluated: SymEngine's result is already canonical, and SymPy's re-sorting is the slow part
     "Add": lambda *a: sp.Add(*a, evaluate=False),
     "Mul": lambda *a: sp.Mul(*a, evaluate=False),
     "Pow": lambda b, e: sp.exp(e) if b is sp.E else sp.Pow(b, e, evaluate=False),  # SymEngine's exp is E**x
-    "exp": sp.exp, "log": sp.log, "tanh": sp.tanh,
+    "exp": sp.exp, "log": sp.log, "tanh": sp.tanh, "sin": sp.sin, "cos": sp.cos, "tan": sp.tan, "asin": sp.asin,
+    "acos": sp.acos, "atan": sp.atan, "sinh": sp.sinh, "cosh": sp.cosh, "erf": sp.erf, "atan2": sp.atan2,
 }
 
 

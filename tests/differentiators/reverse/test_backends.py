@@ -7,6 +7,7 @@ import pytest
 
 from diffsuite.differentiators.reverse.backends import BACKENDS, NumpyBackend, load_backend
 from diffsuite.differentiators.reverse.ops import OPS
+from op_specs import POSITIVE, PRIMITIVE_SPECS, draw
 
 # one draw per op: (input shapes, static params, positive inputs?). Shapes exercise broadcasting.
 SPECS = {
@@ -21,6 +22,7 @@ SPECS = {
     "transpose": ([(3, 4)], {}, False),
     "getitem": ([(5, 4)], {"index": (slice(None, None, -2), np.array([0, 2, 2]))}, False),  # reversed + repeated
 }
+SPECS.update(PRIMITIVE_SPECS)  # the numpy subset's primitives (tests/op_specs.py): a domain instead of the flag
 
 
 def installed_backends():
@@ -55,8 +57,8 @@ def test_every_rule_gives_the_same_numbers_on_every_backend(name, dtype):
         pytest.skip("torch not installed: only numpy to compare")
     shapes, params, positive = SPECS[name]
     rng = np.random.default_rng(3)
-    xs = [rng.normal(size=s) for s in shapes]
-    xs = [0.5 + np.abs(x) if positive else x for x in xs]
+    domain = POSITIVE if positive is True else None if positive is False else positive
+    xs = [draw(s, domain, rng) for s in shapes]
     op, rtol = OPS[name], (1e-12 if dtype == "float64" else 1e-5)
     results = {}
     for b in ("numpy", "torch"):

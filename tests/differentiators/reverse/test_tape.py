@@ -89,8 +89,8 @@ def test_python_branching_on_a_traced_value_is_refused():
 def test_unknown_primitive_names_the_known_ones():
     tape = Tape(NumpyBackend())
     x = tape.input(np.ones(2))
-    with pytest.raises(NotImplementedError, match=r"no primitive 'softplus' \(known: .*add"):
-        tape.apply("softplus", x)
+    with pytest.raises(NotImplementedError, match=r"no primitive 'softsign' \(known: .*add"):
+        tape.apply("softsign", x)
 
 
 def test_non_finite_theta_is_refused_naming_the_entry():
@@ -133,4 +133,5 @@ def test_keep_all_tape_keeps_every_value_and_gives_the_same_gradient():
         grads.append(tape.backward(out, [x])[0][0])
     x = np.array([0.5, -2.0, 3.0])
     np.testing.assert_array_equal(grads[0], grads[1])
-    np.testing.assert_allclose(grads[0], 2 * x * (1 - np.tanh(x * x + 1.0) ** 2), rtol=1e-15)
+    # (tanh' as cosh^-2: 1 - tanh^2 itself loses 8 digits at tanh(10))
+    np.testing.assert_allclose(grads[0], 2 * x / np.cosh(x * x + 1.0) ** 2, rtol=1e-14)

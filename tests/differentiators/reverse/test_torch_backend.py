@@ -45,6 +45,7 @@ def autograd_oracle(obj, theta):
         return {"identity": lambda: z, "step": lambda: (z > 0).double(), "sigmoid": lambda: torch.sigmoid(z),
                 "tanh": lambda: torch.tanh(z), "relu": lambda: torch.relu(z),
                 "leaky_relu": lambda: F.leaky_relu(z, o["slope"]), "elu": lambda: F.elu(z, alpha=o["alpha"]),
+                "softplus": lambda: F.softplus(z, threshold=1e6),
                 "maxout": lambda: z.reshape(z.shape[0], o["k"], -1).max(dim=1).values,
                 "softmax": lambda: torch.softmax(z, dim=1)}[a.name]()
 

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from ....namespace import _logsumexp, _step
+from ....namespace import _erf, _log_sigmoid, _logsumexp, _softplus, _step
 
 
 _add_reduce, _max_reduce = np.add.reduce, np.maximum.reduce
@@ -222,13 +222,13 @@ class NumpyBackend:
         """Broadcast a reduction's cotangent back to the input's shape (the VJP of sum); ``like``: the input
         or its shape. The result has ``like``'s dtype, or ``g``'s when ``like`` is a shape."""
         shape = like if type(like) is tuple else np.shape(like)
-        if axis is None:
+        if axis is None and not keepdims:  # (keepdims: g has ndim dimensions of size 1, broadcast below)
             dtype = like.dtype if type(like) is np.ndarray else getattr(g, "dtype", None)
             if dtype is not None and dtype.kind == "f" and math.prod(shape) <= 65536:
                 out = np.empty(shape, dtype)  # a filled array: cheaper than broadcast_to's Python checks here
                 out.fill(g)
                 return out
-        elif not keepdims:
+        elif axis is not None and not keepdims:
             g = np.expand_dims(g, axis)
         return np.broadcast_to(g, shape)
 
@@ -245,3 +245,131 @@ class NumpyBackend:
             out = np.zeros(np.shape(like), dtype=np.result_type(g, like))
         np.add.at(out, index, g)  # add.at: a repeated index gets every contribution
         return out
+
+    # ----- the rest of the numpy subset (docs/language.md) -----
+    sqrt, sin, cos, tan = (staticmethod(f) for f in (np.sqrt, np.sin, np.cos, np.tan))
+    arcsin, arccos, arctan, arctan2 = (staticmethod(f) for f in (np.arcsin, np.arccos, np.arctan, np.arctan2))
+    sinh, cosh, log1p, expm1 = (staticmethod(f) for f in (np.sinh, np.cosh, np.log1p, np.expm1))
+    log2, log10, hypot = (staticmethod(f) for f in (np.log2, np.log10, np.hypot))
+    erf = staticmethod(_erf)
+    softplus = staticmethod(_softplus)
+    log_sigmoid = staticmethod(_log_sigmoid)
+
+    @staticmethod
+    def expit(x):
+        """sigmoid(x) to a few ulp everywhere, also where it is subnormal (x < -708), from u = exp(-|x|)."""
+        u = np.exp(-np.abs(x))
+        return np.where(np.asarray(x) >= 0, 1.0 / (1.0 + u), u / (1.0 + u))
+
+    @staticmethod
+    def dsigmoid(x):
+        """sigmoid'(x) = u / (1 + u)^2 with u = exp(-|x|): no cancellation, no overflow, a few ulp everywhere."""
+        u = np.exp(-np.abs(x))
+        v = 1.0 + u
+        return u / (v * v)
+
+    @staticmethod
+    def exp_neg_square(x):
+        """exp(-x^2) with x^2 split exactly into hi + lo (Dekker): correct to a few ulp even where x^2 is large."""
+        x = np.asarray(x, dtype=np.float64) if not isinstance(x, np.ndarray) else x
+        c = x * 134217729.0  # 2^27 + 1
+        xh = c - (c - x)
+        xl = x - xh
+        hi = x * x
+        lo = ((xh * xh - hi) + 2.0 * xh * xl) + xl * xl
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.where(np.isfinite(hi), np.exp(-hi) * (1.0 - lo), 0.0)
+
+    @staticmethod
+    def power(x, p):
+        """x ** p, quietly: inf or nan at x = 0 or x < 0 are the caller's to mask (a strong zero, a where)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.power(x, p)
+
+    @staticmethod
+    def strong(g, d):
+        """g * d, and 0 where g == 0 even if d is inf or nan (an unselected branch's cotangent)."""
+        with np.errstate(invalid="ignore"):
+            return np.where(g == 0, 0.0, g * d)
+
+    @staticmethod
+    def strong_div(g, d):
+        """g / d, and 0 where g == 0 (also where d == 0)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(g == 0, 0.0, g / d)
+
+    @staticmethod
+    def mask(cond):
+        """A boolean array for ``where`` (numpy bools, or anything numpy reads as them)."""
+        return np.asarray(cond, dtype=bool)
+
+    @staticmethod
+    def amax(x, axis=None, keepdims=False):
+        return np.max(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def amin(x, axis=None, keepdims=False):
+        return np.min(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def put_at_arg(g, x, axis, keepdims, largest):
+        """Zeros shaped like ``x`` with ``g`` at the first maximal (``largest``) or minimal entry along ``axis``."""
+        x = np.asarray(x)
+        out = np.zeros(x.shape, dtype=np.result_type(g, x))
+        arg = np.argmax if largest else np.argmin
+        if axis is None:
+            out.reshape(-1)[arg(x.reshape(-1))] = np.reshape(g, ())
+            return out
+        idx = np.expand_dims(arg(x, axis=axis), axis)
+        np.put_along_axis(out, idx, g if keepdims else np.expand_dims(g, axis), axis)
+        return out
+
+    @staticmethod
+    def prod(x, axis=None, keepdims=False):
+        return np.prod(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def prod_of_others(x, axis):
+        """For each entry, the product of the other entries along ``axis`` (all of them: None), without division."""
+        x = np.asarray(x)
+        if axis is None:
+            return NumpyBackend.prod_of_others(x.reshape(-1), 0).reshape(x.shape)
+        m = np.moveaxis(x, axis, -1)
+        ones = np.ones(m.shape[:-1] + (1,), dtype=m.dtype)
+        left = np.cumprod(np.concatenate([ones, m[..., :-1]], axis=-1), axis=-1)
+        right = np.cumprod(np.concatenate([ones, m[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
+        return np.moveaxis(left * right, -1, axis)
+
+    @staticmethod
+    def cumsum(x, axis):
+        return np.cumsum(x, axis=axis)
+
+    @staticmethod
+    def flip(x, axis):
+        return np.flip(x, axis)
+
+    @staticmethod
+    def transpose(x, axes):
+        return np.transpose(x, axes)
+
+    @staticmethod
+    def broadcast_to(x, shape):
+        return np.broadcast_to(x, shape)
+
+    @staticmethod
+    def pad(x, pad_width, value):
+        return np.pad(x, pad_width, mode="constant", constant_values=value)
+
+    @staticmethod
+    def concatenate(xs, axis):
+        return np.concatenate(xs, axis=axis)
+
+    @staticmethod
+    def einsum(spec, *xs):
+        # optimize: two-operand contractions go to BLAS (tensordot) instead of einsum's own loops
+        return np.einsum(spec, *xs, optimize=len(xs) > 1)
+
+    @staticmethod
+    def index(index):
+        """An index as numpy reads it (the numpy backend's arrays are numpy already)."""
+        return index

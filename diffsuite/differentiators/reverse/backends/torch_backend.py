@@ -34,6 +34,14 @@ def _basic_index(index) -> bool:
     return True
 
 
+def _reduce(fn, x, axis, keepdims):
+    """numpy's ``axis=None`` (every entry; ``keepdims``: ndim ones) or one axis, for torch's amax/amin/prod."""
+    if axis is None:
+        out = fn(x.reshape(-1), dim=0)
+        return out.reshape((1,) * x.ndim) if keepdims else out
+    return fn(x, dim=axis, keepdim=keepdims)
+
+
 class TorchBackend:
     """torch tensors in ``dtype`` (float64 by default) on ``device`` ("cpu", "cuda" or "cuda:N")."""
 
@@ -63,6 +71,8 @@ class TorchBackend:
     def asarray(self, x):
         """A tensor on this device in this dtype (numbers, bools and floats are cast; numpy is shared on the CPU)."""
         if type(x) is not Tensor:
+            if type(x) is np.ndarray and min(x.strides, default=0) < 0:  # (x[::-1]: torch takes no negative strides)
+                x = np.ascontiguousarray(x)
             x = torch.as_tensor(x if type(x) is np.ndarray or isinstance(x, (int, float)) else np.asarray(x))
         if x.dtype != self.dtype or x.device != self.device:
             x = x.to(device=self.device, dtype=self.dtype)
@@ -157,6 +167,11 @@ class TorchBackend:
     @staticmethod
     def where(cond, x, y):
         # where(cond, 0.0, g) (zero_where_le's general case): masked_fill is one kernel with no scalar tensor
+        if type(cond) is not Tensor:
+            if isinstance(cond, (bool, np.bool_)):  # a Python bool (x == 0 with a number x)
+                return x if cond else y
+            like = x if type(x) is Tensor else y
+            cond = torch.as_tensor(np.asarray(cond, dtype=bool), device=like.device)  # a numpy mask
         if type(y) is Tensor and not isinstance(x, Tensor) and y.shape == cond.shape:
             return y.masked_fill(cond, x)
         return torch.where(cond, x, y)
@@ -283,3 +298,144 @@ class TorchBackend:
         flat = out.view(-1)
         flat.index_add_(0, self._flat_positions(shape, index).reshape(-1), g.reshape(-1))
         return out
+
+    # ----- the rest of the numpy subset (docs/language.md) -----
+    def sqrt(self, x): return torch.sqrt(self._t(x))
+    def sin(self, x): return torch.sin(self._t(x))
+    def cos(self, x): return torch.cos(self._t(x))
+    def tan(self, x): return torch.tan(self._t(x))
+    def arcsin(self, x): return torch.asin(self._t(x))
+    def arccos(self, x): return torch.acos(self._t(x))
+    def arctan(self, x): return torch.atan(self._t(x))
+    def arctan2(self, y, x): return torch.atan2(self._t(y), self._t(x))
+    def hypot(self, y, x): return torch.hypot(self._t(y), self._t(x))
+    def sinh(self, x): return torch.sinh(self._t(x))
+    def cosh(self, x): return torch.cosh(self._t(x))
+    def log1p(self, x): return torch.log1p(self._t(x))
+    def expm1(self, x): return torch.expm1(self._t(x))
+    def log2(self, x): return torch.log2(self._t(x))
+    def log10(self, x): return torch.log10(self._t(x))
+    def erf(self, x): return torch.erf(self._t(x))
+
+    def softplus(self, x):
+        # not torch.nn.functional.softplus: above its threshold (20) it returns x itself, 2e-9 off at x = 20
+        x = self._t(x)
+        return torch.clamp_min(x, 0.0) + torch.log1p(torch.exp(-torch.abs(x)))
+
+    def log_sigmoid(self, x):
+        return -self.softplus(-self._t(x))
+
+    def expit(self, x):
+        """sigmoid(x) to a few ulp everywhere, also where it is subnormal (x < -708), from u = exp(-|x|)."""
+        x = self._t(x)
+        u = torch.exp(-torch.abs(x))
+        return torch.where(x >= 0, 1.0 / (1.0 + u), u / (1.0 + u))
+
+    def dsigmoid(self, x):
+        """sigmoid'(x) = u / (1 + u)^2 with u = exp(-|x|): no cancellation, no overflow, a few ulp everywhere."""
+        u = torch.exp(-torch.abs(self._t(x)))
+        v = 1.0 + u
+        return u / (v * v)
+
+    def exp_neg_square(self, x):
+        """exp(-x^2) with x^2 split exactly into hi + lo (Dekker): correct to a few ulp even where x^2 is large."""
+        x = self._t(x)
+        c = x * 134217729.0
+        xh = c - (c - x)
+        xl = x - xh
+        hi = x * x
+        lo = ((xh * xh - hi) + 2.0 * xh * xl) + xl * xl
+        return torch.where(torch.isfinite(hi), torch.exp(-hi) * (1.0 - lo), 0.0)
+
+    @staticmethod
+    def power(x, p):
+        """x ** p (torch warns of nothing; the numpy backend's version silences 0 ** -1)."""
+        return x ** p
+
+    @staticmethod
+    def strong(g, d):
+        """g * d, and 0 where g == 0 even if d is inf or nan (an unselected branch's cotangent)."""
+        return torch.where(g == 0, 0.0, g * d)
+
+    @staticmethod
+    def strong_div(g, d):
+        """g / d, and 0 where g == 0 (also where d == 0)."""
+        return torch.where(g == 0, 0.0, g / d)
+
+    def mask(self, cond):
+        """A boolean tensor on this device for ``where``."""
+        if type(cond) is Tensor:
+            return cond.to(device=self.device, dtype=torch.bool)
+        return torch.as_tensor(np.asarray(cond, dtype=bool), device=self.device)
+
+    @staticmethod
+    def amax(x, axis=None, keepdims=False):
+        return _reduce(torch.amax, x, axis, keepdims)
+
+    @staticmethod
+    def amin(x, axis=None, keepdims=False):
+        return _reduce(torch.amin, x, axis, keepdims)
+
+    @staticmethod
+    def put_at_arg(g, x, axis, keepdims, largest):
+        """Zeros shaped like ``x`` with ``g`` at the first maximal (``largest``) or minimal entry along ``axis``."""
+        out = torch.zeros_like(x)
+        arg = torch.argmax if largest else torch.argmin  # (both return the first extremal index)
+        if axis is None:
+            out.view(-1)[arg(x.reshape(-1))] = g.reshape(())
+            return out
+        idx = arg(x, dim=axis, keepdim=True)
+        return out.scatter_(axis, idx, g if keepdims else g.unsqueeze(axis))
+
+    @staticmethod
+    def prod(x, axis=None, keepdims=False):
+        return _reduce(torch.prod, x, axis, keepdims)
+
+    @staticmethod
+    def prod_of_others(x, axis):
+        """For each entry, the product of the other entries along ``axis`` (all of them: None), without division."""
+        if axis is None:
+            return TorchBackend.prod_of_others(x.reshape(-1), 0).reshape(x.shape)
+        m = x.movedim(axis, -1)
+        ones = torch.ones(m.shape[:-1] + (1,), dtype=m.dtype, device=m.device)
+        left = torch.cumprod(torch.cat([ones, m[..., :-1]], dim=-1), dim=-1)
+        right = torch.cumprod(torch.cat([ones, m.flip(-1)[..., :-1]], dim=-1), dim=-1).flip(-1)
+        return (left * right).movedim(-1, axis)
+
+    @staticmethod
+    def cumsum(x, axis):
+        return torch.cumsum(x, dim=axis)
+
+    @staticmethod
+    def flip(x, axis):
+        return torch.flip(x, dims=(axis,))
+
+    @staticmethod
+    def transpose(x, axes):
+        return x.permute(tuple(axes))
+
+    @staticmethod
+    def broadcast_to(x, shape):
+        return torch.broadcast_to(x, tuple(shape))
+
+    @staticmethod
+    def pad(x, pad_width, value):
+        shape = tuple(n + lo + hi for n, (lo, hi) in zip(x.shape, pad_width))
+        out = torch.full(shape, float(value), dtype=x.dtype, device=x.device)
+        out[tuple(slice(lo, lo + n) for n, (lo, _) in zip(x.shape, pad_width))] = x
+        return out
+
+    @staticmethod
+    def concatenate(xs, axis):
+        return torch.cat(xs, dim=axis)
+
+    @staticmethod
+    def einsum(spec, *xs):
+        return torch.einsum(spec, *xs)
+
+    @staticmethod
+    def index(index):
+        """An index as numpy reads it: torch tensors in it (masks from comparisons) become numpy arrays."""
+        if type(index) is tuple:
+            return tuple(TorchBackend.index(i) for i in index)
+        return index.cpu().numpy() if type(index) is Tensor else index

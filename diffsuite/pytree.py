@@ -1,0 +1,154 @@
+"""Parameters as any nesting of dicts, lists and tuples of arrays and numbers (a "pytree").
+
+``flatten(tree)`` gives the leaves (float64 arrays, checked finite) in a fixed order (dicts in their
+insertion order, sequences by position) and a ``rebuild`` function that puts new leaves back into the
+same structure; ``leaf_names`` names each leaf by its path (``theta['W'][0]``), for error messages and
+reports. Gradients come back in the structure of the parameters: a float for a scalar leaf, an array
+otherwise. Zero-size arrays are leaves like any other (their gradient is an empty array).
+
+``argnums``: ``select_args(args, argnums)`` splits a function's positional arguments into the
+differentiable ones (packed as one tuple, itself a pytree) and the rest, and ``merge_args`` undoes it.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+
+def _is_container(x: Any) -> bool:
+    return isinstance(x, (dict, list, tuple))
+
+
+def flatten(tree: Any, name: str = "theta") -> tuple[list[np.ndarray], Callable[[list], Any], list[str]]:
+    """(leaves as float64 arrays, rebuild(new_leaves) -> tree, leaf path names).
+
+    A leaf is anything numpy can read as numbers; a ValueError names the first non-finite entry and a
+    TypeError the leaf that is not numbers. A dict's keys may be any hashable values.
+    """
+    leaves: list[np.ndarray] = []
+    names: list[str] = []
+
+    def walk(node: Any, path: str, label: str) -> Callable[[Any], Any]:
+        """Collect the leaves below ``node``; return the function that rebuilds it from an iterator.
+        ``path``: where it is, for error messages (``theta['W']``); ``label``: its name in reports (``W``)."""
+        if isinstance(node, dict):
+            keys = list(node)
+            # a top-level dict's entries are labelled by their keys alone (``W``, ``b``), as objectives' blocks are
+            parts = [walk(node[k], f"{path}[{k!r}]", str(k) if node is tree else f"{label}[{k!r}]") for k in keys]
+            return lambda it: {k: part(it) for k, part in zip(keys, parts)}
+        if isinstance(node, (list, tuple)):
+            parts = [walk(v, f"{path}[{i}]", f"{label}[{i}]") for i, v in enumerate(node)]
+            kind = type(node)
+            if kind in (list, tuple):
+                return lambda it: kind(part(it) for part in parts)
+            return lambda it: kind(*(part(it) for part in parts))  # a namedtuple
+        leaves.append(_leaf(node, path))
+        names.append(label)
+        return lambda it: next(it)
+
+    build = walk(tree, name, name)
+
+    def rebuild(new_leaves: list) -> Any:
+        return build(iter(new_leaves))
+
+    return leaves, rebuild, names
+
+
+def leaves_of(tree: Any) -> list:
+    """The leaves of ``tree`` as they are (no conversion), in ``flatten``'s order."""
+    if isinstance(tree, dict):
+        return [leaf for v in tree.values() for leaf in leaves_of(v)]
+    if isinstance(tree, (list, tuple)):
+        return [leaf for v in tree for leaf in leaves_of(v)]
+    return [tree]
+
+
+def map_leaves(fn: Callable[[Any], Any], tree: Any) -> Any:
+    """``tree`` with ``fn`` applied to each leaf (no conversion), the structure kept."""
+    if isinstance(tree, dict):
+        return {k: map_leaves(fn, v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        parts = [map_leaves(fn, v) for v in tree]
+        return type(tree)(parts) if type(tree) in (list, tuple) else type(tree)(*parts)
+    return fn(tree)
+
+
+def entry_names(leaves: list[np.ndarray], names: list[str]) -> list[str]:
+    """One name per scalar entry of the flattened leaves: ``W[0, 1]``, ``theta[1][2]``, ``b``."""
+    out: list[str] = []
+    for name, leaf in zip(names, leaves):
+        if leaf.ndim == 0:
+            out.append(name)
+        else:
+            out += [f"{name}[{', '.join(map(str, idx))}]" for idx in np.ndindex(*leaf.shape)]
+    return out
+
+
+def _leaf(value: Any, where: str) -> np.ndarray:
+    try:
+        a = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{where} must be numbers (an array, a float, or a dict/list/tuple of them); got "
+                        f"{type(value).__name__}") from None
+    bad = np.argwhere(~np.isfinite(a))
+    if len(bad):
+        idx = tuple(int(i) for i in bad[0])
+        raise ValueError(f"{where} must be finite; entry {list(idx)} is {a[idx]}")
+    return a
+
+
+def check_argnums(argnums: int | tuple[int, ...], n_args: int) -> tuple[int, ...]:
+    """``argnums`` as a tuple of valid positions among ``n_args`` positional arguments (theta is 0)."""
+    many = isinstance(argnums, (tuple, list))
+    nums = tuple(argnums) if many else (argnums,)
+    if not nums or not all(isinstance(i, int) and not isinstance(i, bool) for i in nums):
+        raise TypeError(f"argnums must be an int or a non-empty tuple of ints; got {argnums!r}")
+    fixed = tuple(i % n_args if -n_args <= i < n_args else None for i in nums)
+    if None in fixed or len(set(fixed)) != len(fixed):
+        raise ValueError(f"argnums={argnums!r} must name distinct positions among the {n_args} arguments "
+                         f"(theta is 0, the next argument 1, ...)")
+    return fixed
+
+
+def select_args(args: tuple, argnums: tuple[int, ...]) -> tuple[tuple, tuple]:
+    """(the arguments at ``argnums``, in that order; the others, in order)."""
+    return tuple(args[i] for i in argnums), tuple(a for i, a in enumerate(args) if i not in argnums)
+
+
+def merge_args(selected: tuple, rest: tuple, argnums: tuple[int, ...]) -> list:
+    """The inverse of ``select_args``."""
+    out: list = [None] * (len(selected) + len(rest))
+    for i, v in zip(argnums, selected):
+        out[i] = v
+    others = iter(rest)
+    for i in range(len(out)):
+        if i not in argnums:
+            out[i] = next(others)
+    return out
+
+
+def with_argnums(vg_factory: Callable, f: Callable, argnums: int | tuple[int, ...]) -> Callable:
+    """``(*args) -> gradient`` of ``f(xp, *args)`` with respect to the arguments at ``argnums``.
+
+    ``vg_factory(g)`` is a differentiator's ``value_and_grad_fn``. An int gives that argument's gradient;
+    a tuple gives a tuple of gradients, one per position, each shaped like its argument.
+    """
+    if argnums == 0:
+        vg = vg_factory(f)
+        return lambda theta, *args: vg(theta, *args).grad
+    single = not isinstance(argnums, (tuple, list))
+    cache: dict = {}
+
+    def grad_fn(*args):
+        nums = check_argnums(argnums, len(args))
+        if nums not in cache:
+            def packed(xp, selected, *rest, _nums=nums):
+                return f(xp, *merge_args(tuple(selected), rest, _nums))
+            packed.__name__ = getattr(f, "__name__", "f")
+            cache[nums] = vg_factory(packed)
+        selected, rest = select_args(args, nums)
+        g = cache[nums](tuple(selected), *rest).grad
+        return g[0] if single else tuple(g)
+
+    return grad_fn
