@@ -50,6 +50,7 @@ TOY = textwrap.dedent('''
         crash: int = -1          # this cell kills every worker that runs it
         marks: str = ""          # a folder: each cell writes its worker's pid there
         env: bool = False        # cells run in spawned workers with TOY_ENV=1
+        log: str = ""            # a file: each cell appends "start i" and "end i" lines to it
         devices: tuple = ("cpu",)
         def quick(self):
             return self
@@ -69,7 +70,13 @@ TOY = textwrap.dedent('''
             os.kill(os.getpid(), signal.SIGKILL)
         if i == config.crash:
             os._exit(3)
+        if config.log:
+            with open(config.log, "a") as f:
+                f.write(f"start {i}\\n")
         time.sleep(config.sleep_s)
+        if config.log:
+            with open(config.log, "a") as f:
+                f.write(f"end {i}\\n")
         r = float(np.random.default_rng(i).normal())
         return [{"square": i * i, "r": r, "env": os.environ.get("TOY_ENV", "")}, {"square": -i * i, "r": -r}]
 
@@ -153,6 +160,21 @@ def test_dask_gives_the_local_pools_rows(toy, cluster, tmp_path):
     pool_meta = json.loads((tmp_path / "pool" / "toy" / "meta.json").read_text())
     assert meta["executor"]["kind"] == "dask" and meta["executor"]["workers"] == 2
     assert meta["config_hash"] == pool_meta["config_hash"]  # where cells ran is not part of the configuration
+
+
+def test_a_timing_study_runs_one_cell_at_a_time_on_dask(toy, cluster, tmp_path, monkeypatch, capsys):
+    import dist_toy
+    monkeypatch.setattr(dist_toy, "SERIAL", True, raising=False)  # what speed declares
+    log = tmp_path / "cells.log"
+    config = _config(tmp_path, n=4, sleep_s=0.5, log=str(log))  # long enough for 2 workers to overlap if allowed
+    runner.run_study("toy", out=tmp_path, config=config, scheduler=cluster.scheduler_address, progress=False)
+    lines = log.read_text().split()
+    events = list(zip(lines[0::2], lines[1::2]))
+    assert len(events) == 8
+    # one at a time: every start is followed by the end of the same cell, never by another start
+    assert all(events[k][0] == "start" and events[k + 1] == ("end", events[k][1]) for k in range(0, 8, 2)), events
+    assert "on Dask its cells run one at a time" in capsys.readouterr().err
+    pd.testing.assert_frame_equal(_measured(tmp_path)[["cell", "i", "square", "r"]], _expected(4), check_dtype=False)
 
 
 def _driver(out: Path, config: Path, toy_dir: Path, scheduler: str | None, jobs: int = 1) -> subprocess.Popen:
