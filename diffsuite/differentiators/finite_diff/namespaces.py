@@ -193,7 +193,7 @@ class ComplexNamespace:
 COMPLEX = ComplexNamespace()
 
 #: the ops whose derivative jumps: the ones a tracker watches
-KINK_OPS = ("maximum", "minimum", "abs", "step", "sign", "relu", "clip", "where", "max", "min")
+KINK_OPS = ("maximum", "minimum", "abs", "step", "sign", "relu", "clip", "where", "max", "min", "arctan2")
 
 
 class KinkTracker:
@@ -266,6 +266,18 @@ class KinkTracker:
         if not self.complex:  # the mask itself is the branch (a comparison decided it)
             self._masks.append(np.asarray(cond, dtype=bool))
         return self.base.where(cond, a, b)
+
+    def arctan2(self, y, x):
+        """Two places where arctan2 has no derivative: the origin (gradient 0 by convention) and its jump of
+        2 pi across the negative x axis; the branch is which side of both a point lies on."""
+        a, b = np.real(np.asarray(y)), np.real(np.asarray(x))
+        origin = (a == 0) & (b == 0)
+        if not self.complex:
+            self._masks.append(np.asarray(origin | ((b < 0) & (a >= 0))))
+        elif not self._tie:
+            moved = (np.imag(np.asarray(y)) != 0) | (np.imag(np.asarray(x)) != 0)
+            self._tie = bool(np.any(origin & moved))
+        return self.base.arctan2(y, x)
 
     def max(self, x, axis=None, keepdims=False):
         return self._extreme(x, axis, keepdims, True)
