@@ -105,19 +105,10 @@ def test_saturated_sigmoid_with_bce_is_exact(w):
     assert res.stats["bits"] > 128  # 1 - p cancels about w / ln 2 bits: the precision was raised to see it
 
 
-def _bce_from_logits_is_kinked() -> bool:
-    import inspect
-    src = inspect.getsource(ds.nn.BinaryCrossEntropy.__call__)
-    return "xp.maximum" in src and "xp.abs" in src
-
-
-@pytest.mark.xfail(_bce_from_logits_is_kinked(), strict=True,
-                   reason="BinaryCrossEntropy(from_logits=True) is still written with max and abs (kinks at z = 0), so "
-                          "the conventions give 0 there; the language work of issue 12 makes it smooth (then this runs)")
 def test_bce_from_logits_at_zero_logits_is_the_smooth_derivative():
     """The issue's first case: logistic regression from zero, loss softplus(z) - y z with z = x.w + b.
     By hand: dL/dw = (sigmoid(0) - y) x = (1/2 - 1) x, dL/db = -1/2. The subgradient conventions of
-    max(z, 0) + log(1 + exp(-|z|)) give 0 instead."""
+    max(z, 0) + log(1 + exp(-|z|)) gave 0 when the loss was written that way; it is a smooth primitive now."""
     model = ds.MLP((2, 1), "identity", "identity")
     x = np.array([[1.5, -2.0]])
     obj = ds.Objective(model, ds.nn.BinaryCrossEntropy(from_logits=True), x, np.array([[1.0]]))

@@ -161,3 +161,15 @@ if __name__ == "__main__":  # the side-by-side table of docs/language.md
     for rule in ours:
         print(f"| {rule} | {ours[rule]:.3g} | {torch_err[rule]:.3g} |")
     sys.exit(0)
+
+
+def test_symengine_tanh_within_4_ulp():
+    """engine='symengine' differentiates tanh as 1 - tanh^2 (0 at x = 37 where the exact value is 2.4e-32); the
+    builder writes it cosh^-2, so the SymEngine kernel is as accurate as the SymPy one."""
+    pytest.importorskip("symengine")
+    fn, d, _ = RULES["tanh"]
+    pts = SYMBOLIC_POINTS
+    got = ds.get_differentiator("symbolic", engine="symengine", metrics=False).grad(lambda xp, x: xp.sum(fn(xp, x)))(pts)
+    want = np.array([float(mpmath.mpf(d(mpmath.mpf(float(x))))) for x in pts])
+    err = ulps(got, want)
+    assert err.max() <= 4, f"tanh symengine: {err.max():.3g} ulp at x = {pts[int(np.argmax(err))]}"
