@@ -128,3 +128,24 @@ def test_bad_options_and_inputs_get_clear_errors():
         fwd.grad(lambda xp, t: t * 2.0)(np.ones(3))
     with pytest.raises(TypeError, match="truth value"):
         fwd.grad(lambda xp, t: t[0] if t[0] > 0 and t[0] else t[1])(np.ones(2))
+
+
+def test_dual_methods_follow_numpy_like_reverse_mode_vars():
+    """``.T`` of a 3-D dual reverses all axes (numpy), as a Var's does; the methods Var has exist on Dual too.
+
+    Hand derivative: f = sum_jk t.T[0][j, k] * C[j, k] = sum_jk t[k, j, 0] * C[j, k], so df/dt[k, j, 0] = C[j, k]
+    and every other entry is 0; plus sum(t.transpose(1, 0, 2)[0]) = sum_ik t[i, 0, k]: 1 on row j = 0."""
+    import diffsuite as ds
+    t = np.arange(24.0).reshape(2, 3, 4) * 0.1
+    C = np.arange(6.0).reshape(3, 2)
+    expected = np.zeros_like(t)
+    for j in range(3):
+        for k in range(2):
+            expected[k, j, 0] += C[j, k]
+    expected[:, 0, :] += 1.0
+
+    def f(xp, x):
+        return xp.sum(x.T[0] * C) + xp.sum(x.transpose(1, 0, 2)[0]) + 0.0 * x.ravel().prod()
+
+    for backend in ("numpy", "torch"):
+        np.testing.assert_array_equal(ds.get_differentiator("forward", backend=backend).grad(f)(t), expected)

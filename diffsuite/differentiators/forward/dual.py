@@ -36,7 +36,10 @@ class Dual:
     ndim = property(lambda self: getattr(self.primal, "ndim", 0))
     dtype = property(lambda self: self.primal.dtype)
     size = property(lambda self: int(self.trace.backend.numel(self.primal)))
-    T = property(lambda self: self.trace.apply(TRANSPOSE, self))
+    # the same methods as reverse mode's Var, through the same namespace (DualNamespace is TapeNamespace on this
+    # trace), so numpy's semantics cannot drift apart between the modes: .T reverses all axes, .mT swaps the last two
+    T = property(lambda self: DualNamespace(self.trace).transpose(self))
+    mT = property(lambda self: self.trace.apply(TRANSPOSE, self))
 
     def __len__(self):
         return len(self.primal)
@@ -60,7 +63,21 @@ class Dual:
         return self.trace.apply(POW, self, o)
 
     def __rpow__(self, o): return self.trace.apply(POW, o, self)
-    def __getitem__(self, index): return self.trace.apply(GETITEM, self, index=index)
+    def __getitem__(self, index):
+        if type(index) is Dual or (type(index) is tuple and any(type(i) is Dual for i in index)):
+            raise TypeError("an index cannot be a traced value (its derivative would be lost); index with ints, "
+                            "slices, integer arrays or boolean masks (comparisons of traced values give masks)")
+        return self.trace.apply(GETITEM, self, index=self.trace.backend.index(index))
+
+    def __abs__(self): return DualNamespace(self.trace).abs(self)
+    def transpose(self, *axes):
+        return DualNamespace(self.trace).transpose(self, axes[0] if len(axes) == 1 and not isinstance(axes[0], int)
+                                                   else (axes or None))
+    def max(self, axis=None, keepdims=False): return DualNamespace(self.trace).max(self, axis, keepdims)
+    def min(self, axis=None, keepdims=False): return DualNamespace(self.trace).min(self, axis, keepdims)
+    def prod(self, axis=None, keepdims=False): return DualNamespace(self.trace).prod(self, axis, keepdims)
+    def ravel(self): return self.reshape(-1)
+    flatten = ravel
     def reshape(self, *shape): return self.trace.apply(RESHAPE, self, shape=shape[0] if len(shape) == 1 else shape)
     def sum(self, axis=None, keepdims=False): return self.trace.unary(SUM, self, {"axis": axis, "keepdims": keepdims})
     def mean(self, axis=None, keepdims=False): return self.trace.unary(MEAN, self, {"axis": axis, "keepdims": keepdims})
