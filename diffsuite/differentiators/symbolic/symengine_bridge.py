@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import sympy as sp
+from sympy.core.containers import Tuple
+from sympy.functions.elementary.piecewise import ExprCondPair
 
 from sympy.codegen.cfunctions import expm1 as sp_expm1
 from sympy.codegen.cfunctions import log1p as sp_log1p
@@ -99,6 +101,26 @@ _FUNCTIONS = {  # unevaluated: SymEngine's result is already canonical, and SymP
 }
 
 
+def _piecewise(args: list) -> sp.Basic:
+    """SymPy's Piecewise of SymEngine's flat (value, condition, ...) arguments, built as they are.
+
+    ``sp.Piecewise(...)`` would pass each pair through ``ExprCondPair``, which folds a condition holding a
+    Piecewise (hinge's [1 - y out > 0] on an elu or relu network: the output is a Piecewise) and rewrites it
+    with ``as_set``, failing with "BooleanAtom not allowed in this context". The pairs are already canonical:
+    only a false condition is dropped and a true one ends the list, as Piecewise itself would.
+    """
+    pairs = []
+    for value, cond in zip(args[::2], args[1::2]):
+        if cond is sp.false:
+            continue
+        pairs.append(Tuple.__new__(ExprCondPair, value, cond))
+        if cond is sp.true:
+            break
+    if len(pairs) == 1 and pairs[0].cond is sp.true:
+        return pairs[0].expr
+    return sp.Basic.__new__(sp.Piecewise, *pairs)
+
+
 def from_symengine(expr: Any, memo: dict | None = None) -> sp.Basic:
     """A SymPy expression equal to the SymEngine ``expr`` (Piecewise kept unevaluated, as SymEngine made it).
 
@@ -116,7 +138,7 @@ def from_symengine(expr: Any, memo: dict | None = None) -> sp.Basic:
         if kind in _RELATIONS:
             return _RELATIONS[kind](*args, evaluate=False)
         if kind == "Piecewise":
-            return sp.Piecewise(*zip(args[::2], args[1::2]), evaluate=False)
+            return _piecewise(args)
         raise NotImplementedError(f"cannot bring SymEngine's {kind} back to SymPy; use engine='sympy'")
 
     return _memoised(expr, convert, memo)
