@@ -36,3 +36,22 @@ def test_hinge_on_a_kinked_network_at_its_kinks(engine, activation, b2, want):
     res = symbolic(engine).value_and_grad(obj)(theta)
     assert res.value == max(0.0, 1.0 - b2)
     np.testing.assert_array_equal(res.grad, np.array(want))
+
+
+def _mp_logsumexp_grad(row):
+    """softmax(row) at 60 digits: the exact gradient of logsumexp, rounded to float64."""
+    import mpmath
+    with mpmath.workdps(60):
+        e = [mpmath.exp(mpmath.mpf(float(v))) for v in row]
+        total = mpmath.fsum(e)
+        return [float(v / total) for v in e]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_logsumexp_of_logits_far_below_zero(engine):
+    """exp underflows to 0 for every entry below -745, so the float kernel's log(0 + 0) or 0 / 0 raises; it reran
+    on numpy and returned nan (campaign seed 497, elu + cross-entropy). The wide kernel gives the exact answer."""
+    rows = np.array([[-800.0, -800.5, -1500.0], [-1000.0, -999.0, -990.0], [0.0, 1.0, -2.0]])
+    res = symbolic(engine).value_and_grad_fn(lambda xp, x: xp.sum(xp.logsumexp(x, axis=1)))(rows)
+    want = np.array([_mp_logsumexp_grad(r) for r in rows])
+    np.testing.assert_allclose(res.grad, want, rtol=4 * 2.0 ** -52, atol=0)

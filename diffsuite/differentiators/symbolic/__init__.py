@@ -46,9 +46,10 @@ class Symbolic(HigherOrder):
     because count_ops walks the printed tree). ``dtype``: float64 only.
 
     Large arguments: sigmoid and logsumexp are compiled unshifted (``1 / (1 + exp(-x))``, ``log(sum(exp))``),
-    so the float kernel overflows once an exp argument passes ~709; the call then reruns the same kernel on
-    mpmath numbers (113-bit, unbounded exponent), which gives the finite value and gradient (e.g. logits
-    [1000, 999], sigmoid at -800), only slower. A value or gradient entry beyond float64's range comes back
+    so the float kernel overflows once an exp argument passes ~709, and a sum of exps underflows to 0 once every
+    argument is below ~-745 (then log(0) or 0 / 0 raises); the call then reruns the same kernel on mpmath numbers
+    (113-bit, unbounded exponent), which gives the finite value and gradient (e.g. logits [1000, 999] or
+    [-1000, -999], sigmoid at -800), only slower. A value or gradient entry beyond float64's range comes back
     inf, and a sum of two finite exps that overflows without raising (both arguments just below 709.78) is
     not detected and can give inf/nan.
 

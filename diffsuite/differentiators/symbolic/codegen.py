@@ -3,7 +3,8 @@
 ``generate_source`` writes ``def kernel(_t): ...; return value, [grads]`` from a CSE result (or plain
 expressions), using ``math`` functions and float literals, so that one call is a few hundred
 bytecodes and no numpy overhead. ``Kernel`` runs it on floats (fast path; ``math`` raises on overflow
-and log(0)); on overflow it reruns the same code on mpmath numbers (binary floats with an unbounded exponent,
+and log(0)); on overflow, or on log(0) or a division by zero (which underflow can cause), it reruns the same code
+on mpmath numbers (binary floats with an unbounded exponent,
 so exp(1000) / (exp(1000) + exp(999)) is computed as it should be), and only where that cannot give a real
 number, on numpy scalars (inf/nan returned as they are, never hidden).
 ``evaluate_mp`` evaluates SymPy expressions at any precision with a memoised walk over the DAG.
@@ -191,10 +192,10 @@ class Kernel:
     def __call__(self, values: list[float]) -> tuple[float, list[float]]:
         try:
             return self.fast(values)
-        except OverflowError:
+        except (OverflowError, ZeroDivisionError, ValueError):
+            # an overflow, or an underflow that became log(0) or x / 0 (a logsumexp of logits below -745,
+            # whose exact value is finite); the wide kernel settles both, and refuses where the code is undefined
             pass
-        except (ZeroDivisionError, ValueError):
-            return self.safe(values)
         try:
             return self.wide(values)
         except (OverflowError, ZeroDivisionError, ValueError, TypeError):
