@@ -29,6 +29,7 @@ from .build import SetupOptions, _cse, build_objective, call_on_symbols, is_floa
 from .codegen import Kernel, generate_source
 from .metrics import cse_size, dag_nodes, tree_nodes
 from .namespace import SYMPY, SymArray, wrap
+from .symengine_bridge import diff as symengine_diff
 from .symengine_bridge import from_symengine, load_symengine, to_symengine
 
 
@@ -37,7 +38,7 @@ def _engine_fns(engine: str):
         import sympy as sp
         return (lambda e: e), sp.diff, (lambda p: p)
     se = load_symengine()
-    return to_symengine, se.diff, (lambda p: se.Symbol(p.name))
+    return to_symengine, symengine_diff, (lambda p: se.Symbol(p.name))
 
 
 def _build_outputs(f: Callable, structure: Structure, args: tuple) -> tuple[list, list, list, list, tuple]:

@@ -3,7 +3,13 @@
 SymEngine knows Piecewise but neither our kink functions nor the derivative of abs, so they cross as
 Piecewise with the same values and derivative conventions: Max1(a, b) -> Piecewise((a, a >= b), (b, True))
 (ties: a), Step(u) -> [u > 0], Abs0(u) -> Piecewise((u, u > 0), (-u, u < 0), (0, True)) (abs'(0) = 0).
-Anything else it cannot express raises NotImplementedError naming it.
+
+Functions SymEngine lacks (log1p, expm1, log2, log10, softplus) or differentiates with cancellation (tanh' as
+1 - tanh^2, 0 in saturation) cross as opaque SymEngine functions of the same name (``OPAQUE``): their
+values are printed by the code generator as stable calls (``log1p``, ``_softplus``), never as the naive
+log(1 + exp(u)) (0 where the exact value is exp(u) < 1e-16). SymEngine leaves their derivatives as
+``Derivative``/``Subs``; ``diff`` writes them out with ``OPAQUE``'s rules. Anything else SymEngine cannot
+express raises NotImplementedError naming it.
 """
 from __future__ import annotations
 
@@ -20,6 +26,19 @@ from sympy.codegen.cfunctions import log10 as sp_log10
 
 from ...errors import MissingDependency
 from .namespace import Abs0, Atan2, Max1, Min1, Pow0, Sign0, Softplus, Step, Tanh, TieStep
+
+
+#: SymPy function -> (the opaque SymEngine function's name, its derivative at u written with SymEngine's functions).
+#: Each derivative is accurate in floats over the whole domain (tanh' as cosh^-2; softplus' = 1 / (1 + e^-u)).
+OPAQUE: dict[type, tuple[str, Callable[[Any, Any], Any]]] = {
+    Softplus: ("Softplus", lambda se, u: 1 / (1 + se.exp(-u))),
+    Tanh: ("Tanh", lambda se, u: se.cosh(u) ** -2),
+    sp_log1p: ("log1p", lambda se, u: 1 / (1 + u)),
+    sp_expm1: ("expm1", lambda se, u: se.exp(u)),
+    sp_log2: ("log2", lambda se, u: 1 / (u * se.log(2))),
+    sp_log10: ("log10", lambda se, u: 1 / (u * se.log(10))),
+}
+_OPAQUE_BY_NAME = {name: (cls, rule) for cls, (name, rule) in OPAQUE.items()}
 
 
 def load_symengine():
@@ -43,6 +62,38 @@ def _memoised(root: Any, convert_node: Callable[[Any, list], Any], memo: dict | 
     return memo[root]
 
 
+def _opaque_rule(f: Any) -> Callable | None:
+    """The derivative rule of an opaque function application ``f`` (a SymEngine FunctionSymbol), or None."""
+    if type(f).__name__ != "FunctionSymbol":
+        return None
+    entry = _OPAQUE_BY_NAME.get(f.get_name())
+    return None if entry is None else entry[1]
+
+
+def diff(expr: Any, x: Any) -> Any:
+    """SymEngine's d expr / d x with the derivatives of the opaque functions (``OPAQUE``) written out.
+
+    SymEngine writes d F(u) / dx as Subs(Derivative(F(xi), xi), xi, u) * du/dx, or Derivative(F(x), x) when u
+    is x itself; both become F'(u). Others are left for the caller's check for unevaluated derivatives.
+    """
+    se = load_symengine()
+    d = se.diff(expr, x)
+    table = {}
+    for s in d.atoms(se.Subs):
+        inner, _, point = s.args
+        rule = _opaque_rule(inner.args[0]) if type(inner).__name__ == "Derivative" and len(inner.args) == 2 else None
+        if rule is not None:
+            table[s] = rule(se, point)
+    d = d.xreplace(table) if table else d
+    table = {}
+    for s in d.atoms(se.Derivative):
+        f, *wrt = s.args
+        rule = _opaque_rule(f)
+        if rule is not None and len(wrt) == 1 and f.args == (wrt[0],):
+            table[s] = rule(se, wrt[0])
+    return d.xreplace(table) if table else d
+
+
 def to_symengine(expr: sp.Basic) -> Any:
     """A SymEngine expression equal to ``expr`` (symbols keep their names; constants stay exact)."""
     se = load_symengine()
@@ -57,11 +108,8 @@ def to_symengine(expr: sp.Basic) -> Any:
     ops = {sp.Add: se.Add, sp.Mul: se.Mul, sp.Pow: se.Pow, sp.exp: se.exp, sp.log: se.log, sp.tanh: se.tanh,
            sp.sin: se.sin, sp.cos: se.cos, sp.tan: se.tan, sp.asin: se.asin, sp.acos: se.acos, sp.atan: se.atan,
            sp.sinh: se.sinh, sp.cosh: se.cosh, sp.erf: se.erf, sp.atan2: se.atan2,
-           # SymEngine has no log1p & co. nor our smooth functions: they cross as their (exact) definitions,
-           # so SymEngine's derivatives are right but its float code is the naive formula (engine='sympy' is stable)
-           sp_log1p: lambda u: se.log(1 + u), sp_expm1: lambda u: se.exp(u) - 1,
-           sp_log2: lambda u: se.log(u) / se.log(2), sp_log10: lambda u: se.log(u) / se.log(10),
-           Softplus: lambda u: se.log(1 + se.exp(u)), Tanh: se.tanh, Atan2: se.atan2, Pow0: se.Pow,
+           **{cls: se.Function(name) for cls, (name, _) in OPAQUE.items()},  # see the module docstring
+           Atan2: se.atan2, Pow0: se.Pow,
            sp.Piecewise: lambda *pairs: se.Piecewise(*pairs),
            sp.functions.elementary.piecewise.ExprCondPair: lambda e, c: (e, c),
            sp.StrictGreaterThan: se.Gt, sp.GreaterThan: se.Ge, sp.StrictLessThan: se.Lt, sp.LessThan: se.Le,
@@ -139,6 +187,8 @@ def from_symengine(expr: Any, memo: dict | None = None) -> sp.Basic:
             return _RELATIONS[kind](*args, evaluate=False)
         if kind == "Piecewise":
             return _piecewise(args)
+        if kind == "FunctionSymbol" and node.get_name() in _OPAQUE_BY_NAME:
+            return _OPAQUE_BY_NAME[node.get_name()][0](*args)
         raise NotImplementedError(f"cannot bring SymEngine's {kind} back to SymPy; use engine='sympy'")
 
     return _memoised(expr, convert, memo)
