@@ -126,3 +126,17 @@ def test_primitives_within_4_ulp_in_saturation(engine):
             err = np.abs(np.array(got[name]) - want) / np.spacing(np.abs(want))
             worst = int(np.argmax(np.nan_to_num(err, nan=np.inf)))
             assert err[worst] <= 4, f"{name} ({engine}): {err[worst]:.3g} ulp at x = {pts[worst]!r}"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("seed", [
+    97,   # softplus network, cross-entropy, weights ~47: SymEngine's log(1 + exp(u)) was 0 for exp(u) (1.9e-11)
+    497,  # elu network, cross-entropy: logits below -745, logsumexp underflowed to log(0) (nan)
+    750,  # elu network, hinge: SymEngine's condition holding a Piecewise was refused ("BooleanAtom ...")
+])
+def test_campaign_problems_within_1e_13_of_the_certified_reference(engine, seed):
+    from diffsuite.reference import campaign, reference_gradient
+    obj, theta, _ = campaign.random_problem(seed)
+    ref = reference_gradient(obj, theta).grad  # certified (arb), independent of the symbolic pipeline
+    got = symbolic(engine).value_and_grad(obj)(theta).grad
+    assert np.all(np.isfinite(got)) and campaign.normwise(got, ref) <= campaign.TOLERANCE
