@@ -157,13 +157,30 @@ def test_softmax_hidden_layer_without_cancellation():
     assert campaign.normwise(got, ref) <= campaign.TOLERANCE
 
 
-def test_stable_softmax_rewrites_each_entry_and_keeps_its_value():
+def test_stable_forms_rewrites_softmax_and_logsumexp_and_keeps_the_value():
     import sympy as sp
-    from diffsuite.differentiators.symbolic.rewrite import stable_softmax
+    from diffsuite.differentiators.symbolic.namespace import LogSumExp
+    from diffsuite.differentiators.symbolic.rewrite import stable_forms
     a, b, c, w = sp.symbols("a b c w", real=True)
     s = sp.exp(a) + sp.exp(b) + sp.exp(c)
-    expr = w * sp.exp(a) / s + sp.log(s)  # a weighted softmax entry; log(s) is left alone
-    out = stable_softmax(expr)
-    assert out == w / (1 + sp.exp(b - a) + sp.exp(c - a)) + sp.log(s)
+    expr = w * sp.exp(a) / s + sp.log(s)  # a weighted softmax entry and a logsumexp
+    out = stable_forms(expr)
+    assert out == w / (1 + sp.exp(b - a) + sp.exp(c - a)) + LogSumExp(a, b, c)
     point = {a: 0.5, b: -1.25, c: 2.0, w: 3.0}
     assert abs(float(out.subs(point)) - float(expr.subs(point))) < 1e-14
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_logsumexp_in_the_subnormal_range(engine):
+    """Logits between -745 and -708: exp is subnormal (few digits), so log(sum(exp)) lost 2.6e-4 at -740 and its
+    gradient was 0 / 0; the max-shifted LogSumExp is exact to an ulp (60-digit mpmath)."""
+    import mpmath
+    rows = np.array([[-720.0, -721.0, -730.0], [-740.0, -741.0, -760.0], [0.0, -40.0, -50.0]])
+    f = symbolic(engine).value_and_grad_fn(lambda xp, x: xp.sum(xp.logsumexp(x, axis=1) * np.array([1.0, 2.0, 1e20])))
+    res = f(rows)
+    with mpmath.workdps(60):
+        lse = [mpmath.log(mpmath.fsum(mpmath.exp(mpmath.mpf(float(v))) for v in r)) for r in rows]
+        want_value = float(lse[0] + 2 * lse[1] + mpmath.mpf(1e20) * lse[2])  # lse[2] = log1p(e^-40 + e^-50) ~ 4e-18
+    want = np.array([_mp_logsumexp_grad(r) for r in rows]) * np.array([[1.0], [2.0], [1e20]])
+    assert res.value == pytest.approx(want_value, rel=4 * 2.0 ** -52)
+    np.testing.assert_allclose(res.grad, want, rtol=4 * 2.0 ** -52, atol=0)

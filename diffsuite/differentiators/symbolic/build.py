@@ -21,7 +21,7 @@ from ..base import scalar_check
 from .codegen import generate_source
 from .metrics import count_ops, cse_size, dag_nodes, tree_nodes
 from .namespace import SYMPY, SymArray, symbol_array, wrap
-from .rewrite import stable_softmax
+from .rewrite import stable_forms
 from .symengine_bridge import diff as symengine_diff
 from .symengine_bridge import from_symengine, load_symengine, to_symengine
 
@@ -223,7 +223,7 @@ def setup(build: Callable[[], tuple[Problem, list]], opts: SetupOptions, budget:
         problem, data_values = build()
     finally:
         _BUILDING.reset(token)
-    problem = Problem(stable_softmax(problem.loss), problem.params, problem.data)  # (rewrite.py)
+    problem = Problem(stable_forms(problem.loss), problem.params, problem.data)  # (rewrite.py)
     stats["build_s"] = clock() - t
     stats["n_params"] = len(problem.params)
     loss_dag = dag_nodes([problem.loss])

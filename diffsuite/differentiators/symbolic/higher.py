@@ -29,7 +29,7 @@ from .build import SetupOptions, _cse, build_objective, call_on_symbols, is_floa
 from .codegen import Kernel, generate_source
 from .metrics import cse_size, dag_nodes, tree_nodes
 from .namespace import SYMPY, SymArray, wrap
-from .rewrite import stable_softmax
+from .rewrite import stable_forms
 from .symengine_bridge import diff as symengine_diff
 from .symengine_bridge import from_symengine, load_symengine, to_symengine
 
@@ -60,7 +60,7 @@ def _setup(build: Callable, opts: SetupOptions, budget: Budget, second: bool) ->
     budget.enter("build")
     t = clock()
     outs, params, data, values, shape = build()
-    outs = [stable_softmax(o) for o in outs]  # softmax entries whose derivatives do not cancel (rewrite.py)
+    outs = [stable_forms(o) for o in outs]  # softmax and logsumexp in forms that do not cancel (rewrite.py)
     stats["build_s"] = clock() - t
     budget.check_nodes(dag_nodes(outs), "the function's expressions")
     conv, diff, sym = _engine_fns(opts.engine)

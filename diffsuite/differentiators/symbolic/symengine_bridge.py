@@ -4,7 +4,7 @@ SymEngine knows Piecewise but neither our kink functions nor the derivative of a
 Piecewise with the same values and derivative conventions: Max1(a, b) -> Piecewise((a, a >= b), (b, True))
 (ties: a), Step(u) -> [u > 0], Abs0(u) -> Piecewise((u, u > 0), (-u, u < 0), (0, True)) (abs'(0) = 0).
 
-Functions SymEngine lacks (log1p, expm1, log2, log10, softplus) or differentiates with cancellation (tanh' as
+Functions SymEngine lacks (log1p, expm1, log2, log10, softplus, logsumexp) or differentiates with cancellation (tanh' as
 1 - tanh^2, 0 in saturation) cross as opaque SymEngine functions of the same name (``OPAQUE``): their
 values are printed by the code generator as stable calls (``log1p``, ``_softplus``), never as the naive
 log(1 + exp(u)) (0 where the exact value is exp(u) < 1e-16). SymEngine leaves their derivatives as
@@ -25,18 +25,20 @@ from sympy.codegen.cfunctions import log2 as sp_log2
 from sympy.codegen.cfunctions import log10 as sp_log10
 
 from ...errors import MissingDependency
-from .namespace import Abs0, Atan2, Max1, Min1, Pow0, Sign0, Softplus, Step, Tanh, TieStep
+from .namespace import Abs0, Atan2, LogSumExp, Max1, Min1, Pow0, Sign0, Softplus, Step, Tanh, TieStep
 
 
-#: SymPy function -> (the opaque SymEngine function's name, its derivative at u written with SymEngine's functions).
-#: Each derivative is accurate in floats over the whole domain (tanh' as cosh^-2; softplus' = 1 / (1 + e^-u)).
-OPAQUE: dict[type, tuple[str, Callable[[Any, Any], Any]]] = {
-    Softplus: ("Softplus", lambda se, u: 1 / (1 + se.exp(-u))),
-    Tanh: ("Tanh", lambda se, u: se.cosh(u) ** -2),
-    sp_log1p: ("log1p", lambda se, u: 1 / (1 + u)),
-    sp_expm1: ("expm1", lambda se, u: se.exp(u)),
-    sp_log2: ("log2", lambda se, u: 1 / (u * se.log(2))),
-    sp_log10: ("log10", lambda se, u: 1 / (u * se.log(10))),
+#: SymPy function -> (the opaque SymEngine function's name, rule(se, args, i): its partial derivative in argument i
+#: at args, written with SymEngine's functions). Each is accurate in floats over the whole domain (tanh' as
+#: cosh^-2; softplus' = 1 / (1 + e^-u); logsumexp's the softmax entry without cancellation).
+OPAQUE: dict[type, tuple[str, Callable[[Any, tuple, int], Any]]] = {
+    Softplus: ("Softplus", lambda se, a, i: 1 / (1 + se.exp(-a[0]))),
+    Tanh: ("Tanh", lambda se, a, i: se.cosh(a[0]) ** -2),
+    sp_log1p: ("log1p", lambda se, a, i: 1 / (1 + a[0])),
+    sp_expm1: ("expm1", lambda se, a, i: se.exp(a[0])),
+    sp_log2: ("log2", lambda se, a, i: 1 / (a[0] * se.log(2))),
+    sp_log10: ("log10", lambda se, a, i: 1 / (a[0] * se.log(10))),
+    LogSumExp: ("LogSumExp", lambda se, a, i: 1 / (1 + se.Add(*[se.exp(x - a[i]) for k, x in enumerate(a) if k != i]))),
 }
 _OPAQUE_BY_NAME = {name: (cls, rule) for cls, (name, rule) in OPAQUE.items()}
 
@@ -80,16 +82,22 @@ def diff(expr: Any, x: Any) -> Any:
     d = se.diff(expr, x)
     subs, derivatives = _unevaluated(d)
     table = {}
-    for s in subs:
-        inner, _, point = s.args
-        rule = _opaque_rule(inner.args[0]) if type(inner).__name__ == "Derivative" and len(inner.args) == 2 else None
-        if rule is not None:
-            table[s] = rule(se, point)
-    for s in derivatives:
+    for s in subs:  # Subs(Derivative(F(..., xi, ...), xi), xi, u): the partial in xi's place, at xi = u
+        inner, xi, point = s.args
+        if type(inner).__name__ != "Derivative" or len(inner.args) != 2:
+            continue
+        f = inner.args[0]
+        rule, places = _opaque_rule(f), [k for k, a in enumerate(f.args) if a == xi]
+        if rule is not None and inner.args[1] == xi and len(places) == 1:
+            table[s] = rule(se, tuple(point if k == places[0] else a for k, a in enumerate(f.args)), places[0])
+    for s in derivatives:  # Derivative(F(..., x, ...), x): the partials in x's places
         f, *wrt = s.args
         rule = _opaque_rule(f)
-        if rule is not None and len(wrt) == 1 and f.args == (wrt[0],):
-            table[s] = rule(se, wrt[0])
+        if rule is None or len(wrt) != 1:
+            continue
+        places = [k for k, a in enumerate(f.args) if a == wrt[0]]
+        if all(k in places or wrt[0] not in a.free_symbols for k, a in enumerate(f.args)):
+            table[s] = se.Add(*[rule(se, tuple(f.args), k) for k in places])
     return d.xreplace(table) if table else d
 
 
