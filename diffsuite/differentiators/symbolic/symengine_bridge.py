@@ -4,9 +4,10 @@ SymEngine knows Piecewise but neither our kink functions nor the derivative of a
 Piecewise with the same values and derivative conventions: Max1(a, b) -> Piecewise((a, a >= b), (b, True))
 (ties: a), Step(u) -> [u > 0], Abs0(u) -> Piecewise((u, u > 0), (-u, u < 0), (0, True)) (abs'(0) = 0).
 
-Functions SymEngine lacks (log1p, expm1, log2, log10, softplus, logsumexp) or differentiates with cancellation (tanh' as
-1 - tanh^2, 0 in saturation) cross as opaque SymEngine functions of the same name (``OPAQUE``): their
-values are printed by the code generator as stable calls (``log1p``, ``_softplus``), never as the naive
+Functions SymEngine lacks (log1p, expm1, log2, log10, softplus, logsumexp), differentiates with cancellation
+(tanh' as 1 - tanh^2, 0 in saturation) or without our conventions (atan2 at the origin and 0^y gave nan;
+namespace.Atan2 and Pow0 give 0) cross as opaque SymEngine functions of the same name (``OPAQUE``): the code
+generator prints their values as stable calls (``log1p``, ``_softplus``, ``_logsumexp``), never as the naive
 log(1 + exp(u)) (0 where the exact value is exp(u) < 1e-16). SymEngine leaves their derivatives as
 ``Derivative``/``Subs``; ``diff`` writes them out with ``OPAQUE``'s rules. Anything else SymEngine cannot
 express raises NotImplementedError naming it.
@@ -39,7 +40,24 @@ OPAQUE: dict[type, tuple[str, Callable[[Any, tuple, int], Any]]] = {
     sp_log2: ("log2", lambda se, a, i: 1 / (a[0] * se.log(2))),
     sp_log10: ("log10", lambda se, a, i: 1 / (a[0] * se.log(10))),
     LogSumExp: ("LogSumExp", lambda se, a, i: 1 / (1 + se.Add(*[se.exp(x - a[i]) for k, x in enumerate(a) if k != i]))),
+    # the kink conventions of namespace.py's Atan2 and Pow0 (SymEngine's atan2 and pow give nan at the origin / 0^y)
+    Atan2: ("Atan2", lambda se, a, i: _atan2_partial(se, *a, i)),
+    Pow0: ("Pow0", lambda se, a, i: _pow0_partial(se, *a, i)),
 }
+
+
+def _atan2_partial(se, y, x, i):
+    """d atan2(y, x) / dy = x / r^2, d / dx = -y / r^2, both 0 at the origin (as namespace.Atan2)."""
+    r2 = x * x + y * y
+    return se.Piecewise(((x if i == 0 else -y) / r2, se.Ne(r2, 0)), (0, True))
+
+
+def _pow0_partial(se, x, y, i):
+    """d x^y / dx = y x^(y-1) (0 where y = 0), d / dy = x^y log x (0 where x = 0), as namespace.Pow0."""
+    pow0 = se.Function("Pow0")
+    if i == 0:
+        return se.Piecewise((0, se.Eq(y, 0)), (y * pow0(x, y - 1), True))
+    return se.Piecewise((0, se.Eq(x, 0)), (pow0(x, y) * se.log(x), True))
 _OPAQUE_BY_NAME = {name: (cls, rule) for cls, (name, rule) in OPAQUE.items()}
 
 
@@ -135,7 +153,7 @@ def to_symengine(expr: sp.Basic) -> Any:
            sp.sin: se.sin, sp.cos: se.cos, sp.tan: se.tan, sp.asin: se.asin, sp.acos: se.acos, sp.atan: se.atan,
            sp.sinh: se.sinh, sp.cosh: se.cosh, sp.erf: se.erf, sp.atan2: se.atan2,
            **{cls: se.Function(name) for cls, (name, _) in OPAQUE.items()},  # see the module docstring
-           Atan2: se.atan2, Pow0: se.Pow,
+
            sp.Piecewise: lambda *pairs: se.Piecewise(*pairs),
            sp.functions.elementary.piecewise.ExprCondPair: lambda e, c: (e, c),
            sp.StrictGreaterThan: se.Gt, sp.GreaterThan: se.Ge, sp.StrictLessThan: se.Lt, sp.LessThan: se.Le,
