@@ -84,7 +84,7 @@ class BinaryCrossEntropy(Loss):
     def on_logits(self, activation):
         """On a sigmoid output p = sigmoid(z): the from-logits form of z, as PyTorch's BCEWithLogitsLoss. On
         probabilities, log(1 - p) after p was rounded amplifies that rounding by p / (1 - p) (the whole loss is
-        inf once p rounds to 1, at z > 36.7 in float64); on z it is softplus(z), accurate to a few ulp.
+        inf once p rounds to 1, from z = 36.8 in float64); on z it is softplus(z), accurate to a few ulp.
         On a softmax output: ``SoftmaxBinaryCrossEntropy``, the same idea per unit."""
         if self.from_logits:
             return None
