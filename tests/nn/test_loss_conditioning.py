@@ -5,7 +5,8 @@ The oracle is mpmath at 60 digits, evaluating the losses as written in the textb
 p_y - 1 and log(1 - p) as they stand: at 60 digits nothing is lost) and differentiating them numerically
 (mpmath.diff), independent of the package. Every exact differentiator (reverse on numpy and torch, forward mode,
 symbolic with both engines, the complex step, the certified reference) is held to 1e-13 normwise on saturated
-cases where the probability form in float64 is inf (log(1 - p) of p rounded to 1) or wrong in every digit.
+cases where the probability form in float64 is inf (log(1 - p) of p rounded to 1) or wrong in every digit, and
+at ties (where a shift by a chosen entry could leave a kink that the mathematics lacks).
 The campaign's seeds whose error came from these losses are checked against the certified reference.
 """
 import mpmath
@@ -83,10 +84,17 @@ def _cases():
     yield ("bce_softmax z=(40, 0, -1)", ds.Objective(softmax_net, "binary_cross_entropy", one, [y3]),
            np.array([40.0, 0.25, -1.0, 0.0, -0.25, 0.0]),
            lambda t: sum(_bce(p, y) for p, y in zip(_softmax(_layer(t, 3)), y3)))
+    yield ("bce_softmax tie z=(1, 1, 1)", ds.Objective(softmax_net, "binary_cross_entropy", one, [y3]),
+           np.array([1.0, 1.0, 1.0, 0.0, 0.0, 0.0]),
+           lambda t: sum(_bce(p, y) for p, y in zip(_softmax(_layer(t, 3)), y3)))
     logits_net = ds.MLP((1, 3), "identity", "identity")
     for y in (0, 1):
         yield (f"cross_entropy z=(50, 0.5, -0.25) y={y}", ds.Objective(logits_net, "cross_entropy", one, [y]),
                np.array([50.0, 0.25, 0.0, 0.0, 0.25, -0.25]),
+               lambda t, y=y: -mpmath.log(_softmax(_layer(t, 3))[y]))
+    for y in (0, 2):  # ties: the target among the tied maxima, and below them (dCE/dz = softmax(z) - onehot, no kink)
+        yield (f"cross_entropy tie z=(2, 2, 0) y={y}", ds.Objective(logits_net, "cross_entropy", one, [y]),
+               np.array([2.0, 2.0, 0.0, 0.0, 0.0, 0.0]),
                lambda t, y=y: -mpmath.log(_softmax(_layer(t, 3))[y]))
 
 
