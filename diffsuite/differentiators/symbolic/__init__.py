@@ -120,16 +120,27 @@ class Symbolic(HigherOrder):
         kernel, stats = self._kernel(result)
         data, n = result["data_values"], result["n_params"]
 
+        fast, f64 = kernel.fast, np.float64
+
         def value_and_grad_fn(theta: np.ndarray, batch: tuple | None = None) -> Gradient:
+            # The common call (a finite float64 vector, the objective's data) costs the kernel plus converting in and
+            # out: a list of floats in, one array out. A sum of Python floats decides finiteness (inf or nan anywhere
+            # makes it so; overflow of huge entries merely takes the slow path, which names a bad entry or passes).
             data_now = data if batch is None else self._batch_values(objective, batch)
-            if type(theta) is np.ndarray and theta.shape == (n,) and theta.dtype == np.float64:
+            if type(theta) is np.ndarray and theta.shape == (n,) and theta.dtype == f64:
                 values = theta.tolist()
                 if not math.isfinite(sum(values)):  # rare: let check_theta name the bad entry
                     objective.check_theta(theta)
             else:
                 values = objective.check_theta(theta).tolist()
-            value, grad = kernel(values + data_now if data_now else values)
-            return Gradient(float(value), np.array(grad, dtype=np.float64), dict(stats))
+            if data_now:
+                values += data_now
+            try:
+                value, grad = fast(values)
+            except (OverflowError, ZeroDivisionError, ValueError):  # the wrapper's fallbacks: mpmath, numpy scalars
+                value, grad = kernel(values)
+            # (fromiter with a count: half np.array's cost on a short list; ints, where a derivative is 0, become floats)
+            return Gradient(float(value), np.fromiter(grad, f64, n), dict(stats))
 
         value_and_grad_fn.kernel, value_and_grad_fn.stats = kernel, stats  # kernel.source: the generated code
         return value_and_grad_fn
