@@ -93,16 +93,25 @@ def test_lecture_network_matches_reverse_mode():
     np.testing.assert_allclose(res.grad, rev.grad, rtol=1e-12, atol=1e-15)  # entry 3 cancels: ~2e-18 absolute
 
 
+def bce_of_sigmoid_as_written(xp, t):
+    """Binary cross-entropy, target 0, of p = sigmoid(w x + b) at x = 1, written on the probability: -log(1 - p).
+    (An ``Objective`` computes this from the logit, where nothing cancels; written so, 1 - p cancels.)"""
+    return -xp.log(1.0 - xp.sigmoid(t[0] * 1.0 + t[1]))
+
+
 @pytest.mark.parametrize("w", [100.0, 115.0, 200.0])
 def test_saturated_sigmoid_with_bce_is_exact(w):
     """The issue's case: p = sigmoid(w x + b), x = 1, b = 0, target 0, loss -log(1 - p) = w + log(1 + e^-w).
     By hand: d/dw = d/db = sigmoid(w) = 1 - e^-w + ..., within 2^-54 of 1 for w >= 38, so exactly 1.0 once
     rounded; the value rounds to w. 50 fixed digits gave 0.99999997505 (w=100), 1.0644 (w=115), an error (200)."""
-    model = ds.MLP((1, 1), "identity", "sigmoid")
-    obj = ds.Objective(model, "binary_cross_entropy", np.array([[1.0]]), np.array([[0.0]]))
-    res = reference_gradient(obj, np.array([w, 0.0]))
+    res = reference_gradient(bce_of_sigmoid_as_written, np.array([w, 0.0]))
     assert list(res.grad) == [1.0, 1.0] and res.value == w
     assert res.stats["bits"] > 128  # 1 - p cancels about w / ln 2 bits: the precision was raised to see it
+    model = ds.MLP((1, 1), "identity", "sigmoid")  # the same loss as an Objective: evaluated from the logit
+    obj = ds.Objective(model, "binary_cross_entropy", np.array([[1.0]]), np.array([[0.0]]))
+    fused = reference_gradient(obj, np.array([w, 0.0]))
+    assert list(fused.grad) == [1.0, 1.0] and fused.value == w
+    assert fused.stats["bits"] == 128  # nothing cancels: the first precision settles it
 
 
 def test_bce_from_logits_at_zero_logits_is_the_smooth_derivative():
@@ -220,16 +229,14 @@ def test_mpmath_fallback_when_python_flint_is_missing(monkeypatch):
     """Without python-flint the precision doubles until two successive passes agree in every float64."""
     import diffsuite.reference as ref
     monkeypatch.setattr(ref, "has_flint", lambda: False)
-    model = ds.MLP((1, 1), "identity", "sigmoid")
-    obj = ds.Objective(model, "binary_cross_entropy", np.array([[1.0]]), np.array([[0.0]]))
-    res = reference_gradient(obj, np.array([115.0, 0.0]))
+    res = reference_gradient(bce_of_sigmoid_as_written, np.array([115.0, 0.0]))
     cert = res.stats["certificate"]
     assert cert.arithmetic == "mpmath" and list(res.grad) == [1.0, 1.0]
     assert len(cert.tried) >= 2 and all(b == 2 * a for a, b in zip(cert.tried, cert.tried[1:]))
     assert cert.bits > 200  # 115 / ln 2 = 166 bits cancel: a fixed 50 digits (166 bits) was not enough
     assert "not a proof" in cert.describe()
     with pytest.raises(ImportError, match="python-flint"):
-        reference_gradient(obj, np.array([1.0, 0.0]), arithmetic="arb")
+        reference_gradient(bce_of_sigmoid_as_written, np.array([1.0, 0.0]), arithmetic="arb")
 
 
 def test_user_keys_never_collide_with_generated_names():
