@@ -129,9 +129,9 @@ def log_sum_exp_shifted(d, axis):
     """log(sum(exp(d), axis, keepdims=True)) for d = x - max(x), as log1p of the sum without one maximal entry
     (an exact 1): a row (0, -50) gives e^-50, where log(1 + e^-50) would round to 0. Rows without a 0 (a max
     of -inf or +inf shifted by 0) come out as log(sum): the count of zeros less one makes the sum's -1."""
-    top = d == 0
-    rest = np.sum(np.where(top, 0.0, np.exp(d)), axis=axis, keepdims=True)
-    return np.log1p(rest + (np.sum(top, axis=axis, keepdims=True) - 1.0))
+    top = d == 0  # (ufunc reductions, not np.sum/np.where: this runs per gradient call on tiny arrays)
+    rest = np.add.reduce(np.exp(d), axis=axis, keepdims=True, where=~top)
+    return np.log1p(rest + (np.add.reduce(top, axis=axis, keepdims=True, dtype=rest.dtype) - 1.0))
 
 
 def _step(x):

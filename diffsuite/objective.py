@@ -40,6 +40,10 @@ class Objective:
         inputs: (batch, n_in) floats, finite.
         targets: (batch, n_out) floats, or (batch,) class indices for ``cross_entropy``.
         l1, l2: non-negative penalty strengths.
+
+    ``binary_cross_entropy`` on a sigmoid (or softmax) output is evaluated from the logits, as PyTorch's
+    ``BCEWithLogitsLoss``: the same function, a float64 program without log(1 - p) of a rounded p (``evaluate``;
+    ``logit_loss`` is the form used). ``model.forward`` still returns probabilities.
     """
 
     model: MLP

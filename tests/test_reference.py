@@ -272,3 +272,17 @@ def test_mpmath_fallback_does_not_accept_a_zero_that_cancelled_every_bit():
     res = reference_gradient(f, 100.0, arithmetic="mpmath")
     assert res.grad == exact != 0.0 and res.stats["certificate"].bits >= 256
     assert reference_gradient(f, 100.0).grad == exact
+
+
+def test_a_value_just_above_a_rounding_midpoint_is_decided_or_refused_as_such():
+    """d/dw0 of w0 (1 + 2^-53 + e^-w1) at w1 = 1000 is 1 + 2^-53 + e^-1000: the midpoint between the adjacent
+    float64s 1 and 1 + 2^-52, plus about 2^-1443. Deciding its rounding (up) needs more than 1443 bits: with
+    max_bits = 1024 the reference must say it sits on a rounding tie and name both neighbours, not blame a
+    cancellation; with the default cap it rounds up."""
+    f = lambda xp, w: w[0] * 1.0 + w[0] * 2.0 ** -53 + w[0] * xp.exp(-w[1])  # noqa: E731
+    theta = np.array([1.0, 1000.0])
+    with pytest.raises(NotCertified, match=r"float64 rounding tie.*between 1\.0 and 1\.0000000000000002") as err:
+        reference_gradient(f, theta, max_bits=1024)
+    assert "theta[0]" in str(err.value) and "theta[1]" not in str(err.value)  # theta[1]'s entry settles: -e^-1000
+    res = reference_gradient(f, theta)
+    assert res.grad[0] == 1.0 + 2.0 ** -52 and res.stats["bits"] >= 2048
