@@ -51,10 +51,11 @@ def test_value_and_gradient_to_a_few_ulp_also_in_saturation(scale):
     assert np.all(np.abs(grad - want_grad) <= bound), (grad, want_grad)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
-def test_engine_records_the_loss_as_one_primitive_with_the_generic_paths_bits(backend):
+def test_engine_records_the_loss_as_one_primitive_with_the_generic_paths_bits(backend, dtype):
     # the objective's own evaluate on the tape (its loss as seven primitives) gives the same value and gradient
-    # bit for bit (float64)
+    # bit for bit
     if backend == "torch":
         pytest.importorskip("torch")
     rng = np.random.default_rng(1)
@@ -63,8 +64,8 @@ def test_engine_records_the_loss_as_one_primitive_with_the_generic_paths_bits(ba
         obj = ds.Objective(model, loss="cross_entropy", inputs=rng.normal(size=(7, 4)),
                            targets=rng.integers(0, 3, 7), l2=l2)
         theta = model.init(0) * scale
-        fast = Reverse(backend=backend).value_and_grad(obj)(theta)
-        generic = Reverse(backend=backend).value_and_grad_fn(lambda xp, p: obj.evaluate(xp, p))(model.unpack(theta))
+        fast = Reverse(backend=backend, dtype=dtype).value_and_grad(obj)(theta)
+        generic = Reverse(backend=backend, dtype=dtype).value_and_grad_fn(lambda xp, p: obj.evaluate(xp, p))(model.unpack(theta))
         assert fast.stats["tape_forward_ops"] == generic.stats["tape_forward_ops"] - 6
         assert fast.value == generic.value
         assert np.array_equal(fast.grad, model.pack(generic.grad))
