@@ -182,7 +182,11 @@ def differentiate(problem: Problem, engine: str, budget: Budget) -> tuple[Any, l
     n = len(problem.params)
     if engine == "sympy":
         # sympy.diff walks every subexpression as a tree (exponential in depth); diff_dag gives the identical
-        # expression with one rule application per distinct subexpression (see dagdiff)
+        # expression with one rule application per distinct subexpression (see dagdiff). SymPy's sign queries
+        # (asked once per subexpression, then cached on it) still walk the loss's printed tree: that is checked.
+        if budget.nodes is not None:
+            budget.check_nodes(tree_nodes([problem.loss]), "the loss as a printed tree (SymPy's sign queries walk "
+                                                           "it while differentiating; engine='symengine' does not)")
         order = post_order(problem.loss)
         loss, wrt, diff = problem.loss, problem.params, partial(diff_dag, order=order)
     else:

@@ -76,6 +76,10 @@ def _rule(node: sp.Expr, x: sp.Symbol, d: dict) -> Any:
                         for i in range(len(args))])
     if cls is sp.Pow:  # Pow._eval_derivative
         dbase, dexp = _d(node.base, d), _d(node.exp, d)
+        if dexp is sp.S.Zero and not (node.base.is_zero or node.base.is_infinite):
+            # 0 * log(base) is 0 unless log(base) is infinite (base 0 or oo); building log(base) only to multiply
+            # it by 0 costs SymPy a walk of base's tree (log's eval asks for its sign)
+            return node * (sp.S.Zero + dbase * node.exp / node.base)
         return node * (dexp * sp.log(node.base) + dbase * node.exp / node.base)
     if cls is sp.Piecewise:  # Piecewise._eval_derivative: each branch's expression, conditions kept
         return node.func(*[(_d(e, d), c) for e, c in node.args])
