@@ -53,7 +53,7 @@ class Symbolic(HigherOrder):
     is differentiated. The derivatives themselves are taken once per distinct subexpression (``dagdiff``:
     SymPy's rules, the same expressions as ``sympy.diff``), so with only ``node_budget`` set the setup's work is
     polynomial in the budget: a deep net finishes or is refused early, it does not run for minutes (10 hidden
-    sigmoid layers of width 10 under the default budget: refused in the build after ~6 s). A larger budget still
+    sigmoid layers of width 10 under the default budget: refused in the build within ~10 s). A larger budget still
     buys proportionally more time (about 0.2 ms per derivative node with SymPy); ``time_budget_s`` caps it.
 
     Large arguments: sigmoid and logsumexp are compiled unshifted (``1 / (1 + exp(-x))``, ``log(sum(exp))``),
