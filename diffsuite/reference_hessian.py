@@ -26,6 +26,7 @@ from .differentiators.symbolic.build import build_function, build_objective, dif
 from .differentiators.symbolic.codegen import evaluate_mp
 from .differentiators.symbolic.dagdiff import diff_dag
 from .differentiators.symbolic.metrics import dag_nodes
+from .differentiators.symbolic.symengine_bridge import diff as symengine_diff
 from .differentiators.symbolic.symengine_bridge import from_symengine, load_symengine
 from .objective import Objective
 from .structure import Structure
@@ -38,7 +39,8 @@ def _second_derivatives(grads: list, params: list, engine: str, budget: Budget) 
         diff, wrt = diff_dag, params  # sympy.diff's expressions, without its tree walks
     else:
         se = load_symengine()
-        diff, wrt = se.diff, [se.Symbol(p.name) for p in params]  # (the first derivatives are SymEngine's already)
+        # the bridge's diff: it writes out the derivatives of the functions that cross as opaque (tanh, softplus, ...)
+        diff, wrt = symengine_diff, [se.Symbol(p.name) for p in params]  # (the first derivatives are SymEngine's already)
     n, seen, out = len(params), set(), []
     for i in range(n):
         for j in range(i, n):

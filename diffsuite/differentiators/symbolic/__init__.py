@@ -11,7 +11,7 @@ Error model: exact derivatives; the only error is the float64 rounding of the co
 
 Files: ``__init__`` the ``Symbolic`` differentiator and ``expression_metrics``; ``namespace`` the xp
 namespace on SymPy arrays (kink functions Step, Abs0, ...); ``build`` the loss expression, its
-derivatives, CSE and the setup pipeline; ``dagdiff`` SymPy's derivative of a DAG without tree walks; ``higher`` Hessians and Jacobians (second derivatives, compiled); ``codegen`` straight-line Python (float64 or mpmath) from the
+derivatives, CSE and the setup pipeline; ``rewrite`` equal forms that do not cancel (softmax, logsumexp); ``dagdiff`` SymPy's derivative of a DAG without tree walks; ``higher`` Hessians and Jacobians (second derivatives, compiled); ``codegen`` straight-line Python (float64 or mpmath) from the
 expressions; ``symengine_bridge`` SymPy <-> SymEngine; ``metrics`` expression sizes (tree, DAG, ops).
 """
 from __future__ import annotations
@@ -56,12 +56,13 @@ class Symbolic(HigherOrder):
     sigmoid layers of width 10 under the default budget: refused in the build within ~10 s). A larger budget still
     buys proportionally more time (about 0.2 ms per derivative node with SymPy); ``time_budget_s`` caps it.
 
-    Large arguments: sigmoid and logsumexp are compiled unshifted (``1 / (1 + exp(-x))``, ``log(sum(exp))``),
-    so the float kernel overflows once an exp argument passes ~709; the call then reruns the same kernel on
-    mpmath numbers (113-bit, unbounded exponent), which gives the finite value and gradient (e.g. logits
-    [1000, 999], sigmoid at -800), only slower. A value or gradient entry beyond float64's range comes back
-    inf, and a sum of two finite exps that overflows without raising (both arguments just below 709.78) is
-    not detected and can give inf/nan.
+    Large arguments: logsumexp is compiled max-shifted (``LogSumExp``, rewrite.py); sigmoid and softmax entries
+    are compiled unshifted (``1 / (1 + exp(-x))``, ``1 / (1 + sum exp(x_k - x_i))``), so the float kernel
+    overflows once an exp argument passes ~709 (and an underflow can end in log(0) or 0 / 0); the call then
+    reruns the same kernel on mpmath numbers (113-bit, unbounded exponent), which gives the finite value and
+    gradient (e.g. logits [1000, 999], sigmoid at -800), only slower. A value or gradient entry beyond float64's
+    range comes back inf, and a sum of finite exps that overflows without raising (arguments just below 709.78)
+    is not detected.
 
     ``stats`` (metrics defined in ``metrics``'s module docstring; None when not measured):
     ``build_s, diff_s, cse_s, compile_s`` (seconds per setup stage), ``metrics_s``, ``setup_s``;

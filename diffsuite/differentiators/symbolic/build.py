@@ -23,6 +23,8 @@ from .codegen import generate_source
 from .dagdiff import diff_dag, post_order
 from .metrics import count_ops, cse_size, dag_nodes, tree_nodes
 from .namespace import SYMPY, SymArray, symbol_array, wrap
+from .rewrite import stable_forms
+from .symengine_bridge import diff as symengine_diff
 from .symengine_bridge import from_symengine, load_symengine, to_symengine
 
 ENGINES = ("sympy", "symengine")
@@ -193,10 +195,7 @@ def differentiate(problem: Problem, engine: str, budget: Budget) -> tuple[Any, l
         se = load_symengine()
         loss = to_symengine(problem.loss)
         wrt = [se.Symbol(p.name) for p in problem.params]
-        # SymEngine writes tanh' as 1 - tanh(u)**2, which cancels in saturation (0 at u = 20 where the exact
-        # value is 1.7e-17); cosh(u)**-2 is the same number without cancellation (as the SymPy engine's Tanh)
-        stable = {1 - t**2: se.cosh(t.args[0]) ** -2 for t in loss.atoms(se.tanh)}
-        diff = (lambda f, x: se.diff(f, x).xreplace(stable)) if stable else se.diff
+        diff = symengine_diff  # tanh' as cosh^-2, as the SymPy engine's Tanh (SymEngine's 1 - tanh^2 is 0 at u = 20)
     grads = []
     for i, p in enumerate(wrt):
         g = diff(loss, p)
@@ -255,6 +254,7 @@ def setup(build: Callable[[], tuple[Problem, list]], opts: SetupOptions, budget:
         problem, data_values = build()
     finally:
         _BUILDING.reset(token)
+    problem = Problem(stable_forms(problem.loss), problem.params, problem.data)  # (rewrite.py)
     stats["build_s"] = clock() - t
     stats["n_params"] = len(problem.params)
     loss_dag = dag_nodes([problem.loss])
