@@ -121,8 +121,17 @@ def _log_sigmoid(x):
 def _logsumexp(x, axis=-1, keepdims=False):
     m = np.max(x, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0.0)
-    out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    out = log_sum_exp_shifted(x - m, axis) + m
     return out if keepdims else np.squeeze(out, axis=axis)
+
+
+def log_sum_exp_shifted(d, axis):
+    """log(sum(exp(d), axis, keepdims=True)) for d = x - max(x), as log1p of the sum without one maximal entry
+    (an exact 1): a row (0, -50) gives e^-50, where log(1 + e^-50) would round to 0. Rows without a 0 (a max
+    of -inf or +inf shifted by 0) come out as log(sum): the count of zeros less one makes the sum's -1."""
+    top = d == 0  # (ufunc reductions, not np.sum/np.where: this runs per gradient call on tiny arrays)
+    rest = np.add.reduce(np.exp(d), axis=axis, keepdims=True, where=~top)
+    return np.log1p(rest + (np.add.reduce(top, axis=axis, keepdims=True, dtype=rest.dtype) - 1.0))
 
 
 def _step(x):

@@ -40,6 +40,10 @@ class Objective:
         inputs: (batch, n_in) floats, finite.
         targets: (batch, n_out) floats, or (batch,) class indices for ``cross_entropy``.
         l1, l2: non-negative penalty strengths.
+
+    ``binary_cross_entropy`` on a sigmoid (or softmax) output is evaluated from the logits, as PyTorch's
+    ``BCEWithLogitsLoss``: the same function, a float64 program without log(1 - p) of a rounded p (``evaluate``;
+    ``logit_loss`` is the form used). ``model.forward`` still returns probabilities.
     """
 
     model: MLP
@@ -49,6 +53,7 @@ class Objective:
     l1: float = 0.0
     l2: float = 0.0
     prepared_targets: np.ndarray = field(init=False, repr=False)
+    logit_loss: Loss | None = field(init=False, repr=False)  # the loss on the logits (see ``evaluate``), or None
 
     def __post_init__(self):
         if not isinstance(self.model, MLP):
@@ -68,6 +73,7 @@ class Objective:
             raise ValueError(f"binary_cross_entropy takes probabilities, so the model's output activation must be "
                              f"'sigmoid' (or 'softmax'); got {self.model.output_activation.name!r}. For logits use "
                              "loss=ds.nn.BinaryCrossEntropy(from_logits=True) with output_activation='identity'.")
+        object.__setattr__(self, "logit_loss", loss.on_logits(self.model.output_activation))
         inputs, prepared = self._check_data(self.inputs, self.targets)
         for name in ("l1", "l2"):
             v = getattr(self, name)
@@ -150,10 +156,19 @@ class Objective:
 
     # ----- evaluation -----
     def evaluate(self, xp: Any, params: dict, inputs: Any = None, targets: Any = None) -> Any:
-        """The loss from named blocks, with optional replacement data (already converted for ``xp``)."""
+        """The loss from named blocks, with optional replacement data (already converted for ``xp``).
+
+        Every differentiator and the reference evaluate through here. Where the output activation and the loss
+        fuse (``logit_loss``: binary cross-entropy on a sigmoid or softmax output), the loss is computed from the
+        logits (``model.apply(..., logits=True)``) by its from-logits form, as PyTorch's ``BCEWithLogitsLoss``
+        does: the same function, but a float64 program that never takes log(1 - p) of a rounded p. The model's
+        outputs (``model.forward``) stay probabilities."""
         inputs = self.inputs if inputs is None else inputs
         targets = self.prepared_targets if targets is None else targets
-        value = self.loss(xp, self.model.apply(xp, params, inputs), targets)
+        if self.logit_loss is None:
+            value = self.loss(xp, self.model.apply(xp, params, inputs), targets)
+        else:
+            value = self.logit_loss(xp, self.model.apply(xp, params, inputs, logits=True), targets)
         if self.l1 or self.l2:
             value = value + weight_penalty(xp, params, self.l1, self.l2)
         return value

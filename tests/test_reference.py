@@ -93,16 +93,25 @@ def test_lecture_network_matches_reverse_mode():
     np.testing.assert_allclose(res.grad, rev.grad, rtol=1e-12, atol=1e-15)  # entry 3 cancels: ~2e-18 absolute
 
 
+def bce_of_sigmoid_as_written(xp, t):
+    """Binary cross-entropy, target 0, of p = sigmoid(w x + b) at x = 1, written on the probability: -log(1 - p).
+    (An ``Objective`` computes this from the logit, where nothing cancels; written so, 1 - p cancels.)"""
+    return -xp.log(1.0 - xp.sigmoid(t[0] * 1.0 + t[1]))
+
+
 @pytest.mark.parametrize("w", [100.0, 115.0, 200.0])
 def test_saturated_sigmoid_with_bce_is_exact(w):
     """The issue's case: p = sigmoid(w x + b), x = 1, b = 0, target 0, loss -log(1 - p) = w + log(1 + e^-w).
     By hand: d/dw = d/db = sigmoid(w) = 1 - e^-w + ..., within 2^-54 of 1 for w >= 38, so exactly 1.0 once
     rounded; the value rounds to w. 50 fixed digits gave 0.99999997505 (w=100), 1.0644 (w=115), an error (200)."""
-    model = ds.MLP((1, 1), "identity", "sigmoid")
-    obj = ds.Objective(model, "binary_cross_entropy", np.array([[1.0]]), np.array([[0.0]]))
-    res = reference_gradient(obj, np.array([w, 0.0]))
+    res = reference_gradient(bce_of_sigmoid_as_written, np.array([w, 0.0]))
     assert list(res.grad) == [1.0, 1.0] and res.value == w
     assert res.stats["bits"] > 128  # 1 - p cancels about w / ln 2 bits: the precision was raised to see it
+    model = ds.MLP((1, 1), "identity", "sigmoid")  # the same loss as an Objective: evaluated from the logit
+    obj = ds.Objective(model, "binary_cross_entropy", np.array([[1.0]]), np.array([[0.0]]))
+    fused = reference_gradient(obj, np.array([w, 0.0]))
+    assert list(fused.grad) == [1.0, 1.0] and fused.value == w
+    assert fused.stats["bits"] == 128  # nothing cancels: the first precision settles it
 
 
 def test_bce_from_logits_at_zero_logits_is_the_smooth_derivative():
@@ -220,16 +229,14 @@ def test_mpmath_fallback_when_python_flint_is_missing(monkeypatch):
     """Without python-flint the precision doubles until two successive passes agree in every float64."""
     import diffsuite.reference as ref
     monkeypatch.setattr(ref, "has_flint", lambda: False)
-    model = ds.MLP((1, 1), "identity", "sigmoid")
-    obj = ds.Objective(model, "binary_cross_entropy", np.array([[1.0]]), np.array([[0.0]]))
-    res = reference_gradient(obj, np.array([115.0, 0.0]))
+    res = reference_gradient(bce_of_sigmoid_as_written, np.array([115.0, 0.0]))
     cert = res.stats["certificate"]
     assert cert.arithmetic == "mpmath" and list(res.grad) == [1.0, 1.0]
     assert len(cert.tried) >= 2 and all(b == 2 * a for a, b in zip(cert.tried, cert.tried[1:]))
     assert cert.bits > 200  # 115 / ln 2 = 166 bits cancel: a fixed 50 digits (166 bits) was not enough
     assert "not a proof" in cert.describe()
     with pytest.raises(ImportError, match="python-flint"):
-        reference_gradient(obj, np.array([1.0, 0.0]), arithmetic="arb")
+        reference_gradient(bce_of_sigmoid_as_written, np.array([1.0, 0.0]), arithmetic="arb")
 
 
 def test_user_keys_never_collide_with_generated_names():
@@ -265,3 +272,17 @@ def test_mpmath_fallback_does_not_accept_a_zero_that_cancelled_every_bit():
     res = reference_gradient(f, 100.0, arithmetic="mpmath")
     assert res.grad == exact != 0.0 and res.stats["certificate"].bits >= 256
     assert reference_gradient(f, 100.0).grad == exact
+
+
+def test_a_value_just_above_a_rounding_midpoint_is_decided_or_refused_as_such():
+    """d/dw0 of w0 (1 + 2^-53 + e^-w1) at w1 = 1000 is 1 + 2^-53 + e^-1000: the midpoint between the adjacent
+    float64s 1 and 1 + 2^-52, plus about 2^-1443. Deciding its rounding (up) needs more than 1443 bits: with
+    max_bits = 1024 the reference must say it sits on a rounding tie and name both neighbours, not blame a
+    cancellation; with the default cap it rounds up."""
+    f = lambda xp, w: w[0] * 1.0 + w[0] * 2.0 ** -53 + w[0] * xp.exp(-w[1])  # noqa: E731
+    theta = np.array([1.0, 1000.0])
+    with pytest.raises(NotCertified, match=r"float64 rounding tie.*between 1\.0 and 1\.0000000000000002") as err:
+        reference_gradient(f, theta, max_bits=1024)
+    assert "theta[0]" in str(err.value) and "theta[1]" not in str(err.value)  # theta[1]'s entry settles: -e^-1000
+    res = reference_gradient(f, theta)
+    assert res.grad[0] == 1.0 + 2.0 ** -52 and res.stats["bits"] >= 2048

@@ -11,6 +11,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .activations import Activation, Sigmoid, Softmax
+
 
 def _as_column_targets(targets, n_out: int, loss: str) -> np.ndarray:
     t = np.asarray(targets, dtype=np.float64)
@@ -32,6 +34,11 @@ class Loss:
 
     def __call__(self, xp: Any, outputs: Any, targets: Any) -> Any:
         raise NotImplementedError
+
+    def on_logits(self, activation: Activation) -> Loss | None:
+        """This loss of ``activation(z)`` written as a loss of the pre-activations z, where that program is better
+        conditioned in floating point (the same function: ``Objective.evaluate`` uses it); None where there is none."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -74,11 +81,48 @@ class BinaryCrossEntropy(Loss):
         ll = targets * xp.log(outputs) + (1.0 - targets) * xp.log(1.0 - outputs)
         return xp.sum(ll) * (-1.0 / n)
 
+    def on_logits(self, activation):
+        """On a sigmoid output p = sigmoid(z): the from-logits form of z, as PyTorch's BCEWithLogitsLoss. On
+        probabilities, log(1 - p) after p was rounded amplifies that rounding by p / (1 - p) (the whole loss is
+        inf once p rounds to 1, from z = 36.8 in float64); on z it is softplus(z), accurate to a few ulp.
+        On a softmax output: ``SoftmaxBinaryCrossEntropy``, the same idea per unit."""
+        if self.from_logits:
+            return None
+        if isinstance(activation, Sigmoid):
+            return BinaryCrossEntropy(from_logits=True)
+        if isinstance(activation, Softmax):
+            return SoftmaxBinaryCrossEntropy()
+        return None
+
+
+@dataclass(frozen=True)
+class SoftmaxBinaryCrossEntropy(Loss):
+    """Binary cross-entropy of p = softmax(z) per unit, from the logits z (what ``Objective`` evaluates for
+    ``binary_cross_entropy`` on a softmax output of two or more units).
+
+    p_j = sigmoid(u_j) with u_j = z_j - logsumexp_{k != j} z_k (the log-odds of unit j against the others), so
+    the loss is the from-logits form of u: (1 - y*) softplus(u) + y* softplus(-u), summed over units, averaged
+    over the batch. Neither log p_j nor log(1 - p_j) is computed from a rounded p, and no derivative is a
+    difference like 1 - p_j. Cost: one log-sum-exp over n - 1 entries per unit (n^2 per sample).
+    """
+
+    name: ClassVar[str] = "binary_cross_entropy"
+
+    def __call__(self, xp, outputs, targets):
+        n_out = outputs.shape[-1]
+        others = np.array([[k for k in range(n_out) if k != j] for j in range(n_out)])  # (n_out, n_out - 1)
+        u = outputs - xp.logsumexp(outputs[:, others], axis=-1)  # (batch, n_out, n_out - 1) -> (batch, n_out)
+        return BinaryCrossEntropy(from_logits=True)(xp, u, targets)
+
 
 @dataclass(frozen=True)
 class CrossEntropy(Loss):
     """Softmax + negative log-likelihood on integer class targets, from logits z:
-    mean_b [logsumexp(z_b) - z_b[y_b]]. log-sum-exp keeps it finite for any z."""
+    mean_b [logsumexp(z_b) - z_b[y_b]], computed as mean_b logsumexp(d_b) with d_bj = (z_bj - z_by) for j != y_b
+    and d_by = 0 (the same number: shift invariance). It is finite for any z, and no derivative cancels:
+    written as a difference, dCE/dz_y = p_y - 1 is all rounding once p_y is near 1 (z_y 40 above the rest);
+    here d_by is the constant 0 and dCE/dz_y = -sum_{j != y} p_j, a sum of positive terms, in every
+    differentiator (reverse, complex step, symbolic alike)."""
 
     name: ClassVar[str] = "cross_entropy"
 
@@ -97,7 +141,9 @@ class CrossEntropy(Loss):
 
     def __call__(self, xp, outputs, targets):
         n = targets.shape[0]
-        return (xp.sum(xp.logsumexp(outputs, axis=-1)) - xp.sum(targets * outputs)) * (1.0 / n)
+        picked = xp.sum(targets * outputs, axis=-1, keepdims=True)  # z_by, exactly (one-hot rows)
+        shifted = (outputs - picked) * (1.0 - targets)  # z_j - z_y off the target; at it the constant 0, not z_y - z_y
+        return xp.sum(xp.logsumexp(shifted, axis=-1)) * (1.0 / n)
 
 
 @dataclass(frozen=True)

@@ -118,12 +118,17 @@ class MLP:
         return {name: xp.reshape(theta[a:b], shape) for name, (a, b, shape) in self.layout.items()}
 
     # ----- forward -----
-    def apply(self, xp: Any, params: Mapping[str, Any], inputs: Any) -> Any:
-        """Outputs (batch, n_out) from named parameter blocks; ``xp`` decides numbers, tape or symbols."""
+    def apply(self, xp: Any, params: Mapping[str, Any], inputs: Any, *, logits: bool = False) -> Any:
+        """Outputs (batch, n_out) from named parameter blocks; ``xp`` decides numbers, tape or symbols.
+
+        ``logits=True`` stops before the output activation and returns the last layer's pre-activations
+        (batch, n_out * pieces): what a loss fused with that activation takes (``Objective.evaluate``)."""
         h = inputs
-        for w, b, act in self._plan:  # layer k: (f"W{k}", f"b{k}", self.layer_activation(k))
-            h = act(xp, h @ params[w] + params[b])
-        return h
+        *hidden, (w, b, out_act) = self._plan  # layer k: (f"W{k}", f"b{k}", self.layer_activation(k))
+        for wk, bk, act in hidden:
+            h = act(xp, h @ params[wk] + params[bk])
+        z = h @ params[w] + params[b]
+        return z if logits else out_act(xp, z)
 
     def check_inputs(self, inputs: Any) -> np.ndarray:
         x = np.asarray(inputs, dtype=np.float64)

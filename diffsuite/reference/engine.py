@@ -164,10 +164,27 @@ def _cap_error(c: Compiled, run: Run, out: list, bad: list[int], bits: int) -> N
                             f"{_list(names)}. Move theta off the kink, or raise max_bits.", names)
     if run.singular:
         return _singular_error(c, run, bad)
+    ties = [k for k in bad if _straddles_tie(out[k])]
+    if ties and len(ties) == len(bad):
+        k = ties[0]
+        lo, hi = float(out[k].lower()), float(out[k].upper())
+        return NotCertified(f"{_list(names)} {'is' if len(names) == 1 else 'are'} within 2^-{bits} (relative) of a float64 rounding tie: the exact "
+                            f"value of {_entry_names(c)[k]} is between {lo!r} and {hi!r}, two adjacent float64s, "
+                            f"and so close to the midpoint between them that no precision up to {bits} bits decides "
+                            "the rounding. Either neighbour is within half an ulp of the exact value; raise max_bits "
+                            "to decide it, or accept one of them.", names)
     return NotCertified(f"the value or gradient is not finite or not narrow enough at {bits} bits: "
                         f"{_list(names)}. A cancellation deeper than {bits} bits (such as 1 - sigmoid(z) for z beyond "
                         f"{bits} ln 2), or a singularity the inputs only approach. Choose another point, or raise "
                         "max_bits.", names)
+
+
+def _straddles_tie(x) -> bool:
+    """True if the finite ball x is narrow but holds the midpoint between two adjacent float64s."""
+    if x is None or x is UNDECIDED or not x.is_finite():
+        return False
+    lo, hi = float(x.lower()), float(x.upper())
+    return lo != hi and np.isfinite(lo) and np.isfinite(hi) and np.nextafter(lo, np.inf) == hi
 
 
 def _list(names: list[str], n: int = 6) -> str:

@@ -199,3 +199,17 @@ def test_atan2_and_traced_power_keep_their_conventions(engine, f, theta, want):
     """SymEngine's own atan2 and pow gave nan at the origin and at 0^y; they cross as opaque functions now."""
     got = symbolic(engine).grad(f)(np.array(theta))
     np.testing.assert_allclose(got, want, rtol=2 ** -51, atol=0)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_cross_entropy_value_of_a_confident_prediction(engine):
+    """Cross-entropy is logsumexp of logits shifted by the target's, the target's entry the constant 0: as
+    log(1 + e^-50 + e^-49) in floats it is 0; LogSumExp gives log1p of the sum (60-digit mpmath)."""
+    import mpmath
+    obj = ds.Objective(ds.MLP((1, 3), activation="identity", output_activation="identity"), "cross_entropy",
+                       np.array([[1.0]]), np.array([0]))
+    theta = np.array([50.0, 0.0, 1.0, 0.0, 0.0, 0.0])  # W (1x3) then b: logits [50, 0, 1]
+    res = symbolic(engine).value_and_grad(obj)(theta)
+    with mpmath.workdps(60):
+        want = float(mpmath.log1p(mpmath.exp(-50) + mpmath.exp(-49)))
+    assert res.value == pytest.approx(want, rel=4 * 2.0 ** -52, abs=0)

@@ -132,8 +132,10 @@ def pow_jvp(B, ts, out, x, y):
 # ----- elementwise functions (diagonal Jacobians) -----
 def exp_jvp(B, ts, out, x): return ts[0] * out
 def log_jvp(B, ts, out, x): return ts[0] / x
-def tanh_jvp(B, ts, out, x): return ts[0] * (1.0 - out * out)
-def sigmoid_jvp(B, ts, out, x): return ts[0] * (out * (1.0 - out))
+# tanh' and sigmoid' from x as reverse mode's rules (ops.TANH, ops.SIGMOID): 1 - tanh^2 and s (1 - s) lose every
+# digit in saturation (s (1 - s) at x = 40 is 0 or a rounding error where the exact value is 4.2e-18)
+def tanh_jvp(B, ts, out, x): return ts[0] * (4.0 * B.dsigmoid(2.0 * x))
+def sigmoid_jvp(B, ts, out, x): return ts[0] * B.dsigmoid(x)
 def abs_jvp(B, ts, out, x): return ts[0] * B.sign(x)  # sign(0) = 0: abs'(0) = 0
 def step_jvp(B, ts, out, x): return None              # step' = 0
 

@@ -164,11 +164,11 @@ class LiftedBackend:
     def pad(self, x, pad_width, value): return self._op(OPS["pad"], x, pad_width=pad_width, value=value)
 
     def dsigmoid(self, x):
-        """sigmoid'(x) = s (1 - s), through primitives (the inner backend's form is for accuracy, not tracing)."""
+        """sigmoid'(x) = s(x) s(-x), through primitives (the inner backend's form is for accuracy, not tracing);
+        not s (1 - s), which cancels in saturation (a Hessian through a saturated sigmoid would lose every digit)."""
         if not self.owns(x):
             return self.inner.dsigmoid(x)
-        s = self.sigmoid(x)
-        return s * (1.0 - s)
+        return self.sigmoid(x) * self.sigmoid(-x)
 
     def exp_neg_square(self, x):
         return self.inner.exp_neg_square(x) if not self.owns(x) else self.exp(-(x * x))

@@ -24,10 +24,14 @@ from .namespace import LogSumExp
 
 
 def _exp_sum_args(node: sp.Basic) -> tuple | None:
-    """(a_1, ..., a_n) if ``node`` is exp(a_1) + ... + exp(a_n) with n >= 2, else None."""
-    if isinstance(node, sp.Add) and len(node.args) >= 2 and all(isinstance(t, sp.exp) for t in node.args):
-        return tuple(t.args[0] for t in node.args)
-    return None
+    """(a_1, ..., a_n) if ``node`` is exp(a_1) + ... + exp(a_n) with n >= 2, else None. A term 1 counts as exp(0)
+    (cross-entropy's logsumexp of logits shifted by the target's has the constant 0 at the target)."""
+    if not isinstance(node, sp.Add) or len(node.args) < 2:
+        return None
+    args = [t.args[0] if isinstance(t, sp.exp) else sp.S.Zero if t is sp.S.One else None for t in node.args]
+    if any(a is None for a in args) or args.count(sp.S.Zero) > 1:
+        return None
+    return tuple(args)
 
 
 def _stable_mul(factors: list[sp.Basic]) -> list[sp.Basic] | None:

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from ....namespace import _erf, _log_sigmoid, _logsumexp, _softplus, _step
+from ....namespace import _erf, _log_sigmoid, _logsumexp, _softplus, _step, log_sum_exp_shifted
 
 
 _add_reduce, _max_reduce = np.add.reduce, np.maximum.reduce
@@ -137,7 +137,7 @@ class NumpyBackend:
         m = _max_reduce(x, axis=axis, keepdims=True)
         if not math.isfinite(_add_reduce(m, axis=None)):  # an infinite max (rare): shift by 0 there, as the namespace does
             return _logsumexp(x, axis=axis, keepdims=keepdims)
-        out = np.log(_add_reduce(np.exp(x - m), axis=axis, keepdims=True)) + m
+        out = log_sum_exp_shifted(x - m, axis) + m  # log1p: a row (0, -50) gives e^-50, not 0
         return out if keepdims else out.squeeze(axis)
 
     @staticmethod

@@ -196,9 +196,17 @@ class TorchBackend:
     @staticmethod
     def logsumexp(x, axis=-1, keepdims=False):
         if axis is None:  # numpy's axis=None: over every element
-            out = torch.logsumexp(x.reshape(-1), dim=0)
+            out = TorchBackend.logsumexp(x.reshape(-1), axis=0)
             return out.reshape((1,) * x.ndim) if keepdims else out
-        return torch.logsumexp(x, dim=axis, keepdim=keepdims)  # shifted by the max inside torch
+        # as the numpy namespace (namespace.log_sum_exp_shifted): shifted by the max, then log1p of the sum without
+        # one maximal entry, so a row (0, -50) gives e^-50 (torch.logsumexp's log(1 + e^-50) rounds to 0)
+        m = torch.amax(x, dim=axis, keepdim=True)
+        m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+        d = x - m
+        top = d == 0
+        rest = torch.where(top, torch.zeros_like(d), torch.exp(d)).sum(dim=axis, keepdim=True)
+        out = torch.log1p(rest + (top.sum(dim=axis, keepdim=True).to(d.dtype) - 1.0)) + m
+        return out if keepdims else out.squeeze(axis)
 
     @staticmethod
     def reshape(x, shape):
