@@ -14,7 +14,7 @@ from diffsuite.reference import campaign
 
 N_REFERENCE = 200   # about 6 s (the 200-digit check is half of it)
 N_METHODS = 200     # reverse and complex step: about 0.4 s and 2 s for all 200
-N_SYMBOLIC = 20     # of which those with at most 6 parameters: SymEngine's setup is the cost
+N_SYMBOLIC = 50     # of which those with at most 6 parameters (18 problems, about 3 s): SymEngine's setup is the cost
 
 
 @pytest.fixture(scope="module")

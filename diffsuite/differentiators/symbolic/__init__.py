@@ -2,7 +2,8 @@
 
 Cost model: all work is setup, paid once in ``value_and_grad``: build the loss expression (its DAG
 grows linearly with the network, its printed tree exponentially with depth), differentiate it with
-respect to every parameter (SymPy walks the tree: expression swell), optionally CSE the loss and
+respect to every parameter (SymPy's rules applied once per distinct subexpression, ``dagdiff``; the
+derivatives' printed trees swell, their DAGs grow linearly), optionally CSE the loss and
 all derivatives jointly, and generate one straight-line Python function. A call then costs one pass
 over that function: microseconds on tiny networks, where it beats every autodiff we measured
 (benchmarks/bench_symbolic.py).
@@ -10,7 +11,7 @@ Error model: exact derivatives; the only error is the float64 rounding of the co
 
 Files: ``__init__`` the ``Symbolic`` differentiator and ``expression_metrics``; ``namespace`` the xp
 namespace on SymPy arrays (kink functions Step, Abs0, ...); ``build`` the loss expression, its
-derivatives, CSE and the setup pipeline; ``higher`` Hessians and Jacobians (second derivatives, compiled); ``codegen`` straight-line Python (float64 or mpmath) from the
+derivatives, CSE and the setup pipeline; ``rewrite`` equal forms that do not cancel (softmax, logsumexp); ``dagdiff`` SymPy's derivative of a DAG without tree walks; ``higher`` Hessians and Jacobians (second derivatives, compiled); ``codegen`` straight-line Python (float64 or mpmath) from the
 expressions; ``symengine_bridge`` SymPy <-> SymEngine; ``metrics`` expression sizes (tree, DAG, ops).
 """
 from __future__ import annotations
@@ -40,17 +41,28 @@ class Symbolic(HigherOrder):
 
     Options: ``cse`` (joint CSE of loss and gradient before compiling), ``engine`` ("sympy", or
     "symengine" to differentiate and CSE with SymEngine), ``symbolic_data`` (data as symbols, passed
-    at call time, instead of exact constants), ``node_budget`` (max distinct expression nodes),
+    at call time, instead of exact constants), ``node_budget`` (max expression nodes, see below),
     ``time_budget_s`` (max seconds for the whole setup; None disables), ``metrics`` (measure the
     expressions), ``count_ops_max_nodes`` (``grad_count_ops`` is None above this gradient tree size,
     because count_ops walks the printed tree). ``dtype``: float64 only.
 
-    Large arguments: sigmoid and logsumexp are compiled unshifted (``1 / (1 + exp(-x))``, ``log(sum(exp))``),
-    so the float kernel overflows once an exp argument passes ~709; the call then reruns the same kernel on
-    mpmath numbers (113-bit, unbounded exponent), which gives the finite value and gradient (e.g. logits
-    [1000, 999], sigmoid at -800), only slower. A value or gradient entry beyond float64's range comes back
-    inf, and a sum of two finite exps that overflows without raising (both arguments just below 709.78) is
-    not detected and can give inf/nan.
+    Budgets (``BudgetExceeded(stage, budget, progress)`` on overrun): ``node_budget`` caps the distinct nodes
+    (DAG) of the loss while it is built and of the derivatives so far, and also the *printed-tree* size of what
+    SymPy walks: the arguments of every ``xp`` call while the loss is built (SymPy's evaluation and sign queries
+    walk trees, exponentially larger than the DAG in a deep net) and, with ``engine="sympy"``, the loss before it
+    is differentiated. The derivatives themselves are taken once per distinct subexpression (``dagdiff``:
+    SymPy's rules, the same expressions as ``sympy.diff``), so with only ``node_budget`` set the setup's work is
+    polynomial in the budget: a deep net finishes or is refused early, it does not run for minutes (10 hidden
+    sigmoid layers of width 10 under the default budget: refused in the build within ~10 s). A larger budget still
+    buys proportionally more time (about 0.2 ms per derivative node with SymPy); ``time_budget_s`` caps it.
+
+    Large arguments: logsumexp is compiled max-shifted (``LogSumExp``, rewrite.py); sigmoid and softmax entries
+    are compiled unshifted (``1 / (1 + exp(-x))``, ``1 / (1 + sum exp(x_k - x_i))``), so the float kernel
+    overflows once an exp argument passes ~709 (and an underflow can end in log(0) or 0 / 0); the call then
+    reruns the same kernel on mpmath numbers (113-bit, unbounded exponent), which gives the finite value and
+    gradient (e.g. logits [1000, 999], sigmoid at -800), only slower. A value or gradient entry beyond float64's
+    range comes back inf, and a sum of finite exps that overflows without raising (arguments just below 709.78)
+    is not detected.
 
     ``stats`` (metrics defined in ``metrics``'s module docstring; None when not measured):
     ``build_s, diff_s, cse_s, compile_s`` (seconds per setup stage), ``metrics_s``, ``setup_s``;

@@ -3,7 +3,8 @@
 ``generate_source`` writes ``def kernel(_t): ...; return value, [grads]`` from a CSE result (or plain
 expressions), using ``math`` functions and float literals, so that one call is a few hundred
 bytecodes and no numpy overhead. ``Kernel`` runs it on floats (fast path; ``math`` raises on overflow
-and log(0)); on overflow it reruns the same code on mpmath numbers (binary floats with an unbounded exponent,
+and log(0)); on overflow, or on log(0) or a division by zero (which underflow can cause), it reruns the same code
+on mpmath numbers (binary floats with an unbounded exponent,
 so exp(1000) / (exp(1000) + exp(999)) is computed as it should be), and only where that cannot give a real
 number, on numpy scalars (inf/nan returned as they are, never hidden).
 ``evaluate_mp`` evaluates SymPy expressions at any precision with a memoised walk over the DAG.
@@ -26,7 +27,7 @@ from sympy.codegen.cfunctions import log1p as sp_log1p
 from sympy.codegen.cfunctions import log2 as sp_log2
 from sympy.codegen.cfunctions import log10 as sp_log10
 
-from .namespace import Abs0, Atan2, Max1, Min1, Pow0, Sign0, Softplus, Step, Tanh, TieStep
+from .namespace import Abs0, Atan2, LogSumExp, Max1, Min1, Pow0, Sign0, Softplus, Step, Tanh, TieStep
 
 
 class _Printer(PythonCodePrinter):
@@ -69,6 +70,9 @@ class _Printer(PythonCodePrinter):
     # the smooth custom functions and the standard ones, each a name bound per kernel (math, mpmath or numpy)
     def _print_Softplus(self, expr):
         return f"_softplus({self._print(expr.args[0])})"
+
+    def _print_LogSumExp(self, expr):
+        return f"_logsumexp({', '.join(self._print(a) for a in expr.args)})"
 
     def _print_Tanh(self, expr):
         return f"tanh({self._print(expr.args[0])})"
@@ -128,6 +132,14 @@ def _softplus_float(x):
     return (x if x > 0 else 0.0) + math.log1p(math.exp(-abs(x)))  # no overflow, a few ulp
 
 
+def _logsumexp_float(*xs):
+    """m + log1p(sum of e^(x - m) over the others), m the largest: no overflow, no log(0), and a few ulp even where
+    the result is tiny (log1p keeps the digits of log(1 + e^-40))."""
+    k = max(range(len(xs)), key=xs.__getitem__)
+    m = xs[k]
+    return m + math.log1p(math.fsum([math.exp(x - m) for i, x in enumerate(xs) if i != k]))
+
+
 def _pow_float(x, y):
     return math.pow(x, y)  # a negative base with a fractional exponent raises (Python's ** would go complex)
 
@@ -145,8 +157,9 @@ def _sign(u):
 
 
 _HELPERS = {"_max1": _max1, "_min1": _min1, "_sign": _sign}
-_FLOAT_HELPERS = {"_softplus": _softplus_float, "_pow": _pow_float}
-_NUMPY_HELPERS = {"_softplus": lambda x: np.logaddexp(0.0, x), "_pow": np.power}
+_FLOAT_HELPERS = {"_softplus": _softplus_float, "_pow": _pow_float, "_logsumexp": _logsumexp_float}
+_NUMPY_HELPERS = {"_softplus": lambda x: np.logaddexp(0.0, x), "_pow": np.power,
+                  "_logsumexp": lambda *xs: np.logaddexp.reduce(np.array(xs, dtype=np.float64))}
 
 
 _WIDE = mpmath.MPContext()
@@ -156,7 +169,8 @@ _WIDE_MATH = {"exp": _WIDE.exp, "log": _WIDE.log, "tanh": _WIDE.tanh, "sqrt": _W
               "pi": _WIDE.pi, "e": _WIDE.e, "sin": _WIDE.sin, "cos": _WIDE.cos, "tan": _WIDE.tan, "asin": _WIDE.asin,
               "acos": _WIDE.acos, "atan": _WIDE.atan, "atan2": _WIDE.atan2, "sinh": _WIDE.sinh, "cosh": _WIDE.cosh,
               "erf": _WIDE.erf, "log1p": _WIDE.log1p, "expm1": _WIDE.expm1, "log2": lambda x: _WIDE.log(x, 2),
-              "log10": _WIDE.log10, "_softplus": lambda x: _WIDE.log1p(_WIDE.exp(x)), "_pow": _WIDE.power}
+              "log10": _WIDE.log10, "_softplus": lambda x: _WIDE.log1p(_WIDE.exp(x)), "_pow": _WIDE.power,
+              "_logsumexp": lambda *xs: _WIDE.log(_WIDE.fsum(_WIDE.exp(x) for x in xs))}
 
 
 class Kernel:
@@ -191,10 +205,10 @@ class Kernel:
     def __call__(self, values: list[float]) -> tuple[float, list[float]]:
         try:
             return self.fast(values)
-        except OverflowError:
+        except (OverflowError, ZeroDivisionError, ValueError):
+            # an overflow, or an underflow that became log(0) or x / 0 (a logsumexp of logits below -745,
+            # whose exact value is finite); the wide kernel settles both, and refuses where the code is undefined
             pass
-        except (ZeroDivisionError, ValueError):
-            return self.safe(values)
         try:
             return self.wide(values)
         except (OverflowError, ZeroDivisionError, ValueError, TypeError):
@@ -257,7 +271,8 @@ def _mp_node(expr, args, ctx):
              sp.acos: ctx.acos, sp.atan: ctx.atan, sp.atan2: ctx.atan2, Atan2: ctx.atan2, sp.sinh: ctx.sinh,
              sp.cosh: ctx.cosh, sp.erf: ctx.erf, sp_log1p: ctx.log1p, sp_expm1: ctx.expm1,
              sp_log2: lambda x: ctx.log(x, 2), sp_log10: ctx.log10, Tanh: ctx.tanh,
-             Softplus: lambda x: ctx.log1p(ctx.exp(x)), Pow0: ctx.power}
+             Softplus: lambda x: ctx.log1p(ctx.exp(x)), Pow0: ctx.power,
+             LogSumExp: lambda *xs: ctx.log(ctx.fsum(ctx.exp(x) for x in xs))}
     if type(expr) in unary:
         return unary[type(expr)](*args)
     if isinstance(expr, sp.Heaviside):

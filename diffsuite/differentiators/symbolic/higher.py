@@ -27,17 +27,19 @@ from ...structure import Structure, output_value
 from ..base import WithStats
 from .build import SetupOptions, _cse, build_objective, call_on_symbols, is_float_data
 from .codegen import Kernel, generate_source
+from .dagdiff import diff_dag
 from .metrics import cse_size, dag_nodes, tree_nodes
 from .namespace import SYMPY, SymArray, wrap
+from .rewrite import stable_forms
+from .symengine_bridge import diff as symengine_diff
 from .symengine_bridge import from_symengine, load_symengine, to_symengine
 
 
 def _engine_fns(engine: str):
     if engine == "sympy":
-        import sympy as sp
-        return (lambda e: e), sp.diff, (lambda p: p)
+        return (lambda e: e), diff_dag, (lambda p: p)  # sympy.diff's expressions, without its tree walks
     se = load_symengine()
-    return to_symengine, se.diff, (lambda p: se.Symbol(p.name))
+    return to_symengine, symengine_diff, (lambda p: se.Symbol(p.name))
 
 
 def _build_outputs(f: Callable, structure: Structure, args: tuple) -> tuple[list, list, list, list, tuple]:
@@ -58,6 +60,7 @@ def _setup(build: Callable, opts: SetupOptions, budget: Budget, second: bool) ->
     budget.enter("build")
     t = clock()
     outs, params, data, values, shape = build()
+    outs = [stable_forms(o) for o in outs]  # softmax and logsumexp in forms that do not cancel (rewrite.py)
     stats["build_s"] = clock() - t
     budget.check_nodes(dag_nodes(outs), "the function's expressions")
     conv, diff, sym = _engine_fns(opts.engine)

@@ -15,8 +15,9 @@ exp(-x))`` and ``logsumexp = log(sum(exp(x)))``: exact, but in floats they overf
 
 The rest of the numpy subset (docs/language.md) uses standard SymPy functions (sqrt, sin, asin, atan2,
 erf, log1p/expm1/log2/log10 from ``sympy.codegen.cfunctions``, Piecewise for ``where`` and for the
-``sqrt0`` of ``norm``/``std``) and four more custom functions, each with ``fdiff`` and a rewrite to
-standard ones (``rewrite_standard``): ``Softplus`` (log(1 + e^x), printed stably), ``Tanh`` (tanh whose
+``sqrt0`` of ``norm``/``std``) and more custom functions, each with ``fdiff`` and a rewrite to
+standard ones (``rewrite_standard``): ``Softplus`` (log(1 + e^x), printed stably), ``LogSumExp`` (the
+pipeline's stable form of log(sum(exp)), see ``rewrite``), ``Tanh`` (tanh whose
 derivative is cosh^-2, accurate in saturation where 1 - tanh^2 cancels), ``Atan2`` (atan2 whose gradient
 at the origin is 0) and ``Pow0`` (x^y with a traced exponent: 0^y = 0 has gradient 0, as autograd's).
 """
@@ -272,6 +273,29 @@ class Softplus(sp.Function):
         return self._eval_rewrite_as_log(*self.args)._eval_evalf(prec)
 
 
+class LogSumExp(sp.Function):
+    """log(e^a_1 + ... + e^a_n), printed max-shifted (no overflow, no underflow to log(0)); d/da_i is the softmax entry
+    written 1 / (1 + sum_{k != i} e^(a_k - a_i)), which has no cancellation. The namespace's ``logsumexp`` builds
+    log(sum(exp)); the symbolic differentiator's pipeline rewrites it to this (``rewrite.stable_forms``)."""
+
+    @classmethod
+    def eval(cls, *args):
+        if len(args) == 1:
+            return args[0]
+        if all(a.is_Number for a in args):
+            return sp.log(sp.Add(*[sp.exp(a) for a in args]))
+
+    def fdiff(self, argindex=1):
+        a_i = self.args[argindex - 1]
+        return 1 / (1 + sp.Add(*[sp.exp(a - a_i) for k, a in enumerate(self.args) if k != argindex - 1]))
+
+    def _eval_rewrite_as_log(self, *args, **kwargs):
+        return sp.log(sp.Add(*[sp.exp(a) for a in args]))
+
+    def _eval_evalf(self, prec):
+        return self._eval_rewrite_as_log(*self.args)._eval_evalf(prec)
+
+
 class Tanh(sp.tanh):
     """tanh whose derivative is written cosh(u)^-2: exact, and accurate in floats where 1 - tanh^2 cancels."""
 
@@ -321,6 +345,7 @@ _STANDARD = {Step: lambda u: sp.Piecewise((1, u > 0), (0, True)),
              Max1: lambda a, b: sp.Piecewise((a, a >= b), (b, True)),
              Min1: lambda a, b: sp.Piecewise((a, a <= b), (b, True)),
              Sign0: sp.sign, Abs0: sp.Abs, Softplus: lambda u: sp.log(1 + sp.exp(u)), Tanh: sp.tanh,
+             LogSumExp: lambda *a: sp.log(sp.Add(*[sp.exp(x) for x in a])),
              Atan2: sp.atan2, Pow0: sp.Pow}
 
 
