@@ -24,6 +24,7 @@ import numpy as np
 from .budget import Budget, run_budgeted
 from .differentiators.symbolic.build import build_function, build_objective, differentiate, is_float_data
 from .differentiators.symbolic.codegen import evaluate_mp
+from .differentiators.symbolic.dagdiff import diff_dag
 from .differentiators.symbolic.metrics import dag_nodes
 from .differentiators.symbolic.symengine_bridge import diff as symengine_diff
 from .differentiators.symbolic.symengine_bridge import from_symengine, load_symengine
@@ -35,8 +36,7 @@ from .reference import to_float64
 def _second_derivatives(grads: list, params: list, engine: str, budget: Budget) -> list:
     """The upper triangle (row-major) of the Hessian, from the first derivatives, in ``engine``'s type."""
     if engine == "sympy":
-        import sympy as sp
-        diff, wrt = sp.diff, params
+        diff, wrt = diff_dag, params  # sympy.diff's expressions, without its tree walks
     else:
         se = load_symengine()
         # the bridge's diff: it writes out the derivatives of the functions that cross as opaque (tanh, softplus, ...)

@@ -20,10 +20,13 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
+from ...nn.losses import CrossEntropy
+from ...nn.regularizers import weight_penalty
 from ...objective import Objective
 from ..base import Gradient, HigherOrder, flatten_params, grad_leaf, scalar_check, with_argnums_of
 from . import higher
 from .backends import BACKENDS, load_backend
+from .fused import SOFTMAX_CROSS_ENTROPY
 from .tape import Tape, TapeNamespace, Var
 
 DTYPES = ("float64", "float32")
@@ -80,7 +83,7 @@ class Reverse(HigherOrder):
         names = [name for name, _ in layout]
         sizes = [b - a for _, (a, b, _) in layout]
         shapes = [shape if len(shape) != 1 else None for _, (_, _, shape) in layout]
-        evaluate, finish = objective.evaluate, self._finish
+        evaluate, finish = _fused_evaluate(objective) or objective.evaluate, self._finish
         concat_flat, split = B.concat_flat, B.split
         # B.asarray of a float64 ndarray is that array itself on the float64 numpy backend: skip the call there
         same_array = B.name == "numpy" and B.dtype == np.float64
@@ -169,3 +172,17 @@ class Reverse(HigherOrder):
         stats = {"tape_records": n_records, "tape_forward_ops": n_records - n_leaves,
                  "tape_backward_ops": n_vjps, "tape_leaves": n_leaves}
         return grads, value, stats
+
+
+def _fused_evaluate(objective: Objective) -> Callable | None:
+    """``objective.evaluate`` with the loss recorded as one fused primitive (``fused.py``), where there is one:
+    softmax cross-entropy (the loss exactly ``CrossEntropy``). None otherwise."""
+    if type(objective.loss) is not CrossEntropy:
+        return None
+    model, l1, l2 = objective.model, objective.l1, objective.l2
+
+    def evaluate(xp: TapeNamespace, params: dict, inputs: Any, targets: Any) -> Any:
+        value = xp.tape.apply(SOFTMAX_CROSS_ENTROPY, model.apply(xp, params, inputs), targets)
+        return value + weight_penalty(xp, params, l1, l2) if l1 or l2 else value
+
+    return evaluate

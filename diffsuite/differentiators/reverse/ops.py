@@ -21,6 +21,9 @@ One ``defop`` line per primitive::
   of the same record reads its value: write such rules with ``shape_of(x)`` or with ``B.sum_to``,
   ``B.expand_to``, ``B.scatter``, which take an array or a shape. ``test_ops.py`` runs every VJP with all
   it did not declare poisoned, so a rule reading a value it did not declare fails there, not silently.
+- ``residual`` (optional, speed only): the forward returns ``(out, residual)``; the record keeps ``residual`` where
+  it would keep the output (declared as ``out``), and the VJPs receive it as ``out``. A fused rule computes what
+  its VJP needs once, in the forward pass (softmax cross-entropy keeps its softmax: ``fused.py``).
 - ``into`` (optional, speed only): ``into[i](B, dst, g, out, *xs, **params)`` computes the same cotangent as
   ``vjps[i]`` straight into the array ``dst`` and returns it, reading no more than ``vjps[i]`` declares.
   The tape uses it for a parameter's first gradient contribution, written into its slot of the flat
@@ -64,6 +67,7 @@ class Op:
     saves: tuple
     into: tuple = ()
     keep: tuple = ()
+    residual: bool = False
 
 
 OPS: dict[str, Op] = {}
@@ -109,7 +113,8 @@ def defop(name: str, forward: Callable, *vjps: Callable | None, saves: tuple, in
     return OPS[name]
 
 
-def make_op(name: str, forward: Callable, *vjps: Callable | None, saves: tuple, into: tuple = ()) -> Op:
+def make_op(name: str, forward: Callable, *vjps: Callable | None, saves: tuple, into: tuple = (),
+            residual: bool = False) -> Op:
     """``defop`` without registering: an op that only its module records (the lifted backend's helpers)."""
     if len(vjps) > len(INPUTS):
         raise ValueError(f"defop({name!r}): {len(vjps)} inputs; saves names {len(INPUTS)} (extend INPUTS)")
@@ -117,7 +122,7 @@ def make_op(name: str, forward: Callable, *vjps: Callable | None, saves: tuple, 
         raise ValueError(f"defop({name!r}): saves needs one string per VJP ({len(vjps)}), naming what it reads "
                          f"(e.g. saves=('out',)); got {saves!r}")
     parsed = _parse_saves(name, len(vjps), saves)
-    return Op(name, forward, vjps, tuple(saves), into, _keep_table(parsed, len(vjps)))
+    return Op(name, forward, vjps, tuple(saves), into, _keep_table(parsed, len(vjps)), residual)
 
 
 # ----- arithmetic, with broadcasting -----

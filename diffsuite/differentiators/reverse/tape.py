@@ -186,10 +186,12 @@ class Tape:
         self.n_leaves += len(values)
         return [Var(v, i, self) for i, v in enumerate(values, start)]
 
-    def _record(self, op: Op, mask: int, parents: list, values: list, params: dict, out: Any) -> Var:
-        """Append a record of ``op`` (``mask``: bit i set when input i is traced), keeping what its rules read."""
+    def _record(self, op: Op, mask: int, parents: list, values: list, params: dict, out: Any,
+                kept: Any = None) -> Var:
+        """Append a record of ``op`` (``mask``: bit i set when input i is traced), keeping what its rules read
+        (``kept``: what the record keeps in place of the output, for an op with a ``residual``)."""
         codes, keep_out = ((VALUE,) * len(values), True) if self.keep_all else op.keep[mask]
-        record = [op, params or _NO_PARAMS, out if keep_out else None]
+        record = [op, params or _NO_PARAMS, (kept if op.residual else out) if keep_out else None]
         for p, v, c in zip(parents, values, codes):
             record += (p, v if c == VALUE else v.shape if c == SHAPE else None)
         records = self.records
@@ -217,9 +219,12 @@ class Tape:
                 values.append(B.constant(a))
                 parents.append(None)
         out = op.forward(B, *values, **params)
+        kept = None
+        if op.residual:
+            out, kept = out
         if not mask:
             return out
-        return self._record(op, mask, parents, values, params, out)
+        return self._record(op, mask, parents, values, params, out, kept)
 
     def binary(self, op: Op, x: Any, y: Any) -> Any:
         """``apply(op, x, y)`` for a two-input primitive without static parameters (the hot path: inlined)."""

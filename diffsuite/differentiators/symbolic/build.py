@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable
 
 import numpy as np
@@ -19,6 +20,7 @@ from ...budget import Budget
 from ...objective import Objective
 from ..base import scalar_check
 from .codegen import generate_source
+from .dagdiff import diff_dag, post_order
 from .metrics import count_ops, cse_size, dag_nodes, tree_nodes
 from .namespace import SYMPY, SymArray, symbol_array, wrap
 from .rewrite import stable_forms
@@ -58,11 +60,19 @@ _BUILDING: ContextVar[Budget | None] = ContextVar("diffsuite_symbolic_build_budg
 
 
 class _BudgetedNamespace:
-    """SYMPY, checking the node budget (distinct expression nodes so far) and the time budget after every
-    namespace call: a network too large for the budget stops while its loss is being built, not after."""
+    """SYMPY, checking the node budget around every namespace call: a network too large for the budget stops
+    while its loss is being built, not after.
+
+    Before the call: the printed-tree size of its arguments. SymPy's automatic evaluation (``exp``'s and
+    ``Pow``'s ``eval``, assumption queries such as ``is_positive``) walks its arguments as trees, not as DAGs,
+    and a deep network's hidden units are shared, so their trees grow exponentially with depth while the
+    distinct nodes grow linearly: 10 hidden layers of width 10 are ~10^4 distinct nodes but ~10^13 tree nodes,
+    and building their loss ran for hours under a budget of 10^6 nodes. After the call: the distinct nodes
+    built so far, and the time budget.
+    """
 
     def __init__(self, budget: Budget):
-        self._budget, self._seen = budget, set()
+        self._budget, self._seen, self._tree = budget, set(), {}
 
     def __getattr__(self, name: str):
         fn = getattr(SYMPY, name)
@@ -70,13 +80,27 @@ class _BudgetedNamespace:
             return fn
 
         def checked(*args, **kwargs):
+            if self._budget.nodes is not None:
+                walked = tree_nodes(_expressions(list(args) + list(kwargs.values())), self._tree)
+                self._budget.check_nodes(walked, f"the arguments of xp.{name}, as printed trees (SymPy's "
+                                                 "evaluation walks them)")
             out = fn(*args, **kwargs)
-            exprs = [e for e in np.asarray(out, dtype=object).reshape(-1) if isinstance(e, sp.Basic)]
-            n = dag_nodes(exprs, self._seen)
+            n = dag_nodes(_expressions([out]), self._seen)
             self._budget.check_nodes(n, "the loss built so far")
             self._budget.check_time()
             return out
         return checked
+
+
+def _expressions(values: list) -> list[sp.Basic]:
+    """The SymPy expressions in ``values`` (arrays of them, single ones; other arguments are skipped)."""
+    out = []
+    for v in values:
+        if isinstance(v, (list, tuple)):
+            out += _expressions(list(v))
+        elif isinstance(v, (np.ndarray, sp.Basic)):
+            out += [e for e in np.asarray(v, dtype=object).reshape(-1) if isinstance(e, sp.Basic)]
+    return out
 
 
 def _namespace():
@@ -159,7 +183,14 @@ def differentiate(problem: Problem, engine: str, budget: Budget) -> tuple[Any, l
     seen: set = set()
     n = len(problem.params)
     if engine == "sympy":
-        loss, wrt, diff = problem.loss, problem.params, sp.diff
+        # sympy.diff walks every subexpression as a tree (exponential in depth); diff_dag gives the identical
+        # expression with one rule application per distinct subexpression (see dagdiff). SymPy's sign queries
+        # (asked once per subexpression, then cached on it) still walk the loss's printed tree: that is checked.
+        if budget.nodes is not None:
+            budget.check_nodes(tree_nodes([problem.loss]), "the loss as a printed tree (SymPy's sign queries walk "
+                                                           "it while differentiating; engine='symengine' does not)")
+        order = post_order(problem.loss)
+        loss, wrt, diff = problem.loss, problem.params, partial(diff_dag, order=order)
     else:
         se = load_symengine()
         loss = to_symengine(problem.loss)

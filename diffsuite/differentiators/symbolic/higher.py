@@ -27,6 +27,7 @@ from ...structure import Structure, output_value
 from ..base import WithStats
 from .build import SetupOptions, _cse, build_objective, call_on_symbols, is_float_data
 from .codegen import Kernel, generate_source
+from .dagdiff import diff_dag
 from .metrics import cse_size, dag_nodes, tree_nodes
 from .namespace import SYMPY, SymArray, wrap
 from .rewrite import stable_forms
@@ -36,8 +37,7 @@ from .symengine_bridge import from_symengine, load_symengine, to_symengine
 
 def _engine_fns(engine: str):
     if engine == "sympy":
-        import sympy as sp
-        return (lambda e: e), sp.diff, (lambda p: p)
+        return (lambda e: e), diff_dag, (lambda p: p)  # sympy.diff's expressions, without its tree walks
     se = load_symengine()
     return to_symengine, symengine_diff, (lambda p: se.Symbol(p.name))
 

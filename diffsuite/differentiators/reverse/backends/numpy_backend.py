@@ -8,7 +8,7 @@ import numpy as np
 from ....namespace import _erf, _log_sigmoid, _logsumexp, _softplus, _step, log_sum_exp_shifted
 
 
-_add_reduce, _max_reduce = np.add.reduce, np.maximum.reduce
+_add_reduce, _max_reduce, _min_reduce = np.add.reduce, np.maximum.reduce, np.minimum.reduce
 _UINT_OF_SIZE = {4: np.uint32, 8: np.uint64}  # an unsigned integer as wide as float32 / float64
 
 
@@ -195,9 +195,11 @@ class NumpyBackend:
             shape = like
         else:
             shape = like.shape if type(like) is np.ndarray or isinstance(like, np.generic) else np.shape(like)
-        if type(g) is not np.ndarray and not isinstance(g, np.generic):  # (a numpy scalar has .shape: no call)
+        try:  # arrays and numpy scalars have .shape (no call); a Python number does not
+            gshape = g.shape
+        except AttributeError:
             g = np.asarray(g)
-        gshape = g.shape
+            gshape = g.shape
         if gshape == shape:  # the common case, without a call
             return g
         lead = len(gshape) - len(shape)
@@ -264,7 +266,7 @@ class NumpyBackend:
     @staticmethod
     def dsigmoid(x):
         """sigmoid'(x) = u / (1 + u)^2 with u = exp(-|x|): no cancellation, no overflow, a few ulp everywhere."""
-        u = np.exp(-np.abs(x))
+        u = np.exp(-abs(x))  # (the operator: np.abs's result, exactly, without the ufunc's call cost on a scalar)
         v = 1.0 + u
         return u / (v * v)
 
@@ -305,10 +307,14 @@ class NumpyBackend:
 
     @staticmethod
     def amax(x, axis=None, keepdims=False):
+        if type(x) is np.ndarray and x.size:  # (the ufunc's reduce: np.max is a Python wrapper around it)
+            return _max_reduce(x, axis=axis, keepdims=keepdims)
         return np.max(x, axis=axis, keepdims=keepdims)
 
     @staticmethod
     def amin(x, axis=None, keepdims=False):
+        if type(x) is np.ndarray and x.size:
+            return _min_reduce(x, axis=axis, keepdims=keepdims)
         return np.min(x, axis=axis, keepdims=keepdims)
 
     @staticmethod
