@@ -81,15 +81,15 @@ class PlanRecorder(Tape):
 class Plan:
     """Replays a recorded objective: ``plan.run(B, blocks, into) -> (grads, value, stats)`` as ``Reverse._finish``."""
 
-    def __init__(self, base: list, n_leaves: int, fsteps: list, ffree: list, bsteps: list, bfree: list,
-                 out_slot: int, leaf_slots: list, stats: dict):
-        self.base, self.n_leaves, self.fsteps, self.ffree = base, n_leaves, fsteps, ffree
-        self.bsteps, self.bfree, self.out_slot, self.leaf_slots, self.stats = bsteps, bfree, out_slot, leaf_slots, stats
+    def __init__(self, base: list, n_leaves: int, fsteps: list, bsteps: list, out_slot: int, leaf_slots: list,
+                 stats: dict):
+        self.base, self.n_leaves, self.fsteps, self.bsteps = base, n_leaves, fsteps, bsteps
+        self.out_slot, self.leaf_slots, self.stats = out_slot, leaf_slots, stats
 
     def run(self, B: Any, blocks: list, into: list | None) -> tuple[list, Any, dict]:
         s = self.base[:]  # constants in place; leaves and intermediates filled below
         s[:self.n_leaves] = blocks
-        for (kind, fwd, i, a, b), free in zip(self.fsteps, self.ffree):
+        for kind, fwd, i, a, b, free in self.fsteps:
             if kind == _BINARY:
                 s[i] = fwd(B, s[a], s[b])
             elif kind == _UNARY:
@@ -109,11 +109,13 @@ class Plan:
         value = s[o]
         c = [None] * (o + 1)  # cotangents, by record index
         c[o] = B.ones_like(value)
-        for (vjp, gi, args, params, j, acc, into_fn, pos), free in zip(self.bsteps, self.bfree):
-            if into_fn is not None and into is not None:
+        for kind, vjp, gi, args, params, j, acc, into_fn, pos, free in self.bsteps:
+            if kind == _BINARY:
+                ct = vjp(B, c[gi], s[args[0]], s[args[1]], s[args[2]])
+            elif kind == _UNARY:
+                ct = vjp(B, c[gi], s[args[0]], s[args[1]])
+            elif into_fn is not None and into is not None:  # the parameter's own slot, as the tape would
                 ct = into_fn(B, into[pos], c[gi], *[s[k] for k in args], **params)
-            elif len(args) == 2:
-                ct = vjp(B, c[gi], s[args[0]], s[args[1]], **params)
             else:
                 ct = vjp(B, c[gi], *[s[k] for k in args], **params)
             c[j] = c[j] + ct if acc else ct  # the copy gate adds, in the tape's order
@@ -197,14 +199,18 @@ def build_plan(tape: PlanRecorder, out: Any, wrt: list[Var]) -> Plan | None:
             into_fn = None
             if len(args) >= 2 and not has_ct[j] and j in wrt_pos and k < len(op.into):
                 into_fn = op.into[k]
-            bsteps.append((vjp, i, vjp_args, params, j, has_ct[j], into_fn, wrt_pos.get(j)))
+            kind = _GENERIC if into_fn is not None or params is not _NO_PARAMS else \
+                _UNARY if len(args) == 1 else _BINARY if len(args) == 2 else _GENERIC
+            bsteps.append((kind, vjp, i, vjp_args, params, j, has_ct[j], into_fn, wrt_pos.get(j)))
             has_ct[j] = True
             n_vjps += 1
 
     ffree, bfree = _release_schedule(fsteps, bsteps, n_leaves, o)
+    bsteps = [step + (free,) for step, free in zip(bsteps, bfree)]
     stats = {"tape_records": len(records), "tape_forward_ops": len(records) - n_leaves,
              "tape_backward_ops": n_vjps, "tape_leaves": n_leaves}
-    return Plan(base, n_leaves, fsteps, ffree, bsteps, bfree, o, [v.index for v in wrt], stats)
+    fsteps = [step + (free,) for step, free in zip(fsteps, ffree)]
+    return Plan(base, n_leaves, fsteps, bsteps, o, [v.index for v in wrt], stats)
 
 
 def _raw_shape(a: Any) -> Any:
@@ -220,7 +226,7 @@ def _release_schedule(fsteps: list, bsteps: list, n_leaves: int, out_slot: int) 
         reads = (a, b) if kind == _BINARY else (a,) if kind in (_UNARY, _UNARY_PARAMS) else a
         for k in reads:
             last_f[k] = t
-    for t, (_, gi, args, _, _, _, _, _) in enumerate(bsteps):
+    for t, (_, _, gi, args, *_) in enumerate(bsteps):
         for k in args:
             last_b[k] = t
         last_b[~gi] = t
