@@ -9,7 +9,7 @@ tape and rules, torch only as the array library (torch.autograd is never used). 
 the engine, how to add a primitive, and the speed benchmark (``benchmarks/bench_reverse.py``).
 
 Files: ``__init__`` the ``Reverse`` differentiator; ``tape`` the tape, its traced ``Var`` and the xp
-namespace that records; ``ops`` the rule table (one VJP per primitive); ``backends/`` the array
+namespace that records; ``plan`` an objective's recorded tape replayed without it; ``ops`` the rule table (one VJP per primitive); ``backends/`` the array
 library each rule runs on (numpy, torch).
 """
 from __future__ import annotations
