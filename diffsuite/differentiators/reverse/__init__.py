@@ -9,7 +9,7 @@ tape and rules, torch only as the array library (torch.autograd is never used). 
 the engine, how to add a primitive, and the speed benchmark (``benchmarks/bench_reverse.py``).
 
 Files: ``__init__`` the ``Reverse`` differentiator; ``tape`` the tape, its traced ``Var`` and the xp
-namespace that records; ``ops`` the rule table (one VJP per primitive); ``backends/`` the array
+namespace that records; ``plan`` an objective's recorded tape replayed without it; ``ops`` the rule table (one VJP per primitive); ``backends/`` the array
 library each rule runs on (numpy, torch).
 """
 from __future__ import annotations
@@ -27,6 +27,7 @@ from ..base import Gradient, HigherOrder, flatten_params, grad_leaf, scalar_chec
 from . import higher
 from .backends import BACKENDS, load_backend
 from .fused import SOFTMAX_CROSS_ENTROPY
+from .plan import PlanRecorder, build_plan, plannable
 from .tape import Tape, TapeNamespace, Var
 
 DTYPES = ("float64", "float32")
@@ -38,13 +39,16 @@ class Reverse(HigherOrder):
     """``get_differentiator("reverse", backend="numpy"|"torch", device="cpu"|"cuda", dtype="float64"|"float32")``.
 
     Parameters and data are moved to the backend, in ``dtype``, once, in ``value_and_grad``. Each
-    call records a fresh tape. ``stats``: ``tape_records`` (all records, leaves included),
+    call records a fresh tape, except that for an ``Objective`` (``replay=True``, the default) the first call's
+    tape is turned into a plan (``plan.py``) that later calls on the objective's own data replay without
+    the tape, bit for bit the same; ``replay=False`` records every call (``batch=`` calls always do). ``stats``: ``tape_records`` (all records, leaves included),
     ``tape_forward_ops`` (primitives recorded), ``tape_backward_ops`` (VJPs evaluated), ``tape_leaves``.
     """
 
     backend: str = "numpy"
     device: str = "cpu"
     dtype: str = "float64"
+    replay: bool = True
     name: ClassVar[str] = "reverse"
     # jvp/vjp/jacobian/hessian/hvp (higher.py): the backward pass recorded on an outer tape (reverse-over-reverse)
     # only when a higher-order method is called; value_and_grad and grad pay nothing for it
@@ -88,6 +92,7 @@ class Reverse(HigherOrder):
         # B.asarray of a float64 ndarray is that array itself on the float64 numpy backend: skip the call there
         same_array = B.name == "numpy" and B.dtype == np.float64
         tiny = n_params <= 64
+        plan = [None, self.replay and plannable(objective)]  # [the plan once recorded, whether to make one]
 
         def value_and_grad_fn(theta: np.ndarray, batch: tuple | None = None) -> Gradient:
             # ``batch=(X, y)``: this call's data instead of the objective's (checked, cast, moved; no re-setup)
@@ -111,11 +116,18 @@ class Reverse(HigherOrder):
             # Below about 10^4 parameters the slots cost more (a view per block) than the copy they save.
             grad_out = B.empty(n_params)
             slots = split(grad_out, sizes, shapes) if n_params >= 10_000 else None
-            tape = Tape(B)  # a fresh tape per call: nothing stale survives between calls
-            wrt = tape.inputs(split(flat, sizes, shapes))
-            params = dict(zip(names, wrt))
-            out = evaluate(TapeNamespace(tape), params, data_x, data_y)
-            grads, value, stats = finish(tape, out, wrt, objective.describe, slots)
+            blocks = split(flat, sizes, shapes)
+            recording = batch is None and plan[1]
+            if recording and plan[0] is not None:  # replay: same structure, data, dtype and backend
+                grads, value, stats = plan[0].run(B, blocks, slots)
+            else:
+                tape = PlanRecorder(B) if recording else Tape(B)  # a fresh tape: nothing stale survives
+                wrt = tape.inputs(blocks)
+                out = evaluate(TapeNamespace(tape), dict(zip(names, wrt)), data_x, data_y)
+                if recording:
+                    plan[0] = build_plan(tape, out, wrt)
+                    plan[1] = plan[0] is not None
+                grads, value, stats = finish(tape, out, wrt, objective.describe, slots)
             grad = grad_out if slots else concat_flat(grads, out=grad_out)
             return Gradient(B.item(value), grad if same_array else B.to_numpy(grad), stats)
 

@@ -1,0 +1,247 @@
+"""A recorded tape turned into a replayable plan: later gradients of the same objective without the tape.
+
+An ``Objective``'s sequence of primitives depends on its structure (model, loss, L1/L2, data shapes, dtype,
+backend), never on theta's values: the built-in activations and losses branch on nothing traced (maximum,
+the step and the fused cross-entropy are elementwise primitives). So the first gradient call records a tape
+as usual (``PlanRecorder``: a ``Tape`` that also logs each record's inputs) and ``build_plan`` turns it into
+
+- forward steps ``(kind, forward, out_slot, inputs, params)``: plain backend arrays in a list of slots (one per
+  record; constants and the shapes the VJPs read have fixed slots of their own), no ``Var``, no records;
+- backward entries, precomputed in the order ``Tape.backward`` evaluates them (only the VJPs that walk reaches,
+  the ``into`` rule where it would use it, the same accumulation order), so the floating-point operations and
+  their order are those of the tape path: the gradients are bit for bit the same.
+
+Slots that no later step reads are released as the walk passes them (the tape's memory profile).
+Cost: one forward call and one VJP call per primitive, plus a few list reads; the tape's per-op Python
+(Var objects, record tuples, the backward loop's dispatch) is gone.
+
+Valid only while nothing the plan baked in changes: the objective's data (the plan is used for calls on the
+objective's own data; a ``batch=`` call records a fresh tape, since constants such as ``1 - targets`` are
+computed from the data outside the tape), the backend and dtype (fixed per ``value_and_grad``). Objectives
+whose model, activations or loss are not the built-in classes are never planned (user code could branch).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ...nn import activations, losses
+from ...nn.mlp import MLP
+from ...objective import Objective
+from .ops import OPS, SHAPE, VALUE
+from .tape import _NO_PARAMS, Tape, Var
+
+# forward step kinds: the common arities without parameters unrolled; the rest generic
+_UNARY, _BINARY, _UNARY_PARAMS, _GENERIC = 0, 1, 2, 3
+
+
+def plannable(objective: Any) -> bool:
+    """True when the objective's op sequence is known to depend on structure only (the built-in classes)."""
+    if type(objective) is not Objective or type(objective.model) is not MLP:
+        return False
+    parts = (objective.model.activation, objective.model.output_activation)
+    return (all(type(a).__module__ == activations.__name__ for a in parts)
+            and all(x is None or type(x).__module__ == losses.__name__ for x in (objective.loss, objective.logit_loss)))
+
+
+class PlanRecorder(Tape):
+    """A ``Tape`` that also logs, per record index, ``(op, params, inputs)`` as the forward received them
+    (traced inputs as their ``Var``, constants converted as the tape converts them)."""
+
+    __slots__ = ("log",)
+
+    def __init__(self, backend: Any, keep_all: bool = False):
+        super().__init__(backend)
+        self.log: dict[int, tuple] = {}
+
+    def _constant(self, a: Any) -> Any:
+        return a if type(a) is Var or type(a) is float else self.backend.constant(a)
+
+    def binary(self, op, x, y):
+        x, y = self._constant(x), self._constant(y)
+        out = Tape.binary(self, op, x, y)
+        if type(out) is Var:
+            self.log[out.index] = (op, _NO_PARAMS, (x, y))
+        return out
+
+    def unary(self, op, x, params=_NO_PARAMS):
+        if type(x) is not Var or x.tape is not self:
+            return self.apply(op, x, **params)
+        out = Tape.unary(self, op, x, params)
+        self.log[out.index] = (op, params or _NO_PARAMS, (x,))
+        return out
+
+    def apply(self, op, *args, **params):
+        args = tuple(self._constant(a) for a in args)
+        out = Tape.apply(self, op, *args, **params)
+        if type(out) is Var and out.tape is self:
+            self.log[out.index] = (OPS[op] if type(op) is str else op, params or _NO_PARAMS, args)
+        return out
+
+
+class Plan:
+    """Replays a recorded objective: ``plan.run(B, blocks, into) -> (grads, value, stats)`` as ``Reverse._finish``."""
+
+    def __init__(self, base: list, n_leaves: int, fsteps: list, bsteps: list, out_slot: int, leaf_slots: list,
+                 stats: dict):
+        self.base, self.n_leaves, self.fsteps, self.bsteps = base, n_leaves, fsteps, bsteps
+        self.out_slot, self.leaf_slots, self.stats = out_slot, leaf_slots, stats
+
+    def run(self, B: Any, blocks: list, into: list | None) -> tuple[list, Any, dict]:
+        s = self.base[:]  # constants in place; leaves and intermediates filled below
+        s[:self.n_leaves] = blocks
+        for kind, fwd, i, a, b, free in self.fsteps:
+            if kind == _BINARY:
+                s[i] = fwd(B, s[a], s[b])
+            elif kind == _UNARY:
+                s[i] = fwd(B, s[a])
+            elif kind == _UNARY_PARAMS:
+                s[i] = fwd(B, s[a], **b)
+            else:  # a: input slots; b: (params, residual slot or None)
+                out = fwd(B, *[s[k] for k in a], **b[0])
+                if b[1] is None:
+                    s[i] = out
+                else:
+                    s[i], s[b[1]] = out
+            if free:
+                for k in free:
+                    s[k] = None
+        o = self.out_slot
+        value = s[o]
+        c = [None] * (o + 1)  # cotangents, by record index
+        c[o] = B.ones_like(value)
+        for kind, vjp, gi, args, params, j, acc, into_fn, pos, free in self.bsteps:
+            if kind == _BINARY:
+                ct = vjp(B, c[gi], s[args[0]], s[args[1]], s[args[2]])
+            elif kind == _UNARY:
+                ct = vjp(B, c[gi], s[args[0]], s[args[1]])
+            elif into_fn is not None and into is not None:  # the parameter's own slot, as the tape would
+                ct = into_fn(B, into[pos], c[gi], *[s[k] for k in args], **params)
+            else:
+                ct = vjp(B, c[gi], *[s[k] for k in args], **params)
+            c[j] = c[j] + ct if acc else ct  # the copy gate adds, in the tape's order
+            if free:
+                for k in free:
+                    if k < 0:
+                        c[~k] = None
+                    else:
+                        s[k] = None
+        grads = []
+        for n, leaf in enumerate(self.leaf_slots):
+            g = c[leaf] if leaf <= o else None
+            d = into[n] if into else None
+            if d is None:
+                grads.append(B.zeros_like(blocks[n]) if g is None else g)
+            elif g is not d:
+                grads.append(B.copy_into(d, 0.0 if g is None else g))
+            else:
+                grads.append(d)
+        return grads, value, dict(self.stats)
+
+
+def build_plan(tape: PlanRecorder, out: Any, wrt: list[Var]) -> Plan | None:
+    """The plan of a recorded (not yet walked back) tape whose scalar output is ``out``; None if it cannot be one
+    (the output is not traced, a record was not logged, or ``where`` baked a mask into its parameters)."""
+    records, log = tape.records, tape.log
+    n_leaves = tape.n_leaves
+    if type(out) is not Var or len(log) != len(records) - n_leaves or any(op is OPS["where"] for op, _, _ in log.values()):
+        return None
+    if [v.index for v in wrt] != list(range(n_leaves)):
+        return None
+    base: list = [None] * len(records)
+    none_slot = len(base)
+    base.append(None)
+
+    def const_slot(value: Any) -> int:
+        base.append(value)
+        return len(base) - 1
+
+    def slot_of(a: Any) -> int:
+        return a.index if type(a) is Var else const_slot(a)
+
+    # ----- forward steps -----
+    fsteps, in_slots, residual_of = [], {}, {}
+    for i in sorted(log):
+        op, params, args = log[i]
+        ins = tuple(slot_of(a) for a in args)
+        in_slots[i] = ins
+        if op.residual:
+            residual_of[i] = r = const_slot(None)
+            fsteps.append((_GENERIC, op.forward, i, ins, (params, r)))
+        elif len(ins) == 1 and params is _NO_PARAMS:
+            fsteps.append((_UNARY, op.forward, i, ins[0], None))
+        elif len(ins) == 1:
+            fsteps.append((_UNARY_PARAMS, op.forward, i, ins[0], params))
+        elif len(ins) == 2 and params is _NO_PARAMS:
+            fsteps.append((_BINARY, op.forward, i, ins[0], ins[1]))
+        else:
+            fsteps.append((_GENERIC, op.forward, i, ins, (params, None)))
+
+    # ----- backward entries: Tape.backward's walk, simulated -----
+    o = out.index
+    has_ct = [False] * (o + 1)
+    has_ct[o] = True
+    wrt_pos = {v.index: n for n, v in enumerate(wrt)}
+    bsteps, n_vjps = [], 0
+    for i in range(o, -1, -1):
+        if not has_ct[i] or i not in log:
+            continue
+        op, params, args = log[i]
+        mask = sum(1 << k for k, a in enumerate(args) if type(a) is Var)
+        codes, keep_out = op.keep[mask]
+        ins = in_slots[i]
+        saved = tuple(ins[k] if c == VALUE else const_slot(_raw_shape(args[k]))
+                      if c == SHAPE else none_slot for k, c in enumerate(codes))
+        vjp_args = ((residual_of.get(i, i) if keep_out else none_slot),) + saved
+        for k, (a, vjp) in enumerate(zip(args, op.vjps)):
+            if vjp is None or type(a) is not Var:
+                continue
+            j = a.index
+            into_fn = None
+            if len(args) >= 2 and not has_ct[j] and j in wrt_pos and k < len(op.into):
+                into_fn = op.into[k]
+            kind = _GENERIC if into_fn is not None or params is not _NO_PARAMS else \
+                _UNARY if len(args) == 1 else _BINARY if len(args) == 2 else _GENERIC
+            bsteps.append((kind, vjp, i, vjp_args, params, j, has_ct[j], into_fn, wrt_pos.get(j)))
+            has_ct[j] = True
+            n_vjps += 1
+
+    ffree, bfree = _release_schedule(fsteps, bsteps, n_leaves, o)
+    bsteps = [step + (free,) for step, free in zip(bsteps, bfree)]
+    stats = {"tape_records": len(records), "tape_forward_ops": len(records) - n_leaves,
+             "tape_backward_ops": n_vjps, "tape_leaves": n_leaves}
+    fsteps = [step + (free,) for step, free in zip(fsteps, ffree)]
+    return Plan(base, n_leaves, fsteps, bsteps, o, [v.index for v in wrt], stats)
+
+
+def _raw_shape(a: Any) -> Any:
+    """The shape object a record keeps of input ``a`` (the backend's own: a tuple, or torch's ``Size``)."""
+    return (a.value if type(a) is Var else a).shape
+
+
+def _release_schedule(fsteps: list, bsteps: list, n_leaves: int, out_slot: int) -> tuple[list, list]:
+    """Per step, the slots to release after it (None: nothing): an intermediate goes after its last reader, as
+    the tape frees a record's kept values once its VJPs ran; a cotangent (as ``~index``) after its record's VJPs."""
+    last_f, last_b = {}, {}
+    for t, (kind, _, _, a, b) in enumerate(fsteps):
+        reads = (a, b) if kind == _BINARY else (a,) if kind in (_UNARY, _UNARY_PARAMS) else a
+        for k in reads:
+            last_f[k] = t
+    for t, (_, _, gi, args, *_) in enumerate(bsteps):
+        for k in args:
+            last_b[k] = t
+        last_b[~gi] = t
+    keep = set(range(n_leaves)) | {out_slot}
+    ffree: list = [None] * len(fsteps)
+    bfree: list = [None] * len(bsteps)
+    for k, t in last_f.items():
+        if k not in keep and k not in last_b:
+            ffree[t] = (ffree[t] or ()) + (k,)
+    for k, t in last_b.items():
+        if k >= 0 and k in keep:
+            continue
+        bfree[t] = (bfree[t] or ()) + (k,)
+    # an output no step reads (and not the result) can go right after it is made
+    for t, (kind, _, i, _, b) in enumerate(fsteps):
+        if i not in last_f and i not in last_b and i != out_slot:
+            ffree[t] = (ffree[t] or ()) + (i,)
+    return ffree, bfree
