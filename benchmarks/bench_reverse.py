@@ -58,6 +58,10 @@ def parse_args(argv=None):
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="wall: elapsed time (default); cpu: the process's CPU time, which other processes on a busy "
                         "machine do not inflate; meaningful with --threads 1 only (idle BLAS threads spin)")
+    p.add_argument("--settle", type=float, default=0.3, metavar="SECONDS",
+                   help="pause between two contenders' samples (default 0.3): a BLAS or OpenMP pool keeps spinning for "
+                        "a while after its last call, and would take the cores of the contender sampled next, which a "
+                        "user's single process never meets; 0 samples back to back")
     p.add_argument("--worker", nargs=2, metavar=("CASE", "CONTENDER"), help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -399,11 +403,13 @@ def check(case: Case, workers: dict, tmp: Path) -> float:
     return worst
 
 
-def measure_case(case: Case, names: list, rounds: int, min_time: float, envs: dict | None = None) -> dict:
+def measure_case(case: Case, names: list, rounds: int, min_time: float, envs: dict | None = None,
+                 settle: float = 0.0) -> dict:
     """Start one worker per contender, check their gradients agree, sample them in interleaved rounds.
 
     Returns ``{name: {"seconds": [...], "faults": [...], "peak_bytes", "memory_method"}}`` and ``"load"``:
     the 1-minute load average before and after. ``envs``: extra environment per contender (label -> (name, env)).
+    ``settle``: seconds to wait before each sample, so that the previous contender's idle thread pools stop spinning.
     """
     load_before = os.getloadavg()[0]
     specs = {n: (n, None) for n in names}
@@ -423,6 +429,7 @@ def measure_case(case: Case, names: list, rounds: int, min_time: float, envs: di
         labels = list(workers)
         for r in range(rounds):
             for label in labels[r % len(labels):] + labels[:r % len(labels)]:  # who goes first rotates
+                time.sleep(settle)
                 msg = workers[label].ask(op="sample", number=number[label])
                 data[label]["seconds"].append(msg["seconds"])
                 data[label]["faults"].append(msg["faults"])
@@ -478,7 +485,7 @@ def run(cases, devices, rounds, min_time, only=None):
     for case in cases:
         print(f"timing {case.label} ...", file=sys.stderr, flush=True)
         case_names = [n for n in names if case.size != "gpu" or n.startswith(("torch", "engine_torch"))]
-        res = measure_case(case, case_names, rounds, min_time)
+        res = measure_case(case, case_names, rounds, min_time, settle=ARGS.settle)
         rows.append(summarise(case, make_problem(case)[0].n_params, res))
     return rows
 
