@@ -143,6 +143,8 @@ class Objective:
             raise ValueError("theta must be real; got a complex array. Pass np.real(theta); the complex_step scheme "
                              "makes its own complex perturbations.")
         t = self.model.check_theta(theta).astype(np.float64, copy=False)
+        if np.isfinite(t.dot(t)):  # fast path, one BLAS pass (half of isfinite's cost on 10^5 entries): a nan or an
+            return t               # inf makes the sum of squares non-finite; an overflow (|t_i| > 1e154) falls through
         bad = np.flatnonzero(~np.isfinite(t))
         if len(bad):
             i = int(bad[0])

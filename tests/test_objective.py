@@ -33,6 +33,14 @@ def test_nan_policy_data_refused_theta_refused_naming_the_parameter():
     theta[9] = np.inf
     with pytest.raises(ValueError, match=r"theta must be finite; W1\[0, 0\] \(flat index 9\) is inf"):
         ds.get_differentiator("reverse").value_and_grad(obj)(theta)
+    theta[9] = -np.inf  # -inf and nan too; and huge finite entries (whose squares overflow) are accepted
+    with pytest.raises(ValueError, match=r"W1\[0, 0\] \(flat index 9\) is -inf"):
+        obj.check_theta(theta)
+    theta[9], theta[3] = 1e200, np.nan
+    with pytest.raises(ValueError, match=r"\(flat index 3\) is nan"):
+        obj.check_theta(theta)
+    theta[3] = -1e300
+    assert obj.check_theta(theta)[3] == -1e300
 
 
 def test_wrong_shapes_and_strengths_are_refused():
