@@ -20,7 +20,8 @@ Conditions, by default those of a user: every contender runs in a process of its
 each net, so no contender's heap history bills another), with the allocator and thread counts as they come,
 timed by the wall clock. The parent process interleaves the samples: in each round every contender's process
 takes one sample of ``number`` calls while the others wait, so load that changes during the run hits all
-alike. Per contender: min / median / max seconds per call over the rounds; the peak memory of one call
+alike; a 0.3 s pause before each sample (``--settle``) lets the previous contender's BLAS and OpenMP threads,
+which spin for a while after their last call, go idle first. Per contender: min / median / max seconds per call over the rounds; the peak memory of one call
 (numpy contenders: ``tracemalloc``, which sees every numpy array; torch contenders: torch's allocator
 statistics as its profiler reports them, ``profile_memory=True``, the highest "Total Allocated" during the
 call above its level at the start; JAX: not measured); minor page faults per call (``getrusage``, median over
