@@ -3,7 +3,7 @@
 200 problems: the certified reference must give the identical float64 as a fixed 200-digit mpmath
 evaluation wherever 200 digits suffice (a refusal is allowed only for a cancellation beyond the cap, never
 a wrong number). Reverse mode and the complex step must stay within 1e-13 normwise of it on all 200; the
-symbolic differentiator on those with at most 14 parameters among all 200 (135), in four slices of 50 so that
+symbolic differentiator on those with at most 10 parameters among all 200 (103), in four slices of 50 so that
 parallel test workers share them. A problem whose float64 loss is inf or nan would
 be left out of that bound (no float64 method can be compared there); their own test checks that there is none.
 """
@@ -16,7 +16,7 @@ from diffsuite.reference import campaign
 N_REFERENCE = 200   # about 6 s (the 200-digit check is half of it)
 N_METHODS = 200     # reverse and complex step: about 0.4 s and 2 s for all 200
 SYMBOLIC_SLICES = [(0, 50), (50, 100), (100, 150), (150, 200)]
-SYMBOLIC_MAX_PARAMS = 14  # 135 of the 200 problems, 5-10 s a slice: SymEngine's setup is the cost (all 200 with
+SYMBOLIC_MAX_PARAMS = 10  # 103 of the 200 problems, 3-6 s a slice: SymEngine's setup is the cost (all 200 with
 # up to 73 parameters: 17 s a slice, which would add half a minute to make test; docs/reference.md has all 1,000)
 
 
