@@ -12,7 +12,7 @@ A non-finite *result* (overflow inside the network) is returned as it is, never 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -155,20 +155,22 @@ class Objective:
         return self.inputs.astype(dtype), self.prepared_targets.astype(dtype)
 
     # ----- evaluation -----
-    def evaluate(self, xp: Any, params: dict, inputs: Any = None, targets: Any = None) -> Any:
+    def evaluate(self, xp: Any, params: dict, inputs: Any = None, targets: Any = None, *,
+                 loss: Callable | None = None) -> Any:
         """The loss from named blocks, with optional replacement data (already converted for ``xp``).
 
         Every differentiator and the reference evaluate through here. Where the output activation and the loss
         fuse (``logit_loss``: binary cross-entropy on a sigmoid or softmax output), the loss is computed from the
         logits (``model.apply(..., logits=True)``) by its from-logits form, as PyTorch's ``BCEWithLogitsLoss``
         does: the same function, but a float64 program that never takes log(1 - p) of a rounded p. The model's
-        outputs (``model.forward``) stay probabilities."""
+        outputs (``model.forward``) stay probabilities. ``loss(xp, outputs, targets)``: an equal implementation
+        of the loss to use instead (the reverse engine's fused cross-entropy record); L1/L2 still apply."""
         inputs = self.inputs if inputs is None else inputs
         targets = self.prepared_targets if targets is None else targets
         if self.logit_loss is None:
-            value = self.loss(xp, self.model.apply(xp, params, inputs), targets)
+            value = (loss or self.loss)(xp, self.model.apply(xp, params, inputs), targets)
         else:
-            value = self.logit_loss(xp, self.model.apply(xp, params, inputs, logits=True), targets)
+            value = (loss or self.logit_loss)(xp, self.model.apply(xp, params, inputs, logits=True), targets)
         if self.l1 or self.l2:
             value = value + weight_penalty(xp, params, self.l1, self.l2)
         return value

@@ -6,6 +6,7 @@ Outputs are (batch, n_out). "Averaged over the batch" means summed over outputs,
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -95,6 +96,14 @@ class BinaryCrossEntropy(Loss):
         return None
 
 
+@functools.lru_cache(maxsize=None)
+def _others(n_out: int) -> np.ndarray:
+    """Row j: the indices 0..n_out-1 without j (built once per width, not per call)."""
+    others = np.array([[k for k in range(n_out) if k != j] for j in range(n_out)], dtype=np.intp)
+    others.flags.writeable = False
+    return others
+
+
 @dataclass(frozen=True)
 class SoftmaxBinaryCrossEntropy(Loss):
     """Binary cross-entropy of p = softmax(z) per unit, from the logits z (what ``Objective`` evaluates for
@@ -109,8 +118,7 @@ class SoftmaxBinaryCrossEntropy(Loss):
     name: ClassVar[str] = "binary_cross_entropy"
 
     def __call__(self, xp, outputs, targets):
-        n_out = outputs.shape[-1]
-        others = np.array([[k for k in range(n_out) if k != j] for j in range(n_out)])  # (n_out, n_out - 1)
+        others = _others(outputs.shape[-1])  # (n_out, n_out - 1)
         u = outputs - xp.logsumexp(outputs[:, others], axis=-1)  # (batch, n_out, n_out - 1) -> (batch, n_out)
         return BinaryCrossEntropy(from_logits=True)(xp, u, targets)
 

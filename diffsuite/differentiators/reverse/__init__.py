@@ -14,6 +14,7 @@ library each rule runs on (numpy, torch).
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
@@ -21,7 +22,6 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from ...nn.losses import CrossEntropy
-from ...nn.regularizers import weight_penalty
 from ...objective import Objective
 from ..base import Gradient, HigherOrder, flatten_params, grad_leaf, scalar_check, with_argnums_of
 from . import higher
@@ -191,10 +191,8 @@ def _fused_evaluate(objective: Objective) -> Callable | None:
     softmax cross-entropy (the loss exactly ``CrossEntropy``). None otherwise."""
     if type(objective.loss) is not CrossEntropy:
         return None
-    model, l1, l2 = objective.model, objective.l1, objective.l2
 
-    def evaluate(xp: TapeNamespace, params: dict, inputs: Any, targets: Any) -> Any:
-        value = xp.tape.apply(SOFTMAX_CROSS_ENTROPY, model.apply(xp, params, inputs), targets)
-        return value + weight_penalty(xp, params, l1, l2) if l1 or l2 else value
+    def fused_loss(xp: TapeNamespace, logits: Any, targets: Any) -> Any:
+        return xp.tape.apply(SOFTMAX_CROSS_ENTROPY, logits, targets)
 
-    return evaluate
+    return functools.partial(objective.evaluate, loss=fused_loss)

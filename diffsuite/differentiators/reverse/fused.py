@@ -22,7 +22,7 @@ objectives whose loss is exactly ``CrossEntropy``.
 """
 from __future__ import annotations
 
-from .ops import make_op
+from .ops import make_op, softmax_shifted
 
 
 def _softmax_cross_entropy(B, z, onehot):
@@ -33,13 +33,7 @@ def _softmax_cross_entropy(B, z, onehot):
     zy = B.sum(onehot * z, axis=-1, keepdims=True)  # z_y (the one-hot row picks it exactly)
     d = (z - zy) * u
     value = B.sum(B.logsumexp(d, axis=-1)) * c
-    m = B.amax(d, axis=-1, keepdims=True)
-    dm = d - m  # rounded (unless Sterbenz applies): TwoSum recovers the rounding error, and exp(d + err) uses it
-    bv = dm - d
-    err = (d - (dm - bv)) + (-m - bv)
-    err = B.where(err - err == 0, err, 0.0)  # (an infinite entry: no correction, e = exp(-inf) = 0)
-    e = B.exp(dm) * (1.0 + err)
-    q = (c * (e / B.sum(e, axis=-1, keepdims=True))) * u  # p_j / batch off the target, 0 on it
+    q = (c * softmax_shifted(B, d, -1)) * u  # p_j / batch off the target, 0 on it (logsumexp_vjp's softmax)
     grad = q - onehot * B.sum(q, axis=-1, keepdims=True)  # the target: -sum_{j != y} p_j / batch
     return value, grad
 

@@ -230,18 +230,23 @@ def _numel(shape) -> int:
     return n
 
 
-def logsumexp_vjp(B, g, out, x, *, axis=-1, keepdims=False):
-    # d lse / dx = softmax(x), as e / sum(e) with e = exp(x - max(x)): the largest entries get exp(0) = 1 exactly.
-    # (exp(x - lse) would carry lse's rounding, eps * |lse|, into every entry: 1e-13 for logits near 1000.)
-    if not keepdims and axis is not None:  # (axis=None: g is a scalar and broadcasts as it is)
-        g = B.expand_dims(g, axis)
+def softmax_shifted(B, x, axis=-1):
+    """softmax(x) along ``axis`` as e / sum(e) with e = exp(x - max(x)): the largest entries get exp(0) = 1 exactly.
+    (exp(x - lse) would carry lse's rounding, eps * |lse|, into every entry: 1e-13 for logits near 1000.)"""
     m = B.amax(x, axis=axis, keepdims=True)
     d = x - m  # rounded (unless Sterbenz applies): TwoSum recovers the rounding error, and exp(d + err) uses it
     bv = d - x
     err = (x - (d - bv)) + (-m - bv)
     err = B.where(err - err == 0, err, 0.0)  # (an infinite entry: no correction, e = exp(-inf) = 0)
     e = B.exp(d) * (1.0 + err)
-    return g * (e / B.sum(e, axis=axis, keepdims=True))
+    return e / B.sum(e, axis=axis, keepdims=True)
+
+
+def logsumexp_vjp(B, g, out, x, *, axis=-1, keepdims=False):
+    # d lse / dx = softmax(x)
+    if not keepdims and axis is not None:  # (axis=None: g is a scalar and broadcasts as it is)
+        g = B.expand_dims(g, axis)
+    return g * softmax_shifted(B, x, axis)
 
 
 LOGSUMEXP = defop("logsumexp", lambda B, x, *, axis=-1, keepdims=False: B.logsumexp(x, axis=axis, keepdims=keepdims),

@@ -49,7 +49,7 @@ class PlanRecorder(Tape):
 
     __slots__ = ("log",)
 
-    def __init__(self, backend: Any, keep_all: bool = False):
+    def __init__(self, backend: Any):
         super().__init__(backend)
         self.log: dict[int, tuple] = {}
 
