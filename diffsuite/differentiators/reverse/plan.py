@@ -5,15 +5,16 @@ backend), never on theta's values: the built-in activations and losses branch on
 the step and the fused cross-entropy are elementwise primitives). So the first gradient call records a tape
 as usual (``PlanRecorder``: a ``Tape`` that also logs each record's inputs) and ``build_plan`` turns it into
 
-- forward steps ``(kind, forward, out_slot, inputs, params)``: plain backend arrays in a list of slots (one per
-  record; constants and the shapes the VJPs read have fixed slots of their own), no ``Var``, no records;
+- forward steps ``(kind, forward, out_slot, inputs, params)``: plain backend arrays in slots (one per record;
+  constants and the shapes the VJPs read have fixed slots of their own), no ``Var``, no records;
 - backward entries, precomputed in the order ``Tape.backward`` evaluates them (only the VJPs that walk reaches,
   the ``into`` rule where it would use it, the same accumulation order), so the floating-point operations and
   their order are those of the tape path: the gradients are bit for bit the same.
 
-Slots that no later step reads are released as the walk passes them (the tape's memory profile).
-Cost: one forward call and one VJP call per primitive, plus a few list reads; the tape's per-op Python
-(Var objects, record tuples, the backward loop's dispatch) is gone.
+Slots that no later step reads are released as the walk passes them (the tape's memory profile). The steps are
+then compiled into straight-line Python (``Plan.source``), each slot a local variable.
+Cost: one forward call and one VJP call per primitive, nothing else; the tape's per-op Python (Var objects,
+record tuples, the backward loop's dispatch) is gone, and a call allocates only the arrays themselves.
 
 Valid only while nothing the plan baked in changes: the objective's data (the plan is used for calls on the
 objective's own data; a ``batch=`` call records a fresh tape, since constants such as ``1 - targets`` are
@@ -79,63 +80,100 @@ class PlanRecorder(Tape):
 
 
 class Plan:
-    """Replays a recorded objective: ``plan.run(B, blocks, into) -> (grads, value, stats)`` as ``Reverse._finish``."""
+    """Replays a recorded objective: ``plan.run(B, blocks, into) -> (grads, value, stats)`` as ``Reverse._finish``.
+
+    The steps are compiled into one straight-line Python function per case (``into`` given or not; ``source``
+    shows them): every value and cotangent is a local variable, every primitive a direct call with its parameters
+    as keyword constants. Per call that leaves no slot lists, argument tuples or keyword dicts to allocate
+    (a small net's peak memory) and no dispatch on step kinds (its time); being a plain function of its
+    arguments, it is safe to call from several threads at once.
+    """
 
     def __init__(self, base: list, n_leaves: int, fsteps: list, bsteps: list, out_slot: int, leaf_slots: list,
                  stats: dict):
         self.base, self.n_leaves, self.fsteps, self.bsteps = base, n_leaves, fsteps, bsteps
         self.out_slot, self.leaf_slots, self.stats = out_slot, leaf_slots, stats
+        self.source, self._runs = _compile(self)
 
     def run(self, B: Any, blocks: list, into: list | None) -> tuple[list, Any, dict]:
-        s = self.base[:]  # constants in place; leaves and intermediates filled below
-        s[:self.n_leaves] = blocks
-        for kind, fwd, i, a, b, free in self.fsteps:
-            if kind == _BINARY:
-                s[i] = fwd(B, s[a], s[b])
-            elif kind == _UNARY:
-                s[i] = fwd(B, s[a])
-            elif kind == _UNARY_PARAMS:
-                s[i] = fwd(B, s[a], **b)
-            else:  # a: input slots; b: (params, residual slot or None)
-                out = fwd(B, *[s[k] for k in a], **b[0])
-                if b[1] is None:
-                    s[i] = out
-                else:
-                    s[i], s[b[1]] = out
-            if free:
-                for k in free:
-                    s[k] = None
-        o = self.out_slot
-        value = s[o]
-        c = [None] * (o + 1)  # cotangents, by record index
-        c[o] = B.ones_like(value)
-        for kind, vjp, gi, args, params, j, acc, into_fn, pos, free in self.bsteps:
-            if kind == _BINARY:
-                ct = vjp(B, c[gi], s[args[0]], s[args[1]], s[args[2]])
-            elif kind == _UNARY:
-                ct = vjp(B, c[gi], s[args[0]], s[args[1]])
-            elif into_fn is not None and into is not None:  # the parameter's own slot, as the tape would
-                ct = into_fn(B, into[pos], c[gi], *[s[k] for k in args], **params)
-            else:
-                ct = vjp(B, c[gi], *[s[k] for k in args], **params)
-            c[j] = c[j] + ct if acc else ct  # the copy gate adds, in the tape's order
-            if free:
-                for k in free:
-                    if k < 0:
-                        c[~k] = None
-                    else:
-                        s[k] = None
-        grads = []
-        for n, leaf in enumerate(self.leaf_slots):
-            g = c[leaf] if leaf <= o else None
-            d = into[n] if into else None
-            if d is None:
-                grads.append(B.zeros_like(blocks[n]) if g is None else g)
-            elif g is not d:
-                grads.append(B.copy_into(d, 0.0 if g is None else g))
-            else:
-                grads.append(d)
+        grads, value = self._runs[into is not None](B, blocks, into)
         return grads, value, dict(self.stats)
+
+
+def _compile(plan: Plan) -> tuple[str, tuple]:
+    """(the generated source, (function without ``into``, function with it)); each ``(B, blocks, into) ->
+    (grads, value)`` runs the plan's steps in their order with its release schedule (a local set to None where
+    the slot list was), so the arithmetic, its order and the bits are those of the steps."""
+    names: dict = {}  # the generated code's globals: functions, constants, parameters
+    assigned = set(range(plan.n_leaves))
+    for kind, _, i, a, b, _ in plan.fsteps:
+        assigned.add(i)
+        if kind == _GENERIC and b[1] is not None:
+            assigned.add(b[1])
+
+    def slot(k: int) -> str:  # a per-call value is a local; anything else is a constant of the plan
+        if k in assigned:
+            return f"s{k}"
+        if plan.base[k] is None:  # a value the VJP does not read
+            return "None"
+        names[f"K{k}"] = plan.base[k]
+        return f"K{k}"
+
+    def call(fn_name: str, fn: Any, args: list[str], params: dict) -> str:
+        names[fn_name] = fn
+        for key, v in params.items():
+            names[f"{fn_name}_{key}"] = v
+        return f"{fn_name}(B, {', '.join(args + [f'{key}={fn_name}_{key}' for key in params])})"
+
+    def free_lines(free: tuple | None) -> list[str]:
+        return [f"    {'c' + str(~k) if k < 0 else 's' + str(k)} = None" for k in free or ()
+                if k < 0 or k in assigned]
+
+    fwd = [f"    ({', '.join(f's{k}' for k in range(plan.n_leaves))},) = blocks"]
+    for t, (kind, fn, i, a, b, free) in enumerate(plan.fsteps):
+        if kind == _BINARY:
+            line = call(f"F{t}", fn, [slot(a), slot(b)], {})
+        elif kind == _UNARY:
+            line = call(f"F{t}", fn, [slot(a)], {})
+        elif kind == _UNARY_PARAMS:
+            line = call(f"F{t}", fn, [slot(a)], b)
+        else:
+            line = call(f"F{t}", fn, [slot(k) for k in a], b[0])
+        target = f"s{i}" if kind != _GENERIC or b[1] is None else f"s{i}, s{b[1]}"
+        fwd += [f"    {target} = {line}"] + free_lines(free)
+    o = plan.out_slot
+    fwd += [f"    value = s{o}", f"    c{o} = B.ones_like(value)"]
+    has_ct = {o}
+    bodies = ([], [])  # without into, with into
+    for t, (kind, vjp, gi, args, params, j, acc, into_fn, pos, free) in enumerate(plan.bsteps):
+        ins = [f"c{gi}"] + [slot(k) for k in args]
+        for with_into, body in enumerate(bodies):
+            if with_into and into_fn is not None:
+                line = call(f"I{t}", into_fn, [f"into[{pos}]"] + ins, params)
+            else:
+                line = call(f"V{t}", vjp, ins, params)
+            body.append(f"    c{j} = c{j} + {line}" if acc else f"    c{j} = {line}")  # the copy gate adds
+            body.extend(free_lines(free))
+        has_ct.add(j)
+    runs = []
+    lines_out = []
+    for with_into, body in enumerate(bodies):
+        tail = []
+        for n, leaf in enumerate(plan.leaf_slots):
+            g = f"c{leaf}" if leaf <= o and leaf in has_ct else None
+            if not with_into:
+                tail.append(f"    g{n} = {g or f'B.zeros_like(blocks[{n}])'}")
+            elif g is None:
+                tail.append(f"    g{n} = B.copy_into(into[{n}], 0.0)")
+            else:  # the parameter's own slot, unless its VJP could not write there
+                tail.append(f"    g{n} = {g} if {g} is into[{n}] else B.copy_into(into[{n}], {g})")
+        grads = ", ".join(f"g{n}" for n in range(len(plan.leaf_slots)))
+        name = "run_into" if with_into else "run"
+        lines = [f"def {name}(B, blocks, into):"] + fwd + body + tail + [f"    return [{grads}], value"]
+        lines_out.append("\n".join(lines))
+    source = "\n\n".join(lines_out) + "\n"
+    exec(compile(source, "<diffsuite.reverse plan>", "exec"), names)
+    return source, (names["run"], names["run_into"])
 
 
 def build_plan(tape: PlanRecorder, out: Any, wrt: list[Var]) -> Plan | None:
