@@ -16,16 +16,45 @@ in one record instead of seven. The forward keeps the gradient as the record's r
 the VJP is one multiplication, as in a hand-written backprop that reuses its softmax.
 
 Cost: about 30 array operations on (batch, k) in the forward pass (where the generic path spends about as
-many over both passes, plus six records' bookkeeping), one in the backward pass.
+many over both passes, plus six records' bookkeeping), one in the backward pass. On numpy, with the targets'
+flat index ``hot=`` (``target_index``, computed where the loss is recorded), about 20: the same arithmetic, the
+same bits, 49 us against the generic rule's 79 on 64 x 10 logits (a hand-written softmax cross-entropy without
+the accuracy work: 34; minimums over interleaved rounds of 300 calls).
 Recorded with ``Tape.apply`` (the path that knows residuals); ``Reverse.value_and_grad`` uses it for
 objectives whose loss is exactly ``CrossEntropy``.
 """
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
 from .ops import make_op, softmax_shifted
 
+_max_reduce, _add_reduce, _exp, _log1p = np.maximum.reduce, np.add.reduce, np.exp, np.log1p
 
-def _softmax_cross_entropy(B, z, onehot):
+
+def target_index(onehot):
+    """The flat index of each row's 1 in a one-hot numpy matrix (``hot=`` of ``SOFTMAX_CROSS_ENTROPY``, computed
+    once where the loss is recorded), or None where ``onehot`` is not a numpy matrix of exact one-hot rows."""
+    if type(onehot) is not np.ndarray or onehot.ndim != 2 or onehot.dtype.kind != "f":
+        return None
+    hot = np.flatnonzero(onehot)
+    if hot.shape[0] != onehot.shape[0] or not np.array_equal(hot // onehot.shape[1], np.arange(onehot.shape[0])) \
+            or not (onehot.take(hot) == 1.0).all():
+        return None
+    return hot
+
+
+def _softmax_cross_entropy(B, z, onehot, *, hot=None):
+    if hot is not None and type(z) is np.ndarray and z.dtype == onehot.dtype:
+        out = _numpy_softmax_cross_entropy(z, hot)
+        if out is not None:
+            return out
+    return _generic_softmax_cross_entropy(B, z, onehot)
+
+
+def _generic_softmax_cross_entropy(B, z, onehot):
     # The value as nn.losses.CrossEntropy computes it, operation for operation; the gradient as the generic path's
     # VJPs compute it (logsumexp_vjp's softmax, then back through (z - z_y)(1 - onehot)): the same bits, in one record.
     c = 1.0 / onehot.shape[0]
@@ -38,8 +67,42 @@ def _softmax_cross_entropy(B, z, onehot):
     return value, grad
 
 
+def _numpy_softmax_cross_entropy(z, hot):
+    """The generic rule's arithmetic on numpy in about half its time: the same operations on the same values, so
+    the same bits (tested). The targets are picked by their flat index ``hot`` instead of multiplied by the one-hot
+    rows, the shift d - max(d) is made once for the value and the softmax (the generic rule makes it in both), and
+    per-row steps that a whole-array count shows to be no-ops are skipped. None (use the generic rule) where a
+    row's maximum is not finite or an entry is -inf: one check of the results finds both."""
+    n = z.shape[0]
+    c = 1.0 / n
+    d = z - z.take(hot)[:, None]  # (z - z_y) * (1 - onehot): the factor changes no bit of a finite d (d_y = +0)
+    m = _max_reduce(d, axis=-1, keepdims=True)
+    x = d - m
+    ex = _exp(x)
+    # value: logsumexp(d) as the backends compute it (namespace.log_sum_exp_shifted): m + log1p(the sum of the
+    # entries that are not a row's maximum + (the number of maxima - 1)); with n maxima in all, every row has one
+    # and rest + 0.0 is rest
+    top = x == 0
+    rest = _add_reduce(ex, axis=-1, keepdims=True, where=~top)
+    if np.count_nonzero(top) != n:
+        rest = rest + (_add_reduce(top, axis=-1, keepdims=True, dtype=rest.dtype) - 1.0)
+    value = _add_reduce((_log1p(rest) + m)[:, 0]) * c
+    # gradient: ops.softmax_shifted on d (exp(x) corrected by the rounding error of x = d - m, TwoSum; the generic
+    # rule zeroes a non-finite correction, which only a -inf entry or a non-finite maximum makes), times 1/n; 0 at
+    # the target, where the generic rule's (1 - onehot) puts it, and then -sum_{j != y} p_j / n there
+    bv = x - d
+    e = ex * (1.0 + ((d - (x - bv)) + (-m - bv)))
+    q = c * (e / _add_reduce(e, axis=-1, keepdims=True))
+    q.put(hot, 0.0)
+    target = _add_reduce(q, axis=-1)
+    if not math.isfinite(value + _add_reduce(target)):  # a NaN correction, or an infinite or NaN maximum
+        return None
+    q.put(hot, -target)
+    return value, q
+
+
 SOFTMAX_CROSS_ENTROPY = make_op(
     "softmax_cross_entropy", _softmax_cross_entropy,
-    lambda B, g, grad, z, onehot: g * grad,  # ``grad``: the forward's residual, d value / d z
+    lambda B, g, grad, z, onehot, *, hot=None: g * grad,  # ``grad``: the forward's residual, d value / d z
     None,                                    # the targets are data
     saves=("out", ""), residual=True)

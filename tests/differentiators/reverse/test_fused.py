@@ -69,3 +69,54 @@ def test_engine_records_the_loss_as_one_primitive_with_the_generic_paths_bits(ba
         assert fast.stats["tape_forward_ops"] == generic.stats["tape_forward_ops"] - 6
         assert fast.value == generic.value
         assert np.array_equal(fast.grad, model.pack(generic.grad))
+
+
+def _cases(rng):
+    """Logit matrices that reach every branch of the numpy rule: plain, saturated, tied maxima (two entries equal to
+    the row's maximum, and the target among them), -inf entries (no rounding correction there) and a NaN row."""
+    z = rng.normal(size=(9, 5))
+    yield "plain", z
+    yield "saturated", z * 60.0
+    tied = z.copy()
+    tied[:, 1] = tied[:, 3] = tied.max(axis=1) + 1.0
+    yield "tied", tied
+    neg_inf = z.copy()
+    neg_inf[2, 4] = neg_inf[5, 0] = -np.inf
+    yield "-inf", neg_inf
+    nan = z.copy()
+    nan[4, 2] = np.nan
+    yield "nan", nan
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_numpy_rule_has_the_generic_rules_bits(dtype):
+    # oracle: the generic rule, the loss's own operations (checked against 60-digit arithmetic above and against the
+    # objective's seven-primitive path in the engine test); the numpy rule must reproduce it bit for bit
+    from diffsuite.differentiators.reverse.fused import (_generic_softmax_cross_entropy, _softmax_cross_entropy,
+                                                         target_index)
+
+    B = NumpyBackend(dtype=dtype)
+    rng = np.random.default_rng(3)
+    for name, z in _cases(rng):
+        z = z.astype(dtype)
+        for labels in (rng.integers(0, 5, size=9), np.full(9, 1), np.full(9, 3)):  # 1, 3: a tied maximum
+            onehot = np.eye(5, dtype=dtype)[labels]
+            hot = target_index(onehot)
+            np.testing.assert_array_equal(hot, np.arange(9) * 5 + labels)
+            with np.errstate(all="ignore"):
+                want = _generic_softmax_cross_entropy(B, z, onehot)
+                got = _softmax_cross_entropy(B, z, onehot, hot=hot)
+            assert np.asarray(got[0]).tobytes() == np.asarray(want[0]).tobytes(), (name, got[0], want[0])
+            assert got[1].dtype == want[1].dtype and got[1].tobytes() == want[1].tobytes(), name
+
+
+def test_target_index_refuses_what_is_not_one_hot():
+    from diffsuite.differentiators.reverse.fused import target_index
+
+    assert target_index(np.array([[0.0, 1.0], [1.0, 0.0]])).tolist() == [1, 2]
+    for bad in (np.array([[0.0, 1.0], [0.0, 0.0]]),  # a row without its 1
+                np.array([[1.0, 1.0], [1.0, 0.0]]),  # a row with two
+                np.array([[0.3, 0.7], [1.0, 0.0]]),  # soft labels
+                np.array([[0.0, 2.0], [1.0, 0.0]]),  # not a 1
+                np.array([0.0, 1.0])):               # not a matrix
+        assert target_index(bad) is None
