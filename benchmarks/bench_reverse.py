@@ -16,10 +16,11 @@ Each row times ``theta -> (value, flat float64 gradient)`` for one MLP + loss + 
 - ``autograd``/``jax``  HIPS autograd and ``jax.jit(value_and_grad)``, when importable (the ``bench`` extra)
 - ``hand_fwd`` and ``engine_fwd``: the loss only (plain numpy, and the engine's recording forward)
 
-Conditions, by default those of a user: every contender runs in a process of its own (started fresh for
-each net, so no contender's heap history bills another), with the allocator and thread counts as they come,
-timed by the wall clock. The parent process interleaves the samples: in each round every contender's process
-takes one sample of ``number`` calls while the others wait, so load that changes during the run hits all
+Conditions, by default those of a user: every contender runs in processes of its own (started fresh for
+each net, so no contender's heap history bills another; three per contender, ``--processes``, sampled in
+turn, since now and then one process runs slower than an identical one for its whole life), with the
+allocator and thread counts as they come, timed by the wall clock. The parent process interleaves the samples:
+in each round every contender takes one sample of ``number`` calls while the others wait, so load that changes during the run hits all
 alike; a 0.3 s pause before each sample (``--settle``) lets the previous contender's BLAS and OpenMP threads,
 which spin for a while after their last call, go idle first. Per contender: min / median / max seconds per call over the rounds; the peak memory of one call
 (numpy contenders: ``tracemalloc``, which sees every numpy array; torch contenders: torch's allocator
@@ -48,7 +49,10 @@ def parse_args(argv=None):
                    help="comma list of cpu,cuda; 'auto' = cpu, plus cuda when a GPU is present (default)")
     p.add_argument("--large", action="store_true",
                    help="add [4096,4096,4096,10] batch 1024 in float32 and float64 (meant for a GPU)")
-    p.add_argument("--rounds", type=int, default=None, help="samples per contender (default 7, quick 3)")
+    p.add_argument("--rounds", type=int, default=None, help="samples per contender (default 9, quick 3)")
+    p.add_argument("--processes", type=int, default=3, metavar="K",
+                   help="worker processes per contender (default 3), sampled in turn; medians pool their samples, so "
+                        "that one process that happens to run slow for its whole life does not decide a ratio alone")
     p.add_argument("--min-time", type=float, default=None,
                    help="seconds of calls per contender, over all rounds (default 1.0, quick 0.05)")
     p.add_argument("--only", default=None, help="comma list of contenders to time (hand is always timed)")
@@ -138,7 +142,9 @@ LEGEND = [  # (column, meaning): printed with every table
     ("engine", "our reverse engine on numpy"),
     ("torch / engine_torch", "torch.autograd / our engine with torch tensors as its arrays (_cuda: on the GPU)"),
     ("autograd / jax", "HIPS autograd / jax.jit(jax.value_and_grad(loss))"),
-    ("ms min / median / max", "milliseconds per call over the rounds (each round: one sample of several calls)"),
+    ("ms min / median / max", "milliseconds per call over the rounds (each round: one sample of several calls, "
+                              "taken by the contender's processes in turn)"),
+    ("ms per process", "the median of each of the contender's processes: how far one process alone could be off"),
     ("peak MB", "the highest memory in use during one call above its level before the call (tracemalloc for "
                 "numpy contenders, torch's allocator statistics via its profiler for torch ones; jax: -)"),
     ("faults", "minor page faults per call (getrusage), median over the rounds: memory the allocator handed back "
@@ -405,41 +411,54 @@ def check(case: Case, workers: dict, tmp: Path) -> float:
 
 
 def measure_case(case: Case, names: list, rounds: int, min_time: float, envs: dict | None = None,
-                 settle: float = 0.0) -> dict:
-    """Start one worker per contender, check their gradients agree, sample them in interleaved rounds.
+                 settle: float = 0.0, processes: int = 1) -> dict:
+    """Start ``processes`` workers per contender, check their gradients agree, sample them in interleaved rounds.
 
-    Returns ``{name: {"seconds": [...], "faults": [...], "peak_bytes", "memory_method"}}`` and ``"load"``:
-    the 1-minute load average before and after. ``envs``: extra environment per contender (label -> (name, env)).
-    ``settle``: seconds to wait before each sample, so that the previous contender's idle thread pools stop spinning.
+    Returns ``{name: {"seconds": [...], "faults": [...], "process_medians": [...], "peak_bytes", "memory_method"}}``
+    and ``"load"``: the 1-minute load average before and after. ``envs``: extra environment per contender (label ->
+    (name, env)). ``settle``: seconds to wait before each sample, so that the previous contender's idle thread pools
+    stop spinning. Round r samples each contender's process r mod ``processes``: a process that runs slow for its
+    whole life (measured here with two BLAS threads: now and then one of two identical processes ran 1.6-2x slower
+    in every round) then holds a minority of its contender's samples instead of deciding its median alone.
     """
     load_before = os.getloadavg()[0]
     specs = {n: (n, None) for n in names}
     specs.update(envs or {})
-    workers = {label: Contender(case, name, env, label) for label, (name, env) in specs.items()}
+    workers = {label: [Contender(case, name, env, label) for _ in range(processes)]  # (they start in parallel)
+               for label, (name, env) in specs.items()}
     try:
-        ready = {label: w.ask() for label, w in workers.items()}
-        for label, msg in ready.items():
-            if "unavailable" in msg:
-                print(f"  ({label} skipped: {msg['unavailable']})", file=sys.stderr)
-                workers.pop(label).close()
+        ready = {label: [w.ask() for w in ws] for label, ws in workers.items()}
+        for label, msgs in ready.items():
+            if any("unavailable" in msg for msg in msgs):
+                print(f"  ({label} skipped: {msgs[0].get('unavailable')})", file=sys.stderr)
+                for w in workers.pop(label):
+                    w.close()
         with tempfile.TemporaryDirectory() as tmp:
-            worst = check(case, workers, Path(tmp))
+            worst = check(case, {label: ws[0] for label, ws in workers.items()}, Path(tmp))
         sample = max(min_time / rounds, 0.005)
-        number = {label: w.ask(op="calibrate", sample=sample)["number"] for label, w in workers.items()}
-        data = {label: {"seconds": [], "faults": []} for label in workers}
+        number = {label: ws[0].ask(op="calibrate", sample=sample)["number"] for label, ws in workers.items()}
+        for ws in workers.values():
+            for w in ws[1:]:  # the same warm-up for the others (their answer is not used: one count per contender)
+                w.ask(op="calibrate", sample=sample)
+        data = {label: {"seconds": [], "faults": [], "process": []} for label in workers}
         labels = list(workers)
         for r in range(rounds):
             for label in labels[r % len(labels):] + labels[:r % len(labels)]:  # who goes first rotates
                 time.sleep(settle)
-                msg = workers[label].ask(op="sample", number=number[label])
+                msg = workers[label][r % processes].ask(op="sample", number=number[label])
                 data[label]["seconds"].append(msg["seconds"])
                 data[label]["faults"].append(msg["faults"])
-        for label, w in workers.items():
-            msg = w.ask(op="memory")
+                data[label]["process"].append(r % processes)
+        for label, ws in workers.items():
+            msg = ws[0].ask(op="memory")
             data[label]["peak_bytes"], data[label]["memory_method"] = msg["peak_bytes"], msg["method"]
+            data[label]["process_medians"] = [
+                statistics.median(s for s, k in zip(data[label]["seconds"], data[label]["process"]) if k == i)
+                for i in range(min(processes, rounds))]
     finally:
-        for w in workers.values():
-            w.close()
+        for ws in workers.values():
+            for w in ws:
+                w.close()
     return {"contenders": data, "load": (load_before, os.getloadavg()[0]), "max_rel_grad_diff": worst}
 
 
@@ -469,6 +488,7 @@ def summarise(case: Case, n_params: int, res: dict) -> dict:
     for name, d in res["contenders"].items():
         s = d["seconds"]
         row.update({f"{name}_min": min(s), name: statistics.median(s), f"{name}_max": max(s),
+                    f"{name}_process_medians": " ".join(f"{m:.6g}" for m in d.get("process_medians", ())),
                     f"{name}_faults": statistics.median(d["faults"]), f"{name}_faults_max": max(d["faults"]),
                     f"{name}_peak_bytes": d["peak_bytes"], f"{name}_memory_method": d["memory_method"]})
     for col, a, b, quantity in RATIOS:
@@ -486,7 +506,7 @@ def run(cases, devices, rounds, min_time, only=None):
     for case in cases:
         print(f"timing {case.label} ...", file=sys.stderr, flush=True)
         case_names = [n for n in names if case.size != "gpu" or n.startswith(("torch", "engine_torch"))]
-        res = measure_case(case, case_names, rounds, min_time, settle=ARGS.settle)
+        res = measure_case(case, case_names, rounds, min_time, settle=ARGS.settle, processes=ARGS.processes)
         rows.append(summarise(case, make_problem(case)[0].n_params, res))
     return rows
 
@@ -502,11 +522,12 @@ def tables(rows):
         for m in methods_in([r]):
             peak = r.get(f"{m}_peak_bytes")
             per.append([r["net"], m] + [f"{r[k] * 1e3:.3f}" for k in (m + "_min", m, m + "_max")]
+                       + [" ".join(f"{float(v) * 1e3:.2f}" for v in r.get(m + "_process_medians", "").split()) or "-"]
                        + ["-" if peak is None else f"{peak / 1e6:.2f}", f"{r[m + '_faults']:.0f}"])
     cols = [c for c, *_ in RATIOS if any(c in r for r in rows)]
     ratios = [[r["net"]] + [f"{r[c]:.2f}" if c in r else "" for c in cols] for r in rows]
     return [("per contender: ms per call (min, median, max over the rounds), peak MB of one call, minor faults per call",
-             ["net", "contender", "ms min", "ms median", "ms max", "peak MB", "faults"], per),
+             ["net", "contender", "ms min", "ms median", "ms max", "ms per process", "peak MB", "faults"], per),
             ("ratios of medians (peak: of peak memory)", ["net"] + cols, ratios)]
 
 
@@ -601,7 +622,7 @@ def main():
             raise SystemExit("--devices cuda needs torch with a CUDA GPU; "
                              + ("torch is not installed" if info["torch"] == "absent" else
                                 "torch.cuda.is_available() is False"))
-    rounds = ARGS.rounds or (3 if ARGS.quick else 7)
+    rounds = ARGS.rounds or (3 if ARGS.quick else 9)
     min_time = ARGS.min_time or (0.05 if ARGS.quick else 1.0)
     cases = CASES + (LARGE if ARGS.large else [])
     if ARGS.nets:
