@@ -11,6 +11,8 @@ Each row times ``theta -> (value, flat float64 gradient)`` for one MLP + loss + 
 - ``engine``        our tape on numpy (``get_differentiator("reverse")``)
 - ``hand``          a hand-written numpy forward + backward (``benchmarks/handwritten.py``), checked
                     against every other contender in the same run
+- ``hand2``         the same code again, in processes of its own: the control. hand2/hand would be 1.00 on a
+                    quiet machine; its distance from 1.00 is what the run can resolve (warned above 5%)
 - ``torch``         torch.autograd on the same device (theta in from numpy, gradient out to numpy)
 - ``engine_torch``  our tape with torch tensors as the arrays (``backend="torch"``)
 - ``autograd``/``jax``  HIPS autograd and ``jax.jit(value_and_grad)``, when importable (the ``bench`` extra)
@@ -55,7 +57,7 @@ def parse_args(argv=None):
                         "that one process that happens to run slow for its whole life does not decide a ratio alone")
     p.add_argument("--min-time", type=float, default=None,
                    help="seconds of calls per contender, over all rounds (default 1.0, quick 0.05)")
-    p.add_argument("--only", default=None, help="comma list of contenders to time (hand is always timed)")
+    p.add_argument("--only", default=None, help="comma list of contenders to time (hand and its control hand2 are always timed)")
     p.add_argument("--nets", default=None, help="comma list of row numbers to run (0-based, in the table's order)")
     p.add_argument("--malloc", choices=("default", "steady"), default="default",
                    help="steady: fix glibc's mmap and trim thresholds (mallopt), so that no contender pays page "
@@ -134,10 +136,12 @@ CASES = [
 ]
 LARGE = [Case((4096, 4096, 4096, 10), 1024, "relu", "identity", "cross_entropy", dtype=dt, size="gpu")
          for dt in ("float32", "float64")]
-CPU_CONTENDERS = ("hand", "hand_fwd", "engine", "engine_fwd", "torch", "engine_torch", "autograd", "jax")
+CPU_CONTENDERS = ("hand", "hand2", "hand_fwd", "engine", "engine_fwd", "torch", "engine_torch", "autograd", "jax")
 CUDA_CONTENDERS = ("torch_cuda", "engine_torch_cuda")
 LEGEND = [  # (column, meaning): printed with every table
     ("hand", "hand-written numpy forward + backward (benchmarks/handwritten.py): the baseline"),
+    ("hand2", "the same hand-written code again, in processes of its own: hand2/hand is what this run can resolve "
+              "(identical code; any distance from 1.00 is the machine's noise, and so is as much of every other ratio)"),
     ("hand_fwd / engine_fwd", "the loss alone: plain numpy / the engine's recording forward pass"),
     ("engine", "our reverse engine on numpy"),
     ("torch / engine_torch", "torch.autograd / our engine with torch tensors as its arrays (_cuda: on the GPU)"),
@@ -149,7 +153,9 @@ LEGEND = [  # (column, meaning): printed with every table
                 "numpy contenders, torch's allocator statistics via its profiler for torch ones; jax: -)"),
     ("faults", "minor page faults per call (getrusage), median over the rounds: memory the allocator handed back "
                "to the system and touched again"),
-    ("a/b", "median time (or peak memory) of a over b's, same run"),
+    ("a/b", "time: the median over the rounds of a's sample over b's sample in the same round, the middle half of "
+            "those ratios in brackets (a pair is taken seconds apart, so the machine's slow phases divide out; the "
+            "CSV also has the ratio of the two medians, a/b_of_medians); peak: a's peak memory over b's"),
 ]
 
 
@@ -281,7 +287,7 @@ def build(case: Case, name: str):
     obj, theta, X, T = make_problem(case)
     hand = HandwrittenMLP(case.layers, case.activation, case.output_activation, case.loss, X, T, case.dtype)
     device = "cuda" if name.endswith("_cuda") else "cpu"
-    if name == "hand":
+    if name in ("hand", "hand2"):
         return hand.value_and_grad, "grad", "tracemalloc", theta
     if name == "hand_fwd":
         return hand.value, "value", "tracemalloc", theta
@@ -424,8 +430,12 @@ def measure_case(case: Case, names: list, rounds: int, min_time: float, envs: di
     load_before = os.getloadavg()[0]
     specs = {n: (n, None) for n in names}
     specs.update(envs or {})
-    workers = {label: [Contender(case, name, env, label) for _ in range(processes)]  # (they start in parallel)
-               for label, (name, env) in specs.items()}
+    # Started round-robin (one process of each contender, then the next of each): processes started back to back
+    # ran alike here, fast or slow together, so one contender's processes must not be neighbours in that order.
+    workers = {label: [] for label in specs}
+    for _ in range(processes):
+        for label, (name, env) in specs.items():
+            workers[label].append(Contender(case, name, env, label))
     try:
         ready = {label: [w.ask() for w in ws] for label, ws in workers.items()}
         for label, msgs in ready.items():
@@ -464,6 +474,7 @@ def measure_case(case: Case, names: list, rounds: int, min_time: float, envs: di
 
 # ----- the parent: rows, ratios, tables -----
 RATIOS = [  # (column, numerator, denominator, quantity)
+    ("hand2/hand", "hand2", "hand", "time"),
     ("engine/hand", "engine", "hand", "time"),
     ("engine/hand peak", "engine", "hand", "peak"),
     ("torch/hand", "torch", "hand", "time"),
@@ -491,10 +502,20 @@ def summarise(case: Case, n_params: int, res: dict) -> dict:
                     f"{name}_process_medians": " ".join(f"{m:.6g}" for m in d.get("process_medians", ())),
                     f"{name}_faults": statistics.median(d["faults"]), f"{name}_faults_max": max(d["faults"]),
                     f"{name}_peak_bytes": d["peak_bytes"], f"{name}_memory_method": d["memory_method"]})
+    contenders = res["contenders"]
     for col, a, b, quantity in RATIOS:
-        ka, kb = (a, b) if quantity == "time" else (f"{a}_peak_bytes", f"{b}_peak_bytes")
-        if row.get(ka) is not None and row.get(kb):
-            row[col] = row[ka] / row[kb]
+        if quantity == "peak":
+            ka, kb = f"{a}_peak_bytes", f"{b}_peak_bytes"
+            if row.get(ka) is not None and row.get(kb):
+                row[col] = row[ka] / row[kb]
+        elif a in contenders and b in contenders:
+            # paired: a's sample over b's in the same round (taken seconds apart), so that a slow phase of the
+            # machine, which lasts seconds here, divides out instead of landing on whichever contender it met
+            paired = sorted(x / y for x, y in zip(contenders[a]["seconds"], contenders[b]["seconds"]))
+            row[col] = statistics.median(paired)
+            row[f"{col}_q1"], _, row[f"{col}_q3"] = statistics.quantiles(paired, n=4, method="inclusive") \
+                if len(paired) > 1 else (paired[0],) * 3
+            row[f"{col}_of_medians"] = row[a] / row[b]
     return row
 
 
@@ -502,7 +523,7 @@ def run(cases, devices, rounds, min_time, only=None):
     rows = []
     names = [n for n in CPU_CONTENDERS if "cpu" in devices] + [n for n in CUDA_CONTENDERS if "cuda" in devices]
     if only:
-        names = [n for n in names if n in only or n == "hand"]
+        names = [n for n in names if n in only or n in ("hand", "hand2")]
     for case in cases:
         print(f"timing {case.label} ...", file=sys.stderr, flush=True)
         case_names = [n for n in names if case.size != "gpu" or n.startswith(("torch", "engine_torch"))]
@@ -525,10 +546,19 @@ def tables(rows):
                        + [" ".join(f"{float(v) * 1e3:.2f}" for v in r.get(m + "_process_medians", "").split()) or "-"]
                        + ["-" if peak is None else f"{peak / 1e6:.2f}", f"{r[m + '_faults']:.0f}"])
     cols = [c for c, *_ in RATIOS if any(c in r for r in rows)]
-    ratios = [[r["net"]] + [f"{r[c]:.2f}" if c in r else "" for c in cols] for r in rows]
+    ratios = [[r["net"]] + [_ratio_cell(r, c) for c in cols] for r in rows]
     return [("per contender: ms per call (min, median, max over the rounds), peak MB of one call, minor faults per call",
              ["net", "contender", "ms min", "ms median", "ms max", "ms per process", "peak MB", "faults"], per),
-            ("ratios of medians (peak: of peak memory)", ["net"] + cols, ratios)]
+            ("ratios: median over the rounds of the two contenders' samples in the same round (middle half of "
+             "those ratios); peak: of peak memory", ["net"] + cols, ratios)]
+
+
+def _ratio_cell(row: dict, col: str) -> str:
+    if col not in row:
+        return ""
+    if f"{col}_q1" not in row:
+        return f"{row[col]:.2f}"
+    return f"{row[col]:.2f} ({row[col + '_q1']:.2f}-{row[col + '_q3']:.2f})"
 
 
 def machine() -> dict:
@@ -571,6 +601,11 @@ def load_warnings(rows, info) -> list[str]:
         a, b = r["load_before"], r["load_after"]
         if abs(b - a) > max(0.5, 0.25 * a) or max(a, b) > info["cores"]:
             out.append(f"{r['net']}: 1-min load average {a:.2f} -> {b:.2f} on {info['cores']} cores")
+    for r in rows:
+        if "hand2/hand" in r and abs(r["hand2/hand"] - 1.0) > 0.05:
+            out.append(f"{r['net']}: the control hand2/hand is {r['hand2/hand']:.2f} (identical code): this row cannot "
+                       f"resolve differences of {abs(r['hand2/hand'] - 1.0):.0%}; rerun on a quieter machine, with more "
+                       "--rounds and --processes, or with --clock cpu --threads 1")
     if out and not (ARGS.clock == "cpu" and ARGS.threads == 1):
         out.append("other work competed for the CPU during these rows: their times carry its noise. For figures "
                    "other processes do not inflate, rerun with --clock cpu --threads 1 (CPU time on one thread; "
