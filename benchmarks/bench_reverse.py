@@ -336,13 +336,26 @@ def worker(case_json: str, name: str):
                 np.save(cmd["path"], np.asarray(grad, dtype=np.float64))
             send({"value": float(value)})
         elif cmd["op"] == "calibrate":  # calls per sample, so that a sample lasts at least cmd["sample"] s
-            t0, n = time.perf_counter(), 0
-            while n < 2 or time.perf_counter() - t0 < 0.3 * cmd["sample"]:  # (also the warm-up)
-                fn(theta)
-                n += 1
+            # The first calls of a process are no measure of the rest (the engine's first records its plan; every
+            # contender's first touch pages and starts thread pools): warm up, then time warm calls. (Calibrated
+            # on the first calls, samples had come out at 2 calls instead of about 60 and mostly timed jitter.)
+            for phase in (0.1, 0.3 * cmd["sample"]):
+                t0, n = time.perf_counter(), 0
+                while n < 3 or time.perf_counter() - t0 < phase:
+                    fn(theta)
+                    n += 1
             send({"number": max(1, math.ceil(cmd["sample"] / ((time.perf_counter() - t0) / n)))})
         elif cmd["op"] == "sample":
             n = cmd["number"]
+            # Warm up first (untimed): after the settle pause this process's caches are cold, its BLAS threads
+            # asleep and its vCPU possibly halted. A user's loop calls back to back and never pays that; timed,
+            # it added a fixed cost to every sample, which weighed more on whichever contender had calibrated
+            # fewer calls per sample, so that identical code differed by 1.5x between contenders (measured).
+            t0 = time.perf_counter()
+            for _ in range(max(2, n // 5)):
+                fn(theta)
+                if time.perf_counter() - t0 > 0.2 * cmd.get("sample", 1.0):
+                    break
             f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             t = clock()
             for _ in range(n):
@@ -447,6 +460,7 @@ def measure_case(case: Case, names: list, rounds: int, min_time: float, envs: di
             worst = check(case, {label: ws[0] for label, ws in workers.items()}, Path(tmp))
         sample = max(min_time / rounds, 0.005)
         number = {label: ws[0].ask(op="calibrate", sample=sample)["number"] for label, ws in workers.items()}
+        print(f"  calls per sample: {number}", file=sys.stderr)
         for ws in workers.values():
             for w in ws[1:]:  # the same warm-up for the others (their answer is not used: one count per contender)
                 w.ask(op="calibrate", sample=sample)
@@ -455,7 +469,7 @@ def measure_case(case: Case, names: list, rounds: int, min_time: float, envs: di
         for r in range(rounds):
             for label in labels[r % len(labels):] + labels[:r % len(labels)]:  # who goes first rotates
                 time.sleep(settle)
-                msg = workers[label][r % processes].ask(op="sample", number=number[label])
+                msg = workers[label][r % processes].ask(op="sample", number=number[label], sample=sample)
                 data[label]["seconds"].append(msg["seconds"])
                 data[label]["faults"].append(msg["faults"])
                 data[label]["process"].append(r % processes)
