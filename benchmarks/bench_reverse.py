@@ -466,6 +466,8 @@ def measure_case(case: Case, names: list, rounds: int, min_time: float, envs: di
                 w.ask(op="calibrate", sample=sample)
         data = {label: {"seconds": [], "faults": [], "process": []} for label in workers}
         labels = list(workers)
+        pids = [os.getpid()] + [w.proc.pid for ws in workers.values() for w in ws]
+        start = (time.perf_counter(), machine_cpu(), own_cpu(pids))
         for r in range(rounds):
             for label in labels[r % len(labels):] + labels[:r % len(labels)]:  # who goes first rotates
                 time.sleep(settle)
@@ -473,6 +475,7 @@ def measure_case(case: Case, names: list, rounds: int, min_time: float, envs: di
                 data[label]["seconds"].append(msg["seconds"])
                 data[label]["faults"].append(msg["faults"])
                 data[label]["process"].append(r % processes)
+        other = other_cpu(start, (time.perf_counter(), machine_cpu(), own_cpu(pids)))
         for label, ws in workers.items():
             msg = ws[0].ask(op="memory")
             data[label]["peak_bytes"], data[label]["memory_method"] = msg["peak_bytes"], msg["method"]
@@ -483,7 +486,40 @@ def measure_case(case: Case, names: list, rounds: int, min_time: float, envs: di
         for ws in workers.values():
             for w in ws:
                 w.close()
-    return {"contenders": data, "load": (load_before, os.getloadavg()[0]), "max_rel_grad_diff": worst}
+    return {"contenders": data, "load": (load_before, os.getloadavg()[0]), "other_cpu": other,
+            "max_rel_grad_diff": worst}
+
+
+def machine_cpu() -> tuple | None:
+    """(busy, stolen) CPU seconds of the whole machine so far, from /proc/stat (Linux); None elsewhere."""
+    try:
+        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = ticks
+    hz = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / hz, steal / hz
+
+
+def own_cpu(pids: list) -> float | None:
+    """CPU seconds used so far by the benchmark's own processes (the parent and its workers); None without /proc."""
+    total = 0.0
+    try:
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    except (OSError, ValueError, IndexError):
+        return None
+    return total
+
+
+def other_cpu(start: tuple, end: tuple) -> tuple | None:
+    """(cores busy with other processes' work, cores stolen by the hypervisor), averaged over the rounds; None
+    where /proc does not say. The load average cannot tell: the benchmark's own threads are in it."""
+    (t0, m0, o0), (t1, m1, o1) = start, end
+    if None in (m0, m1, o0, o1) or t1 <= t0:
+        return None
+    return max(0.0, (m1[0] - m0[0]) - (o1 - o0)) / (t1 - t0), (m1[1] - m0[1]) / (t1 - t0)
 
 
 # ----- the parent: rows, ratios, tables -----
@@ -509,7 +545,8 @@ def summarise(case: Case, n_params: int, res: dict) -> dict:
     row = {"net": case.label, "layers": "x".join(map(str, case.layers)), "batch": case.batch,
            "activation": case.activation, "loss": case.loss, "dtype": case.dtype, "size": case.size,
            "n_params": n_params, "max_rel_grad_diff": res["max_rel_grad_diff"],
-           "load_before": res["load"][0], "load_after": res["load"][1]}
+           "load_before": res["load"][0], "load_after": res["load"][1],
+           "other_cores": (res.get("other_cpu") or (None, None))[0], "stolen_cores": (res.get("other_cpu") or (None, None))[1]}
     for name, d in res["contenders"].items():
         s = d["seconds"]
         row.update({f"{name}_min": min(s), name: statistics.median(s), f"{name}_max": max(s),
@@ -609,10 +646,16 @@ def describe_machine(info) -> str:
 
 
 def load_warnings(rows, info) -> list[str]:
-    """Say when the machine's load changed during a row or exceeded the cores, and what to do about it."""
+    """Say when other processes (or the hypervisor) took CPU time during a row, or the control says the row cannot
+    resolve 5%, and what to do about it."""
     out = []
     for r in rows:
-        a, b = r["load_before"], r["load_after"]
+        if r.get("other_cores") is not None:  # measured: other processes' CPU time, and the hypervisor's steal
+            if r["other_cores"] > 0.1 or r["stolen_cores"] > 0.1:
+                out.append(f"{r['net']}: other processes kept {r['other_cores']:.2f} of {info['cores']} cores busy "
+                           f"during the rounds, and the hypervisor took {r['stolen_cores']:.2f}")
+            continue
+        a, b = r["load_before"], r["load_after"]  # (no /proc: the load average, which counts our threads too)
         if abs(b - a) > max(0.5, 0.25 * a) or max(a, b) > info["cores"]:
             out.append(f"{r['net']}: 1-min load average {a:.2f} -> {b:.2f} on {info['cores']} cores")
     for r in rows:
@@ -621,7 +664,8 @@ def load_warnings(rows, info) -> list[str]:
                        f"resolve differences of {abs(r['hand2/hand'] - 1.0):.0%}; rerun on a quieter machine, with more "
                        "--rounds and --processes, or with --clock cpu --threads 1")
     if out and not (ARGS.clock == "cpu" and ARGS.threads == 1):
-        out.append("other work competed for the CPU during these rows: their times carry its noise. For figures "
+        out.append("other work competed for the CPU during these rows, or the run cannot resolve small differences: "
+                   "their times carry that noise. For figures "
                    "other processes do not inflate, rerun with --clock cpu --threads 1 (CPU time on one thread; "
                    "not what a user sees)")
     return out
