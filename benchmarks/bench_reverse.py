@@ -20,7 +20,7 @@ Each row times ``theta -> (value, flat float64 gradient)`` for one MLP + loss + 
 
 Conditions, by default those of a user: every contender runs in processes of its own (started fresh for
 each net, so no contender's heap history bills another; three per contender, ``--processes``, sampled in
-turn, since now and then one process runs slower than an identical one for its whole life), with the
+turn, so that no one process's circumstances decide a contender's figure), with the
 allocator and thread counts as they come, timed by the wall clock. The parent process interleaves the samples:
 in each round every contender takes one sample of ``number`` calls while the others wait, so load that changes during the run hits all
 alike; a 0.3 s pause before each sample (``--settle``) lets the previous contender's BLAS and OpenMP threads,
@@ -54,7 +54,7 @@ def parse_args(argv=None):
     p.add_argument("--rounds", type=int, default=None, help="samples per contender (default 9, quick 3)")
     p.add_argument("--processes", type=int, default=3, metavar="K",
                    help="worker processes per contender (default 3), sampled in turn; medians pool their samples, so "
-                        "that one process that happens to run slow for its whole life does not decide a ratio alone")
+                        "that no one process's circumstances (its memory, its threads' placement) decide a ratio alone")
     p.add_argument("--min-time", type=float, default=None,
                    help="seconds of calls per contender, over all rounds (default 1.0, quick 0.05)")
     p.add_argument("--only", default=None, help="comma list of contenders to time (hand and its control hand2 are always timed)")
@@ -436,15 +436,16 @@ def measure_case(case: Case, names: list, rounds: int, min_time: float, envs: di
     Returns ``{name: {"seconds": [...], "faults": [...], "process_medians": [...], "peak_bytes", "memory_method"}}``
     and ``"load"``: the 1-minute load average before and after. ``envs``: extra environment per contender (label ->
     (name, env)). ``settle``: seconds to wait before each sample, so that the previous contender's idle thread pools
-    stop spinning. Round r samples each contender's process r mod ``processes``: a process that runs slow for its
-    whole life (measured here with two BLAS threads: now and then one of two identical processes ran 1.6-2x slower
-    in every round) then holds a minority of its contender's samples instead of deciding its median alone.
+    stop spinning. Round r samples each contender's process r mod ``processes``, so that a process that ran slow for
+    its whole life would hold a minority of its contender's samples. (What first looked like such processes here,
+    all three of one contender slow together, was the calibration fixed in the worker: one short count of calls
+    per sample shared by the contender's processes. Several processes stay as cheap insurance.)
     """
     load_before = os.getloadavg()[0]
     specs = {n: (n, None) for n in names}
     specs.update(envs or {})
-    # Started round-robin (one process of each contender, then the next of each): processes started back to back
-    # ran alike here, fast or slow together, so one contender's processes must not be neighbours in that order.
+    # Started round-robin (one process of each contender, then the next of each), so that no contender's processes
+    # are all neighbours in start order (and in memory).
     workers = {label: [] for label in specs}
     for _ in range(processes):
         for label, (name, env) in specs.items():
