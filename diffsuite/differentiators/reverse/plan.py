@@ -91,22 +91,22 @@ class Plan:
 
     def __init__(self, base: list, n_leaves: int, fsteps: list, bsteps: list, out_slot: int, leaf_slots: list,
                  stats: dict):
-        self.base, self.n_leaves, self.fsteps, self.bsteps = base, n_leaves, fsteps, bsteps
-        self.out_slot, self.leaf_slots, self.stats = out_slot, leaf_slots, stats
-        self.source, self._runs = _compile(self)
+        self.stats = stats
+        self.source, self._runs = _compile(base, n_leaves, fsteps, bsteps, out_slot, leaf_slots)
 
     def run(self, B: Any, blocks: list, into: list | None) -> tuple[list, Any, dict]:
         grads, value = self._runs[into is not None](B, blocks, into)
         return grads, value, dict(self.stats)
 
 
-def _compile(plan: Plan) -> tuple[str, tuple]:
+def _compile(base: list, n_leaves: int, fsteps: list, bsteps: list, out_slot: int,
+             leaf_slots: list) -> tuple[str, tuple]:
     """(the generated source, (function without ``into``, function with it)); each ``(B, blocks, into) ->
     (grads, value)`` runs the plan's steps in their order with its release schedule (a local set to None where
     the slot list was), so the arithmetic, its order and the bits are those of the steps."""
     names: dict = {}  # the generated code's globals: functions, constants, parameters
-    assigned = set(range(plan.n_leaves))
-    for kind, _, i, a, b, _ in plan.fsteps:
+    assigned = set(range(n_leaves))
+    for kind, _, i, a, b, _ in fsteps:
         assigned.add(i)
         if kind == _GENERIC and b[1] is not None:
             assigned.add(b[1])
@@ -114,9 +114,9 @@ def _compile(plan: Plan) -> tuple[str, tuple]:
     def slot(k: int) -> str:  # a per-call value is a local; anything else is a constant of the plan
         if k in assigned:
             return f"s{k}"
-        if plan.base[k] is None:  # a value the VJP does not read
+        if base[k] is None:  # a value the VJP does not read
             return "None"
-        names[f"K{k}"] = plan.base[k]
+        names[f"K{k}"] = base[k]
         return f"K{k}"
 
     def call(fn_name: str, fn: Any, args: list[str], params: dict) -> str:
@@ -129,8 +129,8 @@ def _compile(plan: Plan) -> tuple[str, tuple]:
         return [f"    {'c' + str(~k) if k < 0 else 's' + str(k)} = None" for k in free or ()
                 if k < 0 or k in assigned]
 
-    fwd = [f"    ({', '.join(f's{k}' for k in range(plan.n_leaves))},) = blocks"]
-    for t, (kind, fn, i, a, b, free) in enumerate(plan.fsteps):
+    fwd = [f"    ({', '.join(f's{k}' for k in range(n_leaves))},) = blocks"]
+    for t, (kind, fn, i, a, b, free) in enumerate(fsteps):
         if kind == _BINARY:
             line = call(f"F{t}", fn, [slot(a), slot(b)], {})
         elif kind == _UNARY:
@@ -141,11 +141,11 @@ def _compile(plan: Plan) -> tuple[str, tuple]:
             line = call(f"F{t}", fn, [slot(k) for k in a], b[0])
         target = f"s{i}" if kind != _GENERIC or b[1] is None else f"s{i}, s{b[1]}"
         fwd += [f"    {target} = {line}"] + free_lines(free)
-    o = plan.out_slot
+    o = out_slot
     fwd += [f"    value = s{o}", f"    c{o} = B.ones_like(value)"]
     has_ct = {o}
     bodies = ([], [])  # without into, with into
-    for t, (kind, vjp, gi, args, params, j, acc, into_fn, pos, free) in enumerate(plan.bsteps):
+    for t, (kind, vjp, gi, args, params, j, acc, into_fn, pos, free) in enumerate(bsteps):
         ins = [f"c{gi}"] + [slot(k) for k in args]
         for with_into, body in enumerate(bodies):
             if with_into and into_fn is not None:
@@ -155,11 +155,10 @@ def _compile(plan: Plan) -> tuple[str, tuple]:
             body.append(f"    c{j} = c{j} + {line}" if acc else f"    c{j} = {line}")  # the copy gate adds
             body.extend(free_lines(free))
         has_ct.add(j)
-    runs = []
     lines_out = []
     for with_into, body in enumerate(bodies):
         tail = []
-        for n, leaf in enumerate(plan.leaf_slots):
+        for n, leaf in enumerate(leaf_slots):
             g = f"c{leaf}" if leaf <= o and leaf in has_ct else None
             if not with_into:
                 tail.append(f"    g{n} = {g or f'B.zeros_like(blocks[{n}])'}")
@@ -167,7 +166,7 @@ def _compile(plan: Plan) -> tuple[str, tuple]:
                 tail.append(f"    g{n} = B.copy_into(into[{n}], 0.0)")
             else:  # the parameter's own slot, unless its VJP could not write there
                 tail.append(f"    g{n} = {g} if {g} is into[{n}] else B.copy_into(into[{n}], {g})")
-        grads = ", ".join(f"g{n}" for n in range(len(plan.leaf_slots)))
+        grads = ", ".join(f"g{n}" for n in range(len(leaf_slots)))
         name = "run_into" if with_into else "run"
         lines = [f"def {name}(B, blocks, into):"] + fwd + body + tail + [f"    return [{grads}], value"]
         lines_out.append("\n".join(lines))
