@@ -70,7 +70,7 @@ class Forward:
         """(output primal, output tangent or None) of ``f`` at ``primals`` moving along ``tangents``."""
         duals = [trace.dual(p, t) for p, t in zip(primals, tangents)]
         out = f(DualNamespace(trace), structure.rebuild(duals), *args)
-        if type(out) is Dual and out.trace is trace:
+        if type(out) is Dual and out.tape is trace:
             return out.primal, out.tangent
         return out, None
 

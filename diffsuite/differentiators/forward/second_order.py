@@ -59,7 +59,7 @@ def over_reverse(B, f: Callable, structure: Structure, directions: list, lead: t
     stats["jvp_rules"] = stats.get("jvp_rules", 0) + outer.n_jvps
     tape.records.clear()  # (Vars and records point at each other: free the cycle now)
     parts = [np.asarray(B.to_numpy(g.tangent)).reshape(lead + (leaf.size,))
-             if type(g) is Dual and g.trace is outer else np.zeros(lead + (leaf.size,))
+             if type(g) is Dual and g.tape is outer else np.zeros(lead + (leaf.size,))
              for g, leaf in zip(grads, structure.leaves)]
     return B.item(_value(out)), np.concatenate(parts, axis=-1)
 
@@ -78,8 +78,8 @@ def over_forward(B, f: Callable, structure: Structure, directions: list, lead: t
         out = f(DualNamespace(inner), structure.rebuild(duals), *args)
         scalar_check(np.shape(_value(out)), _who(f))
         value = B.item(_value(out))
-        t = out.tangent if type(out) is Dual and out.trace is inner else None  # first derivatives (k,) ...
-        dt = t.tangent if type(t) is Dual and t.trace is outer else None     # ... and their tangents
+        t = out.tangent if type(out) is Dual and out.tape is inner else None  # first derivatives (k,) ...
+        dt = t.tangent if type(t) is Dual and t.tape is outer else None     # ... and their tangents
         cols.append(np.zeros(lead + (stop - start,)) if dt is None else
                     np.asarray(B.to_numpy(dt)).reshape(lead + (stop - start,)))
         stats["jvp_rules"] = stats.get("jvp_rules", 0) + outer.n_jvps + inner.n_jvps

@@ -12,14 +12,101 @@ import numpy as np
 
 from ...namespace import Composites, dispatch_function, dispatch_ufunc, normalize_axes, parse_einsum
 from .ops import (ABS, ADD, DIV, EXP, GETITEM, LOG, LOGSUMEXP, MATMUL, MAXIMUM, MEAN, MINIMUM, MUL, NEG, OPS, POW,
-                  POWER, RESHAPE, SHAPE, SIGMOID, STEP, SUB, SUM, TANH, VALUE, Op)
+                  POWER, RESHAPE, SHAPE, SIGMOID, STEP, SUB, SUM, TANH, TRANSPOSE, VALUE, Op)
 
 
-class Var:
-    """A value on a tape. ``var.value`` is the backend array; arithmetic records new ``Var``s."""
+class Traced:
+    """What a traced value of either mode offers a model: numpy's operators and array methods, each one primitive
+    run by ``self.tape`` (reverse mode's ``Tape`` records it; forward mode's ``ForwardTrace``, which has the same
+    ``apply``/``binary``/``unary``, runs it with its JVP). ``Var`` and ``forward.Dual`` subclass it, so the two
+    modes cannot drift apart in what they accept. A subclass sets ``_namespace`` (the ``xp`` over its tape),
+    ``_raw`` (a value's plain array, for comparisons) and ``_carries`` (what a cut would lose, for messages)."""
+
+    __slots__ = ()
+    _carries = "gradient"
+
+    T = property(lambda self: self._namespace(self.tape).transpose(self))  # all axes reversed, as numpy's .T
+    mT = property(lambda self: self.tape.apply(TRANSPOSE, self))  # the last two swapped
+
+    # ----- operators -----
+    # binary/unary are apply() without its generic argument loop: the hot path of every model
+    def __add__(self, o): return self.tape.binary(ADD, self, o)
+    def __radd__(self, o): return self.tape.binary(ADD, o, self)
+    def __sub__(self, o): return self.tape.binary(SUB, self, o)
+    def __rsub__(self, o): return self.tape.binary(SUB, o, self)
+    def __mul__(self, o): return self.tape.binary(MUL, self, o)
+    def __rmul__(self, o): return self.tape.binary(MUL, o, self)
+    def __truediv__(self, o): return self.tape.binary(DIV, self, o)
+    def __rtruediv__(self, o): return self.tape.binary(DIV, o, self)
+    def __matmul__(self, o): return self.tape.binary(MATMUL, self, o)
+    def __rmatmul__(self, o): return self.tape.binary(MATMUL, o, self)
+    def __neg__(self): return self.tape.unary(NEG, self)
+    def __pos__(self): return self
+    def __abs__(self): return self.tape.unary(ABS, self)
+
+    def __pow__(self, o):
+        if isinstance(o, (int, float)):
+            return self.tape.apply(POWER, self, p=o)
+        return self.tape.apply(POW, self, o)
+
+    def __rpow__(self, o): return self.tape.apply(POW, o, self)
+
+    def __getitem__(self, index):
+        if isinstance(index, Traced) or (type(index) is tuple and any(isinstance(i, Traced) for i in index)):
+            raise TypeError(f"an index cannot be a traced value (its {self._carries} would be lost); index with "
+                            "ints, slices, integer arrays or boolean masks (comparisons of traced values give masks)")
+        return self.tape.apply(GETITEM, self, index=self.tape.backend.index(index))
+
+    def __len__(self):
+        return len(self._raw(self))
+
+    def transpose(self, *axes):
+        return self._namespace(self.tape).transpose(
+            self, axes[0] if len(axes) == 1 and not isinstance(axes[0], int) else (axes or None))
+    def max(self, axis=None, keepdims=False): return self._namespace(self.tape).max(self, axis, keepdims)
+    def min(self, axis=None, keepdims=False): return self._namespace(self.tape).min(self, axis, keepdims)
+    def prod(self, axis=None, keepdims=False): return self._namespace(self.tape).prod(self, axis, keepdims)
+    def ravel(self): return self.reshape(-1)
+    flatten = ravel
+    def reshape(self, *shape): return self.tape.apply(RESHAPE, self, shape=shape[0] if len(shape) == 1 else shape)
+    def sum(self, axis=None, keepdims=False): return self.tape.unary(SUM, self, {"axis": axis, "keepdims": keepdims})
+    def mean(self, axis=None, keepdims=False): return self.tape.unary(MEAN, self, {"axis": axis, "keepdims": keepdims})
+
+    # comparisons give plain boolean arrays of the values: they carry nothing (masks for users' code; rules
+    # compare values too, e.g. err - err == 0)
+    def __gt__(self, o): return self._raw(self) > self._raw(o)
+    def __ge__(self, o): return self._raw(self) >= self._raw(o)
+    def __lt__(self, o): return self._raw(self) < self._raw(o)
+    def __le__(self, o): return self._raw(self) <= self._raw(o)
+    def __eq__(self, o): return self._raw(self) == self._raw(o)
+    def __ne__(self, o): return self._raw(self) != self._raw(o)
+    __hash__ = object.__hash__  # (== is elementwise, as numpy's; identity hashing stays)
+
+    # ``tensor @ var`` (the first layer on torch: data @ W) and ``tensor * var`` (targets * outputs): torch's
+    # operator would try the op, raise a TypeError and catch it before Python falls back to our reflected
+    # method, about 28 us per op. Declaring torch's function protocol makes torch hand the operator over at once.
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        name = _TORCH_REFLECTED.get(getattr(func, "__name__", None))
+        if name is not None and not kwargs and len(args) == 2 and type(args[1]) is cls and type(args[0]) is not cls:
+            return getattr(args[1], name)(args[0])
+        if any(t is not cls for t in types):
+            return NotImplemented  # another tensor-like type is among the arguments: its turn
+        # (a TypeError from an operator, e.g. tensor > var, makes torch's operator return NotImplemented, and
+        # Python then asks our reflected method; from a torch function called directly it reaches the caller)
+        raise TypeError(f"torch function {getattr(func, '__name__', func)!r} got a traced value, whose "
+                        f"{cls._carries} torch would lose. Inside a function being differentiated use the xp "
+                        "namespace it receives (xp.exp, xp.sum, ...) and operators, not torch.* directly.")
+
+    def __bool__(self):
+        raise TypeError(f"the truth value of a traced value is not defined: Python `if`/`and` would cut the "
+                        f"{self._carries}'s path. Use xp.maximum / xp.minimum / xp.step to express the branch.")
+
+
+class Var(Traced):
+    """A value on a tape. ``var.value`` is the backend array; arithmetic records new ``Var``s (``Traced``)."""
 
     __slots__ = ("value", "index", "tape")
-    __hash__ = object.__hash__  # (== is elementwise, as numpy's; identity hashing stays)
 
     # numpy's functions on traced values (NEP 13 / 18): the same rules through the namespace, or an error
     # naming xp.<f>. (ndarray @ Var reaches __array_ufunc__ as np.matmul: recorded like Var.__rmatmul__.)
@@ -46,77 +133,11 @@ class Var:
     ndim = property(lambda self: self.value.ndim)
     dtype = property(lambda self: self.value.dtype)
     size = property(lambda self: int(self.tape.backend.numel(self.value)))
-    T = property(lambda self: TapeNamespace(self.tape).transpose(self))  # all axes reversed, as numpy's .T
-    mT = property(lambda self: self.tape.apply(OPS["transpose"], self))  # the last two swapped
 
-    def __len__(self):
-        return len(self.value)
-
-    # ----- operators -----
-    # binary/unary are apply() without its generic argument loop: the hot path of every model
-    def __add__(self, o): return self.tape.binary(ADD, self, o)
-    def __radd__(self, o): return self.tape.binary(ADD, o, self)
-    def __sub__(self, o): return self.tape.binary(SUB, self, o)
-    def __rsub__(self, o): return self.tape.binary(SUB, o, self)
-    def __mul__(self, o): return self.tape.binary(MUL, self, o)
-    def __rmul__(self, o): return self.tape.binary(MUL, o, self)
-    def __truediv__(self, o): return self.tape.binary(DIV, self, o)
-    def __rtruediv__(self, o): return self.tape.binary(DIV, o, self)
-    def __matmul__(self, o): return self.tape.binary(MATMUL, self, o)
-    def __rmatmul__(self, o): return self.tape.binary(MATMUL, o, self)
-    def __neg__(self): return self.tape.unary(NEG, self)
-    def __pos__(self): return self
-
-    def __pow__(self, o):
-        if isinstance(o, (int, float)):
-            return self.tape.apply(POWER, self, p=o)
-        return self.tape.apply(POW, self, o)
-
-    def __rpow__(self, o): return self.tape.apply(POW, o, self)
-    def __getitem__(self, index):
-        if type(index) is Var or (type(index) is tuple and any(type(i) is Var for i in index)):
-            raise TypeError("an index cannot be a traced value (its gradient would be lost); index with ints, "
-                            "slices, integer arrays or boolean masks (comparisons of traced values give masks)")
-        return self.tape.apply(GETITEM, self, index=self.tape.backend.index(index))
-
-    def __abs__(self): return self.tape.unary(ABS, self)
-    def transpose(self, *axes): return TapeNamespace(self.tape).transpose(self, axes[0] if len(axes) == 1 and not isinstance(axes[0], int) else (axes or None))
-    def max(self, axis=None, keepdims=False): return TapeNamespace(self.tape).max(self, axis, keepdims)
-    def min(self, axis=None, keepdims=False): return TapeNamespace(self.tape).min(self, axis, keepdims)
-    def prod(self, axis=None, keepdims=False): return TapeNamespace(self.tape).prod(self, axis, keepdims)
-    def ravel(self): return self.reshape(-1)
-    flatten = ravel
-    def reshape(self, *shape): return self.tape.apply(RESHAPE, self, shape=shape[0] if len(shape) == 1 else shape)
-    def sum(self, axis=None, keepdims=False): return self.tape.unary(SUM, self, {"axis": axis, "keepdims": keepdims})
-    def mean(self, axis=None, keepdims=False): return self.tape.unary(MEAN, self, {"axis": axis, "keepdims": keepdims})
-
-    # comparisons give plain boolean arrays: they carry no gradient (useful for masks in users' code)
-    def __gt__(self, o): return self.value > _raw(o)
-    def __ge__(self, o): return self.value >= _raw(o)
-    def __lt__(self, o): return self.value < _raw(o)
-    def __le__(self, o): return self.value <= _raw(o)
-    def __eq__(self, o): return self.value == _raw(o)
-    def __ne__(self, o): return self.value != _raw(o)
-
-    # ``tensor @ var`` (the first layer on torch: data @ W) and ``tensor * var`` (targets * outputs): torch's
-    # operator would try the op, raise a TypeError and catch it before Python falls back to our reflected
-    # method, about 28 us per op. Declaring torch's function protocol makes torch hand the operator over at once.
-    @classmethod
-    def __torch_function__(cls, func, types, args=(), kwargs=None):
-        name = _TORCH_REFLECTED.get(getattr(func, "__name__", None))
-        if name is not None and not kwargs and len(args) == 2 and type(args[1]) is Var and type(args[0]) is not Var:
-            return getattr(args[1], name)(args[0])
-        if any(t is not Var for t in types):
-            return NotImplemented  # another tensor-like type is among the arguments: its turn
-        # (a TypeError from an operator, e.g. tensor > var, makes torch's operator return NotImplemented, and
-        # Python then asks our reflected method; from a torch function called directly it reaches the caller)
-        raise TypeError(f"torch function {getattr(func, '__name__', func)!r} got a traced value: torch cannot "
-                        "record it on our tape. Inside a function being differentiated use the xp namespace "
-                        "it receives (xp.exp, xp.sum, ...) and operators, not torch.* directly.")
-
-    def __bool__(self):
-        raise TypeError("the truth value of a traced value is not defined: Python `if`/`and` would cut the "
-                        "gradient's path. Use xp.maximum / xp.minimum / xp.step to express the branch.")
+    @staticmethod
+    def _raw(x):
+        """A traced value's backend array; anything else as it is."""
+        return x.value if type(x) is Var else x
 
 
 # numpy's operator ufuncs (ndarray <op> Var reaches Var.__array_ufunc__) -> the primitive, without the dispatch layer
@@ -127,9 +148,7 @@ _TORCH_REFLECTED = {"add": "__radd__", "sub": "__rsub__", "mul": "__rmul__", "di
                     "matmul": "__rmatmul__", "pow": "__rpow__"}
 
 
-def _raw(x):
-    """A traced value's backend array; anything else as it is."""
-    return x.value if type(x) is Var else x
+_raw = Var._raw
 
 
 _NO_PARAMS: dict = {}  # shared by records without static parameters; never mutated
@@ -476,3 +495,6 @@ class TapeNamespace(Composites):
             first = self.tape.apply(OPS["einsum2"], operands[0], operands[1], spec=((ins[0], ins[1]), keep))
             ins, operands = [keep] + ins[2:], (first,) + tuple(operands[2:])
         return self.tape.apply(OPS[f"einsum{len(ins)}"], *operands, spec=(tuple(ins), out))
+
+
+Var._namespace = TapeNamespace  # (defined after Var, whose methods it records)
