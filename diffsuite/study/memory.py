@@ -4,7 +4,9 @@
   before it. ``how="tracemalloc"`` (numpy and plain Python: numpy reports every array's data to
   ``tracemalloc``, and Python objects are counted too; objects served from CPython's free lists are not);
   ``how="torch"``: torch's allocator totals ("Total Allocated") as its profiler reports them with
-  ``profile_memory=True``, per device (CPU and CUDA apart; the larger peak is returned). Cost: one call,
+  ``profile_memory=True``, per device (CPU and CUDA apart; the larger peak is returned), the CPU's plus the
+  tracemalloc peak of the same call (numpy memory behind CPU tensors: diffsuite's torch backend allocates its
+  per-call buffers there; the sum is an upper bound where the two peaks fall apart in time). Cost: one call,
   slowed down by the bookkeeping; call it after timing, never inside a timed loop.
 - ``minor_faults_per_call(fn, calls)``: minor page faults (``getrusage``) per call over ``calls`` calls:
   pages the allocator handed back to the system and touches again. 0 in a steady state.
@@ -28,22 +30,26 @@ def how_for(method: str) -> str:
 def peak_bytes(fn: Callable[[], Any], how: str = "tracemalloc") -> float:
     """Peak bytes in use during one call of ``fn()`` above the level before it (see the module docstring)."""
     if how == "tracemalloc":
-        import tracemalloc
-
-        was_tracing = tracemalloc.is_tracing()
-        if not was_tracing:
-            tracemalloc.start()
-        try:
-            tracemalloc.reset_peak()
-            base = tracemalloc.get_traced_memory()[0]
-            fn()
-            return float(tracemalloc.get_traced_memory()[1] - base)
-        finally:
-            if not was_tracing:
-                tracemalloc.stop()
+        return _traced_peak(fn)
     if how == "torch":
         return _torch_peak(fn)
     raise ValueError(f"how must be one of {', '.join(HOW)}; got {how!r}")
+
+
+def _traced_peak(fn: Callable[[], Any]) -> float:
+    import tracemalloc
+
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        fn()
+        return float(tracemalloc.get_traced_memory()[1] - base)
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
 
 
 def _torch_peak(fn: Callable[[], Any]) -> float:
@@ -56,7 +62,7 @@ def _torch_peak(fn: Callable[[], Any]) -> float:
         with open(os.devnull, "w") as null:
             os.dup2(null.fileno(), 2)
             with profile(activities=activities, profile_memory=True) as prof:
-                fn()
+                numpy_peak = _traced_peak(fn)
     finally:
         os.dup2(stderr, 2)
         os.close(stderr)
@@ -65,12 +71,13 @@ def _torch_peak(fn: Callable[[], Any]) -> float:
         prof.export_chrome_trace(str(path))
         events = json.loads(path.read_text())["traceEvents"]
     memory = sorted((e for e in events if e.get("name") == "[memory]"), key=lambda e: e["ts"])
-    peak = 0.0
+    peaks = {}
     for device in {e["args"].get("Device Type") for e in memory}:
         seq = [e["args"] for e in memory if e["args"].get("Device Type") == device]
         start = seq[0]["Total Allocated"] - seq[0]["Bytes"]  # the total before the call's first event
-        peak = max(peak, max(a["Total Allocated"] for a in seq) - start)
-    return peak
+        peaks[device] = max(a["Total Allocated"] for a in seq) - start
+    cpu = peaks.pop(0, 0.0)  # (device type 0 is the CPU)
+    return max([cpu + numpy_peak, *peaks.values()])
 
 
 def minor_faults_per_call(fn: Callable[[], Any], calls: int = 5) -> float:
