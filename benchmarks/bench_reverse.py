@@ -27,7 +27,8 @@ alike; a 0.3 s pause before each sample (``--settle``) lets the previous contend
 which spin for a while after their last call, go idle first. Per contender: min / median / max seconds per call over the rounds; the peak memory of one call
 (numpy contenders: ``tracemalloc``, which sees every numpy array; torch contenders: torch's allocator
 statistics as its profiler reports them, ``profile_memory=True``, the highest "Total Allocated" during the
-call above its level at the start; JAX: not measured); minor page faults per call (``getrusage``, median over
+call above its level at the start, plus the call's ``tracemalloc`` peak, which sees the numpy memory behind
+CPU tensors; JAX: not measured); minor page faults per call (``getrusage``, median over
 the rounds). ``--clock cpu --threads 1`` measures process CPU time on one thread instead, which other
 processes on a busy machine do not inflate; ``--malloc steady`` pins glibc's allocator thresholds.
 """
@@ -150,7 +151,8 @@ LEGEND = [  # (column, meaning): printed with every table
                               "taken by the contender's processes in turn)"),
     ("ms per process", "the median of each of the contender's processes: how far one process alone could be off"),
     ("peak MB", "the highest memory in use during one call above its level before the call (tracemalloc for "
-                "numpy contenders, torch's allocator statistics via its profiler for torch ones; jax: -)"),
+                "numpy contenders; for torch ones, torch's allocator statistics via its profiler plus tracemalloc's peak, "
+                "for numpy memory behind CPU tensors; jax: -)"),
     ("faults", "minor page faults per call (getrusage), median over the rounds: memory the allocator handed back "
                "to the system and touched again"),
     ("a/b", "time: the median over the rounds of a's sample over b's sample in the same round, the middle half of "

@@ -17,8 +17,8 @@ Threads: cells run in a spawned worker with one BLAS/OpenMP thread (``threads``)
 on the load (a 16 x 256 matmul took 100x longer in one run). ``meta.json`` records the setting.
 
 Memory, per cell, after timing: the peak bytes one gradient call allocates above the level before it
-(``tracemalloc`` for numpy and plain-Python methods, torch's allocator totals via its profiler for torch
-backends: ``study/memory.py``) and its minor page faults (``getrusage``, per call over 5 calls, 1 when a call
+(``tracemalloc`` for numpy and plain-Python methods, torch's allocator totals via its profiler plus the
+tracemalloc peak for torch backends: ``study/memory.py``) and its minor page faults (``getrusage``, per call over 5 calls, 1 when a call
 takes over 0.5 s).
 
 Budgets: a cell whose estimated gradient time (finite differences: evaluations x forward time) or
@@ -291,7 +291,8 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
         "the system's default memory allocator, times from the wall clock (`time.perf_counter`; median and "
         "quartiles over repeats after a warm-up call), setup timed once apart. Memory, measured after timing: the "
         "peak bytes one gradient call allocates above the level before it (`tracemalloc` for numpy and "
-        "plain-Python methods; torch's allocator totals via its profiler for torch backends) and its minor page "
+        "plain-Python methods; torch's allocator totals via its profiler, plus tracemalloc's for numpy memory "
+        "behind CPU tensors, for torch backends) and its minor page "
         "faults per call (`getrusage`).")
     blocks = [Heading("What the data show"), Bullets(bullets),
               Figure("time_vs_params.png", "Left: median seconds per gradient call against the number of parameters "
