@@ -98,8 +98,8 @@ class TorchBackend:
     def to_numpy(x) -> np.ndarray:
         if type(x) is Tensor:
             if not x.is_cuda:
-                if x.dtype is torch.float64 and not x.requires_grad:
-                    return x.numpy()  # (the common case: one call where detach().to().numpy() is three)
+                if x.dtype is torch.float64:  # shared, as before: no copy
+                    return (x.detach() if x.requires_grad else x).numpy()  # (one call in the common case)
                 out = np.empty(tuple(x.shape))  # numpy's memory: see empty()
                 torch.from_numpy(out).copy_(x.detach())  # (float32 -> float64: exact)
                 return out
