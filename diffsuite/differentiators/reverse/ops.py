@@ -137,13 +137,13 @@ SUB = defop("sub", lambda B, x, y: x - y,
             lambda B, g, out, x, y: B.sum_to(-g, y),
             saves=("x.shape", "y.shape"))
 MUL = defop("mul", lambda B, x, y: x * y,
-            lambda B, g, out, x, y: B.sum_to(g * y, x),        # mul swaps: x gets g * y ...
-            lambda B, g, out, x, y: B.sum_to(g * x, y),        # ... and y gets g * x
+            lambda B, g, out, x, y: B.sum_to(B.strong(g, y), x),   # mul swaps: x gets g * y ...
+            lambda B, g, out, x, y: B.sum_to(B.strong(g, x), y),   # ... and y gets g * x
             saves=("y x.shape", "x y.shape"))
 # (strong zeros: where(y != 0, x / y, 0) at y = 0 must not leak 0 / 0 = nan into the gradient)
 DIV = defop("div", lambda B, x, y: x / y,
             lambda B, g, out, x, y: B.sum_to(B.strong_div(g, y), x),
-            lambda B, g, out, x, y: B.sum_to(B.strong_div(-g * out, y), y),  # d(x/y)/dy = -(x/y)/y
+            lambda B, g, out, x, y: B.sum_to(B.strong_div(B.strong(-g, out), y), y),  # d(x/y)/dy = -(x/y)/y
             saves=("y x.shape", "out y"))
 NEG = defop("neg", lambda B, x: -x,
             lambda B, g, out, x: -g,
@@ -158,7 +158,7 @@ def power_vjp(B, g, out, x, *, p):
         return g
     if p < 1:  # infinite at x = 0: a strong zero there, so that an unselected where-branch cannot leak NaN
         return B.strong(g, p * B.power(x, p - 1))
-    return g * (2.0 * x if p == 2 else p * x ** (p - 1))
+    return B.strong(g, 2.0 * x if p == 2 else p * x ** (p - 1))
 
 
 POWER = defop("power", lambda B, x, *, p: x ** p, power_vjp, saves=("x",))
@@ -179,24 +179,24 @@ POW = defop("pow", lambda B, x, y: x ** y, _pow_vjp_x, _pow_vjp_y,  # an array e
 
 # ----- elementwise functions -----
 EXP = defop("exp", lambda B, x: B.exp(x),
-            lambda B, g, out, x: g * out,                      # reuse the output: exp' = exp
+            lambda B, g, out, x: B.strong(g, out),             # reuse the output: exp' = exp
             saves=("out",))
 LOG = defop("log", lambda B, x: B.log(x),
-            lambda B, g, out, x: g / x,
+            lambda B, g, out, x: B.strong_div(g, x),          # log'(0) = inf: the unselected log(0) of a where
             saves=("x",))
 # The derivatives of tanh and sigmoid are bell curves, computed as u / (1 + u)^2 with u = e^-|x| (``B.dsigmoid``):
 # no cancellation, so they stay accurate to a few ulp in saturation, where 1 - tanh^2 and s (1 - s) lose every
 # digit (1 - tanh(15)^2 has a relative error of 1e-4). tanh'(x) = 4 sigmoid'(2x). They read x, not the output:
 # in saturation the output (1.0) no longer holds the derivative's digits.
 TANH = defop("tanh", lambda B, x: B.tanh(x),
-             lambda B, g, out, x: g * (4.0 * B.dsigmoid(2.0 * x)),
+             lambda B, g, out, x: B.strong(g, 4.0 * B.dsigmoid(2.0 * x)),
              saves=("x",))
 # A primitive, not 1/(1+exp(-x)): one record instead of four, and a forward that cannot overflow.
 SIGMOID = defop("sigmoid", lambda B, x: B.sigmoid(x),
-                lambda B, g, out, x: g * B.dsigmoid(x),         # sigma' = sigma (1 - sigma), without cancelling
+                lambda B, g, out, x: B.strong(g, B.dsigmoid(x)),  # sigma' = sigma (1 - sigma), without cancelling
                 saves=("x",))
 ABS = defop("abs", lambda B, x: B.abs(x),
-            lambda B, g, out, x: g * B.sign(x),                # sign(0) = 0: abs'(0) = 0
+            lambda B, g, out, x: B.strong(g, B.sign(x)),       # sign(0) = 0: abs'(0) = 0
             saves=("x",))
 STEP = defop("step", lambda B, x: B.step(x),
              None,                                             # step' = 0: no gradient flows
@@ -246,7 +246,7 @@ def logsumexp_vjp(B, g, out, x, *, axis=-1, keepdims=False):
     # d lse / dx = softmax(x)
     if not keepdims and axis is not None:  # (axis=None: g is a scalar and broadcasts as it is)
         g = B.expand_dims(g, axis)
-    return g * softmax_shifted(B, x, axis)
+    return B.strong(g, softmax_shifted(B, x, axis))
 
 
 LOGSUMEXP = defop("logsumexp", lambda B, x, *, axis=-1, keepdims=False: B.logsumexp(x, axis=axis, keepdims=keepdims),
@@ -305,27 +305,27 @@ _LN2, _LN10, _TWO_OVER_SQRT_PI = 0.6931471805599453, 2.302585092994046, 1.128379
 # ----- elementwise, smooth -----
 SQRT = defop("sqrt", lambda B, x: B.sqrt(x),
              lambda B, g, out, x: B.strong_div(0.5 * g, out), saves=("out",))   # sqrt'(0) = inf: a true singularity
-SIN = defop("sin", lambda B, x: B.sin(x), lambda B, g, out, x: g * B.cos(x), saves=("x",))
-COS = defop("cos", lambda B, x: B.cos(x), lambda B, g, out, x: -g * B.sin(x), saves=("x",))
-TAN = defop("tan", lambda B, x: B.tan(x), lambda B, g, out, x: g * (1.0 + out * out), saves=("out",))
+SIN = defop("sin", lambda B, x: B.sin(x), lambda B, g, out, x: B.strong(g, B.cos(x)), saves=("x",))
+COS = defop("cos", lambda B, x: B.cos(x), lambda B, g, out, x: B.strong(-g, B.sin(x)), saves=("x",))
+TAN = defop("tan", lambda B, x: B.tan(x), lambda B, g, out, x: B.strong(g, 1.0 + out * out), saves=("out",))
 # 1 - x^2 as (1 - x)(1 + x): exact near |x| = 1, where the derivative is largest
 ARCSIN = defop("arcsin", lambda B, x: B.arcsin(x),
                lambda B, g, out, x: B.strong_div(g, B.sqrt((1.0 - x) * (1.0 + x))), saves=("x",))
 ARCCOS = defop("arccos", lambda B, x: B.arccos(x),
                lambda B, g, out, x: B.strong_div(-g, B.sqrt((1.0 - x) * (1.0 + x))), saves=("x",))
-ARCTAN = defop("arctan", lambda B, x: B.arctan(x), lambda B, g, out, x: g / (1.0 + x * x), saves=("x",))
-SINH = defop("sinh", lambda B, x: B.sinh(x), lambda B, g, out, x: g * B.cosh(x), saves=("x",))
-COSH = defop("cosh", lambda B, x: B.cosh(x), lambda B, g, out, x: g * B.sinh(x), saves=("x",))
+ARCTAN = defop("arctan", lambda B, x: B.arctan(x), lambda B, g, out, x: B.strong_div(g, 1.0 + x * x), saves=("x",))
+SINH = defop("sinh", lambda B, x: B.sinh(x), lambda B, g, out, x: B.strong(g, B.cosh(x)), saves=("x",))
+COSH = defop("cosh", lambda B, x: B.cosh(x), lambda B, g, out, x: B.strong(g, B.sinh(x)), saves=("x",))
 LOG1P = defop("log1p", lambda B, x: B.log1p(x), lambda B, g, out, x: B.strong_div(g, 1.0 + x), saves=("x",))
-EXPM1 = defop("expm1", lambda B, x: B.expm1(x), lambda B, g, out, x: g * B.exp(x), saves=("x",))  # not out + 1: cancels
+EXPM1 = defop("expm1", lambda B, x: B.expm1(x), lambda B, g, out, x: B.strong(g, B.exp(x)), saves=("x",))  # not out + 1: cancels
 LOG2 = defop("log2", lambda B, x: B.log2(x), lambda B, g, out, x: B.strong_div(g, x * _LN2), saves=("x",))
 LOG10 = defop("log10", lambda B, x: B.log10(x), lambda B, g, out, x: B.strong_div(g, x * _LN10), saves=("x",))
 ERF = defop("erf", lambda B, x: B.erf(x),  # exp(-x^2) with x^2 split exactly: a few ulp where x^2 is large
-            lambda B, g, out, x: g * (_TWO_OVER_SQRT_PI * B.exp_neg_square(x)), saves=("x",))
+            lambda B, g, out, x: B.strong(g, _TWO_OVER_SQRT_PI * B.exp_neg_square(x)), saves=("x",))
 # softplus(x) = log(1 + e^x): smooth, a primitive because max(x, 0) + log1p(e^-|x|) has two kinks whose
 # conventions would not cancel at 0; its derivative is sigmoid, exact in saturation. log_sigmoid = -softplus(-x).
-SOFTPLUS = defop("softplus", lambda B, x: B.softplus(x), lambda B, g, out, x: g * B.expit(x), saves=("x",))
-LOG_SIGMOID = defop("log_sigmoid", lambda B, x: B.log_sigmoid(x), lambda B, g, out, x: g * B.expit(-x),
+SOFTPLUS = defop("softplus", lambda B, x: B.softplus(x), lambda B, g, out, x: B.strong(g, B.expit(x)), saves=("x",))
+LOG_SIGMOID = defop("log_sigmoid", lambda B, x: B.log_sigmoid(x), lambda B, g, out, x: B.strong(g, B.expit(-x)),
                     saves=("x",))
 SIGN = defop("sign", lambda B, x: B.sign(x), None, saves=("",))                 # sign' = 0
 
@@ -361,7 +361,7 @@ AMIN = defop("min", lambda B, x, *, axis=None, keepdims=False: B.amin(x, axis=ax
 # so zeros are exact (out / x would be 0 / 0 there)
 PROD = defop("prod", lambda B, x, *, axis=None, keepdims=False: B.prod(x, axis=axis, keepdims=keepdims),
              lambda B, g, out, x, *, axis=None, keepdims=False:
-             B.expand_to(g, x, axis, keepdims) * B.prod_of_others(x, axis),
+             B.strong(B.expand_to(g, x, axis, keepdims), B.prod_of_others(x, axis)),
              saves=("x",))
 CUMSUM = defop("cumsum", lambda B, x, *, axis: B.cumsum(x, axis),
                lambda B, g, out, x, *, axis: B.flip(B.cumsum(B.flip(g, axis), axis), axis),  # reversed cumsum

@@ -29,6 +29,7 @@ class NumpyBackend:
         # the same constants as 0-d arrays of this dtype, for sigmoid: numpy handles a 0-d array operand in about
         # half the time of a Python float (whose "weak" type it must resolve per call), with the same result
         self._exp_max_0d, self._one_0d = np.array(self._exp_max, self.dtype), np.array(1.0, self.dtype)
+        self._sigmoid_floor = float(self._one_0d / (self._one_0d + np.exp(self._exp_max_0d)))  # sigmoid(-_exp_max)
 
     # ----- conversion -----
     def asarray(self, x):
@@ -85,14 +86,24 @@ class NumpyBackend:
     tanh = staticmethod(np.tanh)
 
     def sigmoid(self, x):
-        # 1 / (1 + e^-x) is accurate to a few ulp; the exponent is clipped where e^-x would overflow
-        # (x below -709 in float64, -88 in float32), which changes only results below the smallest
-        # normal number. Five ufuncs instead of the branch-free namespace version's nine, and no
-        # np.errstate (a context manager costs more than the arithmetic on small arrays).
+        # 1 / (1 + e^-x) is accurate to a few ulp; the exponent is clipped where e^-x would overflow (x below
+        # -708.8 in float64, -87.7 in float32). Five ufuncs instead of the branch-free namespace version's nine,
+        # and no np.errstate (a context manager costs more than the arithmetic on small arrays). Clipped entries
+        # all come out as the smallest unclipped result (``_sigmoid_floor``): one minimum over the output finds
+        # them, and there sigmoid(x) is e^x correctly rounded (1 + e^x rounds to 1), a subnormal number or 0
+        # (a constant 1.5e-308 instead would make log(sigmoid(-720)) -708.8 with gradient 1e-5).
         if type(x) is np.ndarray and x.dtype is self.dtype:  # (any other input: Python floats, as numpy would cast)
             one = self._one_0d
-            return one / (one + np.exp(np.minimum(-x, self._exp_max_0d)))
-        return 1.0 / (1.0 + np.exp(np.minimum(-x, self._exp_max)))
+            out = one / (one + np.exp(np.minimum(-x, self._exp_max_0d)))
+        else:
+            out = 1.0 / (1.0 + np.exp(np.minimum(-x, self._exp_max)))
+        if type(out) is np.ndarray:
+            lowest = _min_reduce(out, axis=None, initial=np.inf)  # (initial: an empty array has no minimum)
+        else:
+            lowest = out
+        if lowest <= self._sigmoid_floor:  # rare: some x below -_exp_max (or x = -inf)
+            out = np.where(np.less(x, -self._exp_max), np.exp(x), out)
+        return out
 
     abs = staticmethod(np.abs)
     sign = staticmethod(np.sign)
@@ -290,7 +301,16 @@ class NumpyBackend:
 
     @staticmethod
     def strong(g, d):
-        """g * d, and 0 where g == 0 even if d is inf or nan (an unselected branch's cotangent)."""
+        """g * d, and 0 where g == 0 even if d is inf or nan (an unselected branch's cotangent).
+
+        The common case (a finite local derivative ``d``) costs one sum of ``d`` (or, for a scalar, one
+        subtraction) besides the product: the mask, and numpy's error state, only when ``d`` is not finite."""
+        if type(d) is np.ndarray:
+            finite = d.dtype.kind != "f" or math.isfinite(_add_reduce(d, axis=None))  # (huge finite d: the slow path)
+        else:
+            finite = d - d == 0  # a numpy or Python scalar: inf - inf and nan - nan are nan
+        if finite:
+            return g * d
         with np.errstate(invalid="ignore"):
             return np.where(g == 0, 0.0, g * d)
 

@@ -20,6 +20,7 @@ import torch
 Tensor = torch.Tensor
 _threshold_backward = torch.ops.aten.threshold_backward.default  # g where x > threshold, else 0 (NaN keeps g)
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
+_SIGMOID_EXP_BELOW = {torch.float64: -700.0, torch.float32: -80.0}  # sigmoid(x) = e^x, rounded, below these
 
 
 def _basic_index(index) -> bool:
@@ -141,7 +142,11 @@ class TorchBackend:
     def exp(self, x): return torch.exp(x) if type(x) is Tensor else torch.exp(self._t(x))
     def log(self, x): return torch.log(x) if type(x) is Tensor else torch.log(self._t(x))
     def tanh(self, x): return torch.tanh(x) if type(x) is Tensor else torch.tanh(self._t(x))
-    def sigmoid(self, x): return torch.sigmoid(x) if type(x) is Tensor else torch.sigmoid(self._t(x))
+    def sigmoid(self, x):
+        # torch.sigmoid returns 0 below about -709.8 in float64 (-88.7 in float32), where sigmoid(x) is still the
+        # subnormal e^x; below -700 (-80) e^x is sigmoid(x) correctly rounded (1 + e^x rounds to 1)
+        x = x if type(x) is Tensor else self._t(x)
+        return torch.where(x < _SIGMOID_EXP_BELOW.get(x.dtype, -80.0), torch.exp(x), torch.sigmoid(x))
     def abs(self, x): return torch.abs(x) if type(x) is Tensor else torch.abs(self._t(x))
     def sign(self, x): return torch.sign(x) if type(x) is Tensor else torch.sign(self._t(x))
 
