@@ -21,8 +21,14 @@ class Certificate:
     (value first, then the gradient in theta's flat order), an upper bound of the ball's radius (arb),
     or the difference between the two agreeing precisions (mpmath). ``differentiation``: who produced
     the derivative ("adjoint": the chain rule on the exact loss DAG; "sympy" or "symengine": their
-    symbolic derivatives). ``ties``: kink conditions that were exact ties (decided by DESIGN.md's
-    conventions).
+    symbolic derivatives). ``ties``: kink conditions that were exact ties. ``kinks``: at ties, the entries
+    whose two one-sided pieces (theta moved along +-(1, 1, ...), lexicographically) have different
+    derivatives: a true kink or jump there, so the entry is DESIGN.md's convention, not a derivative; the
+    other entries are the derivative both pieces agree on, also where the convention would differ
+    (relu(x) - relu(-x) at 0 has derivative 1). ``resolved``: entries where that derivative replaced the
+    convention's value. ``tie_check``: "" (no ties), "sides" (both pieces evaluated) or, where they could not
+    be (the symbolic engines, a tie inside a function's own sub-program, a tie no partial derivative
+    decides), "conventions" (every entry at a tie is then the conventions' value, unchecked).
     """
 
     arithmetic: str
@@ -31,6 +37,9 @@ class Certificate:
     radius: np.ndarray = field(repr=False)
     differentiation: str = "adjoint"
     ties: int = 0
+    kinks: tuple[str, ...] = ()
+    resolved: tuple[str, ...] = ()
+    tie_check: str = ""
 
     @property
     def max_radius(self) -> float:
@@ -39,10 +48,17 @@ class Certificate:
     def describe(self) -> str:
         """One line for reports: ``certified: arb ball arithmetic at 128 bits, enclosure radius <= 3e-36``."""
         if self.arithmetic == "arb":
-            return (f"certified: arb ball arithmetic at {self.bits} bits, each entry's enclosure rounds to one "
+            text = (f"certified: arb ball arithmetic at {self.bits} bits, each entry's enclosure rounds to one "
                     f"float64 (radius <= {self.max_radius:.1e})")
-        return (f"mpmath at {self.bits} bits, agreeing with the previous precision to the last float64 bit "
-                "(not a proof)")
+        else:
+            text = (f"mpmath at {self.bits} bits, agreeing with the previous precision to the last float64 bit "
+                    "(not a proof)")
+        if self.kinks:
+            text += (f"; on a kink in {', '.join(self.kinks[:4])}{' ...' if len(self.kinks) > 4 else ''}: "
+                     "the conventions' value there, not a derivative")
+        elif self.ties and self.tie_check == "conventions":
+            text += f"; {self.ties} exact tie(s) decided by the conventions, one-sided pieces not compared"
+        return text
 
 
 class NotCertified(ValueError):

@@ -131,16 +131,66 @@ def certify_arb(c: Compiled, *, start_bits: int = 128, max_bits: int = 1 << 15, 
             run = Run(c.program, ArbArithmetic(), [arb(v) for v in c.values], exact)
             out = _outputs(c, run)
             bad = [k for k, x in enumerate(out) if x is UNDECIDED or not (x is None or accept(x))]
-            if not bad:  # (endpoints and midpoints read at the working precision: exactly)
-                radius = np.array([0.0 if x is None else float(x.rad()) for x in out])
-                return ([(settle(x)[0] if settle(x) else float(x.mid()), to_man_exp(x)) for x in out],
-                        Certificate("arb", bits, tuple(tried), radius, c.differentiation, run.ties))
+            if not bad:
+                def evaluate(side):
+                    piece = Run(c.program, ArbArithmetic(), [arb(v) for v in c.values], exact, side=side)
+                    return piece, _outputs(c, piece)
+
+                def same(a, b):  # both settle, to the same float64
+                    a, b = (arb(0) if x is None else x for x in (a, b))
+                    return settle(a) is not None and settle(b) is not None and settle(a)[0] == settle(b)[0]
+
+                settled, ties = _one_sided(c, run, out, evaluate, same, lambda x: x is None or accept(x),
+                                           lambda x: x is None or x.is_finite())
+                if settled is None and bits >= max_bits:  # the pieces never settled: the conventions, unchecked
+                    settled, ties = out, {"tie_check": "conventions"}
+            if not bad and settled is not None:  # (endpoints and midpoints read at the working precision: exactly)
+                radius = np.array([0.0 if x is None else float(x.rad()) for x in settled])
+                return ([(settle(x)[0] if settle(x) else float(x.mid()), to_man_exp(x)) for x in settled],
+                        Certificate("arb", bits, tuple(tried), radius, c.differentiation, run.ties, **ties))
         nonfinite = [k for k in bad if out[k] is not UNDECIDED and not out[k].is_finite()]
         if run.singular and nonfinite and len(tried) >= 2:
             raise _singular_error(c, run, nonfinite)
         if bits >= max_bits:
             raise _cap_error(c, run, out, bad, bits)
         bits *= 2
+
+
+def _one_sided(c: Compiled, run: Run, out: list, evaluate: Callable, same: Callable, settled: Callable,
+               finite: Callable) -> tuple[list | None, dict]:
+    """At exact ties, the derivative where the function has one, and the entries where it has none.
+
+    ``run``/``out``: the evaluation with the conventions. ``evaluate(side) -> (Run, outputs)`` evaluates the
+    one-sided piece of ``side`` (+1, -1; see ``Run``). Where both pieces continue the value (no jump) and agree
+    on an entry, that is the entry's derivative (relu(x) - relu(-x) at 0: 1, where the conventions give 0);
+    where they differ, the entry is on a true kink and keeps the conventions' value. Returns (the outputs, or
+    None when a piece's finite entry is not settled at this precision; the Certificate's ``kinks``, ``resolved``,
+    ``tie_check``). An entry that is infinite on a piece (sqrt at 0 on one side) is a kink: no precision changes
+    that. Cost: two more evaluations, plus a backward pass per distinct tie; only where ties occur."""
+    if not run.ties:
+        return out, {}
+    if c.differentiation != "adjoint":  # (the symbolic engines' derivative expressions carry their own ties)
+        return out, {"tie_check": "conventions"}
+    (plus, p_out), (minus, m_out) = evaluate(1), evaluate(-1)
+    if plus.side_incomplete or minus.side_incomplete:
+        return out, {"tie_check": "conventions"}
+    if any(x is UNDECIDED for x in p_out + m_out):
+        return out, {"tie_check": "conventions"}
+    if any(finite(x) and not settled(x) for x in p_out + m_out):
+        return None, {}  # more bits
+    names = _entry_names(c)
+    if not all(finite(x) and same(x, out[0]) for x in (p_out[0], m_out[0])):  # a jump: no derivative anywhere
+        return out, {"tie_check": "sides", "kinks": tuple(names)}
+    final, kinks, resolved = [out[0]], [], []
+    for k in range(1, len(out)):
+        if finite(p_out[k]) and finite(m_out[k]) and same(p_out[k], m_out[k]):
+            final.append(p_out[k])
+            if not same(p_out[k], out[k]):
+                resolved.append(names[k])
+        else:
+            final.append(out[k])
+            kinks.append(names[k])
+    return final, {"tie_check": "sides", "kinks": tuple(kinks), "resolved": tuple(resolved)}
 
 
 def _singular_error(c: Compiled, run: Run, entries: list[int]) -> NotCertified:
@@ -209,12 +259,27 @@ def agree_mp(c: Compiled, *, start_bits: int = 64, max_bits: int = 1 << 15, budg
         run = Run(c.program, A, [A.from_float(v) for v in c.values], exact)
         out = [A.zero() if x is None else x for x in _outputs(c, run)]
         ok = [x is not UNDECIDED and A.finite(x) and A.lost == 0 for x in out]
+        ties: dict = {}
+        if all(ok) and run.ties:
+            def evaluate(side, A=A):
+                piece = Run(c.program, A, [A.from_float(v) for v in c.values], exact, side=side)
+                return piece, [A.zero() if x is None else x for x in _outputs(c, piece)]
+
+            def settled(x, A=A):
+                return A.lost == 0
+
+            final, ties = _one_sided(c, run, out, evaluate, lambda a, b: to_float(a) == to_float(b), settled,
+                                     A.finite)
+            if final is None:
+                ok = [False]
+            else:
+                out = final
         if previous is not None and all(ok):
             bad = [k for k, (a, b) in enumerate(zip(previous, out)) if b is UNDECIDED or a is UNDECIDED
                    or not same(a, b)]
             if not bad:
                 radius = np.array([float(abs(a - b)) for a, b in zip(previous, out)])
-                return out, Certificate("mpmath", bits, tuple(tried), radius, c.differentiation, run.ties)
+                return out, Certificate("mpmath", bits, tuple(tried), radius, c.differentiation, run.ties, **ties)
         else:
             bad = [k for k, good in enumerate(ok) if not good]
         if bits >= max_bits:

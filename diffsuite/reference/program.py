@@ -137,15 +137,25 @@ class Run:
     ``exact_inputs``: the inputs as Fractions (exact binary values), used to decide ties that the
     arithmetic cannot. ``undecided``: nodes whose comparison could not be settled; ``singular``: a
     description of the first operation that was undefined on exact arguments (log 0, 1/0).
+
+    ``side``: 0 decides an exact tie by DESIGN.md's conventions (the compared quantity is 0). +1 or -1 evaluates
+    the one-sided piece instead: a tie counts as the sign of the compared quantity's derivative along theta
+    moved in the direction ``side * (1, 1, ...)``, lexicographically (the first parameter whose partial derivative
+    is nonzero decides, then the next; Nesterov's lexicographic derivative with directions +-I). Where the
+    function is differentiable that piece's gradient is its gradient, on both sides; ``engine`` compares them.
+    ``side_incomplete`` is set where a tie could not be decided that way (no nonzero partial at this precision,
+    or a tie inside a template function's sub-program).
     """
 
-    def __init__(self, prog: Program, arith: Any, values: list, exact_inputs: list[Fraction]):
+    def __init__(self, prog: Program, arith: Any, values: list, exact_inputs: list[Fraction], side: int = 0):
         self.prog, self.A, self.exact_inputs = prog, arith, exact_inputs
         self.values = [None] * len(prog)
         self.choice: dict[int, int] = {}
         self.undecided: list[int] = []
         self.singular: str | None = None
         self.ties = 0
+        self.side, self.side_incomplete = side, False
+        self._sides: dict[tuple, int] = {}
         self._exact: dict[int, Fraction | None] = {}
         self._forward(values)
 
@@ -192,8 +202,12 @@ class Run:
             return None if base == 0 and e < 0 else base ** e
         return rules.exact_value(node, vals)
 
-    def sign(self, x: Any, *nodes_ab: int) -> int | None:
-        """The sign of x (= a - b for the nodes given, or of node a): certified by the arithmetic, else exact."""
+    def sign(self, x: Any, *nodes_ab: int, derivative: bool = False) -> int | None:
+        """The sign of x (= a - b for the nodes given, or of node a): certified by the arithmetic, else exact.
+
+        ``derivative``: the decision only picks a local derivative that multiplies the compared quantity's own
+        derivative (|u|' = sign(u), max's winner): on a one-sided piece, a tie whose quantities agree to first
+        order may then keep the convention, since every choice gives the same product."""
         s = self.A.sign(x)
         if s is None and nodes_ab:
             exact = [self.exact(k) for k in nodes_ab]
@@ -204,7 +218,42 @@ class Run:
             s = 0
         if s == 0:
             self.ties += 1
+            if self.side and nodes_ab:
+                s = self._one_sided_sign(nodes_ab, derivative)
         return s
+
+    def _one_sided_sign(self, nodes_ab: tuple, derivative: bool) -> int:
+        """The side of an exact tie of (a - b), or of a, on this run's piece: the sign of the first nonzero partial
+        derivative of the compared quantity, times ``side``; 0 (the convention) where none is nonzero."""
+        if nodes_ab in self._sides:
+            return self._sides[nodes_ab]
+        grads = [self._input_gradient(k) for k in nodes_ab]
+        s = 0
+        for parts in zip(*grads):
+            if any(p is UNDECIDED for p in parts):
+                self.side_incomplete = True
+                break
+            d = parts[0] if len(parts) == 1 else (
+                parts[0] if parts[1] is None else -parts[1] if parts[0] is None else parts[0] - parts[1])
+            sd = 0 if d is None else self.A.sign(d)
+            if sd is None:  # a partial the arithmetic cannot tell from 0 at this precision
+                self.side_incomplete = True
+                break
+            if sd:
+                s = sd * self.side
+                break
+        else:  # the compared quantities have the same derivative: only a higher order could tell the sides apart
+            self.side_incomplete = not derivative
+        self._sides[nodes_ab] = s
+        return s
+
+    def _input_gradient(self, k: int) -> list:
+        """d(node k)/d(each wrt input), in ``prog.wrt_nodes``' order (None: exactly 0), on this run's piece."""
+        prog = self.prog
+        if not prog.active[k]:
+            return [None] * len(prog.wrt_nodes)
+        adj = self.backward(k)
+        return [adj[j] if j >= 0 else None for j in prog.wrt_nodes]
 
     # ----- forward -----
     def _forward(self, inputs: list) -> None:

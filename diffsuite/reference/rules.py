@@ -65,9 +65,9 @@ def _node(run, i: int) -> str:
     return s if len(s) <= 120 else s[:117] + "..."
 
 
-def _sign_of_arg(run, i, x) -> Any:
-    """sign(x) in {-1, 0, 1} as a value of the arithmetic, or UNDECIDED."""
-    s = run.sign(x, run.prog.args[i][0])
+def _sign_of_arg(run, i, x, derivative: bool = False) -> Any:
+    """sign(x) in {-1, 0, 1} as a value of the arithmetic, or UNDECIDED (``derivative``: see ``Run.sign``)."""
+    s = run.sign(x, run.prog.args[i][0], derivative=derivative)
     return _undecided() if s is None else run.A.number(sp.Integer(s))
 
 
@@ -101,7 +101,7 @@ def _first_wins(run, i, a, larger: bool) -> list:
         for m in range(len(a)):
             if m == k:
                 continue
-            s = run.sign(a[k] - a[m], idx[k], idx[m])
+            s = run.sign(a[k] - a[m], idx[k], idx[m], derivative=True)
             if s is None:
                 return [_undecided()] * len(a)
             if (s < 0 if larger else s > 0) or (s == 0 and m < k):
@@ -149,8 +149,8 @@ def _build_table() -> dict:
         sp.tanh: _unary("tanh", lambda A, x, v: A.sech(x) ** 2),
         sp.erf: _unary("erf", lambda A, x, v: A.number(sp.Integer(2)) / A.sqrt(A.number(sp.pi)) * A.exp(-x * x)),
         sp.atan2: Rule(_atan2_value, _atan2_partials),
-        sp.Abs: Rule(lambda run, i, a: run.A.abs(a[0]), lambda run, i, a, v: [_sign_of_arg(run, i, a[0])]),
-        Abs0: Rule(lambda run, i, a: run.A.abs(a[0]), lambda run, i, a, v: [_sign_of_arg(run, i, a[0])]),
+        sp.Abs: Rule(lambda run, i, a: run.A.abs(a[0]), lambda run, i, a, v: [_sign_of_arg(run, i, a[0], True)]),
+        Abs0: Rule(lambda run, i, a: run.A.abs(a[0]), lambda run, i, a, v: [_sign_of_arg(run, i, a[0], True)]),
         sp.sign: Rule(lambda run, i, a: _sign_of_arg(run, i, a[0]), _zero_partials),
         Sign0: Rule(lambda run, i, a: _sign_of_arg(run, i, a[0]), _zero_partials),
         Step: Rule(_indicator(strict=True), _zero_partials),
@@ -243,6 +243,8 @@ class TemplateRule(Rule):
         if sub.singular:
             run.note_singular(sub.singular)
         run.ties += sub.ties
+        if run.side and sub.ties:  # (the sub-program decides its ties by the conventions: not one-sided)
+            run.side_incomplete = True
         return sub.values[prog.roots[0]]
 
     def value(self, run, i, a):
