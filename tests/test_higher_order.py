@@ -184,3 +184,22 @@ def test_value_and_grad_records_no_backward_pass():
     stats = ds.get_differentiator("reverse").value_and_grad(obj)(theta).stats
     assert stats["tape_records"] == stats["tape_forward_ops"] + stats["tape_leaves"]
     assert stats["tape_backward_ops"] <= 2 * stats["tape_forward_ops"]
+
+
+def test_hessians_through_strong_zero_rules_keep_their_second_order_terms():
+    """The strong zeros of the VJPs (log, exp, mul, ...) mask only where the local derivative is inf or nan: a
+    cotangent that is 0 at the point but not in its neighbourhood keeps its derivative. Oracle by hand:
+    f(x, y) = (1 - x)^2 + 100 (y - x^2)^2 (Rosenbrock) at (1, 1): H = [[802, -400], [-400, 200]];
+    g(t) = sin(t^2): g''(0) = 2 cos(0) = 2; h(x, y) = x ** y at (2, 3): d2/dx2 = y (y - 1) x^(y - 2) = 12,
+    d2/dxdy = x^(y-1) (1 + y log x) = 4 (1 + 3 log 2), d2/dy2 = x^y log(x)^2 = 8 log(2)^2."""
+    import math
+    rosen = lambda xp, t: (1.0 - t[0]) ** 2 + 100.0 * (t[1] - t[0] ** 2) ** 2  # noqa: E731
+    sin_sq = lambda xp, t: xp.sum(xp.sin(t * t))  # noqa: E731
+    pw = lambda xp, t: xp.power(t[0], t[1])  # noqa: E731
+    want_pw = [[12.0, 4 * (1 + 3 * math.log(2))], [4 * (1 + 3 * math.log(2)), 8 * math.log(2) ** 2]]
+    for name in ("reverse", "forward"):
+        d = ds.get_differentiator(name)
+        np.testing.assert_allclose(d.hessian(rosen)(np.array([1.0, 1.0])), [[802.0, -400.0], [-400.0, 200.0]],
+                                   rtol=1e-14, err_msg=name)
+        np.testing.assert_allclose(d.hessian(sin_sq)(np.array([0.0])), [[2.0]], rtol=1e-14, err_msg=name)
+        np.testing.assert_allclose(d.hessian(pw)(np.array([2.0, 3.0])), want_pw, rtol=1e-13, err_msg=name)

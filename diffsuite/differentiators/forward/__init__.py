@@ -26,7 +26,7 @@ from ..base import Gradient, WithStats, scalar_check, structured
 from ..reverse.backends import load_backend
 from .dual import Dual, DualNamespace, ForwardTrace
 from .jvps import JVPS, defjvp
-from .second_order import SECOND_ORDER, basis, over_forward, over_reverse
+from .second_order import SECOND_ORDER, basis, check_result, over_forward, over_reverse
 
 DTYPES = ("float64", "float32")
 
@@ -70,6 +70,7 @@ class Forward:
         """(output primal, output tangent or None) of ``f`` at ``primals`` moving along ``tangents``."""
         duals = [trace.dual(p, t) for p, t in zip(primals, tangents)]
         out = f(DualNamespace(trace), structure.rebuild(duals), *args)
+        check_result(out, getattr(f, "__name__", "f"))
         if type(out) is Dual and out.tape is trace:
             return out.primal, out.tangent
         return out, None

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
+
 from ..reverse.ops import OPS
 
 
@@ -85,6 +87,16 @@ def _reduce(B, fn, t, x, axis, keepdims):
     return fn(t, axis=axes, keepdims=keepdims)
 
 
+def _strong(B, t, d):
+    """``t * d``, and 0 where ``t == 0`` and ``d`` is inf or nan: a direction that does not move the input gets
+    no 0 * inf = nan (the VJPs' strong zero, ``B.strong``). Only there: where ``d`` is finite, ``t * d`` as it
+    is, so that under nesting (forward-over-forward: ``t`` a dual value whose primal may be 0 while its own
+    tangent is not) the tangent of ``t * d`` survives; masking every ``t == 0`` would drop that second-order
+    term."""
+    with np.errstate(invalid="ignore"):  # (inf - inf, 0 * inf: the entries masked out)
+        return B.where((t == 0) & (d - d != 0), 0.0, t * d)  # d - d != 0: d is inf or nan (d - d is nan)
+
+
 # ----- arithmetic, with broadcasting -----
 def add_jvp(B, ts, out, x, y):
     n = _ndim(out)
@@ -119,14 +131,23 @@ def power_jvp(B, ts, out, x, *, p):
         return None
     if p == 1:
         return ts[0]
+    if p < 1:  # infinite at x = 0: a strong zero (power_vjp's), so a direction that does not move x gets 0, not nan
+        return _strong(B, ts[0], p * x ** (p - 1))
     return ts[0] * (2.0 * x if p == 2 else p * x ** (p - 1))
 
 
 def pow_jvp(B, ts, out, x, y):
+    """pow's VJP conventions (reverse/ops.py ``_pow_vjp_x``, ``_pow_vjp_y``): d/dx = y x^(y-1), 0 where y == 0
+    (also at x == 0); d/dy = x^y log x, 0 where x == 0. Each term is a strong zero in its tangent: a direction
+    that does not move y gets no log(0) or log(x < 0) = nan from d/dy (nor one that does not move x an inf
+    from d/dx), so a NaN in one direction does not poison the others."""
     n = _ndim(out)
     tx, ty = _align(B, ts[0], x, n), _align(B, ts[1], y, n)
-    return _fit(B, _add(None if tx is None else tx * (y * x ** (y - 1)),
-                        None if ty is None else ty * (out * B.log(x))), out)
+    # (x ** (y - 1), not B.power: a lifted backend, as forward-over-forward runs this rule on, has no power of an
+    # array exponent; the operator records pow there)
+    dx = None if tx is None else _strong(B, tx, B.where(y == 0, 0.0, y * x ** (y - 1.0)))
+    dy = None if ty is None else _strong(B, ty, B.where(x == 0, 0.0, out * B.log(B.where(x == 0, 1.0, x))))
+    return _fit(B, _add(dx, dy), out)
 
 
 # ----- elementwise functions (diagonal Jacobians) -----
@@ -207,15 +228,57 @@ def transpose_jvp(B, ts, out, x):
     return B.swapaxes(ts[0], -1, -2) if _ndim(x) > 1 else ts[0]
 
 
-def _lead_index(t, x, index):
-    lead = _lead(t, x)
+def _index_parts(index) -> tuple:
+    return index if type(index) is tuple else (index,)
+
+
+def _is_basic(parts: tuple) -> bool:
+    """True for ints, slices, None and Ellipsis only: numpy keeps the axes in order, so axes put in front of
+    the indexed ones stay in front. (Next to an index array, ints count as advanced indices.)"""
+    return all(p is None or p is Ellipsis or type(p) is slice or (isinstance(p, (int, np.integer)) and
+                                                                  not isinstance(p, bool)) for p in parts)
+
+
+def _explicit(parts: tuple, ndim: int) -> tuple:
+    """``parts`` with its Ellipsis written out as slices for an array of ``ndim`` axes, so that axes appended
+    after those ``ndim`` are not swallowed by it."""
+    if not any(p is Ellipsis for p in parts):
+        return parts
+    used = 0
+    for p in parts:
+        if p is None or p is Ellipsis or isinstance(p, (bool, np.bool_)):
+            continue  # (a lone bool is a 0-d mask: it adds an axis, as None does)
+        if isinstance(p, (int, np.integer, slice)):
+            used += 1
+        else:
+            a = np.asarray(p)
+            used += a.ndim if a.dtype == bool else 1  # a mask consumes as many axes as it has
+    at = next(i for i, p in enumerate(parts) if p is Ellipsis)
+    return parts[:at] + (slice(None),) * (ndim - used) + parts[at + 1:]
+
+
+def _with_lead(B, fn, t, lead: int, index, ndim: int):
+    """``fn(t', index')`` (getitem or scatter) for a tangent ``t`` with ``lead`` direction axes in front of the
+    ``ndim`` axes that ``index`` reads; the result has its direction axes in front again.
+
+    A basic index gets slices for the direction axes prepended. An advanced one (index arrays, masks) cannot:
+    numpy moves the dimensions of advanced indices that a slice separates (``t[[0, 1], :, [2, 3]]``, ``t[0, :,
+    [1, 2]]``) to the front, before the prepended axes, where the primal has none. So the direction axes go
+    last, where no index reaches them and the indexed axes are laid out as in the primal, and then back."""
     if lead == 0:
-        return index
-    return (slice(None),) * lead + (index if type(index) is tuple else (index,))
+        return fn(t, index)
+    parts = _index_parts(index)
+    if _is_basic(parts):
+        return fn(t, (slice(None),) * lead + parts)
+    nd = _ndim(t)
+    r = fn(B.transpose(t, tuple(range(lead, nd)) + tuple(range(lead))), _explicit(parts, ndim))
+    n = _ndim(r)
+    return B.transpose(r, tuple(range(n - lead, n)) + tuple(range(n - lead)))
 
 
 def getitem_jvp(B, ts, out, x, *, index):
-    return B.getitem(ts[0], _lead_index(ts[0], x, index))
+    t = ts[0]
+    return _with_lead(B, B.getitem, t, _lead(t, x), index, _ndim(x))
 
 
 #: op name -> JVP rule. Every op of ``reverse.ops.OPS`` must have one (a test checks).
@@ -254,9 +317,12 @@ def select_jvp(B, ts, out, x, *, mask):
 
 
 def scatter_add_jvp(B, ts, out, x, *, shape, index):
-    t = ts[0]
-    lead = _lead(t, x)
-    return B.scatter(t, _shape(t)[:lead] + tuple(shape), _lead_index(t, x, index))
+    t = ts[0]  # (x: the values scattered, shaped like a[index]; shape: a's)
+    lead, shape = _lead(t, x), tuple(shape)
+    directions = _shape(t)[:lead]
+    # the direction axes where _with_lead puts them: in front for a basic index, else last
+    full = directions + shape if _is_basic(_index_parts(index)) else shape + directions
+    return _with_lead(B, lambda v, i: B.scatter(v, full, i), t, lead, index, len(shape))
 
 
 JVPS.update({"select": select_jvp, "scatter_add": scatter_add_jvp})

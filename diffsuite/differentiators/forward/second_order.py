@@ -28,6 +28,14 @@ def _who(f: Callable) -> str:
     return getattr(f, "__name__", "f")
 
 
+def check_result(out: Any, who: str) -> None:
+    """Raise a clear error for a function that returned None (no return statement, say): its value would
+    otherwise read as NaN with a zero derivative. The other differentiators fail on it too."""
+    if out is None:
+        raise TypeError(f"{who} returned None; differentiating needs an array result (a scalar for gradients "
+                        "and Hessians). Is a return statement missing?")
+
+
 def _value(x: Any) -> Any:
     """The plain array under any nesting of traced values."""
     while type(x) in (Var, Dual):
@@ -49,6 +57,7 @@ def over_reverse(B, f: Callable, structure: Structure, directions: list, lead: t
     tape = Tape(lifted_over(outer))
     wrt = tape.inputs([outer.dual(B.asarray(leaf), d) for leaf, d in zip(structure.leaves, directions)])
     out = f(TapeNamespace(tape), structure.rebuild(wrt), *args)
+    check_result(out, _who(f))
     scalar_check(np.shape(_value(out)), _who(f))
     if type(out) is Var and out.tape is tape:
         grads, n_vjps = tape.backward(out, wrt)
@@ -76,6 +85,7 @@ def over_forward(B, f: Callable, structure: Structure, directions: list, lead: t
         primals = [outer.dual(B.asarray(leaf), d) for leaf, d in zip(structure.leaves, directions)]
         duals = [inner.dual(p, t) for p, t in zip(primals, basis(B, structure, start, stop))]
         out = f(DualNamespace(inner), structure.rebuild(duals), *args)
+        check_result(out, _who(f))
         scalar_check(np.shape(_value(out)), _who(f))
         value = B.item(_value(out))
         t = out.tangent if type(out) is Dual and out.tape is inner else None  # first derivatives (k,) ...

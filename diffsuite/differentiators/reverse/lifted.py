@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import numpy as np
+
 from .ops import GETITEM, MATMUL, OPS, RESHAPE, SUM, TRANSPOSE, Op, make_op
 
 SELECT = make_op("select", lambda B, x, *, mask: B.where(mask, x, 0.0),
@@ -178,17 +180,34 @@ class LiftedBackend:
             return self.inner.hypot(y, x)
         return self._op(OPS["sqrt"], x * x + y * y)
 
+    # The strong zeros mask only where the primal cotangent is 0 *and* the local derivative is inf or nan (or, for
+    # a division, 0): a zero cotangent whose own derivative is not zero (a gradient that vanishes at the point,
+    # differentiated again) must keep its second-order term; masking every g == 0 made Hessians wrong.
     def strong(self, g, d):
-        """g * d, and 0 where g == 0 (the mask is g's primal value)."""
+        """g * d, and 0 where g == 0 and d is inf or nan (the masks read the primal values)."""
         if not (self.owns(g) or self.owns(d)):
             return self.inner.strong(g, d)
-        return self.where(self.raw(g) == 0, 0.0, g * d)
+        rd = self.raw(d)
+        with np.errstate(invalid="ignore"):  # (inf - inf: the entries masked)
+            bad = (self.raw(g) == 0) & (rd - rd != 0)
+        return self.where(bad, 0.0, g * d)
 
     def strong_div(self, g, d):
+        """g / d, and 0 where g == 0 and d is 0, inf or nan."""
         if not (self.owns(g) or self.owns(d)):
             return self.inner.strong_div(g, d)
-        zero = self.raw(g) == 0
-        return self.where(zero, 0.0, g / self.where(zero, 1.0, d))
+        rd = self.raw(d)
+        with np.errstate(invalid="ignore"):
+            bad = (self.raw(g) == 0) & ((rd == 0) | (rd - rd != 0))
+        return self.where(bad, 0.0, g / self.where(bad, 1.0, d))
+
+    def power(self, x, y):
+        """x ** y: a constant exponent records ``power`` (its parameter), a traced one ``pow``."""
+        if not (self.owns(x) or self.owns(y)):
+            return self.inner.power(x, y)
+        if self.owns(y):
+            return self._op(OPS["pow"], x, y)
+        return self._op(OPS["power"], x, p=y)
 
     def put_at_arg(self, g, x, axis, keepdims, largest):
         """Linear in g: g (expanded to x's shape) where x has its first maximal (minimal) entry, 0 elsewhere."""
