@@ -5,12 +5,16 @@
 Cost model (objective evaluations per gradient, the value included; n parameters):
 forward/backward n + 1, central 2n + 1, five_point 4n + 1, richardson 2n * levels + 1,
 complex_step n + 1 (n of them in complex arithmetic, about 2-4 times a real evaluation), plus the
-evaluations of entries that step control tries again (``stats["n_retry_evals"]``). With ``batch=k`` an
+evaluations of entries that step control tries again (``stats["n_retry_evals"]``; complex step: an entry
+whose Im f came out subnormal, or one at theta_i == 0 with a tiny derivative). With ``batch=k`` an
 objective evaluates k stencil points per call (``batched``): same evaluations, less overhead.
 
 Error model: truncation C h^p (p = 1, 1, 2, 4, 2 * levels; complex step h^2 with no subtraction) plus
 rounding about eps |f| / h for the real schemes. The automatic step h_i = eps^(1/(p+1)) max(1, |theta_i|)
 balances the two, and is made exactly representable, (theta_i + h_i) - theta_i, in the evaluation dtype.
+The complex step's is 1e-20, relative for 0 < |theta_i| < 1 (1e-20 |theta_i| rounded down to a power of
+two, at least the smallest normal float) so that log, sqrt or 1/x next to 0 stay exact; an entry whose
+Im f comes out subnormal is tried again at a longer step (``steps.complex_steps``, docs/finite_diff.md).
 Step control (``control``) then evaluates again, at a step of its own, each entry whose stencil left f's
 domain, straddled a kink near theta_i, truncated far more than it rounded, or lost f's change in f's
 rounding (``stats["step_changes"]``). Richardson's ``stats["error_estimate"]`` is
@@ -53,7 +57,7 @@ from . import higher
 from .batched import bind_objective_batched, evaluate_batched
 from .control import RICHARDSON_SAFETY, TRUNCATION_RATIO, Entry, Rule, StepControl, noise_of
 from .namespaces import COMPLEX, KinkTracker, RealOrdered
-from .steps import COMPLEX_DTYPES, COMPLEX_STEP, DTYPES, SCHEMES, auto_steps, scheme_order
+from .steps import COMPLEX_DTYPES, COMPLEX_STEP, DTYPES, SCHEMES, auto_steps, complex_steps, scheme_order
 
 MAX_LEVELS = 10
 DEFAULT_LEVELS = 4  # FiniteDiff.levels' default; another value with a scheme other than richardson is an error
@@ -218,7 +222,7 @@ class FiniteDiff(HigherOrder):
         n = theta.size
         if self.step == "auto":
             if self.scheme == "complex_step":
-                return np.full(n, COMPLEX_STEP)
+                return complex_steps(theta, self.dtype)
             steps = auto_steps(theta, self.order, self.dtype)
             # Richardson: rounding grows with the finest level h / 2^(levels-1), truncation with the coarsest;
             # centring the balanced step between them (x 2^((levels-1)/2)) was the most robust on our MLPs
@@ -258,10 +262,11 @@ class FiniteDiff(HigherOrder):
                                  "nonfinite_params": [], "n_retry_evals": 0}  # the same keys for every scheme
 
         if self.scheme == "complex_step":
-            grad, kinks, steps, zero, n_probes = self._complex(theta, nominal, bind, call, names, who, value)
+            grad, kinks, steps, zero, n_probes, n_retry, changes = self._complex(theta, nominal, bind, call, names,
+                                                                                 who, value)
             stats["kink_tie_params"] = [names[i] for i in np.flatnonzero(kinks)]
             kinks = np.zeros(theta.size, dtype=bool)
-            stats["n_evals"] = theta.size + 1 + n_probes
+            stats.update(n_evals=theta.size + 1 + n_probes + n_retry, n_retry_evals=n_retry, step_changes=changes)
         else:
             grad, kinks, steps, zero = self._real(theta, t0, nominal, buffer, params, call, xp, tracker,
                                                   center_sig, np.ndim(center), value, names, who, bind_batched,
@@ -415,12 +420,18 @@ class FiniteDiff(HigherOrder):
                 "parameter than differences of f can resolve. Use complex_step or reverse mode for it" + wider + ".")
 
     def _complex(self, theta, nominal, bind, call, names, who, value):
-        """(grad, tie flags, steps, zero-step flags, probe evaluations). A real output from a complex theta
-        is either a function that does not depend on theta (gradient 0) or one that dropped the imaginary
-        part (a TypeError); ``_constant_in`` tells them apart."""
-        cdtype = COMPLEX_DTYPES[self.dtype]
-        t = theta.astype(cdtype)
-        h = nominal.astype(DTYPES[self.dtype])
+        """(grad, tie flags, steps, zero-step flags, probe evaluations, retry evaluations, step changes).
+
+        A real output from a complex theta is either a function that does not depend on theta (gradient 0)
+        or one that dropped the imaginary part (a TypeError); ``_constant_in`` tells them apart. An exactly
+        zero imaginary part while f changes on the real axis is either an h f' that underflowed (0, or with a
+        relative step a retry at ``_safe_step``) or a dropped imaginary part (a TypeError): a step of the real
+        probe's size along the imaginary axis tells them apart (``_carries``). With automatic steps, an
+        entry whose Im f came out subnormal is evaluated again at a longer step, and an entry at theta_i == 0
+        whose derivative is small enough for the h^2 f''' / 6 term to show is extrapolated from h and 2h."""
+        real_t = DTYPES[self.dtype]
+        t = theta.astype(COMPLEX_DTYPES[self.dtype])
+        h = nominal.astype(real_t)
         zero = h == 0
         self._trap(zero, names, theta, nominal, "complex")
         tracker = KinkTracker(COMPLEX) if self.kink_check else None
@@ -429,7 +440,25 @@ class FiniteDiff(HigherOrder):
         params = _bind_views(bind, buffer)
         grad = np.empty(theta.size)
         ties = np.zeros(theta.size, dtype=bool)
-        n_probes, real = 0, None
+        steps = h.astype(np.float64)  # the step each entry's result was divided by
+        auto, cap = self.step == "auto", real_t(COMPLEX_STEP)
+        tiny, eps = float(np.finfo(real_t).tiny), float(np.finfo(real_t).eps)
+        subnormal = float(np.finfo(real_t).smallest_subnormal)
+        t0 = theta.astype(real_t)
+        changes: dict[str, str] = {}
+        n_probes, n_retry, real = 0, 0, None
+
+        def imag_at(i, step):
+            """Im f(theta + i step e_i) on the complex namespace (NaN if f returned a real number)."""
+            x = buffer[i]
+            buffer[i] = x + 1j * real_t(step)
+            try:
+                with _quiet():
+                    out = np.array(call(COMPLEX, params))
+            finally:
+                buffer[i] = x
+            return float(np.imag(out).reshape(())) if np.iscomplexobj(out) else np.nan
+
         for i in range(theta.size):
             x = buffer[i]
             buffer[i] = x + 1j * h[i]
@@ -439,29 +468,90 @@ class FiniteDiff(HigherOrder):
             if tracker:
                 ties[i] = tracker.record()
             buffer[i] = x
-            if np.iscomplexobj(out):
-                grad[i] = np.imag(out).reshape(()) / float(h[i]) if not zero[i] else np.nan
-                if grad[i] == 0 and not ties[i]:  # exactly 0: flat, a zero-slope branch, or a dropped imaginary part
-                    real = real or _RealProbe(theta.astype(DTYPES[self.dtype]), bind, call, value)
-                    n_probes += 2
-                    if real.odd_change(i, 16 * float(auto_steps(theta[i:i + 1], 2, self.dtype)[0])):
-                        raise TypeError(
-                            f"complex_step needs {who} to carry complex numbers through; its imaginary part does "
-                            f"not move with {names[i]}, but its value does (f(theta_i + H) - f(theta_i - H) clearly "
-                            "nonzero on the real axis, with no kink in between): some np.* call (np.abs, np.real, "
-                            "float(), a comparison) dropped the imaginary part. Write it with xp functions only, "
-                            "or use scheme='central'.")
+            if not np.iscomplexobj(out):
+                # a real result: f does not depend on theta_i (0), or it dropped the imaginary part (refused)
+                constant, probes = _constant_in(i, out, value, buffer, params, call, theta, self.dtype)
+                n_probes += probes
+                if not constant:
+                    raise TypeError(f"complex_step needs {who} to carry complex numbers through; it returned "
+                                    f"{np.asarray(out).dtype} from a complex theta although its value depends on "
+                                    f"{names[i]}. Write it with xp functions only (no float(), np.real, np.abs or "
+                                    "other np.* calls or comparisons on theta), or use scheme='central'.")
+                grad[i] = 0.0 if not zero[i] else np.nan
                 continue
-            # a real result: f does not depend on theta_i (0), or it dropped the imaginary part (refused)
-            constant, probes = _constant_in(i, out, value, buffer, params, call, theta, self.dtype)
-            n_probes += probes
-            if not constant:
-                raise TypeError(f"complex_step needs {who} to carry complex numbers through; it returned "
-                                f"{np.asarray(out).dtype} from a complex theta although its value depends on "
-                                f"{names[i]}. Write it with xp functions only (no float(), np.real, np.abs or "
-                                "other np.* calls or comparisons on theta), or use scheme='central'.")
-            grad[i] = 0.0 if not zero[i] else np.nan
-        return grad, ties, h.astype(np.float64), zero, n_probes
+            if zero[i]:
+                grad[i] = np.nan
+                continue
+            im = float(np.imag(out).reshape(()))
+            grad[i] = im / float(h[i])
+            if im == 0 and not ties[i]:  # exactly 0: flat, even, a zero-slope branch, an underflow, or dropped
+                if real is None:  # (its own evaluation at theta records the kink branches there)
+                    real, n_probes = _RealProbe(theta.astype(real_t), bind, call, value), n_probes + 1
+                n_probes += 2
+                probe = 16 * float(auto_steps(theta[i:i + 1], 2, self.dtype)[0])
+                if not real.odd_change(i, probe):
+                    continue
+                # f moves on the real axis: h f' underflowed, or some np.* call dropped the imaginary part
+                n_probes += 1
+                if not _carries(imag_at(i, probe)):
+                    raise TypeError(
+                        f"complex_step needs {who} to carry complex numbers through; its imaginary part does "
+                        f"not move with {names[i]}, but its value does (f(theta_i + H) - f(theta_i - H) clearly "
+                        "nonzero on the real axis, with no kink in between, and Im f(theta_i + iH) == 0 as well): "
+                        "some np.* call (np.abs, np.real, float(), a comparison) dropped the imaginary part. "
+                        "Write it with xp functions only, or use scheme='central'.")
+                safe = _safe_step(t0[i], cap)
+                if auto and safe > h[i]:  # a relative step: a longer one that is still small next to theta_i
+                    n_retry += 1
+                    im = imag_at(i, safe)
+                    if np.isfinite(im) and im != 0:
+                        grad[i], steps[i], changes[names[i]] = im / float(safe), float(safe), "underflow"
+                continue  # else h f' is below the smallest float: 0, as documented
+            if not auto:
+                continue
+            if 0 < abs(im) < tiny and h[i] < cap:
+                # Im f subnormal: h f' lost bits. Again at a longer step, h times a power of two that lifts Im f
+                # to tiny / eps where it has all its bits, at most 1e-20: first at most 2^-27 |theta_i|
+                # (truncation below rounding even for log, sqrt or 1/x at 0); where Im f is still subnormal
+                # there (below |theta_i| ~ 3e-300 the floor h = tiny already exceeds it), the full lift is taken
+                # only if it agrees with the shorter step's result to the resolution of that subnormal Im f
+                lift = int(np.ceil(np.log2(tiny / eps / abs(im))))
+                target = real_t(min(float(cap), float(np.ldexp(float(h[i]), lift))))
+                safe = real_t(min(float(target), float(_safe_step(t0[i], cap))))
+                cur_h, cur_im = h[i], im
+                for longer, checked in ((safe, False), (target, True)):
+                    if not (longer > cur_h and 0 < abs(cur_im) < tiny):
+                        continue
+                    n_retry += 1
+                    im2 = imag_at(i, longer)
+                    if not (np.isfinite(im2) and im2 != 0):
+                        break
+                    if checked and abs(im2 * (float(cur_h) / float(longer)) - cur_im) > 4 * subnormal:
+                        break  # the longer step truncates visibly: keep the shorter one's
+                    cur_h, cur_im = longer, im2
+                if cur_h != h[i]:
+                    grad[i], steps[i], changes[names[i]] = cur_im / float(cur_h), float(cur_h), "underflow"
+            elif theta[i] == 0 and np.isfinite(value) and \
+                    abs(grad[i]) <= float(h[i]) ** 2 * max(1.0, abs(value)) / eps:
+                # at 0 the step cannot be relative: D(h) = f' - h^2 f''' / 6 + O(h^4), and where |D(h)| is below
+                # h^2 max(1, |f|) / eps, an f''' of the size of f shows. Richardson on h and 2h removes that term
+                n_retry += 1
+                d2 = imag_at(i, 2 * float(h[i])) / (2 * float(h[i]))
+                if np.isfinite(d2) and d2 != grad[i]:
+                    grad[i], changes[names[i]] = (4 * grad[i] - d2) / 3, "truncation"
+        return grad, ties, steps, zero, n_probes, n_retry, changes
+
+
+def _safe_step(x, cap) -> Any:
+    """The longest complex step still small next to x: min(cap, 2^-27 |x|) rounded down to a power of two, in
+    x's dtype (0 at x == 0). Its truncation, (h / x)^2 / 3 relative for log at 0, stays below eps / 2."""
+    limit = min(float(cap), 2.0 ** -27 * abs(float(x)))
+    return type(cap)(np.ldexp(1.0, int(np.frexp(limit)[1]) - 1) if limit > 0 else 0.0)
+
+
+def _carries(im: float) -> bool:
+    """Whether Im f(theta + iH e_i), at the real probe's step H, shows that f carries the imaginary part."""
+    return bool(np.isfinite(im) and im != 0)
 
 
 class _RealProbe:

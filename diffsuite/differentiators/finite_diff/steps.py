@@ -20,9 +20,33 @@ import numpy as np
 DTYPES = {"float64": np.float64, "float32": np.float32}
 COMPLEX_DTYPES = {"float64": np.complex128, "float32": np.complex64}
 
-#: The complex step's default: no subtraction happens, so the step only has to keep h^2 terms
-#: below the rounding of the real part; 1e-20 does in float64 and float32 alike.
+#: The complex step's automatic step for |theta_i| >= 1 and theta_i == 0, and the cap of its retries: no
+#: subtraction happens, so the step only has to keep the truncation h^2 f''' / 6 below the rounding of f';
+#: 1e-20 does in float64 and float32 alike wherever f varies on the scale max(1, |theta_i|).
 COMPLEX_STEP = 1e-20
+#: For 0 < |theta_i| < 1 the automatic complex step is relative (``complex_steps``).
+COMPLEX_RELATIVE_STEP = 1e-20
+
+
+def complex_steps(theta: np.ndarray, dtype: str) -> np.ndarray:
+    """The complex step's automatic steps: float64 values, each exactly representable in ``dtype``.
+
+    h_i = 1e-20 for |theta_i| >= 1 and for theta_i == 0 (no scale to go by at 0); for 0 < |theta_i| < 1,
+    1e-20 |theta_i| rounded down to a power of two (0.5e-20 to 1e-20 times |theta_i|), so that a function
+    singular at 0 (log, sqrt, 1/x: relative truncation ~ (h / theta_i)^2) keeps its accuracy next to it.
+    A power of two divides Im f(x + ih) exactly. The step is never below the smallest *normal* float of
+    ``dtype`` (2^-1022 in float64, 2^-126 in float32): a subnormal h carries fewer bits, and so does every
+    h f' computed from it (an Im f that still comes out subnormal is evaluated again at a longer step,
+    ``FiniteDiff._complex``). Below |theta_i| ~ 2e-288 (float64) the step therefore stops shrinking with
+    theta_i, and below ~1e-300 it is no longer small next to |theta_i| (docs/finite_diff.md, "Complex step:
+    the step and its accuracy")."""
+    real = DTYPES[dtype]
+    tiny = float(np.finfo(real).tiny)
+    a = np.abs(theta.astype(real).astype(np.float64))  # the point evaluated
+    scaled = COMPLEX_RELATIVE_STEP * a  # 0 once |theta_i| < 5e-305: the floor applies there anyway
+    _, e = np.frexp(scaled)  # scaled = m 2^e with 0.5 <= m < 1
+    relative = np.where(scaled >= tiny, np.ldexp(1.0, e - 1), tiny)
+    return np.where((a > 0) & (a < 1), relative, COMPLEX_STEP).astype(real).astype(np.float64)
 
 
 @dataclass(frozen=True)
