@@ -10,7 +10,7 @@ Cases and targets (issue: higher order):
   Contenders: ``grad`` (``get_differentiator("reverse").value_and_grad``), ``hvp_fwd_rev``
   (``get_differentiator("forward").hvp``), ``hvp_rev_rev`` (``get_differentiator("reverse").hvp``),
   ``torch_grad`` and ``torch_hvp`` (torch.autograd, ``torch.autograd.functional.hvp``: double backward).
-- ``[3,2,1] b1 sigmoid quadratic`` (the lecture's net): forward-mode ``grad`` (n = 9 JVPs in one pass of
+- ``[3,2,1] b1 sigmoid quadratic`` (the lecture's net): forward-mode ``grad`` (n = 11 JVPs in one pass of
   batched tangents) against reverse mode. Target: within 2x.
 
 Each contender runs in a fresh Python process (``--contender``), so no contender inherits another's heap,

@@ -56,7 +56,7 @@ def test_a_numpy_function_without_a_rule_names_itself_and_the_alternatives(metho
         ds.get_differentiator("reverse").grad(lambda xp, x: np.add.reduce(x))(np.ones(2))
 
 
-@pytest.mark.parametrize("method", ALL)
+@pytest.mark.parametrize("method", ALL + ["forward"])
 def test_pytree_parameters_and_argnums(method):
     def f(xp, p, y, scale):
         layer = p["layers"][0]

@@ -22,7 +22,7 @@ import numpy as np
 
 from ...objective import Objective
 from ...structure import Structure, output_value
-from ..base import Gradient, WithStats, scalar_check, structured
+from ..base import Gradient, WithStats, scalar_check, structured, with_argnums_of
 from ..reverse.backends import load_backend
 from .dual import Dual, DualNamespace, ForwardTrace
 from .jvps import JVPS, defjvp
@@ -140,10 +140,10 @@ class Forward:
 
         return value_and_grad_fn
 
-    def grad(self, f: Callable) -> Callable[..., Any]:
-        """``(theta, *args) -> gradient`` of ``f(xp, theta, *args)``, in theta's structure (n JVPs)."""
-        vg = self.value_and_grad_fn(f)
-        return lambda theta, *args: vg(theta, *args).grad
+    def grad(self, f: Callable, argnums: int | tuple[int, ...] = 0) -> Callable[..., Any]:
+        """``(theta, *args) -> gradient`` of ``f(xp, theta, *args)``, in theta's structure (n JVPs; ``argnums``:
+        see ``diffsuite.pytree.with_argnums``, as for the other differentiators)."""
+        return with_argnums_of(self, f, argnums)
 
     # ----- higher order -----
     def jvp(self, f: Callable) -> WithStats:

@@ -96,9 +96,8 @@ class _Printer(PythonCodePrinter):
         return f"atan2({self._print(expr.args[0])}, {self._print(expr.args[1])})"
 
     def _print_Pow(self, expr, rational=False):
-        if expr.exp == 2 and expr.base.is_Symbol:  # x*x is faster than x**2 in CPython
-            b = self._print(expr.base)
-            return f"({b}*{b})"
+        # (not x*x, though it is faster in CPython: x*x overflows to inf silently, x**2 raises OverflowError, which
+        # sends the call to the wide kernel. sigmoid'(-400) = e^400 / (1 + e^400)^2 came out 0 from x*x.)
         return super()._print_Pow(expr, rational=rational)
 
 

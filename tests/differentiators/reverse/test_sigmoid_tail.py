@@ -43,3 +43,13 @@ def test_log_of_sigmoid_keeps_its_value_in_the_tail(backend):
         warnings.simplefilter("ignore", RuntimeWarning)  # log'(2e-313) overflows in the backward pass: its gradient is
         res = rev.value_and_grad_fn(lambda xp, t: xp.sum(xp.log(xp.sigmoid(t))))(np.array([-720.0]))  # log_sigmoid's job
     assert res.value == pytest.approx(-720.0, rel=1e-13)  # log(sigmoid(x)) = x - log1p(e^x) = x here
+
+
+def test_symbolic_sigmoid_derivative_in_its_far_tail():
+    """sigmoid'(x) = e^-x / (1 + e^-x)^2: below -354.9 the square overflows while e^-x does not; a silent x*x = inf
+    made the derivative 0 (it is 1.9e-174 at -400). Oracle: mpmath at 50 digits."""
+    xs = np.array([-700.0, -400.0, -355.0, -300.0, 0.5, 400.0])
+    got = ds.get_differentiator("symbolic").grad(lambda xp, t: xp.sum(xp.sigmoid(t)))(xs)
+    with mpmath.workdps(50):
+        want = [float(mpmath.exp(-mpmath.mpf(x)) / (1 + mpmath.exp(-mpmath.mpf(x))) ** 2) for x in xs]
+    np.testing.assert_allclose(got, want, rtol=4 * np.finfo(float).eps, atol=0)

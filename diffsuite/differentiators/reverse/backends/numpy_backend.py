@@ -102,7 +102,7 @@ class NumpyBackend:
         else:
             lowest = out
         if lowest <= self._sigmoid_floor:  # rare: some x below -_exp_max (or x = -inf)
-            out = np.where(np.less(x, -self._exp_max), np.exp(x), out)
+            out = np.where(np.less(x, -self._exp_max), np.exp(np.minimum(x, 0.0)), out)  # (no overflow elsewhere)
         return out
 
     abs = staticmethod(np.abs)
