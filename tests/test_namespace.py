@@ -109,3 +109,31 @@ def test_comparisons_of_traced_values_are_constant_masks():
     g = ds.get_differentiator("reverse").grad(f)(np.array([-1.0, 0.5, 2.0]))
     assert seen["mask"].dtype == bool
     np.testing.assert_array_equal(g, [-1.0, 0.0, 1.0])
+
+
+@pytest.mark.parametrize("method", ["reverse", "forward"])
+def test_what_would_cut_the_path_says_what_to_write_instead(method):
+    import math
+    d = ds.get_differentiator(method)
+    x = np.array([1.0, 2.0])
+    with pytest.raises(TypeError, match=r"cannot become a Python number.*xp\.exp"):
+        d.grad(lambda xp, t: math.exp(t[0]))(x)
+    with pytest.raises(TypeError, match=r"cannot become a Python number"):
+        d.grad(lambda xp, t: float(xp.sum(t)))(x)
+
+    def assign(xp, t):
+        t[0] = 0.0
+        return xp.sum(t)
+    with pytest.raises(TypeError, match=r"cannot be assigned in place.*xp\.where"):
+        d.grad(assign)(x)
+    with pytest.raises(TypeError, match=r"astype\('int64'\).*cut"):
+        d.grad(lambda xp, t: xp.sum(t.astype("int64")))(x)
+    # a floating astype and .real are the value itself (d/dt sum(t^2) = 2t)
+    np.testing.assert_array_equal(d.grad(lambda xp, t: xp.sum(t.astype(np.float64).real ** 2))(x), 2 * x)
+
+
+@pytest.mark.parametrize("method", ALL + ["forward"])
+def test_value_and_grad_of_a_function_passes_its_extra_arguments(method):
+    res = ds.get_differentiator(method).value_and_grad(lambda xp, t, c: xp.sum(t * c))(np.array([1.0, 2.0]),
+                                                                                        np.array([3.0, 4.0]))
+    assert res.value == pytest.approx(11.0) and np.allclose(res.grad, [3.0, 4.0])  # d/dt (t . c) = c

@@ -170,7 +170,7 @@ class FiniteDiff(HigherOrder):
         theta); ``batch=(X, y)`` evaluates on that minibatch instead of the objective's data."""
         if not isinstance(objective, Objective):
             vg = self.value_and_grad_fn(objective)
-            return lambda theta: vg(theta)
+            return lambda theta, *args: vg(theta, *args)  # (f's own arguments after theta, as value_and_grad_fn)
         real = DTYPES[self.dtype]
         inputs, targets = objective.data(real)  # cast once; a float32 run sees float32 data
         names = objective.param_names()

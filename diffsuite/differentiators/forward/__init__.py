@@ -125,7 +125,7 @@ class Forward:
 
             return value_and_grad_fn
         vg = self.value_and_grad_fn(objective)
-        return lambda theta: vg(theta)
+        return lambda theta, *args: vg(theta, *args)  # (f's own arguments after theta, as value_and_grad_fn)
 
     def value_and_grad_fn(self, f: Callable) -> Callable[..., Gradient]:
         """``(theta, *args) -> Gradient`` for ``f(xp, theta, *args) -> scalar``; grad has theta's structure."""

@@ -78,7 +78,7 @@ class Reverse(HigherOrder):
         theta); ``batch=(X, y)`` evaluates on that minibatch instead of the objective's data."""
         if not isinstance(objective, Objective):
             vg = self.value_and_grad_fn(objective)
-            return lambda theta: vg(theta)
+            return lambda theta, *args: vg(theta, *args)  # (f's own arguments after theta, as value_and_grad_fn)
         B = self.load()
         inputs, targets = (B.asarray(a) for a in objective.data(np.float64))  # moved and cast once
         layout = list(objective.model.layout.items())

@@ -102,6 +102,30 @@ class Traced:
         raise TypeError(f"the truth value of a traced value is not defined: Python `if`/`and` would cut the "
                         f"{self._carries}'s path. Use xp.maximum / xp.minimum / xp.step to express the branch.")
 
+    # What would cut the path, or change a value in place: an error that says what to write instead (Python's
+    # own would only say "must be real number, not Var" or "'Var' object has no attribute ...").
+    def __float__(self):
+        raise TypeError(f"a traced value cannot become a Python number (float(), int(), math.exp(...)): the "
+                        f"{self._carries} would not follow it. Keep it an array and use the xp function the "
+                        "differentiator passes in (xp.exp, xp.log, ...); convert only the final result.")
+
+    __int__ = __complex__ = __index__ = __float__
+
+    def __setitem__(self, index, value):
+        raise TypeError("a traced array cannot be assigned in place (x[i] = v): build the new array instead, "
+                        "e.g. xp.where(mask, v, x), xp.concatenate of the pieces, or xp.pad.")
+
+    def astype(self, dtype, copy=True):
+        """The value itself for a floating dtype (the differentiator's ``dtype`` option sets the arithmetic);
+        any other dtype would cut the path."""
+        if np.dtype(dtype).kind == "f":
+            return self
+        raise TypeError(f"astype({dtype!r}) of a traced value would cut the {self._carries}'s path (only floating "
+                        "dtypes are traced; the differentiator's dtype= option sets which). Compare (x > 0) for a "
+                        "mask instead.")
+
+    real = property(lambda self: self)  # (traced values are real)
+
 
 class Var(Traced):
     """A value on a tape. ``var.value`` is the backend array; arithmetic records new ``Var``s (``Traced``)."""

@@ -127,7 +127,7 @@ class Symbolic(HigherOrder):
         """
         if not isinstance(objective, Objective):
             vg = self.value_and_grad_fn(objective)
-            return lambda theta: vg(theta)
+            return lambda theta, *args: vg(theta, *args)  # (f's own arguments after theta, as value_and_grad_fn)
         result = self.run_setup(partial(build_objective, objective, symbolic_data=self.symbolic_data))
         kernel, stats = self._kernel(result)
         data, n = result["data_values"], result["n_params"]
