@@ -19,13 +19,19 @@ Defaults:
   same float64 point) for problems of at most ``EXACT_MAX_PARAMS`` entries, else reverse mode in
   float64; the report says which. Also ``"exact"``, any method alias or differentiator, or a gradient
   you computed yourself (in theta's structure).
-- ``rtol``: by method and dtype (``diffsuite.gradcheck.tolerances.DEFAULT_RTOL``; float32 looser);
-  ``atol``: ``rtol * max|ref|``. Either may be one number for all methods or a dict by method label.
+- ``rtol``: by method and dtype (``diffsuite.gradcheck.tolerances.DEFAULT_RTOL``; float32 looser; a method of
+  unknown kind, e.g. a user's own differentiator, gets reverse mode's strict one). ``atol``: for methods exact
+  up to rounding (reverse, forward_mode, symbolic, complex step, unknown kinds) ``ROUNDING_FLOOR_EPS`` eps times
+  max|ref| of the entry's own leaf; for finite differences ``rtol * max|ref|`` over the whole gradient. Either
+  may be one number for all methods or a dict by method label.
 - ``on_kink="skip"``: an entry where a finite-difference step straddled a kink is reported, not counted.
 
 Non-finite values: f(theta) NaN or inf is a ValueError (no gradient to check). The tolerance scale
 ``max|ref|`` is taken over the finite reference entries; a non-finite reference entry fails for every
-method (the report's notes name it), and so does any non-finite method entry.
+method (the report's notes name it), and so does any non-finite entry of a method the user named. A default
+method (chosen by the check) that is non-finite where the reference is finite overflowed inside itself: the
+report notes that it cannot evaluate there and does not count those entries; an entry no method could evaluate
+fails the check as unchecked.
 
 The pytest plugin (``diffsuite.pytest_plugin``) exposes ``assert_gradients_close`` as the ``gradcheck`` fixture.
 """
@@ -38,7 +44,7 @@ import numpy as np
 
 from .gradcheck.methods import METHOD_ALIASES, Method, Problem, resolve_method
 from .gradcheck.report import ON_KINK, GradcheckReport, MethodResult
-from .gradcheck.tolerances import DEFAULT_RTOL, default_rtol
+from .gradcheck.tolerances import DEFAULT_RTOL, atol_reason, default_atol, default_rtol, rtol_reason
 
 #: the largest problem (number of entries) for which reference="auto" computes the exact reference
 EXACT_MAX_PARAMS = 64
@@ -56,10 +62,15 @@ def check_gradients(f: Any, theta: Any, *args: Any, methods: Iterable | None = N
     Args:
         f: ``f(xp, theta, *args) -> scalar``, or an ``Objective``.
         theta: the point: an array, a dict of arrays or scalars, or a scalar (an Objective: its flat vector).
-        methods: aliases (``reverse``, ``reverse_torch``, ``symbolic``, ``forward``, ``backward``, ``central``,
-            ``five_point``, ``richardson``, ``complex_step``) or differentiators from ``get_differentiator``.
-        reference: ``"auto"``, ``"exact"``, a method (as above), or a gradient in theta's structure.
-        rtol, atol: a number for every method, or ``{method label: number}``; None: the defaults.
+        methods: aliases (``reverse``, ``reverse_torch``, ``forward_mode`` (forward-mode AD), ``symbolic``,
+            ``forward`` (the forward difference), ``backward``, ``central``, ``five_point``, ``richardson``,
+            ``complex_step``), differentiators from ``get_differentiator``, or any object with a ``name`` (str)
+            and ``value_and_grad`` (and ``grad`` for a function f): a kind the tolerance table does not know
+            gets the strict AD tolerance of its dtype.
+        reference: ``"auto"``, ``"exact"``, a method (as above), or a gradient in theta's structure (every leaf
+            of theta's shape; a dict with exactly theta's keys).
+        rtol, atol: a number for every method, or ``{method label: number}`` (labels carry the dtype:
+            ``central[float32]``); None: the defaults (the report says which each method got, and why).
         dtype: the dtype of methods given by alias (``"float32"`` loosens their default tolerances).
         on_kink: ``"skip"`` (default) or ``"fail"``: whether entries where a finite-difference step
             straddled a kink count.
@@ -87,26 +98,51 @@ def check_gradients(f: Any, theta: Any, *args: Any, methods: Iterable | None = N
         bad = [problem.names[i] for i in np.flatnonzero(~finite)]
         notes.append(f"the reference ({ref_label}) is not finite at {len(bad)} entr{'y' if len(bad) == 1 else 'ies'} "
                      f"({', '.join(bad[:8])}{' ...' if len(bad) > 8 else ''}): those entries fail for every method; "
-                     "the tolerance scale max|ref| is taken over the finite entries only")
-    scale = float(np.max(np.abs(ref[finite]))) if finite.any() else 0.0
+                     "the tolerance scales are taken over the finite entries only")
     rtols = _per_method("rtol", rtol, chosen)
     atols = _per_method("atol", atol, chosen)
+    blocks = problem.blocks
     results = []
     for m in chosen:
-        r_tol = rtols.get(m.label, default_rtol(m.kind, m.dtype))
-        a_tol = atols.get(m.label, r_tol * (scale if scale > 0 else 1.0))
+        if m.label in rtols:
+            r_tol, r_why = rtols[m.label], "given"
+        else:
+            r_tol, r_why = default_rtol(m.kind, m.dtype), rtol_reason(m.kind, m.dtype)
+        if m.label in atols:
+            a_tol, a_why = atols[m.label], "given"
+        else:
+            a_tol, a_why = default_atol(m.kind, m.dtype, r_tol, ref, blocks), atol_reason(m.kind, m.dtype)
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 _ignore_kink_warnings()  # the report marks those entries itself
+                if m.default:
+                    warnings.simplefilter("ignore", RuntimeWarning)  # an overflow is reported below instead
                 m_value, grad, stats = problem.gradient(m.differentiator)
         except Exception as e:  # a method that cannot run is a finding, not a crash of the check
             if m.auto:
                 notes.append(f"{m.label} was not run: {type(e).__name__}: {e}")
                 continue
-            results.append(MethodResult(m, None, r_tol, a_tol, error=f"{type(e).__name__}: {e}"))
+            results.append(MethodResult(m, None, r_tol, a_tol, error=f"{type(e).__name__}: {e}", rtol_why=r_why,
+                                        atol_why=a_why))
             continue
-        results.append(MethodResult(m, grad, r_tol, a_tol, _kinks(stats, problem.names), m_value, stats))
-    return GradcheckReport(problem.label, problem.names, ref, ref_label, results, value, notes, on_kink)
+        unevaluable = frozenset()
+        if m.default:  # the check chose this method: its overflow is its own limit, not the user's error
+            where = np.flatnonzero(~np.isfinite(grad) & finite)
+            if where.size:
+                unevaluable = frozenset(int(i) for i in where)
+                names = [problem.names[i] for i in where]
+                notes.append(f"{m.label} cannot evaluate the gradient here: it is not finite (NaN or inf: an overflow "
+                             f"inside the method) at {len(names)} of {len(problem.names)} entries ("
+                             f"{', '.join(names[:8])}{' ...' if len(names) > 8 else ''}) where f and the reference "
+                             "are finite; those entries are not counted against the reference (name the method in "
+                             "methods= to count them)")
+        results.append(MethodResult(m, grad, r_tol, a_tol, _kinks(stats, problem.names), m_value, stats,
+                                    rtol_why=r_why, atol_why=a_why, unevaluable=unevaluable))
+    report = GradcheckReport(problem.label, problem.names, ref, ref_label, results, value, notes, on_kink)
+    if ref_label != EXACT_LABEL and results and not any(
+            r.grad is not None and not report.failing(r).any() for r in results):
+        report.reference_vs_exact = _compare_with_exact(problem, ref, blocks)
+    return report
 
 
 def assert_gradients_close(f: Any, theta: Any, *args: Any, n_worst: int = 5, **options: Any) -> GradcheckReport:
@@ -141,7 +177,7 @@ def _choose_methods(problem: Problem, methods: Iterable | None, dtype: str) -> l
     if dtype not in ("float64", "float32"):
         raise ValueError(f"dtype must be 'float64' or 'float32'; got {dtype!r}")
     if methods is None:
-        chosen = [resolve_method(m, dtype) for m in DEFAULT_METHODS]
+        chosen = [resolve_method(m, dtype, default=True) for m in DEFAULT_METHODS]
         if problem.is_analytic():
             chosen.append(resolve_method("complex_step", dtype, auto=True))
     else:
@@ -185,6 +221,30 @@ def _reference(problem: Problem, reference: Any, notes: list[str]) -> tuple[np.n
                                "Choose another reference (reference='exact', 'central', ...).") from e
         return grad, f"{m.label} ({m.dtype})", value, m.label
     return problem.flatten_like_theta(reference), "the given gradient", None, None
+
+
+def _compare_with_exact(problem: Problem, ref: np.ndarray, blocks: np.ndarray) -> tuple[bool, str] | None:
+    """When no method agrees with a reference that is not the exact one: does the reference agree with the exact
+    gradient (strict AD tolerance)? (agrees, detail), or None where the exact gradient cannot be had here."""
+    if problem.flat.size > EXACT_MAX_PARAMS:
+        return None
+    try:
+        from .reference import reference_gradient
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = reference_gradient(problem.target, problem.theta, *problem.args, dtype="float64",
+                                     time_budget_s=EXACT_TIME_BUDGET_S)
+        exact = problem.flatten_like_theta(res.grad, "the exact gradient")
+    except Exception:  # noqa: BLE001 - a hint only
+        return None
+    rtol = default_rtol("reverse", "float64")
+    tol = default_atol("reverse", "float64", rtol, exact, blocks) + rtol * np.abs(exact)
+    with np.errstate(invalid="ignore"):
+        off = ~(np.abs(ref - exact) <= tol)
+    if not off.any():
+        return True, f"to rtol {rtol:.0e} at every entry"
+    i = int(np.flatnonzero(off)[np.argmax(np.nan_to_num(np.abs(ref - exact)[off], nan=np.inf))])
+    return False, f"e.g. {problem.names[i]}: given {ref[i]:.12g}, exact {exact[i]:.12g}"
 
 
 def _per_method(what: str, given: Any, chosen: list[Method]) -> dict[str, float]:

@@ -8,7 +8,7 @@ import pytest
 
 import diffsuite as ds
 from diffsuite.differentiators.reverse import ops, tape
-from diffsuite.gradcheck.tolerances import DEFAULT_RTOL, tolerance_table_markdown
+from diffsuite.gradcheck.tolerances import DEFAULT_RTOL, ROUNDING_FLOOR_EPS, tolerance_table_markdown
 from diffsuite.testing import assert_gradients_close, check_gradients
 
 
@@ -226,7 +226,9 @@ def test_an_infinite_reference_entry_neither_widens_the_tolerance_nor_passes():
     report = check_gradients(square_sum, theta, methods=("reverse", "central"), reference=np.array([np.inf, 4.0]))
     assert not report.passed  # before: max|ref| = inf made atol inf, and everything passed
     rows = {row["method"]: row for row in report.summary()}
-    assert rows["reverse"]["atol"] == DEFAULT_RTOL["reverse", "float64"] * 4.0  # the scale of the finite entries
+    # the scale of the finite entries: 4 (theta is one leaf); reverse: the rounding floor, central: rtol * 4
+    assert rows["reverse"]["atol"] == ROUNDING_FLOOR_EPS * np.finfo(np.float64).eps * 4.0
+    assert rows["central"]["atol"] == DEFAULT_RTOL["central", "float64"] * 4.0
     assert report.to_frame().set_index(["method", "entry"])["ok"].to_dict() == {
         ("reverse", "theta[0]"): False, ("reverse", "theta[1]"): True,
         ("central", "theta[0]"): False, ("central", "theta[1]"): True}

@@ -1,8 +1,13 @@
-"""``diffsuite check``: the accuracy grid against a stored baseline; exit 1 on a regression, 2 on a bad baseline.
+"""``diffsuite check``: the accuracy grid against a stored baseline.
 
     diffsuite check --quick                         # against baselines/accuracy_quick.json
     diffsuite check --baseline FILE [--factor 10]   # the full grid
     diffsuite check --quick --update                # write a new baseline after an intended change
+    diffsuite check --quick --fail-unmeasured       # a baseline cell not measured here (torch missing) fails
+
+Exit status: 0 every cell held; 1 a regression, a cell that raises (e.g. a broken import), a baseline cell not
+measured with --fail-unmeasured, or --update refused because cells failed to measure; 2 a missing, malformed,
+read-only or wrong-grid baseline, or a bad option; 130 interrupted (Ctrl-C).
 """
 from __future__ import annotations
 
@@ -38,10 +43,23 @@ def configure(parser) -> None:
                         help="a cell regresses when its error grows more than this factor (default 10)")
     parser.add_argument("--device", choices=("cpu", "cuda", "all"), default="cpu",
                         help="devices for the torch backend's cells (default cpu)")
+    parser.add_argument("--fail-unmeasured", action="store_true",
+                        help="fail (exit 1) when a cell of the baseline could not be measured here (an optional "
+                             "backend such as torch missing) instead of listing it as not measured")
     parser.set_defaults(func=_run)
 
 
 def _run(args) -> int:
+    try:
+        return _check(args)
+    except KeyboardInterrupt:  # before the CLI's generic message, which would claim results were kept
+        what = (f"the baseline {args.baseline or default_baseline(args.quick, True)} was not written or changed"
+                if args.update else "nothing was compared")
+        print(f"diffsuite check: interrupted; {what}", file=sys.stderr)
+        return 130
+
+
+def _check(args) -> int:
     from ..gradcheck import baseline as bl
     factor = bl.DEFAULT_FACTOR if args.factor is None else args.factor
     if not factor > 1:
@@ -49,11 +67,25 @@ def _run(args) -> int:
         return 2
     path = args.baseline or default_baseline(args.quick, args.update)
     stored = None
-    if not args.update:
+    grid_name = "quick" if args.quick else "full"
+    if args.update:
+        try:
+            bl.require_writable(path)  # before minutes of measuring, not after
+        except bl.BaselineError as e:
+            print(f"diffsuite check: {e}", file=sys.stderr)
+            return 2
+    else:
         try:
             stored = bl.load_baseline(path)
         except bl.BaselineError as e:
             print(f"diffsuite check: {e}", file=sys.stderr)
+            return 2
+        written_for = stored.get("grid")
+        if written_for in ("quick", "full") and written_for != grid_name:
+            fix = "add --quick" if written_for == "quick" else "drop --quick"
+            print(f"diffsuite check: the baseline {path} was written for the {written_for} grid, and this run measures "
+                  f"the {grid_name} grid; {fix} (or give the {grid_name} grid's baseline with --baseline)",
+                  file=sys.stderr)
             return 2
     from ..study.runner import StudyError, resolve_devices
     try:
@@ -63,7 +95,6 @@ def _run(args) -> int:
         return 2
     for label, reason in skipped.items():
         print(f"  {label} not measured: {reason}")
-    grid_name = "quick" if args.quick else "full"
     try:
         grid = bl.QUICK if args.quick else bl.full_grid()
         rows, info = bl.measure_grid(grid, devices, reference=None if stored is None else stored.get("reference"),
@@ -77,6 +108,13 @@ def _run(args) -> int:
         if not any(r["status"] == "ok" for r in rows):
             _print_unrecorded(rows)
             print(f"diffsuite check: no cell could be measured; {path} was not written", file=sys.stderr)
+            return 1
+        failed = [r for r in rows if r["status"] not in ("ok", "skipped")]
+        if failed:  # a baseline without them would never check them again
+            _print_unrecorded(failed, "failed to measure")
+            print(f"diffsuite check: {len(failed)} cell(s) failed to measure (not for a missing optional package); "
+                  f"{path} was not written. Fix them first: a baseline written now would leave them out and never "
+                  "check them again", file=sys.stderr)
             return 1
         try:
             written = bl.write_baseline(path, bl.baseline_document(rows, info, grid_name))
@@ -100,10 +138,21 @@ def _run(args) -> int:
     if result.improved:
         print(f"  {len(result.improved)} cells improved more than {factor:g}x; consider --update:")
         print(_indent(bl.format_table(result.improved, with_why=False)))
-    _print_unrecorded(rows, "not measured")
-    if not result.ok:
+    _print_unrecorded([r for r in rows if r["status"] != "error"], "not measured")
+    failing = False
+    if result.regressions:
         print(f"REGRESSIONS: {len(result.regressions)} cell(s) lost accuracy:")
         print(_indent(bl.format_table(result.regressions)))
+        failing = True
+    if result.broken:
+        print(f"FAILURES: {len(result.broken)} cell(s) not in the baseline raise an error now:")
+        print(_indent(bl.format_table(result.broken)))
+        failing = True
+    if result.unmeasured and args.fail_unmeasured:
+        print(f"UNMEASURED: {len(result.unmeasured)} cell(s) of the baseline were not measured here "
+              "(--fail-unmeasured); install what they need or drop --fail-unmeasured")
+        failing = True
+    if failing:
         return 1
     print("ok: no cell lost accuracy")
     return 0

@@ -9,7 +9,10 @@ measures like for like.
 
 A cell *regresses* when ``error > factor * max(baseline, floor)``, where ``floor = FLOOR_EPS * eps(dtype)``
 keeps cells at the rounding level (reverse mode: ~1e-16) from failing for a change in the last bits.
-A cell that errors now but had a number in the baseline regresses too.
+A cell that errors now but had a number in the baseline regresses too, and a cell that errors now and is not in
+the baseline fails the check as well (``Comparison.broken``). Only a missing *optional* dependency
+(``OPTIONAL_PACKAGES``: torch, symengine, ...; diffsuite's ``MissingDependency``) makes a cell "skipped" (not
+measured); any other ImportError (a typo in diffsuite's own imports) is an error.
 
 The grid: problems from the accuracy study's builder (``diffsuite.study.studies.accuracy.problem``: float32-exact
 points, so one reference serves both dtypes) and its method labels. ``--quick`` is ``QUICK``, pinned here;
@@ -22,7 +25,7 @@ import json
 import math
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -173,8 +176,12 @@ def measure_grid(grid: Grid = QUICK, devices: tuple = ("cpu",), reference: str |
                     row["status"], row["message"] = "error", "non-finite gradient"
             except MalformedBaseline:
                 raise  # the baseline file is wrong, not the method: exit 2, not a regression
-            except ImportError as e:  # an optional backend (torch, CUDA) absent: not a regression
-                row["status"], row["message"] = "skipped", str(e).splitlines()[0]
+            except ImportError as e:
+                missing = optional_missing(e)
+                if missing is not None:  # an optional backend (torch, symengine, ...) absent: not a regression
+                    row["status"], row["message"] = "skipped", f"needs {missing}: {str(e).splitlines()[0]}"
+                else:  # diffsuite's own import broken (a typo, a removed name): a failure, never "not measured"
+                    row["status"], row["message"] = "error", f"{type(e).__name__}: {str(e).splitlines()[0]}"
             except BudgetExceeded as e:
                 row["status"], row["message"] = "budget", str(e)
             except Exception as e:  # noqa: BLE001 - recorded, and a regression if the baseline had a number
@@ -182,6 +189,27 @@ def measure_grid(grid: Grid = QUICK, devices: tuple = ("cpu",), reference: str |
             k = tuple(str(row[f]) for f in KEY)
             merged[k] = _worse(merged[k], row) if k in merged else row
     return list(merged.values()), {"reference": reference, "references": used}
+
+
+#: import names of the optional dependencies (pyproject's extras) whose absence makes a cell "not measured":
+#: a ModuleNotFoundError naming one of them (or diffsuite's MissingDependency) is skipped; any other ImportError
+#: (a typo in diffsuite's own imports, a missing name, a required package) fails the check.
+OPTIONAL_PACKAGES = frozenset({"torch", "symengine", "jax", "jaxlib", "autograd", "numdifftools", "sklearn", "dask",
+                               "distributed", "cupy"})
+
+
+def optional_missing(e: BaseException) -> str | None:
+    """The optional package whose absence ``e`` reports, else None (then it is a failure, not a skip)."""
+    from ..errors import MissingDependency
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, MissingDependency):
+            return e.package
+        if type(e) is ModuleNotFoundError and e.name and e.name.split(".")[0] in OPTIONAL_PACKAGES:
+            return e.name.split(".")[0]
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def problem_id(case: Case) -> str:
@@ -285,6 +313,15 @@ def baseline_document(rows: list[dict], info: dict, grid_name: str) -> dict:
             "written_by": f"diffsuite {__version__}, numpy {np.__version__}", "cells": cells}
 
 
+def require_writable(path: str | Path) -> None:
+    """A BaselineError when ``path`` is an existing read-only file: --update must not replace it (``os.replace``
+    would, ignoring its mode). Checked by mode bits too, since root may write anything."""
+    path = Path(path)
+    if path.is_file() and (not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222):
+        raise BaselineError(f"the baseline {path} is read-only; not replacing it. Make it writable (chmod u+w "
+                            f"{path}) if you mean to update it, or write elsewhere (--baseline FILE)")
+
+
 def write_baseline(path: str | Path, document: dict) -> Path:
     """Write atomically (a reader never sees half a file)."""
     path = Path(path)
@@ -296,6 +333,7 @@ def write_baseline(path: str | Path, document: dict) -> Path:
     except OSError as e:
         raise BaselineError(f"cannot create the folder {path.parent} for the baseline: {e.strerror}; write it "
                             "somewhere you can write to (--baseline FILE)") from None
+    require_writable(path)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     head = {k: v for k, v in document.items() if k not in ("cells", "references")}
     lines = [json.dumps(head, indent=1)[:-2] + ',\n "references": {']  # one problem, one cell per line
@@ -309,10 +347,11 @@ def write_baseline(path: str | Path, document: dict) -> Path:
         tmp.write_text("\n".join(lines) + "\n ]\n}\n")
         os.replace(tmp, path)
     except OSError as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()  # no half-written temporary left behind
         raise BaselineError(f"cannot write the baseline {path}: {e.strerror}; write it somewhere you can write to "
                             "(--baseline FILE)") from None
+    finally:  # no half-written temporary left behind, also on Ctrl-C (KeyboardInterrupt) during the write
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     return path
 
 
@@ -328,21 +367,24 @@ class Comparison:
     new: list[dict]          # measured, not in the baseline
     unmeasured: list[dict]   # measured cells skipped now (optional backend missing) that the baseline has
     n_compared: int
+    broken: list[dict] = field(default_factory=list)  # cells that raise now and are not in the baseline
 
     @property
     def ok(self) -> bool:
-        return not self.regressions
+        return not self.regressions and not self.broken
 
 
 def compare(baseline: dict, rows: list[dict], factor: float = DEFAULT_FACTOR) -> Comparison:
     cells = baseline["cells"]
-    regressions, improved, new, unmeasured, n = [], [], [], [], 0
+    regressions, improved, new, unmeasured, broken, n = [], [], [], [], [], 0
     for r in rows:
         k = tuple(str(r[f]) for f in KEY)
         base = cells.get(k)
         if base is None:
             if r["status"] == "ok":
                 new.append(r)
+            elif r["status"] == "error":  # raises now (e.g. a broken import): a failure whether recorded or not
+                broken.append({**r, "baseline": math.nan, "ratio": math.inf, "why": f"error: {r['message']}"})
             continue
         if r["status"] == "skipped":
             unmeasured.append(r)
@@ -361,7 +403,7 @@ def compare(baseline: dict, rows: list[dict], factor: float = DEFAULT_FACTOR) ->
             regressions.append({**r, "baseline": b, "ratio": ratio, "why": f"> {factor:g} x baseline"})
         elif r["error"] * factor < b and b > floor(r["dtype"]):
             improved.append({**r, "baseline": b, "ratio": ratio})
-    return Comparison(regressions, improved, new, unmeasured, n)
+    return Comparison(regressions, improved, new, unmeasured, n, broken)
 
 
 def format_table(entries: list[dict], with_why: bool = True) -> str:
@@ -371,7 +413,7 @@ def format_table(entries: list[dict], with_why: bool = True) -> str:
         if c == "now":
             return "-" if e.get("error") is None else f"{e['error']:.3e}"
         if c == "baseline":
-            return f"{e['baseline']:.3e}"
+            return "-" if e.get("baseline") is None or math.isnan(e["baseline"]) else f"{e['baseline']:.3e}"
         if c == "ratio":
             return "inf" if e["ratio"] == math.inf else f"{e['ratio']:.3g}"
         return str(e[c])

@@ -46,9 +46,11 @@ class Method:
     kind: str
     dtype: str
     auto: bool = False  # chosen by default, not by the user: dropped with a note if it cannot run
+    default: bool = False  # chosen by the check (methods=None), not named by the user: a non-finite gradient
+    #                        from it (an overflow inside the method) is "cannot evaluate here", not a failure
 
 
-def resolve_method(spec: Any, dtype: str = "float64", auto: bool = False) -> Method:
+def resolve_method(spec: Any, dtype: str = "float64", auto: bool = False, default: bool = False) -> Method:
     """An alias or a differentiator instance -> ``Method``; a clear error for anything else."""
     if isinstance(spec, str):
         if spec not in METHOD_ALIASES:
@@ -67,7 +69,7 @@ def resolve_method(spec: Any, dtype: str = "float64", auto: bool = False) -> Met
                         f"from get_differentiator(...); got {spec!r}")
     kind = str(getattr(d, "scheme", d.name)) if d.name == "finite_diff" else d.name
     kind = "forward_mode" if kind == "forward" and d.name == "forward" else kind  # not the forward difference
-    return Method(label, d, kind, str(getattr(d, "dtype", "float64")), auto)
+    return Method(label, d, kind, str(getattr(d, "dtype", "float64")), auto, default or auto)
 
 
 def describe_differentiator(d: Any) -> str:
@@ -107,6 +109,7 @@ class Problem:
         if not callable(target):
             raise TypeError("check_gradients needs an Objective or a function f(xp, theta, *args) -> scalar; "
                             f"got {type(target).__name__}")
+        _require_supported_theta(theta)
         leaves, rebuild = flatten_params(theta)
         names = []
         keys = list(theta) if isinstance(theta, dict) else ["theta"]
@@ -116,6 +119,13 @@ class Problem:
         flat = np.concatenate([leaf.ravel() for leaf in leaves]) if leaves else np.zeros(0)
         label = getattr(target, "__name__", type(target).__name__)
         return cls(target, theta, tuple(args), names, flat, label, leaves, rebuild)
+
+    @property
+    def blocks(self) -> np.ndarray:
+        """The leaf (block) index of every entry: ``W[0, 1]`` and ``W[2, 0]`` share one, ``b[0]`` has the next."""
+        params = [name.partition("[")[0] for name in self.names]
+        index = {p: i for i, p in enumerate(dict.fromkeys(params))}
+        return np.array([index[p] for p in params], dtype=int)
 
     @property
     def is_objective(self) -> bool:
@@ -131,21 +141,41 @@ class Problem:
             value, grad, stats = res.value, res.grad, dict(res.stats)
         else:
             value, grad, stats = None, d.grad(self.target)(self.theta, *self.args), {}
-        return value, self.flatten_like_theta(grad), stats
+        return value, self.flatten_like_theta(grad, f"the gradient of {describe_differentiator(d)}"), stats
 
-    def flatten_like_theta(self, grad: Any) -> np.ndarray:
-        """A gradient in theta's structure (or already flat) -> the flat float64 vector of entries."""
-        if isinstance(grad, dict):
-            keys = list(self.theta)
-            missing = [k for k in keys if k not in grad]
-            if missing:
-                raise ValueError(f"the gradient must have every key of theta; missing {missing}")
-            grad = [grad[k] for k in keys]
-        else:
-            grad = [grad]
-        flat = np.concatenate([np.asarray(g, dtype=np.float64).ravel() for g in grad])
-        if flat.shape != self.flat.shape:
-            raise ValueError(f"the gradient must have {self.flat.size} entries, like theta; got {flat.size}")
+    def flatten_like_theta(self, grad: Any, what: str = "the gradient") -> np.ndarray:
+        """A gradient in theta's structure -> the flat float64 vector of entries. Every leaf must have its
+        theta leaf's shape (a flat vector only where theta itself is one) and a dict exactly theta's keys;
+        a ValueError names the leaf, what was required and what was given."""
+        if self.is_objective or not isinstance(self.theta, dict):
+            shape = self.flat.shape if self.is_objective else np.shape(self.theta)
+            if isinstance(grad, dict):
+                raise ValueError(f"{what} must be an array of shape {shape}, like theta; got a dict with keys "
+                                 f"{list(grad)}")
+            g = _as_float_array(grad, what)
+            if g.shape != shape:
+                raise ValueError(f"{what} must have theta's shape {shape}; got shape {g.shape}"
+                                 + _transposed_hint(g.shape, shape))
+            return g.ravel()
+        keys = list(self.theta)
+        if not isinstance(grad, dict):
+            raise ValueError(f"{what} must be a dict with theta's keys ({_describe_shapes(self.theta)}); got "
+                             f"{_describe(grad)}")
+        missing = [k for k in keys if k not in grad]
+        extra = [k for k in grad if k not in self.theta]
+        if missing or extra:
+            parts = ([f"missing {missing}"] if missing else []) + ([f"extra {extra}"] if extra else [])
+            raise ValueError(f"{what} must have exactly theta's keys ({', '.join(map(repr, keys))}); "
+                             f"{'; '.join(parts)}")
+        flats = []
+        for k in keys:
+            g = _as_float_array(grad[k], f"{what}[{k!r}]")
+            shape = np.shape(self.theta[k])
+            if g.shape != shape:
+                raise ValueError(f"{what}[{k!r}] must have the shape of theta[{k!r}], {shape}; got shape "
+                                 f"{g.shape}" + _transposed_hint(g.shape, shape))
+            flats.append(g.ravel())
+        flat = np.concatenate(flats) if flats else np.zeros(0)
         return flat
 
     def flat_function(self) -> Callable:
@@ -174,6 +204,64 @@ class Problem:
         except Exception:  # a function the probe cannot run is not one to trust complex step with
             return False
         return not (probe.called & NON_ANALYTIC)
+
+
+def _require_supported_theta(theta: Any) -> None:
+    """theta must be an array, a flat dict of arrays or numbers, or a number: say so up front (not as the failure
+    of a method deep inside)."""
+    supported = "theta must be an array, a dict of arrays (or numbers) or a scalar"
+    if isinstance(theta, dict):
+        for k, v in theta.items():
+            if isinstance(v, (dict, list, tuple)) or not _is_numeric(v):
+                raise TypeError(f"{supported}; got a dict whose entry {k!r} is {_describe(v)}. Flatten it into one "
+                                "dict of arrays, e.g. {'l1.W': W1, 'l1.b': b1, ...}")
+        return
+    if isinstance(theta, (list, tuple)):
+        raise TypeError(f"{supported}; got a {type(theta).__name__}. Pass np.asarray(theta) for one vector, or a "
+                        "dict {'W': W, 'b': b} for several arrays")
+    if not _is_numeric(theta):
+        raise TypeError(f"{supported}; got {_describe(theta)}")
+
+
+def _is_numeric(v: Any) -> bool:
+    if isinstance(v, (bool, np.bool_)):
+        return False
+    if isinstance(v, (int, float, np.number)):
+        return True
+    return isinstance(v, np.ndarray) and (np.issubdtype(v.dtype, np.number) and not np.issubdtype(v.dtype, np.bool_))
+
+
+def _describe(v: Any) -> str:
+    if isinstance(v, np.ndarray):
+        return f"an array of shape {v.shape}"
+    if isinstance(v, dict):
+        return f"a dict with keys {list(v)}"
+    return f"a {type(v).__name__}"
+
+
+def _describe_shapes(theta: dict) -> str:
+    return ", ".join(f"{k!r}: {np.shape(v)}" for k, v in theta.items())
+
+
+def _as_float_array(g: Any, what: str) -> np.ndarray:
+    if isinstance(g, (dict, list, tuple)) and not (isinstance(g, (list, tuple)) and _is_flat_numbers(g)):
+        raise ValueError(f"{what} must be an array; got {_describe(g)}")
+    try:
+        return np.asarray(g, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{what} must be an array of numbers; got {_describe(g)} ({e})") from None
+
+
+def _is_flat_numbers(g: Any) -> bool:
+    return all(isinstance(x, (int, float, np.number)) for x in g)
+
+
+def _transposed_hint(given: tuple, shape: tuple) -> str:
+    if len(given) == 2 and tuple(reversed(given)) == tuple(shape) and given != tuple(shape):
+        return " (transposed?)"
+    if int(np.prod(given)) == int(np.prod(shape)):
+        return " (same number of entries, different shape)"
+    return ""
 
 
 class _RecordingNamespace:

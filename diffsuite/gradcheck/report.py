@@ -24,11 +24,20 @@ class MethodResult:
     method: Method
     grad: np.ndarray | None
     rtol: float
-    atol: float
+    atol: float | np.ndarray  # one number, or one per entry (the default floors are per leaf)
     kinks: frozenset = frozenset()  # flat indices where a finite-difference step straddled a kink
     value: float | None = None
     stats: dict = field(default_factory=dict)
     error: str | None = None
+    rtol_why: str = ""  # where the rtol came from ("given", "default for reverse, float64", ...)
+    atol_why: str = ""
+    #: flat indices where a method the check chose itself gave a non-finite value (an overflow inside it)
+    #: while the reference is finite: "cannot evaluate here", not counted
+    unevaluable: frozenset = frozenset()
+
+    @property
+    def max_atol(self) -> float:
+        return float(np.max(self.atol)) if np.size(self.atol) else 0.0
 
     @property
     def label(self) -> str:
@@ -59,6 +68,8 @@ class GradcheckReport:
     notes: list[str] = field(default_factory=list)
     on_kink: str = "skip"
     kind: str = "gradient"  # what is checked: "gradient", or "Hessian" (gradcheck/hessian.py)
+    #: when no method agrees with a reference that is not the exact one: (agrees with the exact gradient?, detail)
+    reference_vs_exact: tuple[bool, str] | None = None
 
     # ----- per method, per entry -----
     def abs_err(self, r: MethodResult) -> np.ndarray:
@@ -89,11 +100,23 @@ class GradcheckReport:
         with np.errstate(invalid="ignore"):
             bad = ~(self.abs_err(r) <= self.tol(r))  # NaN-safe: a NaN error fails
         bad = bad & ~self.kink_mask(r) if self.on_kink == "skip" else bad
-        return bad | ~np.isfinite(r.grad)
+        bad = bad | ~np.isfinite(r.grad)
+        if r.unevaluable:
+            bad[[i for i in r.unevaluable if 0 <= i < len(bad)]] = False
+        return bad
+
+    def unchecked(self) -> list[int]:
+        """Entries that no method could evaluate (each method that ran was non-finite there, an overflow inside
+        it): nothing checks the reference there, so the check does not pass."""
+        ran = [r for r in self.results if r.grad is not None]
+        if not ran or not any(r.unevaluable for r in ran):
+            return []
+        common = set.intersection(*(set(r.unevaluable) for r in ran))
+        return sorted(common)
 
     @property
     def passed(self) -> bool:
-        return not any(self.failing(r).any() for r in self.results)
+        return not any(self.failing(r).any() for r in self.results) and not self.unchecked()
 
     @property
     def failed_methods(self) -> list[str]:
@@ -112,20 +135,24 @@ class GradcheckReport:
             frames.append(pd.DataFrame({
                 "entry": self.names, "param": params, "index": indices, "method": r.label, "dtype": r.method.dtype,
                 "value": r.grad, "reference": self.reference, "abs_err": self.abs_err(r), "rel_err": self.rel_err(r),
-                "rtol": r.rtol, "atol": r.atol, "tol": self.tol(r), "kink": self.kink_mask(r), "ok": ~self.failing(r)}))
+                "rtol": r.rtol, "atol": np.broadcast_to(r.atol, (len(self.names),)), "tol": self.tol(r),
+                "kink": self.kink_mask(r), "ok": ~self.failing(r)}))
         columns = ["entry", "param", "index", "method", "dtype", "value", "reference", "abs_err", "rel_err", "rtol",
                    "atol", "tol", "kink", "ok"]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
     def summary(self) -> list[dict[str, Any]]:
-        """One dict per method: label, dtype, max_abs_err, max_rel_err, rtol, atol, n_failed, n_kinks, error."""
+        """One dict per method: label, dtype, max_abs_err, max_rel_err, rtol, atol (the largest where it is per
+        entry), rtol_why, atol_why (where each came from), n_failed, n_kinks, n_unevaluable, error."""
         rows = []
         for r in self.results:
-            row = {"method": r.label, "dtype": r.method.dtype, "rtol": r.rtol, "atol": r.atol, "error": r.error,
+            row = {"method": r.label, "dtype": r.method.dtype, "rtol": r.rtol, "atol": r.max_atol, "error": r.error,
+                   "rtol_why": r.rtol_why, "atol_why": r.atol_why, "n_unevaluable": len(r.unevaluable),
                    "n_entries": len(self.names), "n_failed": int(self.failing(r).sum()), "n_kinks": len(r.kinks)}
             if r.grad is not None and len(self.names):
-                row["max_abs_err"] = float(np.max(self.abs_err(r)))
-                row["max_rel_err"] = float(np.max(self.rel_err(r)))
+                with np.errstate(invalid="ignore"):
+                    row["max_abs_err"] = float(np.max(self.abs_err(r)))
+                    row["max_rel_err"] = float(np.max(self.rel_err(r)))
             rows.append(row)
         return rows
 
@@ -143,6 +170,18 @@ class GradcheckReport:
                          f"{row['n_failed']:>2}/{row['n_entries']:<3}  {kinks}")
         return "\n".join(lines)
 
+    def tolerance_lines(self) -> list[str]:
+        """One line per method: its rtol and atol and where each came from."""
+        lines = []
+        for r in self.results:
+            if not (r.rtol_why or r.atol_why):
+                continue
+            per_entry = np.size(r.atol) > 1 and np.ptp(r.atol) > 0
+            atol = f"atol {'up to ' if per_entry else ''}{r.max_atol:.1e}"
+            lines.append(f"tolerance {r.label}: rtol {r.rtol:.1e} ({r.rtol_why or 'given'}); {atol} "
+                         f"({r.atol_why or 'given'})")
+        return lines
+
     def _fd_labels(self) -> set[str]:
         return {r.label for r in self.results if r.method.differentiator.name == "finite_diff"}
 
@@ -150,7 +189,18 @@ class GradcheckReport:
         verdict = "passed" if self.passed else "FAILED"
         head = (f"{self.kind} check {verdict}: {self.problem} ({len(self.names)} entries; reference: "
                 f"{self.reference_label})")
-        return "\n".join([head, self.summary_table(), *[f"note: {n}" for n in self.notes]])
+        return "\n".join([head, self.summary_table(), *self.tolerance_lines(), *self._unchecked_lines(),
+                          *[f"note: {n}" for n in self.notes]])
+
+    def _unchecked_lines(self) -> list[str]:
+        missing = self.unchecked()
+        if not missing:
+            return []
+        names = [self.names[i] for i in missing]
+        return [f"unchecked: no method could evaluate the gradient at {len(names)} entr"
+                f"{'y' if len(names) == 1 else 'ies'} ({', '.join(names[:8])}{' ...' if len(names) > 8 else ''}): "
+                "each was non-finite there (an overflow inside it), so nothing checks the reference at those entries. "
+                "Name a method that can (e.g. methods=('central',)) or move theta away from the overflow."]
 
     def __repr__(self) -> str:
         verdict = "passed" if self.passed else "FAILED " + ", ".join(self.failed_methods)
@@ -190,6 +240,10 @@ class GradcheckReport:
         if self.passed:
             return str(self)
         failed = self.failed_methods
+        if not failed:
+            lines = [f"{self.kind} check failed for {self.problem}: no method could evaluate it at some entries",
+                     self.summary_table(), *self.tolerance_lines(), *self._unchecked_lines()]
+            return "\n".join(lines + [f"note: {n}" for n in self.notes])
         if self.reference_is_odd_one_out():
             headline = (f"{self.kind} check failed for {self.problem}: the reference, {self.reference_label}, is the odd "
                         f"one out: {', '.join(failed)} agree with each other and all disagree with it; check the "
@@ -197,7 +251,7 @@ class GradcheckReport:
         else:
             headline = (f"{self.kind} check failed for {self.problem}: {', '.join(failed)} disagree"
                         f"{'s' if len(failed) == 1 else ''} with the reference, {self.reference_label}")
-        lines = [headline, self.summary_table()]
+        lines = [headline, self.summary_table(), *self.tolerance_lines()]
         worst = self.worst_entries(n_worst)
         n_bad = int(np.any([self.failing(r) for r in self.results], axis=0).sum())
         if worst:
@@ -213,11 +267,24 @@ class GradcheckReport:
             lines.append(f"not counted: the {label} step straddled a kink at {', '.join(names[:5])}{more} "
                          "(pass on_kink='fail' to count them)")
         ok = [r.label for r in self.results if r.grad is not None and not self.failing(r).any()]
-        if not ok and len(self.results) > 1 and "exact" not in self.reference_label:
+        if not ok and self.reference_vs_exact is not None:
+            agrees, detail = self.reference_vs_exact
+            if agrees:
+                lines.append(f"hint: every method disagrees with the reference, but the reference ({self.reference_label}) "
+                             f"agrees with the exact gradient (mpmath, 50 digits) {detail}, so it is not the culprit: "
+                             "the methods lose accuracy to the function's conditioning at theta (cancellation or "
+                             "overflow in floating point, e.g. log(1 - p) with p near 1, or a loss near 0). Rewrite "
+                             "f in a stable form (log1p, logaddexp, ...) or loosen rtol for the affected methods.")
+            else:
+                lines.append(f"hint: every method disagrees with the reference, and the reference "
+                             f"({self.reference_label}) disagrees with the exact gradient (mpmath, 50 digits) too "
+                             f"({detail}): the reference is likely wrong.")
+        elif not ok and len(self.results) > 1 and "exact" not in self.reference_label:
             lines.append(f"hint: every method disagrees with the reference; the reference ({self.reference_label}) "
                          "may itself be wrong. Try reference='exact' or a different reference method.")
         elif ok:
             lines.append(f"agree with the reference: {', '.join(ok)}")
+        lines += self._unchecked_lines()
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -228,6 +295,8 @@ class GradcheckReport:
         ran = [r for r in self.results if r.grad is not None]
         if len(ran) < 2 or len(ran) != len(self.results) or any(not self.failing(r).any() for r in ran):
             return False
+        if self.reference_vs_exact is not None and self.reference_vs_exact[0]:
+            return False  # the reference agrees with the exact gradient: it is not the odd one out
         for i, a in enumerate(ran):
             for b in ran[i + 1:]:
                 skip = self.kink_mask(a) | self.kink_mask(b)

@@ -1,8 +1,19 @@
 """Default tolerances of the gradient check, by method and dtype.
 
 An entry passes when ``|g - ref| <= atol + rtol * |ref|``. The default ``rtol`` comes from the table
-below; the default ``atol`` is ``rtol * max|ref|``: entries are judged against the gradient's scale,
-so an entry that is nearly zero is not failed for the rounding noise of the large ones.
+below. The default ``atol`` is an absolute floor for the entries near zero, tied to what the method's
+error actually scales with (``default_atol``):
+
+- exact-up-to-rounding methods (reverse, forward_mode, symbolic, complex step, and any method of a kind
+  this table does not know): ``ROUNDING_FLOOR_EPS * eps(dtype) * max|ref|`` over the entry's own leaf (``W``,
+  ``b``, ``W0``, ...). Their error is rounding, relative to the sizes of the numbers that make up that
+  block, so a small entry (a feature in other units, an early layer with vanishing gradients) is still
+  held to far below its own size: a sign flip on an entry 1e-5 of the largest is caught.
+- finite differences: ``rtol * max|ref|`` over the whole gradient: their error (truncation ~ h^k f^(k+1),
+  rounding ~ eps |f| / h) scales with the function, not with the entry, so entries far below the largest
+  are beyond what they can resolve; the exact-up-to-rounding methods check those.
+
+Where every reference entry (of the leaf, then of the gradient) is 0 the scale is 1.
 
 Where the numbers come from (eps = 2.2e-16 in float64, 1.2e-7 in float32): reverse mode and the
 symbolic gradient (and forward mode) carry rounding error only (a few hundred eps after a deep network);
@@ -13,6 +24,8 @@ error the quick accuracy grid measures (``baselines/accuracy_quick.json``, smoot
 stays far below the O(1) relative error of a wrong rule (a sign slip is off by 2 |ref|).
 """
 from __future__ import annotations
+
+import numpy as np
 
 #: (method kind, dtype) -> default rtol. The kind is "reverse", "symbolic", or a finite-difference scheme.
 DEFAULT_RTOL: dict[tuple[str, str], float] = {
@@ -38,12 +51,62 @@ DEFAULT_RTOL: dict[tuple[str, str], float] = {
 }
 
 
+#: method kinds whose error is rounding only (the absolute floor is per leaf, ROUNDING_FLOOR_EPS eps)
+EXACT_KINDS = frozenset({"reverse", "forward_mode", "symbolic", "complex_step"})
+#: finite-difference kinds (the absolute floor is rtol * max|ref| over the whole gradient)
+FD_KINDS = frozenset({"forward", "backward", "central", "five_point", "richardson"})
+#: the kind whose tolerance a method of unknown kind (a user's own differentiator) is held to: the strict one
+STRICT_KIND = "reverse"
+#: the absolute floor of exact-up-to-rounding methods, in eps of the dtype, times the leaf's max|ref|
+ROUNDING_FLOOR_EPS = 512
+
+
+def tolerance_kind(kind: str) -> str:
+    """The kind whose defaults apply: the kind itself when the table knows it, else the strict AD kind."""
+    return kind if kind in EXACT_KINDS | FD_KINDS else STRICT_KIND
+
+
 def default_rtol(kind: str, dtype: str) -> float:
-    """The default rtol for a method kind in a dtype; unknown kinds get the loosest of their dtype."""
-    if (kind, dtype) in DEFAULT_RTOL:
-        return DEFAULT_RTOL[kind, dtype]
-    same_dtype = [v for (k, d), v in DEFAULT_RTOL.items() if d == dtype]
-    return max(same_dtype) if same_dtype else max(DEFAULT_RTOL.values())
+    """The default rtol for a method kind in a dtype. A kind the table does not know (a user's own
+    differentiator) gets the strict AD tolerance of its dtype: the one reverse mode gets, so that a
+    user's gradient is held to what a correct gradient achieves (pass ``rtol=`` to loosen it)."""
+    dtype = dtype if dtype in ("float64", "float32") else "float64"
+    return DEFAULT_RTOL[tolerance_kind(kind), dtype]
+
+
+def rtol_reason(kind: str, dtype: str) -> str:
+    """Why a method got its default rtol, in words for the report."""
+    if kind in EXACT_KINDS | FD_KINDS:
+        return f"default for {kind}, {dtype}"
+    return (f"default for a method of unknown kind {kind!r}: the strict AD tolerance ({STRICT_KIND}, {dtype}); "
+            "pass rtol= to loosen it")
+
+
+def eps(dtype: str) -> float:
+    return float(np.finfo(np.float32 if dtype == "float32" else np.float64).eps)
+
+
+def default_atol(kind: str, dtype: str, rtol: float, reference: np.ndarray, blocks: np.ndarray) -> np.ndarray:
+    """The default absolute floor, per entry (see the module docstring). ``blocks``: the leaf index of each
+    entry; non-finite reference entries do not count towards a scale."""
+    ref = np.where(np.isfinite(reference), np.abs(reference), 0.0)
+    whole = float(ref.max()) if ref.size else 0.0
+    whole = whole if whole > 0 else 1.0
+    if tolerance_kind(kind) in FD_KINDS:
+        return np.full(ref.shape, rtol * whole)
+    floor = ROUNDING_FLOOR_EPS * eps(dtype)
+    out = np.empty(ref.shape)
+    for b in np.unique(blocks):
+        mask = blocks == b
+        leaf = float(ref[mask].max())
+        out[mask] = floor * (leaf if leaf > 0 else whole)
+    return out
+
+
+def atol_reason(kind: str, dtype: str) -> str:
+    if tolerance_kind(kind) in FD_KINDS:
+        return "default: rtol * max|ref| (finite differences resolve entries down to the gradient's scale)"
+    return f"default: {ROUNDING_FLOOR_EPS} eps({dtype}) * max|ref| of the entry's leaf (rounding)"
 
 
 def tolerance_table_markdown() -> str:
