@@ -15,7 +15,7 @@ entry with a reference; an entry passes when ``|g - ref| <= atol + rtol * |ref|`
 Defaults:
 - ``methods``: reverse mode and central differences, plus complex step when the function calls no
   non-analytic namespace function (abs, step, maximum, minimum).
-- ``reference="auto"``: the exact gradient (``diffsuite.reference``, mpmath with 50 digits, at the
+- ``reference="auto"``: the exact gradient (``diffsuite.reference``, certified by arb ball arithmetic, at the
   same float64 point) for problems of at most ``EXACT_MAX_PARAMS`` entries, else reverse mode in
   float64; the report says which. Also ``"exact"``, any method alias or differentiator, or a gradient
   you computed yourself (in theta's structure).
@@ -51,7 +51,7 @@ EXACT_MAX_PARAMS = 64
 #: seconds the exact reference may take under reference="auto" before reverse mode replaces it
 EXACT_TIME_BUDGET_S = 5.0
 DEFAULT_METHODS = ("reverse", "central")
-EXACT_LABEL = "exact (mpmath, 50 digits)"
+EXACT_LABEL = "exact (certified, arb)"
 
 
 def check_gradients(f: Any, theta: Any, *args: Any, methods: Iterable | None = None, reference: Any = "auto",

@@ -178,3 +178,14 @@ def test_a_folder_or_an_unwritable_path_as_baseline_is_one_line_and_exit_2(capsy
     target = tmp_path / "afile" / "sub" / "b.json"  # its folder cannot be created: a file is in the way
     rc, out, err = run(capsys, "--quick", "--update", "--baseline", target)
     assert rc == 2 and "Traceback" not in err and f"cannot create the folder {target.parent}" in err
+
+
+def test_a_baseline_written_with_the_old_exact_label_still_loads(capsys, tmp_path):
+    """Baselines written before the label was corrected say "exact (mpmath)"; it is the same certified reference."""
+    old = json.loads(COMMITTED.read_text())
+    old["reference"] = "exact (mpmath)"
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    rc, out, err = run(capsys, "--quick", "--baseline", path)
+    assert rc == 0, out + err
+    assert "exact (certified, arb)" in out

@@ -271,13 +271,13 @@ class GradcheckReport:
             agrees, detail = self.reference_vs_exact
             if agrees:
                 lines.append(f"hint: every method disagrees with the reference, but the reference ({self.reference_label}) "
-                             f"agrees with the exact gradient (mpmath, 50 digits) {detail}, so it is not the culprit: "
+                             f"agrees with the exact gradient (certified) {detail}, so it is not the culprit: "
                              "the methods lose accuracy to the function's conditioning at theta (cancellation or "
                              "overflow in floating point, e.g. log(1 - p) with p near 1, or a loss near 0). Rewrite "
                              "f in a stable form (log1p, logaddexp, ...) or loosen rtol for the affected methods.")
             else:
                 lines.append(f"hint: every method disagrees with the reference, and the reference "
-                             f"({self.reference_label}) disagrees with the exact gradient (mpmath, 50 digits) too "
+                             f"({self.reference_label}) disagrees with the exact gradient (certified) too "
                              f"({detail}): the reference is likely wrong.")
         elif not ok and len(self.results) > 1 and "exact" not in self.reference_label:
             lines.append(f"hint: every method disagrees with the reference; the reference ({self.reference_label}) "
