@@ -12,6 +12,7 @@ order from the same start. ``wall_s`` counts gradient and update time only, not 
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -86,7 +87,8 @@ def train(differentiator: Any, model: MLP, loss: str, dataset: Dataset, optimize
     """Train ``model`` on ``dataset``'s training split; evaluate every ``eval_every`` steps (default: per epoch).
 
     ``drop_last`` keeps every minibatch the same size (symbolic with ``symbolic_data`` needs it).
-    ``max_steps`` stops early (a cheap run of an expensive differentiator). ``callback(row)`` sees each
+    ``max_steps`` stops early (a cheap run of an expensive differentiator); 0 takes no step (the history is
+    the initial evaluation only), a negative value is a ValueError. ``callback(row)`` sees each
     evaluation row (a progress bar). Everything is checked before the first step.
     A step whose loss or gradient is not finite (divergence, overflow in float32) is never applied:
     ``on_nonfinite="raise"`` raises a ``TrainingDiverged`` naming the step; ``"stop"`` ends the run there,
@@ -97,6 +99,11 @@ def train(differentiator: Any, model: MLP, loss: str, dataset: Dataset, optimize
     check_setup(model, loss, dataset)
     if not (isinstance(epochs, int) and epochs >= 1):
         raise ValueError(f"epochs must be an int >= 1; got {epochs!r}")
+    if not (isinstance(batch_size, numbers.Integral) and not isinstance(batch_size, bool) and batch_size >= 1):
+        raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}")
+    if max_steps is not None and not (isinstance(max_steps, numbers.Integral) and not isinstance(max_steps, bool)
+                                      and max_steps >= 0):
+        raise ValueError(f"max_steps must be None (no limit) or an int >= 0; got {max_steps!r}")
     kind = target_kind(loss, model.layers[-1])
     y_train, y_test = dataset.targets(kind, "train"), dataset.targets(kind, "test")
     first = min(batch_size, len(y_train))
@@ -123,7 +130,7 @@ def train(differentiator: Any, model: MLP, loss: str, dataset: Dataset, optimize
             callback(row)
 
     evaluate(0.0)
-    for epoch in range(epochs):
+    for epoch in range(epochs if max_steps != 0 else 0):  # max_steps=0: the limit holds before any step
         for X, y in dataset.batches(batch_size, rng, kind, drop_last=drop_last):
             t = time.perf_counter()
             res = vg(theta, batch=(X, y))

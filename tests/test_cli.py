@@ -49,3 +49,33 @@ def test_the_cli_device_choices_are_the_runners():
     from diffsuite.cli.options import DEVICES
     from diffsuite.study.runner import DEVICES as RUNNER_DEVICES
     assert DEVICES == RUNNER_DEVICES
+
+
+def test_ctrl_c_says_results_are_kept_only_where_results_are_stored(capsys, monkeypatch):
+    from argparse import Namespace
+
+    from diffsuite.cli import interrupted
+    assert "measured so far are stored" in interrupted(Namespace(command="run"))
+    assert "measured so far are stored" in interrupted(Namespace(command="demo", no_studies=False))
+    for command in ("check", "train", "list"):
+        assert interrupted(Namespace(command=command)) == "interrupted"
+    assert interrupted(Namespace(command="demo", no_studies=True)) == "interrupted"
+    assert "unchanged" in interrupted(Namespace(command="report"))
+
+    import diffsuite.cli.demo as demo
+
+    def ctrl_c(**kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(demo, "run_demo", ctrl_c)
+    assert main(["demo", "--no-studies"]) == 130
+    err = capsys.readouterr().err
+    assert err.strip() == "diffsuite demo: interrupted" and "kept" not in err
+
+
+def test_demo_jobs_is_a_usage_error_like_runs(capsys):
+    for command in ("demo", "run"):
+        with pytest.raises(SystemExit) as e:
+            main([command, "--jobs", "0"])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert f"diffsuite {command}: error: argument --jobs: --jobs needs a whole number >= 1" in err, err

@@ -33,6 +33,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def interrupted(args) -> str:
+    """What Ctrl-C leaves behind, per command: only ``run`` (and ``demo`` with its studies) stores results."""
+    if args.command == "run" or (args.command == "demo" and not getattr(args, "no_studies", False)):
+        return "interrupted; the cells measured so far are stored: rerun the same command to resume"
+    if args.command == "report":
+        return "interrupted; the stored results are unchanged (rerun diffsuite report to rebuild the reports)"
+    return "interrupted"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -42,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print("interrupted; results written so far are kept", file=sys.stderr)
+        print(f"diffsuite {args.command}: {interrupted(args)}", file=sys.stderr)
         return 130
     except (StudyError, OSError) as e:
         # the environment, not diffsuite: one line (what, where, what to do) and exit 2, never a traceback

@@ -11,6 +11,7 @@ from rich.table import Table
 from ..differentiators import get_differentiator
 from ..lecture import LECTURE_INPUT, lecture_network
 from ..objective import Objective
+from .options import jobs, strict
 
 #: The three ways of computing a gradient, as the demo shows them.
 METHODS = {
@@ -100,12 +101,12 @@ def configure(parser) -> None:
                         help="only print the lecture's examples; run no study")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for the quick studies' reports (default: reports/quick)")
-    parser.add_argument("--jobs", type=int, default=1, help="worker processes for the studies (default 1)")
+    parser.add_argument("--jobs", type=jobs, default=1, metavar="N",
+                        help="worker processes for the studies (default 1)")
+    strict(parser)
     parser.set_defaults(func=_run)
 
 
 def _run(args) -> int:
-    if args.jobs < 1:
-        raise SystemExit(f"diffsuite demo: --jobs must be at least 1; got {args.jobs}")
     run_demo(studies=not args.no_studies, out=args.out, jobs=args.jobs)
     return 0

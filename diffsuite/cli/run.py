@@ -40,7 +40,8 @@ def run_command(args) -> int:
         print(f"diffsuite run: error: {environment_error(e) if isinstance(e, OSError) else e}", file=sys.stderr)
         return 2
     print_summaries(summaries)
-    print(f"index: {(args.out or default_out(args.quick)) / 'index.html'}")
+    where = args.out or (summaries[0].directory.parent if summaries else default_out(args.quick))
+    print(f"index: {where / 'index.html'}")
     return 0
 
 

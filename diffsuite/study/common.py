@@ -24,6 +24,8 @@ from ..objective import Objective
 EPS = {"float64": float(np.finfo(np.float64).eps), "float32": float(np.finfo(np.float32).eps)}
 REG_STRENGTH = 2.0 ** -7  # 0.0078125: exact in float32 and float64
 FD_SCHEMES = ("forward", "backward", "central", "five_point", "richardson", "complex_step")
+DTYPES = ("float64", "float32")
+REGS = ("none", "l1", "l2", "l1+l2")  # mlp_problem's regularisers
 
 
 def to_f32_point(a: np.ndarray) -> np.ndarray:
@@ -85,6 +87,12 @@ def method_label(name: str, **opts) -> str:
         b = opts.get("backend", "numpy")
         return "reverse[numpy]" if b == "numpy" else f"reverse[{b}-{opts.get('device', 'cpu')}]"
     return name
+
+
+def method_labels(torch_devices=("cpu",)) -> tuple[str, ...]:
+    """Every label ``parse_method`` takes (reverse on torch for ``torch_devices``)."""
+    return ("symbolic[cse]", "symbolic[no-cse]", *(f"finite_diff[{s}]" for s in FD_SCHEMES), "reverse[numpy]",
+            *(f"reverse[torch-{d}]" for d in torch_devices))
 
 
 def parse_method(label: str) -> tuple[str, dict]:
@@ -162,9 +170,13 @@ def reference(obj: Any, theta: np.ndarray, *, dps: int = 50) -> Reference:
     except Exception as e:  # noqa: BLE001 - a missing or failing reference must not stop a study
         return _fallback_reference(obj, theta, f"certified reference failed: {type(e).__name__}: {e}")
     cert = res.stats["certificate"]
-    kind = "certified, arb ball arithmetic" if cert.arithmetic == "arb" else "mpmath, two precisions agreeing"
-    return Reference(np.asarray(res.grad, dtype=object).ravel(), float(res.value),
-                     f"{REFERENCE_NAME} ({kind}, {dps} digits)", cert.bits)
+    # reference_gradient_mp (docs/reference.md): arb proves every entry to ``dps`` significant digits (its ball's
+    # relative radius is below 10^-dps), more than the float64 rounding reference_gradient certifies; the mpmath
+    # fallback only finds two precisions agreeing to that many digits, which is evidence, not proof
+    kind = (f"certified: arb ball arithmetic, every entry to {dps} proven digits" if cert.arithmetic == "arb"
+            else f"not a proof: mpmath, two precisions agreeing to {dps} digits")
+    return Reference(np.asarray(res.grad, dtype=object).ravel(), float(res.value), f"{REFERENCE_NAME} ({kind})",
+                     cert.bits)
 
 
 REFERENCE_NAME = "diffsuite.reference"

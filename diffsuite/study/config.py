@@ -13,7 +13,10 @@ Every study ships two files, ``configs/<study>.quick.toml`` and ``configs/<study
 (``diffsuite list --config STUDY`` prints them): ``diffsuite run --quick`` runs the first, a plain run
 the second, ``diffsuite run STUDY --config FILE`` a file of the user's. Keys are checked against the
 dataclass: an unknown key is an error naming it and listing the valid ones, a value of the wrong type
-an error naming the key, the type wanted and the value given. The configuration's hash (``meta.json``)
+an error naming the key, the type wanted and the value given, and a value the study cannot use (an unknown
+activation, scheme, method or loss; a size, depth, width or count out of range) an error naming the key and
+listing what is allowed: each study's ``validate(config)`` checks its values with the helpers below
+(``names``, ``ints``, ``number``, ...), before any output folder is created or anything is measured. The configuration's hash (``meta.json``)
 is the hash of the resulting dataclass, so a file that sets the same grid as ``--quick`` resumes its
 results, and any change of grid starts afresh (the old results moved aside, as always).
 
@@ -65,9 +68,28 @@ def load(study: str, module, *, path: str | Path | None = None, quick: bool = Fa
     if path is None:
         shipped = shipped_path(study, "quick" if quick else "full")
         if not shipped.exists() or tomllib is None:  # the files equal the code's grids (a test checks)
-            return base_config(module, "quick" if quick else "full")
+            return validate(module, base_config(module, "quick" if quick else "full"), f"study {study}")
         path = shipped
     return from_mapping(study, module, read_toml(path), source=str(path))
+
+
+def grid_of(path: str | Path) -> str:
+    """The base grid a configuration file starts from: ``"quick"`` or ``"full"`` (its key ``base``), so that a
+    file with ``base = "quick"`` is run, reported and stored like ``--quick``."""
+    grid = read_toml(path).get("base", "full")
+    return grid if grid in GRIDS else "full"  # a bad value is from_mapping's error, with its message
+
+
+def validate(module, config, source: str):
+    """``config`` after the study's own ``validate(config)`` (values in range, names known); a bad value is a
+    StudyError naming ``source``, the key, what is allowed and what was given."""
+    check = getattr(module, "validate", None)
+    if check is not None:
+        try:
+            check(config)
+        except (TypeError, ValueError) as e:
+            raise StudyError(f"{source}: {e}") from None
+    return config
 
 
 def read_toml(path: str | Path) -> dict:
@@ -105,9 +127,10 @@ def from_mapping(study: str, module, data: dict, source: str = "the configuratio
     hints = typing.get_type_hints(type(config))
     values = {k: coerce(v, hints.get(k, Any), f"{source}: {k}") for k, v in data.items() if k not in RESERVED}
     try:
-        return replace(config, **values)
+        config = replace(config, **values)
     except (TypeError, ValueError) as e:  # a Config that checks its fields in __post_init__
         raise StudyError(f"{source}: {e}") from None
+    return validate(module, config, source)
 
 
 def _name(hint) -> str:
@@ -162,6 +185,50 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
 
 def _example(hint) -> str:
     return {int: "1, 2", float: "0.5, 1.0", str: '"a", "b"', bool: "true, false"}.get(hint, "...")
+
+
+# ----- values: the helpers each study's ``validate(config)`` uses (each raises StudyError naming the key) -----
+def names(key: str, values, valid, *, empty: bool = False, hint: str = "") -> None:
+    """Every entry of ``values`` (a tuple, or one string) is one of ``valid``; at least one unless ``empty``."""
+    values = (values,) if isinstance(values, str) else tuple(values)
+    unknown = [v for v in values if v not in valid]
+    if unknown:
+        raise StudyError(f"{key}: unknown {', '.join(map(repr, unknown))}; the valid values are "
+                         f"{', '.join(map(str, valid))}{hint}")
+    if not values and not empty:
+        raise StudyError(f"{key} is empty: it needs at least one of {', '.join(map(str, valid))}")
+
+
+def ints(key: str, values, low: int, high: int | None = None, *, empty: bool = False) -> None:
+    """Every entry of ``values`` (a tuple, or one int) is a whole number in [low, high]."""
+    many = isinstance(values, (tuple, list))
+    for i, v in enumerate(values if many else (values,)):
+        where = f"{key}[{i}]" if many else key
+        if isinstance(v, bool) or not isinstance(v, int) or v < low or (high is not None and v > high):
+            allowed = f"from {low} to {high}" if high is not None else f">= {low}"
+            raise StudyError(f"{where} must be a whole number {allowed}; got {v!r}")
+    if many and not values and not empty:
+        raise StudyError(f"{key} is empty: it needs at least one whole number >= {low}")
+
+
+def number(key: str, value, low: float = 0.0, high: float | None = None, *, open_low: bool = False,
+           open_high: bool = False) -> None:
+    """``value`` is a finite number in the interval (``open_low``/``open_high``: the end excluded)."""
+    import math
+    ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+          and (value > low if open_low else value >= low)
+          and (high is None or (value < high if open_high else value <= high)))
+    if not ok:
+        interval = (f"{'(' if open_low else '['}{low:g}, " + (f"{high:g}{')' if open_high else ']'}"
+                                                            if high is not None else "inf)"))
+        raise StudyError(f"{key} must be a number in {interval}; got {value!r}")
+
+
+def layers(key: str, value, *, outputs: bool = True) -> None:
+    """A network's widths, inputs first: at least two (with ``outputs``) positive whole numbers."""
+    ints(key, value, 1)
+    if outputs and len(value) < 2:
+        raise StudyError(f"{key} needs at least two widths (inputs, ..., outputs); got {value!r}")
 
 
 # ----- writing -----

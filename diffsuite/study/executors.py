@@ -84,6 +84,22 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
+def start_worker(started, parent_pid: int) -> None:
+    """Worker initializer: record that a worker got through its start-up (``started``: an Event), then
+    ``die_with_parent``. A worker runs this only after its bootstrap has re-imported the driver's main module; a
+    pool that breaks before any worker set ``started`` died in that bootstrap (``LocalPool.run`` says so)."""
+    started.set()
+    die_with_parent(parent_pid)
+
+
+BOOTSTRAP_HINT = (
+    "every worker died while starting, before it could measure anything. The usual cause is a script that "
+    "calls run_study or run_all at its top level without `if __name__ == \"__main__\":`: worker processes are "
+    "spawned, and each re-imports the main module, which starts the study again (the error above, if any, is "
+    "that second start). Put the calls under that guard (docs/studies.md shows it); otherwise rerun with "
+    "--jobs 1 to see the error in this process")
+
+
 @contextmanager
 def _environment(env: dict | None):
     """``os.environ`` updated with ``env`` while workers are spawned (BLAS reads its thread count at import)."""
@@ -114,8 +130,10 @@ class LocalPool:
 
     def run(self, run_cell: RunCell, module_name: str, config: Any, cells: Iterator, done: Done) -> None:
         with _environment(self.env):
-            self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=get_context("spawn"),
-                                             initializer=die_with_parent, initargs=(os.getpid(),))
+            context = get_context("spawn")
+            started = context.Event()
+            self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=context,
+                                             initializer=start_worker, initargs=(started, os.getpid()))
             in_flight: dict = {}
             try:
                 while True:
@@ -130,6 +148,8 @@ class LocalPool:
                     for fut in finished:
                         done(in_flight.pop(fut), fut.result())
             except BrokenProcessPool:
+                if not started.is_set():
+                    raise RuntimeError(f"a worker process of study {self.label} died: {BOOTSTRAP_HINT}") from None
                 raise RuntimeError(f"a worker process of study {self.label} died (out of memory, or killed); the "
                                    "cells finished so far are stored: rerun to resume, perhaps with fewer --jobs"
                                    ) from None

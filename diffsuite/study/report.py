@@ -199,14 +199,38 @@ def build(study: str, out: Path) -> Report:
                       blocks=[Para("No results stored yet: run `diffsuite run " + study + "`.")])
     unavailable = table["status"] == UNAVAILABLE if "status" in table else pd.Series(False, index=table.index)
     measured = table[~unavailable].reset_index(drop=True)
+    ok = measured["status"] == "ok" if "status" in measured else pd.Series(True, index=measured.index)
     if measured.empty:
         rep = Report(title=module.TITLE, question=module.QUESTION, blocks=[])
+    elif not ok.any():  # every cell failed: the messages are the report (the study's figures need measurements)
+        rep = failures_report(module, measured, "No cell of this study produced a measurement")
     else:
-        rep = module.report(measured, meta, Path(out) / study)
+        try:
+            rep = module.report(measured, meta, Path(out) / study)
+        except (KeyError, ValueError, TypeError, IndexError) as e:
+            if ok.all():
+                raise  # a bug in the study's report, not rows it was not written for
+            rep = failures_report(module, measured, f"The report could not be drawn from these rows "
+                                                    f"({type(e).__name__}: {e})")
     if unavailable.any():
         rep.blocks.append(not_run_section(table[unavailable]))
         rep.findings["not_run"] = sorted(set(table.loc[unavailable, "needs"].dropna().astype(str)))
     return rep
+
+
+def failures_report(module, rows: pd.DataFrame, why: str) -> Report:
+    """A study's report when its rows hold no measurement to draw: each distinct failure message, with its
+    status and how many rows gave it, and what to do."""
+    status = rows["status"].fillna("error").astype(str) if "status" in rows else pd.Series("error", index=rows.index)
+    message = rows["message"].fillna("").astype(str) if "message" in rows else pd.Series("", index=rows.index)
+    counts = (pd.DataFrame({"status": status, "message": message}).groupby(["status", "message"], sort=True)
+              .size().reset_index(name="rows"))
+    n_bad = int((status != "ok").sum())
+    return Report(module.TITLE, module.QUESTION, [
+        Heading("No results to show"),
+        Para(f"{why}: {n_bad} of {len(rows)} rows failed. The messages below say why; fix the configuration "
+             "or the environment and rerun (cells stored with status error are measured again)."),
+        Table(counts, "Failures by message")], {"failed_rows": n_bad})
 
 
 def not_run_section(rows: pd.DataFrame) -> Bullets:

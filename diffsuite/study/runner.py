@@ -154,17 +154,19 @@ def run_study(name: str, *, quick: bool = False, out: Path | str | None = None, 
     (this machine: ``jobs`` worker processes), ``"local"`` (a Dask ``LocalCluster`` of ``jobs`` workers) or a
     Dask scheduler's address (``study/executors.py``)."""
     module = study_module(name)
-    out = _prepare_out(quick, out)
+    # everything that can be refused is checked before any folder is created: a rejected run leaves nothing
     if not isinstance(jobs, int) or jobs < 1:
         raise StudyError(f"--jobs must be a whole number >= 1; got {jobs!r}")
     devices, skipped = resolve_devices(device)
     if scheduler is not None:
         check_scheduler(scheduler)
+    quick = quick or _quick_file(config)
+    config = study_config.load(name, module, path=config, quick=quick)
+    out = _prepare_out(quick, out)
     serial = getattr(module, "SERIAL", False)
     if jobs > 1 and serial and scheduler is None:
         print(f"{name}: measures time, so its cells run one at a time (--jobs {jobs} ignored)", file=sys.stderr)
         jobs = 1
-    config = study_config.load(name, module, path=config, quick=quick)
     if "devices" in {f.name for f in fields(config)}:
         config = replace(config, devices=devices)
     directory = Path(out) / name
@@ -273,13 +275,29 @@ def run_all(*, quick: bool = True, out: Path | str | None = None, jobs: int = 1,
     if config is not None and len(names) != 1:
         raise StudyError(f"a configuration file configures one study; name it (diffsuite run STUDY --config "
                          f"{config}); got {len(names)} studies")
-    out = _prepare_out(quick, out)
-    summaries = [run_study(n, quick=quick, out=out, jobs=jobs, device=device, progress=progress, report=False,
-                           config=config, scheduler=scheduler) for n in names]
+    # refuse bad options and configurations before creating any folder (run_study checks them again, cheaply)
+    if not isinstance(jobs, int) or jobs < 1:
+        raise StudyError(f"--jobs must be a whole number >= 1; got {jobs!r}")
+    resolve_devices(device)
+    if scheduler is not None:
+        check_scheduler(scheduler)
+    quick = quick or _quick_file(config)
     for n in names:
+        study_config.load(n, study_module(n), path=config, quick=quick)
+    out = _prepare_out(quick, out)
+    summaries = []
+    for n in names:  # each study's report as soon as it is measured: an interrupted run keeps the finished ones'
+        summaries.append(run_study(n, quick=quick, out=out, jobs=jobs, device=device, progress=progress,
+                                   report=False, config=config, scheduler=scheduler))
         write_study_report(n, Path(out))
-    write_index(Path(out))
+        write_index(Path(out))
     return summaries
+
+
+def _quick_file(config) -> bool:
+    """A configuration file with ``base = "quick"`` runs like ``--quick``: meta.json and the report say quick, and
+    the default folder is reports/quick (so it never replaces the committed full results)."""
+    return config is not None and study_config.grid_of(config) == "quick"
 
 
 def default_jobs() -> int:

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 import diffsuite as ds
+from diffsuite.errors import StudyError
 from diffsuite.study import runner
 from diffsuite.study.studies import agreement as ag
 
@@ -94,6 +95,11 @@ def test_report_lists_disagreements_with_the_problem_and_counts_crashes(tmp_path
     path = tmp_path / "agreement.toml"
     path.write_text('study = "agreement"\nproblems = 5\nseed = 3\nreference_budget_s = 5.0\n'
                     'methods = ["reverse[numpy]", "finite_diff[central]", "finite_diff[no_such_scheme]"]\n')
+    with pytest.raises(StudyError, match="methods: unknown 'finite_diff\\[no_such_scheme\\]'"):
+        runner.run_study("agreement", out=tmp_path, config=path, progress=False)  # a config refuses unknown methods
+    assert not (tmp_path / "agreement").exists()
+    # a method that crashes on every problem: let the configuration through, so that measuring it raises
+    monkeypatch.setitem(ag.TOLERANCE, "finite_diff[no_such_scheme]", 1e-5)
     runner.run_study("agreement", out=tmp_path, config=path, progress=False)
     t = pd.read_csv(tmp_path / "agreement" / "results.csv")
     compared = t[t["method"] == "finite_diff[central]"]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from ..common import FALLBACK_NAME, FD_SCHEMES, make_method, method_device, mlp_problem, reference, rel_error
+from ..common import DTYPES, FALLBACK_NAME, FD_SCHEMES, make_method, method_device, mlp_problem, reference, rel_error
 from ..figures import figure_legend, method_order, plot_kwargs, save, subplots
 from ..report import Bullets, Figure, Heading, Para, Report, Table, fmt
 from ..runner import cell
@@ -58,6 +58,21 @@ class Config:
         if self.torch:
             out += [f"reverse[torch-{d}]" for d in self.devices]
         return out
+
+
+def validate(config: Config) -> None:
+    """The values a run can use (``study/config.py`` calls this before anything is created or measured)."""
+    from ...nn import ACTIVATIONS
+    from ..common import LOSS_SETUP, REGS
+    from .. import config as check
+    check.names("activations", config.activations, ACTIVATIONS)
+    check.names("losses", config.losses, LOSS_SETUP)
+    check.names("regs", config.regs, REGS)
+    check.ints("seeds", config.seeds, 0)
+    check.names("dtypes", config.dtypes, DTYPES)
+    check.ints("hidden", config.hidden, 1, empty=True)
+    check.ints("batch", config.batch, 1)
+    check.names("schemes", config.schemes, FD_SCHEMES, empty=True)
 
 
 def problem(*, activation: str, loss: str, reg: str, seed: int, hidden: tuple[int, ...] = (3,), batch: int = 4):

@@ -81,6 +81,26 @@ class Config:
         return replace(self, problems=200, reference_budget_s=10.0)
 
 
+def validate(config: Config) -> None:
+    """The values a run can use (``study/config.py`` calls this before anything is created or measured)."""
+    from .. import config as check
+    check.ints("problems", config.problems, 1)
+    check.ints("seed", config.seed, 0)
+    check.names("methods", config.methods, TOLERANCE)
+    check.names("activations", config.activations, ACTIVATIONS)
+    check.names("losses", config.losses, LOSSES)
+    check.names("regs", config.regs, REGS)
+    check.ints("max_inputs", config.max_inputs, 1)
+    check.ints("max_hidden_layers", config.max_hidden_layers, 0)
+    check.ints("max_width", config.max_width, 1)
+    check.ints("max_batch", config.max_batch, 1)
+    lo, hi = config.log10_scale
+    check.number("log10_scale[0]", lo, -300.0, 300.0)
+    check.number("log10_scale[1]", hi, lo, 300.0)
+    check.number("kink_share", config.kink_share, 0.0, 1.0)
+    check.number("reference_budget_s", config.reference_budget_s, 0.0, open_low=True)
+
+
 @dataclass(frozen=True)
 class RandomProblem:
     objective: Objective

@@ -49,6 +49,23 @@ class Config:
         return replace(self, depths=(1, 2, 3), widths=(2,), engines=(engine,), time_budget_s=10.0)
 
 
+ENGINES = ("symengine", "sympy")
+
+
+def validate(config: Config) -> None:
+    """The values a run can use (``study/config.py`` calls this before anything is created or measured)."""
+    from ...nn import ACTIVATIONS
+    from .. import config as check
+    check.ints("depths", config.depths, 1)
+    check.ints("widths", config.widths, 1)
+    check.names("activation", config.activation, ACTIVATIONS)
+    check.ints("seed", config.seed, 0)
+    check.names("engines", config.engines, ENGINES)
+    check.ints("node_budget", config.node_budget, 1)
+    check.number("time_budget_s", config.time_budget_s, 0.0, open_low=True)
+    check.ints("count_ops_max_nodes", config.count_ops_max_nodes, 0)
+
+
 def cells(config: Config):
     out = []
     for w in config.widths:

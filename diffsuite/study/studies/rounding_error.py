@@ -54,6 +54,19 @@ class Config:
         return 10.0 ** (-np.arange(self.decades * self.per_decade + 1) / self.per_decade)
 
 
+def validate(config: Config) -> None:
+    """The values a run can use (``study/config.py`` calls this before anything is created or measured)."""
+    from ...differentiators.finite_diff import MAX_LEVELS
+    from ..common import DTYPES
+    from .. import config as check
+    check.names("problems", config.problems, PROBLEMS)
+    check.names("schemes", config.schemes, FD_SCHEMES)
+    check.names("dtypes", config.dtypes, DTYPES)
+    check.ints("decades", config.decades, 1, 300)
+    check.ints("per_decade", config.per_decade, 1, 1000)
+    check.ints("richardson_levels", config.richardson_levels, 1, MAX_LEVELS)
+
+
 def cells(config: Config):
     out = [cell(problem=p, method=f"finite_diff[{s}]", dtype=d)
            for p in config.problems for s in config.schemes for d in config.dtypes]

@@ -94,6 +94,33 @@ class Config:
                        min_time_s=0.01)
 
 
+def validate(config: Config) -> None:
+    """The values a run can use (``study/config.py`` calls this before anything is created or measured)."""
+    from ...nn import ACTIVATIONS, LOSSES
+    from .. import config as check
+    if not config.cases:
+        raise ValueError("cases is empty: it needs at least one [activation, loss] pair")
+    for i, (activation, loss) in enumerate(config.cases):
+        check.names(f"cases[{i}][0] (activation)", activation, ACTIVATIONS)
+        check.names(f"cases[{i}][1] (loss)", loss, LOSSES)
+    check.ints("seeds", config.seeds, 0)
+    check.layers("accuracy_layers", config.accuracy_layers)
+    check.ints("accuracy_batch", config.accuracy_batch, 1)
+    check.names("accuracy_methods", config.accuracy_methods, METHODS, empty=True)
+    for i, (net, batch) in enumerate(config.cost_nets):
+        check.layers(f"cost_nets[{i}][0] (layers)", net)
+        check.ints(f"cost_nets[{i}][1] (batch)", batch, 1)
+    check.names("cost_methods", config.cost_methods, METHODS, empty=True)
+    check.ints("growth_depths", config.growth_depths, 1, empty=True)
+    check.ints("growth_width", config.growth_width, 1)
+    check.names("symbolic_engine", config.symbolic_engine, ("symengine", "sympy"))
+    check.ints("node_budget", config.node_budget, 1)
+    for key in ("time_budget_s", "budget_s", "min_time_s"):
+        check.number(key, getattr(config, key), 0.0, open_low=True)
+    check.ints("threads", config.threads, 1)
+    check.ints("seed", config.seed, 0)
+
+
 def worker_env(config: Config) -> dict:
     n = str(config.threads)
     return {"OMP_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "MKL_NUM_THREADS": n}

@@ -75,6 +75,25 @@ class Config:
         return out
 
 
+def validate(config: Config) -> None:
+    """The values a run can use (``study/config.py`` calls this before anything is created or measured)."""
+    from ...nn import ACTIVATIONS
+    from ..common import LOSS_SETUP, method_labels
+    from .. import config as check
+    check.ints("widths", config.widths, 1)
+    check.ints("n_in", config.n_in, 1)
+    check.ints("n_out", config.n_out, 1)
+    check.ints("batch", config.batch, 1)
+    check.names("activation", config.activation, ACTIVATIONS)
+    check.names("loss", config.loss, LOSS_SETUP)
+    check.names("methods", config.methods, method_labels(), hint=" (--device all or cuda adds reverse[torch-cuda])")
+    check.names("symbolic_engine", config.symbolic_engine, ("symengine", "sympy"))
+    check.number("min_time_s", config.min_time_s, 0.0, open_low=True)
+    check.number("budget_s", config.budget_s, 0.0, open_low=True)
+    check.ints("seed", config.seed, 0)
+    check.ints("threads", config.threads, 1)
+
+
 def worker_env(config: Config) -> dict:
     """Cells run in a spawned worker whose BLAS and OpenMP pools have ``config.threads`` threads."""
     n = str(config.threads)

@@ -74,6 +74,29 @@ class Config:
                                 ("finite_diff[central]", "float64")))
 
 
+def validate(config: Config) -> None:
+    """The values a run can use (``study/config.py`` calls this before anything is created or measured)."""
+    from ...nn import ACTIVATIONS
+    from ..common import DTYPES, method_labels
+    from .. import config as check
+    check.names("problems", config.problems, PROBLEMS)
+    check.names("activations", config.activations, ACTIVATIONS)
+    check.names("regs", config.regs, ("none", "l1", "l2"))
+    if not config.methods:
+        raise ValueError("methods is empty: it needs at least one [method, dtype] pair, e.g. [\"reverse[numpy]\", "
+                         "\"float64\"]")
+    for i, (method, dtype) in enumerate(config.methods):
+        check.names(f"methods[{i}][0] (method)", method, method_labels(("cpu", "cuda")))
+        check.names(f"methods[{i}][1] (dtype)", dtype, DTYPES if not method.startswith("symbolic") else ("float64",))
+    for key in ("epochs", "fd_steps", "eval_every", "threads"):
+        check.ints(key, getattr(config, key), 1)
+    check.number("l1", config.l1, 0.0)
+    check.number("l2", config.l2, 0.0)
+    check.number("momentum", config.momentum, 0.0, 1.0, open_high=True)
+    check.number("target_acc", config.target_acc, 0.0, 1.0, open_low=True)
+    check.ints("seed", config.seed, 0)
+
+
 def worker_env(config: Config) -> dict:
     """Cells run in a spawned worker whose BLAS, OpenMP and torch pools have ``config.threads`` threads."""
     n = str(config.threads)
