@@ -9,6 +9,7 @@ from ....namespace import _erf, _log_sigmoid, _logsumexp, _softplus, _step, log_
 
 
 _add_reduce, _max_reduce, _min_reduce = np.add.reduce, np.maximum.reduce, np.minimum.reduce
+_isfinite = math.isfinite
 _UINT_OF_SIZE = {4: np.uint32, 8: np.uint64}  # an unsigned integer as wide as float32 / float64
 
 
@@ -305,11 +306,10 @@ class NumpyBackend:
 
         The common case (a finite local derivative ``d``) costs one sum of ``d`` (or, for a scalar, one
         subtraction) besides the product: the mask, and numpy's error state, only when ``d`` is not finite."""
-        if type(d) is np.ndarray:
-            finite = d.dtype.kind != "f" or math.isfinite(_add_reduce(d, axis=None))  # (huge finite d: the slow path)
-        else:
-            finite = d - d == 0  # a numpy or Python scalar: inf - inf and nan - nan are nan
-        if finite:
+        if type(d) is np.ndarray and d.ndim:
+            if d.dtype.kind != "f" or _isfinite(_add_reduce(d, axis=None)):  # (huge finite d: the slow path)
+                return g * d
+        elif _isfinite(d):  # a numpy or Python scalar, or a 0-d array (math.isfinite: the cheapest test)
             return g * d
         with np.errstate(invalid="ignore"):
             return np.where(g == 0, 0.0, g * d)
