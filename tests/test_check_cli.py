@@ -122,9 +122,10 @@ def test_compare_rules_floor_and_failed_cells():
     assert bl.compare(base, rows).regressions[0]["why"] == "error: boom"
 
 
-def test_a_factor_of_one_or_less_is_refused(capsys):
-    rc, _, err = run(capsys, "--quick", "--factor", "1", "--baseline", COMMITTED)
-    assert rc == 2 and "--factor must be a number > 1" in err
+@pytest.mark.parametrize("factor", ["1", "0.5", "inf", "nan"])
+def test_a_factor_of_one_or_less_or_not_finite_is_refused(capsys, factor):
+    rc, _, err = run(capsys, "--quick", "--factor", factor, "--baseline", COMMITTED)
+    assert rc == 2 and "error: --factor must be a finite number > 1" in err  # (inf would turn the check off)
 
 
 def test_devices_multiply_only_the_torch_cells():

@@ -11,6 +11,7 @@ read-only or wrong-grid baseline, or a bad option; 130 interrupted (Ctrl-C).
 """
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -62,8 +63,8 @@ def _run(args) -> int:
 def _check(args) -> int:
     from ..gradcheck import baseline as bl
     factor = bl.DEFAULT_FACTOR if args.factor is None else args.factor
-    if not factor > 1:
-        print(f"diffsuite check: --factor must be a number > 1; got {args.factor}", file=sys.stderr)
+    if not (factor > 1 and math.isfinite(factor)):  # (inf would turn the check off)
+        print(f"diffsuite check: error: --factor must be a finite number > 1; got {args.factor}", file=sys.stderr)
         return 2
     path = args.baseline or default_baseline(args.quick, args.update)
     stored = None
@@ -72,13 +73,13 @@ def _check(args) -> int:
         try:
             bl.require_writable(path)  # before minutes of measuring, not after
         except bl.BaselineError as e:
-            print(f"diffsuite check: {e}", file=sys.stderr)
+            print(f"diffsuite check: error: {e}", file=sys.stderr)
             return 2
     else:
         try:
             stored = bl.load_baseline(path)
         except bl.BaselineError as e:
-            print(f"diffsuite check: {e}", file=sys.stderr)
+            print(f"diffsuite check: error: {e}", file=sys.stderr)
             return 2
         written_for = stored.get("grid")
         if written_for in ("quick", "full") and written_for != grid_name:
@@ -91,7 +92,7 @@ def _check(args) -> int:
     try:
         devices, skipped = resolve_devices(args.device)  # cuda without a GPU: an error; all: the CPU, and why
     except StudyError as e:
-        print(f"diffsuite check: {e}", file=sys.stderr)
+        print(f"diffsuite check: error: {e}", file=sys.stderr)
         return 2
     for label, reason in skipped.items():
         print(f"  {label} not measured: {reason}")
@@ -119,7 +120,7 @@ def _check(args) -> int:
         try:
             written = bl.write_baseline(path, bl.baseline_document(rows, info, grid_name))
         except bl.BaselineError as e:
-            print(f"diffsuite check: {e}", file=sys.stderr)
+            print(f"diffsuite check: error: {e}", file=sys.stderr)
             return 2
         n = sum(r["status"] == "ok" for r in rows)
         print(f"wrote {n} cells ({grid_name} grid, reference: {reference}) to {written}")
