@@ -320,3 +320,27 @@ def test_the_docs_match_the_code():
     for text in ("130", "--fail-unmeasured", "central[float32]", "unknown kind", "ROUNDING_FLOOR_EPS",
                  '"grid"', "add --quick", "each leaf of its theta leaf's shape"):
         assert text in doc, text
+
+
+def test_a_function_that_cancels_in_float64_is_not_a_false_alarm_but_a_real_bug_still_fails():
+    """Residuals of 1e-9 next to targets of size 1: tanh(z) - y loses 7 digits in float64, so every float64
+    gradient is about 1e-7 (relative) off the exact one; the check measures f's own error against the exact value
+    and raises the tolerances to 32x it, with a note. A gradient wrong by 1e-4 (relative) still fails.
+    Oracle for the hand gradient: d/dW mean((tanh(xW + b) - y)^2) / 2 = x^T ((h - y) (1 - h^2)) / n."""
+    rng = np.random.default_rng(0)
+    x, W, b = rng.normal(size=(5, 3)), rng.normal(size=(3, 2)), rng.normal(size=2)
+    y = np.tanh(x @ W + b) + 1e-9
+
+    def loss(xp, t, x, y):
+        r = xp.tanh(x @ t["W"] + t["b"]) - y
+        return xp.sum(r * r) / (2 * x.shape[0])
+
+    report = check_gradients(loss, {"W": W, "b": b}, x, y)
+    assert report.passed, report.failure_message()
+    assert any("cancels here" in n for n in report.notes)
+    raised = [r.rtol for r in report.results if r.method.label in ("reverse", "complex_step")]
+    assert raised and all(1e-9 < r < 1e-5 for r in raised)  # raised, yet far below a 1e-4 bug
+    h = np.tanh(x @ W + b)
+    d = (h - y) * (1 - h * h) / x.shape[0]
+    wrong = {"W": x.T @ d * (1 + 1e-4), "b": d.sum(axis=0)}  # a real bug: caught against every method
+    assert not check_gradients(loss, {"W": W, "b": b}, x, y, reference=wrong, methods=["reverse"]).passed
