@@ -81,8 +81,15 @@ def with_argnums_of(differentiator: Any, f: Callable, argnums: int | tuple[int, 
 
 
 def grad_leaf(g: np.ndarray) -> Any:
-    """A gradient leaf for the user: a float for a scalar parameter, else the float64 array."""
-    return float(g) if np.ndim(g) == 0 else g
+    """A gradient leaf for the user: a float for a scalar parameter, else a float64 array the user owns: writable,
+    and no view that shares its entries (the VJP of a sum is one value broadcast, stride 0; a torch tensor's numpy
+    view can be that): such an array is copied, so that g[0] = ... changes one entry of one leaf."""
+    if np.ndim(g) == 0:
+        return float(g)
+    g = np.asarray(g, dtype=np.float64)
+    if not g.flags.writeable or (g.size > 1 and 0 in g.strides):
+        g = g.copy()
+    return g
 
 
 def to_float(value: Any) -> float:

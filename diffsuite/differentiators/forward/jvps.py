@@ -109,17 +109,20 @@ def sub_jvp(B, ts, out, x, y):
     return _fit(B, tx if ty is None else (-ty if tx is None else tx - ty), out)
 
 
+# The products of a tangent with a local derivative are strong zeros (``B.strong``, the VJPs' own): the tangents
+# of every direction travel together, and a direction that does not move x must get 0 from an infinite
+# derivative (log at 0, an overflowed exp), not 0 * inf = nan, which would poison the other entries' gradient.
 def mul_jvp(B, ts, out, x, y):  # the product rule
     n = _ndim(out)
     tx, ty = _align(B, ts[0], x, n), _align(B, ts[1], y, n)
-    return _fit(B, _add(None if tx is None else tx * y, None if ty is None else x * ty), out)
+    return _fit(B, _add(None if tx is None else B.strong(tx, y), None if ty is None else B.strong(ty, x)), out)
 
 
 def div_jvp(B, ts, out, x, y):  # (tx - out ty) / y
     n = _ndim(out)
     tx, ty = _align(B, ts[0], x, n), _align(B, ts[1], y, n)
-    num = tx if ty is None else (-(out * ty) if tx is None else tx - out * ty)
-    return _fit(B, num / y, out)
+    num = tx if ty is None else (-B.strong(ty, out) if tx is None else tx - B.strong(ty, out))
+    return _fit(B, B.strong_div(num, y), out)
 
 
 def neg_jvp(B, ts, out, x):
@@ -133,7 +136,7 @@ def power_jvp(B, ts, out, x, *, p):
         return ts[0]
     if p < 1:  # infinite at x = 0: a strong zero (power_vjp's), so a direction that does not move x gets 0, not nan
         return _strong(B, ts[0], p * x ** (p - 1))
-    return ts[0] * (2.0 * x if p == 2 else p * x ** (p - 1))
+    return B.strong(ts[0], 2.0 * x if p == 2 else p * x ** (p - 1))
 
 
 def pow_jvp(B, ts, out, x, y):
@@ -151,8 +154,8 @@ def pow_jvp(B, ts, out, x, y):
 
 
 # ----- elementwise functions (diagonal Jacobians) -----
-def exp_jvp(B, ts, out, x): return ts[0] * out
-def log_jvp(B, ts, out, x): return ts[0] / x
+def exp_jvp(B, ts, out, x): return B.strong(ts[0], out)
+def log_jvp(B, ts, out, x): return B.strong_div(ts[0], x)
 # tanh' and sigmoid' from x as reverse mode's rules (ops.TANH, ops.SIGMOID): 1 - tanh^2 and s (1 - s) lose every
 # digit in saturation (s (1 - s) at x = 40 is 0 or a rounding error where the exact value is 4.2e-18)
 def tanh_jvp(B, ts, out, x): return ts[0] * (4.0 * B.dsigmoid(2.0 * x))
@@ -205,15 +208,27 @@ def _matmul_right(B, x, ty, y):
     if _ndim(y) == 1:  # a batch of vectors: x @ v for each
         if _ndim(x) == 1:
             return ty @ x
-        return B.reshape(x @ B.expand_dims(ty, -1), _shape(ty)[:lead] + _shape(x)[:-1])
+        # each direction's vector as a (k, 1) column, behind x's stack axes: x @ it, then the column axis dropped
+        column = B.reshape(ty, _shape(ty)[:lead] + (1,) * (_ndim(x) - 2) + (_shape(y)[0], 1))
+        return B.getitem(x @ column, (Ellipsis, 0))
     return x @ _align(B, ty, y, max(_ndim(x), _ndim(y)))
+
+
+def _matmul_left(B, tx, x, y):
+    """tx @ y with tx a (possibly batched) tangent of x."""
+    lead = _lead(tx, x)
+    if _ndim(x) > 1:
+        return _align(B, tx, x, max(_ndim(x), _ndim(y))) @ y
+    if lead == 0 or _ndim(y) <= 2:  # (a batch of row vectors against a matrix or a vector: matmul's own rule)
+        return tx @ y
+    # x a vector, y stacked: each direction's vector as a (1, k) row behind y's stack axes, then the row axis dropped
+    row = B.reshape(tx, _shape(tx)[:lead] + (1,) * (_ndim(y) - 2) + (1, _shape(x)[0]))
+    return B.getitem(row @ y, (Ellipsis, 0, slice(None)))
 
 
 def matmul_jvp(B, ts, out, x, y):
     tx, ty = ts
-    a = None
-    if tx is not None:
-        a = (_align(B, tx, x, max(_ndim(x), _ndim(y))) if _ndim(x) > 1 else tx) @ y
+    a = None if tx is None else _matmul_left(B, tx, x, y)
     return _add(a, None if ty is None else _matmul_right(B, x, ty, y))
 
 

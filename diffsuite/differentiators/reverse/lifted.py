@@ -33,6 +33,11 @@ SCATTER_ADD = make_op("scatter_add", lambda B, x, *, shape, index: B.scatter(x, 
 LIFTED_OPS = {op.name: op for op in (SELECT, SCATTER_ADD)}
 
 
+def _any(mask) -> bool:
+    """Whether a mask (numpy, torch or a Python bool) has any True entry."""
+    return bool(mask.any()) if hasattr(mask, "any") else bool(mask)
+
+
 class LiftedBackend:
     """The backend ``inner`` with arrays replaced by values that ``apply`` records.
 
@@ -190,6 +195,8 @@ class LiftedBackend:
         rd = self.raw(d)
         with np.errstate(invalid="ignore"):  # (inf - inf: the entries masked)
             bad = (self.raw(g) == 0) & (rd - rd != 0)
+        if not _any(bad):  # the common case: no mask recorded (a mask shaped like a batched tangent g would also
+            return g * d   # broadcast against the outer trace's own directions in SELECT's rule)
         return self.where(bad, 0.0, g * d)
 
     def strong_div(self, g, d):
@@ -199,6 +206,8 @@ class LiftedBackend:
         rd = self.raw(d)
         with np.errstate(invalid="ignore"):
             bad = (self.raw(g) == 0) & ((rd == 0) | (rd - rd != 0))
+        if not _any(bad):  # (as strong)
+            return g / d
         return self.where(bad, 0.0, g / self.where(bad, 1.0, d))
 
     def power(self, x, y):

@@ -256,22 +256,29 @@ LOGSUMEXP = defop("logsumexp", lambda B, x, *, axis=-1, keepdims=False: B.logsum
 
 # ----- linear algebra -----
 # x's cotangent is g @ y^T, y's is x^T @ g: each side reads the other input's value and its own shape.
+# (A 1-D operand is a vector on its side of the product, numpy's rule: x of (k,) is a row, y of (k,) a column;
+# with a stacked (>= 3-D) other operand, its cotangent sums over the stack.)
 def matmul_vjp_x(B, g, out, x, y):
     x_ndim = len(x) if isinstance(x, tuple) else x.ndim  # (x: its shape, or the array; inlined shape_of)
     if x_ndim == 2 and y.ndim == 2:  # an MLP layer: g @ y^T has x's shape already (no batch to sum over)
         return g @ y.T
-    if y.ndim == 1:
-        return B.outer(g, y) if x_ndim == 2 else g * y
-    return B.sum_to(g @ B.swapaxes(y, -1, -2), x) if x_ndim > 1 else y @ g
+    if y.ndim == 1:  # out = x @ y has x's shape without its last axis: g[..., None] * y
+        return B.outer(g, y) if x_ndim == 2 else g * y if x_ndim == 1 else B.sum_to(B.expand_dims(g, -1) * y, x)
+    if x_ndim == 1:  # x @ y = (x[None] @ y)[..., 0, :]: y @ g[..., None], summed over y's stack
+        return y @ g if y.ndim == 2 else B.sum_to(B.getitem(y @ B.expand_dims(g, -1), (Ellipsis, 0)), x)
+    return B.sum_to(g @ B.swapaxes(y, -1, -2), x)
 
 
 def matmul_vjp_y(B, g, out, x, y):
     y_ndim = len(y) if isinstance(y, tuple) else y.ndim
     if x.ndim == 2 and y_ndim == 2:  # an MLP layer: x^T @ g has y's shape already
         return x.T @ g
-    if x.ndim == 1:
-        return B.outer(x, g) if y_ndim == 2 else g * x
-    return B.sum_to(B.swapaxes(x, -1, -2) @ g, y) if y_ndim > 1 else B.swapaxes(x, -1, -2) @ g
+    if x.ndim == 1:  # out = x @ y has y's shape without its axis -2: x[:, None] * g[..., None, :]
+        return B.outer(x, g) if y_ndim == 2 else g * x if y_ndim == 1 else \
+            B.sum_to(B.expand_dims(x, -1) * B.expand_dims(g, -2), y)
+    if y_ndim == 1:  # x^T @ g[..., None], summed over x's stack
+        return B.sum_to(B.getitem(B.swapaxes(x, -1, -2) @ B.expand_dims(g, -1), (Ellipsis, 0)), y)
+    return B.sum_to(B.swapaxes(x, -1, -2) @ g, y)
 
 
 def matmul_vjp_y_into(B, dst, g, out, x, y):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import string
+
 import numpy as np
 
 from ...namespace import Composites, dispatch_function, dispatch_ufunc, normalize_axes, parse_einsum
@@ -512,13 +514,29 @@ class TapeNamespace(Composites):
         return out if len(xs) > 1 else self.tape.apply(RESHAPE, out, shape=np.shape(_raw(out)))
 
     def einsum(self, subscripts, *operands):
-        ins, out = parse_einsum(subscripts, [len(np.shape(_raw(x))) for x in operands])
+        ndims = [len(np.shape(_raw(x))) for x in operands]
+        ins, out = _explicit_ellipsis(*parse_einsum(subscripts, ndims), ndims)
         while len(ins) > 3:  # contract the first two, keeping the letters the rest or the output still need
             rest = "".join(ins[2:]) + out
             keep = "".join(dict.fromkeys(c for c in ins[0] + ins[1] if c in rest))
             first = self.tape.apply(OPS["einsum2"], operands[0], operands[1], spec=((ins[0], ins[1]), keep))
             ins, operands = [keep] + ins[2:], (first,) + tuple(operands[2:])
         return self.tape.apply(OPS[f"einsum{len(ins)}"], *operands, spec=(tuple(ins), out))
+
+
+def _explicit_ellipsis(ins: list[str], out: str, ndims: list[int]) -> tuple[list[str], str]:
+    """einsum subscripts with each ``...`` written as letters no operand uses, right-aligned as numpy broadcasts
+    them (the rules name every axis by its letter: a VJP swaps the operand's letters with the output's)."""
+    if not any("..." in s for s in ins) and "..." not in out:
+        return ins, out
+    used = set("".join(ins) + out)
+    widths = [nd - len(s.replace("...", "")) for s, nd in zip(ins, ndims)]
+    k = max((w for s, w in zip(ins, widths) if "..." in s), default=0)
+    free = [c for c in string.ascii_letters if c not in used][:k]
+    if len(free) < k:
+        raise NotImplementedError(f"xp.einsum: not enough free letters to name the {k} axes of '...'")
+    ins = [s.replace("...", "".join(free[k - w:])) if "..." in s else s for s, w in zip(ins, widths)]
+    return ins, out.replace("...", "".join(free))
 
 
 Var._namespace = TapeNamespace  # (defined after Var, whose methods it records)

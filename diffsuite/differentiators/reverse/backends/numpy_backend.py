@@ -43,7 +43,8 @@ class NumpyBackend:
         if type(x) is np.ndarray and x.dtype is self.dtype:  # the common case (data), first and cheapest
             return x
         if isinstance(x, (int, float)):
-            return x
+            # (np.float64 is a float too, but not a "weak" one: numpy would promote a float32 array to float64)
+            return x if type(x) is float or type(x) is int else float(x) if isinstance(x, float) else int(x)
         if isinstance(x, np.ndarray) and x.dtype == self.dtype:
             return x
         return self.asarray(x)
@@ -286,7 +287,7 @@ class NumpyBackend:
     def exp_neg_square(x):
         """exp(-x^2) with x^2 split exactly into hi + lo (Dekker): correct to a few ulp even where x^2 is large."""
         x = np.asarray(x, dtype=np.float64) if not isinstance(x, np.ndarray) else x
-        c = x * 134217729.0  # 2^27 + 1
+        c = x * (134217729.0 if x.dtype != np.float32 else 4097.0)  # 2^27 + 1 splits a float64 in halves, 2^12 + 1 a float32
         xh = c - (c - x)
         xl = x - xh
         hi = x * x

@@ -36,7 +36,10 @@ def _basic_index(index) -> bool:
 
 
 def _reduce(fn, x, axis, keepdims):
-    """numpy's ``axis=None`` (every entry; ``keepdims``: ndim ones) or one axis, for torch's amax/amin/prod."""
+    """numpy's ``axis=None`` (every entry; ``keepdims``: ndim ones) or one axis, for torch's amax/amin/prod.
+    ``axis=()`` reduces nothing, as in numpy (torch's ``dim=()`` would reduce every axis)."""
+    if type(axis) is tuple and not axis:
+        return x
     if axis is None:
         out = fn(x.reshape(-1), dim=0)
         return out.reshape((1,) * x.ndim) if keepdims else out
@@ -73,8 +76,8 @@ class TorchBackend:
     def asarray(self, x):
         """A tensor on this device in this dtype (numbers, bools and floats are cast; numpy is shared on the CPU)."""
         if type(x) is not Tensor:
-            if type(x) is np.ndarray and min(x.strides, default=0) < 0:  # (x[::-1]: torch takes no negative strides)
-                x = np.ascontiguousarray(x)
+            if type(x) is np.ndarray and (min(x.strides, default=0) < 0 or not x.flags.writeable):
+                x = np.array(x)  # (x[::-1]: torch takes no negative strides; a read-only array: torch warns)
             if type(x) is np.ndarray and x.dtype.kind == "f" and x.dtype != self.np_dtype and not self.is_cuda:
                 return torch.from_numpy(x.astype(self.np_dtype))  # numpy's memory: see empty()
             x = torch.as_tensor(x if type(x) is np.ndarray or isinstance(x, (int, float)) else np.asarray(x))
@@ -205,16 +208,22 @@ class TorchBackend:
     def sum(x, axis=None, keepdims=False):
         if axis is None and not keepdims:
             return x.sum()
+        if type(axis) is tuple and not axis:  # numpy's axis=(): nothing reduced (torch's dim=() reduces all)
+            return x
         return torch.sum(x, dim=TorchBackend._dims(x, axis), keepdim=keepdims)
 
     @staticmethod
     def mean(x, axis=None, keepdims=False):
         if axis is None and not keepdims:
             return x.mean()
+        if type(axis) is tuple and not axis:  # (as sum)
+            return x
         return torch.mean(x, dim=TorchBackend._dims(x, axis), keepdim=keepdims)
 
     @staticmethod
     def logsumexp(x, axis=-1, keepdims=False):
+        if type(axis) is tuple and not axis:  # over no axis: x itself (as scipy's)
+            return x
         if axis is None:  # numpy's axis=None: over every element
             out = TorchBackend.logsumexp(x.reshape(-1), axis=0)
             return out.reshape((1,) * x.ndim) if keepdims else out
@@ -368,7 +377,7 @@ class TorchBackend:
     def exp_neg_square(self, x):
         """exp(-x^2) with x^2 split exactly into hi + lo (Dekker): correct to a few ulp even where x^2 is large."""
         x = self._t(x)
-        c = x * 134217729.0
+        c = x * (134217729.0 if x.dtype != torch.float32 else 4097.0)  # (Dekker's split: 2^ceil(p/2) + 1, p bits)
         xh = c - (c - x)
         xl = x - xh
         hi = x * x
