@@ -137,8 +137,12 @@ class Dataset:
     def batches(self, batch_size: int, rng: np.random.Generator, kind: str = "index",
                 drop_last: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """One epoch of (X, targets) minibatches of the training split in an order drawn from ``rng``."""
-        if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
+        whole = isinstance(batch_size, (int, np.integer)) and not isinstance(batch_size, bool)
+        if not (whole and batch_size >= 1):
             raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}")
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng must be a numpy Generator, e.g. np.random.default_rng(seed); got "
+                            f"{type(rng).__name__}")
         targets = self.targets(kind)
         order = rng.permutation(len(self.y_train))
         stop = len(order) - (len(order) % batch_size if drop_last else 0)
@@ -219,7 +223,16 @@ def load(name: str, *, test_fraction: float = 0.25, seed: int = 0, standardize: 
         source = SOURCES[name]
     except (KeyError, TypeError):
         raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(SOURCES)}") from None
+    if not (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0):
+        raise ValueError(f"seed must be an int >= 0; got {seed!r}")
     X, y = check_data(*source(seed), name=name)
+    if n_samples is not None:
+        k = int(y.max()) + 1
+        if not (isinstance(n_samples, (int, np.integer)) and not isinstance(n_samples, bool)):
+            raise ValueError(f"n_samples must be None (all {len(y)} samples of {name}) or an int; got {n_samples!r}")
+        if n_samples < 2 * k:  # a stratified split needs two samples of each class: one to train on, one to test
+            raise ValueError(f"n_samples must be at least {2 * k} for {name} (two per class for the {k} classes: one "
+                             f"for each split) or None for all {len(y)}; got {n_samples}")
     if n_samples is not None and n_samples < len(y):
         _, keep = stratified_split(y, n_samples / len(y), seed + 1)
         X, y = X[keep], y[keep]

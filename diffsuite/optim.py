@@ -6,7 +6,9 @@
 
 ``params`` and ``grads`` are a float array (the flat theta every differentiator takes) or a pytree:
 nested dicts, lists and tuples whose leaves are arrays or floats; ``step`` returns the same structure
-with new float64 leaves and keeps its state (momentum, moments) per leaf. The update rules are
+with new float64 leaves and keeps its state (momentum, moments) per leaf. Gradients and state are paired
+with parameters by key path (dict keys, list/tuple indices), not by position; another structure or shape
+is a ValueError naming the path. The update rules are
 torch.optim's, term for term, so a trajectory matches torch's in float64 to rounding (tests/test_optim.py).
 
 ``lr`` is a float or a schedule: a callable ``t -> lr`` evaluated at the number of steps taken so far
@@ -14,6 +16,7 @@ torch.optim's, term for term, so a trajectory matches torch's in float64 to roun
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -24,19 +27,30 @@ Schedule = Callable[[int], float]
 
 
 # ----- pytrees: nested dict / list / tuple containers of array leaves -----
+def _is_container(tree: Any) -> bool:
+    return isinstance(tree, (dict, list, tuple))
+
+
+def _as_leaf(tree: Any) -> np.ndarray:
+    try:
+        return np.asarray(tree, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"parameters must be arrays or floats in nested dicts/lists/tuples; got a leaf of "
+                        f"type {type(tree).__name__}") from None
+
+
 def tree_leaves(tree: Any) -> tuple[list[np.ndarray], Callable[[list], Any]]:
-    """(float64 leaves in a fixed order, a function rebuilding the structure from new leaves)."""
+    """(float64 leaves in a fixed order, a function rebuilding the structure from new leaves).
+
+    The order is the tree's own (dict insertion order); ``Optimizer.step`` pairs gradients and state with
+    parameters by key path (``tree_paths``), never by this position."""
     if isinstance(tree, dict):
         keys = list(tree)
         parts = [tree_leaves(tree[k]) for k in keys]
     elif isinstance(tree, (list, tuple)):
         keys, parts = None, [tree_leaves(v) for v in tree]
     else:
-        try:
-            leaf = np.asarray(tree, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise TypeError(f"parameters must be arrays or floats in nested dicts/lists/tuples; got a leaf of "
-                            f"type {type(tree).__name__}") from None
+        leaf = _as_leaf(tree)
         scalar = np.ndim(tree) == 0 and not isinstance(tree, np.ndarray)
         return [leaf], (lambda new: float(new[0])) if scalar else (lambda new: new[0])
     counts = [len(leaves) for leaves, _ in parts]
@@ -54,14 +68,86 @@ def tree_leaves(tree: Any) -> tuple[list[np.ndarray], Callable[[list], Any]]:
     return leaves, rebuild
 
 
+def tree_paths(tree: Any, path: tuple = ()) -> list[tuple]:
+    """The key path of each leaf, in ``tree_leaves``' order: ``()`` for a flat array, ``("W",)``,
+    ``("rest", 1, 0)``: dict keys and list/tuple indices from the root."""
+    if isinstance(tree, dict):
+        return [p for k in tree for p in tree_paths(tree[k], path + (k,))]
+    if isinstance(tree, (list, tuple)):
+        return [p for i, v in enumerate(tree) for p in tree_paths(v, path + (i,))]
+    return [path]
+
+
+def format_path(path: tuple) -> str:
+    """``("rest", 1)`` -> ``['rest'][1]``; the root (a flat array) -> ``the root``."""
+    return "".join(f"[{k!r}]" for k in path) or "the root"
+
+
+def _describe(tree: Any) -> str:
+    if isinstance(tree, dict):
+        return f"a dict with keys {list(tree)}"
+    if isinstance(tree, (list, tuple)):
+        return f"a {type(tree).__name__} of {len(tree)} entries"
+    return f"a leaf of shape {np.shape(tree)}"
+
+
+def _paired_grads(params: Any, grads: Any, path: tuple = ()) -> list[np.ndarray]:
+    """The leaves of ``grads`` in the order of ``params``' leaves, paired by key path: a dict's entries by key
+    (whatever their order), a list's or tuple's by index. A different structure or shape is a ValueError
+    naming the path, what params has there and what grads has."""
+    def refuse(detail: str) -> ValueError:
+        return ValueError(f"grads must have params' structure (the same dict keys, list/tuple lengths and leaf "
+                          f"shapes; dict order does not matter): at {format_path(path)} params has "
+                          f"{_describe(params)}, grads has {_describe(grads)}{detail}. Pass the gradient of these "
+                          "params in their structure (e.g. the differentiator's .grad of the same theta)")
+    if isinstance(params, dict):
+        if not isinstance(grads, dict):
+            raise refuse("")
+        if set(params) != set(grads):
+            missing, extra = [k for k in params if k not in grads], [k for k in grads if k not in params]
+            raise refuse(f" (missing {missing}, unexpected {extra})")
+        return [g for k in params for g in _paired_grads(params[k], grads[k], path + (k,))]
+    if isinstance(params, (list, tuple)):
+        if not isinstance(grads, (list, tuple)) or len(grads) != len(params):
+            raise refuse("")
+        return [g for i, (p, g) in enumerate(zip(params, grads)) for g in _paired_grads(p, g, path + (i,))]
+    if _is_container(grads):
+        raise refuse("")
+    p, g = _as_leaf(params), _as_leaf(grads)
+    if p.shape != g.shape:
+        raise refuse("")
+    return [g]
+
+
 # ----- learning-rate schedules -----
+def _check(name: str, value: Any, low: float = 0.0, high: float = math.inf, open_low: bool = False,
+           open_high: bool = False) -> None:
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
+        and math.isfinite(value) and (value > low if open_low else value >= low) \
+        and (value < high if open_high else value <= high)
+    if not ok:
+        close = ")" if open_high or not math.isfinite(high) else "]"
+        interval = f"{'(' if open_low else '['}{low:g}, {high:g}{close}"
+        raise ValueError(f"{name} must be a number in {interval}; got {value!r}")
+
+
+def _check_count(name: str, value: Any) -> None:
+    if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1):
+        raise ValueError(f"{name} must be a whole number of optimizer steps >= 1; got {value!r}")
+
+
 @dataclass(frozen=True)
 class StepDecay:
-    """lr(t) = lr * gamma ** (t // step_size), as torch's StepLR."""
+    """lr(t) = lr * gamma ** (t // step_size), as torch's StepLR. lr > 0, step_size >= 1, gamma > 0."""
 
     lr: float
     step_size: int
     gamma: float = 0.1
+
+    def __post_init__(self):
+        _check("StepDecay: lr", self.lr, open_low=True)
+        _check_count("StepDecay: step_size", self.step_size)
+        _check("StepDecay: gamma", self.gamma, open_low=True)
 
     def __call__(self, t: int) -> float:
         return self.lr * self.gamma ** (t // self.step_size)
@@ -69,10 +155,14 @@ class StepDecay:
 
 @dataclass(frozen=True)
 class Exponential:
-    """lr(t) = lr * gamma ** t, as torch's ExponentialLR."""
+    """lr(t) = lr * gamma ** t, as torch's ExponentialLR. lr > 0, gamma > 0."""
 
     lr: float
     gamma: float
+
+    def __post_init__(self):
+        _check("Exponential: lr", self.lr, open_low=True)
+        _check("Exponential: gamma", self.gamma, open_low=True)
 
     def __call__(self, t: int) -> float:
         return self.lr * self.gamma ** t
@@ -81,23 +171,21 @@ class Exponential:
 @dataclass(frozen=True)
 class Cosine:
     """lr(t) = lr_min + (lr - lr_min) (1 + cos(pi t / t_max)) / 2 for t <= t_max, then lr_min
-    (torch's CosineAnnealingLR over one half period; it restarts upward past t_max, this stays at lr_min)."""
+    (torch's CosineAnnealingLR over one half period; it restarts upward past t_max, this stays at lr_min).
+    lr > 0, t_max >= 1, 0 <= lr_min <= lr."""
 
     lr: float
     t_max: int
     lr_min: float = 0.0
 
+    def __post_init__(self):
+        _check("Cosine: lr", self.lr, open_low=True)
+        _check_count("Cosine: t_max", self.t_max)
+        _check("Cosine: lr_min", self.lr_min, high=self.lr)
+
     def __call__(self, t: int) -> float:
         t = min(t, self.t_max)
         return self.lr_min + (self.lr - self.lr_min) * (1 + math.cos(math.pi * t / self.t_max)) / 2
-
-
-def _check(name: str, value: Any, low: float = 0.0, high: float = math.inf, open_low: bool = False) -> None:
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
-        and math.isfinite(value) and (value > low if open_low else value >= low) and value <= high
-    if not ok:
-        interval = f"{'(' if open_low else '['}{low:g}, {high:g}{']' if math.isfinite(high) else ')'}"
-        raise ValueError(f"{name} must be a number in {interval}; got {value!r}")
 
 
 class Optimizer:
@@ -108,24 +196,49 @@ class Optimizer:
             _check("lr", lr, open_low=True)
         self.lr, self.t, self.state = lr, 0, None
 
+    def fresh(self) -> "Optimizer":
+        """A copy with the same options and schedule, at step 0 and without state (momentum, moments): what
+        ``training.train`` runs, so that one optimizer object can serve several runs without carrying over."""
+        new = copy.deepcopy(self)
+        new.t, new.state = 0, None
+        return new
+
     def current_lr(self) -> float:
         """The learning rate the next step uses."""
-        return float(self.lr(self.t)) if callable(self.lr) else float(self.lr)
+        if not callable(self.lr):
+            return float(self.lr)
+        value = self.lr(self.t)
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"the learning rate schedule must return a number; at step {self.t} it returned "
+                            f"{value!r}") from None
 
     def step(self, params: Any, grads: Any) -> Any:
-        """One update; returns new params in params' structure (the inputs are not modified)."""
+        """One update; returns new params in params' structure (the inputs are not modified).
+
+        Gradients and state are paired with parameters by key path (dict keys, list/tuple indices), not by
+        position: grads must have params' structure (dict order aside), and later params the first step's."""
         leaves, rebuild = tree_leaves(params)
-        grad_leaves, _ = tree_leaves(grads)
-        if len(grad_leaves) != len(leaves) or any(g.shape != p.shape for g, p in zip(grad_leaves, leaves)):
-            raise ValueError(f"grads must have params' structure: {[p.shape for p in leaves]}; "
-                             f"got {[g.shape for g in grad_leaves]}")
+        paths = tree_paths(params)
+        grad_leaves = _paired_grads(params, grads)
         if self.state is None:
-            self.state = [self._init_state(p) for p in leaves]
-        elif len(self.state) != len(leaves) or any(s["shape"] != p.shape for s, p in zip(self.state, leaves)):
-            raise ValueError("params changed structure between steps; use a new optimizer for new parameters")
+            self.state = {path: self._init_state(p) for path, p in zip(paths, leaves)}
+        else:
+            known = set(self.state)
+            if set(paths) != known or any(self.state[q]["shape"] != p.shape for q, p in zip(paths, leaves)):
+                now = {format_path(q): p.shape for q, p in zip(paths, leaves)}
+                before = {format_path(q): st["shape"] for q, st in self.state.items()}
+                raise ValueError(f"params changed structure between steps: this optimizer's state is for {before} "
+                                 f"(leaf path: shape), these params are {now}. Use a new optimizer (or "
+                                 "optimizer.fresh()) for new parameters")
         lr = self.current_lr()
+        if not (math.isfinite(lr) and lr >= 0):
+            raise ValueError(f"the learning rate schedule gave lr={lr!r} at step {self.t}; a learning rate must be "
+                             "finite and >= 0")
         self.t += 1
-        return rebuild([self._update(p.copy(), g, s, lr) for p, g, s in zip(leaves, grad_leaves, self.state)])
+        return rebuild([self._update(p.copy(), g, self.state[q], lr)
+                        for q, p, g in zip(paths, leaves, grad_leaves)])
 
     def _init_state(self, p: np.ndarray) -> dict:
         return {"shape": p.shape}
@@ -173,8 +286,8 @@ class Adam(Optimizer):
         super().__init__(lr)
         if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
             raise ValueError(f"betas must be a pair (beta1, beta2); got {betas!r}")
-        _check("betas[0]", betas[0], high=1.0)
-        _check("betas[1]", betas[1], high=1.0)
+        _check("betas[0]", betas[0], high=1.0, open_high=True)  # beta = 1: 1 - beta^t = 0 (torch refuses it too)
+        _check("betas[1]", betas[1], high=1.0, open_high=True)
         _check("eps", eps)
         _check("weight_decay", weight_decay)
         self.betas, self.eps, self.weight_decay, self.decoupled = tuple(betas), eps, weight_decay, decoupled
@@ -220,4 +333,4 @@ def get_optimizer(name: str, **options) -> Optimizer:
 
 
 __all__ = ["OPTIMIZERS", "SGD", "Adam", "AdamW", "Cosine", "Exponential", "Optimizer", "StepDecay",
-           "get_optimizer", "tree_leaves"]
+           "format_path", "get_optimizer", "tree_leaves", "tree_paths"]

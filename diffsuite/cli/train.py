@@ -164,6 +164,8 @@ def _differentiator(args):
 def _optimizer(args, steps_per_epoch: int, total: int):
     from ..optim import Cosine, StepDecay, get_optimizer
     lr = args.lr if args.lr is not None else (0.1 if args.optimizer == "sgd" else 0.001)
+    if not (lr > 0 and lr != float("inf")):  # NaN too; the same rule with or without --schedule
+        raise ValueError(f"--lr must be a finite number > 0; got {lr!r}")
     if args.schedule == "step":
         lr = StepDecay(lr, step_size=steps_per_epoch, gamma=0.5)
     elif args.schedule == "cosine":
@@ -250,9 +252,13 @@ def train_command(args) -> int:
         return 130
     s = run.summary()
     table = Table(title="diffsuite train: summary")
-    for col in ("steps", "train loss", "train acc", "test loss", "test acc", "in steps (s)", "setup (s)", "total (s)"):
+    penalized = bool(args.l1 or args.l2)  # the losses are data losses; the L1/L2 term gets its own column
+    cols = ("steps", "train loss", "train acc", "test loss", "test acc") + (("penalty",) if penalized else ()) \
+        + ("in steps (s)", "setup (s)", "total (s)")
+    for col in cols:
         table.add_column(col, justify="right")
     table.add_row(str(s["steps"]), f"{s['train_loss']:.4f}", f"{s['train_acc']:.4f}", f"{s['test_loss']:.4f}",
-                  f"{s['test_acc']:.4f}", f"{s['wall_s']:.2f}", f"{s['setup_s']:.2f}", f"{total_s:.2f}")
+                  f"{s['test_acc']:.4f}", *((f"{s['penalty']:.4f}",) if penalized else ()), f"{s['wall_s']:.2f}",
+                  f"{s['setup_s']:.2f}", f"{total_s:.2f}")
     Console().print(table)
     return 0
