@@ -22,7 +22,9 @@ whichever executor measured the rows (a lost executor or worker costs at most th
 """
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -224,7 +226,9 @@ class DaskExecutor:
             settings = {"distributed.scheduler.worker-saturation": 1.0}
             if allowed_failures is not None:
                 settings["distributed.scheduler.allowed-failures"] = allowed_failures
-            with dask.config.set(settings):
+            with dask.config.set(settings), _sigint_ignored():
+                # the worker processes inherit SIGINT ignored: a Ctrl-C reaches the driver alone, which stores
+                # what it has and closes the cluster (workers that caught it too printed ~90 lines of tracebacks)
                 self.cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                                         dashboard_address=None, env=dict(env or {}))
             self.client = distributed.Client(self.cluster)
@@ -289,11 +293,55 @@ class DaskExecutor:
             self.cluster.close()
             self.cluster = None
 
+    def quiet_close(self) -> None:
+        """Close after an interrupt: the cancelled cells and the closing nannies log warnings and tracebacks
+        (``CancelledError``) that would bury the runner's one-line message, so distributed's loggers are
+        silenced on the workers and here, and stay silenced in this process: the cluster's threads and exit
+        handlers go on logging after ``close`` returns, and an interrupted run is ending."""
+        _silence_distributed_logs()
+        try:
+            self.client.run(_silence_distributed_logs)
+        except Exception:  # noqa: BLE001 - a cluster that is already gone needs no silencing
+            pass
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interrupted: the runner's message is what matters now
+            pass
+
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, *exc):
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            self.quiet_close()
+        else:
+            self.close()
+
+
+DISTRIBUTED_LOGGERS = ("distributed", "tornado", "asyncio")
+
+
+def _silence_distributed_logs() -> None:
+    """distributed's loggers (every one it configured, its children included) and its event loop's above
+    CRITICAL: called on the workers and in the driver before a cluster closes after an interrupt."""
+    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in DISTRIBUTED_LOGGERS]
+    for name in {*DISTRIBUTED_LOGGERS, *names}:
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+
+
+@contextmanager
+def _sigint_ignored():
+    """SIGINT ignored in this process while the block runs (processes started in it inherit that); a no-op
+    outside the main thread, where Python cannot change signal handlers."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def make_executor(*, jobs: int, env: dict | None, serial: bool, scheduler: str | None, label: str,

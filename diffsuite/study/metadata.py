@@ -2,8 +2,9 @@
 
 diffsuite version and git commit, Python and library versions, CPU model, GPU model if any, thread
 counts, the seeds and the whole study configuration, and the differentiators that were skipped with
-the reason. No timestamps, so that rerunning the same configuration on the same machine gives the
-same bytes.
+the reason, and the command line. ``runs`` is the history of the invocations that measured into the folder
+(commit, executor, UTC start time, cells measured): a resume appends to it, so a result set built across
+commits or executors says so (the report warns when the runs span several commits).
 """
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-LIBRARIES = ("numpy", "sympy", "symengine", "mpmath", "pandas", "matplotlib", "torch")
+#: distributions whose versions meta.json records (None where not installed): python-flint is the arb engine of
+#: the certified reference, scikit-learn supplies training's digits, dask/distributed the cluster executor
+LIBRARIES = ("numpy", "sympy", "symengine", "mpmath", "python-flint", "pandas", "matplotlib", "torch", "scikit-learn",
+             "dask", "distributed")
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
@@ -108,6 +112,41 @@ def config_hash(config: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def command_line() -> str:
+    """This process's command line, as a shell would take it (``python -m diffsuite run ...``; the interpreter
+    and diffsuite's own entry point by name, not by this machine's path)."""
+    import shlex
+    argv = list(sys.argv)
+    if argv and Path(argv[0]).name == "__main__.py" and Path(argv[0]).parent.name == "diffsuite":
+        argv[0:1] = ["python", "-m", "diffsuite"]
+    elif argv and Path(argv[0]).name in ("diffsuite", "diffsuite.exe"):
+        argv[0] = "diffsuite"
+    return shlex.join(argv)
+
+
+def run_entry(meta: dict, executor: dict | None, cells: int) -> dict:
+    """One line of ``meta["runs"]``: the commit, the executor, the UTC start and how many cells it measured."""
+    from datetime import datetime, timezone
+    return {"git_commit": meta.get("git_commit"), "executor": executor or {"kind": "unknown"}, "cells": cells,
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": meta.get("command")}
+
+
+def previous_runs(old: dict | None) -> list[dict]:
+    """The run history of a stored ``meta.json``; a file written before histories existed gives its one run."""
+    if not old:
+        return []
+    if isinstance(old.get("runs"), list):
+        return [r for r in old["runs"] if isinstance(r, dict)]
+    return [{"git_commit": old.get("git_commit"), "executor": old.get("executor") or {"kind": "unknown"},
+             "cells": None, "started": None, "command": old.get("command")}]
+
+
+def commits_of(meta: dict) -> list[str]:
+    """The distinct commits the runs of ``meta`` ran from, in order of first use."""
+    runs = meta.get("runs") or []
+    return list(dict.fromkeys(str(r.get("git_commit")) for r in runs if isinstance(r, dict)))
+
+
 def collect(study: str, config: Any, *, quick: bool, device: str, skipped: dict[str, str] | None = None) -> dict:
     """Everything ``meta.json`` holds for one study run."""
     from .. import __version__
@@ -129,6 +168,7 @@ def collect(study: str, config: Any, *, quick: bool, device: str, skipped: dict[
         "cpu": cpu_model(),
         **gpu_info(import_torch=device != "cpu"),
         "threads": threads(),
+        "command": command_line(),
     }
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from .metadata import commits_of
 from .status import UNAVAILABLE, install_hint
 from .store import RESULTS, ResultStore, dumps, write_atomic_text
 from .studies import STUDIES, study_module
@@ -119,6 +120,11 @@ def _meta_table(meta: dict) -> pd.DataFrame:
             ("CPU", meta.get("cpu")), ("GPU", meta.get("gpu") or f"none ({meta.get('gpu_reason', '')})"),
             ("threads", ", ".join(f"{k}={v}" for k, v in th.items() if v is not None)),
             ("devices", meta.get("device"))]
+    for i, r in enumerate(meta.get("runs") or [], 1):
+        if isinstance(r, dict):
+            ex = r.get("executor") or {}
+            rows.append((f"run {i}", f"{r.get('started') or '?'}, commit {r.get('git_commit')}, "
+                                     f"{ex.get('kind', '?')}, {r.get('cells') if r.get('cells') is not None else '?'} cells"))
     for k, v in (meta.get("skipped") or {}).items():
         rows.append((f"skipped {k}", v))
     return pd.DataFrame(rows, columns=["", "value"])
@@ -212,6 +218,12 @@ def build(study: str, out: Path) -> Report:
                 raise  # a bug in the study's report, not rows it was not written for
             rep = failures_report(module, measured, f"The report could not be drawn from these rows "
                                                     f"({type(e).__name__}: {e})")
+    commits = commits_of(meta)
+    if len(commits) > 1:  # a resumed result set measured by several source trees: say so before anything else
+        rep.blocks.insert(0, Para(f"**Warning:** these results were measured by {len(meta.get('runs') or [])} runs "
+                                  f"from {len(commits)} different commits ({', '.join(f'`{c}`' for c in commits)}); "
+                                  "rows measured by different code are mixed (meta.json, `runs`, lists each run)."))
+        rep.findings["run_commits"] = commits
     if unavailable.any():
         rep.blocks.append(not_run_section(table[unavailable]))
         rep.findings["not_run"] = sorted(set(table.loc[unavailable, "needs"].dropna().astype(str)))

@@ -189,17 +189,24 @@ def run_study(name: str, *, quick: bool = False, out: Path | str | None = None, 
             print(f"{name}: the configuration differs from the stored results' ({directory / META}); "
                   f"the {n_old} stored cells are kept, moved aside to {' and '.join(map(str, moved))}; "
                   "this study starts afresh", file=sys.stderr)
-        write_atomic_text(directory / META, dumps(meta, sort_keys=True) + "\n")
+        history = metadata.previous_runs(old) if store.done else []  # a fresh start has no history
         todo = [c for c in grid if c.id not in store.finished]
+        meta["runs"] = history + [metadata.run_entry(meta, None, len(todo))]
+        write_atomic_text(directory / META, dumps(meta, sort_keys=True) + "\n")
         resumed = len(grid) - len(todo)
         if resumed:
             print(f"{name}: resuming, {resumed} of {len(grid)} cells already measured", file=sys.stderr)
         env = module.worker_env(config) if hasattr(module, "worker_env") else None
         with make_executor(jobs=jobs, env=env, serial=serial, scheduler=scheduler, label=name,
                            n_cells=len(todo)) as executor:
+            described = executor.describe()
             if executor.kind == "dask":  # where the rows were measured (each row also names its worker)
-                meta["executor"] = executor.describe()
-                write_atomic_text(directory / META, dumps(meta, sort_keys=True) + "\n")
+                meta["executor"] = described
+            elif any((r.get("executor") or {}).get("kind") == "dask" for r in history):
+                meta["executor"] = next(r["executor"] for r in reversed(history)
+                                        if (r.get("executor") or {}).get("kind") == "dask")
+            meta["runs"][-1]["executor"] = described
+            write_atomic_text(directory / META, dumps(meta, sort_keys=True) + "\n")
             _measure_all(module, config, todo, store, executor, progress, label=name)
         store.write_table()
         table = store.table()

@@ -173,6 +173,29 @@ def ratio_table(table: pd.DataFrame) -> pd.DataFrame:
     return m.reset_index(drop=True)
 
 
+def ratio_trend(ratios: pd.DataFrame) -> str:
+    """How CSE'd ops / tape ops moves with depth, per width: ``widens`` (non-decreasing at every width, rising
+    at one at least), ``narrows``, ``flat``, ``mixed``, or ``single`` (one depth per width)."""
+    ups, downs, multi = [], [], False
+    for _, g in ratios.sort_values("depth").groupby("width"):
+        d = np.diff(g["ratio"].astype(float).to_numpy())
+        if len(d):
+            multi = True
+            ups.append(bool((d >= 0).all() and (d > 0).any()))
+            downs.append(bool((d <= 0).all() and (d < 0).any()))
+            if (d == 0).all():
+                ups[-1] = downs[-1] = None
+    if not multi:
+        return "single"
+    if all(u is None for u in ups):
+        return "flat"
+    if all(u is not False for u in ups) and any(ups):
+        return "widens"
+    if all(x is not False for x in downs) and any(downs):
+        return "narrows"
+    return "mixed"
+
+
 def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
     widths = sorted(int(w) for w in table["width"].unique())
     fig, axes = subplots(1, len(widths))
@@ -270,17 +293,34 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
         deep = ratios.loc[ratios["depth"] == ratios["depth"].max(), "ratio"].max()
         shallow = ratios.loc[ratios["depth"] == ratios["depth"].min(), "ratio"].min()
         findings["ratio_shallowest"], findings["ratio_deepest"] = float(shallow), float(deep)
-        if hi <= 1.5:
-            verdict = (f"CSE brings symbolic differentiation to the tape's cost: the CSE'd gradient needs "
-                       f"{fmt(lo)} to {fmt(hi)} times the tape's scalar operations at every measured depth; the "
-                       "exponential blow-up lives in the *tree*, not in the shared DAG.")
+        trend = ratio_trend(ratios)
+        findings["ratio_trend"] = trend
+        shrinks = [w for w in widths if f"w{w}_grad_tree_nodes_factor" in findings and f"w{w}_cse_all_ops_factor"
+                   in findings and findings[f"w{w}_cse_all_ops_factor"] < findings[f"w{w}_grad_tree_nodes_factor"]]
+        fitted = [w for w in widths if f"w{w}_grad_tree_nodes_factor" in findings
+                  and f"w{w}_cse_all_ops_factor" in findings]
+        if fitted and len(shrinks) == len(fitted):
+            cse = ("CSE slows the growth of the tree (per layer: " + "; ".join(
+                f"width {w}: tree {fmt(findings[f'w{w}_grad_tree_nodes_factor'])}, CSE'd program "
+                f"{fmt(findings[f'w{w}_cse_all_ops_factor'])}" for w in fitted) + ")")
+        elif fitted:
+            cse = "CSE does not slow the tree's growth per layer at every width (factors below)"
         else:
-            verdict = (f"CSE removes the exponential blow-up of the tree, but it does not make symbolic "
-                       f"differentiation as cheap as reverse mode: the CSE'd gradient needs {fmt(shallow)} times the "
-                       f"tape's scalar operations at the shallowest depth and {fmt(deep)} times at the deepest, and "
-                       "the gap widens with depth. Differentiating each parameter's expression separately repeats "
-                       "the backward chain products that the tape computes once; CSE finds only part of that "
-                       "sharing.")
+            cse = "No growth factor could be fitted (too few depths)"
+        trend_text = {"widens": "the gap widens with depth at every width",
+                      "narrows": "the gap narrows with depth at every width",
+                      "flat": "the ratio does not change with depth",
+                      "mixed": "the ratio does not change monotonically with depth",
+                      "single": "only one depth was measured per width"}[trend]
+        if hi <= 1.5:
+            verdict = (f"{cse}. The CSE'd gradient needs {fmt(lo)} to {fmt(hi)} times the tape's scalar operations "
+                       f"at every measured depth, close to the tape's cost; {trend_text}.")
+        else:
+            verdict = (f"{cse}, but CSE does not make symbolic differentiation as cheap as reverse mode: the CSE'd "
+                       f"gradient needs {fmt(shallow)} times the tape's scalar operations at the shallowest depth "
+                       f"and {fmt(deep)} times at the deepest; {trend_text}. Differentiating each parameter's "
+                       "expression separately repeats the backward chain products that the tape computes once; "
+                       "CSE finds only part of that sharing.")
     ok_sym = table[(table["kind"] == "symbolic") & (table["status"] == "ok")]
     cols = ["engine", "width", "depth", "n_params"] + [c for c in SYMBOLIC_METRICS if c in ok_sym]
     for c in ("build_s", "diff_s", "cse_s"):

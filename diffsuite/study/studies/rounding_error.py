@@ -33,7 +33,6 @@ PROBLEMS = ("scalar", "mlp")
 PROBLEM_LABEL = {"scalar": "f(x) = tanh(x) exp(x/2) at x = 0.7",
                  "mlp": "lecture [3, 2, 1] sigmoid MLP, quadratic loss"}
 LINE_METHODS = ("reverse[numpy]", "symbolic[cse]")
-ORDER = {"forward": 1, "backward": 1, "central": 2, "five_point": 4, "richardson": 8, "complex_step": 2}
 FLOOR = 1e-18  # an error of exactly 0 is drawn here (a log axis has no 0)
 
 
@@ -145,27 +144,72 @@ def measure(config: Config, params: dict) -> list[dict]:
 
 
 # ----- report -----
-def optimum(scheme: str, dtype: str) -> float | None:
-    """The textbook step balancing truncation C h^p against rounding eps/h: h* ~ eps^(1/(p+1)) (unit scale)."""
+def order(scheme: str, levels: int = 4) -> int:
+    """The truncation order p of a scheme (Richardson: 2 * levels, as the differentiator uses it)."""
+    from ...differentiators.finite_diff.steps import scheme_order
+    return scheme_order(scheme, levels)
+
+
+@lru_cache(maxsize=None)
+def scalar_derivatives(n: int, dps: int = 50) -> tuple[float, ...]:
+    """|f^(k)(x0)| for k = 0..n of the scalar problem, from sympy's exact derivatives evaluated at ``dps`` digits
+    (independent of every differentiator under study)."""
+    import sympy
+    x = sympy.Symbol("x")
+    f = sympy.tanh(x) * sympy.exp(x / 2)
+    x0 = sympy.Float(X0, dps)
+    out = []
+    for _ in range(n + 1):
+        out.append(abs(float(f.subs(x, x0).evalf(dps))))
+        f = sympy.diff(f, x)
+    return tuple(out)
+
+
+#: the leading truncation error of each stencil, as a multiple k of |f^(p+1)| h^p (textbook Taylor expansions:
+#: forward/backward f^(2) h/2, central f^(3) h^2/3! = /6, five-point f^(5) h^4/30): C = k |f^(p+1)|
+TRUNCATION = {"forward": 1 / 2, "backward": 1 / 2, "central": 1 / 6, "five_point": 1 / 30}
+
+
+def optimum(scheme: str, dtype: str, levels: int = 4, problem: str | None = None) -> tuple[float | None, str]:
+    """(h*, how it was obtained). For the scalar problem, whose derivatives the study knows exactly, the minimum
+    of the model E(h) = C h^p + eps |f| / h with C = k |f^(p+1)| (``TRUNCATION``: k = 1/(p+1)! for forward,
+    backward and central, 1/30 for the five-point stencil): h* = (eps |f| / (p C))^(1/(p+1)).
+    Otherwise (the MLP, Richardson's extrapolated error) only the scaling rule h ~ eps^(1/(p+1)) (|f| = C = 1),
+    which is also how the automatic step is chosen at unit scale."""
     if scheme == "complex_step":
-        return None  # no subtraction, no rounding floor: any h below about sqrt(eps) works
-    return EPS[dtype] ** (1.0 / (ORDER[scheme] + 1))
+        return None, "none (no rounding floor)"
+    p = order(scheme, levels)
+    eps = EPS[dtype]
+    if problem == "scalar" and scheme in TRUNCATION:
+        d = scalar_derivatives(p + 1)
+        c = TRUNCATION[scheme] * d[p + 1]
+        if c > 0 and d[0] > 0:
+            return (eps * d[0] / (p * c)) ** (1.0 / (p + 1)), "model"
+    return eps ** (1.0 / (p + 1)), "scaling rule"
 
 
-def best_table(table: pd.DataFrame) -> pd.DataFrame:
+def best_table(table: pd.DataFrame, levels: int = 4) -> pd.DataFrame:
+    """Per (problem, scheme, dtype): the best step of the sweep grid, the automatic step, and the smallest error
+    of the two (``smallest at``: the step, or ``auto``)."""
     ok = table[(table["status"] == "ok") & table["method"].str.startswith("finite_diff")]
     rows = []
     for (p, m, d), g in ok.groupby(["problem", "method", "dtype"], sort=False):
         sweep = g[g["step_kind"] == "sweep"].dropna(subset=["rel_error"])
-        auto = g[g["step_kind"] == "auto"]
+        auto = g[g["step_kind"] == "auto"].dropna(subset=["rel_error"])
         if sweep.empty:
             continue
         best = sweep.loc[sweep["rel_error"].idxmin()]
         scheme = m[len("finite_diff["):-1]
-        rows.append({"problem": p, "method": m, "dtype": d, "best error": float(best["rel_error"]),
-                     "best h": float(best["h"]), "optimum h*": optimum(scheme, d),
+        h_opt, rule = optimum(scheme, d, levels, p)
+        auto_err = float(auto["rel_error"].iloc[0]) if len(auto) else None
+        auto_wins = auto_err is not None and auto_err < float(best["rel_error"])
+        rows.append({"problem": p, "method": m, "dtype": d, "order p": order(scheme, levels),
+                     "best sweep error": float(best["rel_error"]), "best sweep h": float(best["h"]),
+                     "h*": h_opt, "h* from": rule,
                      "auto h (median)": float(auto["h"].iloc[0]) if len(auto) else None,
-                     "error at auto h": float(auto["rel_error"].iloc[0]) if len(auto) else None,
+                     "error at auto h": auto_err,
+                     "smallest error": auto_err if auto_wins else float(best["rel_error"]),
+                     "smallest at": "auto" if auto_wins else fmt(float(best["h"])),
                      "refused steps": int((table[(table["problem"] == p) & (table["method"] == m)
                                                  & (table["dtype"] == d)]["status"] == "refused").sum())})
     return pd.DataFrame(rows)
@@ -180,7 +224,8 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
     cfg = meta.get("config", {})
     problems = [p for p in PROBLEMS if p in set(table["problem"])]
     dtypes = [d for d in ("float64", "float32") if d in set(table["dtype"])]
-    best, lines = best_table(table), line_table(table)
+    levels = int(cfg.get("richardson_levels", Config.richardson_levels))
+    best, lines = best_table(table, levels), line_table(table)
     fig, axes = subplots(len(problems), len(dtypes), width=5.6, height=4.2)
     for i, p in enumerate(problems):
         for j, d in enumerate(dtypes):
@@ -197,7 +242,7 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
                     ax.plot(a["h"], a["rel_error"].clip(lower=FLOOR), linestyle="none", markersize=11,
                             markeredgewidth=1.6, **{k: v for k, v in plot_kwargs(m, hollow=True).items()
                                                     if k not in ("markersize", "linewidth")})
-                h_opt = optimum(m[len("finite_diff["):-1], d)
+                h_opt, _ = optimum(m[len("finite_diff["):-1], d, levels, p)
                 if h_opt:
                     ax.axvline(h_opt, color=style(m)[0], linestyle=":", linewidth=0.9)
             for m in LINE_METHODS:
@@ -214,44 +259,78 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
     figure_legend(fig, axes[0][0], ncol=4)
     save(fig, out_dir / "error_vs_step.png")
 
-    findings = {}
+    findings = {"richardson_levels": levels, "richardson_order": order("richardson", levels)}
     bullets = []
+    for _, r in best.iterrows():  # every number the text and table quote, one key per (problem, dtype, scheme)
+        key = f"{r['problem']}_{r['dtype']}_{r['method'][len('finite_diff['):-1]}"
+        findings.update({f"{key}_best_sweep_error": r["best sweep error"], f"{key}_best_sweep_h": r["best sweep h"],
+                         f"{key}_h_star": r["h*"], f"{key}_h_star_from": r["h* from"],
+                         f"{key}_auto_h": r["auto h (median)"], f"{key}_auto_error": r["error at auto h"],
+                         f"{key}_smallest_error": r["smallest error"], f"{key}_smallest_at": r["smallest at"]})
+    findings = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in findings.items()}
     for p in problems:
         for d in dtypes:
             b = best[(best["problem"] == p) & (best["dtype"] == d)].set_index("method")
             if "finite_diff[central]" in b.index:
-                c = b.loc["finite_diff[central]"]
-                key = f"{p}_{d}_central"
-                findings.update({f"{key}_best_error": c["best error"], f"{key}_best_h": c["best h"],
-                                 f"{key}_optimum_h": c["optimum h*"], f"{key}_auto_error": c["error at auto h"]})
-                bullets.append(f"{PROBLEM_LABEL[p]}, {d}: central differences reach their smallest error "
-                               f"**{fmt(c['best error'])}** at h = **{fmt(c['best h'])}** (theory: h* = eps^(1/3) = "
-                               f"{fmt(c['optimum h*'])}); at the automatic step the error is "
-                               f"**{fmt(c['error at auto h'])}**.")
+                f = {k[len(f"{p}_{d}_central_"):]: v for k, v in findings.items()
+                     if k.startswith(f"{p}_{d}_central_")}
+                h_star = (f"model optimum h* = {fmt(f['h_star'])}, from f's exact derivatives"
+                          if f["h_star_from"] == "model" else
+                          f"scaling rule eps^(1/3) = {fmt(f['h_star'])}")
+                auto = (f"at the automatic step (h = {fmt(f['auto_h'])}) the error is **{fmt(f['auto_error'])}**"
+                        if f["auto_error"] is not None else "the automatic step gave no error")
+                smallest = ("; the automatic step is the smallest error measured" if f["smallest_at"] == "auto"
+                            else "")
+                bullets.append(f"{PROBLEM_LABEL[p]}, {d}: over the swept steps, central differences reach their "
+                               f"smallest error **{fmt(f['best_sweep_error'])}** at h = **{fmt(f['best_sweep_h'])}** "
+                               f"({h_star}); {auto}{smallest}.")
             if len(b):
-                top = b["best error"].idxmin()
-                findings[f"{p}_{d}_best_scheme_error"] = float(b.loc[top, "best error"])
-                bullets.append(f"{PROBLEM_LABEL[p]}, {d}: the most accurate scheme at its best step is `{top}` "
-                               f"(**{fmt(b.loc[top, 'best error'])}**).")
+                top = b["smallest error"].idxmin()
+                t = top[len("finite_diff["):-1]
+                findings[f"{p}_{d}_best_scheme"] = top
+                findings[f"{p}_{d}_best_scheme_error"] = float(b.loc[top, "smallest error"])
+                where = ("at its automatic step" if b.loc[top, "smallest at"] == "auto"
+                         else f"at h = {findings[f'{p}_{d}_{t}_smallest_at']}")
+                bullets.append(f"{PROBLEM_LABEL[p]}, {d}: the most accurate scheme, over the swept and automatic "
+                               f"steps, is `{top}` (**{fmt(findings[f'{p}_{d}_best_scheme_error'])}**, {where}).")
             r = lines[(lines["problem"] == p) & (lines["dtype"] == d) & (lines["method"] == "reverse[numpy]")]
             if len(r):
                 findings[f"{p}_{d}_reverse_error"] = float(r["rel_error"].iloc[0])
                 bullets.append(f"{PROBLEM_LABEL[p]}, {d}: reverse mode, with no step at all, has error "
-                               f"**{fmt(r['rel_error'].iloc[0])}**.")
+                               f"**{fmt(findings[f'{p}_{d}_reverse_error'])}**.")
+    same = best.dropna(subset=["h*", "auto h (median)"]) if len(best) else best
+    if len(same):
+        same = same[(same["h* from"] == "scaling rule")
+                    & (np.abs(same["auto h (median)"].astype(float) / same["h*"].astype(float) - 1) < 1e-9)]
+    findings["scaling_rule_rows_equal_to_auto_step"] = int(len(same))
+    rule_note = ("Where no model optimum is known (h* from: scaling rule), the dotted line is the rule of thumb "
+                 "h ~ eps^(1/(p+1)), the model's optimum with |f| = C = 1 and without the factor p: not a "
+                 "theoretical optimum of this problem. ")
+    if len(same):
+        rule_note += (f"In {findings['scaling_rule_rows_equal_to_auto_step']} rows it equals the automatic step by "
+                      "construction (the automatic step is eps^(1/(p+1)) max(1, |theta_i|), and |theta_i| <= 1 "
+                      "there), so those rows do not test the rule against the automatic step.")
     refs = sorted(set(table["reference"].dropna())) if "reference" in table else []
     blocks = [
         Heading("What the data show"),
-        Para("Every real scheme traces a V: truncation error falls as h^p to the right, rounding error grows as "
-             "eps/h to the left. Complex step has no subtraction, so it has no left arm."),
+        Para("Every real scheme traces a V (the x axis is inverted, h decreasing to the right): truncation error "
+             "falls as h^p from the left, and rounding error grows as eps/h on the right, at the smallest steps. "
+             "Complex step has no subtraction, so it has no rounding arm on the right."),
         Bullets(bullets),
         Figure("error_vs_step.png", "Max relative error against step h (h decreasing to the right). Dotted "
-               "verticals: the theoretical optimum h* = eps^(1/(p+1)) per scheme; large hollow markers: each "
+               "verticals: h* per scheme (the model optimum where f's derivatives are known, else the scaling "
+               "rule eps^(1/(p+1))); large hollow markers: each "
                f"scheme at its automatic step (median over parameters); dashed horizontals: reverse mode and "
                f"symbolic, which have no step. Errors of exactly 0 are drawn at {FLOOR:g}."),
-        Table(best, "Per scheme: best step, theoretical optimum, automatic step"),
+        Table(best, "Per scheme: best step of the sweep grid, h*, automatic step, and the smallest error of both"),
+        Para("h*: for the scalar problem and the forward, backward, central and five-point stencils, the minimum of "
+             "E(h) = C h^p + eps |f| / h with C the stencil's leading truncation constant times |f^(p+1)| (1/2, 1/2, "
+             "1/6, 1/30), from f's derivatives computed exactly with sympy: h* = (eps |f| / (p C))^(1/(p+1)). "
+             + rule_note),
         Table(lines, "Methods without a step"),
         Para("References: " + "; ".join(f"`{r}`" for r in refs) + "."),
         Para(f"Steps: 10^0 to 10^-{cfg.get('decades', 16)}, {cfg.get('per_decade', 4)} per decade. Richardson "
-             f"uses {cfg.get('richardson_levels', 4)} levels (order {ORDER['richardson']}); its h is the coarsest."),
+             f"uses {findings['richardson_levels']} levels (order {findings['richardson_order']}); its h is the "
+             "coarsest."),
     ]
     return Report(TITLE, QUESTION, blocks, findings)

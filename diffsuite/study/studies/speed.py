@@ -191,9 +191,22 @@ def measure(config: Config, params: dict) -> list[dict]:
 
 
 # ----- report -----
+def slope_sentence(slope: float, sizes: int, fitted: int) -> str:
+    """What a fitted log-log slope says, worded for how many sizes it rests on."""
+    if sizes < 2 or slope is None or not np.isfinite(slope):
+        return f"no growth rate ({sizes} size{'s' if sizes != 1 else ''} measured)"
+    over = (f"fitted over the upper {fitted} of its {sizes} sizes" if fitted < sizes else
+            "a line through its 2 sizes, not a fit" if sizes == 2 else
+            f"fitted over all {sizes} of its sizes, too few to drop the small ones")
+    if slope <= 0:
+        return f"time does not grow with n over the measured sizes (log-log slope **{fmt(slope)}**, {over})"
+    return f"time grows as n^**{fmt(slope)}** ({over})"
+
+
 def slope_table(table: pd.DataFrame) -> pd.DataFrame:
     """Per method: log-log slope of gradient time against parameters over the upper half of its sizes
-    (small sizes measure fixed overhead, not growth), and its grad/forward ratio at its largest size."""
+    (small sizes measure fixed overhead, not growth; with fewer than 4 sizes, over all of them: ``fitted sizes``
+    says how many), and its grad/forward ratio at its largest size."""
     ok = table[table["status"] == "ok"]
     rows = []
     for m in method_order(ok["method"].unique()):
@@ -202,7 +215,8 @@ def slope_table(table: pd.DataFrame) -> pd.DataFrame:
             continue
         upper = g.iloc[len(g) // 2:] if len(g) >= 4 else g
         last = g.iloc[-1]
-        rows.append({"method": m, "sizes": len(g), "slope (upper half)": fit_loglog(upper["n_params"], upper["grad_s"]),
+        rows.append({"method": m, "sizes": len(g), "fitted sizes": len(upper),
+                     "slope (fitted)": fit_loglog(upper["n_params"], upper["grad_s"]),
                      "slope (all)": fit_loglog(g["n_params"], g["grad_s"]), "largest n": int(last["n_params"]),
                      "grad s there": float(last["grad_s"]), "setup s there": float(last.get("setup_s", np.nan)),
                      "grad / forward there": float(last["grad_over_forward"]),
@@ -271,12 +285,15 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
     findings, bullets = {}, []
     for _, r in slopes.iterrows():
         key = r["method"]
-        findings[f"{key}_slope"] = r["slope (upper half)"]
+        findings[f"{key}_slope"] = r["slope (fitted)"]
+        findings[f"{key}_sizes"], findings[f"{key}_fitted_sizes"] = int(r["sizes"]), int(r["fitted sizes"])
         findings[f"{key}_ratio_largest"] = r["grad / forward there"]
         findings[f"{key}_largest_n"] = r["largest n"]
-        bullets.append(f"`{key}`: time grows as n^**{fmt(r['slope (upper half)'])}** (fitted over the upper half of its "
-                       f"sizes); at n = {r['largest n']} one gradient takes **{fmt(r['grad s there'])} s**, "
-                       f"**{fmt(r['grad / forward there'])}** forward passes.")
+        findings[f"{key}_grad_s_largest"] = r["grad s there"]
+        bullets.append(f"`{key}`: {slope_sentence(findings[f'{key}_slope'], findings[f'{key}_sizes'], findings[f'{key}_fitted_sizes'])}; "
+                       f"at n = {findings[f'{key}_largest_n']} one gradient takes "
+                       f"**{fmt(findings[f'{key}_grad_s_largest'])} s**, **{fmt(findings[f'{key}_ratio_largest'])}** "
+                       "forward passes.")
     fd = _time_ratio(ok, "finite_diff[central]", "reverse[numpy]", largest=True)
     if fd:
         n, sp = fd

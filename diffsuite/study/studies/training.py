@@ -247,6 +247,29 @@ def _style(lab: str) -> dict:
                        **({"linestyle": "--"} if "float32" in lab else {}))
 
 
+def method_notes(table: pd.DataFrame, cfg: dict) -> str:
+    """What the rows' finite-difference and symbolic runs are, said only of the runs the rows hold."""
+    ran = table[table["status"] == "ok"] if "status" in table else table
+    fd = ran[ran["method"].astype(str).str.startswith("finite_diff")]
+    notes = []
+    if (fd["dtype"] == "float32").any():
+        notes.append("Finite differences in float32: where f(theta_i +- h) rounds to f(theta) although f changes, "
+                     "the quotient is taken as 0 (what a plain implementation returns; diffsuite itself refuses "
+                     "such a step with StepUnderflowError); the table counts those entries.")
+    fd_digits = fd[fd["problem"] == "digits"]
+    if len(fd_digits):
+        regs = sorted(set(fd_digits["reg"].astype(str)))
+        notes.append(f"On digits, finite differences train for {cfg.get('fd_steps')} steps only (central "
+                     f"differences need 2n + 1 = {2 * 1210 + 1} forward passes per step for the n = 1210 "
+                     "parameters)" + (" and without L1/L2." if regs == ["none"] else "."))
+    sym = ran[ran["method"].astype(str).str.startswith("symbolic")]
+    if len(sym):
+        where = sorted(set(sym["problem"].astype(str)))
+        notes.append("Symbolic runs on " + ", ".join(where) + (" only (its setup on the digits net does not fit a "
+                                                              "minute)." if "digits" not in where else "."))
+    return " ".join(notes)
+
+
 def summary_table(table: pd.DataFrame, target: float) -> pd.DataFrame:
     ok = table[table["status"] == "ok"].copy()
     ok["label"] = [label(m, d) for m, d in zip(ok["method"], ok["dtype"])]
@@ -387,12 +410,7 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
                 findings[f"{p}_{a}_{r}_near_zero"] = s.loc[r, "near-zero W (<1e-3)"]
             bullets.append(f"**{p}, {a}**: weights with |w| < 1e-3 at the end ({desc}); test accuracy "
                            + ", ".join(f"{r}: {fmt(s.loc[r, 'test acc'])}" for r in s.index) + ".")
-    fd_note = ("Finite differences in float32: where f(theta_i +- h) rounds to f(theta) although f changes, the "
-               "quotient is taken as 0 (what a plain implementation returns; diffsuite itself refuses such a step "
-               "with StepUnderflowError); the table counts those entries. "
-               f"On digits, finite differences train for {cfg.get('fd_steps')} steps only (central differences "
-               f"need 2n + 1 = {2 * 1210 + 1} forward passes per step for the n = 1210 parameters) and without "
-               "L1/L2; symbolic runs on moons only (its setup on the digits net does not fit a minute).")
+    fd_note = method_notes(table, cfg)
     stopped = summary[summary["diverged at step"].notna()]
     if len(stopped):
         findings["runs_stopped_nonfinite"] = len(stopped)
