@@ -17,8 +17,10 @@ two, at least the smallest normal float) so that log, sqrt or 1/x next to 0 stay
 Im f comes out subnormal is tried again at a longer step (``steps.complex_steps``, docs/finite_diff.md).
 Step control (``control``) then evaluates again, at a step of its own, each entry whose stencil left f's
 domain, straddled a kink near theta_i, truncated far more than it rounded, or lost f's change in f's
-rounding (``stats["step_changes"]``). Richardson's ``stats["error_estimate"]`` is
-2 (|R[L,L] - R[L,L-1]| + rounding).
+rounding (``stats["step_changes"]``); an enlarged step never goes past what the entry's own truncation
+estimate allows. An entry whose step control does not settle (results that keep changing beyond their
+rounding) is listed in ``stats["unsettled_params"]`` and named by an ``UnsettledStepWarning``.
+Richardson's ``stats["error_estimate"]`` is 2 (|R[L,L] - R[L,L-1]| + rounding).
 
 Kinks (relu, max, min, abs, hinge, step): a real difference quotient whose evaluations straddle a
 kink averages two one-sided derivatives. With ``kink_check`` the objective runs under a namespace
@@ -80,6 +82,11 @@ class DomainWarning(UserWarning):
     """f(theta) is finite but a stencil point of some entry gives NaN or inf at every step tried (entry NaN)."""
 
 
+class UnsettledStepWarning(UserWarning):
+    """Step control found no step at which an entry's results stop changing beyond their rounding: the entry
+    is the best of the steps tried, with its error estimate in the message (``stats["unsettled_params"]``)."""
+
+
 class StepUnderflowError(RefusedByDesign):
     """theta_i + h == theta_i in the evaluation dtype: the quotient would be exactly 0 (refused by design)."""
 
@@ -101,7 +108,9 @@ class FiniteDiff(HigherOrder):
         levels: Richardson's number of central differences (h, h/2, ...); order 2 * levels. Only for
             ``scheme="richardson"``: another scheme with levels other than the default 4 is a ValueError.
         kink_check: record kink-op branches to detect steps straddling a kink (see module docstring).
-        warn: emit a ``KinkWarning`` when kinks are found (they are in stats either way).
+        warn: emit a ``KinkWarning`` when kinks are found, and an ``UnsettledStepWarning`` when step control
+            finds no step at which an entry settles (both are in stats either way: ``kink_params``,
+            ``unsettled_params``).
         zero_step: ``"raise"`` (default) or ``"warn"`` when theta_i + h == theta_i.
         batch: stencil points evaluated per objective call (real schemes, ``Objective`` only; see
             ``batched``). Same evaluations, same count; less per-call overhead. 1 = one point per call.
@@ -259,7 +268,8 @@ class FiniteDiff(HigherOrder):
         value = float(np.asarray(center).reshape(()))
         stats: dict[str, Any] = {"scheme": self.scheme, "dtype": self.dtype, "kink_tie_params": [],
                                  "zero_quotient_params": [], "nominal_steps": nominal, "step_changes": {},
-                                 "nonfinite_params": [], "n_retry_evals": 0}  # the same keys for every scheme
+                                 "nonfinite_params": [], "unsettled_params": [],
+                                 "n_retry_evals": 0}  # the same keys for every scheme
 
         if self.scheme == "complex_step":
             grad, kinks, steps, zero, n_probes, n_retry, changes = self._complex(theta, nominal, bind, call, names,
@@ -328,7 +338,7 @@ class FiniteDiff(HigherOrder):
             e, why = control.enlarge(i, probe[i], change[i], f_noise)
             if not np.all(e.values == centre):
                 lost[i] = False
-                e, more = control.refine(i, e)
+                e, more = control.refine(i, e) if "unsettled" not in why else (e, [])
                 take(i, e, why + more)
         self._trap(lost, names, theta, level_steps[:, 0], "quotient")
         if auto and np.isfinite(centre):
@@ -343,6 +353,11 @@ class FiniteDiff(HigherOrder):
         if off_domain.any():
             self._off_domain(off_domain, names, theta, level_steps[:, -1], who)
         stats["zero_quotient_params"] = [names[i] for i in np.flatnonzero(lost)]
+        unsettled = [i for i, name in enumerate(names) if "unsettled" in changes.get(name, "").split("+")
+                     and not (lost[i] or off_domain[i])]
+        stats["unsettled_params"] = [names[i] for i in unsettled]
+        if unsettled and self.warn:
+            self._unsettled(unsettled, names, theta, grad, trunc + noise * rweight, level_steps[:, 0], who)
         stats.update(n_evals=theta.size * rule.n_points + 1 + n_probes + retried[0], n_retry_evals=retried[0],
                      nominal_steps=nominal,
                      step_changes=changes, nonfinite_params=[names[i] for i in np.flatnonzero(off_domain)])
@@ -350,6 +365,17 @@ class FiniteDiff(HigherOrder):
             stats["levels"] = self.levels
             stats["error_estimate"] = RICHARDSON_SAFETY * (trunc + noise * rweight)
         return grad, kinks, level_steps[:, 0], zero
+
+    def _unsettled(self, idx, names, theta, grad, estimate, steps, who) -> None:
+        """An ``UnsettledStepWarning`` naming the entries whose step control did not settle."""
+        detail = ", ".join(f"{names[i]} = {theta[i]:.6g} (gradient {grad[i]:.3g}, error up to {estimate[i]:.2g}, "
+                           f"step {steps[i]:.3g})" for i in idx[:6]) + (" ..." if len(idx) > 6 else "")
+        warnings.warn(UnsettledStepWarning(
+            f"{self.label}: step control did not settle for {len(idx)} parameter(s) of {who}: the results at "
+            f"successive steps kept changing by more than their rounding, so the step taken is the one with the "
+            f"smallest error estimate, which may be far larger than this scheme's usual accuracy: {detail}. "
+            "They are listed in stats['unsettled_params']. Compare with complex_step or reverse mode."),
+            stacklevel=4)
 
     def _off_domain(self, where, names, theta, steps, who) -> None:
         """A DomainWarning naming the entries whose stencil met NaN or inf at every step tried."""

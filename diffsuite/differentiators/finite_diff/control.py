@@ -18,7 +18,14 @@ not fit is evaluated again at another step of its own (the others keep theirs):
   the search, and their spread becomes the entry's truncation estimate.
 - ``underflow`` (automatic steps only): the change of f over the stencil is lost in f's rounding
   although f changes at a larger probe step (a gradient entry tiny next to |f|, or float32): the step
-  is enlarged so that the change clears the rounding of f by 2^10 (at most 256 times the probe).
+  is enlarged towards one at which the change would clear the rounding of f by 2^10 if f were linear (at
+  most 256 times the probe), but no further than the entry's own truncation allows: a step is taken only
+  if its values show no more truncation than rounding and its result agrees with the step 4 times shorter
+  (``StepControl.enlarge``). A saturated tanh (derivative 1e-13 at -10.7) had its step grown to 25.3,
+  across the whole transition: -0.557.
+
+An entry that ends ``unsettled`` keeps the result with the smallest error estimate; the caller lists it in
+``stats["unsettled_params"]`` and warns (``UnsettledStepWarning``).
 
 Each try costs the scheme's evaluations for that entry; the caller counts them.
 
@@ -41,6 +48,9 @@ TRUNCATION_RATIO = 100.0
 #: the reported Richardson error estimate: this factor times (the tableau's truncation estimate + rounding)
 RICHARDSON_SAFETY = 2.0
 KINK_TRIES, DOMAIN_TRIES, TRUNCATION_TRIES = 3, 12, 8
+#: shorter steps an enlarged (``underflow``) entry may try, each 4 times shorter than the last: from the target
+#: (at most 256 probes) past the probe, down to where the stencil sees no change of f
+ENLARGE_TRIES = 12
 #: the smallest step tried, in ulps of theta_i (below it the difference quotient is mostly rounding)
 MIN_STEP_ULPS = 256.0
 
@@ -154,6 +164,10 @@ class Entry:
     def rounding(self) -> float:
         return self.noise * self.rweight
 
+    def changes_nothing(self, centre: float) -> bool:
+        """Every stencil value equals f(theta) exactly: the change over the stencil is lost in f's rounding."""
+        return bool(np.all(self.values == centre))
+
     @property
     def truncation_dominates(self) -> bool:
         return self.trunc > TRUNCATION_RATIO * self.rounding
@@ -244,7 +258,38 @@ class StepControl:
 
     def enlarge(self, i: int, probe: float, change: float, noise: float) -> tuple[Entry, list[str]]:
         """An entry whose change over the stencil fell below f's rounding although f changes by ``change``
-        over +-``probe``: its coarse step is made long enough for the finest level's change to clear
-        ``noise`` (the rounding of f) by 2^10, under a linear model, at most 256 times the probe."""
+        over +-``probe``: a longer step of its own, no longer than its own truncation allows.
+
+        The target is the step at which the finest level's change would clear ``noise`` (the rounding of
+        f) by 2^10 under a *linear* model, at most 256 times the probe. A linear model says nothing about
+        f's curvature on that scale (a tanh saturated at -10: its derivative 1e-13 grows e^2-fold per unit,
+        and a step of 25 jumps the whole transition), so the step is accepted only where the entry's own
+        values show no more truncation than rounding (``Rule.combine``'s model) and its result agrees, to
+        within their rounding, with the result at a step 4 times shorter (the check the schemes without a
+        model, forward and backward, rely on alone). Otherwise the step is divided by 4, down to the
+        smallest step whose stencil still sees f change. If no step passes, the step with the smallest
+        error estimate (truncation and disagreement plus rounding) is taken, that estimate becomes its
+        truncation, and the entry is ``unsettled``; the caller reports it."""
         scale = 2.0 ** (self.rule.n_levels - 1) * 1024.0 * noise / change
-        return self.entry(i, probe * float(np.clip(scale, 1.0, 256.0))), ["underflow"]
+        cur = self.entry(i, probe * float(np.clip(scale, 1.0, 256.0)))
+        if not cur.finite or cur.changes_nothing(self.centre):
+            return cur, ["underflow"]  # flat even there (the caller's trap), or off f's domain (``refine``)
+        floor, tried = self.smallest_step(i), []
+        for _ in range(ENLARGE_TRIES):
+            new = self.entry(i, cur.coarse / 4) if cur.coarse / 4 >= floor else None
+            usable = new is not None and new.finite and not new.kink and not new.changes_nothing(self.centre)
+            gap = abs(cur.grad - new.grad) if usable else 0.0
+            if not cur.kink:  # (a stencil past a kink: a shorter step; every later one is finite, kink-free)
+                if cur.trunc <= cur.rounding and gap <= 2 * (cur.rounding + (new.rounding if usable else 0.0)):
+                    return cur, ["underflow"]
+                tried.append((max(cur.trunc, gap) + cur.rounding, cur))
+            if not usable:
+                break
+            cur = new
+        else:
+            tried.append((cur.trunc + cur.rounding, cur))
+        if not tried:
+            return cur, ["underflow"]
+        estimate, best = min(tried, key=lambda t: t[0])
+        best.trunc = estimate - best.rounding
+        return best, ["underflow", "unsettled"]
