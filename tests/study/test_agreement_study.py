@@ -78,6 +78,7 @@ def test_rows_measure_each_method_against_the_reference():
     assert np.max(np.abs(t.grad.numpy() - ref)) / np.max(np.abs(ref)) < 1e-12  # the reference is right here
     assert rows["reverse[numpy]"]["error"] < 1e-12 and rows["reverse[numpy]"]["beyond"] is False
     assert 0 < rows["finite_diff[central]"]["error"] < 1e-5
+    assert rows["finite_diff[central]"]["unsettled_steps"] == 0 and rows["reverse[numpy]"]["unsettled_steps"] == 0
 
 
 def test_exact_methods_agree_on_a_kink_and_central_differences_are_explained():

@@ -188,7 +188,8 @@ def measure(config: Config, params: dict) -> list[dict]:
         kink_params = res.stats.get("kink_params")
         err = rel_error(res.grad, ref_grad)
         straddles = bool(kink_params is not None and len(kink_params) > 0)
-        rows.append({**row, "error": err, "straddles_kink": straddles,
+        unsettled = len(res.stats.get("unsettled_params") or ())  # finite differences: steps that never settled
+        rows.append({**row, "error": err, "straddles_kink": straddles, "unsettled_steps": unsettled,
                      "beyond": bool(not err <= row["tolerance"]),
                      "explained": bool(not err <= row["tolerance"] and straddles)})
     return rows
@@ -225,8 +226,8 @@ def disagreements(rows: pd.DataFrame) -> pd.DataFrame:
     """Every row beyond its accuracy class, with what reproduces it: ``problem(seed, index)``."""
     ok = rows[rows["status"] == "ok"]
     bad = ok[ok["beyond"].astype(bool)]
-    cols = ["method", "seed", "problem", "error", "tolerance", "explained", "activation", "loss", "reg", "layers",
-            "batch", "scale", "kinks"]
+    cols = ["method", "seed", "problem", "error", "tolerance", "explained", "unsettled_steps", "activation", "loss",
+            "reg", "layers", "batch", "scale", "kinks"]
     return bad[[c for c in cols if c in bad]].sort_values(["explained", "method", "error"],
                                                          ascending=[True, True, False], ignore_index=True)
 
