@@ -22,6 +22,8 @@ from typing import Iterator
 
 import numpy as np
 
+from .errors import MissingDependency
+
 LABEL_KINDS = ("index", "onehot", "binary", "pm1")
 
 
@@ -166,9 +168,9 @@ def _sklearn(name: str) -> tuple[np.ndarray, np.ndarray]:
     tests/test_data.py checks that both give the same arrays."""
     loader, filename, header = BUNDLED[name]
     spec = importlib.util.find_spec("sklearn")  # locates the package without importing it
-    if spec is None:
-        raise ImportError("the digits and breast_cancer sets ship with scikit-learn: pip install 'diffsuite[data]' "
-                          "(or scikit-learn); 'moons' and 'spirals' need nothing")
+    if spec is None:  # (MissingDependency: studies record the row as "unavailable", not as an error)
+        raise MissingDependency(f"the {name} data set (it ships with scikit-learn)", "sklearn", "data",
+                                "'moons' and 'spirals' need nothing")
     path = Path(spec.origin).parent / "datasets" / "data" / filename
     if path.exists():
         table = np.loadtxt(path, delimiter=",", skiprows=header, usecols=None if header == 0 else range(31))

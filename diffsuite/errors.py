@@ -22,7 +22,7 @@ class StudyError(ValueError):
 
 
 #: how a package's name is written in messages
-DISPLAY = {"torch": "PyTorch", "symengine": "SymEngine"}
+DISPLAY = {"torch": "PyTorch", "symengine": "SymEngine", "sklearn": "scikit-learn"}
 
 
 class MissingDependency(ImportError):

@@ -96,3 +96,14 @@ def test_test_split_must_match_features_and_unknown_names_are_errors():
     with pytest.raises(ValueError, match="test_fraction"):
         load("moons", test_fraction=1.0)
     assert check_data([[1, 2]], [True])[1].dtype == np.int64
+
+
+def test_a_missing_scikit_learn_is_a_missing_dependency(monkeypatch):
+    """Studies record a MissingDependency as "unavailable" (a plain ImportError was an "error" row)."""
+    import importlib.util
+
+    from diffsuite.errors import MissingDependency
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sklearn" else real(name, *a))
+    with pytest.raises(MissingDependency, match=r"scikit-learn.*diffsuite\[data\].*moons"):
+        load("digits")

@@ -36,3 +36,18 @@ def test_make_demo_installs_symengine_and_names_what_it_skips():
     demo = re.search(r"^demo: (.+)$", makefile, re.M).group(1).split()
     recipe = re.search(rf"^{re.escape(demo[0])}:.*\n((?:\t.*\n)+)", makefile, re.M).group(1)
     assert "symengine" in recipe and "torch" not in recipe
+
+
+def test_the_license_text_ships_and_the_torch_extra_pins_the_tested_version():
+    assert "MIT License" in (ROOT / "LICENSE").read_text()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    makefile = (ROOT / "Makefile").read_text()
+    tested = re.search(r"TORCH_VERSION := (\S+)", makefile).group(1)
+    assert project["project"]["optional-dependencies"]["torch"] == [f"torch=={tested}"]
+
+
+def test_the_source_distribution_carries_what_the_tests_need():
+    """MANIFEST.in: every test helper and subfolder, the committed baselines (tests/test_check_cli.py reads them)."""
+    manifest = (ROOT / "MANIFEST.in").read_text()
+    for rule in ("recursive-include tests *.py", "recursive-include baselines *.json", "include README.md LICENSE"):
+        assert rule in manifest

@@ -372,3 +372,16 @@ def test_large_arguments_do_not_overflow(engine, case):
         assert res.value == rev.value and np.max(np.abs(res.grad - rev.grad)) < 1e-300
     else:
         assert_agrees(res, rev, rtol=1e-12)
+
+
+def test_symengine_missing_is_a_missing_dependency_naming_the_install(monkeypatch):
+    """Without symengine installed, engine='symengine' is refused at construction with the install command (a
+    NameError reached users once: CI always installs symengine, so the path is simulated here)."""
+    import importlib.util
+
+    from diffsuite.errors import MissingDependency
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "symengine" else real(name, *a))
+    monkeypatch.setitem(__import__("sys").modules, "symengine", None)  # import symengine -> ImportError
+    with pytest.raises(MissingDependency, match="symengine"):
+        ds.get_differentiator("symbolic", engine="symengine")

@@ -33,6 +33,7 @@ from .build import (ENGINES, METRIC_KEYS, SetupOptions, build_function, build_ob
                              setup)
 from . import higher
 from .codegen import Kernel
+from .symengine_bridge import load_symengine
 
 
 @dataclass(frozen=True)
