@@ -85,7 +85,7 @@ def test_a_changed_problem_is_not_compared_with_a_stale_reference(capsys, tmp_pa
 
 
 @pytest.mark.parametrize("content,message", [
-    (None, "does not exist; create it with: diffsuite check --baseline"),
+    (None, "does not exist. The committed baselines come with a source checkout"),
     ("{not json", "is not valid JSON (line 1"),
     ('{"cells": []}', "is not a diffsuite accuracy baseline"),
     ('{"format": "diffsuite-accuracy-baseline", "version": 1, "cells": [{"model": "m"}]}', "cell #0 lacks activation"),

@@ -258,8 +258,10 @@ def load_baseline(path: str | Path) -> dict:
     path = Path(path)
     fix = f"regenerate it with: diffsuite check --baseline {path} --update"
     if not path.exists():
-        raise BaselineError(f"baseline file {path} does not exist; create it with: diffsuite check --baseline {path} "
-                            "--update (add --quick for the quick grid)")
+        raise BaselineError(f"baseline file {path} does not exist. The committed baselines come with a source checkout "
+                            "of diffsuite (its baselines/ folder): pass --baseline PATH to one; or record this "
+                            f"installation's own with: diffsuite check --baseline {path} --update (add --quick for the "
+                            "quick grid), against which later versions are then checked")
     if path.is_dir():
         raise BaselineError(f"baseline {path} is a folder; give the baseline's JSON file, e.g. "
                             f"{path / 'accuracy_quick.json'}")
