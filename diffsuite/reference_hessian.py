@@ -22,7 +22,8 @@ import mpmath
 import numpy as np
 
 from .budget import Budget, run_budgeted
-from .differentiators.symbolic.build import build_function, build_objective, differentiate, is_float_data
+from .differentiators.symbolic.build import (build_budgeted, build_function, build_objective, differentiate,
+                                             is_float_data)
 from .differentiators.symbolic.codegen import evaluate_mp
 from .differentiators.symbolic.dagdiff import diff_dag
 from .differentiators.symbolic.metrics import dag_nodes
@@ -82,7 +83,7 @@ def reference_hessian_mp(target: Objective | Callable, theta: Any, *args: Any, d
         clock, stats = time.perf_counter, {}
         budget.enter("build")
         t = clock()
-        problem, data_values = build()
+        problem, data_values = build_budgeted(build, budget)  # every xp call checks the budgets, as for gradients
         budget.check_nodes(dag_nodes([problem.loss]), "the loss")
         stats["build_s"] = clock() - t
         budget.enter("differentiate")

@@ -20,25 +20,35 @@ garbage curvature (a Dirac mass smeared over h); check them at points away from 
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable
 
 import numpy as np
 
+from ... import pytree
 from ...namespace import NUMPY
 from ...objective import Objective
 from ...structure import Structure, output_value
 from ..base import WithStats, scalar_check, unavailable
-from .namespaces import COMPLEX
+from .namespaces import COMPLEX, KinkTracker
 
 FIRST_ORDER_SCHEMES = ("forward", "backward", "central", "five_point", "complex_step")
 
 
 class _Evaluator:
-    """f at flat points of theta's structure, in the differentiator's dtype (complex for the complex step)."""
+    """f at flat points of theta's structure, in the differentiator's dtype (complex for the complex step).
 
-    def __init__(self, f: Callable, theta: Any, args: tuple, dtype: str):
+    With ``kink_check`` (first differences: jvp, jacobian, vjp) the real evaluations run under a ``KinkTracker``,
+    as ``grad`` does: the first evaluation (at theta) records the centre's kink branches, and ``straddled`` turns
+    True when a later point took another branch (its stencil straddles a kink). A function with no kink op on its
+    path tracks nothing after the centre."""
+
+    def __init__(self, f: Callable, theta: Any, args: tuple, dtype: str, kink_check: bool = False):
         self.dtype = np.dtype(dtype)
         self.n_evals = 0
+        self.tracker = KinkTracker(NUMPY) if kink_check else None
+        self.center_sig: bytes | None = None
+        self.straddled = False
         if isinstance(f, Objective):
             layout = list(f.model.layout.items())
             self.structure = Structure.blocks(f.check_theta(theta), [spec for _, spec in layout])
@@ -58,9 +68,30 @@ class _Evaluator:
         self.n_evals += 1
         complex_ = np.iscomplexobj(point)
         parts = self.structure.split(point)
+        tracker = None if complex_ else self.tracker
+        if tracker is not None:
+            tracker.start()
         with np.errstate(all="ignore"):
-            out = self.call(COMPLEX if complex_ else NUMPY, parts)
+            out = self.call(COMPLEX if complex_ else (tracker or NUMPY), parts)
+        if tracker is not None:
+            sig = tracker.record()
+            if self.center_sig is None:  # the first evaluation is at theta (every caller evaluates f(x) first)
+                self.center_sig = sig
+                if sig == b"":  # no kink op on the path: track nothing, pay nothing
+                    self.tracker = None
+            elif sig != self.center_sig:
+                self.straddled = True
         return np.asarray(out, dtype=np.complex128 if complex_ else np.float64)
+
+    def take_straddled(self) -> bool:
+        """Whether a point since the last call took another kink branch than theta (and reset the flag)."""
+        hit, self.straddled = self.straddled, False
+        return hit
+
+    def entry_names(self) -> list[str]:
+        names = (pytree.entry_names(self.structure.leaves, self.structure.names)
+                 if self.structure.names is not None else None)
+        return names if names and len(names) == self.x.size else [f"theta[{i}]" for i in range(self.x.size)]
 
     def step_along(self, t: np.ndarray, power: float) -> tuple[np.ndarray, float]:
         """(h t, h) with h ~ eps^power * scale / |t|_inf, rounded so that x + h t is the point meant."""
@@ -122,34 +153,57 @@ def _scalar(ev: _Evaluator, f: Callable) -> float:
     return float(np.reshape(value, ()))
 
 
+def _first_order_evaluator(d, f: Callable, theta: Any, args: tuple) -> _Evaluator:
+    # the complex step evaluates kink ops on real parts (a tie is its own convention, as in grad): no tracking
+    return _Evaluator(f, theta, args, d.dtype, kink_check=d.kink_check and d.scheme != "complex_step")
+
+
+def _kink_report(d, f: Callable, stats: dict, what: str, names: list[str]) -> None:
+    """``stats["kink_params"]`` and, if any and ``d.warn``, a ``KinkWarning`` (grad's, for directional stencils)."""
+    from . import KinkWarning, _name_list
+    stats["kink_params"] = names
+    if names and d.warn:
+        warnings.warn(KinkWarning(
+            f"{d.label}: the step of {what} straddles a kink (relu/max/min/abs/hinge/step) of "
+            f"{getattr(f, '__name__', 'f')}, so those derivatives average two one-sided derivatives"
+            f"{': ' + _name_list(names) if names != ['tangent'] else ''}. Compare with a forward or reverse "
+            "method, which use the conventions relu'(0) = 0 etc."), stacklevel=4)
+
+
 def jvp(d, f: Callable) -> WithStats:
     def jvp_fn(stats, theta, tangent, *args):
         _first_order_scheme(d, "jvp")
-        ev = _Evaluator(f, theta, args, d.dtype)
+        ev = _first_order_evaluator(d, f, theta, args)
         value, dv = directional(ev, ev.structure.flatten_like(tangent, "tangent").astype(ev.dtype), d.scheme)
         stats.update(evaluations=ev.n_evals, scheme=d.scheme)
+        _kink_report(d, f, stats, "the tangent direction", ["tangent"] if ev.take_straddled() else [])
         return output_value(value), output_value(dv)
 
     return WithStats(jvp_fn, "jvp", d.label)
 
 
-def _jacobian_flat(d, ev: _Evaluator) -> tuple[np.ndarray, np.ndarray]:
+def _jacobian_flat(d, ev: _Evaluator) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(f(x), the flat Jacobian, the names of the parameters whose column's stencil straddled a kink)."""
     n = ev.x.size
-    cols, value = [], ev(ev.x)
+    cols, value, kinks = [], ev(ev.x), []
     for i in range(n):
         e = np.zeros(n, dtype=ev.dtype)
         e[i] = 1.0
         cols.append(directional(ev, e, d.scheme)[1])
+        if ev.take_straddled():
+            kinks.append(i)
     J = np.stack(cols, axis=-1) if cols else np.zeros(np.shape(value) + (0,))
-    return np.asarray(value, dtype=np.float64), J
+    names = ev.entry_names() if kinks else []
+    return np.asarray(value, dtype=np.float64), J, [names[i] for i in kinks]
 
 
 def jacobian(d, f: Callable) -> WithStats:
     def jacobian_fn(stats, theta, *args):
         _first_order_scheme(d, "jacobian")
-        ev = _Evaluator(f, theta, args, d.dtype)
-        value, J = _jacobian_flat(d, ev)
+        ev = _first_order_evaluator(d, f, theta, args)
+        value, J, kinks = _jacobian_flat(d, ev)
         stats.update(evaluations=ev.n_evals, scheme=d.scheme)
+        _kink_report(d, f, stats, f"{len(kinks)} parameter(s)", kinks)
         return ev.structure.jacobian(J, value.shape)
 
     return WithStats(jacobian_fn, "jacobian", d.label)
@@ -158,10 +212,11 @@ def jacobian(d, f: Callable) -> WithStats:
 def vjp(d, f: Callable) -> WithStats:
     def vjp_fn(stats, theta, *args):
         _first_order_scheme(d, "vjp")
-        ev = _Evaluator(f, theta, args, d.dtype)
-        value, J = _jacobian_flat(d, ev)
+        ev = _first_order_evaluator(d, f, theta, args)
+        value, J, kinks = _jacobian_flat(d, ev)
         stats.update(evaluations=ev.n_evals, scheme=d.scheme,
                      note="finite differences build the whole Jacobian (n directional differences) for a VJP")
+        _kink_report(d, f, stats, f"{len(kinks)} parameter(s)", kinks)
 
         def pullback(u):
             u = np.asarray(u, dtype=np.float64)

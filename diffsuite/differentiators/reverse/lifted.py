@@ -17,6 +17,7 @@ unchanged, so a rule on constants costs what it costs without nesting.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
 import numpy as np
@@ -244,6 +245,43 @@ class LiftedBackend:
             out = self._op(OPS["concatenate"], out, x, axis=axis, split=self.raw(out).shape[axis])
         return out
 
+    def broadcast_to(self, x, shape):
+        if not self.owns(x):
+            return self.inner.broadcast_to(x, shape)
+        return self._op(OPS["broadcast_to"], x, shape=tuple(shape))
+
+    def prod_of_others(self, x, axis):
+        """For each entry, the product of the other entries along ``axis`` (None: all), through traced primitives:
+        inclusive products from each side (a log-step scan of getitem, mul and concatenate), then
+        others[k] = left[k - 1] * right[k + 1]. No division, so zeros are exact, and each step is differentiable
+        again (prod's Hessian, and deeper: prod's own rule calls this)."""
+        if not self.owns(x):
+            return self.inner.prod_of_others(x, axis)
+        shape = tuple(self.raw(x).shape)
+        if axis is None:
+            return self.reshape(self.prod_of_others(self.reshape(x, (-1,)), 0), shape)
+        axis %= len(shape)
+        n = shape[axis]
+        if n == 1:  # no other entries: the empty product, a constant
+            return self.inner.ones_like(self.raw(x))
+
+        def part(a, lo, hi):
+            return self.getitem(a, (slice(None),) * axis + (slice(lo, hi),))
+
+        def scan(a):  # inclusive products along axis: a[..., k] = x[..., 0] * ... * x[..., k]
+            s = 1
+            while s < n:
+                a = self.concatenate([part(a, 0, s), part(a, s, n) * part(a, 0, n - s)], axis)
+                s *= 2
+            return a
+
+        left, right = scan(x), self.flip(scan(self.flip(x, axis)), axis)
+        pieces = [part(right, 1, 2)]  # others[0] = right[1]
+        if n > 2:
+            pieces.append(part(left, 0, n - 2) * part(right, 2, n))  # others[k] = left[k - 1] * right[k + 1]
+        pieces.append(part(left, n - 2, n - 1))  # others[n - 1] = left[n - 2]
+        return self.concatenate(pieces, axis)
+
     def einsum(self, subscripts, *operands):
         if not any(self.owns(x) for x in operands):
             return self.inner.einsum(subscripts, *operands)
@@ -265,4 +303,15 @@ class LiftedBackend:
         if op is None or name.startswith("_"):
             raise AttributeError(f"backend method {name!r} has no lifted version, so rules that call it cannot be "
                                  "differentiated again; add it to LiftedBackend in differentiators/reverse/lifted.py")
-        return lambda *args, **params: self._op(op, *args, **params)
+        n_inputs = len(op.vjps)  # the op's traced inputs; static parameters are keyword-only in its forward
+
+        def lifted(*args, **params):
+            if len(args) > n_inputs:  # backend methods take static parameters positionally (broadcast_to(x, shape))
+                names = [p.name for p in inspect.signature(op.forward).parameters.values() if p.kind == p.KEYWORD_ONLY]
+                if len(args) - n_inputs > len(names):
+                    raise TypeError(f"backend method {name!r}: {len(args)} positional arguments, but op {op.name!r} "
+                                    f"has {n_inputs} inputs and the parameters {names}")
+                params = {**dict(zip(names, args[n_inputs:])), **params}
+                args = args[:n_inputs]
+            return self._op(op, *args, **params)
+        return lifted

@@ -190,11 +190,15 @@ class Symbolic(HigherOrder):
 
         def value_and_grad_fn(theta: Any, *args: Any) -> Gradient:
             leaves, rebuild, keys = pytree.flatten(theta)  # keys: each leaf's path, ``theta``, ``W``, ``theta[0]['W']``
-            key = (tuple(keys), tuple(leaf.shape for leaf in leaves),
-                   tuple(_arg_key(a) for a in args))
-            if key not in cache:
-                cache[key] = self._kernel(self.run_setup(partial(build_function, f, leaves, rebuild, args, keys)))
-            kernel, stats = cache[key]
+            key = signature_key(tuple(keys), tuple(leaf.shape for leaf in leaves), args=args)
+            if key is None or key not in cache:  # (None: an argument with no value key is built afresh, not cached)
+                built = self._kernel(self.run_setup(partial(build_function, f, leaves, rebuild, args, keys)))
+                if key is None:
+                    kernel, stats = built
+                else:
+                    cache[key] = built
+            if key is not None:
+                kernel, stats = cache[key]
             values = [v for leaf in leaves for v in leaf.reshape(-1).tolist()]
             for a in args:
                 if is_float_data(a):
@@ -214,16 +218,43 @@ class Symbolic(HigherOrder):
         return with_argnums_of(self, f, argnums)
 
 
-def _arg_key(a: Any) -> tuple:
+#: the cache key of an argument that cannot be keyed by its value: such a call builds afresh and caches nothing
+UNCACHEABLE = None
+
+
+def _arg_key(a: Any) -> tuple | None:
+    """The cache key of one of f's arguments after theta: float data by shape (they become symbols, their values
+    are passed at call time); anything else is compiled in as constants, so it is keyed by its *value* (a list of
+    floats by its entries, an array by dtype, shape and bytes), never by ``id()``: a list mutated in place, or a new
+    list at a freed address, must not reuse a kernel built for other values. None (``UNCACHEABLE``): no value key."""
     if is_float_data(a):
         return ("float", np.shape(a))
+    return _value_key(a)
+
+
+def _value_key(a: Any) -> tuple | None:
     if isinstance(a, np.ndarray):
+        if a.dtype == object:  # (tobytes of an object array would be the elements' addresses)
+            items = tuple(_value_key(x) for x in a.reshape(-1).tolist())
+            return None if None in items else ("object array", a.shape, items)
         return ("array", a.dtype.str, a.shape, a.tobytes())
+    if isinstance(a, (list, tuple)):
+        items = tuple(_value_key(x) for x in a)
+        return None if None in items else (type(a).__name__, items)
+    if isinstance(a, dict):
+        items = tuple((_value_key(k), _value_key(v)) for k, v in a.items())
+        return None if any(None in kv for kv in items) else ("dict", items)
     try:
         hash(a)
-        return ("value", type(a).__name__, a)
-    except TypeError:
-        return ("object", id(a))
+    except TypeError:  # (a set, a user's unhashable object: no value to key by)
+        return UNCACHEABLE
+    return ("value", type(a).__name__, a)  # (the key holds a: an object hashed by identity stays alive, its id unique)
+
+
+def signature_key(*parts: Any, args: tuple) -> tuple | None:
+    """A kernel cache key from ``parts`` and f's extra ``args``, or None when some argument has no value key."""
+    keys = tuple(_arg_key(a) for a in args)
+    return None if None in keys else (*parts, keys)
 
 
 def expression_metrics(objective: Objective, *, symbolic_data: bool = False, engine: str = "sympy",

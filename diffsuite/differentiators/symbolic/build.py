@@ -108,6 +108,17 @@ def _namespace():
     return SYMPY if budget is None or (budget.nodes is None and budget.time_s is None) else _BudgetedNamespace(budget)
 
 
+def build_budgeted(build: Callable[[], Any], budget: Budget) -> Any:
+    """``build()`` with ``budget`` checked around every namespace call (``_BudgetedNamespace``): a function too large
+    for the node budget is refused while it is being built. Every pipeline that builds under a budget (``setup``,
+    the higher-order methods, the reference Hessian) goes through here."""
+    token = _BUILDING.set(budget)
+    try:
+        return build()
+    finally:
+        _BUILDING.reset(token)
+
+
 def build_objective(objective: Objective, *, symbolic_data: bool = False, dtype=np.float64) -> tuple[Problem, list]:
     """The loss of ``objective`` with one real symbol per parameter (named like ``W1[0, 3]``).
 
@@ -249,11 +260,7 @@ def setup(build: Callable[[], tuple[Problem, list]], opts: SetupOptions, budget:
     clock = time.perf_counter
     budget.enter("build")
     t = clock()
-    token = _BUILDING.set(budget)
-    try:
-        problem, data_values = build()
-    finally:
-        _BUILDING.reset(token)
+    problem, data_values = build_budgeted(build, budget)
     problem = Problem(stable_forms(problem.loss), problem.params, problem.data)  # (rewrite.py)
     stats["build_s"] = clock() - t
     stats["n_params"] = len(problem.params)

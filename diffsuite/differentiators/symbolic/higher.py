@@ -11,7 +11,10 @@ the expression swell of second derivatives, which the second_order study measure
 Kernels are cached per signature (theta's keys and shapes, the shapes of float arguments), as for
 ``grad``. Stats: ``hessian_dag_nodes`` (distinct subexpressions of all second derivatives),
 ``hessian_tree_nodes``, ``hessian_cse_nodes`` (the joint CSE's size), ``grad_dag_nodes``, ``n_second``
-(second derivatives taken), and the stage timings ``build_s, diff_s, diff2_s, cse_s, compile_s``.
+(second derivatives taken), the stage timings ``build_s, diff_s, diff2_s, cse_s, compile_s`` and their sum
+``setup_s``, and ``cached`` (True when the call reused a cached kernel: the stage times are then its setup's).
+A cache key holds theta's keys and shapes, the shapes of float arguments and the *values* of the others (a list
+of floats by its entries, never by ``id()``); an argument with no value (a set) is built afresh at every call.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from ...budget import Budget, run_budgeted
 from ...objective import Objective
 from ...structure import Structure, output_value
 from ..base import WithStats
-from .build import SetupOptions, _cse, build_objective, call_on_symbols, is_float_data
+from .build import SetupOptions, _cse, build_budgeted, build_objective, call_on_symbols, is_float_data
 from .codegen import Kernel, generate_source
 from .dagdiff import diff_dag
 from .metrics import cse_size, dag_nodes, tree_nodes
@@ -59,10 +62,13 @@ def _setup(build: Callable, opts: SetupOptions, budget: Budget, second: bool) ->
     clock, stats = time.perf_counter, {"engine": opts.engine, "cse": opts.cse}
     budget.enter("build")
     t = clock()
-    outs, params, data, values, shape = build()
+    outs, params, data, values, shape = build_budgeted(build, budget)  # every xp call checks the budgets
     outs = [stable_forms(o) for o in outs]  # softmax and logsumexp in forms that do not cancel (rewrite.py)
     stats["build_s"] = clock() - t
     budget.check_nodes(dag_nodes(outs), "the function's expressions")
+    if opts.engine == "sympy" and budget.nodes is not None:  # (as build.differentiate: SymPy's sign queries walk it)
+        budget.check_nodes(tree_nodes(outs), "the function's expressions as printed trees (SymPy's sign queries "
+                                             "walk them while differentiating; engine='symengine' does not)")
     conv, diff, sym = _engine_fns(opts.engine)
     wrt = [sym(p) for p in params]
     n = len(params)
@@ -117,6 +123,10 @@ def _setup(build: Callable, opts: SetupOptions, budget: Budget, second: bool) ->
             "stats": stats}
 
 
+#: the stage times that ``setup_s`` sums
+SETUP_STAGES = ("build_s", "diff_s", "diff2_s", "cse_s", "compile_s")
+
+
 def _walk(exprs):
     seen, stack = set(), list(exprs)
     while stack:
@@ -134,7 +144,7 @@ class _Compiled:
         self.d, self.f, self.second, self.cache = d, f, second, {}
 
     def __call__(self, theta: Any, args: tuple, stats: dict) -> tuple[Structure, np.ndarray, np.ndarray, Any]:
-        from . import _arg_key
+        from . import signature_key
         f = self.f
         if isinstance(f, Objective):
             structure = Structure.blocks(f.check_theta(theta), [spec for _, spec in f.model.layout.items()])
@@ -145,15 +155,22 @@ class _Compiled:
                 return [problem.loss], problem.params, problem.data, values, ()
         else:
             structure = Structure.of(theta)
-            key = (tuple(map(str, structure.names or ())), tuple(leaf.shape for leaf in structure.leaves),
-                   tuple(_arg_key(a) for a in args))
+            # (None: an argument with no value key, e.g. a set, is built afresh at every call and not cached)
+            key = signature_key(tuple(map(str, structure.names or ())), tuple(leaf.shape for leaf in structure.leaves),
+                                args=args)
             build = partial(_build_outputs, f, structure, args)
-        if key not in self.cache:
+        if key is None or key not in self.cache:
             opts = SetupOptions(engine=self.d.engine, cse=self.d.cse, metrics=True, compile=True)
             result = run_budgeted(partial(_setup, build, opts, second=self.second),
                                   Budget(time_s=self.d.time_budget_s, nodes=self.d.node_budget))
-            self.cache[key] = (Kernel(result["source"]), result)
-        kernel, result = self.cache[key]
+            result["stats"]["setup_s"] = sum(result["stats"].get(k) or 0.0 for k in SETUP_STAGES)
+            built = (Kernel(result["source"]), result)
+            if key is not None:
+                self.cache[key] = built
+            cached = False
+        else:
+            built, cached = self.cache[key], True
+        kernel, result = built
         values = structure.flat().tolist() + list(result["data_values"] if isinstance(f, Objective) else
                                                    [v for a in args if is_float_data(a)
                                                     for v in np.asarray(a, dtype=np.float64).reshape(-1).tolist()])
@@ -167,6 +184,7 @@ class _Compiled:
             H[np.triu_indices(n)] = flat[m + m * n:]
             H = H + np.triu(H, 1).T
         stats.update(result["stats"])
+        stats["cached"] = cached  # True: this call reused a kernel; the stage times are those of its setup
         return structure, outputs, J, H
 
 
@@ -187,6 +205,8 @@ def hvp(d, f: Callable) -> WithStats:
 
     def hvp_fn(stats, theta, v, *args):
         structure, value, _, H = compiled(theta, args, stats)
+        if np.size(value) != 1:  # (H holds the first output's second derivatives only: never a silent H v)
+            raise TypeError(f"a Hessian-vector product needs a scalar function; f returned shape {np.shape(value)}")
         stats["note"] = "the whole Hessian is compiled; H v is a product with it"
         return structure.tree(H @ structure.flatten_like(v, "v"))
 
