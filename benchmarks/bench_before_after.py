@@ -44,7 +44,10 @@ def main():
         print(f"{'net':34s} {'hand ms':>9s} {'before ms':>10s} {'/hand':>6s} {'after ms':>9s} {'/hand':>6s} "
               f"{'speed-up':>8s} {'MB before':>9s} {'MB after':>9s} {'faults b/a':>11s}")
         for case in cases:
-            c = br.measure_case(case, ["hand"], rounds, min_time, envs)["contenders"]
+            # the harness's own conditions: the settle pause and several processes per contender (bench_reverse's
+            # options), so that no one process's heap or thread placement decides a row
+            c = br.measure_case(case, ["hand"], rounds, min_time, envs, settle=br.ARGS.settle,
+                                processes=br.ARGS.processes)["contenders"]
             t = {k: sorted(v["seconds"])[len(v["seconds"]) // 2] for k, v in c.items()}
             print(f"{case.label:34s} {t['hand'] * 1e3:9.3f} {t['before'] * 1e3:10.3f} {t['before'] / t['hand']:6.2f} "
                   f"{t['after'] * 1e3:9.3f} {t['after'] / t['hand']:6.2f} {t['before'] / t['after']:8.2f} "

@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import sys
 
 
@@ -471,8 +472,11 @@ def measure_case(case: Case, names: list, rounds: int, min_time: float, envs: di
         labels = list(workers)
         pids = [os.getpid()] + [w.proc.pid for ws in workers.values() for w in ws]
         start = (time.perf_counter(), machine_cpu(), own_cpu(pids))
-        for r in range(rounds):
-            for label in labels[r % len(labels):] + labels[:r % len(labels)]:  # who goes first rotates
+        order = random.Random(0)  # a seeded shuffle per round: a rotation kept hand2 right after hand in nearly every
+        for r in range(rounds):   # round (0.5 s apart, while other pairs were up to seconds apart): a too-quiet control
+            round_labels = labels[:]
+            order.shuffle(round_labels)
+            for label in round_labels:
                 time.sleep(settle)
                 msg = workers[label][r % processes].ask(op="sample", number=number[label], sample=sample)
                 data[label]["seconds"].append(msg["seconds"])
