@@ -73,6 +73,12 @@ class Objective:
             raise ValueError(f"binary_cross_entropy takes probabilities, so the model's output activation must be "
                              f"'sigmoid' (or 'softmax'); got {self.model.output_activation.name!r}. For logits use "
                              "loss=ds.nn.BinaryCrossEntropy(from_logits=True) with output_activation='identity'.")
+        if (isinstance(loss, BinaryCrossEntropy) and loss.from_logits
+                and isinstance(self.model.output_activation, (Sigmoid, Softmax))):
+            raise ValueError(f"BinaryCrossEntropy(from_logits=True) takes logits, but the model's output activation "
+                             f"{self.model.output_activation.name!r} gives probabilities (the loss would be that of "
+                             "sigmoid(sigmoid(z))). Use loss='binary_cross_entropy' with this output, or "
+                             "output_activation='identity' with from_logits=True.")
         object.__setattr__(self, "logit_loss", loss.on_logits(self.model.output_activation))
         inputs, prepared = self._check_data(self.inputs, self.targets)
         for name in ("l1", "l2"):
@@ -80,6 +86,10 @@ class Objective:
             if not (isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
                     and np.isfinite(v) and v >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0; got {v!r}")
+        # own copies: the caller's arrays edited in place later must not change this objective (nor let a NaN in
+        # unchecked); read-only, so that no method edits them either
+        inputs, prepared = np.array(inputs), np.array(prepared)
+        inputs.flags.writeable = prepared.flags.writeable = False
         object.__setattr__(self, "inputs", inputs)
         object.__setattr__(self, "prepared_targets", prepared)
 

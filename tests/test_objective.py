@@ -179,3 +179,25 @@ def test_a_loss_written_in_plain_numpy_runs_the_same_rules_in_reverse_mode():
     t = np.array([0.3, -1.2, 2.0])
     g = ds.get_differentiator("reverse").grad(f)(t)
     np.testing.assert_allclose(g, 2 * np.tanh(t) / np.cosh(t) ** 2, rtol=1e-15)  # d tanh^2 = 2 tanh sech^2
+
+
+def test_review_findings_on_objectives():
+    """An objective owns its data (the caller's arrays edited later change nothing, and a NaN cannot slip in);
+    from_logits on a probability output is refused; finite differences' batched calls work for the softmax
+    binary cross-entropy (they crashed on a 3-D outputs array). Oracle for the last: the same call with batch=1."""
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(5, 3)), (rng.random(size=(5, 3)) > 0.5) * 1.0
+    obj = ds.Objective(ds.MLP((3, 4, 3), "tanh", "softmax"), "binary_cross_entropy", X, Y)
+    theta = obj.model.init(0)
+    before = obj.value(theta) if callable(getattr(obj, "value", None)) else None
+    X[0, 0] = np.nan
+    assert np.isfinite(obj.inputs).all() and not obj.inputs.flags.writeable
+    if before is not None:
+        assert obj.value(theta) == before
+    batched = ds.get_differentiator("finite_diff", batch=8).value_and_grad(obj)(theta)
+    single = ds.get_differentiator("finite_diff").value_and_grad(obj)(theta)
+    assert batched.value == single.value
+    np.testing.assert_allclose(batched.grad, single.grad, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="from_logits=True. takes logits"):
+        ds.Objective(ds.MLP((3, 4, 1), "tanh", "sigmoid"), ds.nn.BinaryCrossEntropy(from_logits=True),
+                     X[1:], Y[1:, :1])

@@ -119,7 +119,8 @@ class SoftmaxBinaryCrossEntropy(Loss):
 
     def __call__(self, xp, outputs, targets):
         others = _others(outputs.shape[-1])  # (n_out, n_out - 1)
-        u = outputs - xp.logsumexp(outputs[:, others], axis=-1)  # (batch, n_out, n_out - 1) -> (batch, n_out)
+        # (batch, n_out, n_out - 1) -> (batch, n_out); `...`: finite differences' batched calls add a leading axis
+        u = outputs - xp.logsumexp(outputs[..., others], axis=-1)
         return BinaryCrossEntropy(from_logits=True)(xp, u, targets)
 
 
