@@ -117,10 +117,6 @@ def _check_differentiator(differentiator: Any, loss_name: str, n_train: int, bat
     if not callable(getattr(differentiator, "value_and_grad", None)):
         raise TypeError(f"differentiator must be a diffsuite differentiator (get_differentiator('reverse'), ...); "
                         f"got {type(differentiator).__name__}")
-    if name == "forward":
-        raise ValueError("the forward differentiator cannot train on minibatches: its value_and_grad takes no "
-                         "batch= (it would need a new set-up per batch); use get_differentiator('reverse') or "
-                         "'finite_diff', or 'symbolic' with symbolic_data=True")
     if name == "symbolic":
         if not getattr(differentiator, "symbolic_data", False):
             raise ValueError("symbolic training needs get_differentiator('symbolic', symbolic_data=True): with "

@@ -287,10 +287,12 @@ def test_numpy_integers_are_whole_numbers(moons):
     assert np.array_equal(a.theta, b.theta) and list(a.history["step"]) == [0, 5, 10, 15, 20]
 
 
-def test_forward_mode_and_wrong_types_get_clear_errors(moons):
+def test_forward_mode_trains_on_minibatches_and_wrong_types_get_clear_errors(moons):
+    """Forward mode takes batch= (n JVPs per step): its trajectory is reverse mode's to rounding."""
     model = ds.MLP((2, 4, 2))
-    with pytest.raises(ValueError, match=r"forward differentiator cannot train on minibatches.*'reverse'"):
-        train(ds.get_differentiator("forward"), model, "cross_entropy", moons, SGD(lr=0.1), epochs=1, batch_size=32)
+    fwd = train(ds.get_differentiator("forward"), model, "cross_entropy", moons, SGD(lr=0.1), epochs=1, batch_size=32)
+    rev = train(_rev(), model, "cross_entropy", moons, SGD(lr=0.1), epochs=1, batch_size=32)
+    np.testing.assert_allclose(fwd.theta, rev.theta, rtol=1e-12, atol=1e-14)
     with pytest.raises(TypeError, match="optimizer must be a diffsuite.optim optimizer"):
         train(_rev(), model, "cross_entropy", moons, None, epochs=1, batch_size=32)
     with pytest.raises(TypeError, match="dataset must be a diffsuite.data.Dataset"):

@@ -17,7 +17,7 @@ apply to the chosen differentiator or optimizer is an error before any step:
 
 symbolic compiles the data as arguments of one kernel, so it trains on equal minibatches (the last partial
 one is dropped) and not with --loss cross_entropy (its one-hot targets are compiled in as constants): use
---loss quadratic or binary_cross_entropy. Forward mode is not offered: its gradients take no minibatches.
+--loss quadratic or binary_cross_entropy. Forward mode is not offered here (n JVPs per step; train() in Python takes it).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import time
 
 from .options import strict
 
-DIFFERENTIATORS = ("reverse", "finite_diff", "symbolic")  # forward mode takes no minibatches (batch=)
+DIFFERENTIATORS = ("reverse", "finite_diff", "symbolic")  # (forward mode: n JVPs per step; train() in Python takes it)
 SCHEMES = ("forward", "backward", "central", "five_point", "richardson", "complex_step")  # finite_diff's
 SYMBOLIC_BUDGET_S = 60.0  # the symbolic differentiator's default time budget (build, differentiate, compile)
 #: option -> (attribute, the differentiators it applies to)
@@ -94,7 +94,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--test-fraction", type=float, default=0.25, help="held-out share, stratified (default 0.25)")
     g = parser.add_argument_group("differentiator")
     g.add_argument("--differentiator", choices=DIFFERENTIATORS, default="reverse",
-                   help="default reverse (forward mode is not offered: it takes no minibatches)")
+                   help="default reverse (forward mode is not offered here: n JVPs per step; train() in Python takes it)")
     g.add_argument("--backend", choices=("numpy", "torch"), default=None,
                    help="reverse only: its arrays (default numpy)")
     g.add_argument("--scheme", choices=SCHEMES, default=None, help="finite_diff only (default central)")

@@ -101,25 +101,27 @@ class Forward:
 
     # ----- objectives and gradients -----
     def value_and_grad(self, objective: Objective | Callable) -> Callable[[np.ndarray], Gradient]:
-        """``theta -> Gradient`` for an ``Objective`` (or ``f(xp, theta)`` of a flat theta), by n JVPs."""
+        """``(theta, batch=None) -> Gradient`` for an ``Objective`` (or ``f(xp, theta)`` of a flat theta), by n JVPs;
+        ``batch=(X, y)`` evaluates on that minibatch instead of the objective's data (checked, no re-setup)."""
         if isinstance(objective, Objective):
             B = self.load()
             inputs, targets = (B.asarray(a) for a in objective.data(np.float64))
             names = list(objective.model.layout)
 
-            def f(xp, params_list, *_):
-                return objective.evaluate(xp, dict(zip(names, params_list)), inputs, targets)
+            def f(xp, params_list, x, y):
+                return objective.evaluate(xp, dict(zip(names, params_list)), x, y)
 
             layout = [spec for spec in objective.model.layout.values()]
             shape_only = Structure([np.empty(shape) for _, _, shape in layout], lambda new: new, None)
             # the basis tangents are the same every call: built once, when they are small (n^2 entries)
             directions = self._basis_passes(B, shape_only) if shape_only.n ** 2 <= 1 << 22 else None
 
-            def value_and_grad_fn(theta: np.ndarray) -> Gradient:
+            def value_and_grad_fn(theta: np.ndarray, batch: tuple | None = None) -> Gradient:
                 flat = objective.check_theta(theta)
+                data = (inputs, targets) if batch is None else tuple(B.asarray(a) for a in objective.batch_data(batch))
                 structure = Structure([flat[a:b].reshape(shape) for a, b, shape in layout], lambda new: new, None)
                 stats: dict = {}
-                value, J = self._jacobian_flat(B, f, structure, (), stats, directions)
+                value, J = self._jacobian_flat(B, f, structure, data, stats, directions)
                 scalar_check(value.shape, objective.describe())
                 return Gradient(float(value.reshape(())), J.reshape(-1), stats)
 
