@@ -99,11 +99,14 @@ class NumpyBackend:
             out = one / (one + np.exp(np.minimum(-x, self._exp_max_0d)))
         else:
             out = 1.0 / (1.0 + np.exp(np.minimum(-x, self._exp_max)))
-        if type(out) is np.ndarray:
-            lowest = _min_reduce(out, axis=None, initial=np.inf)  # (initial: an empty array has no minimum)
+        floor = self._sigmoid_floor
+        if type(out) is not np.ndarray:
+            clipped = out <= floor
+        elif out.size <= 16:  # (a small array: Python's comparison of its floats is 4x cheaper than a reduction)
+            clipped = any(map(floor.__ge__, out.ravel().tolist()))
         else:
-            lowest = out
-        if lowest <= self._sigmoid_floor:  # rare: some x below -_exp_max (or x = -inf)
+            clipped = _min_reduce(out, axis=None, initial=np.inf) <= floor  # (initial: an empty array has no minimum)
+        if clipped:  # rare: some x below -_exp_max (or x = -inf)
             out = np.where(np.less(x, -self._exp_max), np.exp(np.minimum(x, 0.0)), out)  # (no overflow elsewhere)
         return out
 
@@ -308,7 +311,9 @@ class NumpyBackend:
         The common case (a finite local derivative ``d``) costs one sum of ``d`` (or, for a scalar, one
         subtraction) besides the product: the mask, and numpy's error state, only when ``d`` is not finite."""
         if type(d) is np.ndarray and d.ndim:
-            if d.dtype.kind != "f" or _isfinite(_add_reduce(d, axis=None)):  # (huge finite d: the slow path)
+            # (huge finite d: the slow path; up to 16 entries Python's sum of the floats is 4x cheaper than a ufunc
+            # reduction, which costs more than the arithmetic on the small nets)
+            if d.dtype.kind != "f" or _isfinite(sum(d.ravel().tolist()) if d.size <= 16 else _add_reduce(d, axis=None)):
                 return g * d
         elif _isfinite(d):  # a numpy or Python scalar, or a 0-d array (math.isfinite: the cheapest test)
             return g * d
