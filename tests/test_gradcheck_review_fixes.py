@@ -165,17 +165,32 @@ def test_a_flip_far_below_the_largest_entry_is_caught():
     assert check_gradients(f, t, methods=[UserDifferentiator(lambda t: np.array([1.0, -1e-5]))]).failed_methods
 
 
-def test_the_floor_is_per_leaf():
-    def f(xp, p):  # by hand: d/da = a, d/db = 1e-14 * b
-        return xp.sum(p["a"] ** 2) / 2.0 + 1e-14 * xp.sum(p["b"] ** 2) / 2.0
-    theta = {"a": np.array([1.0, 2.0]), "b": np.array([1.0, 2.0])}
-    right = {"a": np.array([1.0, 2.0]), "b": np.array([1e-14, 2e-14])}
-    report = check_gradients(f, theta, methods=("reverse",), reference=right)
-    assert report.passed
+def test_the_floor_is_rounding_of_the_gradients_scale():
+    """512 eps of the largest entry, over the whole gradient: a leaf whose gradient cancels to nearly 0 (a least-squares
+    fit at its solution) carries rounding of the terms it sums, and a per-leaf floor failed that correct gradient;
+    a leaf 1e-10 of the largest with its sign flipped still fails. Oracles: hand derivatives (d/dv v.v = 2v; the
+    fit's gradient is 0 up to rounding), and the exact reference."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = X @ rng.normal(size=3) + 0.3 + rng.normal(size=200)
+    sol = np.linalg.lstsq(np.c_[X, np.ones(200)], y, rcond=None)[0]
+
+    def fit(xp, p):
+        r = X @ p["w"] + p["b"] - y
+        return xp.sum(r * r) + xp.sum(p["v"] * p["v"])
+    theta = {"w": sol[:3], "b": np.array([sol[3]]), "v": np.array([1.0, 2.0])}
+    report = check_gradients(fit, theta, methods=("reverse",), reference="exact")
+    assert report.passed, report.failure_message()
     atol = report.to_frame().set_index("entry")["atol"]
-    assert atol["a[0]"] == ROUNDING_FLOOR_EPS * EPS64 * 2.0 and atol["b[0]"] == ROUNDING_FLOOR_EPS * EPS64 * 2e-14
-    wrong = {"a": right["a"], "b": -right["b"]}  # b's whole gradient sign-flipped: 4e-14 off, below a's floor
-    assert not check_gradients(f, theta, methods=("reverse",), reference=wrong).passed
+    assert (atol == ROUNDING_FLOOR_EPS * EPS64 * 4.0).all()  # max|ref| = |2 v[1]| = 4
+
+    def f(xp, p):  # by hand: d/da = a, d/db = 1e-10 * b
+        return xp.sum(p["a"] ** 2) / 2.0 + 1e-10 * xp.sum(p["b"] ** 2) / 2.0
+    two = {"a": np.array([1.0, 2.0]), "b": np.array([1.0, 2.0])}
+    right = {"a": np.array([1.0, 2.0]), "b": np.array([1e-10, 2e-10])}
+    assert check_gradients(f, two, methods=("reverse",), reference=right).passed
+    wrong = {"a": right["a"], "b": -right["b"]}
+    assert not check_gradients(f, two, methods=("reverse",), reference=wrong).passed
 
 
 NO_FALSE_ALARMS = [  # the review's badly-scaled problems that must keep passing (seed 0)

@@ -121,13 +121,6 @@ class Problem:
         return cls(target, theta, tuple(args), names, flat, label, leaves, rebuild)
 
     @property
-    def blocks(self) -> np.ndarray:
-        """The leaf (block) index of every entry: ``W[0, 1]`` and ``W[2, 0]`` share one, ``b[0]`` has the next."""
-        params = [name.partition("[")[0] for name in self.names]
-        index = {p: i for i, p in enumerate(dict.fromkeys(params))}
-        return np.array([index[p] for p in params], dtype=int)
-
-    @property
     def is_objective(self) -> bool:
         return isinstance(self.target, Objective)
 

@@ -5,10 +5,10 @@ below. The default ``atol`` is an absolute floor for the entries near zero, tied
 error actually scales with (``default_atol``):
 
 - exact-up-to-rounding methods (reverse, forward_mode, symbolic, complex step, and any method of a kind
-  this table does not know): ``ROUNDING_FLOOR_EPS * eps(dtype) * max|ref|`` over the entry's own leaf (``W``,
-  ``b``, ``W0``, ...). Their error is rounding, relative to the sizes of the numbers that make up that
-  block, so a small entry (a feature in other units, an early layer with vanishing gradients) is still
-  held to far below its own size: a sign flip on an entry 1e-5 of the largest is caught.
+  this table does not know): ``ROUNDING_FLOOR_EPS * eps(dtype) * max|ref|`` over the whole gradient. Their
+  error is rounding, so a small entry (a feature in other units, an early layer with vanishing gradients) is
+  still held to far below its own size: a sign flip on an entry 1e-5 of the largest is caught. (Not per leaf:
+  a leaf whose gradient cancels to nearly 0 carries rounding of the terms it sums.)
 - finite differences: ``rtol * max|ref|`` over the whole gradient: their error (truncation ~ h^k f^(k+1),
   rounding ~ eps |f| / h) scales with the function, not with the entry, so entries far below the largest
   are beyond what they can resolve; the exact-up-to-rounding methods check those.
@@ -86,27 +86,25 @@ def eps(dtype: str) -> float:
     return float(np.finfo(np.float32 if dtype == "float32" else np.float64).eps)
 
 
-def default_atol(kind: str, dtype: str, rtol: float, reference: np.ndarray, blocks: np.ndarray) -> np.ndarray:
-    """The default absolute floor, per entry (see the module docstring). ``blocks``: the leaf index of each
-    entry; non-finite reference entries do not count towards a scale."""
+def default_atol(kind: str, dtype: str, rtol: float, reference: np.ndarray) -> np.ndarray:
+    """The default absolute floor, per entry (see the module docstring); non-finite reference entries do not count
+    towards the scale."""
     ref = np.where(np.isfinite(reference), np.abs(reference), 0.0)
     whole = float(ref.max()) if ref.size else 0.0
     whole = whole if whole > 0 else 1.0
     if tolerance_kind(kind) in FD_KINDS:
         return np.full(ref.shape, rtol * whole)
-    floor = ROUNDING_FLOOR_EPS * eps(dtype)
-    out = np.empty(ref.shape)
-    for b in np.unique(blocks):
-        mask = blocks == b
-        leaf = float(ref[mask].max())
-        out[mask] = floor * (leaf if leaf > 0 else whole)
-    return out
+    # Over the whole gradient, not per leaf: an entry's rounding scales with the terms it sums, and a leaf whose
+    # gradient cancels to nearly 0 (a least-squares fit at its solution) still carries rounding of the gradient's
+    # own size (a per-leaf floor failed correct gradients there). 512 eps of the largest entry still catches an
+    # entry wrong by more than that: a sign flip of one 1e-10 of the largest.
+    return np.full(ref.shape, ROUNDING_FLOOR_EPS * eps(dtype) * whole)
 
 
 def atol_reason(kind: str, dtype: str) -> str:
     if tolerance_kind(kind) in FD_KINDS:
         return "default: rtol * max|ref| (finite differences resolve entries down to the gradient's scale)"
-    return f"default: {ROUNDING_FLOOR_EPS} eps({dtype}) * max|ref| of the entry's leaf (rounding)"
+    return f"default: {ROUNDING_FLOOR_EPS} eps({dtype}) * max|ref| (rounding)"
 
 
 def tolerance_table_markdown() -> str:
