@@ -87,16 +87,6 @@ def _reduce(B, fn, t, x, axis, keepdims):
     return fn(t, axis=axes, keepdims=keepdims)
 
 
-def _strong(B, t, d):
-    """``t * d``, and 0 where ``t == 0`` and ``d`` is inf or nan: a direction that does not move the input gets
-    no 0 * inf = nan (the VJPs' strong zero, ``B.strong``). Only there: where ``d`` is finite, ``t * d`` as it
-    is, so that under nesting (forward-over-forward: ``t`` a dual value whose primal may be 0 while its own
-    tangent is not) the tangent of ``t * d`` survives; masking every ``t == 0`` would drop that second-order
-    term."""
-    with np.errstate(invalid="ignore"):  # (inf - inf, 0 * inf: the entries masked out)
-        return B.where((t == 0) & (d - d != 0), 0.0, t * d)  # d - d != 0: d is inf or nan (d - d is nan)
-
-
 # ----- arithmetic, with broadcasting -----
 def add_jvp(B, ts, out, x, y):
     n = _ndim(out)
@@ -135,7 +125,7 @@ def power_jvp(B, ts, out, x, *, p):
     if p == 1:
         return ts[0]
     if p < 1:  # infinite at x = 0: a strong zero (power_vjp's), so a direction that does not move x gets 0, not nan
-        return _strong(B, ts[0], p * x ** (p - 1))
+        return B.strong(ts[0], p * x ** (p - 1))
     return B.strong(ts[0], 2.0 * x if p == 2 else p * x ** (p - 1))
 
 
@@ -148,8 +138,8 @@ def pow_jvp(B, ts, out, x, y):
     tx, ty = _align(B, ts[0], x, n), _align(B, ts[1], y, n)
     # (x ** (y - 1), not B.power: a lifted backend, as forward-over-forward runs this rule on, has no power of an
     # array exponent; the operator records pow there)
-    dx = None if tx is None else _strong(B, tx, B.where(y == 0, 0.0, y * x ** (y - 1.0)))
-    dy = None if ty is None else _strong(B, ty, B.where(x == 0, 0.0, out * B.log(B.where(x == 0, 1.0, x))))
+    dx = None if tx is None else B.strong(tx, B.where(y == 0, 0.0, y * x ** (y - 1.0)))
+    dy = None if ty is None else B.strong(ty, B.where(x == 0, 0.0, out * B.log(B.where(x == 0, 1.0, x))))
     return _fit(B, _add(dx, dy), out)
 
 

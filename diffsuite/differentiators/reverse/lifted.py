@@ -34,6 +34,17 @@ SCATTER_ADD = make_op("scatter_add", lambda B, x, *, shape, index: B.scatter(x, 
 LIFTED_OPS = {op.name: op for op in (SELECT, SCATTER_ADD)}
 
 
+_KEYWORDS: dict[str, list[str]] = {}
+
+
+def _keyword_params(op: Op) -> list[str]:
+    """The static parameters of ``op`` (keyword-only in its forward), read once per op."""
+    if op.name not in _KEYWORDS:
+        _KEYWORDS[op.name] = [p.name for p in inspect.signature(op.forward).parameters.values()
+                              if p.kind == p.KEYWORD_ONLY]
+    return _KEYWORDS[op.name]
+
+
 def _any(mask) -> bool:
     """Whether a mask (numpy, torch or a Python bool) has any True entry."""
     return bool(mask.any()) if hasattr(mask, "any") else bool(mask)
@@ -304,10 +315,10 @@ class LiftedBackend:
             raise AttributeError(f"backend method {name!r} has no lifted version, so rules that call it cannot be "
                                  "differentiated again; add it to LiftedBackend in differentiators/reverse/lifted.py")
         n_inputs = len(op.vjps)  # the op's traced inputs; static parameters are keyword-only in its forward
+        names = _keyword_params(op)
 
         def lifted(*args, **params):
             if len(args) > n_inputs:  # backend methods take static parameters positionally (broadcast_to(x, shape))
-                names = [p.name for p in inspect.signature(op.forward).parameters.values() if p.kind == p.KEYWORD_ONLY]
                 if len(args) - n_inputs > len(names):
                     raise TypeError(f"backend method {name!r}: {len(args)} positional arguments, but op {op.name!r} "
                                     f"has {n_inputs} inputs and the parameters {names}")
