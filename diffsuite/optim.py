@@ -199,8 +199,12 @@ class Optimizer:
     def fresh(self) -> "Optimizer":
         """A copy with the same options and schedule, at step 0 and without state (momentum, moments): what
         ``training.train`` runs, so that one optimizer object can serve several runs without carrying over."""
-        new = copy.deepcopy(self)
-        new.t, new.state = 0, None
+        state, self.state = self.state, None  # (not copied only to be dropped)
+        try:
+            new = copy.deepcopy(self)
+        finally:
+            self.state = state
+        new.t = 0
         return new
 
     def current_lr(self) -> float:

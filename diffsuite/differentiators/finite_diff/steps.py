@@ -25,7 +25,7 @@ COMPLEX_DTYPES = {"float64": np.complex128, "float32": np.complex64}
 #: 1e-20 does in float64 and float32 alike wherever f varies on the scale max(1, |theta_i|).
 COMPLEX_STEP = 1e-20
 #: For 0 < |theta_i| < 1 the automatic complex step is relative (``complex_steps``).
-COMPLEX_RELATIVE_STEP = 1e-20
+COMPLEX_RELATIVE_STEP = COMPLEX_STEP
 
 
 def complex_steps(theta: np.ndarray, dtype: str) -> np.ndarray:
