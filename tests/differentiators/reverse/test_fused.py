@@ -88,26 +88,43 @@ def _cases(rng):
     yield "nan", nan
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_numpy_rule_has_the_generic_rules_bits(dtype):
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_backend_rule_has_the_generic_rules_bits(backend, dtype):
     # oracle: the generic rule, the loss's own operations (checked against 60-digit arithmetic above and against the
-    # objective's seven-primitive path in the engine test); the numpy rule must reproduce it bit for bit
+    # objective's seven-primitive path in the engine test); each backend's own rule (numpy's, and torch's on the CPU)
+    # must reproduce it bit for bit, through every branch: ties, -inf entries and NaN rows (the fallback)
+    from diffsuite.differentiators.reverse.backends import load_backend
     from diffsuite.differentiators.reverse.fused import (_generic_softmax_cross_entropy, _softmax_cross_entropy,
                                                          target_index)
 
-    B = NumpyBackend(dtype=dtype)
+    if backend == "torch":
+        torch = pytest.importorskip("torch")
+    B = load_backend(backend, device="cpu", dtype=dtype)
+    host = (lambda a: a) if backend == "numpy" else (lambda a: a.numpy())
     rng = np.random.default_rng(3)
     for name, z in _cases(rng):
-        z = z.astype(dtype)
+        z = B.asarray(z.astype(dtype))
         for labels in (rng.integers(0, 5, size=9), np.full(9, 1), np.full(9, 3)):  # 1, 3: a tied maximum
-            onehot = np.eye(5, dtype=dtype)[labels]
+            onehot = B.asarray(np.eye(5, dtype=dtype)[labels])
             hot = target_index(onehot)
-            np.testing.assert_array_equal(hot, np.arange(9) * 5 + labels)
+            # numpy: each row's flat index; torch: each row's column, as gather's (batch, 1) index
+            want_hot = np.arange(9) * 5 + labels if backend == "numpy" else labels.reshape(9, 1)
+            np.testing.assert_array_equal(host(hot), want_hot)
             with np.errstate(all="ignore"):
                 want = _generic_softmax_cross_entropy(B, z, onehot)
                 got = _softmax_cross_entropy(B, z, onehot, hot=hot)
-            assert np.asarray(got[0]).tobytes() == np.asarray(want[0]).tobytes(), (name, got[0], want[0])
-            assert got[1].dtype == want[1].dtype and got[1].tobytes() == want[1].tobytes(), name
+            assert host(got[0]).tobytes() == host(want[0]).tobytes(), (name, got[0], want[0])
+            assert host(got[1]).dtype == host(want[1]).dtype and host(got[1]).tobytes() == host(want[1]).tobytes(), name
+            if backend == "torch":  # the fast rule really ran (it returns None and falls back only on a non-finite row)
+                ran = fused_module()._torch_softmax_cross_entropy(z, hot)
+                assert (ran is None) == (name in ("-inf", "nan")), name
+
+
+def fused_module():
+    from diffsuite.differentiators.reverse import fused
+
+    return fused
 
 
 def test_target_index_refuses_what_is_not_one_hot():
@@ -120,3 +137,12 @@ def test_target_index_refuses_what_is_not_one_hot():
                 np.array([[0.0, 2.0], [1.0, 0.0]]),  # not a 1
                 np.array([0.0, 1.0])):               # not a matrix
         assert target_index(bad) is None
+
+
+def test_target_index_on_torch_cpu_only():
+    torch = pytest.importorskip("torch")
+    from diffsuite.differentiators.reverse.fused import target_index
+
+    assert target_index(torch.tensor([[0.0, 1.0], [1.0, 0.0]])).tolist() == [[1], [0]]
+    assert target_index(torch.tensor([[0.0, 1.0], [0.0, 0.0]])) is None  # a row without its 1
+    assert target_index(torch.tensor([[0, 1], [1, 0]])) is None  # integer rows: the generic rule
