@@ -629,7 +629,7 @@ def machine() -> dict:
     except OSError:
         pass
     info = {"cpu": cpu, "cores": os.cpu_count(), "threads": ARGS.threads or "default", "clock": ARGS.clock,
-            "malloc": ARGS.malloc, "load_1min": round(os.getloadavg()[0], 2), "python": platform.python_version(),
+            "malloc": ARGS.malloc, "processes": ARGS.processes, "load_1min": round(os.getloadavg()[0], 2), "python": platform.python_version(),
             "numpy": np.__version__, "gpu": "none"}
     from importlib.metadata import PackageNotFoundError, version
     for peer in ("torch", "jax", "autograd"):
@@ -647,7 +647,7 @@ def machine() -> dict:
 
 def describe_machine(info) -> str:
     return (f"{info['cpu']} ({info['cores']} cores), threads {info['threads']}, {info['clock']} clock, "
-            f"{info['malloc']} malloc, one process per contender, GPU {info['gpu']}; "
+            f"{info['malloc']} malloc, {info.get('processes', 3)} processes per contender, GPU {info['gpu']}; "
             f"numpy {info['numpy']}, torch {info['torch']}, jax {info['jax']}, HIPS autograd {info['autograd']}, "
             f"Python {info['python']}; 1-min load average at the start {info['load_1min']}")
 

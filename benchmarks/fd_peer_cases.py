@@ -15,6 +15,7 @@ Normwise: max_i |g_i - r_i| / max_i |r_i|.
 """
 from __future__ import annotations
 
+import argparse
 import sys
 import warnings
 from pathlib import Path
@@ -48,7 +49,9 @@ def cases():
     }
 
 
-def main():
+def main(argv=None):
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                            epilog="No options: it prints one line per (case, scheme).").parse_args(argv)
     for name, (f, theta, ref) in cases().items():
         for scheme in SCHEMES:
             try:

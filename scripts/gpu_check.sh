@@ -67,11 +67,13 @@ echo "GPU: $GPU"
 } > "$REPORT"
 DEVICES=cpu,cuda
 LARGE=--large
+NETS=()
 if [ "${SMOKE_ON_CPU:-0}" = 1 ]; then
     echo "SMOKE_ON_CPU=1: running every step without a GPU (the CUDA tests skip; CPU rows, small nets only)"
     echo "- SMOKE_ON_CPU=1: a smoke run of this script; no GPU figures below" >> "$REPORT"
     DEVICES=cpu
     LARGE=
+    NETS=(--nets 0,1)  # the two small nets: enough to exercise every step of the script
     GPU="smoke run on the CPU"
 fi
 case "$GPU" in
@@ -100,7 +102,7 @@ test_rc=${PIPESTATUS[0]}
 # ----- 3. the benchmark's CUDA rows -----
 echo "== benchmark (CPU and CUDA rows)"
 timeout "${BENCH_TIMEOUT:-210}" "$PYTHON" benchmarks/bench_reverse.py --quick $LARGE --threads "$THREADS" \
-    --devices "$DEVICES" --only torch,engine_torch,torch_cuda,engine_torch_cuda \
+    --devices "$DEVICES" ${NETS[@]+"${NETS[@]}"} --only torch,engine_torch,torch_cuda,engine_torch_cuda \
     --csv "$OUT/bench_cuda.csv" --markdown "$OUT/bench_cuda.md" 2>&1 | tee "$OUT/bench_cuda.txt"
 bench_rc=${PIPESTATUS[0]}
 [ "$bench_rc" -eq 0 ] || status=1
