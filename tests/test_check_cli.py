@@ -39,7 +39,8 @@ def test_the_default_baseline_is_found_from_any_directory(capsys, tmp_path, monk
 
 
 def test_a_broken_rule_fails_the_check_with_a_table(capsys, monkeypatch):
-    bad = dataclasses.replace(ops.OPS["tanh"], vjps=(lambda B, g, out, x: g * (out * out - 1.0),))
+    # a sign slip in tanh's VJP (the rule reads x, not out: tanh' = 4 sigmoid'(2x)): a wrong gradient, not an error
+    bad = dataclasses.replace(ops.OPS["tanh"], vjps=(lambda B, g, out, x: -g * (4.0 * B.dsigmoid(2.0 * x)),))
     monkeypatch.setitem(ops.OPS, "tanh", bad)
     monkeypatch.setattr(tape, "TANH", bad)
     rc, out, err = run(capsys, "--quick", "--baseline", COMMITTED)
@@ -49,6 +50,7 @@ def test_a_broken_rule_fails_the_check_with_a_table(capsys, monkeypatch):
     # only the reverse engine uses the broken rule, and only on the tanh problems
     assert table and all(" tanh " in line and " reverse[" in line for line in table)
     assert any(" float64 " in line for line in table) and any(" float32 " in line for line in table)
+    assert "TypeError" not in out + err  # the cells ran and measured a wrong gradient; none raised
 
 
 def test_a_cell_whose_error_grew_is_named(capsys, tmp_path):
