@@ -6,7 +6,7 @@ unary minus, numpy broadcasting and indexing (integers, slices, integer arrays, 
 comparisons ``> >= < <= == !=`` give constant masks (no gradient flows through a comparison);
 everything else is one of the functions listed in ``FUNCTIONS`` (name, numpy equivalent, kink rule).
 
-Kink conventions (DESIGN.md), honoured by every implementation of the namespace: ``maximum``/``minimum``
+Kink conventions (docs/architecture.md), honoured by every implementation of the namespace: ``maximum``/``minimum``
 and the ``max``/``min`` reductions route the gradient to their *first* (maximal) argument on ties,
 ``abs'(0) = 0``, ``step' = sign' = 0`` everywhere, ``relu'(0) = 0``, ``clip`` passes the gradient at its
 bounds, ``norm`` and ``std`` have gradient 0 where they are 0. ``where(c, a, b)`` differentiates only the

@@ -1,7 +1,7 @@
 """A hand-written numpy forward + backward pass for every MLP in the suite: an oracle independent of the engine.
 
 It shares no code with diffsuite's differentiators: each activation and loss derivative is written out
-by hand below, with the kink conventions of DESIGN.md (relu'(0) = 0, maximum routes ties to its first
+by hand below, with the kink conventions of docs/architecture.md (relu'(0) = 0, maximum routes ties to its first
 argument, hinge'(at the hinge) = 0, step' = 0, |x|'(0) = 0).
 """
 import numpy as np

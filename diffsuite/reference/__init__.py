@@ -11,8 +11,8 @@ mpmath evaluates at doubling precisions until two successive ones agree in every
 not proof; the certificate says which). With ``dtype="float32"`` theta and the data are first
 rounded to float32 (what a float32 run sees); the result is still the float64 rounding.
 
-Kinks follow DESIGN.md's conventions at exact ties (max routes to its first argument, |x|'(0) = 0,
-step' = 0, Heaviside(0) = its stored value): a tie is decided exactly (a ball that is exactly zero,
+Kinks follow the project's conventions (docs/architecture.md) at exact ties (max routes to its first
+argument, |x|'(0) = 0, step' = 0, Heaviside(0) = its stored value): a tie is decided exactly (a ball that is exactly zero,
 or the exact rational value of the compared quantities), never by rounding. Where no precision up
 to ``max_bits`` settles an entry (a kink that exact arithmetic cannot decide, a true singularity),
 ``NotCertified`` (a ValueError) names the entries and the cause. See docs/reference.md.

@@ -23,7 +23,7 @@ class Certificate:
     the derivative ("adjoint": the chain rule on the exact loss DAG; "sympy" or "symengine": their
     symbolic derivatives). ``ties``: kink conditions that were exact ties. ``kinks``: at ties, the entries
     whose two one-sided pieces (theta moved along +-(1, 1, ...), lexicographically) have different
-    derivatives: a true kink or jump there, so the entry is DESIGN.md's convention, not a derivative; the
+    derivatives: a true kink or jump there, so the entry is the project's convention, not a derivative; the
     other entries are the derivative both pieces agree on, also where the convention would differ
     (relu(x) - relu(-x) at 0 has derivative 1). ``resolved``: entries where that derivative replaced the
     convention's value. ``tie_check``: "" (no ties), "sides" (both pieces evaluated) or, where they could not

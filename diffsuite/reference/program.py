@@ -138,7 +138,7 @@ class Run:
     arithmetic cannot. ``undecided``: nodes whose comparison could not be settled; ``singular``: a
     description of the first operation that was undefined on exact arguments (log 0, 1/0).
 
-    ``side``: 0 decides an exact tie by DESIGN.md's conventions (the compared quantity is 0). +1 or -1 evaluates
+    ``side``: 0 decides an exact tie by the project's kink conventions (the compared quantity is 0). +1 or -1 evaluates
     the one-sided piece instead: a tie counts as the sign of the compared quantity's derivative along theta
     moved in the direction ``side * (1, 1, ...)``, lexicographically (the first parameter whose partial derivative
     is nonzero decides, then the next; Nesterov's lexicographic derivative with directions +-I). Where the

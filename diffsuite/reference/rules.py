@@ -5,7 +5,7 @@ A rule gives a function node's value from its arguments' values and its partial 
 numbers). Derivatives are the exact ones, written without cancellation where a textbook form has it
 (tanh' = sech^2, not 1 - tanh^2), so the balls stay narrow; ball arithmetic would certify either.
 
-Kinks follow DESIGN.md's conventions at exact ties: |u|'(0) = 0, sign'(u) = step'(u) = 0,
+Kinks follow the project's conventions (docs/architecture.md) at exact ties: |u|'(0) = 0, sign'(u) = step'(u) = 0,
 max/min route the derivative to their first argument, Heaviside(0) is its stored second argument
 (diffsuite's ``Step`` is 0 there). A tie is decided by the ``Run`` (certified sign, or the exact
 rational value); where it cannot be, the rule returns ``UNDECIDED``.

@@ -183,7 +183,8 @@ REFERENCE_NAME = "diffsuite.reference"
 
 
 def _fallback_reference(obj, theta, why: str) -> Reference:
-    """Reverse mode in float64, cross-checked by the complex step (DESIGN.md's reference for large problems)."""
+    """Reverse mode in float64, cross-checked by the complex step (the reference for problems too large for the exact
+    one)."""
     res = get_differentiator("reverse").value_and_grad(obj)(theta)
     check = ""
     try:

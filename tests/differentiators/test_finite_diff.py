@@ -336,7 +336,7 @@ def test_complex_step_takes_the_kink_conventions_and_names_the_ties():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the conventional value is not an average: no KinkWarning
         res = fd(scheme="complex_step").value_and_grad(obj)(theta)
-    # relu'(0) = 0 (DESIGN.md): by hand, the four kinked entries are 0, the others as for a live unit
+    # relu'(0) = 0 (docs/architecture.md): by hand, the four kinked entries are 0, the others as for a live unit
     np.testing.assert_array_equal(res.grad[[0, 2, 4, 6]], 0.0)
     assert res.grad[7] == pytest.approx(-0.205 * 0.7, rel=1e-14)  # b0[1]
     assert res.stats["kink_tie_params"] == KINKED and res.stats["kink_params"] == []

@@ -159,7 +159,7 @@ def test_complex_step_of_the_identity_and_of_a_parameter_returned_as_is():
     lambda xp, t: xp.step(t[1] - t[0]) * t[0],
 ])
 def test_complex_step_through_a_step_at_an_exact_tie(f):
-    # step' = 0 everywhere (DESIGN.md), so d/dt of step(t1 - t0) is 0 even at the tie t0 == t1;
+    # step' = 0 everywhere (docs/architecture.md), so d/dt of step(t1 - t0) is 0 even at the tie t0 == t1;
     # step(0) = 0, so d/dt0 of step(t1 - t0) * t0 is 0 too (by hand)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -178,6 +178,6 @@ def test_complex_step_refuses_a_dropped_imaginary_part_inside_a_complex_result(f
 
 def test_complex_step_keeps_genuine_zeros():
     # x^2 at 0 (even: f(H) == f(-H)), a dead relu (flat), relu = maximum(0, x) at its kink (a tie routed to
-    # the constant 0, DESIGN.md): all 0 by hand
+    # the constant 0, docs/architecture.md): all 0 by hand
     f = lambda xp, t: t[0] ** 2 + xp.maximum(0.0, t[1]) + xp.maximum(0.0, t[2]) + 7.0  # noqa: E731
     np.testing.assert_array_equal(fd(scheme="complex_step").grad(f)(np.array([0.0, -1.0, 0.0])), [0, 0, 0])

@@ -26,7 +26,7 @@ Kinks (relu, max, min, abs, hinge, step): a real difference quotient whose evalu
 kink averages two one-sided derivatives. With ``kink_check`` the objective runs under a namespace
 that records each kink op's branch; parameters whose stencil changes a branch are listed in
 ``stats["kink_params"]`` and named by a ``KinkWarning``. The complex step evaluates kink ops on the
-real part, so it returns DESIGN.md's conventional subgradient (relu'(0) = 0) exactly; parameters whose
+real part, so it returns the conventional subgradient (docs/architecture.md) (relu'(0) = 0) exactly; parameters whose
 perturbation passes through an exact tie are listed in ``stats["kink_tie_params"]`` (no warning).
 
 The float32 trap: a step below the spacing of floats at theta_i leaves theta_i + h == theta_i and

@@ -2,7 +2,7 @@
 
 ``COMPLEX`` evaluates with complex numbers for the complex step. Every branch (maximum, minimum,
 abs, step, and the stable sigmoid and log-sum-exp) is decided on the *real part*, so the imaginary
-perturbation is carried through the branch the real evaluation takes, with DESIGN.md's kink
+perturbation is carried through the branch the real evaluation takes, with the project's kink
 conventions at ties: maximum/minimum pick their first argument, abs'(0) = 0, step' = 0. The
 complex step therefore returns exactly the conventional subgradient at a kink (relu'(0) = 0).
 

@@ -12,8 +12,8 @@ at once: ``t.shape == lead + x.shape``); every rule keeps those axes in front, s
 tangents of broadcast inputs with ``_align``, and broadcast a lone tangent up to the output with
 ``_fit``. Without leading axes they reduce to the textbook rules.
 
-Kinks follow the conventions of the VJPs (DESIGN.md): ``maximum`` takes its first argument's
-tangent on ties, ``abs'(0) = 0``, ``step' = 0``. So forward and reverse mode agree everywhere.
+Kinks follow the conventions of the VJPs (docs/architecture.md, "Kink conventions"): ``maximum`` takes its
+first argument's tangent on ties, ``abs'(0) = 0``, ``step' = 0``. So forward and reverse mode agree everywhere.
 """
 from __future__ import annotations
 

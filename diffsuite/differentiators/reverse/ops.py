@@ -3,8 +3,8 @@
 One ``defop`` line per primitive::
 
     TANH = defop("tanh", lambda B, x: B.tanh(x),
-                 lambda B, g, out, x: g * (1.0 - out * out),   # tanh' = 1 - tanh^2
-                 saves=("out",))
+                 lambda B, g, out, x: B.strong(g, 4.0 * B.dsigmoid(2.0 * x)),
+                 saves=("x",))
 
 - ``forward(B, *xs, **params) -> out``: ``B`` is the backend (numpy or torch arrays, the same method names;
   a rule never knows which array library runs it), ``xs`` the inputs by position, ``params`` the static

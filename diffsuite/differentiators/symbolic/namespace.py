@@ -5,7 +5,8 @@ elementwise, ``@`` is matmul, broadcasting and slicing are numpy's. Every number
 symbolic value becomes an *exact* SymPy number: a float enters as the Rational of its binary value
 (0.1 -> 3602879701896397/36028797018963968), so nothing is rounded while expressions are built.
 
-Kinks (DESIGN.md) are small SymPy functions with the conventions built into their derivatives:
+Kinks (docs/architecture.md, "Kink conventions") are small SymPy functions with the conventions built into
+their derivatives:
 ``Max1(a, b)`` (maximum: d = a' T(a - b) + b' Step(b - a) with ``TieStep`` T(u) = [u >= 0], so
 ties route to the first argument and relu = Max1(0, x) has relu'(0) = 0), ``Min1`` likewise,
 ``Abs0`` (|u| with derivative ``Sign0``, sign(0) = 0), ``Step`` (Heaviside(u, 0) = [u > 0]) whose
