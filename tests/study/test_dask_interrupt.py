@@ -75,3 +75,37 @@ def test_local_cluster_workers_ignore_sigint():
         assert signal.getsignal(signal.SIGINT) is before  # the driver still takes Ctrl-C
         handlers = ex.client.run(lambda: int(signal.getsignal(signal.SIGINT) == signal.SIG_IGN))
     assert list(handlers.values()) == [1]
+
+
+def test_closing_our_local_cluster_hides_its_shutdown_noise_and_restores_the_levels(restore_logger_levels):
+    # our LocalCluster's workers, all results stored, may outlast their nanny's 4 s when they imported torch: the
+    # "still alive, killing" warning and the workers' heartbeat tracebacks are noise then; the driver's loggers are
+    # quiet during the close only (a notebook that goes on using distributed keeps its logs)
+    calls, seen = [], []
+
+    class Client:
+        def run(self, fn):
+            calls.append(fn)
+
+        def close(self):
+            logging.getLogger("distributed.nanny").warning("Worker process still alive after 4.0 seconds, killing")
+
+    class Cluster:
+        def close(self):
+            logging.getLogger("distributed.core").error("CommClosedError in heartbeat_worker")
+
+    ex = object.__new__(executors.DaskExecutor)
+    ex.client, ex.cluster = Client(), Cluster()
+    handler = _Records()
+    logging.getLogger("distributed").addHandler(handler)
+    level_before = logging.getLogger("distributed").level
+    try:
+        ex.__exit__(None, None, None)
+        assert handler.records == [] and ex.cluster is None
+        assert calls == [executors._silence_distributed_logs]  # the workers, about to exit, are silenced too
+        assert logging.getLogger("distributed").level == level_before  # restored after the close
+        logging.getLogger("distributed.nanny").warning("a later warning worth seeing")
+        seen = [r.getMessage() for r in handler.records]
+    finally:
+        logging.getLogger("distributed").removeHandler(handler)
+    assert seen == ["a later warning worth seeing"]
