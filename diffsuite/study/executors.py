@@ -229,8 +229,11 @@ class DaskExecutor:
             with dask.config.set(settings), _sigint_ignored():
                 # the worker processes inherit SIGINT ignored: a Ctrl-C reaches the driver alone, which stores
                 # what it has and closes the cluster (workers that caught it too printed ~90 lines of tracebacks)
+                # no dashboard; the scheduler's HTTP server (health, metrics) on a free port rather than 8787, which
+                # another cluster on this machine may hold (distributed then warns "Port 8787 is already in use")
                 self.cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                        dashboard_address=None, env=dict(env or {}))
+                                                        dashboard_address=None, env=dict(env or {}),
+                                                        scheduler_kwargs={"dashboard_address": ":0"})
             self.client = distributed.Client(self.cluster)
         else:
             try:

@@ -109,3 +109,26 @@ def test_closing_our_local_cluster_hides_its_shutdown_noise_and_restores_the_lev
     finally:
         logging.getLogger("distributed").removeHandler(handler)
     assert seen == ["a later warning worth seeing"]
+
+
+def test_a_second_local_cluster_does_not_warn_about_port_8787():
+    # two runs on one machine: distributed's HTTP server defaults to 8787 and warns "Port 8787 is already in use"
+    # when another cluster holds it; ours asks for a free port instead
+    import socket
+    import warnings
+
+    pytest.importorskip("distributed")
+    holder = socket.socket()
+    try:
+        holder.bind(("127.0.0.1", 8787))  # (if something else holds it already, the condition is the same)
+        holder.listen()
+    except OSError:
+        pass
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with executors.DaskExecutor("local", workers=1) as ex:
+                assert list(ex.client.run(lambda: 1).values()) == [1]
+    finally:
+        holder.close()
+    assert not [w for w in caught if "already in use" in str(w.message)]
