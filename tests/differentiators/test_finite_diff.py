@@ -202,6 +202,7 @@ def test_richardson_reports_levels_and_an_error_estimate():
     res = fd(scheme="richardson", levels=3).value_and_grad(obj)(theta)
     assert res.stats["levels"] == 3 and res.stats["error_estimate"].shape == theta.shape
     assert np.all(res.stats["error_estimate"] < 1e-8)
+    assert np.all(np.abs(res.grad - ref) <= res.stats["error_estimate"])  # it bounds the error against the oracle
 
 
 # ----- the float32 trap -----

@@ -136,7 +136,7 @@ def test_forward_outputs_stay_probabilities():
     obj3, theta3, _ = CASES["bce_softmax z=(40, 0, -1)"]
     out = obj3.model.forward(theta3, [[1.0]])[0]
     assert out.sum() == pytest.approx(1.0) and out.argmax() == 0
-    assert obj3.logit_loss is not None
+    assert obj3.logit_loss == ds.nn.losses.SoftmaxBinaryCrossEntropy()  # per unit, not the sigmoid's form
     quad = ds.Objective(ds.MLP((1, 1), "identity", "sigmoid"), "quadratic", [[1.0]], [[0.5]])
     assert quad.logit_loss is None  # nothing to fuse: the quadratic loss of p is well conditioned in p
 

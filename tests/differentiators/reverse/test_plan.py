@@ -110,8 +110,8 @@ def test_replay_still_refuses_a_nonfinite_theta_by_name():
     theta = obj.model.init(0)
     vg(theta)
     vg(theta)  # replayed
-    theta[2] = np.nan
-    with pytest.raises(ValueError, match=r"theta must be finite; W0\[0, 2\]|theta must be finite; W0"):
+    theta[2] = np.nan  # W0 is (3, 2), row-major: flat index 2 is W0[1, 0] (by hand)
+    with pytest.raises(ValueError, match=r"theta must be finite; W0\[1, 0\] \(flat index 2\) is nan"):
         vg(theta)
 
 
