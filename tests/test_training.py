@@ -26,6 +26,26 @@ def test_reverse_mode_learns_digits_in_the_quick_configuration():
     assert all(r["dist_to_reverse"] == 0.0 for r in rows)  # the reference run is the same computation
 
 
+def test_distance_to_reverse_is_the_relative_distance_of_the_thetas_step_by_step():
+    # a run other than the reference (float32): its rows' distance, against the definition written out here on
+    # the two runs' stored thetas, |theta - theta_ref|_2 / |theta_ref|_2, summed in Python floats
+    import math
+
+    from diffsuite.study.studies import training as study
+    config = study.Config().quick()
+    rows = study.measure(config, dict(problem="digits", activation="tanh", reg="none", method="reverse[numpy]",
+                                      dtype="float32"))
+    ref = study.reference_run(config, "digits", "tanh", "none", None)
+    run = study._train(config, "digits", "tanh", "none", "reverse[numpy]", "float32", None)
+    assert [r["step"] for r in rows] == list(run.history["step"]) == list(ref.history["step"])
+    for row, theta, t_ref in zip(rows, run.thetas, ref.thetas):
+        want = math.sqrt(sum((a - b) ** 2 for a, b in zip(theta.tolist(), t_ref.tolist()))) / \
+            math.sqrt(sum(b * b for b in t_ref.tolist()))
+        # the same initial theta (training keeps theta in float64; only the gradients are float32), then apart
+        assert want == 0.0 if row["step"] == 0 else 0 < want < 1e-3
+        assert row["dist_to_reverse"] == pytest.approx(want, rel=1e-9)
+
+
 def _first_step(name, options, model, loss, dataset, batch):
     run = train(ds.get_differentiator(name, **options), model, loss, dataset, SGD(lr=1.0), epochs=1,
                 batch_size=batch, seed=3, max_steps=1, drop_last=True)
