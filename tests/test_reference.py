@@ -1,6 +1,8 @@
 """The certified reference against independent computations: mpmath by hand, torch autograd in float64,
 exact binary arithmetic, hand calculations; its certificate, kink conventions, float32 rounding, budgets and
 errors; the issue's cases (a saturated sigmoid that 50 fixed digits got wrong, BCE from logits at zero)."""
+from fractions import Fraction
+
 import mpmath
 import numpy as np
 import pytest
@@ -41,8 +43,21 @@ def test_rounding_is_correct_to_the_nearest_float64(arithmetic):
     w = np.array([0.7, -1.3])
     value, grad = tiny_by_hand(*w)
     res = reference_gradient(tiny, w, arithmetic=arithmetic)
-    assert res.value == to_float64(value) and list(res.grad) == [to_float64(g) for g in grad]
-    assert to_float64(mpmath.mpf(1) / 3) == 1 / 3 and to_float64(mpmath.mpf("0.1")) == 0.1
+    # the oracle rounds exactly, outside the code under test: the 80-digit number as a Fraction, which
+    # float() rounds correctly to nearest (Python's int/int true division)
+    assert res.value == nearest(value) and list(res.grad) == [nearest(g) for g in grad]
+    with mpmath.workdps(60):  # at 60 digits 1/3 and 0.1 are not doubles yet: to_float64 must round them
+        third, tenth = mpmath.mpf(1) / 3, mpmath.mpf("0.1")
+        assert to_float64(third) == nearest(third) == 1 / 3 and to_float64(tenth) == nearest(tenth) == 0.1
+        half_ulp = mpmath.mpf(2) ** -53  # 1 + half an ulp of 1 is a tie: below it rounds down, above it up
+        assert to_float64(1 + half_ulp * 0.999) == 1.0 and to_float64(1 + half_ulp * 1.001) == 1.0 + 2.0 ** -52
+        assert to_float64(-third) == -1 / 3
+
+
+def nearest(x):
+    """An mpf rounded to the nearest float64 by exact rational arithmetic (independent of to_float64)."""
+    sign, man, exp, _ = mpmath.mpf(x)._mpf_  # x = (-1)^sign man 2^exp exactly
+    return float((-1) ** sign * Fraction(man) * Fraction(2) ** exp)
 
 
 def test_certificate_says_what_was_proven():
@@ -91,6 +106,16 @@ def test_lecture_network_matches_reverse_mode():
     obj = ds.Objective(model, "binary_cross_entropy", LECTURE_INPUT, np.array([[1.0]]), l1=0.01)
     res, rev = reference_gradient(obj, theta), ds.get_differentiator("reverse").value_and_grad(obj)(theta)
     np.testing.assert_allclose(res.grad, rev.grad, rtol=1e-12, atol=1e-15)  # entry 3 cancels: ~2e-18 absolute
+    # the independent oracle: torch autograd in float64 on the lecture's loss written out,
+    # -log(p) for target 1 with p = sigmoid(sigmoid(x W0 + b0) W1 + b1), plus 0.01 (|W0| + |W1|), weights only
+    torch = pytest.importorskip("torch")
+    t = torch.tensor(theta, dtype=torch.float64, requires_grad=True)
+    p = {k: t[a:b].reshape(shape) for k, (a, b, shape) in model.layout.items()}
+    out = torch.sigmoid(torch.sigmoid(torch.tensor(LECTURE_INPUT) @ p["W0"] + p["b0"]) @ p["W1"] + p["b1"])
+    loss = -torch.log(out).sum() + 0.01 * (p["W0"].abs().sum() + p["W1"].abs().sum())
+    loss.backward()
+    assert res.value == pytest.approx(loss.item(), rel=1e-14)
+    np.testing.assert_allclose(res.grad, t.grad.numpy(), rtol=1e-12, atol=1e-15)
 
 
 def bce_of_sigmoid_as_written(xp, t):
