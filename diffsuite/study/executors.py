@@ -228,8 +228,8 @@ class DaskExecutor:
                 settings["distributed.scheduler.allowed-failures"] = allowed_failures
             with dask.config.set(settings), _sigint_ignored():
                 # the worker processes inherit SIGINT ignored: a Ctrl-C reaches the driver alone, which stores
-                # what it has and closes the cluster (workers that caught it too printed ~90 lines of tracebacks)
-                # no dashboard; the scheduler's HTTP server (health, metrics) on a free port rather than 8787, which
+                # what it has and closes the cluster (workers that caught it too printed ~90 lines of tracebacks).
+                # No dashboard; the scheduler's HTTP server (health, metrics) on a free port rather than 8787, which
                 # another cluster on this machine may hold (distributed then warns "Port 8787 is already in use")
                 self.cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                                         dashboard_address=None, env=dict(env or {}),
@@ -336,20 +336,22 @@ class DaskExecutor:
 DISTRIBUTED_LOGGERS = ("distributed", "tornado", "asyncio")
 
 
+def _distributed_logger_names() -> set[str]:
+    """distributed's loggers (every one it configured, its children included) and its event loop's."""
+    return {*DISTRIBUTED_LOGGERS,
+            *(n for n in logging.root.manager.loggerDict if n.split(".")[0] in DISTRIBUTED_LOGGERS)}
+
+
 def _silence_distributed_logs() -> None:
-    """distributed's loggers (every one it configured, its children included) and its event loop's above
-    CRITICAL: called on the workers and in the driver before a cluster closes after an interrupt."""
-    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in DISTRIBUTED_LOGGERS]
-    for name in {*DISTRIBUTED_LOGGERS, *names}:
+    """distributed's loggers above CRITICAL: called on the workers, and in the driver when a cluster closes."""
+    for name in _distributed_logger_names():
         logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
 
 @contextmanager
 def _distributed_logs_quiet():
     """``_silence_distributed_logs`` in this process while the block runs; the loggers' levels restored after."""
-    names = {*DISTRIBUTED_LOGGERS,
-             *(n for n in logging.root.manager.loggerDict if n.split(".")[0] in DISTRIBUTED_LOGGERS)}
-    levels = {name: logging.getLogger(name).level for name in names}
+    levels = {name: logging.getLogger(name).level for name in _distributed_logger_names()}
     _silence_distributed_logs()
     try:
         yield
