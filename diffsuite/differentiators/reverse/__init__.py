@@ -148,7 +148,7 @@ class Reverse(HigherOrder):
         def value_and_grad_fn(theta: Any, *args: Any) -> Gradient:
             leaves, rebuild = flatten_params(theta)
             tape = Tape(B)
-            wrt = [tape.input(B.asarray(leaf)) for leaf in leaves]
+            wrt = [tape.input(B.leaf(leaf)) for leaf in leaves]  # (0-d: numpy scalars, see B.leaf)
             try:
                 out = f(TapeNamespace(tape), rebuild(wrt), *args)
             except TypeError as e:

@@ -211,6 +211,10 @@ class LiftedBackend:
             return g * d   # broadcast against the outer trace's own directions in SELECT's rule)
         return self.where(bad, 0.0, g * d)
 
+    def strong_to(self, g, d, like):
+        """``sum_to(strong(g, d), like)`` (mul's VJPs), recorded as its two parts."""
+        return self.sum_to(self.strong(g, d), like)
+
     def strong_div(self, g, d):
         """g / d, and 0 where g == 0 and d is 0, inf or nan."""
         if not (self.owns(g) or self.owns(d)):

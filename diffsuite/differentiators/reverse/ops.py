@@ -137,8 +137,8 @@ SUB = defop("sub", lambda B, x, y: x - y,
             lambda B, g, out, x, y: B.sum_to(-g, y),
             saves=("x.shape", "y.shape"))
 MUL = defop("mul", lambda B, x, y: x * y,
-            lambda B, g, out, x, y: B.sum_to(B.strong(g, y), x),   # mul swaps: x gets g * y ...
-            lambda B, g, out, x, y: B.sum_to(B.strong(g, x), y),   # ... and y gets g * x
+            lambda B, g, out, x, y: B.strong_to(g, y, x),   # mul swaps: x gets g * y (summed to x's shape) ...
+            lambda B, g, out, x, y: B.strong_to(g, x, y),   # ... and y gets g * x
             saves=("y x.shape", "x y.shape"))
 # (strong zeros: where(y != 0, x / y, 0) at y = 0 must not leak 0 / 0 = nan into the gradient)
 DIV = defop("div", lambda B, x, y: x / y,

@@ -226,3 +226,75 @@ def test_backward_consumes_the_tape_and_says_so_when_walked_twice():
     np.testing.assert_array_equal(g, [2.0, 4.0])
     with pytest.raises(RuntimeError, match="already been walked back.*fresh Tape"):
         tape.backward(y, [x])
+
+
+# strong_to(g, d, like) is mul's VJP: the product summed to like's shape, with 0 where g == 0 even if d is not
+# finite. Expected values by hand.
+STRONG_TO_CASES = [
+    # (g, d, like's shape, expected)
+    (np.float64(0.5), np.float64(3.0), (), 1.5),                       # numpy scalars (0-d results)
+    (np.float64(0.5), np.array(3.0), (), 1.5),                         # a 0-d array d
+    (np.float64(0.0), np.float64(np.inf), (), 0.0),                    # a strong zero: 0 * inf -> 0
+    (np.float64(0.0), np.array(np.nan), (), 0.0),                      # ... and 0 * nan -> 0
+    (np.float64(2.0), np.float64(np.inf), (), np.inf),                 # a real infinity stays
+    (np.array([[1.0, 2.0], [3.0, 4.0]]), np.float64(0.5), (2,), [2.0, 3.0]),   # summed over the batch
+    (np.array([[1.0, 0.0], [3.0, 0.0]]), np.array([2.0, np.inf]), (2,), [8.0, 0.0]),  # per entry, then summed
+    (np.array([1.0, 2.0]), np.float64(3.0), (), 9.0),                  # a scalar operand of an array product
+]
+
+
+@pytest.mark.parametrize("g, d, shape, expected", STRONG_TO_CASES)
+def test_strong_to_is_the_strong_product_summed_to_the_operand_on_every_backend(g, d, shape, expected):
+    for backend in installed_backends():
+        B = load_backend(backend)
+        like = B.asarray(np.zeros(shape))
+        for like_arg in (like, tuple(np.shape(B.to_numpy(like)))):  # the VJP gets the operand or its shape
+            out = B.strong_to(B.asarray(g) if backend == "torch" else g, B.asarray(d) if backend == "torch" else d,
+                              like_arg)
+            got = np.asarray(B.to_numpy(out) if backend == "torch" else out)
+            assert got.shape == shape, backend
+            np.testing.assert_array_equal(got, expected, err_msg=backend)
+
+
+def test_a_numpy_scalar_cotangent_passes_sum_to_unchanged():
+    g = np.float64(2.5)
+    assert NumpyBackend.sum_to(g, ()) is g
+    assert NumpyBackend.sum_to(g, np.float64(1.0)) is g
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_0d_parameter_is_held_as_a_numpy_scalar_of_the_backend_dtype(dtype):
+    B = load_backend("numpy", dtype=dtype)
+    leaf = B.leaf(np.array(0.3))
+    assert type(leaf) is np.dtype(dtype).type and leaf == np.dtype(dtype).type(0.3)
+    assert type(B.leaf(np.ones(3))) is np.ndarray and B.leaf(np.ones(3)).dtype == dtype  # arrays stay arrays
+
+
+def test_0d_parameters_give_the_chain_rule_to_the_last_bit():
+    # t_k = tanh(t_{k-1} * w): the value and both derivatives by the chain rule written out in Python floats.
+    # Python's float arithmetic is numpy's scalar arithmetic (IEEE double); tanh and its derivative come from
+    # numpy's own tanh and the engine's rule for tanh' (4 u / (1 + u)^2, u = exp(-2|z|)), so the comparison is exact.
+    import diffsuite as ds
+
+    x0, w0, L = 0.3, 0.9, 5
+    ts, zs = [x0], []
+    for _ in range(L):
+        zs.append(ts[-1] * w0)
+        ts.append(float(np.tanh(zs[-1])))
+    dt, dw = 1.0, 0.0
+    for k in range(L - 1, -1, -1):
+        u = float(np.exp(-abs(2.0 * zs[k])))
+        dz = dt * (4.0 * (u / ((1.0 + u) * (1.0 + u))))
+        dw += dz * ts[k]
+        dt = dz * w0
+
+    def f(xp, p):
+        t = p["x"]
+        for _ in range(L):
+            t = xp.tanh(t * p["w"])
+        return t
+
+    r = ds.get_differentiator("reverse").value_and_grad_fn(f)({"x": np.array(x0), "w": np.array(w0)})
+    assert r.value == ts[-1]
+    assert float(r.grad["x"]) == dt and float(r.grad["w"]) == dw
+    assert np.shape(r.grad["x"]) == () and np.shape(r.grad["w"]) == ()

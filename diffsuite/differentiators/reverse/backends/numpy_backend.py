@@ -10,6 +10,9 @@ from ....namespace import _erf, _log_sigmoid, _logsumexp, _softplus, _step, log_
 
 _add_reduce, _max_reduce, _min_reduce = np.add.reduce, np.maximum.reduce, np.minimum.reduce
 _isfinite = math.isfinite
+# numpy's scalar types (a 0-d operation's result): their shape is () without asking (``.shape`` on one costs more
+# than the rest of ``sum_to``)
+_NUMPY_SCALARS = frozenset(np.sctypeDict.values()) if hasattr(np, "sctypeDict") else frozenset()
 _UINT_OF_SIZE = {4: np.uint32, 8: np.uint64}  # an unsigned integer as wide as float32 / float64
 
 
@@ -37,6 +40,14 @@ class NumpyBackend:
         """A numpy array in this backend's dtype (float data is cast; other data is left alone)."""
         a = np.asarray(x)
         return a.astype(self.dtype, copy=False) if a.dtype.kind in "fiub" and a.dtype != self.dtype else a
+
+    def leaf(self, x):
+        """A parameter as the tape holds it: ``asarray(x)``, a 0-d array as numpy's scalar of its dtype. That is
+        the type numpy's own 0-d operations return, and its arithmetic (numpy's scalar math) skips the ufunc
+        machinery: ``g * w`` costs 0.1 us with a scalar ``w`` against 0.7 us with a 0-d array, the same IEEE
+        operation. (A chain of 0-d primitives on 0-d parameters paid that in most of its products.)"""
+        a = self.asarray(x)
+        return a[()] if not a.ndim else a
 
     def constant(self, x):
         """Convert a constant met inside a traced function; Python numbers stay numbers (dtype-neutral)."""
@@ -206,6 +217,8 @@ class NumpyBackend:
     @staticmethod
     def sum_to(g, like):
         """Undo broadcasting: sum ``g`` down to the shape of ``like`` (an array or a shape tuple)."""
+        if type(g) in _NUMPY_SCALARS:  # g is 0-d, so like is (it broadcast to g's shape): nothing to undo
+            return g
         # (numpy scalars, e.g. a full reduction's result, have .shape == (): np.shape is a Python wrapper)
         if type(like) is tuple:
             shape = like
@@ -319,6 +332,15 @@ class NumpyBackend:
             return g * d
         with np.errstate(invalid="ignore"):
             return np.where(g == 0, 0.0, g * d)
+
+    @staticmethod
+    def strong_to(g, d, like):
+        """``sum_to(strong(g, d), like)``: mul's VJPs. One call instead of two, which is most of a 0-d VJP's cost."""
+        kind = type(d)
+        if (kind in _NUMPY_SCALARS or kind is np.ndarray and not d.ndim) and _isfinite(d):  # 0-d: strong's test
+            p = g * d
+            return p if type(p) in _NUMPY_SCALARS else NumpyBackend.sum_to(p, like)  # (a 0-d p needs no sum)
+        return NumpyBackend.sum_to(NumpyBackend.strong(g, d), like)
 
     @staticmethod
     def strong_div(g, d):

@@ -73,6 +73,10 @@ class TorchBackend:
         return f"TorchBackend(device={str(self.device)!r}, dtype={str(self.dtype).removeprefix('torch.')!r})"
 
     # ----- conversion -----
+    def leaf(self, x):
+        """A parameter as the tape holds it: ``asarray(x)`` (torch has no separate scalar type)."""
+        return self.asarray(x)
+
     def asarray(self, x):
         """A tensor on this device in this dtype (numbers, bools and floats are cast; numpy is shared on the CPU)."""
         if type(x) is not Tensor:
@@ -393,6 +397,11 @@ class TorchBackend:
     def strong(g, d):
         """g * d, and 0 where g == 0 even if d is inf or nan (an unselected branch's cotangent)."""
         return torch.where(g == 0, 0.0, g * d)
+
+    @staticmethod
+    def strong_to(g, d, like):
+        """``sum_to(strong(g, d), like)`` (mul's VJPs; the numpy backend saves a call with it)."""
+        return TorchBackend.sum_to(TorchBackend.strong(g, d), like)
 
     @staticmethod
     def strong_div(g, d):
