@@ -2,9 +2,11 @@
 baseline files are caught. The oracle for *which* cells regress: the broken rule (tanh's VJP) is only
 on the path of the tanh problems, and only the cell whose stored error the test shrank may regress."""
 import dataclasses
+import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from diffsuite.cli import main
@@ -69,10 +71,23 @@ def test_update_writes_a_baseline_that_then_holds(capsys, tmp_path, monkeypatch)
     monkeypatch.setattr(bl, "exact_available", lambda: False)  # reverse float64 as the reference: fast
     path = tmp_path / "b.json"
     rc, out, _ = run(capsys, "--quick", "--update", "--baseline", path)
-    assert rc == 0 and "wrote" in out
+    # the quick grid by hand: 2 activations x 2 losses (1 reg, 1 seed) = 4 problems, 8 methods x 2 dtypes each
+    # (reverse[torch-cpu]'s 8 cells are skipped, not written, where torch is not installed)
+    n = 64 if importlib.util.find_spec("torch") else 56
+    assert rc == 0 and f"wrote {n} cells (quick grid, reference: reverse float64)" in out, out
     data = json.loads(path.read_text())
-    assert data["format"] == bl.FORMAT and data["reference"] == bl.REVERSE and data["cells"]
+    assert data["format"] == bl.FORMAT and data["reference"] == bl.REVERSE and len(data["cells"]) == n
     assert all(set(bl.KEY) <= set(c) for c in data["cells"])
+    errors = {(c["activation"], c["loss"], c["method"], c["dtype"]): c["error"] for c in data["cells"]}
+    assert len(errors) == n and all(isinstance(e, float) and 0 <= e < 1e-2 for e in errors.values()), errors
+    for (activation, loss, method, dtype), e in errors.items():
+        if method == "reverse[numpy]" and dtype == "float64":
+            assert e == 0.0, (activation, loss)  # the reference is this very computation
+        elif method in ("finite_diff[forward]", "finite_diff[backward]") and dtype == "float64":
+            assert 1e-12 < e < 1e-4, (activation, loss, method, e)  # O(sqrt(eps)): a truncation error, never 0
+        elif dtype == "float32":
+            assert e > 0, (activation, loss, method)  # float32 arithmetic against a float64 reference
+    assert len(data["references"]) == 4
     assert run(capsys, "--quick", "--baseline", path)[0] == 0
 
 
@@ -122,6 +137,86 @@ def test_compare_rules_floor_and_failed_cells():
     assert [r["method"] for r in bl.compare(base, rows).regressions] == ["central"]
     rows[1] = {**key, "method": "central", "error": None, "status": "error", "message": "boom"}
     assert bl.compare(base, rows).regressions[0]["why"] == "error: boom"
+
+
+def test_compare_ratios_improvements_new_skipped_and_broken_cells_by_hand():
+    """Hand arithmetic: floor(float64) = 100 eps = 2.22e-14; a cell's ratio is error / max(baseline, floor); it
+    improved when error * factor < baseline and the baseline is above the floor (a rounding-level baseline cannot
+    improve); a cell the baseline lacks is new (ok) or broken (error); a skipped cell is unmeasured."""
+    key = dict(model="m", activation="a", loss="l", dtype="float64", device="cpu")
+    floor64 = 100 * 2.0 ** -52
+    base = {"cells": {("m", "a", "l", "float64", "cpu", m): {**key, "method": m, "error": e}
+                      for m, e in (("big", 1e-6), ("tiny", 1e-20), ("grew", 1e-8), ("gone", 1e-9), ("none", None))}}
+    ok = {"status": "ok", "message": ""}
+    rows = [{**key, "method": "big", "error": 5e-8, **ok},           # 20x better than 1e-6: improved, ratio 0.05
+            {**key, "method": "tiny", "error": 0.0, **ok},           # baseline below the floor: not "improved"
+            {**key, "method": "grew", "error": 3e-7, **ok},          # 30x worse: ratio 30
+            {**key, "method": "gone", "error": None, "status": "skipped", "message": "needs torch"},
+            {**key, "method": "none", "error": 1.0, **ok},           # baseline null: counted, no number to exceed
+            {**key, "method": "fresh", "error": 1e-3, **ok},         # not in the baseline, measured: new
+            {**key, "method": "crash", "error": None, "status": "error", "message": "ImportError: x"}]
+    c = bl.compare(base, rows)
+    assert [r["method"] for r in c.improved] == ["big"] and c.improved[0]["ratio"] == pytest.approx(0.05, rel=1e-12)
+    assert [r["method"] for r in c.regressions] == ["grew"] and c.regressions[0]["ratio"] == pytest.approx(30.0)
+    assert c.regressions[0]["why"] == "> 10 x baseline"
+    assert [r["method"] for r in c.unmeasured] == ["gone"] and [r["method"] for r in c.new] == ["fresh"]
+    assert [r["method"] for r in c.broken] == ["crash"] and c.broken[0]["why"] == "error: ImportError: x"
+    assert c.n_compared == 4 and not c.ok  # big, tiny, grew, none (the skipped and the absent ones are not)
+    # a rounding-level error against a rounding-level baseline: the ratio is taken against the floor
+    small = bl.compare(base, [{**key, "method": "tiny", "error": 5 * floor64, **ok}])
+    assert small.ok and small.improved == [] and small.regressions == []
+    over = bl.compare(base, [{**key, "method": "tiny", "error": 11 * floor64, **ok}])
+    assert over.regressions[0]["ratio"] == pytest.approx(11.0, rel=1e-12)
+
+
+class _Spiked:
+    """A differentiator whose gradient is reverse mode's with ``spike`` times its largest entry added to entry 0
+    and half that to entry 1 (or that raises): its error in the check's metric, max_i |g_i - ref_i| / max_i |ref_i|,
+    is ``spike`` by construction (an L2 or mean metric would give another number)."""
+
+    def __init__(self, spike):
+        self.spike = spike
+
+    def value_and_grad(self, obj):
+        from diffsuite.differentiators import get_differentiator
+        inner = get_differentiator("reverse").value_and_grad(obj)
+
+        def run(theta):
+            if isinstance(self.spike, Exception):
+                raise self.spike
+            res = inner(theta)
+            g = np.array(res.grad, dtype=np.float64)
+            m = np.max(np.abs(g))
+            g[0] += self.spike * m
+            g[1] += 0.5 * self.spike * m
+            return dataclasses.replace(res, grad=g)
+        return run
+
+
+def test_measure_grid_error_is_the_normwise_relative_error_and_the_worst_over_seeds(monkeypatch):
+    """Oracles by construction: each seed's gradient carries a known spike (1e-3 for seed 0, 1e-2 for seed 1), so
+    the cell's error is 1e-2, the larger; a method that raises on one seed and not the other is an error cell."""
+    from diffsuite.study.studies import accuracy
+    spikes = {"finite_diff[central]": [1e-3, 1e-2], "finite_diff[forward]": [2e-2, 1e-4],
+              "reverse[numpy]": [1e-5, ValueError("seed 1 fails")]}
+    calls = {label: 0 for label in spikes}
+
+    def method(label, *args, **kwargs):
+        k = calls[label]
+        calls[label] += 1
+        return _Spiked(spikes[label][k])
+    monkeypatch.setattr(accuracy, "method", method)
+    grid = bl.Grid(activations=("tanh",), losses=("quadratic",), regs=("none",), seeds=(0, 1), hidden=(3,), batch=4,
+                   methods=tuple(spikes), dtypes=("float64",))
+    rows, info = bl.measure_grid(grid, reference=bl.REVERSE)
+    assert calls == {label: 2 for label in spikes}  # one call per seed
+    by = {r["method"]: r for r in rows}
+    assert len(rows) == 3 and info["reference"] == bl.REVERSE and len(info["references"]) == 2
+    assert by["finite_diff[central]"]["status"] == "ok"
+    assert by["finite_diff[central]"]["error"] == pytest.approx(1e-2, rel=1e-9)  # the worse seed, seed 1
+    assert by["finite_diff[forward]"]["error"] == pytest.approx(2e-2, rel=1e-9)  # the worse seed, seed 0
+    assert by["reverse[numpy]"]["status"] == "error" and by["reverse[numpy]"]["error"] is None
+    assert by["reverse[numpy]"]["message"] == "ValueError: seed 1 fails"
 
 
 @pytest.mark.parametrize("factor", ["1", "0.5", "inf", "nan"])

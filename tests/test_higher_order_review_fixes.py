@@ -342,3 +342,40 @@ def test_documented_stats_keys():
     w = ds.get_differentiator("forward").hessian(f)
     w(x)
     assert "hvps" in w.stats
+
+
+def test_stats_values_by_hand():
+    """The counts and values behind the keys, by hand for n = 3 parameters: f = sum(exp(t) * reverse(t)); the cost
+    model of finite_diff/higher.py's docstring (jvp 2, hvp 4n, hessian 2n(n+1) evaluations; plus one for the value);
+    n(n+1)/2 distinct second derivatives; one HVP and one backward pass per parameter; ceil(n / k) forward passes of
+    k directions."""
+    import math
+    f = lambda xp, t: xp.sum(xp.exp(t) * t[::-1])  # noqa: E731
+    fv = lambda xp, t: xp.exp(t) * t[::-1]  # noqa: E731
+    x = np.array([0.1, 0.2, 0.3])
+    value = math.exp(0.1) * 0.3 + math.exp(0.2) * 0.2 + math.exp(0.3) * 0.1
+    n = 3
+    h = ds.get_differentiator("symbolic").hessian(f)
+    h(x)
+    assert h.stats["n_second"] == n * (n + 1) // 2
+    fd = ds.get_differentiator("finite_diff")
+    w = fd.jvp(fv)
+    w(x, x)
+    assert w.stats["evaluations"] == 2 + 1 and w.stats["scheme"] == "central"
+    for method, args, cost in (("hessian", (x,), 2 * n * (n + 1)), ("hvp", (x, x), 4 * n)):
+        w = getattr(fd, method)(f)
+        w(*args)
+        assert w.stats["evaluations"] == cost + 1, (method, w.stats["evaluations"])
+        assert w.stats["value"] == pytest.approx(value, rel=1e-15), method
+    rev = ds.get_differentiator("reverse")
+    w = rev.hessian(f)
+    w(x)
+    assert w.stats["outer_backward_passes"] == n and w.stats["value"] == pytest.approx(value, rel=1e-15)
+    w = rev.hvp(f)
+    w(x, x)
+    assert w.stats["value"] == pytest.approx(value, rel=1e-15)
+    for k in (1, 2, 3):
+        w = ds.get_differentiator("forward", directions_per_pass=k).hessian(f)
+        w(x)
+        assert (w.stats["hvps"], w.stats["passes"]) == (n, -(-n // k)), k
+        assert w.stats["value"] == pytest.approx(value, rel=1e-15)

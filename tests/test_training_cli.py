@@ -46,12 +46,46 @@ def test_an_option_that_does_not_apply_is_an_error_before_any_step(capsys, no_bu
         assert needle in out.err, out.err
 
 
-def test_the_options_of_the_chosen_differentiator_and_optimizer_are_accepted(capsys):
+@pytest.fixture
+def trained_with(monkeypatch):
+    """What the command hands to diffsuite.training.train (the differentiator, the optimizer, the options); the
+    real train then runs."""
+    import diffsuite.training
+    seen = []
+    real = diffsuite.training.train
+
+    def spy(diff, model, loss, dataset, opt, **kwargs):
+        seen.append({"diff": diff, "opt": opt, **kwargs})
+        return real(diff, model, loss, dataset, opt, **kwargs)
+    monkeypatch.setattr(diffsuite.training, "train", spy)
+    return seen
+
+
+def test_the_options_of_the_chosen_differentiator_and_optimizer_are_accepted(capsys, trained_with):
+    """Accepted, and applied: the oracle is the command line itself and the defaults the help states."""
     argv = ["train", "--data", "moons", "--layers", "2,4,2", "--no-progress", "--max-steps", "2"]
     assert main([*argv, "--differentiator", "finite_diff", "--scheme", "forward", "--dtype", "float32"]) == 0
-    assert "finite_diff" in capsys.readouterr().err
+    assert "finite_diff[forward,float32]" in capsys.readouterr().err
+    d = trained_with[-1]["diff"]
+    assert (d.name, d.scheme, d.dtype) == ("finite_diff", "forward", "float32")
     assert main([*argv, "--optimizer", "sgd", "--momentum", "0.5", "--nesterov", "--dtype", "float32"]) == 0
     assert "reverse[numpy,float32]" in capsys.readouterr().err
+    opt = trained_with[-1]["opt"]
+    assert type(opt) is SGD and (opt.lr, opt.momentum, opt.nesterov) == (0.1, 0.5, True)  # lr: sgd's default 0.1
+    assert trained_with[-1]["max_steps"] == 2
+    assert main([*argv, "--optimizer", "sgd"]) == 0  # momentum's default 0.9, no Nesterov
+    opt = trained_with[-1]["opt"]
+    assert (opt.lr, opt.momentum, opt.nesterov) == (0.1, 0.9, False)
+    assert main([*argv, "--optimizer", "adam"]) == 0
+    assert type(trained_with[-1]["opt"]).__name__ == "Adam" and trained_with[-1]["opt"].lr == 0.001  # adam's default
+    # --schedule step halves the rate every epoch: moons has 300 training rows, ceil(300 / 32) = 10 steps an epoch
+    assert main([*argv, "--lr", "0.4", "--schedule", "step"]) == 0
+    lr = trained_with[-1]["opt"].lr
+    assert [lr(t) for t in (0, 9, 10, 19, 20)] == [0.4, 0.4, 0.2, 0.2, 0.1]
+    # --schedule cosine decays to 0 over all the steps run: here --max-steps 2, so lr(1) = 0.4 (1 + cos(pi/2)) / 2
+    assert main([*argv, "--lr", "0.4", "--schedule", "cosine"]) == 0
+    lr = trained_with[-1]["opt"].lr
+    assert lr(0) == pytest.approx(0.4) and lr(1) == pytest.approx(0.2) and lr(2) == pytest.approx(0.0, abs=1e-15)
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "x"])

@@ -45,13 +45,21 @@ def toy(tmp_path, monkeypatch):
     return tmp_path / "out"
 
 
-def test_meta_records_the_reference_and_executor_libraries_and_the_command(toy):
+def test_meta_records_the_reference_and_executor_libraries_and_the_command(toy, monkeypatch):
+    # the command line as a shell takes it: the entry point by name (not this machine's path), arguments quoted
+    monkeypatch.setattr("sys.argv", ["/opt/venv/lib/site-packages/diffsuite/__main__.py", "run", "metatoy", "--out",
+                                     "my results"])
     runner.run_study("metatoy", out=toy, progress=False)
     meta = json.loads((toy / "metatoy" / "meta.json").read_text())
     for lib in ("python-flint", "scikit-learn", "dask", "distributed"):
         assert lib in meta["libraries"]
     assert meta["libraries"]["python-flint"] == metadata._version("python-flint")
-    assert isinstance(meta["command"], str) and meta["command"]
+    assert meta["command"] == "python -m diffsuite run metatoy --out 'my results'"  # by hand
+    assert meta["runs"][0]["command"] == meta["command"]
+    monkeypatch.setattr("sys.argv", ["/home/someone/.local/bin/diffsuite", "run", "--quick"])
+    assert metadata.command_line() == "diffsuite run --quick"
+    monkeypatch.setattr("sys.argv", ["my script.py", "--x=1;rm"])  # anything else: as given, quoted
+    assert metadata.command_line() == "'my script.py' '--x=1;rm'"
     assert len(meta["runs"]) == 1 and meta["runs"][0]["executor"] == {"kind": "in-process"}
     assert meta["runs"][0]["cells"] == 3 and meta["runs"][0]["git_commit"] == meta["git_commit"]
 
@@ -70,6 +78,20 @@ def test_a_resume_keeps_the_history_and_the_report_warns_across_commits(toy, mon
     report = (toy / "metatoy" / "report.md").read_text()
     assert "**Warning:**" in report and "`aaaa`, `bbbb`" in report
     assert json.loads((toy / "metatoy" / "findings.json").read_text())["run_commits"] == ["aaaa", "bbbb"]
+
+
+def test_a_resume_from_the_same_commit_gives_no_warning(toy, monkeypatch):
+    """Two runs (a resume), one commit: the history has both runs, and the report no mixed-commits warning."""
+    monkeypatch.setattr(metadata, "git_commit", lambda: "cccc")
+    monkeypatch.setenv("METATOY_FAIL", "1")
+    runner.run_study("metatoy", out=toy, progress=False)
+    monkeypatch.delenv("METATOY_FAIL")
+    runner.run_study("metatoy", out=toy, progress=False)
+    meta = json.loads((toy / "metatoy" / "meta.json").read_text())
+    assert [(r["git_commit"], r["cells"]) for r in meta["runs"]] == [("cccc", 3), ("cccc", 1)]
+    report = (toy / "metatoy" / "report.md").read_text()
+    assert "**Warning:**" not in report and "different commits" not in report
+    assert "run_commits" not in json.loads((toy / "metatoy" / "findings.json").read_text())
 
 
 def test_one_commit_gives_no_warning_and_an_old_meta_becomes_one_run():

@@ -116,6 +116,27 @@ def test_metadata_is_written_beside_the_results(toy):
         assert key in meta, key
     assert meta["config"] == {"n": 6, "devices": ["cpu"]}
     assert {"numpy", "sympy", "torch"} <= set(meta["libraries"])
+    # the values, from the libraries, the interpreter, the system and git themselves
+    import os
+    import platform
+    import subprocess
+    from pathlib import Path
+
+    import numpy
+    import sympy
+    assert meta["libraries"]["numpy"] == numpy.__version__ and meta["libraries"]["sympy"] == sympy.__version__
+    assert meta["python"] == platform.python_version() and meta["threads"]["cpu_count"] == os.cpu_count()
+    assert meta["study"] == "toy" and meta["quick"] is False and meta["device"] == "cpu"
+    assert meta["seeds"] is None  # the toy's configuration has neither seeds nor seed
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(runner.__file__).parent, capture_output=True,
+                             text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    if sha:  # a git checkout: the full commit, with "+dirty" at most
+        assert meta["git_commit"] in (sha, sha + "+dirty"), (meta["git_commit"], sha)
+    else:
+        assert meta["git_commit"] == "unknown"
 
 
 def test_unknown_study_device_and_jobs_are_refused_with_the_choices(toy):
