@@ -379,3 +379,17 @@ def test_stats_values_by_hand():
         w(x)
         assert (w.stats["hvps"], w.stats["passes"]) == (n, -(-n // k)), k
         assert w.stats["value"] == pytest.approx(value, rel=1e-15)
+
+
+@pytest.mark.parametrize("scheme, stencil", [("central", 2), ("forward", 1), ("backward", 1), ("five_point", 4),
+                                             ("complex_step", 1)])
+def test_a_jacobian_evaluates_f_at_x_once(scheme, stencil):
+    """jacobian and vjp by finite differences: f(x) once (the value, which the one-sided stencils share), then the
+    stencil's own points per column: 1 + stencil * n evaluations (it was f(x) again for every column)."""
+    fv = lambda xp, t: xp.exp(t) * t[::-1]  # noqa: E731
+    x = np.array([0.1, 0.2, 0.3])
+    fd = ds.get_differentiator("finite_diff", scheme=scheme)
+    for method in ("jacobian", "vjp"):
+        w = getattr(fd, method)(fv)
+        w(x)
+        assert w.stats["evaluations"] == 1 + stencil * 3, (method, w.stats["evaluations"])

@@ -14,8 +14,9 @@ Step rules (eps: the dtype's machine epsilon; each step is made exactly represen
   error ~ eps^(2/3) (4e-11), the imaginary direction costing nothing in accuracy. The function must be
   analytic along v (the complex namespace decides branches on real parts, as for gradients).
 
-Costs (function evaluations): jvp 2 (complex: 1), jacobian 2n (n), hvp 4n (complex: 2n), hessian
-2n(n+1) (complex: 2n^2). No kink detection for second differences: a step that straddles a kink gives a
+Costs (function evaluations, central differences): jvp 2 (complex: 1), jacobian 2n (n), hvp 4n (complex: 2n),
+hessian 2n(n+1) (complex: 2n^2); each also evaluates f(x) once, for the value (forward and backward differences'
+own f(x): a Jacobian by forward differences costs n + 1). No kink detection for second differences: a step that straddles a kink gives a
 garbage curvature (a Dirac mass smeared over h); check them at points away from kinks.
 """
 from __future__ import annotations
@@ -103,20 +104,21 @@ class _Evaluator:
         return (h * t).astype(self.dtype), h
 
 
-def directional(ev: _Evaluator, t: np.ndarray, scheme: str) -> tuple[np.ndarray, np.ndarray]:
-    """(f(x), d/dt f(x)) by ``scheme`` (first order)."""
+def directional(ev: _Evaluator, t: np.ndarray, scheme: str, f0: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """(f(x), d/dt f(x)) by ``scheme`` (first order). ``f0``: f(x) if already evaluated (a Jacobian's columns
+    share it), so that only the stencil's own points are evaluated."""
     x = ev.x
     if scheme == "complex_step":
         size = float(np.max(np.abs(t))) if t.size else 0.0
         if size == 0.0:
-            f0 = ev(x)
+            f0 = ev(x) if f0 is None else f0
             return f0, np.zeros_like(f0)
         h = 1e-20 * ev.scale / size
         out = ev(x + 1j * h * t)
         return out.real, out.imag / h
     power = {"central": 1 / 3, "forward": 1 / 2, "backward": 1 / 2, "five_point": 1 / 5}[scheme]
     d, h = ev.step_along(t, power)
-    f0 = ev(x)
+    f0 = ev(x) if f0 is None else f0
     if h == 0.0:
         return f0, np.zeros_like(f0)
     if scheme == "forward":
@@ -189,7 +191,7 @@ def _jacobian_flat(d, ev: _Evaluator) -> tuple[np.ndarray, np.ndarray, list[str]
     for i in range(n):
         e = np.zeros(n, dtype=ev.dtype)
         e[i] = 1.0
-        cols.append(directional(ev, e, d.scheme)[1])
+        cols.append(directional(ev, e, d.scheme, f0=value)[1])  # (f(x) once, not once per column)
         if ev.take_straddled():
             kinks.append(i)
     J = np.stack(cols, axis=-1) if cols else np.zeros(np.shape(value) + (0,))
