@@ -6,15 +6,23 @@
 Each contender differentiates ``f(x, w) = t_L`` with ``t_0 = x``, ``t_k = tanh(t_{k-1} * w)``: a chain of
 ``2 L`` primitives (a multiply of two traced values, then a tanh) on 0-d values, so the array work is as
 small as it gets and what is left is each tool's own bookkeeping per primitive. Times per gradient call are
-taken for several ``L`` (median over rounds); the slope of time over the number of primitives (least
-squares) is the cost per primitive, forward + backward, and the intercept the cost per call. Conditions
-are bench_reverse's defaults: wall clock, one process per contender; ``--clock cpu`` measures CPU time.
+taken for several ``L``; the slope of time over the number of primitives (least squares) is the cost per
+primitive, forward + backward, and the intercept the cost per call.
+
+Conditions are bench_reverse's defaults: wall clock, one process per contender (``--clock cpu``: CPU time).
+The contenders' processes live side by side and are sampled in turn: in each round every contender times every
+``L`` once, in a shuffled order, so that a change in the machine's speed during the run (this benchmark's
+development machine has phases 1.5-2x apart, lasting seconds to minutes) reaches all of them alike. Reported per
+contender: the slope of the medians over the rounds; the slope in the round where it was smallest and largest;
+and each contender's slope over the first contender's in the same round (median over the rounds), the ratio a
+phase divides out of.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -84,78 +92,142 @@ def reference(L: int):
     return ts[-1], (dt, dw)
 
 
-def worker(name: str, rounds: int, min_time: float, clock_name: str):
+def worker(name: str, clock_name: str):
+    """Serve samples on stdin/stdout: ``{"L": L, "number": n}`` -> ``{"seconds": per call}``; first line: ready."""
     clock = time.process_time if clock_name == "cpu" else time.perf_counter
-    out = {}
     try:
         fns = {L: chain(name, L) for L in LENGTHS}
     except ImportError as e:
-        print(json.dumps({"unavailable": str(e)}))
+        print(json.dumps({"unavailable": str(e)}), flush=True)
         return
-    for L, fn in fns.items():
+    for L, fn in fns.items():  # the benchmark refuses to time a wrong gradient
         v, g = fn()
         v0, g0 = reference(L)
         if abs(v - v0) > 1e-12 or max(abs(a - b) for a, b in zip(g, g0)) > 1e-12:
             raise SystemExit(f"{name}, L={L}: gradient {g} differs from the reference {g0}")
-    for L, fn in fns.items():  # calibrate: a sample lasts min_time / rounds
-        t0, n = time.perf_counter(), 0
-        while n < 3 or time.perf_counter() - t0 < 0.2 * min_time / rounds:
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        fn = fns[cmd["L"]]
+        if "calibrate" in cmd:  # calls per sample, so that a sample lasts about cmd["calibrate"] seconds (warm)
+            for phase in (0.05, 0.3 * cmd["calibrate"]):
+                t0, n = time.perf_counter(), 0
+                while n < 3 or time.perf_counter() - t0 < phase:
+                    fn()
+                    n += 1
+            print(json.dumps({"number": max(1, int(cmd["calibrate"] / ((time.perf_counter() - t0) / n)))}), flush=True)
+            continue
+        n = cmd["number"]
+        for _ in range(max(1, n // 10)):  # warm (untimed): the other contenders ran in between
             fn()
-            n += 1
-        out[L] = {"number": max(1, int(min_time / rounds / ((time.perf_counter() - t0) / n))), "seconds": []}
-    for _ in range(rounds):  # lengths interleaved within the process
-        for L, fn in fns.items():
-            n = out[L]["number"]
-            t = clock()
-            for _ in range(n):
-                fn()
-            out[L]["seconds"].append((clock() - t) / n)
-    print(json.dumps({str(L): d["seconds"] for L, d in out.items()}))
+        t = clock()
+        for _ in range(n):
+            fn()
+        print(json.dumps({"seconds": (clock() - t) / n}), flush=True)
 
 
-def fit(per_length: dict) -> tuple[float, float, list]:
-    """(seconds per primitive, seconds per call, medians): least squares of the median time over 2 L."""
+def fit(medians: dict) -> tuple[float, float]:
+    """(seconds per primitive, seconds per call): least squares of time per call over 2 L."""
     import numpy as np
 
-    xs = [2 * int(L) for L in per_length]
-    meds = [statistics.median(s) for s in per_length.values()]
-    slope, intercept = np.polyfit(xs, meds, 1)
-    return float(slope), float(intercept), meds
+    slope, intercept = np.polyfit([2 * L for L in medians], list(medians.values()), 1)
+    return float(slope), float(intercept)
+
+
+class Worker:
+    def __init__(self, name: str, clock: str):
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker", name, "--clock",
+                                      clock], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def ask(self, **cmd) -> dict:
+        if cmd:
+            self.proc.stdin.write(json.dumps(cmd) + "\n")
+            self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"a worker exited (status {self.proc.wait()}); its error is above")
+        return json.loads(line)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+        self.proc.wait()
+
+
+def measure(names: list, rounds: int, min_time: float, clock: str) -> dict:
+    """{name: {L: [seconds per call, one per round]}}, the contenders sampled in turn (see the module docstring)."""
+    workers = {name: Worker(name, clock) for name in names}
+    try:
+        for name in list(workers):
+            msg = workers[name].ask()
+            if "unavailable" in msg:
+                print(f"({name} skipped: {msg['unavailable']})", file=sys.stderr)
+                workers.pop(name).close()
+        sample = min_time / rounds
+        number = {(name, L): w.ask(L=L, calibrate=sample)["number"] for name, w in workers.items() for L in LENGTHS}
+        seconds = {name: {L: [] for L in LENGTHS} for name in workers}
+        order = random.Random(0)
+        for _ in range(rounds):
+            pairs = [(name, L) for name in workers for L in LENGTHS]
+            order.shuffle(pairs)
+            for name, L in pairs:
+                seconds[name][L].append(workers[name].ask(L=L, number=number[name, L])["seconds"])
+    finally:
+        for w in workers.values():
+            w.close()
+    return seconds
+
+
+def summarise(seconds: dict) -> dict:
+    """Per contender: slope and intercept of the medians, the smallest and largest slope of one round, and the
+    median over the rounds of its slope over the first contender's in the same round."""
+    rounds = len(next(iter(next(iter(seconds.values())).values())))
+    per_round = {name: [fit({L: s[r] for L, s in by_L.items()})[0] for r in range(rounds)]
+                 for name, by_L in seconds.items()}
+    first = next(iter(seconds))
+    out = {}
+    for name, by_L in seconds.items():
+        slope, intercept = fit({L: statistics.median(s) for L, s in by_L.items()})
+        out[name] = {"slope": slope, "intercept": intercept, "slope_min": min(per_round[name]),
+                     "slope_max": max(per_round[name]),
+                     "ratio": statistics.median(a / b for a, b in zip(per_round[name], per_round[first])),
+                     "medians": [statistics.median(by_L[L]) for L in LENGTHS]}
+    return out
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--rounds", type=int, default=None, help="samples per length (default 7, quick 3)")
-    p.add_argument("--clock", choices=("wall", "cpu"), default="wall")
-    p.add_argument("--only", default=None, help="comma list of contenders")
+    p.add_argument("--quick", action="store_true", help="short timings (3 rounds, 0.1 s per length and contender)")
+    p.add_argument("--rounds", type=int, default=None, help="samples per length and contender (default 9, quick 3)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="wall (default: what a user waits) or cpu (process CPU time: other processes do not inflate it)")
+    p.add_argument("--only", default=None, help="comma list of contenders (default: %s)" % ",".join(CONTENDERS))
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    rounds = args.rounds or (3 if args.quick else 7)
-    min_time = 0.1 if args.quick else 1.0  # seconds per length
     if args.worker:
-        return worker(args.worker, rounds, min_time, args.clock)
+        return worker(args.worker, args.clock)
+    rounds = args.rounds or (3 if args.quick else 9)
+    min_time = 0.1 if args.quick else 1.0  # seconds per length and contender, over all rounds
     names = [n for n in CONTENDERS if not args.only or n in args.only.split(",")]
+    unknown = set((args.only or "").split(",")) - set(CONTENDERS) - {""}
+    if unknown:
+        p.error(f"unknown contender(s) {', '.join(sorted(unknown))}; known: {', '.join(CONTENDERS)}")
     load = os.getloadavg()[0]
-    results = {}
-    for name in names:  # one after the other, each in a fresh process
-        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", name, "--rounds",
-                               str(rounds), "--clock", args.clock] + (["--quick"] if args.quick else []),
-                              capture_output=True, text=True)
-        if proc.returncode:
-            raise SystemExit(f"{name} failed:\n{proc.stderr}")
-        msg = json.loads(proc.stdout.strip().splitlines()[-1])
-        if "unavailable" in msg:
-            print(f"({name} skipped: {msg['unavailable']})", file=sys.stderr)
-            continue
-        results[name] = fit(msg)
+    results = summarise(measure(names, rounds, min_time, args.clock))
     load_after = os.getloadavg()[0]
-    print(f"per-primitive cost (forward + backward, 0-d values), {args.clock} clock, one process per contender; "
-          f"chain t = tanh(t * w), 2 primitives per step; 1-min load {load:.2f} -> {load_after:.2f}")
-    print(f"{'contender':10s} {'us/primitive':>13s} {'us/call':>8s}   median us per call at L = {', '.join(map(str, LENGTHS))}")
-    for name, (slope, intercept, meds) in results.items():
-        print(f"{name:10s} {slope * 1e6:13.2f} {intercept * 1e6:8.1f}   " + ", ".join(f"{m * 1e6:.0f}" for m in meds))
+    first = next(iter(results))
+    print(f"per-primitive cost (forward + backward, 0-d values), {args.clock} clock, one process per contender, "
+          f"sampled in turn over {rounds} rounds; chain t = tanh(t * w), 2 primitives per step; "
+          f"1-min load {load:.2f} -> {load_after:.2f}")
+    print(f"{'contender':10s} {'us/primitive':>13s} {'(min-max of a round)':>21s} {'/' + first:>10s} {'us/call':>8s}"
+          f"   median us per call at L = {', '.join(map(str, LENGTHS))}")
+    for name, r in results.items():
+        spread = f"({r['slope_min'] * 1e6:.2f}-{r['slope_max'] * 1e6:.2f})"
+        print(f"{name:10s} {r['slope'] * 1e6:13.2f} {spread:>21s} {r['ratio']:10.3f} {r['intercept'] * 1e6:8.1f}   "
+              + ", ".join(f"{m * 1e6:.0f}" for m in r["medians"]))
+    print(f"us/primitive: the slope of the medians over the rounds; min-max: the slope of the fastest and slowest "
+          f"round; /{first}: the slope over {first}'s in the same round, median over the rounds")
     if abs(load_after - load) > max(0.5, 0.25 * load) or max(load, load_after) > (os.cpu_count() or 1):
         print(f"load: the machine's load changed or exceeded its {os.cpu_count()} cores during the run; "
               "rerun with --clock cpu for figures other processes do not inflate")
