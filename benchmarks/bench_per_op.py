@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -92,13 +93,18 @@ def reference(L: int):
     return ts[-1], (dt, dw)
 
 
-def worker(name: str, clock_name: str):
-    """Serve samples on stdin/stdout: ``{"L": L, "number": n}`` -> ``{"seconds": per call}``; first line: ready."""
+def worker(name: str, clock_name: str, calls: int | None = None, length: int = 128):
+    """Serve samples on stdin/stdout: ``{"L": L, "number": n}`` -> ``{"seconds": per call}``; first line: ready.
+    With ``calls``: make that many calls of the chain of ``length`` steps and exit (for ``--instructions``)."""
     clock = time.process_time if clock_name == "cpu" else time.perf_counter
     try:
-        fns = {L: chain(name, L) for L in LENGTHS}
+        fns = {L: chain(name, L) for L in ((length,) if calls is not None else LENGTHS)}
     except ImportError as e:
         print(json.dumps({"unavailable": str(e)}), flush=True)
+        return
+    if calls is not None:
+        for _ in range(calls):
+            fns[length]()
         return
     for L, fn in fns.items():  # the benchmark refuses to time a wrong gradient
         v, g = fn()
@@ -124,6 +130,27 @@ def worker(name: str, clock_name: str):
         for _ in range(n):
             fn()
         print(json.dumps({"seconds": (clock() - t) / n}), flush=True)
+
+
+def count_instructions(name: str, L: int = 128) -> float | None:
+    """Instructions per primitive of contender ``name`` (valgrind's cachegrind, which counts what the CPU executes,
+    whatever the machine's load or speed): a process making 30 calls minus one making 10, over 20 calls of 2 L
+    primitives. None if the contender is not installed. One thread for BLAS and OpenMP (idle pool threads spin
+    under valgrind and would be counted)."""
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "PYTHONHASHSEED": "0"}
+    counts = []
+    for calls in (10, 30):
+        proc = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+                               sys.executable, str(Path(__file__).resolve()), "--calls", str(calls), "--worker", name,
+                               "--length", str(L)], capture_output=True, text=True, env=env)
+        if "unavailable" in proc.stdout:
+            return None
+        refs = [line for line in proc.stderr.splitlines() if "I refs" in line or "I   refs" in line]
+        if proc.returncode or not refs:
+            raise SystemExit(f"valgrind on {name} failed (status {proc.returncode}):\n{proc.stderr[-2000:]}")
+        counts.append(int(refs[-1].split()[-1].replace(",", "")))
+    return (counts[1] - counts[0]) / 20 / (2 * L)
 
 
 def fit(medians: dict) -> tuple[float, float]:
@@ -203,10 +230,16 @@ def main(argv=None):
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="wall (default: what a user waits) or cpu (process CPU time: other processes do not inflate it)")
     p.add_argument("--only", default=None, help="comma list of contenders (default: %s)" % ",".join(CONTENDERS))
+    p.add_argument("--instructions", action="store_true",
+                   help="also count instructions per primitive under valgrind (load-independent; a few minutes)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--calls", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--length", type=int, default=128, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        return worker(args.worker, args.clock)
+        return worker(args.worker, args.clock, args.calls, args.length)
+    if args.instructions and shutil.which("valgrind") is None:
+        p.error("--instructions needs valgrind (e.g. apt install valgrind); run without it for times only")
     rounds = args.rounds or (3 if args.quick else 9)
     min_time = 0.1 if args.quick else 1.0  # seconds per length and contender, over all rounds
     names = [n for n in CONTENDERS if not args.only or n in args.only.split(",")]
@@ -228,6 +261,11 @@ def main(argv=None):
               + ", ".join(f"{m * 1e6:.0f}" for m in r["medians"]))
     print(f"us/primitive: the slope of the medians over the rounds; min-max: the slope of the fastest and slowest "
           f"round; /{first}: the slope over {first}'s in the same round, median over the rounds")
+    if args.instructions:
+        print("instructions per primitive (cachegrind; 30 calls minus 10 of L = 128, one thread):")
+        for name in results:
+            n = count_instructions(name)
+            print(f"{name:10s} {n:13,.0f}" if n is not None else f"{name:10s} (not installed)")
     if abs(load_after - load) > max(0.5, 0.25 * load) or max(load, load_after) > (os.cpu_count() or 1):
         print(f"load: the machine's load changed or exceeded its {os.cpu_count()} cores during the run; "
               "rerun with --clock cpu for figures other processes do not inflate")
