@@ -190,6 +190,9 @@ def measure(names: list, rounds: int, min_time: float, clock: str) -> dict:
             if "unavailable" in msg:
                 print(f"({name} skipped: {msg['unavailable']})", file=sys.stderr)
                 workers.pop(name).close()
+        if not workers:
+            raise SystemExit(f"none of {', '.join(names)} is installed here: nothing to time (the engine needs only "
+                             "diffsuite; torch and HIPS autograd come with the bench extra)")
         sample = min_time / rounds
         number = {(name, L): w.ask(L=L, calibrate=sample)["number"] for name, w in workers.items() for L in LENGTHS}
         seconds = {name: {L: [] for L in LENGTHS} for name in workers}

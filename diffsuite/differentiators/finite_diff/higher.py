@@ -16,7 +16,8 @@ Step rules (eps: the dtype's machine epsilon; each step is made exactly represen
 
 Costs (function evaluations, central differences): jvp 2 (complex: 1), jacobian 2n (n), hvp 4n (complex: 2n),
 hessian 2n(n+1) (complex: 2n^2); each also evaluates f(x) once, for the value (forward and backward differences'
-own f(x): a Jacobian by forward differences costs n + 1). No kink detection for second differences: a step that straddles a kink gives a
+own f(x): a Jacobian by forward differences costs n + 1), except the complex step's jvp, whose value is the real
+part of its one evaluation. No kink detection for second differences: a step that straddles a kink gives a
 garbage curvature (a Dirac mass smeared over h); check them at points away from kinks.
 """
 from __future__ import annotations

@@ -13,6 +13,7 @@ _isfinite = math.isfinite
 # numpy's scalar types (a 0-d operation's result): their shape is () without asking (``.shape`` on one costs more
 # than the rest of ``sum_to``)
 _NUMPY_SCALARS = frozenset(np.sctypeDict.values()) if hasattr(np, "sctypeDict") else frozenset()
+_NEP50 = int(np.__version__.split(".")[0]) >= 2  # numpy scalars promote as 0-d arrays do
 _UINT_OF_SIZE = {4: np.uint32, 8: np.uint64}  # an unsigned integer as wide as float32 / float64
 
 
@@ -45,9 +46,12 @@ class NumpyBackend:
         """A parameter as the tape holds it: ``asarray(x)``, a 0-d array as numpy's scalar of its dtype. That is
         the type numpy's own 0-d operations return, and its arithmetic (numpy's scalar math) skips the ufunc
         machinery: ``g * w`` costs 0.1 us with a scalar ``w`` against 0.7 us with a 0-d array, the same IEEE
-        operation. (A chain of 0-d primitives on 0-d parameters paid that in most of its products.)"""
+        operation. (A chain of 0-d primitives on 0-d parameters paid that in most of its products.)
+
+        float32 stays a 0-d array on numpy 1.x, whose value-based casting promotes a float32 scalar with a Python
+        float to float64 but not a 0-d array (numpy 2 treats the two alike, NEP 50)."""
         a = self.asarray(x)
-        return a[()] if not a.ndim else a
+        return a[()] if not a.ndim and (a.dtype == np.float64 or _NEP50) else a
 
     def constant(self, x):
         """Convert a constant met inside a traced function; Python numbers stay numbers (dtype-neutral)."""
@@ -217,8 +221,8 @@ class NumpyBackend:
     @staticmethod
     def sum_to(g, like):
         """Undo broadcasting: sum ``g`` down to the shape of ``like`` (an array or a shape tuple)."""
-        if type(g) in _NUMPY_SCALARS:  # g is 0-d, so like is (it broadcast to g's shape): nothing to undo
-            return g
+        if type(g) in _NUMPY_SCALARS and (type(like) is tuple and not like or type(like) in _NUMPY_SCALARS):
+            return g  # 0-d to 0-d: nothing to undo (and no .shape to ask a numpy scalar for)
         # (numpy scalars, e.g. a full reduction's result, have .shape == (): np.shape is a Python wrapper)
         if type(like) is tuple:
             shape = like
@@ -302,7 +306,7 @@ class NumpyBackend:
     @staticmethod
     def exp_neg_square(x):
         """exp(-x^2) with x^2 split exactly into hi + lo (Dekker): correct to a few ulp even where x^2 is large."""
-        x = np.asarray(x, dtype=np.float64) if not isinstance(x, np.ndarray) else x
+        x = x if isinstance(x, (np.ndarray, np.generic)) else np.asarray(x, dtype=np.float64)  # (float32 stays)
         c = x * (134217729.0 if x.dtype != np.float32 else 4097.0)  # 2^27 + 1 splits a float64 in halves, 2^12 + 1 a float32
         xh = c - (c - x)
         xl = x - xh
