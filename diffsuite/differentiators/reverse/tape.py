@@ -175,6 +175,7 @@ _TORCH_REFLECTED = {"add": "__radd__", "sub": "__rsub__", "mul": "__rmul__", "di
 
 
 _raw = Var._raw
+_new_var = object.__new__
 
 
 _NO_PARAMS: dict = {}  # shared by records without static parameters; never mutated
@@ -294,7 +295,9 @@ class Tape:
         records.append((op, _NO_PARAMS, out if keep_out else None,
                         px, xv if cx == VALUE else xv.shape if cx == SHAPE else None,
                         py, yv if cy == VALUE else yv.shape if cy == SHAPE else None))
-        return Var(out, len(records) - 1, self)
+        v = _new_var(Var)  # Var(out, index, self) without its __init__'s Python frame (the hot path of 0-d code)
+        v.value, v.index, v.tape = out, len(records) - 1, self
+        return v
 
     def unary(self, op: Op, x: Any, params: dict = _NO_PARAMS) -> Any:
         """``apply(op, x, **params)`` for a one-input primitive (``params``: its static parameters, if any).
@@ -310,7 +313,9 @@ class Tape:
         records = self.records
         records.append((op, params or _NO_PARAMS, out if keep_out else None,
                         x.index, xv if cx == VALUE else xv.shape if cx == SHAPE else None))
-        return Var(out, len(records) - 1, self)
+        v = _new_var(Var)  # (as in binary)
+        v.value, v.index, v.tape = out, len(records) - 1, self
+        return v
 
     def backward(self, output: Var, wrt: list[Var], into: list | None = None) -> tuple[list[Any], int]:
         """Gradients of scalar ``output`` with respect to each of ``wrt``, and the number of VJPs evaluated.
