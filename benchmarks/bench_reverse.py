@@ -71,7 +71,12 @@ def parse_args(argv=None):
                    help="pause between two contenders' samples (default 0.3): a BLAS or OpenMP pool keeps spinning for "
                         "a while after its last call, and would take the cores of the contender sampled next, which a "
                         "user's single process never meets; 0 samples back to back")
+    p.add_argument("--instructions", action="store_true",
+                   help="also count instructions per call of each CPU contender under valgrind's cachegrind (one BLAS "
+                        "thread; 30 calls minus 10): a figure no load changes, but blind to memory stalls, so a row's "
+                        "instruction ratio can sit below its time ratio. Minutes per net")
     p.add_argument("--worker", nargs=2, metavar=("CASE", "CONTENDER"), help=argparse.SUPPRESS)
+    p.add_argument("--calls", type=int, default=None, help=argparse.SUPPRESS)  # worker: make N calls and exit
     return p.parse_args(argv)
 
 
@@ -97,6 +102,7 @@ import gc  # noqa: E402
 import math  # noqa: E402
 import platform  # noqa: E402
 import resource  # noqa: E402
+import shutil  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -327,6 +333,10 @@ def worker(case_json: str, name: str):
         fn(theta)
     except ImportError as e:
         send({"unavailable": str(e)})
+        return
+    if ARGS.calls is not None:  # --instructions: the calls counted, nothing else
+        for _ in range(ARGS.calls):
+            fn(theta)
         return
     clock = time.process_time if ARGS.clock == "cpu" else time.perf_counter
     send({"ready": True, "kind": kind})
@@ -590,6 +600,42 @@ def run(cases, devices, rounds, min_time, only=None):
     return rows
 
 
+def count_instructions(case: Case, name: str) -> float | None:
+    """Instructions per call of contender ``name`` on ``case`` (cachegrind, which counts what the CPU executes,
+    whatever the machine's load): a process making 30 calls minus one making 10, over 20. One BLAS and OpenMP
+    thread (idle pool threads spin under valgrind and would be counted). None if the contender is not installed."""
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "PYTHONHASHSEED": "0"}
+    counts = []
+    for calls in (10, 30):
+        proc = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+                               sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(asdict(case)),
+                               name, "--threads", "1", "--calls", str(calls)], capture_output=True, text=True, env=env)
+        if "unavailable" in proc.stdout:
+            return None
+        refs = [line for line in proc.stderr.splitlines() if "I" in line and "refs" in line]
+        if proc.returncode or not refs:
+            raise SystemExit(f"valgrind on {name} ({case.label}) failed (status {proc.returncode}):\n"
+                             f"{proc.stderr[-2000:]}")
+        counts.append(int(refs[-1].split()[-1].replace(",", "")))
+    return (counts[1] - counts[0]) / 20
+
+
+def instruction_table(cases, only=None) -> list[tuple]:
+    """(net, contender, instructions per call, over hand's) for each CPU contender of each CPU net."""
+    names = [n for n in CPU_CONTENDERS if n not in ("hand2", "jax") and (not only or n in only or n == "hand")]
+    out = []
+    for case in cases:
+        if case.size == "gpu":
+            continue
+        print(f"counting instructions on {case.label} ...", file=sys.stderr, flush=True)
+        counts = {n: count_instructions(case, n) for n in names}
+        for n, c in counts.items():
+            if c is not None:
+                out.append((case.label, n, c, c / counts["hand"] if counts.get("hand") else float("nan")))
+    return out
+
+
 def methods_in(rows) -> list:
     return [m for m in CPU_CONTENDERS + CUDA_CONTENDERS if any(m in r for r in rows)]
 
@@ -727,9 +773,17 @@ def main():
     cases = CASES + (LARGE if ARGS.large else [])
     if ARGS.nets:
         cases = [cases[int(i)] for i in ARGS.nets.split(",")]
+    if ARGS.instructions and shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (e.g. apt install valgrind); run without it for times only")
     gc.collect()
     rows = run(cases, devices, rounds, min_time, only)
     report(rows, info)
+    if ARGS.instructions:
+        counted = instruction_table(cases, only)
+        print("\ninstructions per call (cachegrind; one BLAS thread; 30 calls minus 10); over hand: the ratio to "
+              "the hand-written code's count on the same net")
+        for net, name, c, ratio in counted:
+            print(f"  {net:32s} {name:13s} {c:14,.0f}   {ratio:5.3f}")
     if ARGS.markdown:
         Path(ARGS.markdown).parent.mkdir(parents=True, exist_ok=True)
         Path(ARGS.markdown).write_text(markdown(rows, info))

@@ -240,6 +240,9 @@ STRONG_TO_CASES = [
     (np.array([[1.0, 2.0], [3.0, 4.0]]), np.float64(0.5), (2,), [2.0, 3.0]),   # summed over the batch
     (np.array([[1.0, 0.0], [3.0, 0.0]]), np.array([2.0, np.inf]), (2,), [8.0, 0.0]),  # per entry, then summed
     (np.array([1.0, 2.0]), np.float64(3.0), (), 9.0),                  # a scalar operand of an array product
+    (np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([3.0, 0.5]), (2,), [12.0, 3.0]),  # a finite array d
+    (np.full((2, 20), 0.5), np.arange(20.0), (20,), np.arange(20.0)),  # more than 16 entries (a ufunc sum tests them)
+    (np.zeros((2, 20)), np.r_[np.arange(19.0), np.nan], (20,), np.zeros(20)),  # ... and a nan among them
 ]
 
 

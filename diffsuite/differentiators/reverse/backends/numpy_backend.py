@@ -339,11 +339,16 @@ class NumpyBackend:
 
     @staticmethod
     def strong_to(g, d, like):
-        """``sum_to(strong(g, d), like)``: mul's VJPs. One call instead of two, which is most of a 0-d VJP's cost."""
+        """``sum_to(strong(g, d), like)``: mul's VJPs. One call instead of two, which is most of a 0-d VJP's cost
+        (strong's finiteness tests inlined: a frame less for small arrays too)."""
         kind = type(d)
-        if (kind in _NUMPY_SCALARS or kind is np.ndarray and not d.ndim) and _isfinite(d):  # 0-d: strong's test
-            p = g * d
-            return p if type(p) in _NUMPY_SCALARS else NumpyBackend.sum_to(p, like)  # (a 0-d p needs no sum)
+        if kind in _NUMPY_SCALARS or kind is np.ndarray and not d.ndim:
+            if _isfinite(d):  # 0-d: strong's test
+                p = g * d
+                return p if type(p) in _NUMPY_SCALARS else NumpyBackend.sum_to(p, like)  # (a 0-d p needs no sum)
+        elif kind is np.ndarray and (d.dtype.kind != "f" or _isfinite(
+                sum(d.ravel().tolist()) if d.size <= 16 else _add_reduce(d, axis=None))):  # (strong's, for arrays)
+            return NumpyBackend.sum_to(g * d, like)
         return NumpyBackend.sum_to(NumpyBackend.strong(g, d), like)
 
     @staticmethod
