@@ -25,10 +25,11 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from harness import JsonWorker, instructions_per_call
 
 LENGTHS = (4, 16, 32, 64, 128)  # L: steps of the chain (2 L primitives)
 CONTENDERS = ("engine", "torch", "autograd")
@@ -133,24 +134,11 @@ def worker(name: str, clock_name: str, calls: int | None = None, length: int = 1
 
 
 def count_instructions(name: str, L: int = 128) -> float | None:
-    """Instructions per primitive of contender ``name`` (valgrind's cachegrind, which counts what the CPU executes,
-    whatever the machine's load or speed): a process making 30 calls minus one making 10, over 20 calls of 2 L
-    primitives. None if the contender is not installed. One thread for BLAS and OpenMP (idle pool threads spin
-    under valgrind and would be counted)."""
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "PYTHONHASHSEED": "0"}
-    counts = []
-    for calls in (10, 30):
-        proc = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-                               sys.executable, str(Path(__file__).resolve()), "--calls", str(calls), "--worker", name,
-                               "--length", str(L)], capture_output=True, text=True, env=env)
-        if "unavailable" in proc.stdout:
-            return None
-        refs = [line for line in proc.stderr.splitlines() if "I refs" in line or "I   refs" in line]
-        if proc.returncode or not refs:
-            raise SystemExit(f"valgrind on {name} failed (status {proc.returncode}):\n{proc.stderr[-2000:]}")
-        counts.append(int(refs[-1].split()[-1].replace(",", "")))
-    return (counts[1] - counts[0]) / 20 / (2 * L)
+    """Instructions per primitive of contender ``name`` (``harness.instructions_per_call``, one thread, 30 calls
+    minus 10, over the chain's 2 L primitives); None if the contender is not installed."""
+    per_call = instructions_per_call(lambda n: [str(Path(__file__).resolve()), "--calls", str(n), "--worker", name,
+                                                "--length", str(L)], name)
+    return None if per_call is None else per_call / (2 * L)
 
 
 def fit(medians: dict) -> tuple[float, float]:
@@ -161,29 +149,13 @@ def fit(medians: dict) -> tuple[float, float]:
     return float(slope), float(intercept)
 
 
-class Worker:
-    def __init__(self, name: str, clock: str):
-        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker", name, "--clock",
-                                      clock], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-
-    def ask(self, **cmd) -> dict:
-        if cmd:
-            self.proc.stdin.write(json.dumps(cmd) + "\n")
-            self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise SystemExit(f"a worker exited (status {self.proc.wait()}); its error is above")
-        return json.loads(line)
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-        self.proc.wait()
+def start_worker(name: str, clock: str) -> JsonWorker:
+    return JsonWorker([sys.executable, str(Path(__file__).resolve()), "--worker", name, "--clock", clock], name)
 
 
 def measure(names: list, rounds: int, min_time: float, clock: str) -> dict:
     """{name: {L: [seconds per call, one per round]}}, the contenders sampled in turn (see the module docstring)."""
-    workers = {name: Worker(name, clock) for name in names}
+    workers = {name: start_worker(name, clock) for name in names}
     try:
         for name in list(workers):
             msg = workers[name].ask()

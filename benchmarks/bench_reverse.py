@@ -104,7 +104,6 @@ import platform  # noqa: E402
 import resource  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from dataclasses import asdict, dataclass  # noqa: E402
@@ -117,6 +116,7 @@ sys.path.insert(0, str(HERE))
 import diffsuite as ds  # noqa: E402
 from diffsuite.study.memory import peak_bytes  # noqa: E402
 from handwritten import HandwrittenMLP  # noqa: E402
+from harness import JsonWorker, instructions_per_call  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -383,35 +383,15 @@ def worker(case_json: str, name: str):
             return
 
 
-class Contender:
+class Contender(JsonWorker):
     """The parent's handle on one worker process."""
 
     def __init__(self, case: Case, name: str, env: dict | None = None, label: str | None = None):
-        self.name = label or name
         argv = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(asdict(case)), name,
                 "--clock", ARGS.clock, "--malloc", ARGS.malloc]
         if ARGS.threads is not None:
             argv += ["--threads", str(ARGS.threads)]
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     env={**os.environ, **(env or {})})
-
-    def ask(self, **cmd) -> dict:
-        if cmd:
-            self.proc.stdin.write(json.dumps(cmd) + "\n")
-            self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise SystemExit(f"the {self.name} worker exited (status {self.proc.wait()}); its error is above")
-        return json.loads(line)
-
-    def close(self):
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.write(json.dumps({"op": "quit"}) + "\n")
-                self.proc.stdin.close()
-            except BrokenPipeError:
-                pass
-        self.proc.wait()
+        super().__init__(argv, label or name, env, quit={"op": "quit"})
 
 
 def check(case: Case, workers: dict, tmp: Path) -> float:
@@ -601,24 +581,10 @@ def run(cases, devices, rounds, min_time, only=None):
 
 
 def count_instructions(case: Case, name: str) -> float | None:
-    """Instructions per call of contender ``name`` on ``case`` (cachegrind, which counts what the CPU executes,
-    whatever the machine's load): a process making 30 calls minus one making 10, over 20. One BLAS and OpenMP
-    thread (idle pool threads spin under valgrind and would be counted). None if the contender is not installed."""
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "PYTHONHASHSEED": "0"}
-    counts = []
-    for calls in (10, 30):
-        proc = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-                               sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(asdict(case)),
-                               name, "--threads", "1", "--calls", str(calls)], capture_output=True, text=True, env=env)
-        if "unavailable" in proc.stdout:
-            return None
-        refs = [line for line in proc.stderr.splitlines() if "I" in line and "refs" in line]
-        if proc.returncode or not refs:
-            raise SystemExit(f"valgrind on {name} ({case.label}) failed (status {proc.returncode}):\n"
-                             f"{proc.stderr[-2000:]}")
-        counts.append(int(refs[-1].split()[-1].replace(",", "")))
-    return (counts[1] - counts[0]) / 20
+    """Instructions per call of contender ``name`` on ``case`` (``harness.instructions_per_call``: one thread,
+    30 calls minus 10); None if the contender is not installed."""
+    return instructions_per_call(lambda n: [str(Path(__file__).resolve()), "--worker", json.dumps(asdict(case)), name,
+                                            "--threads", "1", "--calls", str(n)], f"{name} ({case.label})")
 
 
 def instruction_table(cases, only=None) -> list[tuple]:
