@@ -269,10 +269,7 @@ def test_a_numpy_scalar_cotangent_passes_sum_to_unchanged():
 def test_a_0d_parameter_is_held_as_a_numpy_scalar_of_the_backend_dtype(dtype):
     B = load_backend("numpy", dtype=dtype)
     leaf = B.leaf(np.array(0.3))
-    # (float32 on numpy 1.x stays a 0-d array: its scalars promote with Python floats to float64, 0-d arrays do not)
-    numpy2 = int(np.__version__.split(".")[0]) >= 2
-    expected = np.dtype(dtype).type if dtype == "float64" or numpy2 else np.ndarray
-    assert type(leaf) is expected and leaf.dtype == dtype and leaf == np.dtype(dtype).type(0.3)
+    assert type(leaf) is np.dtype(dtype).type and leaf == np.dtype(dtype).type(0.3)
     assert type(B.leaf(np.ones(3))) is np.ndarray and B.leaf(np.ones(3)).dtype == dtype  # arrays stay arrays
 
 

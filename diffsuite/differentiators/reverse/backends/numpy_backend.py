@@ -12,8 +12,7 @@ _add_reduce, _max_reduce, _min_reduce = np.add.reduce, np.maximum.reduce, np.min
 _isfinite = math.isfinite
 # numpy's scalar types (a 0-d operation's result): their shape is () without asking (``.shape`` on one costs more
 # than the rest of ``sum_to``)
-_NUMPY_SCALARS = frozenset(np.sctypeDict.values()) if hasattr(np, "sctypeDict") else frozenset()
-_NEP50 = int(np.__version__.split(".")[0]) >= 2  # numpy scalars promote as 0-d arrays do
+_NUMPY_SCALARS = frozenset(np.sctypeDict.values())
 _UINT_OF_SIZE = {4: np.uint32, 8: np.uint64}  # an unsigned integer as wide as float32 / float64
 
 
@@ -46,12 +45,10 @@ class NumpyBackend:
         """A parameter as the tape holds it: ``asarray(x)``, a 0-d array as numpy's scalar of its dtype. That is
         the type numpy's own 0-d operations return, and its arithmetic (numpy's scalar math) skips the ufunc
         machinery: ``g * w`` costs 0.1 us with a scalar ``w`` against 0.7 us with a 0-d array, the same IEEE
-        operation. (A chain of 0-d primitives on 0-d parameters paid that in most of its products.)
-
-        float32 stays a 0-d array on numpy 1.x, whose value-based casting promotes a float32 scalar with a Python
-        float to float64 but not a 0-d array (numpy 2 treats the two alike, NEP 50)."""
+        operation, and the same promotion (NEP 50, numpy >= 2). (A chain of 0-d primitives on 0-d parameters paid
+        that in most of its products.)"""
         a = self.asarray(x)
-        return a[()] if not a.ndim and (a.dtype == np.float64 or _NEP50) else a
+        return a[()] if not a.ndim else a
 
     def constant(self, x):
         """Convert a constant met inside a traced function; Python numbers stay numbers (dtype-neutral)."""
@@ -339,16 +336,11 @@ class NumpyBackend:
 
     @staticmethod
     def strong_to(g, d, like):
-        """``sum_to(strong(g, d), like)``: mul's VJPs. One call instead of two, which is most of a 0-d VJP's cost
-        (strong's finiteness tests inlined: a frame less for small arrays too)."""
+        """``sum_to(strong(g, d), like)``: mul's VJPs. One call instead of two, which is most of a 0-d VJP's cost."""
         kind = type(d)
-        if kind in _NUMPY_SCALARS or kind is np.ndarray and not d.ndim:
-            if _isfinite(d):  # 0-d: strong's test
-                p = g * d
-                return p if type(p) in _NUMPY_SCALARS else NumpyBackend.sum_to(p, like)  # (a 0-d p needs no sum)
-        elif kind is np.ndarray and (d.dtype.kind != "f" or _isfinite(
-                sum(d.ravel().tolist()) if d.size <= 16 else _add_reduce(d, axis=None))):  # (strong's, for arrays)
-            return NumpyBackend.sum_to(g * d, like)
+        if (kind in _NUMPY_SCALARS or kind is np.ndarray and not d.ndim) and _isfinite(d):  # 0-d: strong's test
+            p = g * d
+            return p if type(p) in _NUMPY_SCALARS else NumpyBackend.sum_to(p, like)  # (a 0-d p needs no sum)
         return NumpyBackend.sum_to(NumpyBackend.strong(g, d), like)
 
     @staticmethod
