@@ -1,0 +1,105 @@
+"""Where the reverse engine's time goes beyond the hand-written code's on one net: its compiled plan alone, theta's
+finiteness check at several places in it, and the whole call (a diagnostic, in one process; not the user's conditions).
+
+    python benchmarks/bench_theta_check.py            # [784,128,128,10] b64 relu, 600 rounds
+    python benchmarks/bench_theta_check.py --net 3 --rounds 200
+
+Contenders, all in this process on the same theta: ``hand`` (benchmarks/handwritten.py), ``engine`` (the whole
+``value_and_grad`` call), ``plan`` (the gradient buffer, theta's blocks as views and the engine's compiled plan,
+without the check), and the plan with the check (``np.einsum("i->", theta)``, as the engine's fast path) inserted
+``first``, ``after_matmul`` (the first layer's product), ``after_bias`` (its bias), ``end`` (after the backward
+pass). Each round times every contender once (three calls), in a shuffled order, so that what ran before a sample
+(which decides what is in the caches) is the same for all on average. Reported: the median over the rounds of a
+contender's sample over ``hand``'s sample in the same round, and the middle half of those ratios.
+
+bench_reverse.py gives the user's figure (a process per contender, wall clock); this one says which part of the
+engine's call makes the difference.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import inspect
+import math
+import os
+import random
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_reverse import CASES, make_problem  # noqa: E402
+from handwritten import HandwrittenMLP  # noqa: E402
+
+from diffsuite.differentiators.reverse import Reverse  # noqa: E402
+
+
+def plan_variants(plan, theta) -> dict:
+    """``run_into`` of the compiled plan, and copies with the check inserted at each place (by the plan's source)."""
+    lines = ("def run_into" + plan.source.split("\ndef run_into", 1)[1]).split("\n")
+    first_matmul = next(i for i, line in enumerate(lines) if "= F0(" in line)
+    places = {"first": 1, "after_matmul": first_matmul + 1, "after_bias": first_matmul + 3,
+              "end": max(i for i, line in enumerate(lines) if line.lstrip().startswith("return"))}
+    run_into = plan._runs[1]
+    variants = {"plan": run_into}
+    for name, at in places.items():
+        code = lines[:at] + ["    if not _isfinite(_einsum('i->', _THETA)): raise ValueError('theta is not finite')"] \
+            + lines[at:]
+        names = dict(run_into.__globals__, _isfinite=math.isfinite, _einsum=np.einsum, _THETA=theta)
+        exec("\n".join(code), names)
+        variants[name] = names["run_into"]
+    return variants
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--net", type=int, default=2, help="row of bench_reverse's table (default 2: [784,128,128,10] b64)")
+    p.add_argument("--rounds", type=int, default=600, help="rounds (default 600)")
+    args = p.parse_args(argv)
+    case = CASES[args.net]
+    obj, theta, X, T = make_problem(case)
+    engine = Reverse(dtype=case.dtype).value_and_grad(obj)
+    engine(theta)  # the first call records the tape and compiles the plan
+    plan = inspect.getclosurevars(engine).nonlocals["plan"][0]
+    if plan is None:
+        raise SystemExit(f"{case.label}: the engine made no plan for this objective")
+    hand = HandwrittenMLP(case.layers, case.activation, case.output_activation, case.loss, X, T, case.dtype)
+    B = Reverse(dtype=case.dtype).load()
+    layout = list(obj.model.layout.items())
+    sizes = [b - a for _, (a, b, _) in layout]
+    shapes = [shape if len(shape) != 1 else None for _, (_, _, shape) in layout]
+    flat = B.asarray(theta)
+
+    def with_buffers(run):
+        def call():
+            grad = B.empty(obj.n_params)
+            return run(B, B.split(flat, sizes, shapes), B.split(grad, sizes, shapes))
+        return call
+
+    fns = {"hand": lambda: hand.value_and_grad(theta), "engine": lambda: engine(theta)}
+    fns.update({name: with_buffers(run) for name, run in plan_variants(plan, flat).items()})
+    for fn in fns.values():
+        fn()
+    samples: dict = {name: [] for name in fns}
+    order = list(fns)
+    for _ in range(args.rounds):
+        random.shuffle(order)
+        for name in order:
+            fn = fns[name]
+            gc.disable()
+            t = time.perf_counter()
+            fn(), fn(), fn()
+            samples[name].append((time.perf_counter() - t) / 3)
+            gc.enable()
+    print(f"# {case.label}: {args.rounds} rounds in one process, shuffled; ratios paired with hand's sample of the round")
+    print(f"{'contender':14s} {'median us':>10s}  {'/hand':>6s}  (middle half)")
+    for name, s in samples.items():
+        ratios = [a / b for a, b in zip(s, samples["hand"])]
+        q1, q2, q3 = statistics.quantiles(ratios, n=4)
+        print(f"{name:14s} {statistics.median(s) * 1e6:10.1f}  {q2:6.3f}  ({q1:.3f}-{q3:.3f})")
+
+
+if __name__ == "__main__":
+    main()
