@@ -3,9 +3,10 @@ finiteness check at several places in it, and the whole call (a diagnostic, in o
 
     python benchmarks/bench_theta_check.py            # [784,128,128,10] b64 relu, 600 rounds
     python benchmarks/bench_theta_check.py --net 3 --rounds 200
+    python benchmarks/bench_theta_check.py --own-theta   # the hand-written code on a copy of theta
 
-Contenders, all in this process on the same theta: ``hand`` (benchmarks/handwritten.py), ``engine`` (the whole
-``value_and_grad`` call), ``plan`` (the gradient buffer, theta's blocks as views and the engine's compiled plan,
+Contenders, all in this process on the same theta (``--own-theta``: the hand-written code on a copy): ``hand``
+(benchmarks/handwritten.py), ``engine`` (the whole ``value_and_grad`` call), ``plan`` (the gradient buffer, theta's blocks as views and the engine's compiled plan,
 without the check), and the plan with the check (``np.einsum("i->", theta)``, as the engine's fast path) inserted
 ``first``, ``after_matmul`` (the first layer's product), ``after_bias`` (its bias), ``end`` (after the backward
 pass). Each round times every contender once (three calls), in a shuffled order, so that what ran before a sample
@@ -57,6 +58,8 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--net", type=int, default=2, help="row of bench_reverse's table (default 2: [784,128,128,10] b64)")
     p.add_argument("--rounds", type=int, default=600, help="rounds (default 600)")
+    p.add_argument("--own-theta", action="store_true",
+                   help="the hand-written code on its own copy of theta, so that its reads cannot warm the engine's check")
     args = p.parse_args(argv)
     case = CASES[args.net]
     obj, theta, X, T = make_problem(case)
@@ -78,7 +81,8 @@ def main(argv=None) -> None:
             return run(B, B.split(flat, sizes, shapes), B.split(grad, sizes, shapes))
         return call
 
-    fns = {"hand": lambda: hand.value_and_grad(theta), "engine": lambda: engine(theta)}
+    theta_hand = theta.copy() if args.own_theta else theta
+    fns = {"hand": lambda: hand.value_and_grad(theta_hand), "engine": lambda: engine(theta)}
     fns.update({name: with_buffers(run) for name, run in plan_variants(plan, flat).items()})
     for fn in fns.values():
         fn()
