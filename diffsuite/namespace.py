@@ -59,7 +59,8 @@ FUNCTIONS: dict[str, tuple[str, str]] = {
     "min": ("np.min(x, axis, keepdims)", "ties: the gradient goes to the first minimal entry"),
     "var": ("np.var(x, axis, ddof, keepdims)", "smooth"),
     "std": ("np.std(x, axis, ddof, keepdims)", "gradient 0 where std = 0"),
-    "norm": ("np.linalg.norm(x, axis=axis, keepdims) (2-norm)", "gradient 0 at x = 0"),
+    "norm": ("np.linalg.norm(x, axis=axis, keepdims=keepdims, ord=ord): vectors ord None/2/1/inf/-inf, matrices "
+             "None/'fro'/1/-1/inf/-inf", "2-norm: gradient 0 at x = 0; abs, max, min: their own rules"),
     "cumsum": ("np.cumsum(x, axis)", "smooth"),
     "logsumexp": ("scipy.special.logsumexp(x, axis, keepdims)", "smooth (a primitive: no overflow)"),
     # structure
@@ -147,9 +148,51 @@ def _clip(x, lo, hi):
     return np.minimum(np.maximum(x, lo), hi)
 
 
-def _norm(x, axis=None, keepdims=False):
-    x = np.asarray(x)
-    return np.sqrt(np.sum(x * x, axis=axis, keepdims=keepdims))
+_VECTOR_ORDS = (None, 2, 1, math.inf, -math.inf)
+_MATRIX_ORDS = (None, "fro", 1, -1, math.inf, -math.inf)
+
+
+def linalg_norm(ns: Any, x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> Any:
+    """``np.linalg.norm(x, ord, axis, keepdims)``, composed of ``ns``'s own ``sum abs max min reshape _sqrt0``, so that
+    every namespace differentiates it by its own rules (and a kink tracker sees its kinks). The orders without an SVD
+    or a root other than sqrt: vectors ``None, 2`` (sqrt of the sum of squares; gradient 0 at 0), ``1``, ``inf``,
+    ``-inf``; matrices ``None``/``'fro'``, ``1``, ``-1``, ``inf``, ``-inf``. Others raise NotImplementedError."""
+    shape = np.shape(x)
+    ndim = len(shape)
+    if axis is None and ord is None:  # numpy: the 2-norm of all entries, whatever ndim
+        return ns._sqrt0(ns.sum(x * x, axis=None, keepdims=keepdims))
+    if axis is None:
+        if ndim not in (1, 2):
+            raise ValueError(f"norm with ord={ord!r} and no axis needs a vector or a matrix; got shape {shape}. "
+                             "Give axis= (an int for vector norms, a pair for matrix norms).")
+        axis = tuple(range(ndim))
+    axes = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+    normalize_axes(axes, ndim, "norm")  # (the range check and its message)
+    axes = tuple(int(a) % ndim for a in axes)  # in the caller's order: a matrix norm's (rows, columns)
+    if len(axes) == 2 and axes[0] == axes[1]:
+        raise ValueError(f"norm: the two axes of a matrix norm must differ; got axis={axis!r}")
+    if len(axes) == 1:
+        if ord not in _VECTOR_ORDS:
+            raise NotImplementedError(
+                f"xp.norm computes the vector norms ord=None, 2, 1, inf and -inf; got ord={ord!r}. Write others with "
+                "xp.sum, xp.abs and ** (their gradient at 0 needs a convention of yours).")
+        if ord in (None, 2):
+            return ns._sqrt0(ns.sum(x * x, axis=axes, keepdims=keepdims))
+        if ord == 1:
+            return ns.sum(ns.abs(x), axis=axes, keepdims=keepdims)
+        return (ns.max if ord > 0 else ns.min)(ns.abs(x), axis=axes[0], keepdims=keepdims)
+    if len(axes) != 2:
+        raise ValueError(f"norm takes one axis (a vector norm) or two (a matrix norm); got axis={axis!r}")
+    if ord not in _MATRIX_ORDS:
+        raise NotImplementedError(
+            f"xp.norm computes the matrix norms ord=None/'fro', 1, -1, inf and -inf; got ord={ord!r} (2, -2 and "
+            "'nuc' need singular values, which the namespace has no rule for).")
+    if ord in (None, "fro"):
+        return ns._sqrt0(ns.sum(x * x, axis=axes, keepdims=keepdims))
+    rows, cols = axes  # 1 / -1: the largest / smallest column sum of |x|; inf / -inf: row sums
+    summed, extreme = (rows, cols) if abs(ord) == 1 else (cols, rows)
+    out = (ns.max if ord > 0 else ns.min)(ns.sum(ns.abs(x), axis=summed, keepdims=True), axis=extreme, keepdims=True)
+    return out if keepdims else ns.reshape(out, tuple(n for a, n in enumerate(shape) if a not in axes))
 
 
 def _pad(x, pad_width, constant_values=0.0):
@@ -204,7 +247,8 @@ class NumpyNamespace:
     min = staticmethod(np.min)
     var = staticmethod(_var)
     std = staticmethod(_std)
-    norm = staticmethod(_norm)
+    norm = staticmethod(lambda x, axis=None, keepdims=False, ord=None: linalg_norm(NUMPY, x, ord, axis, keepdims))
+    _sqrt0 = staticmethod(np.sqrt)  # (the 2-norm's last step; values only here)
     cumsum = staticmethod(np.cumsum)
     logsumexp = staticmethod(_logsumexp)
     reshape = staticmethod(np.reshape)
@@ -319,10 +363,7 @@ class Composites:
         return self._sqrt0(self.var(x, axis=axis, ddof=ddof, keepdims=keepdims))  # gradient 0 where std = 0
 
     def norm(self, x, axis=None, keepdims=False, ord=None):
-        if ord not in (None, 2, "fro"):
-            raise NotImplementedError(f"xp.norm computes the 2-norm (ord=None); got ord={ord!r}. Write other norms "
-                                      "with xp.sum, xp.abs and xp.max")
-        return self._sqrt0(self.sum(x * x, axis=axis, keepdims=keepdims))  # gradient 0 at x = 0, like abs
+        return linalg_norm(self, x, ord, axis, keepdims)  # the 2-norm's gradient is 0 at x = 0, like abs's
 
     def moveaxis(self, x, source, destination):
         ndim = len(np.shape(x))
@@ -425,8 +466,20 @@ def dispatch_ufunc(xp: Any, kind: str, ufunc, method: str, inputs: tuple, kwargs
                     " (the xp your function receives; docs/language.md lists them).")
 
 
+# numpy functions whose arguments differ from the xp function of the same name: (name, numpy's call -> xp's call)
+_NUMPY_SIGNATURES = {
+    np.linalg.norm: ("norm", lambda xp, x, ord=None, axis=None, keepdims=False:
+                     xp.norm(x, axis=axis, keepdims=keepdims, ord=ord)),
+    np.linalg.trace: ("trace", lambda xp, x, offset=0, dtype=None:  # (the last two axes, not the first two)
+                      xp.trace(x, offset=offset, axis1=-2, axis2=-1)),
+}
+
+
 def dispatch_function(xp: Any, kind: str, func, args: tuple, kwargs: dict) -> Any:
     """``np.<func>(traced, ...)`` (NEP 18) through ``xp.<func>`` when the namespace has it, else a TypeError."""
+    if func in _NUMPY_SIGNATURES:
+        name, call = _NUMPY_SIGNATURES[func]
+        return call(xp, *args, **kwargs)
     name = getattr(func, "__name__", str(func))
     name = {"amax": "max", "amin": "min"}.get(name, name)
     if name in ("shape", "ndim", "size") and len(args) == 1 and not kwargs:

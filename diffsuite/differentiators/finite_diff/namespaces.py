@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ...namespace import NAMESPACE_FUNCTIONS, NUMPY, unknown_name_error
+from ...namespace import NAMESPACE_FUNCTIONS, NUMPY, linalg_norm, unknown_name_error
 
 
 def _complex_sigmoid(z):
@@ -176,7 +176,8 @@ class ComplexNamespace:
     min = staticmethod(lambda x, axis=None, keepdims=False: _complex_extreme(x, axis, keepdims, False))
     var = staticmethod(_complex_var)
     std = staticmethod(lambda x, axis=None, ddof=0, keepdims=False: _sqrt0(_complex_var(x, axis, ddof, keepdims)))
-    norm = staticmethod(lambda x, axis=None, keepdims=False: _sqrt0(np.sum(x * x, axis=axis, keepdims=keepdims)))
+    norm = staticmethod(lambda x, axis=None, keepdims=False, ord=None: linalg_norm(COMPLEX, x, ord, axis, keepdims))
+    _sqrt0 = staticmethod(_sqrt0)
     # structure and linear algebra: numpy's own (linear, and no conjugation anywhere: einsum, dot, tensordot)
     for _name in ("square", "cumsum", "transpose", "moveaxis", "expand_dims", "squeeze", "broadcast_to",
                   "concatenate", "stack", "split", "tile", "repeat", "pad", "matmul", "dot", "tensordot", "einsum",
@@ -206,7 +207,7 @@ class KinkTracker:
 
     def __init__(self, base: Any = NUMPY):
         for fname in NAMESPACE_FUNCTIONS:
-            if fname not in KINK_OPS:  # the kink ops are this class's methods, which record and delegate
+            if fname not in KINK_OPS and fname != "norm":  # the kink ops are this class's methods: they record
                 setattr(self, fname, getattr(base, fname))
         self.base, self.complex = base, base is COMPLEX
         self.name = f"{base.name}+kinks"
@@ -278,6 +279,11 @@ class KinkTracker:
             moved = (np.imag(np.asarray(y)) != 0) | (np.imag(np.asarray(x)) != 0)
             self._tie = bool(np.any(origin & moved))
         return self.base.arctan2(y, x)
+
+    def norm(self, x, axis=None, keepdims=False, ord=None):
+        return linalg_norm(self, x, ord, axis, keepdims)  # through this tracker: its abs/max/min are watched
+
+    _sqrt0 = property(lambda self: self.base._sqrt0)
 
     def max(self, x, axis=None, keepdims=False):
         return self._extreme(x, axis, keepdims, True)

@@ -208,7 +208,7 @@ class Forward:
                 value, H = over_forward(B, fn, structure, eye, (n,), args, stats, k)
             else:
                 rows = []
-                for start in range(0, n, k):
+                for start in range(0, max(n, 1), k):  # (n = 0: one pass with no direction, for the value)
                     value, rows_k = over_reverse(B, fn, structure, basis(B, structure, start, min(n, start + k)),
                                                  (min(n, start + k) - start,), args, stats)
                     rows.append(rows_k)

@@ -24,7 +24,6 @@ class Dual(Traced):
     .T reverses all axes, .mT swaps the last two."""
 
     __slots__ = ("primal", "tangent", "tape")
-    __array_ufunc__ = None  # numpy defers to our reflected operators: ndarray @ Dual -> Dual.__rmatmul__
     _carries = "derivative"
 
     def __init__(self, primal: Any, tangent: Any, trace: "ForwardTrace"):

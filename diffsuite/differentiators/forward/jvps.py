@@ -138,7 +138,7 @@ def pow_jvp(B, ts, out, x, y):
     tx, ty = _align(B, ts[0], x, n), _align(B, ts[1], y, n)
     # (x ** (y - 1), not B.power: a lifted backend, as forward-over-forward runs this rule on, has no power of an
     # array exponent; the operator records pow there)
-    dx = None if tx is None else B.strong(tx, B.where(y == 0, 0.0, y * x ** (y - 1.0)))
+    dx = None if tx is None else B.strong(tx, B.where(y == 0, 0.0, y * x ** (B.where(y == 0, 1.0, y) - 1.0)))
     dy = None if ty is None else B.strong(ty, B.where(x == 0, 0.0, out * B.log(B.where(x == 0, 1.0, x))))
     return _fit(B, _add(dx, dy), out)
 

@@ -18,7 +18,7 @@ import numpy as np
 from ...structure import Structure, output_value
 from ..base import WithStats, scalar_check, structured
 from .lifted import LiftedBackend
-from .tape import Tape, TapeNamespace, Var
+from .tape import Tape, TapeNamespace, Var, _foreign_tape
 
 def lifted_over_tape(tape: Tape) -> LiftedBackend:
     """A backend whose arrays are ``tape``'s Vars: a tape on it records its backward pass on ``tape``."""
@@ -41,10 +41,22 @@ def _gradients(tape: Tape, out: Any, wrt: list, who: str) -> tuple[list, int]:
     """The backward pass of scalar ``out``: (one gradient per ``wrt``, VJPs evaluated)."""
     B = tape.backend
     if type(out) is not Var or out.tape is not tape:
+        if type(out) is Var and not _outer(B, out):
+            raise _foreign_tape()  # a value kept from an earlier call, not a constant of an enclosing one
         scalar_check(np.shape(_raw(out)), who)
         return [B.zeros_like(v.value) for v in wrt], 0
     scalar_check(tuple(out.shape), who)
     return tape.backward(out, wrt)
+
+
+def _outer(B: Any, v: Var) -> bool:
+    """Whether ``v`` belongs to a tape that backend ``B`` records on (a constant here, as the outer level's values
+    are), walking down nested lifted backends."""
+    while isinstance(B, LiftedBackend):
+        if B.owns(v):
+            return True
+        B = B.inner
+    return False
 
 
 def _who(f: Callable) -> str:

@@ -227,10 +227,10 @@ class LiftedBackend:
         return self.where(bad, 0.0, g / self.where(bad, 1.0, d))
 
     def power(self, x, y):
-        """x ** y: a constant exponent records ``power`` (its parameter), a traced one ``pow``."""
+        """x ** y: a constant scalar exponent records ``power`` (its parameter), a traced or array one ``pow``."""
         if not (self.owns(x) or self.owns(y)):
             return self.inner.power(x, y)
-        if self.owns(y):
+        if self.owns(y) or np.ndim(y) != 0:  # (power's rules branch on p: a scalar only)
             return self._op(OPS["pow"], x, y)
         return self._op(OPS["power"], x, p=y)
 
@@ -273,6 +273,8 @@ class LiftedBackend:
         if not self.owns(x):
             return self.inner.prod_of_others(x, axis)
         shape = tuple(self.raw(x).shape)
+        if 0 in shape:  # no entries: nothing to multiply, a constant
+            return self.inner.ones_like(self.raw(x)) * 0.0
         if axis is None:
             return self.reshape(self.prod_of_others(self.reshape(x, (-1,)), 0), shape)
         axis %= len(shape)

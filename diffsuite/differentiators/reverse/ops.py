@@ -165,8 +165,9 @@ POWER = defop("power", lambda B, x, *, p: x ** p, power_vjp, saves=("x",))
 
 
 def _pow_vjp_x(B, g, out, x, y):
-    # y x^(y-1); y == 0 gives 0 even at x == 0 (x^0 is constant), where y * x ** -1 would be 0 * inf
-    return B.sum_to(B.strong(g, B.where(y == 0, 0.0, y * B.power(x, y - 1.0))), x)
+    # y x^(y-1); y == 0 gives 0 even at x == 0 (x^0 is constant), where y * x ** -1 would be 0 * inf: such entries
+    # take the exponent 0 instead (no inf, no warning), and the where puts their 0
+    return B.sum_to(B.strong(g, B.where(y == 0, 0.0, y * B.power(x, B.where(y == 0, 1.0, y) - 1.0))), x)
 
 
 def _pow_vjp_y(B, g, out, x, y):
@@ -219,7 +220,7 @@ SUM = defop("sum", lambda B, x, *, axis=None, keepdims=False: B.sum(x, axis=axis
             saves=("x.shape",))
 MEAN = defop("mean", lambda B, x, *, axis=None, keepdims=False: B.mean(x, axis=axis, keepdims=keepdims),
              lambda B, g, out, x, *, axis=None, keepdims=False:  # (g has the output's shape and size)
-             B.expand_to(g, x, axis, keepdims) * (B.numel(g) / _numel(shape_of(x))),
+             B.expand_to(g, x, axis, keepdims) * (B.numel(g) / max(_numel(shape_of(x)), 1)),  # (no entries: empty)
              saves=("x.shape",))
 
 

@@ -84,6 +84,22 @@ class Traced:
     def __ne__(self, o): return self._raw(self) != self._raw(o)
     __hash__ = object.__hash__  # (== is elementwise, as numpy's; identity hashing stays)
 
+    # numpy's functions on traced values (NEP 13 / 18): the same rules through the namespace, or an error
+    # naming xp.<f>. (ndarray @ Var reaches __array_ufunc__ as np.matmul: recorded like Var.__rmatmul__.)
+    # A comparison (ndarray > var reaches here as np.greater) is answered on the values, as the operators above
+    # answer it: handing it back to an operator would send it to numpy again, and round again.
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if method == "__call__" and not kwargs and len(inputs) == 2:
+            op = _UFUNC_OPS.get(ufunc)
+            if op is not None:
+                return self.tape.binary(op, *inputs)
+            if ufunc in _COMPARISONS:
+                return ufunc(*(self._raw(x) for x in inputs))
+        return dispatch_ufunc(self._namespace(self.tape), "traced", ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        return dispatch_function(self._namespace(self.tape), "traced", func, args, kwargs)
+
     # ``tensor @ var`` (the first layer on torch: data @ W) and ``tensor * var`` (targets * outputs): torch's
     # operator would try the op, raise a TypeError and catch it before Python falls back to our reflected
     # method, about 28 us per op. Declaring torch's function protocol makes torch hand the operator over at once.
@@ -134,18 +150,6 @@ class Var(Traced):
 
     __slots__ = ("value", "index", "tape")
 
-    # numpy's functions on traced values (NEP 13 / 18): the same rules through the namespace, or an error
-    # naming xp.<f>. (ndarray @ Var reaches __array_ufunc__ as np.matmul: recorded like Var.__rmatmul__.)
-    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        if method == "__call__" and not kwargs and len(inputs) == 2:
-            op = _UFUNC_OPS.get(ufunc)
-            if op is not None:
-                return self.tape.binary(op, *inputs)
-        return dispatch_ufunc(TapeNamespace(self.tape), "traced", ufunc, method, inputs, kwargs)
-
-    def __array_function__(self, func, types, args, kwargs):
-        return dispatch_function(TapeNamespace(self.tape), "traced", func, args, kwargs)
-
     def __init__(self, value: Any, index: int, tape: "Tape"):
         self.value = value
         self.index = index
@@ -168,6 +172,7 @@ class Var(Traced):
 
 # numpy's operator ufuncs (ndarray <op> Var reaches Var.__array_ufunc__) -> the primitive, without the dispatch layer
 _UFUNC_OPS = {np.add: ADD, np.subtract: SUB, np.multiply: MUL, np.true_divide: DIV, np.matmul: MATMUL}
+_COMPARISONS = frozenset((np.greater, np.greater_equal, np.less, np.less_equal, np.equal, np.not_equal))
 
 # torch's name for ``tensor <op> var`` -> the Var method that records it
 _TORCH_REFLECTED = {"add": "__radd__", "sub": "__rsub__", "mul": "__rmul__", "div": "__rtruediv__",
@@ -331,6 +336,8 @@ class Tape:
 
         Each VJP is called as ``vjp(B, g, out, *saved, **params)`` with the record's kept values (see ``Tape``).
         """
+        if output.tape is not self:  # a value kept from an earlier call: its index means nothing here
+            raise _foreign_tape()
         B, records = self.backend, self.records
         cotangents: list[Any] = [None] * (output.index + 1)
         cotangents[output.index] = B.ones_like(output.value)

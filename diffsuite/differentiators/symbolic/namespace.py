@@ -378,7 +378,8 @@ def _axes_last(x, axis, who):
     axes = normalize_axes(axis, a.ndim, who)
     axes = tuple(range(a.ndim)) if axes is None else axes
     kept = [ax for ax in range(a.ndim) if ax not in axes]
-    moved = np.transpose(a, kept + list(axes)).reshape(tuple(a.shape[ax] for ax in kept) + (-1,))
+    moved = np.transpose(a, kept + list(axes)).reshape(tuple(a.shape[ax] for ax in kept)
+                                                       + (math.prod(a.shape[ax] for ax in axes),))  # (not -1: size 0)
     return moved, tuple(1 if ax in axes else a.shape[ax] for ax in range(a.ndim))
 
 
@@ -418,11 +419,11 @@ def _reduce_add(x, axis, keepdims):
     else:
         axes = tuple(ax % a.ndim for ax in ((axis,) if isinstance(axis, (int, np.integer)) else axis))
     kept = [ax for ax in range(a.ndim) if ax not in axes]
-    moved = np.transpose(a, kept + list(axes)).reshape(tuple(a.shape[ax] for ax in kept) + (-1,))
+    count = math.prod(a.shape[ax] for ax in axes)  # (explicit, not -1: a zero-size array has no inferable axis)
+    moved = np.transpose(a, kept + list(axes)).reshape(tuple(a.shape[ax] for ax in kept) + (count,))
     out = np.empty(moved.shape[:-1], dtype=object)
     for idx in np.ndindex(*out.shape):
         out[idx] = sp.Add(*moved[idx])
-    count = int(np.prod([a.shape[ax] for ax in axes]))
     if keepdims:
         out = out.reshape(tuple(1 if ax in axes else a.shape[ax] for ax in range(a.ndim)))
     return wrap(out), count

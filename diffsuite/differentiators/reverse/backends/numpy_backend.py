@@ -387,6 +387,8 @@ class NumpyBackend:
     def prod_of_others(x, axis):
         """For each entry, the product of the other entries along ``axis`` (all of them: None), without division."""
         x = np.asarray(x)
+        if x.size == 0:  # no entries: nothing to multiply (the scans below would make a length-1 axis)
+            return np.zeros_like(x)
         if axis is None:
             return NumpyBackend.prod_of_others(x.reshape(-1), 0).reshape(x.shape)
         m = np.moveaxis(x, axis, -1)

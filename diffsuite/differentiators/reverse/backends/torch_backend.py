@@ -440,6 +440,8 @@ class TorchBackend:
     @staticmethod
     def prod_of_others(x, axis):
         """For each entry, the product of the other entries along ``axis`` (all of them: None), without division."""
+        if x.numel() == 0:  # no entries: nothing to multiply (the scans below would make a length-1 axis)
+            return torch.zeros_like(x)
         if axis is None:
             return TorchBackend.prod_of_others(x.reshape(-1), 0).reshape(x.shape)
         m = x.movedim(axis, -1)

@@ -1,0 +1,202 @@
+"""Fixes from the eleventh session's review of the language and the engines (each test failed before its fix).
+
+Oracles: torch float64 autograd (norms), hand calculations written out here (comparisons, powers, shapes).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import diffsuite as ds
+
+ALL = ["reverse", "forward", "symbolic", "finite_diff"]
+TRACED = ["reverse", "forward"]
+
+
+# ----- numpy's operators and functions with a traced value on the right -----
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("expr, mask", [
+    ("np.float64(0) < x", [True, False]),
+    ("np.zeros(2) > x", [False, True]),
+    ("np.zeros(2) >= x", [False, True]),
+    ("np.zeros(2) <= x", [True, False]),
+    ("np.zeros(2) == x", [False, False]),
+    ("np.zeros(2) != x", [True, True]),
+    ("np.greater(0, x)", [False, True]),
+    ("np.greater(x, 0)", [True, False]),
+])
+def test_a_comparison_with_a_numpy_value_on_the_left_is_a_mask(name, expr, mask):
+    # sum(where(mask, x, 0)) has gradient 1 where the mask holds, 0 elsewhere
+    f = eval("lambda xp, x: xp.sum(xp.where(" + expr + ", x, 0.0))")
+    g = ds.get_differentiator(name).grad(f)(np.array([0.5, -1.0]))
+    np.testing.assert_allclose(g, np.array(mask, dtype=float), rtol=1e-9 if name == "finite_diff" else 0)
+
+
+@pytest.mark.parametrize("f, expected", [
+    (lambda xp, x: np.sum(np.exp(x)), lambda x: np.exp(x)),
+    (lambda xp, x: np.sum(x), lambda x: np.ones_like(x)),
+    (lambda xp, x: xp.sum(np.tanh(x)), lambda x: 1.0 - np.tanh(x) ** 2),
+    (lambda xp, x: xp.sum(np.maximum(x, 0.0)), lambda x: (x > 0).astype(float)),
+])
+def test_forward_mode_runs_numpy_functions_on_duals(f, expected):
+    x = np.array([0.5, -1.0])
+    np.testing.assert_allclose(ds.get_differentiator("forward").grad(f)(x), expected(x), rtol=1e-15)
+
+
+# ----- gradients the user owns -----
+@pytest.mark.parametrize("name", ALL)
+def test_gradient_leaves_never_share_memory(name):
+    D = ds.get_differentiator(name)
+    g = D.grad(lambda xp, p: xp.sum(p["a"] + p["b"]))({"a": np.ones(2), "b": np.ones(2)})
+    before = g["b"].copy()
+    g["a"] *= 0.1  # an optimizer step on one leaf
+    np.testing.assert_array_equal(g["b"], before)
+    g = D.grad(lambda xp, a, b, c: xp.sum(a + b + c), argnums=(0, 1, 2))(np.ones(2), np.ones(2), np.ones(2))
+    before = [g[1].copy(), g[2].copy()]
+    g[0][0] = 7.0
+    np.testing.assert_array_equal(g[1], before[0])
+    np.testing.assert_array_equal(g[2], before[1])
+    g = D.grad(lambda xp, p: xp.sum(xp.reshape(p[0], (4,)) + p[1]))([np.ones((2, 2)), np.ones(4)])
+    before = g[0].copy()
+    g[1][0] = 7.0
+    np.testing.assert_array_equal(g[0], before)
+
+
+def test_grad_leaves_copies_only_overlapping_arrays():
+    from diffsuite.differentiators.base import grad_leaves
+    flat = np.arange(6.0)
+    a, b = flat[:3], flat[3:]  # disjoint views of one buffer: kept as they are
+    out = grad_leaves([a, b, a.reshape(3, 1)])
+    assert out[0] is a and out[1] is b
+    assert not np.shares_memory(out[2], a)
+    np.testing.assert_array_equal(out[2], a.reshape(3, 1))
+
+
+# ----- norms as numpy computes them -----
+NORM_CASES = ([((4,), None, o) for o in (None, 2, 1, math.inf, -math.inf)]
+              + [((3, 4), None, o) for o in (None, "fro", 1, -1, math.inf, -math.inf)]
+              + [((3, 4), 0, o) for o in (None, 2, 1, math.inf, -math.inf)]
+              + [((2, 3, 4), (2, 0), o) for o in (None, "fro", 1, -1, math.inf, -math.inf)]
+              + [((2, 3, 4), None, None), ((2, 3, 4), -1, 1)])
+
+
+def _torch_norm_grad(x, ord, axis, keepdims, w):
+    torch = pytest.importorskip("torch")
+    t = torch.tensor(x, requires_grad=True)
+    if axis is None and ord is not None and x.ndim == 1:
+        n = torch.linalg.vector_norm(t, 2 if ord is None else ord)
+    else:
+        n = torch.linalg.norm(t, ord, axis, keepdims)
+    (n * torch.tensor(w)).sum().backward()
+    return float((n.detach() * torch.tensor(w)).sum()), t.grad.numpy()
+
+
+@pytest.mark.parametrize("shape, axis, ord", NORM_CASES)
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_norm_matches_numpy_and_torch(shape, axis, ord, keepdims):
+    x = np.random.default_rng(len(shape) + (0 if axis is None else 7)).normal(size=shape)
+    ref = np.linalg.norm(x, ord, axis, keepdims)
+    w = np.arange(1.0, np.size(ref) + 1.0).reshape(np.shape(ref))  # weights: every output entry counts
+    value, grad = _torch_norm_grad(x, ord, axis, keepdims, w)
+    assert value == pytest.approx(float(np.sum(ref * w)), rel=1e-14)
+    for name in ALL:
+        D = ds.get_differentiator(name)
+        for f in (lambda xp, x: xp.sum(xp.norm(x, axis=axis, keepdims=keepdims, ord=ord) * w),
+                  lambda xp, x: xp.sum(np.linalg.norm(x, ord, axis, keepdims) * w)):  # numpy's positional order
+            r = D.value_and_grad_fn(f)(x)
+            assert r.value == pytest.approx(value, rel=1e-13), name
+            np.testing.assert_allclose(r.grad, grad, rtol=1e-6 if name == "finite_diff" else 1e-13,
+                                       atol=1e-8 if name == "finite_diff" else 1e-15, err_msg=name)
+
+
+@pytest.mark.parametrize("ord", [2, -2, "nuc", 3, 0])
+def test_matrix_norms_without_a_rule_are_refused_not_replaced(ord):
+    with pytest.raises(NotImplementedError, match="matrix norms"):
+        ds.get_differentiator("reverse").grad(lambda xp, x: xp.norm(x, ord=ord))(np.ones((2, 2)))
+
+
+def test_vector_norms_without_a_rule_are_refused():
+    with pytest.raises(NotImplementedError, match="vector norms"):
+        ds.get_differentiator("reverse").grad(lambda xp, x: xp.norm(x, ord=3))(np.ones(3))
+
+
+def test_complex_step_norms_see_their_kinks():
+    # ord=inf is a max of |x|: the complex step through it is exact away from ties
+    x = np.array([0.5, -2.0, 1.0])
+    D = ds.get_differentiator("finite_diff", scheme="complex_step")
+    np.testing.assert_allclose(D.grad(lambda xp, x: xp.norm(x, ord=math.inf))(x), [0.0, -1.0, 0.0], atol=1e-15)
+    np.testing.assert_allclose(D.grad(lambda xp, x: xp.norm(x, ord=1))(x), [1.0, -1.0, 1.0], atol=1e-15)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_np_linalg_trace_takes_the_last_two_axes(name):
+    x = np.arange(18.0).reshape(2, 3, 3)
+    r = ds.get_differentiator(name).value_and_grad_fn(lambda xp, x: xp.sum(np.linalg.trace(x) * np.array([1.0, 2.0])))(x)
+    assert r.value == pytest.approx(float(np.linalg.trace(x) @ [1.0, 2.0]))  # 12 + 2 * 39
+    expected = np.stack([np.eye(3), 2.0 * np.eye(3)])
+    np.testing.assert_allclose(r.grad, expected, atol=1e-8 if name == "finite_diff" else 0)
+
+
+# ----- powers with a constant array exponent, to second order -----
+@pytest.mark.parametrize("name", ALL)
+def test_hessian_of_a_power_with_an_array_exponent(name):
+    # d2/dx2 x^2 = 2, d2/dx2 x^3 = 6x = 12 at x = 2
+    D = ds.get_differentiator(name)
+    H = D.hessian(lambda xp, x: xp.sum(x ** np.array([2.0, 3.0])))(np.array([1.0, 2.0]))
+    np.testing.assert_allclose(H, [[2.0, 0.0], [0.0, 12.0]], rtol=1e-6 if name == "finite_diff" else 1e-15)
+
+
+@pytest.mark.parametrize("name", TRACED)
+def test_power_with_a_zero_exponent_at_zero_warns_nothing(name):
+    D = ds.get_differentiator(name)
+    with np.errstate(divide="raise", invalid="raise"):
+        g = D.grad(lambda xp, x: xp.sum(x ** np.array([0.0, 1.0])))(np.array([0.0, 2.0]))
+        gx, gy = D.grad(lambda xp, x, y: xp.sum(x ** y), argnums=(0, 1))(np.array([0.0, 2.0]), np.array([0.0, 3.0]))
+    np.testing.assert_array_equal(g, [0.0, 1.0])  # d/dx x^0 = 0 (also at 0), d/dx x = 1
+    np.testing.assert_array_equal(gx, [0.0, 12.0])  # 3 x^2 at 2
+    np.testing.assert_allclose(gy, [0.0, 8.0 * math.log(2.0)], rtol=1e-15)  # x^y log x; 0 at x = 0
+
+
+# ----- zero-size arrays -----
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("f, shape, value", [
+    (lambda xp, x: xp.sum(xp.mean(x, axis=1)), (0, 3), 0.0),  # a sum of no means
+    (lambda xp, x: xp.sum(xp.var(x, axis=1)), (0, 3), 0.0),
+    (lambda xp, x: xp.prod(x), (0,), 1.0),  # the empty product
+    (lambda xp, x: xp.sum(xp.prod(x, axis=0)), (0, 3), 3.0),  # three empty products
+    (lambda xp, x: xp.sum(xp.prod(x, axis=1)), (0, 3), 0.0),
+])
+def test_zero_size_parameters_get_empty_gradients(name, f, shape, value):
+    r = ds.get_differentiator(name).value_and_grad_fn(f)(np.zeros(shape))
+    assert r.grad.shape == shape
+    assert r.value == value
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_hessian_of_a_function_of_no_parameters(name):
+    assert ds.get_differentiator(name).hessian(lambda xp, x: xp.prod(x))(np.zeros(0)).shape == (0, 0)
+
+
+def test_forward_over_forward_hessian_of_no_parameters():
+    D = ds.get_differentiator("forward", second_order="forward_over_forward")
+    assert D.hessian(lambda xp, x: xp.prod(x))(np.zeros(0)).shape == (0, 0)
+
+
+# ----- a traced value kept from an earlier call -----
+@pytest.mark.parametrize("method", ["grad", "hessian"])
+def test_reverse_refuses_a_value_kept_from_an_earlier_call(method):
+    R = ds.get_differentiator("reverse")
+    cache = {}
+
+    def f(xp, x):
+        if "y" not in cache:
+            cache["y"] = xp.sum(x * x)
+        xp.sum(xp.sin(x))  # records something at the kept value's index on the new tape
+        return cache["y"]
+
+    getattr(R, method)(f)(np.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match="another tape"):
+        getattr(R, method)(f)(np.array([3.0, 4.0]))
+
