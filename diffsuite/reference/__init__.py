@@ -141,24 +141,27 @@ def reference_gradient_mp(target: Objective | Callable, theta: Any, *args: Any, 
                           dps: int = 50, engine: str = "auto", arithmetic: str = "auto", max_bits: int = 1 << 15,
                           node_budget: int | None = 1_000_000, time_budget_s: float | None = 120.0) -> Gradient:
     """Like ``reference_gradient``, but ``value`` and ``grad`` hold mpmath ``mpf`` numbers with ``dps`` correct
-    significant digits (arb: every entry's ball has relative radius below 10^-dps, or is exact; mpmath: two
-    successive precisions agree to that). Measures errors below one ulp; do arithmetic on them under
-    ``mpmath.workdps(dps)`` or more.
+    significant digits, however small (arb: every entry's ball has relative radius below 10^-dps, or is exact;
+    mpmath: two successive precisions agree to that). One exception, arb only: an entry whose ball still
+    contains 0 (it may be exactly 0, as exp(w) - exp(w), which no precision proves) is accepted once its
+    radius is below 2^-1100; its digits are then absolute, about 331 decimal places. Measures errors below one
+    ulp; do arithmetic on them under ``mpmath.workdps(dps)`` or more.
     """
     if not (isinstance(dps, int) and dps >= 17):
         raise ValueError(f"reference_gradient_mp needs dps >= 17 significant digits (an int); got {dps!r}")
     rel = mpmath.mpf(10) ** -dps
     tiny = mpmath.mpf(2) ** -1100  # far below float64's smallest subnormal: an absolute floor for zeros
 
-    def accept(x):  # arb ball: relative radius below 10^-dps, or absolutely negligible
+    def accept(x):  # arb ball: relative radius below 10^-dps, or absolutely negligible around a possible 0
         from .arb import to_man_exp  # (called at the working precision)
         if not x.is_finite():
             return False
         rad, mid = (mpmath.mp.make_mpf(mpmath.libmp.from_man_exp(*to_man_exp(y))) for y in (x.rad(), x))
-        return rad <= rel * abs(mid) or rad <= tiny
+        # (the floor only where the ball holds 0: a nonzero entry as tiny as exp(-800) still gets dps digits)
+        return rad <= rel * abs(mid) or (rad >= abs(mid) and rad <= tiny)
 
-    def same(a, b):
-        return abs(a - b) <= rel * max(abs(a), abs(b)) or abs(a - b) <= tiny
+    def same(a, b):  # (mpmath: relative agreement; its guard refuses the sums that cancel to noise)
+        return abs(a - b) <= rel * max(abs(a), abs(b))
 
     raw, cert, stats, leaves = _compute(target, theta, args, dtype=dtype, engine=engine, arithmetic=arithmetic,
                                         max_bits=max_bits, node_budget=node_budget, time_budget_s=time_budget_s,
@@ -177,7 +180,16 @@ def expression_gradient(expr: Any, wrt: list, point: Any, data: dict | None = No
     For functions the models cannot express yet (sin, atan2, erf, custom Function classes)."""
     from .engine import compile_expression
     _, arithmetic = _check("float64", "adjoint", arithmetic, max_bits)
-    compiled = compile_expression(expr, list(wrt), list(np.ravel(point)), data)
+    wrt, values = list(wrt), np.ravel(np.asarray(point, dtype=np.float64))
+    if len(values) != len(wrt):
+        raise ValueError(f"expression_gradient needs one value per symbol of wrt ({len(wrt)}: "
+                         f"{', '.join(map(str, wrt))}); point has {len(values)}. Pass the point in wrt's order.")
+    for what, names, vals in (("point", wrt, values), ("data", list(data or {}), list((data or {}).values()))):
+        for name, v in zip(names, vals):
+            if not np.isfinite(float(v)):
+                raise ValueError(f"expression_gradient needs finite values (exact binary numbers); {what} gives "
+                                 f"{name} = {float(v)!r}. Choose a finite point.")
+    compiled = compile_expression(expr, wrt, list(values), data)
     if arithmetic == "arb":
         out, cert = certify_arb(compiled, max_bits=max_bits)
         value, *flat = [rounded for rounded, _ in out]

@@ -25,10 +25,12 @@ class Certificate:
     whose two one-sided pieces (theta moved along +-(1, 1, ...), lexicographically) have different
     derivatives: a true kink or jump there, so the entry is the project's convention, not a derivative; the
     other entries are the derivative both pieces agree on, also where the convention would differ
-    (relu(x) - relu(-x) at 0 has derivative 1). ``resolved``: entries where that derivative replaced the
-    convention's value. ``tie_check``: "" (no ties), "sides" (both pieces evaluated) or, where they could not
-    be (the symbolic engines, a tie inside a function's own sub-program, a tie no partial derivative
-    decides), "conventions" (every entry at a tie is then the conventions' value, unchecked).
+    (relu(x) - relu(-x) at 0 has derivative 1). At a jump, or where a piece's value is not finite at the tie
+    (0 log 0), every entry whose parameter a tied quantity depends on is listed; an entry whose parameter none
+    does is never listed (the conventions' value is its partial derivative). ``resolved``: entries where that
+    derivative replaced the convention's value. ``tie_check``: "" (no ties), "sides" (both pieces evaluated)
+    or, where they could not be (the symbolic engines, a tie inside a function's own sub-program, a tie no
+    partial derivative decides), "conventions" (every entry at a tie is then the conventions' value, unchecked).
     """
 
     arithmetic: str

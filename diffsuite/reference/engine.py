@@ -78,6 +78,9 @@ def compile_problem(target: Objective | Callable, theta: Any, args: tuple, dtype
     budget.check_nodes(dag_nodes([problem.loss]), "the loss")
     theta_values = [v for leaf in leaves for v in leaf.reshape(-1).tolist()]
     names = names or [p.name for p in problem.params]
+    for name, v in zip(names + [d.name for d in problem.data], theta_values + list(data_values)):
+        if not np.isfinite(v):  # (the reference evaluates at exact binary values: there is none for inf, nan)
+            raise ValueError(f"the reference needs finite inputs; {name} is {v!r}. Choose a finite point and data.")
     inputs = list(problem.params) + list(problem.data)
     if evaluated:
         budget.enter("differentiate", engine)
@@ -179,11 +182,20 @@ def _one_sided(c: Compiled, run: Run, out: list, evaluate: Callable, same: Calla
     if any(finite(x) and not settled(x) for x in p_out + m_out):
         return None, {}  # more bits
     names = _entry_names(c)
-    if not all(finite(x) and same(x, out[0]) for x in (p_out[0], m_out[0])):  # a jump: no derivative anywhere
-        return out, {"tie_check": "sides", "kinks": tuple(names)}
-    final, kinks, resolved = [out[0]], [], []
+    # A jump: a piece's value differs from the value. A piece whose value is not finite (its formula is singular
+    # exactly at the tie: the 0 log 0 of where(x > 0, x log x, 0) at 0) cannot show one, nor derivatives.
+    jump = any(finite(x) and not same(x, out[0]) for x in (p_out[0], m_out[0]))
+    blind = not (finite(p_out[0]) and finite(m_out[0]))
+    # The entries whose parameter some tied quantity depends on. Moving any other parameter alone keeps every tie
+    # a tie, so the conventions' piece is the function along it: its entry is that partial derivative, unflagged.
+    touched = set(range(1, len(out)))
+    if all(run.tie_nodes):
+        touched = {1 + p for p in c.program.wrt_under([j for nodes in run.tie_nodes for j in nodes])}
+    final, kinks, resolved = [out[0]], ["the loss value"] if jump else [], []
     for k in range(1, len(out)):
-        if finite(p_out[k]) and finite(m_out[k]) and same(p_out[k], m_out[k]):
+        if k not in touched:
+            final.append(out[k])
+        elif not (jump or blind) and finite(p_out[k]) and finite(m_out[k]) and same(p_out[k], m_out[k]):
             final.append(p_out[k])
             if not same(p_out[k], out[k]):
                 resolved.append(names[k])
@@ -195,8 +207,9 @@ def _one_sided(c: Compiled, run: Run, out: list, evaluate: Callable, same: Calla
 
 def _singular_error(c: Compiled, run: Run, entries: list[int]) -> NotCertified:
     names = [_entry_names(c)[k] for k in entries]
-    return NotCertified(f"the expression is not defined at this point: {run.singular}, exactly (the inputs are exact, "
-                        f"so no precision changes it); affected: {_list(names)}. Choose another point.", names)
+    return NotCertified(f"the expression or its derivative is not defined at this point: {run.singular}, exactly (the "
+                        f"inputs are exact, so no precision changes it); affected: {_list(names)}. Choose another "
+                        "point.", names)
 
 
 def _cap_error(c: Compiled, run: Run, out: list, bad: list[int], bits: int) -> NotCertified:
@@ -282,6 +295,9 @@ def agree_mp(c: Compiled, *, start_bits: int = 64, max_bits: int = 1 << 15, budg
                 return out, Certificate("mpmath", bits, tuple(tried), radius, c.differentiation, run.ties, **ties)
         else:
             bad = [k for k, good in enumerate(ok) if not good]
+        nonfinite = [k for k in bad if out[k] is not UNDECIDED and not A.finite(out[k])]
+        if run.singular and nonfinite and len(tried) >= 2 and A.lost == 0:  # (as arb: an exact singularity)
+            raise _singular_error(c, run, nonfinite)
         if bits >= max_bits:
             if run.singular:
                 raise _singular_error(c, run, bad)

@@ -126,6 +126,19 @@ class Program:
     def __len__(self):
         return len(self.nodes)
 
+    def wrt_under(self, nodes) -> set[int]:
+        """The positions in ``wrt`` of the inputs that any of ``nodes`` depends on (a walk down the DAG)."""
+        position = {j: p for p, j in enumerate(self.wrt_nodes) if j >= 0}
+        seen, stack, out = set(), list(nodes), set()
+        while stack:
+            j = stack.pop()
+            if j not in seen:
+                seen.add(j)
+                if j in position:
+                    out.add(position[j])
+                stack.extend(self.args[j])
+        return out
+
     def symbols_under(self, i: int) -> list[str]:
         """The names of the symbols node ``i`` depends on (for error messages)."""
         return sorted(s.name for s in self.nodes[i].free_symbols)
@@ -154,6 +167,7 @@ class Run:
         self.undecided: list[int] = []
         self.singular: str | None = None
         self.ties = 0
+        self.tie_nodes: list[tuple] = []  # per exact tie, the compared nodes (() where unknown: "all of theta")
         self.side, self.side_incomplete = side, False
         self._sides: dict[tuple, int] = {}
         self._exact: dict[int, Fraction | None] = {}
@@ -218,6 +232,7 @@ class Run:
             s = 0
         if s == 0:
             self.ties += 1
+            self.tie_nodes.append(nodes_ab)
             if self.side and nodes_ab:
                 s = self._one_sided_sign(nodes_ab, derivative)
         return s
@@ -258,6 +273,7 @@ class Run:
     # ----- forward -----
     def _forward(self, inputs: list) -> None:
         prog, A, vals = self.prog, self.A, self.values
+        take_cancelled = getattr(A, "take_cancelled", None)  # (mpmath: digits lost; arb's balls need no guard)
         for i, (node, kind, args) in enumerate(zip(prog.nodes, prog.kinds, prog.args)):
             if kind == SYM:
                 vals[i] = inputs[prog.input_slot[i]]
@@ -286,10 +302,10 @@ class Run:
             if any(v is UNDECIDED for v in a):
                 vals[i] = UNDECIDED
                 continue
+            if take_cancelled is not None:
+                take_cancelled()  # (clear: the flag is about this node only)
             if kind == ADD:
                 vals[i] = A.add(a)
-                if getattr(A, "cancelled", False) and self.exact(i) is None:
-                    A.lost += 1  # (mpmath only: a sum that cancelled beyond its guard digits)
             elif kind == MUL:
                 vals[i] = A.mul(a)
             elif kind == POW:
@@ -304,8 +320,20 @@ class Run:
                     vals[i] = prog.rule[i].value(self, i, a)
                 except ZeroDivisionError:  # (mpmath; arb returns a NaN ball)
                     vals[i] = A.nan()
+            if take_cancelled is not None and take_cancelled():
+                self._lost_bits(i)
             if vals[i] is UNDECIDED:
                 self.undecided.append(i)
+
+    def _lost_bits(self, i: int) -> None:
+        """mpmath only: node i lost (almost) every bit (a sum that cancelled, a log of an argument within rounding
+        of 1, a huge power; ``mp.MpArithmetic``). Its exact rational value, where known, replaces it (so that
+        (1 + 2^-200) - 1 is 2^-200, not the 0 that 64 and 128 bits agree on); otherwise the pass is not accepted."""
+        exact = self.exact(i)
+        if exact is None:
+            self.A.lost += 1
+        else:
+            self.values[i] = self.A.number(sp.Rational(exact.numerator, exact.denominator))
 
     def _piecewise(self, i: int, pairs: list) -> Any:
         for k, (value, cond) in enumerate(pairs):
@@ -381,7 +409,7 @@ class Run:
                 if kind == MUL:
                     locals_ = _mul_partials(A, a)
                 elif kind == POW:
-                    locals_ = self._pow_partials(prog.nodes[i], a, vals[i], prog.active[args[1]])
+                    locals_ = self._pow_partials(i, a, vals[i], prog.active[args[1]])
                 else:
                     locals_ = prog.rule[i].partials(self, i, a, vals[i])
             except ZeroDivisionError:  # (mpmath; arb returns a NaN ball)
@@ -404,9 +432,18 @@ class Run:
         accumulate = getattr(self.A, "accumulate", None)  # (mpmath counts cancellations; arb's balls need not)
         return acc + term if accumulate is None else accumulate(acc, term)
 
-    def _pow_partials(self, node, a, value, exp_active: bool) -> list:
-        A = self.A
+    def _pow_partials(self, i: int, a, value, exp_active: bool) -> list:
+        A, node = self.A, self.prog.nodes[i]
         base, e = a
+        take_cancelled = getattr(A, "take_cancelled", None)
+        if take_cancelled is not None:
+            take_cancelled()
+        # an exactly zero base: the derivative divides by it (sqrt(u)' = 1 / (2 sqrt(u)), u^e' = e u^(e - 1) for
+        # e < 1, d/de u^e = u^e log u). Noted, so that the refusal names it; the entry's NaN does the refusing.
+        if A.is_exact_zero(base) and not isinstance(node.exp, sp.Integer) and (
+                exp_active or node.exp == sp.Rational(1, 2) or A.sign(e - A.one()) != 1):
+            how = "1 / (2 sqrt(u)) at u = 0" if node.exp == sp.Rational(1, 2) else "u^(e - 1) or log u at u = 0"
+            self.note_singular(f"a division by an exact zero in the derivative of {_short(node)} ({how})")
         if isinstance(node.exp, sp.Integer):
             n = int(node.exp)
             d_base = A.number(node.exp) * A.ipow(base, n - 1) if n != 0 else None
@@ -415,6 +452,10 @@ class Run:
         else:
             d_base = e * A.pow(base, e - A.one())
         d_exp = value * A.log(base) if exp_active else None
+        # (mpmath: log of a base absorbed into 1, or a huge exponent; exact only where the base is exactly 1)
+        if take_cancelled is not None and take_cancelled():
+            if not (base == 1 and self.exact(self.prog.args[i][0]) == 1):
+                A.lost += 1
         return [d_base, d_exp]
 
 

@@ -60,6 +60,49 @@ def _log_check(run, i, x):
         run.note_singular(f"the log of a non-positive number in {_node(run, i)}")
 
 
+def _log_value(run, i, a):
+    _log_check(run, i, a[0])
+    log_one_plus = getattr(run.A, "log_one_plus", None)
+    if log_one_plus is not None:  # (mpmath: no enclosures to show what 1 + e^-100 absorbed)
+        rest = _one_plus(run, run.prog.args[i][0])
+        if rest is not None:
+            return log_one_plus(rest)
+    return run.A.log(a[0])
+
+
+def _one_plus(run, j: int) -> list | None:
+    """If node j is a sum 1 + r_1 + ... (softplus log(1 + e^u), the shifted cross-entropy's log(e^0 + ...)), the
+    values of the r_k, else None: log of it is then log1p(r_1 + ...), where the r_k are not absorbed into the 1."""
+    from .program import ADD
+    prog = run.prog
+    if prog.kinds[j] != ADD:
+        return None
+    args = prog.args[j]
+    ones = [k for k in args if run.values[k] == 1 and run.exact(k) == 1]  # (an exact 1, computed exactly)
+    if len(ones) != 1 or len(args) < 2:
+        return None
+    return [run.values[k] for k in args if k != ones[0]]
+
+
+def _log1p_check(run, i, x):
+    if run.A.sign(run.A.one() + x) in (0, -1):
+        run.note_singular(f"the log of a non-positive number in {_node(run, i)}")
+
+
+def _arc_partials(sign: int) -> Callable:
+    """asin' = 1 / sqrt(1 - u^2), acos' = -asin'. At u = +-1 exactly that divides by an exact zero: noted, so that
+    the refusal names it (no precision can help there)."""
+    def partials(run, i, a, v):
+        A = run.A
+        r = A.one() - a[0] * a[0]
+        if A.is_exact_zero(r):
+            run.note_singular(f"a division by an exact zero in the derivative of {_node(run, i)} "
+                              "(1 / sqrt(1 - u^2) at u = +-1)")
+        d = A.one() / A.sqrt(r)
+        return [d if sign > 0 else -d]
+    return partials
+
+
 def _node(run, i: int) -> str:
     s = str(run.prog.nodes[i])
     return s if len(s) <= 120 else s[:117] + "..."
@@ -137,12 +180,12 @@ def _atan2_value(run, i, a):
 def _build_table() -> dict:
     t = {
         sp.exp: _unary("exp", lambda A, x, v: v),
-        sp.log: _unary("log", lambda A, x, v: A.one() / x, _log_check),
+        sp.log: Rule(_log_value, lambda run, i, a, v: [run.A.one() / a[0]]),
         sp.sin: _unary("sin", lambda A, x, v: A.cos(x)),
         sp.cos: _unary("cos", lambda A, x, v: -A.sin(x)),
         sp.tan: _unary("tan", lambda A, x, v: A.one() + v * v),
-        sp.asin: _unary("asin", lambda A, x, v: A.one() / A.sqrt(A.one() - x * x)),
-        sp.acos: _unary("acos", lambda A, x, v: -A.one() / A.sqrt(A.one() - x * x)),
+        sp.asin: Rule(lambda run, i, a: run.A.asin(a[0]), _arc_partials(1)),
+        sp.acos: Rule(lambda run, i, a: run.A.acos(a[0]), _arc_partials(-1)),
         sp.atan: _unary("atan", lambda A, x, v: A.one() / (A.one() + x * x)),
         sp.sinh: _unary("sinh", lambda A, x, v: A.cosh(x)),
         sp.cosh: _unary("cosh", lambda A, x, v: A.sinh(x)),
@@ -162,7 +205,7 @@ def _build_table() -> dict:
         sp.Max: Rule(_fold("max"), lambda run, i, a, v: _first_wins(run, i, a, larger=True)),
         sp.Min: Rule(_fold("min"), lambda run, i, a, v: _first_wins(run, i, a, larger=False)),
     }
-    t[_log1p] = _unary("log1p", lambda A, x, v: A.one() / (A.one() + x))
+    t[_log1p] = _unary("log1p", lambda A, x, v: A.one() / (A.one() + x), _log1p_check)
     t[_expm1] = _unary("expm1", lambda A, x, v: A.exp(x))
     for cls, base in ((_log2, 2), (_log10, 10)):
         t[cls] = Rule(_log_base(base), lambda run, i, a, v, b=base: [run.A.one() / (a[0] * run.A.log(
@@ -243,6 +286,8 @@ class TemplateRule(Rule):
         if sub.singular:
             run.note_singular(sub.singular)
         run.ties += sub.ties
+        if sub.ties:
+            run.tie_nodes.append(tuple(run.prog.args[i]))  # (a tie inside: it depends on this call's arguments)
         if run.side and sub.ties:  # (the sub-program decides its ties by the conventions: not one-sided)
             run.side_incomplete = True
         return sub.values[prog.roots[0]]
@@ -291,7 +336,7 @@ def exact_value(node: sp.Basic, vals: list[Fraction]) -> Fraction | None:
         for base in cls.__mro__:
             if base in _RATIONAL_AT_ZERO:
                 return Fraction(_RATIONAL_AT_ZERO[base])
-    if cls is sp.log and vals[0] == 1:
+    if cls in (sp.log, _log2, _log10, sp.acos) and vals[0] == 1:  # (vouches for the mpmath fallback's log 1)
         return Fraction(0)
     return None
 
