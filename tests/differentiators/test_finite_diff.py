@@ -151,7 +151,8 @@ def test_every_scheme_reports_the_same_stats_keys(scheme):
 
 # ----- costs and steps -----
 @pytest.mark.parametrize("scheme, levels, expected", [
-    ("forward", 4, lambda n: n + 1), ("backward", 4, lambda n: n + 1), ("central", 4, lambda n: 2 * n + 1),
+    # (one-sided schemes with automatic steps: a second point at h/2 on the same side, for the truncation model)
+    ("forward", 4, lambda n: 2 * n + 1), ("backward", 4, lambda n: 2 * n + 1), ("central", 4, lambda n: 2 * n + 1),
     ("five_point", 4, lambda n: 4 * n + 1), ("richardson", 3, lambda n: 6 * n + 1),
     ("richardson", 4, lambda n: 8 * n + 1), ("complex_step", 4, lambda n: n + 1)])
 def test_evaluation_counts(scheme, levels, expected):

@@ -2,12 +2,12 @@
 
 ``get_differentiator("finite_diff", scheme="central", step="auto", dtype="float64")``.
 
-Cost model (objective evaluations per gradient, the value included; n parameters):
-forward/backward n + 1, central 2n + 1, five_point 4n + 1, richardson 2n * levels + 1,
-complex_step n + 1 (n of them in complex arithmetic, about 2-4 times a real evaluation), plus the
-evaluations of entries that step control tries again (``stats["n_retry_evals"]``; complex step: an entry
-whose Im f came out subnormal, or one at theta_i == 0 with a tiny derivative). With ``batch=k`` an
-objective evaluates k stencil points per call (``batched``): same evaluations, less overhead.
+Cost model (objective evaluations per gradient, the value included; n parameters): forward/backward n + 1
+(2n + 1 with automatic steps: a point at h/2 measures their truncation), central 2n + 1, five_point 4n + 1,
+richardson 2n * levels + 1, complex_step n + 1 (n of them in complex arithmetic, about 2-4 times a real
+evaluation), plus the evaluations of entries that step control tries again (``stats["n_retry_evals"]``;
+complex step: an entry whose Im f came out subnormal, or one at theta_i == 0 with a tiny derivative). With
+``batch=k`` an objective evaluates k stencil points per call (``batched``): same evaluations, less overhead.
 
 Error model: truncation C h^p (p = 1, 1, 2, 4, 2 * levels; complex step h^2 with no subtraction) plus
 rounding about eps |f| / h for the real schemes. The automatic step h_i = eps^(1/(p+1)) max(1, |theta_i|)
@@ -16,11 +16,12 @@ The complex step's is 1e-20, relative for 0 < |theta_i| < 1 (1e-20 |theta_i| rou
 two, at least the smallest normal float) so that log, sqrt or 1/x next to 0 stay exact; an entry whose
 Im f comes out subnormal is tried again at a longer step (``steps.complex_steps``, docs/finite_diff.md).
 Step control (``control``) then evaluates again, at a step of its own, each entry whose stencil left f's
-domain, straddled a kink near theta_i, truncated far more than it rounded, or lost f's change in f's
-rounding (``stats["step_changes"]``); an enlarged step never goes past what the entry's own truncation
-estimate allows. An entry whose step control does not settle (results that keep changing beyond their
-rounding) is listed in ``stats["unsettled_params"]`` and named by an ``UnsettledStepWarning``.
-Richardson's ``stats["error_estimate"]`` is 2 (|R[L,L] - R[L,L-1]| + rounding).
+domain, straddled a kink near theta_i, truncated far more than it rounded, or lost f's change in f's rounding
+(``stats["step_changes"]``); an enlarged step never goes past what the entry's own truncation estimate allows.
+An entry whose step control does not settle (results that keep changing beyond their rounding without
+converging) is listed in ``stats["unsettled_params"]`` and named by an ``UnsettledStepWarning``, with no error
+bound. Richardson's ``stats["error_estimate"]`` is 2 (|R[L,L] - R[L,L-1]| + rounding), inf for an unsettled
+entry.
 
 Kinks (relu, max, min, abs, hinge, step): a real difference quotient whose evaluations straddle a
 kink averages two one-sided derivatives. With ``kink_check`` the objective runs under a namespace
@@ -299,7 +300,8 @@ class FiniteDiff(HigherOrder):
         """The real schemes: every entry at its nominal step, then (automatic steps) each entry whose step
         does not fit evaluated again at a step of its own (``control``). Returns (grad, kink flags, coarse
         exact steps, zero-step flags); fills ``stats``."""
-        rule = Rule(self.scheme, self.levels if self.scheme == "richardson" else 1)
+        # automatic steps: forward and backward also evaluate at the half step, for their truncation model
+        rule = Rule(self.scheme, self.levels if self.scheme == "richardson" else 1, check=self.step == "auto")
         level_steps = rule.steps(t0, nominal)
         zero = np.any(level_steps == 0, axis=1)
         self._trap(zero, names, theta, nominal, "step")
@@ -312,7 +314,7 @@ class FiniteDiff(HigherOrder):
                 values, kinks = _evaluate_stencil(buffer, params, points, call, xp, tracker, center_sig, out_ndim)
                 centre = value
         grad, trunc, rweight = rule.combine(values, centre, level_steps)
-        noise = noise_of(values, centre, float(np.finfo(t0.dtype).eps))
+        noise = noise_of(values, centre, float(np.finfo(t0.dtype).eps), float(np.finfo(t0.dtype).smallest_subnormal))
         retried = [0]
 
         def evaluate(i, pts):
@@ -356,25 +358,33 @@ class FiniteDiff(HigherOrder):
         unsettled = [i for i, name in enumerate(names) if "unsettled" in changes.get(name, "").split("+")
                      and not (lost[i] or off_domain[i])]
         stats["unsettled_params"] = [names[i] for i in unsettled]
-        if unsettled and self.warn:
-            self._unsettled(unsettled, names, theta, grad, trunc + noise * rweight, level_steps[:, 0], who)
+        if unsettled and self.warn:  # (their trunc: the spread of the results tried, no bound on the error)
+            self._unsettled(unsettled, names, theta, grad, trunc, level_steps[:, 0], who)
         stats.update(n_evals=theta.size * rule.n_points + 1 + n_probes + retried[0], n_retry_evals=retried[0],
                      nominal_steps=nominal,
                      step_changes=changes, nonfinite_params=[names[i] for i in np.flatnonzero(off_domain)])
         if self.scheme == "richardson":
             stats["levels"] = self.levels
-            stats["error_estimate"] = RICHARDSON_SAFETY * (trunc + noise * rweight)
+            estimate = RICHARDSON_SAFETY * (trunc + noise * rweight)
+            # an entry that never settled has no bound: its spread understated the error of a step still too long
+            # for f's scale (tanh(1e4 t): 4.5e3 against 8.4e3), so it is reported as unbounded, not as that spread
+            estimate[unsettled] = np.inf
+            stats["error_estimate"] = estimate
         return grad, kinks, level_steps[:, 0], zero
 
-    def _unsettled(self, idx, names, theta, grad, estimate, steps, who) -> None:
-        """An ``UnsettledStepWarning`` naming the entries whose step control did not settle."""
-        detail = ", ".join(f"{names[i]} = {theta[i]:.6g} (gradient {grad[i]:.3g}, error up to {estimate[i]:.2g}, "
-                           f"step {steps[i]:.3g})" for i in idx[:6]) + (" ..." if len(idx) > 6 else "")
+    def _unsettled(self, idx, names, theta, grad, spread, steps, who) -> None:
+        """An ``UnsettledStepWarning`` naming the entries whose step control did not settle. It states no error
+        bound: results that never converge bound nothing (their spread is shown as what it is)."""
+        detail = ", ".join(f"{names[i]} = {theta[i]:.6g} (gradient {grad[i]:.3g}, error up to inf: no bound is "
+                           f"known, the results at the steps tried spread by {spread[i]:.2g}; step {steps[i]:.3g})"
+                           for i in idx[:6]) + (" ..." if len(idx) > 6 else "")
         warnings.warn(UnsettledStepWarning(
             f"{self.label}: step control did not settle for {len(idx)} parameter(s) of {who}: the results at "
-            f"successive steps kept changing by more than their rounding, so the step taken is the one with the "
-            f"smallest error estimate, which may be far larger than this scheme's usual accuracy: {detail}. "
-            "They are listed in stats['unsettled_params']. Compare with complex_step or reverse mode."),
+            f"successive steps kept changing by more than their rounding without converging, so the result taken "
+            f"is the one that agreed best with the next shorter step's, and its error may be far larger than this "
+            f"scheme's usual accuracy, or than that spread: {detail}. They are listed in stats['unsettled_params']"
+            + (" (stats['error_estimate'] is inf for them)" if self.scheme == "richardson" else "")
+            + ". Compare with complex_step or reverse mode."),
             stacklevel=4)
 
     def _off_domain(self, where, names, theta, steps, who) -> None:

@@ -12,10 +12,13 @@ not fit is evaluated again at another step of its own (the others keep theirs):
   16, at most ``KINK_TRIES`` times. A kink that persists sits at theta_i itself (or closer than the
   smallest step tried): the first result stands and the entry is reported (``kink_params``).
 - ``truncation``: the entry's own values show truncation ``TRUNCATION_RATIO`` times its rounding
-  (``Rule.combine``'s model): the step is divided by 4 while the difference between the results at
-  successive steps shows truncation clearly above their rounding, and the result at the smaller step is
-  taken. Results that stop converging (``unsettled``: f's float evaluation is rough on that scale) end
-  the search, and their spread becomes the entry's truncation estimate.
+  (``Rule.combine``'s model; forward and backward evaluate one more point, at h/2, for theirs): the step
+  is divided by 4 while the difference between the results at successive steps shows truncation clearly
+  above their rounding, and the result at the smaller step is taken. Results that stop converging at the
+  order's rate go on being shrunk (a step still long next to f's scale converges later); if they never
+  converge again (``unsettled``: f's float evaluation is rough on that scale, or the tries run out), the
+  result that agreed best with the next shorter step's is taken, its spread kept as its truncation, and the
+  caller reports it with no error bound.
 - ``underflow`` (automatic steps only): the change of f over the stencil is lost in f's rounding
   although f changes at a larger probe step (a gradient entry tiny next to |f|, or float32): the step
   is enlarged towards one at which the change would clear the rounding of f by 2^10 if f were linear (at
@@ -24,14 +27,17 @@ not fit is evaluated again at another step of its own (the others keep theirs):
   (``StepControl.enlarge``). A saturated tanh (derivative 1e-13 at -10.7) had its step grown to 25.3,
   across the whole transition: -0.557.
 
-An entry that ends ``unsettled`` keeps the result with the smallest error estimate; the caller lists it in
-``stats["unsettled_params"]`` and warns (``UnsettledStepWarning``).
+An entry that ends ``unsettled`` has no error bound; the caller lists it in ``stats["unsettled_params"]``,
+warns (``UnsettledStepWarning``) and reports Richardson's ``error_estimate`` for it as inf.
+
+The models are computed on values scaled by a power of two to |f| ~ 1 (``Rule.combine``): they square
+differences of f, and on f's own scale that underflowed for |f| below ~1e-154.
 
 Each try costs the scheme's evaluations for that entry; the caller counts them.
 
 Rounding model: one evaluation of f is off by at most ``NOISE * eps * max|f|`` over the entry's values
-(eps of the evaluation dtype); a quotient's rounding error is that times the sum of the absolute
-weights of its values over the step (``Rule.combine``'s ``rweight``).
+(eps of the evaluation dtype; at least ``NOISE`` times its smallest subnormal); a quotient's rounding error
+is that times the sum of the absolute weights of its values over the step (``Rule.combine``'s ``rweight``).
 """
 from __future__ import annotations
 
@@ -40,6 +46,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .steps import STENCILS, scheme_order
+
+#: the schemes whose stencil lies on one side of theta
+ONE_SIDED = ("forward", "backward")
 
 #: rounding of one evaluation of f, in units of eps * max|f| (sums over a batch round more than one op)
 NOISE = 8.0
@@ -53,6 +62,14 @@ KINK_TRIES, DOMAIN_TRIES, TRUNCATION_TRIES = 3, 12, 8
 ENLARGE_TRIES = 12
 #: the smallest step tried, in ulps of theta_i (below it the difference quotient is mostly rounding)
 MIN_STEP_ULPS = 256.0
+
+
+def _unit_scale(values: np.ndarray, centre: float) -> np.ndarray:
+    """Per row of values, the power of two that brings max |f| over the row and the centre to [0.5, 1)
+    (1 where all are 0; NaN and inf are left out). Clipped to 2^+-1000 so that it stays a normal float."""
+    top = np.max(np.where(np.isfinite(values), np.abs(values), 0.0), axis=1, initial=0.0)
+    top = np.maximum(top, abs(centre) if np.isfinite(centre) else 0.0)
+    return np.ldexp(1.0, np.clip(-np.frexp(top)[1], -1000, 1000))
 
 
 def _tableau_weights(levels: int) -> np.ndarray:
@@ -69,18 +86,29 @@ class Rule:
 
     scheme: str
     levels: int = 1
+    #: forward and backward with automatic steps: also evaluate f at the half step, on the same side, so that
+    #: the truncation of the quotient at h can be measured (their two values alone carry no curvature)
+    check: bool = False
 
     @property
     def order(self) -> int:
         return scheme_order(self.scheme, self.levels)
 
     @property
+    def one_sided_check(self) -> bool:
+        return self.check and self.scheme in ONE_SIDED
+
+    @property
     def n_levels(self) -> int:
-        return self.levels if self.scheme == "richardson" else 1
+        if self.scheme == "richardson":
+            return self.levels
+        return 2 if self.one_sided_check else 1  # level 1: the half step h/2, made exact like h
 
     @property
     def n_points(self) -> int:
-        return 2 * self.levels if self.scheme == "richardson" else len(STENCILS[self.scheme].offsets)
+        if self.scheme == "richardson":
+            return 2 * self.levels
+        return len(STENCILS[self.scheme].offsets) * self.n_levels
 
     def steps(self, t0: np.ndarray, coarse: np.ndarray) -> np.ndarray:
         """(n, n_levels) exact steps: level l's nominal coarse / 2^l made exact, (t + h) - t in t0's dtype."""
@@ -96,36 +124,55 @@ class Rule:
         real = t0.dtype
         if self.scheme == "richardson":
             return [t0 + (sign * steps[:, l]).astype(real) for l in range(self.levels) for sign in (1.0, -1.0)]
-        return [t0 + (o * steps[:, 0]).astype(real) for o in STENCILS[self.scheme].offsets]
+        offsets = STENCILS[self.scheme].offsets
+        return [t0 + (o * steps[:, l]).astype(real) for l in range(self.n_levels) for o in offsets]
 
     def combine(self, values: np.ndarray, centre: float, steps: np.ndarray):
         """(grad, truncation, rweight) per entry from values (n, n_points) and exact steps (n, n_levels).
 
         ``truncation``: a model of the truncation error from these values alone, used to decide whether a
-        smaller step is worth trying (0 where the scheme has none: forward and backward). Central: with
-        A = (f+ - f-) / 2 and B = f+ - 2 f0 + f-, the slope changes by B / A across the stencil, and a
-        function whose derivatives grow like f^(k+1) / f^(k) ~ f'' / f' truncates B^2 / (6 |A| h).
-        Five-point: the same model one order up from the central quotients at h and 2h. Richardson: the
-        tableau's |R[L,L] - R[L,L-1]|.
+        smaller step is worth trying. Central: with A = (f+ - f-) / 2 and B = f+ - 2 f0 + f-, the slope
+        changes by B / A across the stencil, and a function whose derivatives grow like f^(k+1) / f^(k) ~
+        f'' / f' truncates B^2 / (6 |A| h). Five-point: the same model one order up from the central
+        quotients at h and 2h. Forward and backward (with ``check``): their quotients q(h) = f' + h f'' / 2
+        + ... at h and at the half step h1 differ by (h - h1) f'' / 2, so q(h) truncates |q(h) - q(h1)|
+        h / (h - h1) (without ``check``: 0, no model). Richardson: the tableau's |R[L,L] - R[L,L-1]|.
         ``rweight``: the sum of the absolute weights of the values divided by the steps (rounding = noise x it).
+
+        The models square differences of f. Computed on f's own scale they underflowed to 0 for |f| below
+        about 1e-154 (exp at -700: no truncation seen, no step control) and overflowed above about 1e154,
+        so every row is first scaled by the power of two that brings its largest |f| to [0.5, 1). That is
+        exact, leaves grad bit for bit as it was in between, and makes the models scale-invariant.
         """
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        scale = _unit_scale(values, centre)
+        values, centre = values * scale[:, None], centre * scale
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
             if self.scheme == "richardson":
-                return self._richardson(values, steps)
-            stencil = STENCILS[self.scheme]
-            h = steps[:, 0]
-            grad = (values @ np.array(stencil.weights) + stencil.center_weight * centre) / h
-            rweight = (np.sum(np.abs(stencil.weights)) + abs(stencil.center_weight)) / h
-            if self.scheme == "central":
-                a, b = (values[:, 0] - values[:, 1]) / 2, values[:, 0] - 2 * centre + values[:, 1]
-                trunc = np.where(b == 0, 0.0, b * b / (6 * np.abs(a) * h))  # no curvature seen: nothing to fix
-            elif self.scheme == "five_point":
-                near = (values[:, 1] - values[:, 2]) / (2 * h)
-                far = (values[:, 0] - values[:, 3]) / (4 * h)
-                trunc = np.where(far == near, 0.0, (far - near) ** 2 / (2 * np.abs(grad)))
+                grad, trunc, rweight = self._richardson(values, steps)
             else:
-                trunc = np.zeros_like(grad)
-            return grad, np.where(np.isnan(trunc), np.inf, trunc), rweight
+                grad, trunc, rweight = self._stencil(values, centre, steps)
+            return grad / scale, np.where(np.isnan(trunc), np.inf, trunc / scale), rweight
+
+    def _stencil(self, values, centre, steps):
+        stencil = STENCILS[self.scheme]
+        weights, m = np.array(stencil.weights), len(stencil.offsets)
+        h = steps[:, 0]
+        grad = (values[:, :m] @ weights + stencil.center_weight * centre) / h
+        rweight = (np.sum(np.abs(weights)) + abs(stencil.center_weight)) / h
+        if self.scheme == "central":
+            a, b = (values[:, 0] - values[:, 1]) / 2, values[:, 0] - 2 * centre + values[:, 1]
+            trunc = np.where(b == 0, 0.0, b * b / (6 * np.abs(a) * h))  # no curvature seen: nothing to fix
+        elif self.scheme == "five_point":
+            near = (values[:, 1] - values[:, 2]) / (2 * h)
+            far = (values[:, 0] - values[:, 3]) / (4 * h)
+            trunc = np.where(far == near, 0.0, (far - near) ** 2 / (2 * np.abs(grad)))
+        elif self.one_sided_check:
+            h1 = steps[:, 1]
+            half = (values[:, m:] @ weights + stencil.center_weight * centre) / h1
+            trunc = np.where(half == grad, 0.0, np.abs(grad - half) * (h / (h - h1)))
+        else:
+            trunc = np.zeros_like(grad)
+        return grad, trunc, rweight
 
     def _richardson(self, values, steps):
         levels = self.levels
@@ -140,7 +187,7 @@ class Rule:
         else:
             trunc = np.zeros_like(grad)
         rweight = np.abs(_tableau_weights(levels)) @ (1.0 / steps.T)
-        return grad, np.where(np.isnan(trunc), np.inf, trunc), rweight
+        return grad, trunc, rweight
 
 
 @dataclass
@@ -173,12 +220,14 @@ class Entry:
         return self.trunc > TRUNCATION_RATIO * self.rounding
 
 
-def noise_of(values: np.ndarray, centre: float, eps: float) -> np.ndarray:
-    """NOISE * eps * max|f| over each row of values and the centre."""
+def noise_of(values: np.ndarray, centre: float, eps: float, subnormal: float = 0.0) -> np.ndarray:
+    """NOISE * eps * max|f| over each row of values and the centre, and at least NOISE * ``subnormal`` (the
+    smallest subnormal of the evaluation dtype): a value near underflow is rounded to a multiple of it, so
+    that eps |f| understates its rounding (exp at -740 is 85 of them)."""
     with np.errstate(invalid="ignore"):
         top = np.maximum(np.nanmax(np.abs(np.where(np.isfinite(values), values, np.nan)), axis=1, initial=0.0),
                          abs(centre))
-    return NOISE * eps * top
+    return NOISE * np.maximum(eps * top, subnormal)
 
 
 class StepControl:
@@ -190,7 +239,7 @@ class StepControl:
 
     def __init__(self, rule: Rule, t0: np.ndarray, centre: float, evaluate):
         self.rule, self.t0, self.centre, self.evaluate = rule, t0, centre, evaluate
-        self.eps = float(np.finfo(t0.dtype).eps)
+        self.eps, self.subnormal = float(np.finfo(t0.dtype).eps), float(np.finfo(t0.dtype).smallest_subnormal)
 
     def entry(self, i: int, coarse: float) -> Entry:
         t = self.t0[i:i + 1]
@@ -200,7 +249,7 @@ class StepControl:
         values = np.asarray(values, dtype=np.float64)[None, :]
         grad, trunc, rweight = self.rule.combine(values, self.centre, steps)
         return Entry(coarse, steps[0], values[0], float(grad[0]), float(trunc[0]), float(rweight[0]),
-                     float(noise_of(values, self.centre, self.eps)[0]), bool(kink))
+                     float(noise_of(values, self.centre, self.eps, self.subnormal)[0]), bool(kink))
 
     def smallest_step(self, i: int) -> float:
         t = self.t0[i]
@@ -229,31 +278,57 @@ class StepControl:
                 return cur, reasons  # the kink is at theta_i (or very near): reported by the caller
             cur, reasons = trial, reasons + ["kink"]
         p, previous, seen = self.rule.order, None, [cur.grad]
+        # successive differences of an order-p result shrink 4^p-fold per step once the step resolves f's scale;
+        # a shrink by at least `rate` counts as converging (4, or 2 for order 1, leaves room for the next terms).
+        # Once convergence was lost, it counts as regained only at a rate no lower order gives (8: not the 4 of a
+        # central quotient converging like h next to a kink that kink_check=False does not see)
+        rate, regain = min(4.0, 4.0 ** p / 2), min(8.0, 4.0 ** p / 2)
+        lost, ever_lost, settled, pairs = False, False, False, []
         for _ in range(TRUNCATION_TRIES):  # the step is long for f's own scale: shrink while that pays
             # the first shrink needs truncation TRUNCATION_RATIO times rounding (a model, or the tableau's estimate);
-            # once a shrink has paid, the next one is tried while the measured truncation exceeds rounding at all
-            if cur.coarse / 4 < floor or not (cur.truncation_dominates if previous is None
-                                              else cur.trunc > cur.rounding):
+            # once a shrink has paid, the next one is tried while the measured truncation exceeds rounding at all,
+            # and while the results are not converging (``lost``), whatever the estimates say
+            if cur.coarse / 4 < floor:
+                break
+            if not lost and not (cur.truncation_dominates if previous is None else cur.trunc > cur.rounding):
+                settled = True
                 break
             new = self.entry(i, cur.coarse / 4)
             if not new.finite or new.kink:
                 break
+            if new.changes_nothing(self.centre):
+                # f does not change at all over the shorter stencil. A smooth f whose quotient at the longer step
+                # stood out of the rounding model (tens of ulps of change) would still change by several ulps
+                # here: f's float values are a staircase on this scale (1 - sigmoid near 1: rounding far above
+                # eps |f|), and the longer step's result is rounding too, not a converged one
+                ever_lost = ever_lost or abs(cur.grad) > 2 * cur.rounding
+                break
             delta = abs(cur.grad - new.grad)
             seen.append(new.grad)
+            pairs.append((delta, cur))
             if not delta > 2 * (cur.rounding + new.rounding):
+                settled = not lost  # (results that agree only after converging too slowly have not settled)
                 break  # no truncation visible above rounding: the longer step stands (less rounding)
-            if previous is not None and delta > previous / 4:
-                # truncation of order p shrinks 4^p-fold per step; this did not: f's float evaluation is
-                # rough on this scale (rounding far above eps |f|, e.g. 1 - sigmoid near 1), and the results
-                # differ without converging. Stop, and let the estimate carry their spread.
-                cur.trunc = max(cur.trunc, max(abs(g - cur.grad) for g in seen))
-                reasons.append("unsettled")
-                break
-            new.trunc = max(new.trunc, delta / (4.0 ** p - 1)) if self.rule.scheme == "richardson" \
-                else delta / (4.0 ** p - 1)
+            lost = previous is not None and delta > previous / (regain if lost else rate)
+            if lost:
+                # not converging at the order's rate. Either the step still jumps across f's own scale (tanh(1e4 t)
+                # at a step of 1e-3: the results move by their own size until the step resolves that scale, then
+                # converge), or f's float evaluation is rough on this scale (rounding far above eps |f|, e.g.
+                # 1 - sigmoid near 1: they never converge). Only shorter steps tell: keep shrinking
+                ever_lost = True
+            else:
+                new.trunc = max(new.trunc, delta / (4.0 ** p - 1)) if self.rule.scheme == "richardson" \
+                    else delta / (4.0 ** p - 1)
             cur, previous = new, delta
             if "truncation" not in reasons:
                 reasons.append("truncation")
+        if ever_lost and not settled:
+            # no step settled: take the result that agreed best with the next shorter step's (the longer of the
+            # two: less rounding), and keep the spread of all results seen. It is no bound on the error (the
+            # caller reports the entry with no error bound: ``unsettled``)
+            cur = min(pairs, key=lambda pair: pair[0])[1] if pairs else cur
+            cur.trunc = max(cur.trunc, max(abs(g - cur.grad) for g in seen))
+            reasons.append("unsettled")
         return cur, reasons
 
     def enlarge(self, i: int, probe: float, change: float, noise: float) -> tuple[Entry, list[str]]:
@@ -265,11 +340,10 @@ class StepControl:
         f's curvature on that scale (a tanh saturated at -10: its derivative 1e-13 grows e^2-fold per unit,
         and a step of 25 jumps the whole transition), so the step is accepted only where the entry's own
         values show no more truncation than rounding (``Rule.combine``'s model) and its result agrees, to
-        within their rounding, with the result at a step 4 times shorter (the check the schemes without a
-        model, forward and backward, rely on alone). Otherwise the step is divided by 4, down to the
-        smallest step whose stencil still sees f change. If no step passes, the step with the smallest
-        error estimate (truncation and disagreement plus rounding) is taken, that estimate becomes its
-        truncation, and the entry is ``unsettled``; the caller reports it."""
+        within their rounding, with the result at a step 4 times shorter. Otherwise the step is divided by
+        4, down to the smallest step whose stencil still sees f change. If no step passes, the step with the
+        smallest error estimate (truncation and disagreement plus rounding) is taken, that estimate becomes
+        its truncation, and the entry is ``unsettled``; the caller reports it with no error bound."""
         scale = 2.0 ** (self.rule.n_levels - 1) * 1024.0 * noise / change
         cur = self.entry(i, probe * float(np.clip(scale, 1.0, 256.0)))
         if not cur.finite or cur.changes_nothing(self.centre):
