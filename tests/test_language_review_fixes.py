@@ -200,3 +200,128 @@ def test_reverse_refuses_a_value_kept_from_an_earlier_call(method):
     with pytest.raises(ValueError, match="another tape"):
         getattr(R, method)(f)(np.array([3.0, 4.0]))
 
+
+
+# ----- second order: the reviewer's cases, against hand-derived Hessians -----
+SECOND = [("reverse", {}), ("forward", {}), ("forward", {"directions_per_pass": 1}),
+          ("forward", {"directions_per_pass": 2}), ("forward", {"second_order": "forward_over_forward"}),
+          ("forward", {"second_order": "forward_over_forward", "directions_per_pass": 1}), ("symbolic", {})]
+
+
+@pytest.mark.parametrize("name, options", SECOND)
+def test_hessian_through_a_broadcast_where_branch(name, options):
+    # f = sum(where(x > 0, 0, x0) * x) = x0 * (x1 + x3) at x = (0.5, -1, 2, -0.3): H01 = H03 = 1, all else 0
+    H = ds.get_differentiator(name, **options).hessian(
+        lambda xp, x: xp.sum(xp.where(x > 0, 0.0, x[0]) * x))(np.array([0.5, -1.0, 2.0, -0.3]))
+    expected = np.zeros((4, 4))
+    expected[0, 1] = expected[1, 0] = expected[0, 3] = expected[3, 0] = 1.0
+    np.testing.assert_array_equal(H, expected)
+
+
+@pytest.mark.parametrize("name, options", SECOND)
+def test_hessian_of_x_log_x_behind_a_where(name, options):
+    # sum(where(x > 0, x log x, 0)): d2/dx2 x log x = 1/x where x > 0, and 0 in the unselected branch at 0
+    f = lambda xp, x: xp.sum(xp.where(x > 0, x * xp.log(x), 0.0))  # noqa: E731
+    with np.errstate(divide="ignore", invalid="ignore"):
+        H = ds.get_differentiator(name, **options).hessian(f)(np.array([0.0, 1.0, 2.0]))
+    np.testing.assert_allclose(H, np.diag([0.0, 1.0, 0.5]), rtol=1e-15)
+
+
+@pytest.mark.parametrize("name, options", SECOND)
+def test_hessian_where_the_unselected_branch_has_an_infinite_derivative(name, options):
+    # sum(where(x > 0, x^1.5, x^2)) at (0, 1): the x^2 branch at 0 (H = 2), x^1.5'' = 0.75 x^-0.5 = 0.75 at 1
+    f = lambda xp, x: xp.sum(xp.where(x > 0, xp.sqrt(x) * x, x ** 2))  # noqa: E731
+    with np.errstate(divide="ignore", invalid="ignore"):
+        H = ds.get_differentiator(name, **options).hessian(f)(np.array([0.0, 1.0]))
+    np.testing.assert_allclose(H, np.diag([2.0, 0.75]), rtol=1e-15)
+
+
+@pytest.mark.parametrize("name, options", SECOND + [("reverse", {"backend": "torch"})])
+def test_second_derivatives_of_norm_and_std_at_zero_keep_the_convention(name, options):
+    # norm(x[:2]) * x[2] at (0, 0, 3): the norm's gradient is 0 at 0 by convention, and so is everything after it
+    D = ds.get_differentiator(name, **options)
+    if options.get("backend") == "torch":
+        pytest.importorskip("torch")
+    np.testing.assert_array_equal(D.hessian(lambda xp, x: xp.norm(x[:2]) * x[2])(np.array([0.0, 0.0, 3.0])),
+                                  np.zeros((3, 3)))
+    np.testing.assert_array_equal(D.hvp(lambda xp, x: xp.norm(x[:2]) * x[2])(np.array([0.0, 0.0, 3.0]), np.ones(3)),
+                                  np.zeros(3))
+
+
+@pytest.mark.parametrize("name, options", SECOND)
+def test_power_cross_derivative_at_a_zero_exponent(name, options):
+    # x^y at (2, 0): d2/dxdy = x^(y-1) (1 + y ln x) = 1/2, d2/dy2 = x^y ln(x)^2 = ln(2)^2, d2/dx2 = y(y-1)x^(y-2) = 0
+    H = ds.get_differentiator(name, **options).hessian(lambda xp, p: xp.sum(xp.power(p["x"], p["y"])))(
+        {"x": np.array([2.0]), "y": np.array([0.0])})
+    assert H["x"]["y"][0, 0] == pytest.approx(0.5, rel=1e-15)
+    assert H["y"]["x"][0, 0] == pytest.approx(0.5, rel=1e-15)
+    assert H["y"]["y"][0, 0] == pytest.approx(math.log(2.0) ** 2, rel=1e-15)
+    assert H["x"]["x"][0, 0] == 0.0
+
+
+@pytest.mark.parametrize("name, options", SECOND)
+def test_logsumexp_over_several_axes_to_second_order(name, options):
+    # f = sum_j lse_j^2 with lse_j = logsumexp over axes (0, 2) of x[:, j, :]; softmax p over each slice:
+    # H = 2 (p p^T + lse (diag(p) - p p^T)) within a slice, 0 across slices
+    x = np.random.default_rng(3).normal(size=(2, 3, 2))
+    H = ds.get_differentiator(name, **options).hessian(lambda xp, x: xp.sum(xp.logsumexp(x, axis=(0, 2)) ** 2))(x)
+    expected = np.zeros((12, 12))
+    for j in range(3):
+        idx = [np.ravel_multi_index((a, j, c), x.shape) for a in range(2) for c in range(2)]
+        z = x[:, j, :].ravel()
+        lse = math.log(sum(math.exp(v) for v in z))
+        p = np.exp(z - lse)
+        expected[np.ix_(idx, idx)] = 2.0 * (np.outer(p, p) + lse * (np.diag(p) - np.outer(p, p)))
+    np.testing.assert_allclose(H.reshape(12, 12), expected, rtol=1e-12, atol=1e-15)
+
+
+# ----- constants that are numbers, inside structural operations -----
+@pytest.mark.parametrize("name", ALL)
+def test_stacking_scalars_computed_from_data(name):
+    c = np.array([1.0, 2.0])
+    D = ds.get_differentiator(name)
+    # sum(stack([sum c, sum c]) * w) = 3 (w0 + w1)
+    np.testing.assert_allclose(D.grad(lambda xp, w: xp.sum(xp.stack([xp.sum(c), xp.sum(c)]) * w))(np.ones(2)),
+                               [3.0, 3.0], rtol=1e-9 if name == "finite_diff" else 0)
+    # jvp of (sum w^2, w0) at (1, 2) along (1, 0): (2 w0, 1) = (2, 1)
+    value, jt = D.jvp(lambda xp, w: xp.stack([xp.sum(w ** 2), w[0]]))(np.array([1.0, 2.0]), np.array([1.0, 0.0]))
+    np.testing.assert_allclose(value, [5.0, 1.0])
+    np.testing.assert_allclose(jt, [2.0, 1.0], rtol=1e-9 if name == "finite_diff" else 0)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_reshape_to_a_numpy_integer(name):
+    g = ds.get_differentiator(name).grad(lambda xp, x: xp.sum(xp.reshape(x, np.prod(x.shape)) * np.arange(4.0)))(
+        np.ones((2, 2)))
+    np.testing.assert_allclose(g, [[0.0, 1.0], [2.0, 3.0]], atol=1e-9 if name == "finite_diff" else 0)
+
+
+# ----- an Objective's higher-order methods and their arguments -----
+@pytest.mark.parametrize("name", ALL)
+def test_objective_higher_order_methods_refuse_arguments_they_would_drop(name):
+    model = ds.MLP((2, 2, 1))
+    obj = ds.Objective(model, "quadratic", np.ones((3, 2)), np.ones((3, 1)))
+    theta = model.init(0)
+    D = ds.get_differentiator(name)
+    with pytest.raises(TypeError, match="minibatch"):
+        D.hvp(obj)(theta, np.ones_like(theta), (np.ones((2, 2)), np.ones((2, 1))))
+    with pytest.raises(TypeError, match="by position"):
+        D.hvp(obj)(theta, np.ones_like(theta), batch=(np.ones((2, 2)), np.ones((2, 1))))
+
+
+@pytest.mark.parametrize("second_order", ["forward_over_reverse", "forward_over_forward"])
+@pytest.mark.parametrize("method", ["grad", "hessian", "hvp", "jvp", "jacobian"])
+def test_forward_refuses_a_value_kept_from_an_earlier_call(second_order, method):
+    D = ds.get_differentiator("forward", second_order=second_order)
+    cache = {}
+
+    def f(xp, x):
+        if "y" not in cache:
+            cache["y"] = xp.sum(x * x)
+        xp.sum(xp.sin(x))
+        return cache["y"]
+
+    args = (np.array([1.0, 2.0]),) + ((np.ones(2),) if method in ("hvp", "jvp") else ())
+    getattr(D, method)(f)(*args)
+    with pytest.raises(ValueError, match="another"):
+        getattr(D, method)(f)(*args)

@@ -130,8 +130,11 @@ class WithStats:
         self.__name__ = f"{label}.{method}"
 
     def __call__(self, *args, **kwargs):
+        if kwargs:  # (Python's own message would name an inner function)
+            raise TypeError(f"{self.__name__} takes its arguments by position: (theta, [v or tangent,] *args); got "
+                            f"keyword(s) {', '.join(kwargs)}. An Objective's minibatch: build an Objective on it.")
         stats: dict = {}
-        out = self._fn(stats, *args, **kwargs)
+        out = self._fn(stats, *args)
         self.stats = stats
         return out
 
@@ -176,5 +179,18 @@ def structured(f: Callable, theta: Any) -> tuple[Structure, Callable]:
         layout = list(f.model.layout.items())
         names = [name for name, _ in layout]
         structure = Structure.blocks(f.check_theta(theta), [spec for _, spec in layout])
-        return structure, lambda xp, blocks, *args: f.evaluate(xp, dict(zip(names, blocks)))
+
+        def objective(xp, blocks, *args):
+            no_extra_arguments(f, args)
+            return f.evaluate(xp, dict(zip(names, blocks)))
+        return structure, objective
     return Structure.of(theta), f
+
+
+def no_extra_arguments(f: Any, args: tuple) -> None:
+    """An Objective's higher-order methods evaluate its own data: arguments after theta (and v / the tangent) would
+    otherwise be dropped without a word (a minibatch among them)."""
+    if args:
+        raise TypeError(f"the higher-order methods of an Objective take theta (and v or the tangent) only; got "
+                        f"{len(args)} more argument(s). They use the objective's own data: for a minibatch, build "
+                        "ds.Objective(model, loss, inputs=X_batch, targets=y_batch) and differentiate that.")

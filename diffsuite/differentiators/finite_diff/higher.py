@@ -31,7 +31,7 @@ from ... import pytree
 from ...namespace import NUMPY
 from ...objective import Objective
 from ...structure import Structure, output_value
-from ..base import WithStats, scalar_check, unavailable
+from ..base import WithStats, no_extra_arguments, scalar_check, unavailable
 from .namespaces import COMPLEX, KinkTracker
 
 FIRST_ORDER_SCHEMES = ("forward", "backward", "central", "five_point", "complex_step")
@@ -52,6 +52,7 @@ class _Evaluator:
         self.center_sig: bytes | None = None
         self.straddled = False
         if isinstance(f, Objective):
+            no_extra_arguments(f, args)
             layout = list(f.model.layout.items())
             self.structure = Structure.blocks(f.check_theta(theta), [spec for _, spec in layout])
             names = [name for name, _ in layout]

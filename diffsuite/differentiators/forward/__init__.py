@@ -73,6 +73,8 @@ class Forward:
         check_result(out, getattr(f, "__name__", "f"))
         if type(out) is Dual and out.tape is trace:
             return out.primal, out.tangent
+        if type(out) is Dual:
+            trace._constant(out)  # raises for a value kept from an earlier call (nested: an outer level's constant)
         return out, None
 
     def _jacobian_flat(self, B, f: Callable, structure: Structure, args: tuple, stats: dict,

@@ -139,7 +139,7 @@ class DualNamespace(TapeNamespace):
 def lifted_over(trace: ForwardTrace) -> LiftedBackend:
     """A backend whose arrays are ``trace``'s Duals: rules run on it are differentiated by ``trace``."""
     return LiftedBackend(trace.backend, trace.apply, lambda x: type(x) is Dual and x.tape is trace,
-                         lambda x: x.primal)
+                         lambda x: x.primal, lambda x: x.tangent)
 
 
 Dual._namespace = DualNamespace  # (defined after Dual, whose methods it runs)

@@ -138,7 +138,8 @@ def pow_jvp(B, ts, out, x, y):
     tx, ty = _align(B, ts[0], x, n), _align(B, ts[1], y, n)
     # (x ** (y - 1), not B.power: a lifted backend, as forward-over-forward runs this rule on, has no power of an
     # array exponent; the operator records pow there)
-    dx = None if tx is None else B.strong(tx, B.where(y == 0, 0.0, y * x ** (B.where(y == 0, 1.0, y) - 1.0)))
+    both_zero = (x == 0) & (y == 0)  # (as reverse mode's rule: only there is y x^(y-1) the 0 * inf to avoid)
+    dx = None if tx is None else B.strong(tx, B.where(both_zero, 0.0, y * x ** (B.where(both_zero, 1.0, y) - 1.0)))
     dy = None if ty is None else B.strong(ty, B.where(x == 0, 0.0, out * B.log(B.where(x == 0, 1.0, x))))
     return _fit(B, _add(dx, dy), out)
 
@@ -318,7 +319,9 @@ def jvp_rule(name: str) -> Callable:
 
 # ----- the lifted backend's helper ops (reverse/lifted.py): linear in their traced input -----
 def select_jvp(B, ts, out, x, *, mask):
-    return B.where(mask, ts[0], 0.0)  # the mask (primal shape) broadcasts over leading direction axes
+    # the mask has the output's shape, which x may broadcast up to: the tangent is aligned with it first, so that
+    # its leading direction axes stay in front (else they would meet the mask's own axes)
+    return B.where(mask, _align(B, ts[0], x, _ndim(out)), 0.0)
 
 
 def scatter_add_jvp(B, ts, out, x, *, shape, index):

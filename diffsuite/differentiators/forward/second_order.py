@@ -18,7 +18,8 @@ import numpy as np
 
 from ...structure import Structure
 from ..base import scalar_check
-from ..reverse.tape import Tape, TapeNamespace, Var
+from ..reverse.lifted import is_outer_value
+from ..reverse.tape import Tape, TapeNamespace, Var, _foreign_tape
 from .dual import Dual, DualNamespace, ForwardTrace, lifted_over
 
 SECOND_ORDER = ("forward_over_reverse", "forward_over_forward")
@@ -61,6 +62,8 @@ def over_reverse(B, f: Callable, structure: Structure, directions: list, lead: t
     scalar_check(np.shape(_value(out)), _who(f))
     if type(out) is Var and out.tape is tape:
         grads, n_vjps = tape.backward(out, wrt)
+    elif type(out) in (Var, Dual) and not is_outer_value(tape.backend, out):
+        raise _foreign_tape()  # kept from an earlier call
     else:
         grads, n_vjps = [None] * len(wrt), 0
     stats["tape_records"] = stats.get("tape_records", 0) + len(tape.records)
@@ -78,7 +81,7 @@ def over_forward(B, f: Callable, structure: Structure, directions: list, lead: t
     """(value, d/d(directions) of the n first derivatives: ``lead + (n,)``): the inner trace pushes the n basis
     directions, ``directions_per_pass`` at a time, through a backend whose arrays are the outer trace's Duals."""
     n, cols, value = structure.n, [], 0.0
-    for start in range(0, n, directions_per_pass):
+    for start in range(0, max(n, 1), directions_per_pass):  # (n = 0: one pass, for the value)
         stop = min(n, start + directions_per_pass)
         outer = ForwardTrace(B)
         inner = ForwardTrace(lifted_over(outer))
@@ -87,6 +90,8 @@ def over_forward(B, f: Callable, structure: Structure, directions: list, lead: t
         out = f(DualNamespace(inner), structure.rebuild(duals), *args)
         check_result(out, _who(f))
         scalar_check(np.shape(_value(out)), _who(f))
+        if type(out) is Dual and out.tape is not inner and not is_outer_value(inner.backend, out):
+            raise _foreign_tape()  # kept from an earlier call
         value = B.item(_value(out))
         t = out.tangent if type(out) is Dual and out.tape is inner else None  # first derivatives (k,) ...
         dt = t.tangent if type(t) is Dual and t.tape is outer else None     # ... and their tangents

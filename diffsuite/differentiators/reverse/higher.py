@@ -17,7 +17,7 @@ import numpy as np
 
 from ...structure import Structure, output_value
 from ..base import WithStats, scalar_check, structured
-from .lifted import LiftedBackend
+from .lifted import LiftedBackend, is_outer_value
 from .tape import Tape, TapeNamespace, Var, _foreign_tape
 
 def lifted_over_tape(tape: Tape) -> LiftedBackend:
@@ -41,22 +41,12 @@ def _gradients(tape: Tape, out: Any, wrt: list, who: str) -> tuple[list, int]:
     """The backward pass of scalar ``out``: (one gradient per ``wrt``, VJPs evaluated)."""
     B = tape.backend
     if type(out) is not Var or out.tape is not tape:
-        if type(out) is Var and not _outer(B, out):
+        if type(out) is Var and not is_outer_value(B, out):
             raise _foreign_tape()  # a value kept from an earlier call, not a constant of an enclosing one
         scalar_check(np.shape(_raw(out)), who)
         return [B.zeros_like(v.value) for v in wrt], 0
     scalar_check(tuple(out.shape), who)
     return tape.backward(out, wrt)
-
-
-def _outer(B: Any, v: Var) -> bool:
-    """Whether ``v`` belongs to a tape that backend ``B`` records on (a constant here, as the outer level's values
-    are), walking down nested lifted backends."""
-    while isinstance(B, LiftedBackend):
-        if B.owns(v):
-            return True
-        B = B.inner
-    return False
 
 
 def _who(f: Callable) -> str:
@@ -129,6 +119,8 @@ def jvp(rev, f: Callable) -> WithStats:
         inner = Tape(lifted_over_tape(outer))
         wrt = inner.inputs([B.asarray(leaf) for leaf in structure.leaves])
         out = fn(TapeNamespace(inner), structure.rebuild(wrt), *args)
+        if type(out) is Var and out.tape is not inner and not is_outer_value(inner.backend, out):
+            raise _foreign_tape()  # kept from an earlier call
         value = np.asarray(B.to_numpy(B.constant(_raw(out))))
         stats.update(method="reverse-over-reverse (transpose of the VJP)")
         if type(out) is not Var or out.tape is not inner:

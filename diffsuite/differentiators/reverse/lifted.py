@@ -50,6 +50,16 @@ def _any(mask) -> bool:
     return bool(mask.any()) if hasattr(mask, "any") else bool(mask)
 
 
+def is_outer_value(B: Any, v: Any) -> bool:
+    """Whether traced ``v`` belongs to a trace that backend ``B`` records on (a constant here, as the enclosing
+    levels' values are), walking down nested lifted backends; False for a value kept from a finished call."""
+    while isinstance(B, LiftedBackend):
+        if B.owns(v):
+            return True
+        B = B.inner
+    return False
+
+
 class LiftedBackend:
     """The backend ``inner`` with arrays replaced by values that ``apply`` records.
 
@@ -58,10 +68,14 @@ class LiftedBackend:
         apply: ``apply(op, *args, **params)`` of the outer trace (``Tape.apply``, ``ForwardTrace.apply``).
         owns: ``owns(x)`` is True for the outer trace's values.
         primal: ``primal(x)`` of an owned value: its inner array.
+        tangent: ``tangent(x)`` of an owned value (forward mode's duals: leading direction axes, then x's shape), or
+            None (a tape's values carry nothing yet). The strong zeros read it: a derivative whose value is finite
+            can have an infinite tangent (sqrt at 0), and 0 times it must stay 0.
     """
 
-    def __init__(self, inner: Any, apply: Callable, owns: Callable[[Any], bool], primal: Callable[[Any], Any]):
-        self.inner, self._apply, self.owns, self._primal = inner, apply, owns, primal
+    def __init__(self, inner: Any, apply: Callable, owns: Callable[[Any], bool], primal: Callable[[Any], Any],
+                 tangent: Callable[[Any], Any] | None = None):
+        self.inner, self._apply, self.owns, self._primal, self._tangent = inner, apply, owns, primal, tangent
         self.name = f"lifted({inner.name})"
         self.dtype, self.device = inner.dtype, inner.device
 
@@ -176,8 +190,22 @@ class LiftedBackend:
     def mask(self, cond): return self.inner.mask(self.raw(cond))
     def index(self, index): return self.inner.index(index)
     def expit(self, x): return self.sigmoid(x)
-    def amax(self, x, axis=None, keepdims=False): return self._op(OPS["max"], x, axis=axis, keepdims=keepdims)
-    def amin(self, x, axis=None, keepdims=False): return self._op(OPS["min"], x, axis=axis, keepdims=keepdims)
+    def amax(self, x, axis=None, keepdims=False): return self._extreme("max", x, axis, keepdims)
+    def amin(self, x, axis=None, keepdims=False): return self._extreme("min", x, axis, keepdims)
+
+    def _extreme(self, name, x, axis, keepdims):
+        """max / min over ``axis``; several axes (logsumexp's) are moved last and merged first, since the op's rule
+        routes the gradient along one axis (to the first extreme entry in C order, as over the merged axis)."""
+        if isinstance(axis, (tuple, list)) and len(axis) == 1:
+            axis = axis[0]
+        if not isinstance(axis, (tuple, list)):
+            return self._op(OPS[name], x, axis=axis, keepdims=keepdims)
+        shape = self._shape(x)
+        axes = sorted(a % len(shape) for a in axis)
+        kept = [a for a in range(len(shape)) if a not in axes]
+        merged = self.reshape(self.transpose(x, kept + axes), tuple(shape[a] for a in kept) + (-1,))
+        out = self._op(OPS[name], merged, axis=-1, keepdims=False)
+        return self.reshape(out, tuple(1 if a in axes else n for a, n in enumerate(shape))) if keepdims else out
     def transpose(self, x, axes): return self._op(OPS["permute"], x, axes=tuple(axes))
     def cumsum(self, x, axis): return self._op(OPS["cumsum"], x, axis=axis)
     def pad(self, x, pad_width, value): return self._op(OPS["pad"], x, pad_width=pad_width, value=value)
@@ -200,13 +228,37 @@ class LiftedBackend:
     # The strong zeros mask only where the primal cotangent is 0 *and* the local derivative is inf or nan (or, for
     # a division, 0): a zero cotangent whose own derivative is not zero (a gradient that vanishes at the point,
     # differentiated again) must keep its second-order term; masking every g == 0 made Hessians wrong.
-    def strong(self, g, d):
-        """g * d, and 0 where g == 0 and d is inf or nan (the masks read the primal values)."""
-        if not (self.owns(g) or self.owns(d)):
-            return self.inner.strong(g, d)
+    def _tangent_parts(self, x):
+        """(whether each entry's tangent is 0 in every direction, whether it is inf or nan in some), primal-shaped;
+        None where ``x`` has no plain tangent array (a tape's value, a constant, a deeper trace's dual)."""
+        if self._tangent is None or not self.owns(x):
+            return None
+        t, p = self._tangent(x), self.raw(x)
+        if type(t) is not type(p):
+            return None
+        zero, bad = t == 0, t - t != 0
+        for _ in range(t.ndim - p.ndim):  # fold the direction axes
+            zero, bad = zero.all(0), bad.any(0)
+        return zero, bad
+
+    def _strong_mask(self, g, d, also_zero_d: bool):
+        """Where g * d (g / d) is a strong zero: g is 0 and d is inf or nan (or 0, for a division), in value, or in
+        tangent where g's own tangent is 0 too (then g is 0 to first order, and so is the product)."""
         rd = self.raw(d)
         with np.errstate(invalid="ignore"):  # (inf - inf: the entries masked)
-            bad = (self.raw(g) == 0) & (rd - rd != 0)
+            bad_d = rd - rd != 0
+            if also_zero_d:
+                bad_d = bad_d | (rd == 0)
+            td, tg = self._tangent_parts(d), self._tangent_parts(g)
+            if td is not None:
+                bad_d = bad_d | (td[1] & (True if tg is None else tg[0]))
+        return (self.raw(g) == 0) & bad_d
+
+    def strong(self, g, d):
+        """g * d, and 0 where g == 0 and d is inf or nan (the masks read the primal values, and duals' tangents)."""
+        if not (self.owns(g) or self.owns(d)):
+            return self.inner.strong(g, d)
+        bad = self._strong_mask(g, d, False)
         if not _any(bad):  # the common case: no mask recorded (a mask shaped like a batched tangent g would also
             return g * d   # broadcast against the outer trace's own directions in SELECT's rule)
         return self.where(bad, 0.0, g * d)
@@ -219,9 +271,7 @@ class LiftedBackend:
         """g / d, and 0 where g == 0 and d is 0, inf or nan."""
         if not (self.owns(g) or self.owns(d)):
             return self.inner.strong_div(g, d)
-        rd = self.raw(d)
-        with np.errstate(invalid="ignore"):
-            bad = (self.raw(g) == 0) & ((rd == 0) | (rd - rd != 0))
+        bad = self._strong_mask(g, d, True)
         if not _any(bad):  # (as strong)
             return g / d
         return self.where(bad, 0.0, g / self.where(bad, 1.0, d))

@@ -165,9 +165,11 @@ POWER = defop("power", lambda B, x, *, p: x ** p, power_vjp, saves=("x",))
 
 
 def _pow_vjp_x(B, g, out, x, y):
-    # y x^(y-1); y == 0 gives 0 even at x == 0 (x^0 is constant), where y * x ** -1 would be 0 * inf: such entries
-    # take the exponent 0 instead (no inf, no warning), and the where puts their 0
-    return B.sum_to(B.strong(g, B.where(y == 0, 0.0, y * B.power(x, B.where(y == 0, 1.0, y) - 1.0))), x)
+    # y x^(y-1); at x == 0 with y == 0 it is 0 (x^0 is constant), where y * x ** -1 would be 0 * inf: those entries
+    # take the exponent 0 instead (no inf, no warning), and the where puts their 0. Only those: elsewhere y == 0
+    # gives 0 by the formula itself, whose derivative in y (x^(y-1) + ..., the Hessian's cross term) must stay.
+    both_zero = (x == 0) & (y == 0)
+    return B.sum_to(B.strong(g, B.where(both_zero, 0.0, y * B.power(x, B.where(both_zero, 1.0, y) - 1.0))), x)
 
 
 def _pow_vjp_y(B, g, out, x, y):
@@ -347,8 +349,10 @@ ARCTAN2 = defop("arctan2", lambda B, y, x: B.arctan2(y, x),
                 lambda B, g, out, y, x: B.sum_to(_arctan2_vjp(B, g, y, x, x), y),
                 lambda B, g, out, y, x: B.sum_to(_arctan2_vjp(B, g, y, x, -y), x),
                 saves=("x y", "x y"))
-# sqrt with the convention sqrt0'(0) = 0: the last step of norm and std (a kink there, like |x| at 0)
-SQRT0 = defop("sqrt0", lambda B, x: B.sqrt(x),
+# sqrt with the convention sqrt0'(0) = 0: the last step of norm and std (a kink there, like |x| at 0). Its forward
+# is B.sqrt0, not B.sqrt: differentiated again (a lifted backend), it must record sqrt0, whose rule keeps the
+# convention, not sqrt, whose infinite derivative at 0 made second derivatives NaN.
+SQRT0 = defop("sqrt0", lambda B, x: B.sqrt0(x),
               lambda B, g, out, x: B.where(out > 0, g * 0.5 / B.where(out > 0, out, 1.0), 0.0), saves=("out",))
 
 # where(cond, a, b): cond is a static mask (a backend boolean array); no gradient reaches it.

@@ -455,7 +455,7 @@ class TapeNamespace(Composites):
     def mean(self, x, axis=None, keepdims=False): return self.tape.unary(MEAN, x, {"axis": axis, "keepdims": keepdims})
     def logsumexp(self, x, axis=-1, keepdims=False):
         return self.tape.unary(LOGSUMEXP, x, {"axis": axis, "keepdims": keepdims})
-    def reshape(self, x, shape): return self.tape.apply(RESHAPE, x, shape=tuple(shape) if not isinstance(shape, int) else (shape,))
+    def reshape(self, x, shape): return self.tape.apply(RESHAPE, x, shape=(int(shape),) if isinstance(shape, (int, np.integer)) else tuple(shape))
     def asarray(self, x): return self.tape.backend.constant(_raw(x))
 
     # ----- the rest of the numpy subset (docs/language.md) -----

@@ -27,7 +27,7 @@ import numpy as np
 from ...budget import Budget, run_budgeted
 from ...objective import Objective
 from ...structure import Structure, output_value
-from ..base import WithStats
+from ..base import WithStats, no_extra_arguments
 from .build import SetupOptions, _cse, build_budgeted, build_objective, call_on_symbols, is_float_data
 from .codegen import Kernel, generate_source
 from .dagdiff import diff_dag
@@ -147,6 +147,7 @@ class _Compiled:
         from . import signature_key
         f = self.f
         if isinstance(f, Objective):
+            no_extra_arguments(f, args)
             structure = Structure.blocks(f.check_theta(theta), [spec for _, spec in f.model.layout.items()])
             key = ("objective",)
 

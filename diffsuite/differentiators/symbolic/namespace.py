@@ -321,7 +321,8 @@ class Atan2(sp.atan2):
 
 class Pow0(sp.Function):
     """x ** y with a traced exponent. d/dy is x^y log x, and 0 where x = 0 (0^y = 0 for y > 0, flat from the
-    right, the value autograd and torch give); d/dx is y x^(y-1), and 0 where y = 0 (x^0 = 1 is constant)."""
+    right, the value autograd and torch give); d/dx is y x^(y-1), and 0 where x = y = 0 (x^0 = 1 is constant; the
+    formula would be 0 * inf there). Elsewhere the formula itself, whose derivative in y at y = 0 is x^-1, not 0."""
 
     nargs = 2
 
@@ -333,7 +334,8 @@ class Pow0(sp.Function):
     def fdiff(self, argindex=1):
         x, y = self.args
         if argindex == 1:
-            return sp.Piecewise((0, sp.Eq(y, 0)), (y * Pow0(x, y - 1), True))
+            d = y * Pow0(x, y - 1)  # (nested, not And: each condition a plain Eq, as the evaluators read them)
+            return sp.Piecewise((sp.Piecewise((0, sp.Eq(x, 0)), (d, True)), sp.Eq(y, 0)), (d, True))
         return sp.Piecewise((0, sp.Eq(x, 0)), (Pow0(x, y) * sp.log(x), True))
 
     def _eval_rewrite_as_Pow(self, x, y, **kwargs):

@@ -53,10 +53,11 @@ def _atan2_partial(se, y, x, i):
 
 
 def _pow0_partial(se, x, y, i):
-    """d x^y / dx = y x^(y-1) (0 where y = 0), d / dy = x^y log x (0 where x = 0), as namespace.Pow0."""
+    """d x^y / dx = y x^(y-1) (0 where x = y = 0), d / dy = x^y log x (0 where x = 0), as namespace.Pow0."""
     pow0 = se.Function("Pow0")
     if i == 0:
-        return se.Piecewise((0, se.Eq(y, 0)), (y * pow0(x, y - 1), True))
+        d = y * pow0(x, y - 1)
+        return se.Piecewise((se.Piecewise((0, se.Eq(x, 0)), (d, True)), se.Eq(y, 0)), (d, True))
     return se.Piecewise((0, se.Eq(x, 0)), (pow0(x, y) * se.log(x), True))
 _OPAQUE_BY_NAME = {name: (cls, rule) for cls, (name, rule) in OPAQUE.items()}
 

@@ -170,7 +170,9 @@ class NumpyBackend:
 
     @staticmethod
     def reshape(x, shape):
-        return x.reshape(shape)  # the method, not np.reshape: one Python call less
+        # the method, not np.reshape: one Python call less; a constant that is a number (constant() keeps numbers
+        # dtype-neutral) has no such method
+        return x.reshape(shape) if type(x) is np.ndarray else np.reshape(x, shape)
 
     @staticmethod
     def swapaxes(x, a, b):
@@ -266,7 +268,7 @@ class NumpyBackend:
 
     @staticmethod
     def getitem(x, index):
-        return x[index]
+        return x[index] if type(x) is np.ndarray else np.asarray(x)[index]  # (a number: see reshape)
 
     @staticmethod
     def scatter(g, like, index):
@@ -280,6 +282,7 @@ class NumpyBackend:
 
     # ----- the rest of the numpy subset (docs/language.md) -----
     sqrt, sin, cos, tan = (staticmethod(f) for f in (np.sqrt, np.sin, np.cos, np.tan))
+    sqrt0 = staticmethod(np.sqrt)  # (sqrt0's forward: its own name, so that a lifted backend records sqrt0 itself)
     arcsin, arccos, arctan, arctan2 = (staticmethod(f) for f in (np.arcsin, np.arccos, np.arctan, np.arctan2))
     sinh, cosh, log1p, expm1 = (staticmethod(f) for f in (np.sinh, np.cosh, np.log1p, np.expm1))
     log2, log10, hypot = (staticmethod(f) for f in (np.log2, np.log10, np.hypot))

@@ -342,6 +342,7 @@ class TorchBackend:
 
     # ----- the rest of the numpy subset (docs/language.md) -----
     def sqrt(self, x): return torch.sqrt(self._t(x))
+    sqrt0 = sqrt  # (sqrt0's forward: see NumpyBackend.sqrt0)
     def sin(self, x): return torch.sin(self._t(x))
     def cos(self, x): return torch.cos(self._t(x))
     def tan(self, x): return torch.tan(self._t(x))
