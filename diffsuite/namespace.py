@@ -120,6 +120,8 @@ def _log_sigmoid(x):
 
 
 def _logsumexp(x, axis=-1, keepdims=False):
+    if np.ndim(x) == 0:  # one value: log(exp(x)) is x (a 0-d value has no axis -1 to reduce)
+        return x
     m = np.max(x, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0.0)
     out = log_sum_exp_shifted(x - m, axis) + m

@@ -86,6 +86,9 @@ def entry_names(leaves: list[np.ndarray], names: list[str]) -> list[str]:
 
 
 def _leaf(value: Any, where: str) -> np.ndarray:
+    if np.iscomplexobj(value):  # (numpy would drop the imaginary part with only a warning)
+        raise ValueError(f"{where} must be real; got complex values. Pass np.real(...) if the imaginary part is 0 "
+                         "(the Objective's check says the same; complex arithmetic is the complex_step scheme's business).")
     try:
         a = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):

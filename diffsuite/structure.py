@@ -100,7 +100,9 @@ class Structure:
                                  f"{'' if self.keys is None else f'[{name!r}]'} has shape {a.shape}, theta"
                                  f"{'' if self.keys is None else f'[{name!r}]'} has {leaf.shape}")
             if not np.all(np.isfinite(a)):
-                raise ValueError(f"{what} must be finite; got non-finite entries in {name}")
+                bad = [int(i) for i in np.argwhere(~np.isfinite(a))[0]]
+                where = what if self.keys is None and len(self.leaves) == 1 else f"{what}[{name!r}]"
+                raise ValueError(f"{what} must be finite; {where} entry {bad} is {a[tuple(bad)]}")
             flat.append(a.reshape(-1))
         return np.concatenate(flat) if flat else np.zeros(0)
 

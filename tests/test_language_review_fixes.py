@@ -325,3 +325,55 @@ def test_forward_refuses_a_value_kept_from_an_earlier_call(second_order, method)
     getattr(D, method)(f)(*args)
     with pytest.raises(ValueError, match="another"):
         getattr(D, method)(f)(*args)
+
+
+# ----- one value, and the messages of bad input -----
+@pytest.mark.parametrize("name", ALL)
+def test_logsumexp_of_one_value_is_that_value(name):
+    D = ds.get_differentiator(name)
+    r = D.value_and_grad_fn(lambda xp, x: xp.logsumexp(x) * x)(2.0)  # x^2: 4, gradient 4
+    assert r.value == 4.0
+    assert isinstance(r.grad, float) and r.grad == pytest.approx(4.0, rel=1e-9 if name == "finite_diff" else 0)
+    assert D.hessian(lambda xp, x: xp.logsumexp(x) ** 2)(2.0) == pytest.approx(2.0, rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("method", ["grad", "hessian", "jvp", "jacobian", "hvp", "vjp"])
+def test_a_function_without_a_return_is_named(name, method):
+    def no_return(xp, x):
+        xp.sum(x)
+
+    args = (np.ones(2),) + ((np.ones(2),) if method in ("jvp", "hvp") else ())
+    with pytest.raises(TypeError, match="no_return returned None.*return statement"):
+        getattr(ds.get_differentiator(name), method)(no_return)(*args)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_complex_parameters_are_refused_not_truncated(name):
+    with pytest.raises(ValueError, match="must be real"):
+        ds.get_differentiator(name).grad(lambda xp, x: xp.sum(x))(np.array([1.0 + 1.0j, 2.0]))
+
+
+@pytest.mark.parametrize("name", TRACED)
+def test_traced_scalars_are_not_iterable_or_concatenable(name):
+    D = ds.get_differentiator(name)
+    with pytest.raises(TypeError, match="iteration over a 0-d array"):
+        D.grad(lambda xp, x: sum(r for r in xp.sum(x)))(np.ones(2))
+    with pytest.raises(ValueError, match="zero-dimensional arrays cannot be concatenated"):
+        D.grad(lambda xp, x: xp.sum(xp.concatenate([xp.sum(x), xp.sum(x)])))(np.ones(2))
+    # iterating over rows still works: sum_i x_i^2 has gradient 2x
+    np.testing.assert_array_equal(D.grad(lambda xp, x: sum(r * r for r in x))(np.array([1.0, 2.0])), [2.0, 4.0])
+
+
+def test_a_bad_direction_is_named_as_the_direction():
+    D = ds.get_differentiator("forward")
+    with pytest.raises(ValueError, match=r"v\['a'\] entry \[1\] is inf"):
+        D.hvp(lambda xp, p: xp.sum(p["a"]))({"a": np.ones(2), "b": 1.0}, {"a": np.array([1.0, np.inf]), "b": 1.0})
+
+
+def test_complex_step_through_sign_without_the_kink_check():
+    # sign(t0) t1 t0 = |t0| t1 away from 0: gradient (sign(t0) t1, |t0|); sign alone has gradient 0
+    D = ds.get_differentiator("finite_diff", scheme="complex_step", kink_check=False)
+    np.testing.assert_array_equal(D.grad(lambda xp, t: xp.sign(t[0]))(np.array([0.0, 2.0])), [0.0, 0.0])
+    np.testing.assert_allclose(D.grad(lambda xp, t: xp.sign(t[0]) * t[1] * t[0])(np.array([-1.5, 2.0])),
+                               [-2.0, 1.5], rtol=1e-15)

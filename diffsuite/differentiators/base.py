@@ -114,6 +114,21 @@ def to_float(value: Any) -> float:
     return float(np.asarray(value).reshape(()))
 
 
+def check_result(out: Any, who: str) -> Any:
+    """``out``, or a clear error for a function that returned None (no return statement, say): its value would
+    otherwise read as NaN, or fail deep inside a differentiator with a message about float()."""
+    if out is None:
+        raise TypeError(f"{who} returned None; differentiating needs an array result (a scalar for gradients "
+                        "and Hessians). Is a return statement missing?")
+    return out
+
+
+def returning(f: Callable) -> Callable:
+    """``f`` with its result checked by ``check_result``."""
+    who = getattr(f, "__name__", "f")
+    return lambda *args: check_result(f(*args), who)
+
+
 def scalar_check(shape: tuple, who: str = "the objective") -> None:
     """Raise the standard error when a function meant to be differentiated is not scalar."""
     if int(np.prod(shape)) != 1:
@@ -184,7 +199,7 @@ def structured(f: Callable, theta: Any) -> tuple[Structure, Callable]:
             no_extra_arguments(f, args)
             return f.evaluate(xp, dict(zip(names, blocks)))
         return structure, objective
-    return Structure.of(theta), f
+    return Structure.of(theta), returning(f)
 
 
 def no_extra_arguments(f: Any, args: tuple) -> None:

@@ -55,3 +55,15 @@ def test_a_cost_cell_over_budget_is_refused_before_running():
                     {"x": [{"kind": "cost", "status": "budget", "method": "finite_diff[central]", "n_params": 30,
                             "net": "4x4x2"}]}).startswith("not attempted")
     assert np.isclose(so._n_params("4x4x2"), 4 * 4 + 4 + 4 * 2 + 2)
+
+
+def test_a_budget_row_prunes_only_larger_nets_of_its_method():
+    # a budget row has no measured n_params: the size comes from its net's name (4x4x2: 30, 8x8x2: 90)
+    config = so.Config().quick()
+    done = {"x": [{"kind": "cost", "status": "budget", "method": "finite_diff[central]", "net": "8x8x2"}]}
+    smaller = {"kind": "cost", "net": "4x4x2", "batch": 4, "method": "finite_diff[central]"}
+    larger = {"kind": "cost", "net": "16x16x2", "batch": 4, "method": "finite_diff[central]"}
+    other = {"kind": "cost", "net": "16x16x2", "batch": 4, "method": "reverse"}
+    assert so.prune(config, smaller, done) is None
+    assert so.prune(config, larger, done).startswith("not attempted: 8x8x2")
+    assert so.prune(config, other, done) is None

@@ -55,7 +55,8 @@ from ... import pytree
 from ...errors import RefusedByDesign
 from ...namespace import NUMPY
 from ...objective import Objective
-from ..base import Gradient, HigherOrder, flatten_params, grad_leaf, param_entry_names, scalar_check, with_argnums_of
+from ..base import (Gradient, HigherOrder, check_result, flatten_params, grad_leaf, param_entry_names, scalar_check,
+                    with_argnums_of)
 from . import higher
 from .batched import bind_objective_batched, evaluate_batched
 from .control import RICHARDSON_SAFETY, TRUNCATION_RATIO, Entry, Rule, StepControl, noise_of
@@ -214,8 +215,9 @@ class FiniteDiff(HigherOrder):
             def bind(t):
                 return rebuild([t[a:b].reshape(s) for a, b, s in zip(bounds[:-1], bounds[1:], shapes)])
 
-            res = self._differentiate(flat, bind, lambda xp, p: f(xp, p, *cast), _leaf_names(theta, leaves),
-                                      getattr(f, "__name__", "f"))
+            who = getattr(f, "__name__", "f")
+            res = self._differentiate(flat, bind, lambda xp, p: check_result(f(xp, p, *cast), who),
+                                      _leaf_names(theta, leaves), who)
             res.grad = rebuild([grad_leaf(res.grad[a:b].reshape(s))
                                 for a, b, s in zip(bounds[:-1], bounds[1:], shapes)])
             return res

@@ -31,7 +31,7 @@ from ... import pytree
 from ...namespace import NUMPY
 from ...objective import Objective
 from ...structure import Structure, output_value
-from ..base import WithStats, no_extra_arguments, scalar_check, unavailable
+from ..base import WithStats, check_result, no_extra_arguments, scalar_check, unavailable
 from .namespaces import COMPLEX, KinkTracker
 
 FIRST_ORDER_SCHEMES = ("forward", "backward", "central", "five_point", "complex_step")
@@ -62,7 +62,8 @@ class _Evaluator:
             self.structure = Structure.of(theta)
             cast = tuple(np.asarray(a, dtype=self.dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a
                          for a in args)
-            self.call = lambda xp, parts: f(xp, self.structure.rebuild(parts), *cast)
+            self.call = lambda xp, parts: check_result(f(xp, self.structure.rebuild(parts), *cast),
+                                                       getattr(f, "__name__", "f"))
         self.x = self.structure.flat().astype(self.dtype)
         self.eps = float(np.finfo(self.dtype).eps)
         self.scale = max(1.0, float(np.max(np.abs(self.x)))) if self.x.size else 1.0

@@ -49,6 +49,8 @@ def _complex_minimum(a, b):
 
 
 def _complex_logsumexp(x, axis=-1, keepdims=False):
+    if np.ndim(x) == 0:  # (as namespace._logsumexp)
+        return x
     m = np.max(np.real(x), axis=axis, keepdims=True)  # any real shift gives the same value
     m = np.where(np.isfinite(m), m, 0.0)
     out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
@@ -167,7 +169,7 @@ class ComplexNamespace:
     softplus = staticmethod(_complex_softplus)
     log_sigmoid = staticmethod(lambda z: -_complex_softplus(-z))
     relu = staticmethod(lambda z: _complex_maximum(0.0, z))
-    sign = staticmethod(lambda z: np.sign(np.real(z)))
+    sign = staticmethod(lambda z: _complex_step(z) - _complex_step(-np.asarray(z)))  # (complex, as step's: sign' = 0)
     clip = staticmethod(lambda z, lo, hi: _complex_minimum(_complex_maximum(z, lo), hi))
     power = staticmethod(_complex_power)
     where = staticmethod(lambda c, a, b: np.where(np.real(c) if np.iscomplexobj(c) else c, a, b))

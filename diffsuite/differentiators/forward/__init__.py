@@ -22,11 +22,11 @@ import numpy as np
 
 from ...objective import Objective
 from ...structure import Structure, output_value
-from ..base import Gradient, WithStats, scalar_check, structured, with_argnums_of
+from ..base import Gradient, WithStats, check_result, scalar_check, structured, with_argnums_of
 from ..reverse.backends import load_backend
 from .dual import Dual, DualNamespace, ForwardTrace
 from .jvps import JVPS, defjvp
-from .second_order import SECOND_ORDER, basis, check_result, over_forward, over_reverse
+from .second_order import SECOND_ORDER, basis, over_forward, over_reverse
 
 DTYPES = ("float64", "float32")
 

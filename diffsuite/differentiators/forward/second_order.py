@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ...structure import Structure
-from ..base import scalar_check
+from ..base import check_result, scalar_check
 from ..reverse.lifted import is_outer_value
 from ..reverse.tape import Tape, TapeNamespace, Var, _foreign_tape
 from .dual import Dual, DualNamespace, ForwardTrace, lifted_over
@@ -27,14 +27,6 @@ SECOND_ORDER = ("forward_over_reverse", "forward_over_forward")
 
 def _who(f: Callable) -> str:
     return getattr(f, "__name__", "f")
-
-
-def check_result(out: Any, who: str) -> None:
-    """Raise a clear error for a function that returned None (no return statement, say): its value would
-    otherwise read as NaN with a zero derivative. The other differentiators fail on it too."""
-    if out is None:
-        raise TypeError(f"{who} returned None; differentiating needs an array result (a scalar for gradients "
-                        "and Hessians). Is a return statement missing?")
 
 
 def _value(x: Any) -> Any:

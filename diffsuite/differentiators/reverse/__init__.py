@@ -23,7 +23,7 @@ import numpy as np
 
 from ...nn.losses import CrossEntropy
 from ...objective import Objective
-from ..base import Gradient, HigherOrder, flatten_params, grad_leaves, scalar_check, with_argnums_of
+from ..base import Gradient, HigherOrder, check_result, flatten_params, grad_leaves, scalar_check, with_argnums_of
 from . import higher
 from .backends import BACKENDS, load_backend
 from .fused import SOFTMAX_CROSS_ENTROPY, target_index
@@ -153,7 +153,7 @@ class Reverse(HigherOrder):
             leaves, rebuild = flatten_params(theta)
             tape = Tape(B)
             wrt = [tape.input(B.leaf(leaf)) for leaf in leaves]  # (0-d: numpy scalars, see B.leaf)
-            out = f(TapeNamespace(tape), rebuild(wrt), *args)
+            out = check_result(f(TapeNamespace(tape), rebuild(wrt), *args), getattr(f, "__name__", "f"))
             grads, value, stats = self._finish(tape, out, wrt, lambda: getattr(f, "__name__", "f"))
             return Gradient(B.item(value), rebuild(grad_leaves([B.to_numpy(g) for g in grads])), stats)
 

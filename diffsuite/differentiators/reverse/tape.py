@@ -62,6 +62,12 @@ class Traced:
     def __len__(self):
         return len(self._raw(self))
 
+    def __iter__(self):  # (without it, Python would index 0, 1, ... and a 0-d value would yield nothing)
+        shape = self.shape
+        if not shape:
+            raise TypeError("iteration over a 0-d array (a traced scalar has no entries to loop over)")
+        return (self[i] for i in range(shape[0]))
+
     def transpose(self, *axes):
         return self._namespace(self.tape).transpose(
             self, axes[0] if len(axes) == 1 and not isinstance(axes[0], int) else (axes or None))
@@ -454,6 +460,8 @@ class TapeNamespace(Composites):
     def sum(self, x, axis=None, keepdims=False): return self.tape.unary(SUM, x, {"axis": axis, "keepdims": keepdims})
     def mean(self, x, axis=None, keepdims=False): return self.tape.unary(MEAN, x, {"axis": axis, "keepdims": keepdims})
     def logsumexp(self, x, axis=-1, keepdims=False):
+        if not np.shape(x):  # one value: log(exp(x)) is x itself (axis -1 of a 0-d value has nothing to reduce)
+            return x
         return self.tape.unary(LOGSUMEXP, x, {"axis": axis, "keepdims": keepdims})
     def reshape(self, x, shape): return self.tape.apply(RESHAPE, x, shape=(int(shape),) if isinstance(shape, (int, np.integer)) else tuple(shape))
     def asarray(self, x): return self.tape.backend.constant(_raw(x))
@@ -518,7 +526,13 @@ class TapeNamespace(Composites):
 
     def concatenate(self, xs, axis=0):
         xs = list(xs)
+        if not xs:
+            raise ValueError("xp.concatenate needs at least one array to join; got none")
         ndim = len(np.shape(_raw(xs[0])))
+        if ndim == 0:  # (numpy's own words)
+            raise ValueError("zero-dimensional arrays cannot be concatenated; use xp.stack to join scalars")
+        if not -ndim <= int(axis) < ndim:
+            raise ValueError(f"xp.concatenate: axis {axis} is out of range for arrays of {ndim} dimensions")
         axis = int(axis) % ndim
         out = xs[0]
         for x in xs[1:]:  # pairwise: each join is one primitive of two inputs

@@ -18,7 +18,7 @@ import sympy as sp
 
 from ...budget import Budget
 from ...objective import Objective
-from ..base import scalar_check
+from ..base import check_result, scalar_check
 from .codegen import generate_source
 from .dagdiff import diff_dag, post_order
 from .metrics import count_ops, cse_size, dag_nodes, tree_nodes
@@ -178,7 +178,7 @@ def call_on_symbols(f: Callable, leaves: list[np.ndarray], rebuild: Callable, ar
             values += arr.reshape(-1).tolist()
         else:
             sym_args.append(a)
-    out = f(_namespace(), rebuild(leaf_syms), *sym_args)
+    out = check_result(f(_namespace(), rebuild(leaf_syms), *sym_args), getattr(f, "__name__", "f"))
     return out, _flat_symbols(leaf_syms), data_symbols, values
 
 

@@ -503,6 +503,8 @@ class SympyNamespace(Composites):
 
     @staticmethod
     def logsumexp(x, axis=-1, keepdims=False):
+        if np.ndim(raw(x)) == 0:  # (as namespace._logsumexp)
+            return x
         return SympyNamespace.log(SympyNamespace.sum(SympyNamespace.exp(x), axis=axis, keepdims=keepdims))
 
     @staticmethod

@@ -141,8 +141,9 @@ def prune(config: Config, params: dict, done: dict) -> str | None:
         for r in rows:
             if r.get("status") != "budget" or r.get("kind") != params["kind"]:
                 continue
+            # (the size from the net's name: a row that ran out of budget has no measured n_params)
             if params["kind"] == "cost" and r.get("method") == params["method"] and \
-                    r.get("n_params", 0) < _n_params(params["net"]):
+                    _n_params(r["net"]) < _n_params(params["net"]):
                 return f"not attempted: {r['net']} already exceeded the budget"
             if params["kind"] == "growth" and r.get("depth", 99) < params["depth"]:
                 return f"not attempted: depth {r['depth']} already exceeded the budget"
