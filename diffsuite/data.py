@@ -77,9 +77,31 @@ def as_targets(y: np.ndarray, n_classes: int, kind: str = "index") -> np.ndarray
     raise ValueError(f"targets kind must be one of {', '.join(LABEL_KINDS)}; got {kind!r}")
 
 
+def stratified_subset(y: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Sorted indices of exactly ``n`` samples, each class in proportion to its count (largest remainders, as
+    scikit-learn's stratified splits allocate), and at least two of each (one for each split later), chosen by
+    ``default_rng(seed)``. A ValueError if a class has fewer than two samples or n cannot give each two."""
+    classes, counts = np.unique(y, return_counts=True)
+    if counts.min() < 2 or n < 2 * len(classes):
+        raise ValueError(f"a stratified subset needs two samples of each class; the {len(classes)} classes have "
+                         f"{counts.tolist()} and {n} were asked for (ask for at least {2 * len(classes)})")
+    target = n * counts / counts.sum()
+    alloc = np.minimum(np.maximum(2, np.floor(target).astype(int)), counts)
+    while alloc.sum() < n:  # the largest remainder first (ties: the first class)
+        room = np.where(alloc < counts, target - alloc, -np.inf)
+        alloc[int(np.argmax(room))] += 1
+    while alloc.sum() > n:  # (the two-per-class floor overshot: take from the largest excess)
+        excess = np.where(alloc > 2, alloc - target, -np.inf)
+        alloc[int(np.argmax(excess))] -= 1
+    rng = np.random.default_rng(seed)
+    return np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:k] for c, k in zip(classes, alloc)]))
+
+
 def stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train indices, test indices), sorted: each class contributes round(test_fraction * its count) samples
     (at least one if it has two or more) to test, chosen by ``default_rng(seed)``. Deterministic."""
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float, np.integer, np.floating)):
+        raise ValueError(f"test_fraction must be a number strictly between 0 and 1; got {test_fraction!r}")
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must lie strictly between 0 and 1; got {test_fraction!r}")
     rng = np.random.default_rng(seed)
@@ -219,7 +241,8 @@ def load(name: str, *, test_fraction: float = 0.25, seed: int = 0, standardize: 
     """A named set (``digits``, ``breast_cancer``, ``moons``, ``spirals``) split by ``stratified_split``.
 
     ``standardize``: fit a ``Standardizer`` on the training rows and apply it to both splits.
-    ``n_samples``: keep a stratified subset of that many samples first (small quick runs).
+    ``n_samples``: keep a stratified subset of exactly that many samples first (small quick runs;
+    ``stratified_subset``: each class in proportion, at least two of each).
     """
     try:
         source = SOURCES[name]
@@ -236,7 +259,7 @@ def load(name: str, *, test_fraction: float = 0.25, seed: int = 0, standardize: 
             raise ValueError(f"n_samples must be at least {2 * k} for {name} (two per class for the {k} classes: one "
                              f"for each split) or None for all {len(y)}; got {n_samples}")
     if n_samples is not None and n_samples < len(y):
-        _, keep = stratified_split(y, n_samples / len(y), seed + 1)
+        keep = stratified_subset(y, int(n_samples), seed + 1)
         X, y = X[keep], y[keep]
     train, test = stratified_split(y, test_fraction, seed)
     X_train, X_test = X[train], X[test]
@@ -247,4 +270,4 @@ def load(name: str, *, test_fraction: float = 0.25, seed: int = 0, standardize: 
 
 
 __all__ = ["Dataset", "LABEL_KINDS", "SOURCES", "Standardizer", "as_targets", "check_data", "load", "make_moons",
-           "make_spirals", "stratified_split"]
+           "make_spirals", "stratified_split", "stratified_subset"]

@@ -223,16 +223,25 @@ class Optimizer:
 
         Gradients and state are paired with parameters by key path (dict keys, list/tuple indices), not by
         position: grads must have params' structure (dict order aside), and later params the first step's."""
+        new, commit = self.propose(params, grads)
+        commit()
+        return new
+
+    def propose(self, params: Any, grads: Any) -> tuple[Any, Callable[[], None]]:
+        """(the params ``step`` would return, ``commit``): the optimizer changes (its step count, momentum, moments)
+        only when ``commit()`` is called, so that a caller can refuse an update (one that overflows) and leave the
+        optimizer as it was. The new state is built beside the old one, not in place."""
         leaves, rebuild = tree_leaves(params)
         paths = tree_paths(params)
         grad_leaves = _paired_grads(params, grads)
-        if self.state is None:
-            self.state = {path: self._init_state(p) for path, p in zip(paths, leaves)}
+        state = self.state
+        if state is None:
+            state = {path: self._init_state(p) for path, p in zip(paths, leaves)}
         else:
-            known = set(self.state)
-            if set(paths) != known or any(self.state[q]["shape"] != p.shape for q, p in zip(paths, leaves)):
+            known = set(state)
+            if set(paths) != known or any(state[q]["shape"] != p.shape for q, p in zip(paths, leaves)):
                 now = {format_path(q): p.shape for q, p in zip(paths, leaves)}
-                before = {format_path(q): st["shape"] for q, st in self.state.items()}
+                before = {format_path(q): st["shape"] for q, st in state.items()}
                 raise ValueError(f"params changed structure between steps: this optimizer's state is for {before} "
                                  f"(leaf path: shape), these params are {now}. Use a new optimizer (or "
                                  "optimizer.fresh()) for new parameters")
@@ -240,14 +249,19 @@ class Optimizer:
         if not (math.isfinite(lr) and lr >= 0):
             raise ValueError(f"the learning rate schedule gave lr={lr!r} at step {self.t}; a learning rate must be "
                              "finite and >= 0")
-        self.t += 1
-        return rebuild([self._update(p.copy(), g, self.state[q], lr)
-                        for q, p, g in zip(paths, leaves, grad_leaves)])
+        t = self.t + 1  # this step's number (Adam's bias corrections)
+        updates = [self._update(p.copy(), g, state[q], lr, t) for q, p, g in zip(paths, leaves, grad_leaves)]
+        new_state = {q: {**state[q], **changed} for q, (_, changed) in zip(paths, updates)}
+
+        def commit() -> None:
+            self.state, self.t = new_state, t
+        return rebuild([p for p, _ in updates]), commit
 
     def _init_state(self, p: np.ndarray) -> dict:
         return {"shape": p.shape}
 
-    def _update(self, p: np.ndarray, g: np.ndarray, state: dict, lr: float) -> np.ndarray:
+    def _update(self, p: np.ndarray, g: np.ndarray, state: dict, lr: float, t: int) -> tuple[np.ndarray, dict]:
+        """(p updated in place, the entries of ``state`` that change, as new arrays: ``state`` is not modified)."""
         raise NotImplementedError
 
 
@@ -266,19 +280,17 @@ class SGD(Optimizer):
                              f"dampening={dampening}")
         self.momentum, self.dampening, self.nesterov, self.weight_decay = momentum, dampening, nesterov, weight_decay
 
-    def _update(self, p, g, state, lr):
+    def _update(self, p, g, state, lr, t):
         if self.weight_decay:
             g = g + self.weight_decay * p
+        changed = {}
         if self.momentum:
             buf = state.get("buf")
-            if buf is None:
-                buf = state["buf"] = g.copy()
-            else:
-                buf *= self.momentum
-                buf += (1 - self.dampening) * g
+            # (momentum buf + (1 - dampening) g, the in-place form's arithmetic, into a new array)
+            buf = changed["buf"] = g.copy() if buf is None else self.momentum * buf + (1 - self.dampening) * g
             g = g + self.momentum * buf if self.nesterov else buf
         p -= lr * g
-        return p
+        return p, changed
 
 
 class Adam(Optimizer):
@@ -299,21 +311,18 @@ class Adam(Optimizer):
     def _init_state(self, p):
         return {"shape": p.shape, "m": np.zeros_like(p), "v": np.zeros_like(p)}
 
-    def _update(self, p, g, state, lr):
+    def _update(self, p, g, state, lr, t):
         b1, b2 = self.betas
         if self.weight_decay:
             if self.decoupled:
                 p *= 1 - lr * self.weight_decay
             else:
                 g = g + self.weight_decay * p
-        m, v = state["m"], state["v"]
-        m += (g - m) * (1 - b1)  # torch: m.lerp_(g, 1 - b1)
-        v *= b2
-        v += (1 - b2) * g * g
-        t = self.t  # already counts this step
+        m = state["m"] + (g - state["m"]) * (1 - b1)  # torch: m.lerp_(g, 1 - b1)
+        v = state["v"] * b2 + (1 - b2) * g * g
         denom = np.sqrt(v) / math.sqrt(1 - b2 ** t) + self.eps
         p -= (lr / (1 - b1 ** t)) * (m / denom)
-        return p
+        return p, {"m": m, "v": v}
 
 
 class AdamW(Adam):

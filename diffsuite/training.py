@@ -223,7 +223,7 @@ def train(differentiator: Any, model: MLP, loss: str | Loss, dataset: Dataset, o
                 break
             lr = optimizer.current_lr()
             with np.errstate(over="ignore", invalid="ignore"):  # an overflowing update is refused just below
-                new = optimizer.step(theta, res.grad)
+                new, commit = optimizer.propose(theta, res.grad)  # (refused: the optimizer stays as it was)
             if not np.isfinite(new).all():
                 diverged = step + 1
                 refuse(f"training diverged at step {diverged} (epoch {epoch + 1}): the minibatch loss ({res.value}) "
@@ -231,6 +231,7 @@ def train(differentiator: Any, model: MLP, loss: str | Loss, dataset: Dataset, o
                        f"{int((~np.isfinite(new)).sum())} entries of theta overflow (not finite); the step was not "
                        "applied. Lower the learning rate")
                 break
+            commit()
             theta, batch_theta = new, theta
             wall += time.perf_counter() - t
             step, batch_value = step + 1, res.value
