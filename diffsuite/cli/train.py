@@ -193,7 +193,6 @@ def train_command(args) -> int:
     from rich.console import Console
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
 
     from ..data import load
     from ..nn import MLP
@@ -251,14 +250,39 @@ def train_command(args) -> int:
         print(f"diffsuite train: interrupted{where}; train saves nothing", file=sys.stderr)
         return 130
     s = run.summary()
-    table = Table(title="diffsuite train: summary")
     penalized = bool(args.l1 or args.l2)  # the losses are data losses; the L1/L2 term gets its own column
     cols = ("steps", "train loss", "train acc", "test loss", "test acc") + (("penalty",) if penalized else ()) \
         + ("in steps (s)", "setup (s)", "total (s)")
-    for col in cols:
-        table.add_column(col, justify="right")
-    table.add_row(str(s["steps"]), f"{s['train_loss']:.4f}", f"{s['train_acc']:.4f}", f"{s['test_loss']:.4f}",
-                  f"{s['test_acc']:.4f}", *((f"{s['penalty']:.4f}",) if penalized else ()), f"{s['wall_s']:.2f}",
-                  f"{s['setup_s']:.2f}", f"{total_s:.2f}")
-    Console().print(table)
+    cells = (str(s["steps"]), _number(s["train_loss"]), f"{s['train_acc']:.4f}", _number(s["test_loss"]),
+             f"{s['test_acc']:.4f}", *((_number(s["penalty"]),) if penalized else ()), f"{s['wall_s']:.2f}",
+             f"{s['setup_s']:.2f}", f"{total_s:.2f}")
+    out = Console()
+    out.print(summary_table(cols, cells, out.width))
     return 0
+
+
+def _number(x: float) -> str:
+    """4 decimals, or 4 significant digits in scientific notation when that would hide digits or lose them
+    (|x| >= 1e4 or below 1e-3): 1858096.77 -> 1.858e+06, never a figure cut to look 10x smaller."""
+    return f"{x:.4f}" if x == 0 or 1e-3 <= abs(x) < 1e4 or x != x or abs(x) == float("inf") else f"{x:.3e}"
+
+
+def summary_table(cols: tuple[str, ...], cells: tuple[str, ...], width: int):
+    """The summary as one row, each column as wide as its number (headers wrap at spaces where needed), if that
+    fits in ``width`` columns; else one line per quantity. No number is ever cut (rich would end it with …)."""
+    from rich.table import Table
+    natural = [max(len(v), len(c)) for c, v in zip(cols, cells)]
+    narrow = [max(len(v), *map(len, c.split())) for c, v in zip(cols, cells)]
+    for widths in (natural, narrow):
+        if sum(widths) + 3 * len(widths) + 1 <= width:  # 2 of padding and 1 of border a column, 1 at the end
+            table = Table(title="diffsuite train: summary")
+            for col, w in zip(cols, widths):
+                table.add_column(col, justify="right", width=w)
+            table.add_row(*cells)
+            return table
+    table = Table(title="diffsuite train: summary")
+    table.add_column("quantity")
+    table.add_column("value", justify="right", overflow="fold")
+    for col, value in zip(cols, cells):
+        table.add_row(col, value)
+    return table

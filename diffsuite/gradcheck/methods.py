@@ -9,6 +9,7 @@ A problem is an ``Objective`` (entries named ``W0[1, 2]`` by the model) or a use
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -118,7 +119,9 @@ class Problem:
                       else [f"{key}[{', '.join(map(str, i))}]" for i in np.ndindex(*leaf.shape)])
         flat = np.concatenate([leaf.ravel() for leaf in leaves]) if leaves else np.zeros(0)
         label = getattr(target, "__name__", type(target).__name__)
-        return cls(target, theta, tuple(args), names, flat, label, leaves, rebuild)
+        problem = cls(target, theta, tuple(args), names, flat, label, leaves, rebuild)
+        problem.require_scalar_value()
+        return problem
 
     @property
     def is_objective(self) -> bool:
@@ -189,6 +192,37 @@ class Problem:
         flat_f.__name__ = self.label
         return flat_f
 
+    def require_scalar_value(self) -> None:
+        """Evaluate ``f`` once in numpy at theta, before any method runs: an error there (theta or an argument of
+        a shape ``f`` cannot take, say) or a result that is not one number is the function's or its inputs'
+        fault, and is reported as such, not as the failure of whichever method happens to run first."""
+        call = f"{self.label}(xp, theta{', *args' if self.args else ''})"
+        try:
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out = self.flat_function()(NUMPY, self.flat.copy())
+        except Exception as e:  # noqa: BLE001 - re-raised with what was given
+            error = TypeError if isinstance(e, TypeError) else ValueError
+            raise error(f"{call} raised {type(e).__name__}: {e}; evaluated once in numpy at theta, before any "
+                        f"gradient was taken, with {self.inputs()}. The function and its inputs do not fit: give "
+                        "theta and the arguments the shapes the function expects (or fix the function); no choice "
+                        "of method or reference changes this") from e
+        if out is None:
+            raise TypeError(f"{call} returned None; a gradient check needs a function that returns a scalar. "
+                            "Is a return statement missing?")
+        shape = tuple(np.shape(out))
+        if int(np.prod(shape)) != 1:
+            raise TypeError(f"{call} must return a scalar (the gradient check compares gradients of one number); it "
+                            f"returned shape {shape} with {self.inputs()}. Reduce it to a scalar (xp.sum, xp.mean), or "
+                            "check each output as its own function")
+
+    def inputs(self) -> str:
+        """``theta: shape (3,); args: shapes (5, 3), (5,)``, for messages."""
+        theta = (f"{{{_describe_shapes(self.theta)}}}" if isinstance(self.theta, dict)
+                 else f"shape {np.shape(self.theta)}")
+        args = ", ".join(str(np.shape(a)) if _is_array_like(a) else type(a).__name__ for a in self.args)
+        return f"theta: {theta}" + (f"; args: shapes {args}" if self.args else "; no args")
+
     def is_analytic(self) -> bool:
         """Whether evaluating the function calls no non-analytic namespace function (abs, step, maximum, minimum)."""
         probe = _RecordingNamespace()
@@ -214,6 +248,14 @@ def _require_supported_theta(theta: Any) -> None:
                         "dict {'W': W, 'b': b} for several arrays")
     if not _is_numeric(theta):
         raise TypeError(f"{supported}; got {_describe(theta)}")
+
+
+def _is_array_like(v: Any) -> bool:
+    try:
+        np.shape(v)
+    except Exception:  # noqa: BLE001 - ragged lists and the like: named by type instead
+        return False
+    return isinstance(v, (int, float, complex, np.number, np.ndarray, list, tuple)) or hasattr(v, "shape")
 
 
 def _is_numeric(v: Any) -> bool:

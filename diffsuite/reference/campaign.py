@@ -23,8 +23,12 @@ Command (writes a CSV and prints the summary the docs quote)::
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import sys
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -138,10 +142,34 @@ def method_error(obj: Objective, theta: np.ndarray, ref: np.ndarray, method: str
     return (normwise(g, ref) if np.all(np.isfinite(g)) else float("inf")), None
 
 
+def rows(n: int, seed: int = 0, methods: tuple[str, ...] = METHODS) -> Iterator[dict]:
+    """The rows of problems seed .. seed + n - 1, one at a time (``run`` collects them)."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {', '.join(map(repr, unknown))}; the campaign's methods are "
+                         f"{', '.join(METHODS)}")
+    for s in range(seed, seed + n):
+        yield check(s, methods)
+
+
 def run(n: int, seed: int = 0, methods: tuple[str, ...] = METHODS):
     """Problems seed .. seed + n - 1, one row each (pandas DataFrame)."""
     import pandas as pd
-    return pd.DataFrame([check(s, methods) for s in range(seed, seed + n)])
+    return pd.DataFrame(list(rows(n, seed, methods)))
+
+
+def write_csv(done: list[dict], path: str | Path) -> None:
+    """The rows (without the reference gradients) as CSV, atomically: a temporary file in the same folder renamed
+    over ``path``, so an interrupted or failed write never leaves half a CSV in place of a good one."""
+    import pandas as pd
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        pd.DataFrame(done).drop(columns=["ref"], errors="ignore").to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    finally:  # no temporary left behind, also on a second Ctrl-C during the write
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def fallback_check(n: int, seed: int = 0) -> str:
@@ -170,8 +198,12 @@ def fallback_check(n: int, seed: int = 0) -> str:
 
 def summary(df) -> str:
     """The lines the docs quote: problems, certification, 200-digit agreement, each method against 1e-13."""
-    ok = df[df["status"] == "ok"].astype({"agree_mp200": bool, "mp200_enough": bool})
-    lines = [f"problems: {len(df)}; certified: {len(ok)}; not certified: {len(df) - len(ok)}",
+    ok = df[df["status"] == "ok"]
+    lines = [f"problems: {len(df)}; certified: {len(ok)}; not certified: {len(df) - len(ok)}"]
+    if ok.empty:
+        return lines[0]
+    ok = ok.astype({"agree_mp200": bool, "mp200_enough": bool})
+    lines += [
              f"precision used: median {int(ok['bits'].median())} bits, max {int(ok['bits'].max())} bits; "
              f"reference time: median {df['ref_s'].median() * 1e3:.0f} ms, max {df['ref_s'].max():.2f} s"]
     enough = ok[ok["mp200_enough"]]
@@ -194,24 +226,82 @@ def summary(df) -> str:
     return "\n".join(lines)
 
 
+def _whole(low: int):
+    """An argparse type: a whole number >= ``low`` (argparse names the option in its error)."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            n = None
+        if n is None or n < low:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {low}; got {text!r}")
+        return n
+    parse.__name__ = "whole number"
+    return parse
+
+
+def _methods(text: str) -> tuple[str, ...]:
+    chosen = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    unknown = [m for m in chosen if m not in METHODS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown method(s) {', '.join(unknown)} in {text!r}; give a "
+                                         f"comma-separated subset of {','.join(METHODS)}")
+    return chosen
+
+
+def _check_out(p: argparse.ArgumentParser, out: str) -> None:
+    """Refuse, before any problem is run, an --out the rows could not be written to."""
+    path = Path(out)
+    folder = path.parent
+    if path.is_dir():
+        p.error(f"argument --out: {out} is a folder; give a CSV file name, e.g. {path / 'campaign.csv'}")
+    if not folder.is_dir():
+        p.error(f"argument --out: the folder {folder} of {out} does not exist; create it first (mkdir -p {folder}) "
+                "or give a file in an existing folder")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        p.error(f"argument --out: cannot write {out} (the file or its folder {folder} is not writable); give a file "
+                "in a folder you can write to")
+
+
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m diffsuite.reference.campaign",
-                                description="Random campaign of the certified reference (docs/reference.md).")
-    p.add_argument("--n", type=int, default=200, help="number of problems (default 200)")
-    p.add_argument("--seed", type=int, default=0, help="first problem's seed (default 0)")
-    p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
-    p.add_argument("--out", default=None, help="CSV file for the rows (default: none)")
+    prog = "python -m diffsuite.reference.campaign"
+    p = argparse.ArgumentParser(prog=prog, description="Random campaign of the certified reference (docs/reference.md).")
+    p.add_argument("--n", type=_whole(1), default=200, help="number of problems, at least 1 (default 200)")
+    p.add_argument("--seed", type=_whole(0), default=0, help="first problem's seed, at least 0 (default 0)")
+    p.add_argument("--methods", type=_methods, default=METHODS,
+                   help=f"comma-separated subset of {','.join(METHODS)} (default all; '' for the reference only)")
+    p.add_argument("--out", default=None, help="CSV file for the rows (default: none); its folder must exist")
     p.add_argument("--fallback", action="store_true", help="instead: the mpmath fallback against the certified result")
     args = p.parse_args(argv)
+    if args.out and args.fallback:
+        p.error("argument --out: --fallback writes no rows; drop --out, or drop --fallback to run the campaign")
+    if args.out:
+        _check_out(p, args.out)
     t = time.perf_counter()
     if args.fallback:
-        print(fallback_check(args.n, args.seed))
+        try:
+            print(fallback_check(args.n, args.seed))
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted; the fallback check writes nothing", file=sys.stderr)
+            raise SystemExit(130) from None
         print(f"wall time: {time.perf_counter() - t:.1f} s")
         return
-    df = run(args.n, args.seed, tuple(m for m in args.methods.split(",") if m))
+    done: list[dict] = []
+    try:
+        for row in rows(args.n, args.seed, args.methods):
+            done.append(row)
+    except KeyboardInterrupt:
+        if args.out and done:
+            write_csv(done, args.out)
+            saved = f"the {len(done)} rows done (seeds {args.seed}-{args.seed + len(done) - 1}) written to {args.out}"
+        else:
+            saved = "nothing written" + ("" if args.out else " (no --out)")
+        print(f"{prog}: interrupted after {len(done)} of {args.n} problems; {saved}", file=sys.stderr)
+        raise SystemExit(130) from None
     if args.out:
-        df.drop(columns=["ref"], errors="ignore").to_csv(args.out, index=False)
-    print(summary(df))
+        write_csv(done, args.out)
+    import pandas as pd
+    print(summary(pd.DataFrame(done)))
     print(f"wall time: {time.perf_counter() - t:.1f} s")
 
 
