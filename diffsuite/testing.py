@@ -42,7 +42,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .gradcheck.methods import METHOD_ALIASES, Method, Problem, resolve_method
+from .gradcheck.methods import METHOD_ALIASES, Method, Problem, resolve_method, same_method
 from .gradcheck.report import ON_KINK, GradcheckReport, MethodResult
 from .gradcheck.tolerances import DEFAULT_RTOL, atol_reason, default_atol, default_rtol, rtol_reason
 
@@ -53,6 +53,7 @@ EXACT_TIME_BUDGET_S = 5.0
 DEFAULT_METHODS = ("reverse", "central")
 EXACT_LABEL = "exact (certified, arb)"
 OWN_ROUNDING_FACTOR = 32  # the tolerance over f's own float64 error, where f cancels (see _own_rounding)
+OWN_ROUNDING_CAP = 1e-2  # ... up to this: a check that would need more cannot tell a 1 % gradient bug from rounding
 
 
 def check_gradients(f: Any, theta: Any, *args: Any, methods: Iterable | None = None, reference: Any = "auto",
@@ -82,18 +83,21 @@ def check_gradients(f: Any, theta: Any, *args: Any, methods: Iterable | None = N
     if on_kink not in ON_KINK:
         raise ValueError(f"on_kink must be one of {', '.join(ON_KINK)}; got {on_kink!r}")
     problem = Problem.build(f, theta, args)
+    if problem.flat.size == 0:
+        raise ValueError(f"nothing to check: theta has no entries ({problem.label} at an empty theta); a gradient "
+                         "check needs at least one parameter")
     f64_value = _require_finite_value(problem)
     notes: list[str] = []
     chosen = _choose_methods(problem, methods, dtype)
     ref, ref_label, value, ref_method = _reference(problem, reference, notes)
     own_error = _own_rounding(f64_value, value if ref_label == EXACT_LABEL else None, problem, notes)
     if ref_method is not None:
-        kept = [m for m in chosen if m.label != ref_method]
+        kept = [m for m in chosen if not same_method(m, ref_method)]
         if len(kept) < len(chosen):
-            notes.append(f"{ref_method} is the reference, so it is not also checked against itself")
+            notes.append(f"{ref_method.label} is the reference, so it is not also checked against itself")
         if not kept:
-            raise ValueError(f"nothing to check: the only method, {ref_method}, is also the reference; add a method "
-                             "(methods=('reverse', 'central')) or choose another reference")
+            raise ValueError(f"nothing to check: the only method, {ref_method.label}, is also the reference; add a "
+                             "method (methods=('reverse', 'central')) or choose another reference")
         chosen = kept
     finite = np.isfinite(ref)
     if not finite.all():
@@ -109,6 +113,12 @@ def check_gradients(f: Any, theta: Any, *args: Any, methods: Iterable | None = N
             r_tol, r_why = rtols[m.label], "given"
         else:
             r_tol, r_why = default_rtol(m.kind, m.dtype), rtol_reason(m.kind, m.dtype)
+            if OWN_ROUNDING_FACTOR * own_error > OWN_ROUNDING_CAP:
+                raise ValueError(
+                    f"cannot check gradients of {problem.label} at this theta: its float64 value is {own_error:.1e} "
+                    f"(relative) off its exact value, so a tolerance that allowed for that rounding ("
+                    f"{OWN_ROUNDING_FACTOR}x, above {OWN_ROUNDING_CAP:g}) would pass a wrong gradient. Move theta, "
+                    "rewrite f to cancel less (its value here is nearly 0 next to its terms), or give rtol= yourself")
             if OWN_ROUNDING_FACTOR * own_error > r_tol:
                 r_tol, r_why = OWN_ROUNDING_FACTOR * own_error, (
                     f"raised from {r_tol:g} to {OWN_ROUNDING_FACTOR}x f's own float64 error here ({own_error:.1e})")
@@ -216,8 +226,8 @@ def _choose_methods(problem: Problem, methods: Iterable | None, dtype: str) -> l
     return chosen
 
 
-def _reference(problem: Problem, reference: Any, notes: list[str]) -> tuple[np.ndarray, str, float | None, str | None]:
-    """(flat reference gradient, label, value, label of the method used as reference or None)."""
+def _reference(problem: Problem, reference: Any, notes: list[str]) -> tuple[np.ndarray, str, float | None, Any]:
+    """(flat reference gradient, label, value, the ``Method`` used as reference or None)."""
     if isinstance(reference, str) and reference in ("auto", "exact"):
         if reference == "exact" or problem.flat.size <= EXACT_MAX_PARAMS:
             try:
@@ -242,7 +252,7 @@ def _reference(problem: Problem, reference: Any, notes: list[str]) -> tuple[np.n
         except Exception as e:
             raise RuntimeError(f"the reference method {m.label} failed on {problem.label}: {type(e).__name__}: {e}. "
                                "Choose another reference (reference='exact', 'central', ...).") from e
-        return grad, f"{m.label} ({m.dtype})", value, m.label
+        return grad, f"{m.label} ({m.dtype})", value, m
     return problem.flatten_like_theta(reference), "the given gradient", None, None
 
 

@@ -152,16 +152,20 @@ def test_compare_ratios_improvements_new_skipped_and_broken_cells_by_hand():
             {**key, "method": "tiny", "error": 0.0, **ok},           # baseline below the floor: not "improved"
             {**key, "method": "grew", "error": 3e-7, **ok},          # 30x worse: ratio 30
             {**key, "method": "gone", "error": None, "status": "skipped", "message": "needs torch"},
-            {**key, "method": "none", "error": 1.0, **ok},           # baseline null: counted, no number to exceed
+            {**key, "method": "none", "error": 1.0, **ok},           # baseline null: no figure to compare: new
             {**key, "method": "fresh", "error": 1e-3, **ok},         # not in the baseline, measured: new
             {**key, "method": "crash", "error": None, "status": "error", "message": "ImportError: x"}]
     c = bl.compare(base, rows)
     assert [r["method"] for r in c.improved] == ["big"] and c.improved[0]["ratio"] == pytest.approx(0.05, rel=1e-12)
     assert [r["method"] for r in c.regressions] == ["grew"] and c.regressions[0]["ratio"] == pytest.approx(30.0)
     assert c.regressions[0]["why"] == "> 10 x baseline"
-    assert [r["method"] for r in c.unmeasured] == ["gone"] and [r["method"] for r in c.new] == ["fresh"]
+    assert [r["method"] for r in c.unmeasured] == ["gone"] and [r["method"] for r in c.new] == ["none", "fresh"]
     assert [r["method"] for r in c.broken] == ["crash"] and c.broken[0]["why"] == "error: ImportError: x"
-    assert c.n_compared == 4 and not c.ok  # big, tiny, grew, none (the skipped and the absent ones are not)
+    assert c.n_compared == 3 and not c.ok  # big, tiny, grew (not the skipped, the null and the absent ones)
+    # a baseline cell the grid does not produce at all is unmeasured too (--fail-unmeasured fails on it)
+    partial = bl.compare(base, [{**key, "method": "big", "error": 1e-6, **ok}])
+    assert sorted(r["method"] for r in partial.unmeasured) == ["gone", "grew", "none", "tiny"]
+    assert {r["status"] for r in partial.unmeasured} == {"absent"}
     # a rounding-level error against a rounding-level baseline: the ratio is taken against the floor
     small = bl.compare(base, [{**key, "method": "tiny", "error": 5 * floor64, **ok}])
     assert small.ok and small.improved == [] and small.regressions == []

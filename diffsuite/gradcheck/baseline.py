@@ -367,8 +367,9 @@ def floor(dtype: str) -> float:
 class Comparison:
     regressions: list[dict]  # KEY fields + baseline, error, ratio, why
     improved: list[dict]
-    new: list[dict]          # measured, not in the baseline
-    unmeasured: list[dict]   # measured cells skipped now (optional backend missing) that the baseline has
+    new: list[dict]          # measured, not in the baseline (or in it without a figure: error null)
+    unmeasured: list[dict]   # baseline cells not measured now: skipped (optional backend missing), or absent from
+    #                          the grid measured (status "absent")
     n_compared: int
     broken: list[dict] = field(default_factory=list)  # cells that raise now and are not in the baseline
 
@@ -380,6 +381,10 @@ class Comparison:
 def compare(baseline: dict, rows: list[dict], factor: float = DEFAULT_FACTOR) -> Comparison:
     cells = baseline["cells"]
     regressions, improved, new, unmeasured, broken, n = [], [], [], [], [], 0
+    measured = {tuple(str(r[f]) for f in KEY) for r in rows}
+    # a baseline cell this grid does not produce at all (a device or method gone from it) is not measured either
+    unmeasured += [{**dict(zip(KEY, k)), "status": "absent", "error": None, "message": "not in the grid measured here"}
+                   for k in cells if k not in measured]
     for r in rows:
         k = tuple(str(r[f]) for f in KEY)
         base = cells.get(k)
@@ -392,13 +397,16 @@ def compare(baseline: dict, rows: list[dict], factor: float = DEFAULT_FACTOR) ->
         if r["status"] == "skipped":
             unmeasured.append(r)
             continue
-        n += 1
         b = base["error"]
-        if r["status"] != "ok":
-            if b is not None:
-                regressions.append({**r, "baseline": b, "ratio": math.inf, "why": f"{r['status']}: {r['message']}"})
+        if b is None:  # the baseline has no figure for this cell: nothing to compare (it is not counted as compared)
+            if r["status"] == "ok":
+                new.append(r)
+            elif r["status"] == "error":
+                broken.append({**r, "baseline": math.nan, "ratio": math.inf, "why": f"error: {r['message']}"})
             continue
-        if b is None:
+        n += 1
+        if r["status"] != "ok":
+            regressions.append({**r, "baseline": b, "ratio": math.inf, "why": f"{r['status']}: {r['message']}"})
             continue
         limit = factor * max(b, floor(r["dtype"]))
         ratio = r["error"] / max(b, floor(r["dtype"]))

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from ..structure import Structure, flat_hessian
-from .methods import Problem, resolve_method
+from .methods import Problem, resolve_method, same_method
 from .report import GradcheckReport, MethodResult
 
 #: the largest number of parameters for which reference="auto" computes the exact Hessian (n^2 expressions)
@@ -75,14 +75,20 @@ def check_hessian(f: Any, theta: Any, *args: Any, methods: Iterable | None = Non
     notes: list[str] = []
     ref, ref_label, ref_method = _reference(problem, reference, dtype, notes)
     if ref_method is not None:
-        chosen = [m for m in chosen if m.label != ref_method]
-        notes.append(f"{ref_method} is the reference, so it is not also checked against itself")
+        kept = [m for m in chosen if not same_method(m, ref_method)]
+        if len(kept) < len(chosen):
+            notes.append(f"{ref_method.label} is the reference, so it is not also checked against itself")
+        if not kept:
+            raise ValueError(f"nothing to check: the only method, {ref_method.label}, is also the reference; add a "
+                             "method (methods=('reverse', 'forward_mode')) or choose another reference")
+        chosen = kept
     finite = np.isfinite(ref)
     scale = float(np.max(np.abs(ref[finite]))) if finite.any() else 0.0
     rtols, atols = _per_method("rtol", rtol, chosen), _per_method("atol", atol, chosen)
     results = []
     for m in chosen:
-        r_tol = rtols.get(m.label, HESSIAN_RTOL.get((m.kind, m.dtype), 1e-4 if m.dtype == "float64" else 3e-1))
+        # (a kind the table does not know, a user's own method: the strict AD tolerance, as for gradients)
+        r_tol = rtols.get(m.label, HESSIAN_RTOL.get((m.kind, m.dtype), HESSIAN_RTOL[("reverse", m.dtype)]))
         a_tol = atols.get(m.label, r_tol * (scale if scale > 0 else 1.0))
         try:
             with warnings.catch_warnings():
@@ -105,7 +111,7 @@ def _default_methods(problem: Problem) -> list[str]:
     return list(DEFAULT_METHODS) + (["complex_step"] if problem.is_analytic() else [])
 
 
-def _reference(problem: Problem, reference: Any, dtype: str, notes: list[str]) -> tuple[np.ndarray, str, str | None]:
+def _reference(problem: Problem, reference: Any, dtype: str, notes: list[str]) -> tuple[np.ndarray, str, Any]:
     n = problem.flat.size
     if isinstance(reference, str) and reference in ("auto", "exact"):
         if reference == "exact" or n <= EXACT_MAX_PARAMS:
@@ -131,7 +137,7 @@ def _reference(problem: Problem, reference: Any, dtype: str, notes: list[str]) -
         except Exception as e:
             raise RuntimeError(f"the reference method {m.label} failed on {problem.label}: {type(e).__name__}: {e}. "
                                "Choose another reference (reference='exact', 'forward_mode', ...).") from e
-        return H, f"{m.label} ({m.dtype})", m.label
+        return H, f"{m.label} ({m.dtype})", m
     given = np.asarray(reference, dtype=np.float64) if not isinstance(reference, dict) else None
     if given is not None and given.size == n * n:
         return given.reshape(-1), "the given Hessian", None

@@ -36,6 +36,9 @@ METHOD_ALIASES: dict[str, tuple[str, dict]] = {
 
 #: namespace functions that are not analytic: a function calling one is not checked by complex step by default
 NON_ANALYTIC = frozenset({"abs", "step", "maximum", "minimum"})
+#: numpy's ufuncs of the same kind, called on theta directly (Python's abs() is np.absolute)
+NON_ANALYTIC_UFUNCS = frozenset({"absolute", "fabs", "maximum", "minimum", "fmax", "fmin", "sign", "heaviside",
+                                 "floor", "ceil", "rint", "trunc"})
 
 
 @dataclass
@@ -68,9 +71,24 @@ def resolve_method(spec: Any, dtype: str = "float64", auto: bool = False, defaul
     else:
         raise TypeError(f"a gradient-check method must be an alias ({', '.join(METHOD_ALIASES)}) or a differentiator "
                         f"from get_differentiator(...); got {spec!r}")
-    kind = str(getattr(d, "scheme", d.name)) if d.name == "finite_diff" else d.name
-    kind = "forward_mode" if kind == "forward" and d.name == "forward" else kind  # not the forward difference
+    if _ours(d):
+        kind = str(getattr(d, "scheme", d.name)) if d.name == "finite_diff" else d.name
+        kind = "forward_mode" if kind == "forward" and d.name == "forward" else kind  # not the forward difference
+    else:  # a user's own object: the strict tolerance of an unknown kind, whatever its name says
+        kind = f"user:{d.name}"
     return Method(label, d, kind, str(getattr(d, "dtype", "float64")), auto, default or auto)
+
+
+def _ours(d: Any) -> bool:
+    """Whether ``d`` is one of diffsuite's differentiators (its kind may then be read from its name)."""
+    from ..differentiators import DIFFERENTIATORS, differentiator_class
+    return d.name in DIFFERENTIATORS and isinstance(d, differentiator_class(d.name))
+
+
+def same_method(a: Method, b: Method) -> bool:
+    """Whether two methods compute the same thing (one of them the reference): same label and kind, which a user's
+    object never shares with one of diffsuite's (its kind is ``user:<name>``)."""
+    return a.label == b.label and a.kind == b.kind
 
 
 def describe_differentiator(d: Any) -> str:
@@ -226,11 +244,14 @@ class Problem:
     def is_analytic(self) -> bool:
         """Whether evaluating the function calls no non-analytic namespace function (abs, step, maximum, minimum)."""
         probe = _RecordingNamespace()
+        _RecordingArray.called = set()
         try:
-            self.flat_function()(probe, self.flat.copy())
+            # theta as a recording array too: Python's abs(), np.maximum(...) on it (or on anything computed from
+            # it) bypass the namespace, and the complex step through them would be as wrong as through xp.abs
+            self.flat_function()(probe, self.flat.copy().view(_RecordingArray))
         except Exception:  # a function the probe cannot run is not one to trust complex step with
             return False
-        return not (probe.called & NON_ANALYTIC)
+        return not (probe.called & NON_ANALYTIC) and not (_RecordingArray.called & NON_ANALYTIC_UFUNCS)
 
 
 def _require_supported_theta(theta: Any) -> None:
@@ -297,6 +318,19 @@ def _transposed_hint(given: tuple, shape: tuple) -> str:
     if int(np.prod(given)) == int(np.prod(shape)):
         return " (same number of entries, different shape)"
     return ""
+
+
+class _RecordingArray(np.ndarray):
+    """An ndarray that records the ufuncs run on it (and on arrays computed from it) in ``called``. One probe at a
+    time: ``is_analytic`` clears it first."""
+
+    called: set = set()
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        _RecordingArray.called.add(ufunc.__name__)
+        plain = [x.view(np.ndarray) if isinstance(x, _RecordingArray) else x for x in inputs]
+        out = getattr(ufunc, method)(*plain, **kwargs)
+        return out.view(_RecordingArray) if isinstance(out, np.ndarray) else out
 
 
 class _RecordingNamespace:

@@ -78,8 +78,8 @@ def rtol_reason(kind: str, dtype: str) -> str:
     """Why a method got its default rtol, in words for the report."""
     if kind in EXACT_KINDS | FD_KINDS:
         return f"default for {kind}, {dtype}"
-    return (f"default for a method of unknown kind {kind!r}: the strict AD tolerance ({STRICT_KIND}, {dtype}); "
-            "pass rtol= to loosen it")
+    return (f"default for a method of unknown kind {kind.removeprefix('user:')!r}: the strict AD tolerance "
+            f"({STRICT_KIND}, {dtype}); pass rtol= to loosen it")  # (user:<name>: a user's object, see resolve_method)
 
 
 def eps(dtype: str) -> float:
