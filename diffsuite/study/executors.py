@@ -31,6 +31,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import fields as dataclass_fields
 from importlib import import_module
+from importlib.util import find_spec
 from multiprocessing import get_context
 from typing import Any, Callable, Iterator
 
@@ -197,8 +198,13 @@ def _import_distributed():
 
 
 def check_scheduler(scheduler: str) -> str:
-    """``local`` or a scheduler address (``tcp://HOST:PORT``, or another Dask protocol such as ``tls://``)."""
+    """``local`` or a scheduler address (``tcp://HOST:PORT``, or another Dask protocol such as ``tls://``), with
+    Dask's distributed installed: looked up without importing it (seconds), so that the runner refuses a run
+    without it before any study's folder is touched."""
     if scheduler == LOCAL or ("://" in scheduler and scheduler.split("://", 1)[1]):
+        if find_spec("distributed") is None:
+            raise StudyError("--scheduler needs Dask's distributed scheduler, which is not installed: "
+                             "pip install 'diffsuite[dask]'")
         return scheduler
     raise StudyError(f"--scheduler must be 'local' (a Dask cluster on this machine) or a scheduler address such as "
                      f"tcp://HOST:8786; got {scheduler!r}")

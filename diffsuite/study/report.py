@@ -18,7 +18,6 @@ from typing import Any
 
 import pandas as pd
 
-from .metadata import commits_of
 from .status import UNAVAILABLE, install_hint
 from .store import RESULTS, ResultStore, dumps, write_atomic_text
 from .studies import STUDIES, study_module
@@ -112,19 +111,31 @@ def to_markdown(rep: Report, meta: dict | None = None) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def measuring_runs(meta: dict) -> list[dict]:
+    """The runs of ``meta["runs"]`` that stored cells (or may have: ``cells`` unknown). Older versions also recorded
+    runs that measured nothing, e.g. a rerun of a complete study; those say nothing about where the rows come from."""
+    return [r for r in meta.get("runs") or [] if isinstance(r, dict) and r.get("cells") != 0]
+
+
+def run_commits(meta: dict) -> list[str]:
+    """The distinct commits of the runs that measured the stored rows, in order of first use."""
+    return list(dict.fromkeys(str(r.get("git_commit")) for r in measuring_runs(meta)))
+
+
 def _meta_table(meta: dict) -> pd.DataFrame:
     libs = ", ".join(f"{k} {v}" for k, v in meta.get("libraries", {}).items() if v)
     th = meta.get("threads", {})
+    # the commits the rows were measured from, not that of a later invocation that measured nothing
+    commit = ", ".join(run_commits(meta)) or meta.get("git_commit")
     rows = [("mode", "quick" if meta.get("quick") else "full"), ("diffsuite", meta.get("diffsuite")),
-            ("git commit", meta.get("git_commit")), ("python", meta.get("python")), ("libraries", libs),
+            ("git commit", commit), ("python", meta.get("python")), ("libraries", libs),
             ("CPU", meta.get("cpu")), ("GPU", meta.get("gpu") or f"none ({meta.get('gpu_reason', '')})"),
             ("threads", ", ".join(f"{k}={v}" for k, v in th.items() if v is not None)),
             ("devices", meta.get("device"))]
-    for i, r in enumerate(meta.get("runs") or [], 1):
-        if isinstance(r, dict):
-            ex = r.get("executor") or {}
-            rows.append((f"run {i}", f"{r.get('started') or '?'}, commit {r.get('git_commit')}, "
-                                     f"{ex.get('kind', '?')}, {r.get('cells') if r.get('cells') is not None else '?'} cells"))
+    for i, r in enumerate(measuring_runs(meta), 1):
+        ex, cells = r.get("executor") or {}, r.get("cells")
+        rows.append((f"run {i}", f"{r.get('started') or '?'}, commit {r.get('git_commit')}, "
+                                 f"{ex.get('kind', '?')}, {cells if cells is not None else '?'} cells"))
     for k, v in (meta.get("skipped") or {}).items():
         rows.append((f"skipped {k}", v))
     return pd.DataFrame(rows, columns=["", "value"])
@@ -218,9 +229,9 @@ def build(study: str, out: Path) -> Report:
                 raise  # a bug in the study's report, not rows it was not written for
             rep = failures_report(module, measured, f"The report could not be drawn from these rows "
                                                     f"({type(e).__name__}: {e})")
-    commits = commits_of(meta)
+    commits = run_commits(meta)
     if len(commits) > 1:  # a resumed result set measured by several source trees: say so before anything else
-        rep.blocks.insert(0, Para(f"**Warning:** these results were measured by {len(meta.get('runs') or [])} runs "
+        rep.blocks.insert(0, Para(f"**Warning:** these results were measured by {len(measuring_runs(meta))} runs "
                                   f"from {len(commits)} different commits ({', '.join(f'`{c}`' for c in commits)}); "
                                   "rows measured by different code are mixed (meta.json, `runs`, lists each run)."))
         rep.findings["run_commits"] = commits

@@ -20,8 +20,10 @@ on. ``run_study`` resumes: cells
 whose id is already in the store are not measured again (except cells whose measurement raised,
 stored with status ``error``, and cells with a row ``unavailable`` for a package that is installed now: see
 ``status.needs_rerun``), as long as the configuration is the same
-(its hash is in ``meta.json``; a different configuration starts afresh, after moving the stored
-results aside to ``results.<old config hash>.jsonl`` and ``meta.<old config hash>.json``: never deleted).
+(its hash is in ``meta.json``; a different configuration starts afresh, moving the stored results aside to
+``results.<old config hash>.jsonl`` and ``meta.<old config hash>.json`` when its first cell is stored: never
+deleted, and left in place by a run that fails to start or is interrupted before). ``meta.json``'s ``runs`` gets
+an entry only for a run that stores cells, with the number it stored (``_RunRecord``).
 """
 from __future__ import annotations
 
@@ -154,7 +156,8 @@ def run_study(name: str, *, quick: bool = False, out: Path | str | None = None, 
     (this machine: ``jobs`` worker processes), ``"local"`` (a Dask ``LocalCluster`` of ``jobs`` workers) or a
     Dask scheduler's address (``study/executors.py``)."""
     module = study_module(name)
-    # everything that can be refused is checked before any folder is created: a rejected run leaves nothing
+    # everything that can be refused (options, device, configuration, Dask installed and its scheduler answering)
+    # is checked before anything in the output folder is touched: a rejected run leaves the folder as it was
     if not isinstance(jobs, int) or jobs < 1:
         raise StudyError(f"--jobs must be a whole number >= 1; got {jobs!r}")
     devices, skipped = resolve_devices(device)
@@ -162,60 +165,113 @@ def run_study(name: str, *, quick: bool = False, out: Path | str | None = None, 
         check_scheduler(scheduler)
     quick = quick or _quick_file(config)
     config = study_config.load(name, module, path=config, quick=quick)
-    out = _prepare_out(quick, out)
     serial = getattr(module, "SERIAL", False)
     if jobs > 1 and serial and scheduler is None:
         print(f"{name}: measures time, so its cells run one at a time (--jobs {jobs} ignored)", file=sys.stderr)
         jobs = 1
     if "devices" in {f.name for f in fields(config)}:
         config = replace(config, devices=devices)
-    directory = Path(out) / name
-    directory.mkdir(parents=True, exist_ok=True)
-    meta = metadata.collect(name, config, quick=quick, device=device, skipped=skipped)
-    if hasattr(module, "worker_env"):
-        meta["cell_env"] = module.worker_env(config)
-    meta["config_hash"] = metadata.config_hash(_config_without_devices(config))
     grid = module.cells(config)
     ids = [c.id for c in grid]
     if len(set(ids)) != len(ids):
         raise RuntimeError(f"study {name}: two cells share an id; cell ids must be unique")
+    meta = metadata.collect(name, config, quick=quick, device=device, skipped=skipped)
+    env = module.worker_env(config) if hasattr(module, "worker_env") else None
+    if hasattr(module, "worker_env"):
+        meta["cell_env"] = env
+    meta["config_hash"] = metadata.config_hash(_config_without_devices(config))
+    directory = Path(out if out is not None else default_out(quick)) / name
+    store = ResultStore(directory)  # reads the stored cells; creates and locks nothing yet
+    old = _read_meta(directory)
+    todo = _plan(store, old, meta["config_hash"], grid)
 
-    with ResultStore(directory) as store:
-        old = _read_meta(directory)
-        if store.done and (old is None or old.get("config_hash") != meta["config_hash"]):
-            # never delete results already written: move them (and their meta.json) aside, then start afresh
-            n_old = len(store.done)
-            moved = store.move_aside(str((old or {}).get("config_hash") or "unknown-config"), companions=(META,))
-            print(f"{name}: the configuration differs from the stored results' ({directory / META}); "
-                  f"the {n_old} stored cells are kept, moved aside to {' and '.join(map(str, moved))}; "
-                  "this study starts afresh", file=sys.stderr)
-        history = metadata.previous_runs(old) if store.done else []  # a fresh start has no history
-        todo = [c for c in grid if c.id not in store.finished]
-        meta["runs"] = history + [metadata.run_entry(meta, None, len(todo))]
-        write_atomic_text(directory / META, dumps(meta, sort_keys=True) + "\n")
-        resumed = len(grid) - len(todo)
-        if resumed:
-            print(f"{name}: resuming, {resumed} of {len(grid)} cells already measured", file=sys.stderr)
-        env = module.worker_env(config) if hasattr(module, "worker_env") else None
-        with make_executor(jobs=jobs, env=env, serial=serial, scheduler=scheduler, label=name,
-                           n_cells=len(todo)) as executor:
-            described = executor.describe()
-            if executor.kind == "dask":  # where the rows were measured (each row also names its worker)
-                meta["executor"] = described
-            elif any((r.get("executor") or {}).get("kind") == "dask" for r in history):
-                meta["executor"] = next(r["executor"] for r in reversed(history)
-                                        if (r.get("executor") or {}).get("kind") == "dask")
-            meta["runs"][-1]["executor"] = described
-            write_atomic_text(directory / META, dumps(meta, sort_keys=True) + "\n")
-            _measure_all(module, config, todo, store, executor, progress, label=name)
-        store.write_table()
-        table = store.table()
+    # the executor first: a Dask scheduler that does not answer fails here, before the folder is created or locked
+    with make_executor(jobs=jobs, env=env, serial=serial, scheduler=scheduler, label=name,
+                       n_cells=len(todo)) as executor:
+        out = _prepare_out(quick, out)
+        with store:  # the write lock (a second writer gets a one-line error)
+            resumed = len(grid) - len(todo)
+            if resumed:
+                print(f"{name}: resuming, {resumed} of {len(grid)} cells already measured", file=sys.stderr)
+            record = _RunRecord(name, store, meta, old, executor.describe())
+            try:
+                _measure_all(module, config, todo, record, executor, progress, label=name)
+            finally:  # also on Ctrl-C or an error: the history says how many cells this run stored
+                record.finish()
+            store.write_table()
+            table = store.table()
     statuses = table["status"].value_counts().to_dict() if len(table) else {}
     if report:
         write_study_report(name, Path(out))
         write_index(Path(out))
-    return RunSummary(name, directory, len(grid), len(todo), resumed, statuses,
+    return RunSummary(name, directory, len(grid), record.measured, resumed, statuses,
                       describe(statuses, table.to_dict("records") if len(table) else ()))
+
+
+def _starts_afresh(store: ResultStore, old: dict | None, config_hash: str) -> bool:
+    """Whether the stored cells were measured under another configuration (or one no ``meta.json`` names)."""
+    return bool(store.done) and (old is None or old.get("config_hash") != config_hash)
+
+
+def _plan(store: ResultStore, old: dict | None, config_hash: str, grid: list[Cell]) -> list[Cell]:
+    """The cells to measure: all of them when the study starts afresh, else those not finished."""
+    if _starts_afresh(store, old, config_hash):
+        return list(grid)
+    return [c for c in grid if c.id not in store.finished]
+
+
+class _RunRecord:
+    """This run's writes to the study's folder, begun with its first stored cell.
+
+    Only then are results of another configuration moved aside and ``meta.json`` rewritten with this run
+    appended to ``runs``: a run that fails to start, is interrupted before its first cell or has nothing to
+    measure leaves the stored results, their ``meta.json`` and so the report's provenance as they were.
+    ``finish`` records the cells this run stored (``cells`` stays ``None``, "unknown", if the process is killed
+    before it; never the number planned)."""
+
+    def __init__(self, name: str, store: ResultStore, meta: dict, old: dict | None, executor: dict):
+        self.name, self.store, self.meta, self.old, self.executor = name, store, meta, old, executor
+        self.afresh = _starts_afresh(store, old, meta["config_hash"])
+        self.entry = metadata.run_entry(meta, executor, None)  # started now, written with the first cell
+        self.measured = 0
+        self.begun = False
+
+    def cells(self) -> dict[str, list[dict]]:
+        """The rows of this configuration stored so far (what ``prune`` sees): none yet when starting afresh."""
+        return {} if self.afresh and not self.begun else self.store.cells()
+
+    def append(self, cell_id: str, rows: list[dict]) -> None:
+        if not self.begun:
+            self._begin()
+        self.store.append(cell_id, rows)
+        self.measured += 1
+
+    def _begin(self) -> None:
+        directory, old = self.store.directory, self.old
+        if self.afresh:  # never delete results already written: move them (and their meta.json) aside
+            n_old = len(self.store.done)
+            moved = self.store.move_aside(str((old or {}).get("config_hash") or "unknown-config"), companions=(META,))
+            print(f"{self.name}: the configuration differs from the stored results' ({directory / META}); "
+                  f"the {n_old} stored cells are kept, moved aside to {' and '.join(map(str, moved))}; "
+                  "this study starts afresh", file=sys.stderr)
+        # a fresh start has no history; runs that stored no cell (older versions recorded them) are dropped
+        history = [r for r in metadata.previous_runs(old) if r.get("cells") != 0] if self.store.done else []
+        if self.executor.get("kind") == "dask":  # where the rows were measured (each row also names its worker)
+            self.meta["executor"] = self.executor
+        elif any((r.get("executor") or {}).get("kind") == "dask" for r in history):
+            self.meta["executor"] = next(r["executor"] for r in reversed(history)
+                                         if (r.get("executor") or {}).get("kind") == "dask")
+        self.meta["runs"] = history + [self.entry]
+        self._write_meta()
+        self.begun = True
+
+    def finish(self) -> None:
+        if self.begun:
+            self.entry["cells"] = self.measured
+            self._write_meta()
+
+    def _write_meta(self) -> None:
+        write_atomic_text(self.store.directory / META, dumps(self.meta, sort_keys=True) + "\n")
 
 
 def _read_meta(directory: Path) -> dict | None:
@@ -240,9 +296,9 @@ def _progress(enabled: bool):
                     disable=not enabled, transient=False)
 
 
-def _measure_all(module, config, todo: list[Cell], store: ResultStore, executor, progress: bool,
+def _measure_all(module, config, todo: list[Cell], record: _RunRecord, executor, progress: bool,
                  label: str) -> None:
-    """Measure ``todo`` with ``executor`` (``study/executors.py``), appending each cell as it finishes.
+    """Measure ``todo`` with ``executor`` (``study/executors.py``), appending each cell to ``record`` as it finishes.
 
     The executor takes cells from an iterator filled here, so a study may define
     ``prune(config, params, done) -> reason | None``: a cell it prunes (e.g. a deeper network after a
@@ -255,16 +311,16 @@ def _measure_all(module, config, todo: list[Cell], store: ResultStore, executor,
 
         def runnable():
             for c in todo:
-                reason = prune(config, c.params, store.cells()) if prune else None
+                reason = prune(config, c.params, record.cells()) if prune else None
                 if reason:
-                    store.append(c.id, [{**c.params, "status": "budget", "message": reason, "cell_s": 0.0}])
+                    record.append(c.id, [{**c.params, "status": "budget", "message": reason, "cell_s": 0.0}])
                     bar.advance(task)
                     continue
                 bar.update(task, description=f"{label}: {c.id}")
                 yield c
 
         def done(c: Cell, rows: list[dict]) -> None:
-            store.append(c.id, rows)
+            record.append(c.id, rows)
             bar.advance(task)
 
         executor.run(run_cell, module.__name__, config, runnable(), done)
@@ -291,13 +347,15 @@ def run_all(*, quick: bool = True, out: Path | str | None = None, jobs: int = 1,
     quick = quick or _quick_file(config)
     for n in names:
         study_config.load(n, study_module(n), path=config, quick=quick)
-    out = _prepare_out(quick, out)
     summaries = []
     for n in names:  # each study's report as soon as it is measured: an interrupted run keeps the finished ones'
+        # run_study creates the folder (``out`` as given: None gets the quick folder's .gitignore) once its executor
+        # has started, so an unreachable scheduler touches nothing
         summaries.append(run_study(n, quick=quick, out=out, jobs=jobs, device=device, progress=progress,
                                    report=False, config=config, scheduler=scheduler))
-        write_study_report(n, Path(out))
-        write_index(Path(out))
+        where = summaries[-1].directory.parent
+        write_study_report(n, where)
+        write_index(where)
     return summaries
 
 
