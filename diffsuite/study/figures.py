@@ -65,10 +65,14 @@ def subplots(nrows: int = 1, ncols: int = 1, *, width: float = 5.2, height: floa
     return fig, axes
 
 
-def figure_legend(fig, ax, ncol: int = 4) -> None:
-    """One legend for the whole figure, below the panels, outside them (the layout makes room)."""
-    handles, labels = ax.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=ncol, frameon=False)
+def figure_legend(fig, ax=None, ncol: int = 4) -> None:
+    """One legend for the whole figure, below the panels, outside them (the layout makes room). Its entries are
+    ``ax``'s, or with ``ax=None`` those of every panel (each label once, in the order first drawn)."""
+    entries = {}
+    for a in ([ax] if ax is not None else fig.axes):
+        for handle, label in zip(*a.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    fig.legend(list(entries.values()), list(entries), loc="outside lower center", ncol=ncol, frameon=False)
 
 
 def _legends_outside(fig) -> None:

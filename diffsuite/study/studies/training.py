@@ -317,17 +317,26 @@ def _curves(table, out_dir, x: str, y: str, name: str, xlabel: str, ylabel: str,
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)
             ax.set_title(f"{p}, {a}, reg={reg}", fontsize=8.5)
-    handles = {}
-    for ax in fig.axes:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            handles.setdefault(lab, h)
-    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=4, frameon=False)
-    fig._diffsuite_legend_rows = (len(handles) + 3) // 4
+    figure_legend(fig, ncol=4)  # every panel's methods, below the panels (never over ticks or axis labels)
     save(fig, out_dir / name)
 
 
+def _reference_rows(table: pd.DataFrame) -> pd.DataFrame:
+    return table[(table["status"] == "ok") & (table["method"] == REFERENCE[0]) & (table["dtype"] == REFERENCE[1])]
+
+
+def sparsity_caption(table: pd.DataFrame, cfg: dict) -> str:
+    """The sparsity figure's caption, naming the regularisers its curves show (those of the reference's rows)."""
+    drawn = set(_reference_rows(table)["reg"])
+    names = {"none": "no regulariser", "l1": f"L1 ({cfg.get('l1')})", "l2": f"L2 ({cfg.get('l2')})"}
+    shown = [names[r] for r in names if r in drawn]
+    which = ", ".join(shown[:-1]) + " and " + shown[-1] if len(shown) > 1 else "".join(shown) or "no run"
+    return ("Fraction of weights (biases excluded) with |w| below 1e-2 (solid) and 1e-3 (dotted), reverse mode, "
+            f"for {which}.")
+
+
 def _weights_figure(table, out_dir) -> None:
-    ok = table[(table["status"] == "ok") & (table["method"] == REFERENCE[0]) & (table["dtype"] == REFERENCE[1])]
+    ok = _reference_rows(table)
     problems = [p for p in PROBLEMS if p in set(ok["problem"])]
     acts = list(dict.fromkeys(ok["activation"]))
     fig, axes = subplots(len(problems), len(acts), width=5.0, height=3.6)
@@ -343,7 +352,7 @@ def _weights_figure(table, out_dir) -> None:
             ax.set_xlabel("step")
             ax.set_ylabel("fraction of weights near zero")
             ax.set_title(f"{p}, {a}, reverse[numpy]", fontsize=8.5)
-    figure_legend(fig, axes[0][0], ncol=3)
+    figure_legend(fig, ncol=3)
     save(fig, out_dir / "sparsity.png")
 
 
@@ -432,8 +441,7 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
         Figure("distance.png", "Relative distance of each trajectory from reverse mode's (numpy, float64) at the "
                "same step, without L1/L2 (the reference itself, at distance 0, is not drawn; a distance of exactly 0 is drawn at "
                "1e-18)."),
-        Figure("sparsity.png", f"Fraction of weights (biases excluded) with |w| below 1e-2 (solid) and 1e-3 "
-               f"(dotted), reverse mode, for no regulariser, L1 ({cfg.get('l1')}) and L2 ({cfg.get('l2')})."),
+        Figure("sparsity.png", sparsity_caption(table, cfg)),
         Table(summary, f"Per run: steps, final training loss and test accuracy, wall time and steps to test "
                        f"accuracy {target:g}, setup time, first-step gradient error and final distance against "
                        "reverse mode, fraction of near-zero weights"),
