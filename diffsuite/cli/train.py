@@ -25,6 +25,7 @@ import argparse
 import sys
 import time
 
+from ..argtypes import whole_number
 from .options import strict
 
 DIFFERENTIATORS = ("reverse", "finite_diff", "symbolic")  # (forward mode: n JVPs per step; train() in Python takes it)
@@ -46,20 +47,6 @@ def _layers(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"--layers needs at least two positive ints separated by commas, e.g. "
                                           f"64,32,10; got {text!r}")
     return layers
-
-
-def _whole(option: str, low: int):
-    """An argparse type: a whole number >= ``low``, or an error naming ``option`` and what it takes."""
-    def parse(text: str) -> int:  # argparse names the option: "argument --seed: must be ..."
-        try:
-            n = int(text)
-        except ValueError:
-            n = None
-        if n is None or n < low:
-            raise argparse.ArgumentTypeError(f"must be a whole number >= {low}; got {text!r}")
-        return n
-    parse.__name__ = "whole number"
-    return parse
 
 
 def _seconds(text: str) -> float:
@@ -111,11 +98,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--nesterov", action="store_true", help="sgd only: Nesterov momentum")
     g.add_argument("--schedule", choices=("constant", "step", "cosine"), default="constant",
                    help="learning rate schedule over all steps: step halves it every epoch, cosine decays it to 0")
-    g.add_argument("--epochs", type=_whole("--epochs", 1), default=5, help="default 5")
-    g.add_argument("--batch", type=_whole("--batch", 1), default=32, help="minibatch size (default 32)")
-    g.add_argument("--max-steps", type=_whole("--max-steps", 1), default=None,
+    g.add_argument("--epochs", type=whole_number(1), default=5, help="default 5")
+    g.add_argument("--batch", type=whole_number(1), default=32, help="minibatch size (default 32)")
+    g.add_argument("--max-steps", type=whole_number(1), default=None,
                    help="stop after this many steps (at least 1; default: all epochs)")
-    g.add_argument("--seed", type=_whole("--seed", 0), default=0,
+    g.add_argument("--seed", type=whole_number(0), default=0,
                    help="initialisation, split and minibatch order (default 0)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     parser.set_defaults(func=train_command)

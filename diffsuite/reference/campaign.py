@@ -32,6 +32,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from ..argtypes import whole_number
 from ..nn.activations import ACTIVATIONS
 from ..nn.losses import BinaryCrossEntropy
 from ..objective import Objective
@@ -226,20 +227,6 @@ def summary(df) -> str:
     return "\n".join(lines)
 
 
-def _whole(low: int):
-    """An argparse type: a whole number >= ``low`` (argparse names the option in its error)."""
-    def parse(text: str) -> int:
-        try:
-            n = int(text)
-        except ValueError:
-            n = None
-        if n is None or n < low:
-            raise argparse.ArgumentTypeError(f"must be a whole number >= {low}; got {text!r}")
-        return n
-    parse.__name__ = "whole number"
-    return parse
-
-
 def _methods(text: str) -> tuple[str, ...]:
     chosen = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
     unknown = [m for m in chosen if m not in METHODS]
@@ -266,8 +253,8 @@ def _check_out(p: argparse.ArgumentParser, out: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     prog = "python -m diffsuite.reference.campaign"
     p = argparse.ArgumentParser(prog=prog, description="Random campaign of the certified reference (docs/reference.md).")
-    p.add_argument("--n", type=_whole(1), default=200, help="number of problems, at least 1 (default 200)")
-    p.add_argument("--seed", type=_whole(0), default=0, help="first problem's seed, at least 0 (default 0)")
+    p.add_argument("--n", type=whole_number(1), default=200, help="number of problems, at least 1 (default 200)")
+    p.add_argument("--seed", type=whole_number(0), default=0, help="first problem's seed, at least 0 (default 0)")
     p.add_argument("--methods", type=_methods, default=METHODS,
                    help=f"comma-separated subset of {','.join(METHODS)} (default all; '' for the reference only)")
     p.add_argument("--out", default=None, help="CSV file for the rows (default: none); its folder must exist")

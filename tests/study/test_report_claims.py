@@ -6,18 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diffsuite.study.report import Bullets, Para, fmt
+from diffsuite.study.report import Bullets, fmt
 from diffsuite.study.studies import agreement as ag
+from report_text import report_text
 
 
-def _text(rep) -> str:
-    parts = []
-    for b in rep.blocks:
-        if isinstance(b, Para):
-            parts.append(b.text)
-        elif isinstance(b, Bullets):
-            parts.extend(b.items)
-    return "\n".join(parts)
+_text = report_text
 
 
 def _agreement_rows():

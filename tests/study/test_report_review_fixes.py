@@ -6,20 +6,14 @@ import pandas as pd
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from diffsuite.study.report import Bullets, Figure, Para, fmt
+from diffsuite.study.report import Figure, fmt
 from diffsuite.study.studies import agreement as ag
 from diffsuite.study.studies import rounding_error as re_
 from diffsuite.study.studies import training as tr
+from report_text import report_text
 
 
-def _text(rep) -> str:
-    parts = []
-    for b in rep.blocks:
-        if isinstance(b, Para):
-            parts.append(b.text)
-        elif isinstance(b, Bullets):
-            parts.extend(b.items)
-    return "\n".join(parts)
+_text = report_text
 
 
 # ----- agreement: "within class on every problem" -----
