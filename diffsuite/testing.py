@@ -42,7 +42,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .gradcheck.methods import METHOD_ALIASES, Method, Problem, resolve_method, same_method
+from .gradcheck.methods import METHOD_ALIASES, Method, Problem, resolve_method, without_reference
 from .gradcheck.report import ON_KINK, GradcheckReport, MethodResult
 from .gradcheck.tolerances import DEFAULT_RTOL, atol_reason, default_atol, default_rtol, rtol_reason
 
@@ -91,14 +91,7 @@ def check_gradients(f: Any, theta: Any, *args: Any, methods: Iterable | None = N
     chosen = _choose_methods(problem, methods, dtype)
     ref, ref_label, value, ref_method = _reference(problem, reference, notes)
     own_error = _own_rounding(f64_value, value if ref_label == EXACT_LABEL else None, problem, notes)
-    if ref_method is not None:
-        kept = [m for m in chosen if not same_method(m, ref_method)]
-        if len(kept) < len(chosen):
-            notes.append(f"{ref_method.label} is the reference, so it is not also checked against itself")
-        if not kept:
-            raise ValueError(f"nothing to check: the only method, {ref_method.label}, is also the reference; add a "
-                             "method (methods=('reverse', 'central')) or choose another reference")
-        chosen = kept
+    chosen = without_reference(chosen, ref_method, notes, "('reverse', 'central')")
     finite = np.isfinite(ref)
     if not finite.all():
         bad = [problem.names[i] for i in np.flatnonzero(~finite)]

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from ..structure import Structure, flat_hessian
-from .methods import Problem, resolve_method, same_method
+from .methods import Problem, resolve_method, without_reference
 from .report import GradcheckReport, MethodResult
 
 #: the largest number of parameters for which reference="auto" computes the exact Hessian (n^2 expressions)
@@ -74,14 +74,7 @@ def check_hessian(f: Any, theta: Any, *args: Any, methods: Iterable | None = Non
                                                  (methods or _default_methods(problem)))]
     notes: list[str] = []
     ref, ref_label, ref_method = _reference(problem, reference, dtype, notes)
-    if ref_method is not None:
-        kept = [m for m in chosen if not same_method(m, ref_method)]
-        if len(kept) < len(chosen):
-            notes.append(f"{ref_method.label} is the reference, so it is not also checked against itself")
-        if not kept:
-            raise ValueError(f"nothing to check: the only method, {ref_method.label}, is also the reference; add a "
-                             "method (methods=('reverse', 'forward_mode')) or choose another reference")
-        chosen = kept
+    chosen = without_reference(chosen, ref_method, notes, "('reverse', 'forward_mode')")
     finite = np.isfinite(ref)
     scale = float(np.max(np.abs(ref[finite]))) if finite.any() else 0.0
     rtols, atols = _per_method("rtol", rtol, chosen), _per_method("atol", atol, chosen)

@@ -85,10 +85,19 @@ def _ours(d: Any) -> bool:
     return d.name in DIFFERENTIATORS and isinstance(d, differentiator_class(d.name))
 
 
-def same_method(a: Method, b: Method) -> bool:
-    """Whether two methods compute the same thing (one of them the reference): same label and kind, which a user's
-    object never shares with one of diffsuite's (its kind is ``user:<name>``)."""
-    return a.label == b.label and a.kind == b.kind
+def without_reference(chosen: list[Method], reference: Method | None, notes: list[str], example: str) -> list[Method]:
+    """``chosen`` less the method that is the reference (same label and kind: a user's object never shares them with
+    one of diffsuite's, its kind being ``user:<name>``), with a note; a ValueError if nothing is left to check.
+    ``example``: a methods tuple to suggest."""
+    if reference is None:
+        return chosen
+    kept = [m for m in chosen if (m.label, m.kind) != (reference.label, reference.kind)]
+    if len(kept) < len(chosen):
+        notes.append(f"{reference.label} is the reference, so it is not also checked against itself")
+    if not kept:
+        raise ValueError(f"nothing to check: the only method, {reference.label}, is also the reference; add a method "
+                         f"(methods={example}) or choose another reference")
+    return kept
 
 
 def describe_differentiator(d: Any) -> str:
