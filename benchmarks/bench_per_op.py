@@ -29,9 +29,11 @@ import sys
 import time
 from pathlib import Path
 
-from harness import JsonWorker, instructions_per_call
+from harness import JsonWorker, instruction_count
 
 LENGTHS = (4, 16, 32, 64, 128)  # L: steps of the chain (2 L primitives)
+COUNT_LENGTHS = (64, 128)  # --instructions: the two chain lengths whose difference gives the count per primitive
+COUNT_CALLS = 20  # --instructions: calls counted at each length
 CONTENDERS = ("engine", "torch", "autograd")
 
 
@@ -94,24 +96,28 @@ def reference(L: int):
     return ts[-1], (dt, dw)
 
 
-def worker(name: str, clock_name: str, calls: int | None = None, length: int = 128):
+def worker(name: str, clock_name: str, calls: int | None = None, length: int = 128, warm: tuple = ()):
     """Serve samples on stdin/stdout: ``{"L": L, "number": n}`` -> ``{"seconds": per call}``; first line: ready.
-    With ``calls``: make that many calls of the chain of ``length`` steps and exit (for ``--instructions``)."""
+    With ``calls`` (for ``--instructions``): build the chains of ``length`` and ``warm`` steps, check them, call each
+    3 times, then make ``calls`` calls of the chain of ``length`` steps and exit; two such processes that differ only
+    in ``length`` differ only by the ``calls`` calls' instructions."""
     clock = time.process_time if clock_name == "cpu" else time.perf_counter
     try:
-        fns = {L: chain(name, L) for L in ((length,) if calls is not None else LENGTHS)}
+        fns = {L: chain(name, L) for L in (sorted({length, *warm}) if calls is not None else LENGTHS)}
     except ImportError as e:
         print(json.dumps({"unavailable": str(e)}), flush=True)
         return
-    if calls is not None:
-        for _ in range(calls):
-            fns[length]()
-        return
-    for L, fn in fns.items():  # the benchmark refuses to time a wrong gradient
+    for L, fn in fns.items():  # the benchmark refuses to time (or count) a wrong gradient
         v, g = fn()
         v0, g0 = reference(L)
         if abs(v - v0) > 1e-12 or max(abs(a - b) for a, b in zip(g, g0)) > 1e-12:
             raise SystemExit(f"{name}, L={L}: gradient {g} differs from the reference {g0}")
+    if calls is not None:
+        for fn in fns.values():
+            fn(), fn(), fn()
+        for _ in range(calls):
+            fns[length]()
+        return
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         cmd = json.loads(line)
@@ -133,12 +139,27 @@ def worker(name: str, clock_name: str, calls: int | None = None, length: int = 1
         print(json.dumps({"seconds": (clock() - t) / n}), flush=True)
 
 
-def count_instructions(name: str, L: int = 128) -> float | None:
-    """Instructions per primitive of contender ``name`` (``harness.instructions_per_call``, one thread, 30 calls
-    minus 10, over the chain's 2 L primitives); None if the contender is not installed."""
-    per_call = instructions_per_call(lambda n: [str(Path(__file__).resolve()), "--calls", str(n), "--worker", name,
-                                                "--length", str(L)], name)
-    return None if per_call is None else per_call / (2 * L)
+def count_instructions(name: str, lengths: tuple = COUNT_LENGTHS, calls: int = COUNT_CALLS) -> float | None:
+    """Instructions per primitive of contender ``name``, as the time column is: a slope over the chain's length, so
+    that each call's fixed cost (the gradient's setup, its result) cancels. Cachegrind counts two processes that
+    build, check and warm the chains of both ``lengths`` and then make ``calls`` calls of one of them (one BLAS
+    thread); ``instruction_slope`` turns the two counts into instructions per primitive. None if not installed."""
+    counts = {}
+    for L in lengths:
+        counts[L] = instruction_count([str(Path(__file__).resolve()), "--calls", str(calls), "--worker", name,
+                                       "--length", str(L), "--warm", ",".join(map(str, lengths))], f"{name} (L={L})")
+        if counts[L] is None:
+            return None
+    return instruction_slope(counts, calls)
+
+
+def instruction_slope(counts: dict, calls: int) -> float:
+    """Instructions per primitive from ``{L: instructions of a process making calls calls of the chain of L steps}``
+    at two lengths (start-up, imports and warm-up the same in both): ``(I(L2) - I(L1)) / (2 L2 - 2 L1)`` with
+    ``I(L)`` the instructions per call. (Dividing ``I(128)`` by its 256 primitives instead, as before, added each
+    call's fixed cost: 15,779 against a slope of 14,930 for the engine at c05ec30, cachegrind.)"""
+    (L1, c1), (L2, c2) = sorted(counts.items())
+    return (c2 - c1) / calls / (2 * L2 - 2 * L1)
 
 
 def fit(medians: dict) -> tuple[float, float]:
@@ -210,9 +231,11 @@ def main(argv=None):
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--calls", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--length", type=int, default=128, help=argparse.SUPPRESS)
+    p.add_argument("--warm", default="", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        return worker(args.worker, args.clock, args.calls, args.length)
+        return worker(args.worker, args.clock, args.calls, args.length,
+                      tuple(int(L) for L in args.warm.split(",") if L))
     if args.instructions and shutil.which("valgrind") is None:
         p.error("--instructions needs valgrind (e.g. apt install valgrind); run without it for times only")
     rounds = args.rounds or (3 if args.quick else 9)
@@ -237,7 +260,8 @@ def main(argv=None):
     print(f"us/primitive: the slope of the medians over the rounds; min-max: the slope of the fastest and slowest "
           f"round; /{first}: the slope over {first}'s in the same round, median over the rounds")
     if args.instructions:
-        print("instructions per primitive (cachegrind; 30 calls minus 10 of L = 128, one thread):")
+        print(f"instructions per primitive (cachegrind, one thread; the slope between L = {COUNT_LENGTHS[0]} and "
+              f"{COUNT_LENGTHS[1]}: {COUNT_CALLS} calls of each, fixed cost per call excluded, as in us/primitive):")
         for name in results:
             n = count_instructions(name)
             print(f"{name:10s} {n:13,.0f}" if n is not None else f"{name:10s} (not installed)")

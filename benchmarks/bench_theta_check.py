@@ -13,6 +13,10 @@ pass). Each round times every contender once (three calls), in a shuffled order,
 (which decides what is in the caches) is the same for all on average. Reported: the median over the rounds of a
 contender's sample over ``hand``'s sample in the same round, and the middle half of those ratios.
 
+Nets below 10,000 parameters (bench_reverse's row 0, [3,2,1]; row 1 has 25,450) are refused: there the engine
+calls its plan's ``run`` without gradient slots and sums theta by ``add.reduce`` or as Python floats, a path these
+variants do not copy.
+
 bench_reverse.py gives the user's figure (a process per contender, wall clock); this one says which part of the
 engine's call makes the difference.
 """
@@ -36,6 +40,11 @@ from handwritten import HandwrittenMLP  # noqa: E402
 
 from diffsuite.differentiators.reverse import Reverse  # noqa: E402
 
+# The engine's fast path (diffsuite/differentiators/reverse/__init__.py: n_params >= 10_000) writes the gradient into
+# slots with the plan's run_into and sums theta with einsum: the path the variants below copy. Smaller nets take
+# another (run, add.reduce or a Python sum), which this script does not mirror: it refuses them.
+MIN_PARAMS = 10_000
+
 
 def plan_variants(plan, theta) -> dict:
     """``run_into`` of the compiled plan, and copies with the check inserted at each place (by the plan's source)."""
@@ -56,13 +65,20 @@ def plan_variants(plan, theta) -> dict:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--net", type=int, default=2, help="row of bench_reverse's table (default 2: [784,128,128,10] b64)")
+    p.add_argument("--net", type=int, default=2, help="row of bench_reverse's table (default 2: [784,128,128,10] b64); "
+                   f"nets below {MIN_PARAMS:,} parameters (row 0) are refused: the engine takes another path there")
     p.add_argument("--rounds", type=int, default=600, help="rounds (default 600)")
     p.add_argument("--own-theta", action="store_true",
                    help="the hand-written code on its own copy of theta, so that its reads cannot warm the engine's check")
     args = p.parse_args(argv)
     case = CASES[args.net]
     obj, theta, X, T = make_problem(case)
+    if obj.n_params < MIN_PARAMS:
+        p.error(f"{case.label} has {obj.n_params} parameters. Below {MIN_PARAMS:,} the engine takes another path than "
+                "the one this script times: its plan's run (no gradient slots, the blocks' gradients concatenated) and "
+                "theta summed by add.reduce or as Python floats, not run_into with gradient slots and einsum. Use a "
+                f"net of {MIN_PARAMS:,} parameters or more: --net " + ", ".join(
+                    str(i) for i, c in enumerate(CASES) if make_problem(c)[0].n_params >= MIN_PARAMS))
     engine = Reverse(dtype=case.dtype).value_and_grad(obj)
     engine(theta)  # the first call records the tape and compiles the plan
     plan = inspect.getclosurevars(engine).nonlocals["plan"][0]

@@ -43,19 +43,27 @@ class JsonWorker:
 COUNT_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
 
 
+def instruction_count(argv: list, what: str) -> int | None:
+    """Instructions cachegrind counts for ``python argv`` (one BLAS thread, the whole process: start-up and imports
+    included); None if the command printed "unavailable" (not installed)."""
+    proc = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+                           sys.executable] + argv, capture_output=True, text=True, env={**os.environ, **COUNT_ENV})
+    if "unavailable" in proc.stdout:
+        return None
+    refs = [line for line in proc.stderr.splitlines() if "I" in line and "refs" in line]
+    if proc.returncode or not refs:
+        raise SystemExit(f"valgrind on {what} failed (status {proc.returncode}):\n{proc.stderr[-2000:]}")
+    return int(refs[-1].split()[-1].replace(",", ""))
+
+
 def instructions_per_call(argv_for: Callable[[int], list], what: str, calls: tuple = (10, 30)) -> float | None:
     """Instructions per call by cachegrind (what the CPU executes, whatever the machine's load): the command
     ``argv_for(n)``, which makes ``n`` calls, run for both counts in ``calls``; the difference over the difference in
     calls, so that start-up and imports cancel. None if the command printed "unavailable" (not installed)."""
     counts = []
     for n in calls:
-        proc = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-                               sys.executable] + argv_for(n), capture_output=True, text=True,
-                              env={**os.environ, **COUNT_ENV})
-        if "unavailable" in proc.stdout:
+        count = instruction_count(argv_for(n), what)
+        if count is None:
             return None
-        refs = [line for line in proc.stderr.splitlines() if "I" in line and "refs" in line]
-        if proc.returncode or not refs:
-            raise SystemExit(f"valgrind on {what} failed (status {proc.returncode}):\n{proc.stderr[-2000:]}")
-        counts.append(int(refs[-1].split()[-1].replace(",", "")))
+        counts.append(count)
     return (counts[1] - counts[0]) / (calls[1] - calls[0])
