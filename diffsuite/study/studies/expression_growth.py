@@ -196,6 +196,54 @@ def ratio_trend(ratios: pd.DataFrame) -> str:
     return "mixed"
 
 
+def _depths(ds) -> str:
+    ds = [int(d) for d in ds]
+    return f"depth {ds[0]}" if len(ds) == 1 else "depths " + ", ".join(map(str, ds[:-1])) + f" and {ds[-1]}"
+
+
+def cheaper_clause(r: pd.DataFrame, width: int, findings: dict) -> str:
+    """One sentence on one width: at which depths the CSE'd program needs fewer scalar operations than the tape
+    (ratio < 1: cheaper) and at which more (ratio > 1: costlier), read from the rows, and where the ratio crosses
+    1 when it crosses once."""
+    r = r.sort_values("depth")
+    d, v = r["depth"].astype(int).to_numpy(), r["ratio"].astype(float).to_numpy()
+    w = f"w{width}"
+    findings[f"{w}_min_depth"], findings[f"{w}_ratio_at_min_depth"] = int(d[0]), float(v[0])
+    findings[f"{w}_max_depth"], findings[f"{w}_ratio_at_max_depth"] = int(d[-1]), float(v[-1])
+    cheaper, costlier, equal = v < 1, v > 1, v == 1
+    findings[f"{w}_cheaper_depths"] = [int(x) for x in d[cheaper]]
+
+    def values(mask) -> str:
+        """The ratios at the depths of ``mask``: one value, or the first and the last with their depths."""
+        dd, vv = d[mask], v[mask]
+        if len(dd) == 1:
+            return f"{fmt(vv[0])} times the tape's scalar operations"
+        return f"{fmt(vv[0])} times the tape's scalar operations at depth {dd[0]}, {fmt(vv[-1])} at depth {dd[-1]}"
+
+    same = f"; exactly as costly at {_depths(d[equal])}" if equal.any() else ""
+    head = f"At width {width} the CSE'd gradient is"
+    if not costlier.any() and not cheaper.any():
+        return f"{head} exactly as costly as the tape at every measured depth ({_depths(d)})."
+    if not costlier.any():
+        where = _depths(d[cheaper]) if equal.any() else "every measured depth"
+        return f"{head} cheaper than the tape at {where} ({values(cheaper)}{same})."
+    if not cheaper.any():
+        where = _depths(d[costlier]) if equal.any() else "every measured depth"
+        return f"{head} costlier than the tape at {where} ({values(costlier)}{same})."
+    lo_side, hi_side = d[cheaper], d[costlier]
+    if lo_side.max() < hi_side.min():
+        findings[f"{w}_first_costlier_depth"] = int(hi_side.min())
+        return (f"{head} cheaper than the tape at {_depths(lo_side)} ({values(cheaper)}) and costlier from depth "
+                f"{hi_side.min()} on ({values(costlier)}){same}, so the ratio crosses 1 between depths "
+                f"{lo_side.max()} and {hi_side.min()}.")
+    if hi_side.max() < lo_side.min():
+        findings[f"{w}_first_cheaper_depth"] = int(lo_side.min())
+        return (f"{head} costlier than the tape at {_depths(hi_side)} ({values(costlier)}) and cheaper from depth "
+                f"{lo_side.min()} on ({values(cheaper)}){same}, so the ratio crosses 1 between depths "
+                f"{hi_side.max()} and {lo_side.min()}.")
+    return (f"{head} cheaper than the tape at {_depths(lo_side)} and costlier at {_depths(hi_side)}{same} (ratio "
+            f"{fmt(v.min())} to {fmt(v.max())}): the ratio crosses 1 more than once.")
+
 def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
     widths = sorted(int(w) for w in table["width"].unique())
     fig, axes = subplots(1, len(widths))
@@ -290,9 +338,6 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
         hi = float(ratios["ratio"].max())
         lo = float(ratios["ratio"].min())
         findings["ratio_min"], findings["ratio_max"] = lo, hi
-        deep = ratios.loc[ratios["depth"] == ratios["depth"].max(), "ratio"].max()
-        shallow = ratios.loc[ratios["depth"] == ratios["depth"].min(), "ratio"].min()
-        findings["ratio_shallowest"], findings["ratio_deepest"] = float(shallow), float(deep)
         trend = ratio_trend(ratios)
         findings["ratio_trend"] = trend
         shrinks = [w for w in widths if f"w{w}_grad_tree_nodes_factor" in findings and f"w{w}_cse_all_ops_factor"
@@ -307,20 +352,28 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
             cse = "CSE does not slow the tree's growth per layer at every width (factors below)"
         else:
             cse = "No growth factor could be fitted (too few depths)"
-        trend_text = {"widens": "the gap widens with depth at every width",
-                      "narrows": "the gap narrows with depth at every width",
+        trend_text = {"widens": "the ratio rises with depth at every width",
+                      "narrows": "the ratio falls with depth at every width",
                       "flat": "the ratio does not change with depth",
                       "mixed": "the ratio does not change monotonically with depth",
                       "single": "only one depth was measured per width"}[trend]
-        if hi <= 1.5:
-            verdict = (f"{cse}. The CSE'd gradient needs {fmt(lo)} to {fmt(hi)} times the tape's scalar operations "
-                       f"at every measured depth, close to the tape's cost; {trend_text}.")
+        clauses = [cheaper_clause(ratios[ratios["width"] == w], w, findings) for w in widths
+                   if (ratios["width"] == w).any()]
+        if lo > 1:
+            lead = "CSE does not make symbolic differentiation as cheap as reverse mode at any measured depth."
+        elif hi < 1:
+            lead = "The CSE'd gradient needs fewer scalar operations than the tape at every measured depth."
+        elif lo < 1 < hi:
+            lead = "The CSE'd gradient is cheaper than the tape (fewer scalar operations) at some measured depths " \
+                   "and costlier at others."
         else:
-            verdict = (f"{cse}, but CSE does not make symbolic differentiation as cheap as reverse mode: the CSE'd "
-                       f"gradient needs {fmt(shallow)} times the tape's scalar operations at the shallowest depth "
-                       f"and {fmt(deep)} times at the deepest; {trend_text}. Differentiating each parameter's "
-                       "expression separately repeats the backward chain products that the tape computes once; "
-                       "CSE finds only part of that sharing.")
+            lead = "The CSE'd gradient is never costlier than the tape at a measured depth." if hi <= 1 else \
+                "The CSE'd gradient is never cheaper than the tape at a measured depth."
+        verdict = f"{cse}. {lead} " + " ".join(clauses) + f" Across depths, {trend_text}."
+        if hi > 1:
+            verdict += (" (A likely reason where it is costlier, not measured here: differentiating each parameter's "
+                        "expression separately repeats backward chain products that the tape computes once, and CSE "
+                        "finds only part of that sharing.)")
     ok_sym = table[(table["kind"] == "symbolic") & (table["status"] == "ok")]
     cols = ["engine", "width", "depth", "n_params"] + [c for c in SYMBOLIC_METRICS if c in ok_sym]
     for c in ("build_s", "diff_s", "cse_s"):

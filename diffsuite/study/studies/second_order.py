@@ -39,6 +39,9 @@ from ..timing import measure as time_calls, time_once
 
 SERIAL = True  # the cost cells are timings: never more than one cell at a time
 ROUNDS = 3  # gradient-then-HVP timing rounds per cost cell
+ONE_ROUND_AFTER_S = 1.0  # a cost cell whose first HVP call takes this long or longer is timed in one round
+HVP_DISAGREE = 1e-3  # a cost row whose HVP differs from forward-over-reverse's by more (relative) is flagged
+HESSIAN_FLOOR = 1e-17  # where the Hessian-error figure draws errors below it (exact zeros included)
 TITLE = "Second order"
 QUESTION = ("How accurate are Hessians and Hessian-vector products from each method, what does an HVP cost "
             "against one gradient as networks grow, and how do symbolic Hessians grow with depth next to the "
@@ -263,7 +266,7 @@ def _cost(config: Config, params: dict) -> dict:
         # rounds of gradient-then-HVP timings, the ratio taken per round and its median reported: a change of the
         # machine's load then hits both sides of a ratio (one round for HVPs slower than a second)
         rounds = []
-        for _ in range(ROUNDS if setup_s < 1.0 else 1):
+        for _ in range(ROUNDS if setup_s < ONE_ROUND_AFTER_S else 1):
             tg = time_calls(lambda: grad(theta), min_total_s=config.min_time_s / ROUNDS)
             th = time_calls(lambda: hvp(theta, v), min_total_s=config.min_time_s / ROUNDS,
                             max_total_s=config.budget_s / ROUNDS)
@@ -308,10 +311,52 @@ def accuracy_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def cost_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The ok cost rows: times, ratio, the rounds timed and, where stored, how far the timed HVP is from
+    forward-over-reverse's (``HVP check``: ``differs`` beyond ``HVP_DISAGREE``)."""
     cost = _ok(table, "cost")
     cols = ["method", "net", "batch", "n_params", "grad_s", "hvp_s", "ratio"]
-    return cost[cols].sort_values(["method", "n_params"]).reset_index(drop=True) if len(cost) else \
-        pd.DataFrame(columns=cols)
+    cols += [c for c in ("rounds", "rel_diff_from_fwd_rev") if c in cost]
+    if not len(cost):
+        return pd.DataFrame(columns=cols)
+    out = cost[cols].sort_values(["method", "n_params"]).reset_index(drop=True)
+    if "rounds" in out:
+        out["rounds"] = out["rounds"].map(lambda r: int(r) if pd.notna(r) else None).astype(object)
+    if "rel_diff_from_fwd_rev" in out:
+        d = out["rel_diff_from_fwd_rev"].astype(float)
+        out["HVP check"] = np.where(d.isna(), "", np.where(d > HVP_DISAGREE, "differs", "ok"))
+    return out
+
+
+def disagreeing(ct: pd.DataFrame) -> pd.DataFrame:
+    """Cost rows whose timed HVP differs from forward-over-reverse's by more than ``HVP_DISAGREE``."""
+    if "rel_diff_from_fwd_rev" not in ct:
+        return ct.iloc[0:0]
+    return ct[ct["rel_diff_from_fwd_rev"].astype(float) > HVP_DISAGREE]
+
+
+def rounds_sentence(ct: pd.DataFrame) -> str:
+    """How the cost rows were timed, from their ``rounds``: the number of rounds each group of rows ran, and why
+    some ran one (the rule in ``_cost``)."""
+    base = ("a cost cell times the gradient and the HVP back to back in rounds and reports the median of the "
+            "rounds' ratios (ratio_spread: their range), so that a change of the machine's load hits both sides of "
+            "a ratio")
+    if "rounds" not in ct or not ct["rounds"].notna().any():
+        return base + "."
+    r = ct["rounds"].dropna().astype(int)
+    if r.nunique() == 1:
+        k = int(r.iloc[0])
+        text = f"{base}: every cost row here ran {k} round{'s' if k != 1 else ''}"
+    else:
+        groups = []
+        for k, idx in sorted(r.groupby(r).groups.items(), reverse=True):
+            g = ct.loc[idx]
+            who = "" if k != 1 else " (" + ", ".join(f"{m} {net}" for m, net in zip(g["method"], g["net"])) + ")"
+            groups.append(f"{len(g)} of the {len(r)} cost rows ran {k} round{'s' if k != 1 else ''}{who}")
+        text = f"{base}: " + "; ".join(groups)
+    if (r == 1).any():
+        text += (f". A cell runs one round when its first HVP call took {ONE_ROUND_AFTER_S:g} s or more; a "
+                 "one-round ratio is that round's, with no spread (ratio_spread 0)")
+    return text + "."
 
 
 def growth_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -331,7 +376,7 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
     ax = axes[0][0]
     methods = method_order(acc["method"].unique()) if len(acc) else []
     for k, m in enumerate(methods):
-        e = acc[acc["method"] == m]["hessian_rel_err"].clip(lower=1e-17)
+        e = acc[acc["method"] == m]["hessian_rel_err"].astype(float).clip(lower=HESSIAN_FLOOR)
         ax.scatter(np.full(len(e), k) + np.linspace(-0.15, 0.15, len(e)), e, **{
             kk: vv for kk, vv in plot_kwargs(m).items() if kk in ("color", "marker")})
     ax.set_yscale("log")
@@ -340,6 +385,19 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
     ax.set_ylabel("Hessian error, max|H - H_ref| / max|H_ref|")
     ax.set_title("Hessian accuracy against the exact reference (one point per case and seed)")
     save(fig, out_dir / "hessian_error.png")
+    herr = acc["hessian_rel_err"].astype(float) if len(acc) else pd.Series(dtype=float)
+    zeros, tiny = int((herr == 0).sum()), int(((herr > 0) & (herr < HESSIAN_FLOOR)).sum())
+    undrawn = int((~np.isfinite(herr)).sum())
+    findings["hessian_errors_zero"], findings["hessian_errors_below_floor"] = zeros, tiny
+    hessian_caption = ("Relative Hessian error per method, one point per case and seed, against the exact Hessian "
+                       f"(50 digits, rounded to float64; log scale); errors below {HESSIAN_FLOOR:g} are drawn at "
+                       f"{HESSIAN_FLOOR:g}")
+    floor_parts = ([f"{zeros} error{'s' if zeros != 1 else ''} of exactly 0"] if zeros else []) + \
+                  ([f"{tiny} nonzero error{'s' if tiny != 1 else ''} below it"] if tiny else [])
+    hessian_caption += f" (here: {' and '.join(floor_parts)})" if floor_parts else " (none here)"
+    if undrawn:
+        hessian_caption += f"; {undrawn} non-finite error{'s' if undrawn != 1 else ''} not drawn"
+    hessian_caption += "."
     at = accuracy_table(table)
     for _, r in at.iterrows():
         findings[f"{r['method']}_max_hessian_err"] = float(r["max Hessian error"])
@@ -355,6 +413,11 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
     for m in method_order(cost["method"].unique()) if len(cost) else []:
         c = cost[cost["method"] == m].sort_values("n_params")
         ax.plot(c["n_params"], c["ratio"], label=m, **plot_kwargs(m, linestyle=LINESTYLE.get(m, "-")))
+    ct = cost_table(table)
+    wrong = disagreeing(ct)
+    if len(wrong):
+        ax.scatter(wrong["n_params"], wrong["ratio"], s=160, facecolors="none", edgecolors="black", linewidths=1.5,
+                   zorder=5, label=f"HVP differs from fwd-rev by > {HVP_DISAGREE:g}")
     ax.axhspan(2, 4, color="#cccccc", alpha=0.4, label="Pearlmutter: 2-4 gradients")
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -364,7 +427,6 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
     if len(cost):
         ax.legend()
     save(fig, out_dir / "hvp_cost.png")
-    ct = cost_table(table)
     for m in ("forward[fwd-rev]", "reverse[rev-rev]"):
         c = ct[ct["method"] == m]
         if len(c):
@@ -379,9 +441,32 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
         c = ct[ct["method"] == m]
         if len(c) >= 2:
             slope = fit_loglog(c["n_params"], c["ratio"])
-            findings[f"{m}_ratio_slope"] = slope
-            bullets.append(f"{m}: HVP / gradient grows like n^**{fmt(slope)}** (its HVP costs O(n) evaluations or "
-                           "JVPs, or the whole Hessian).")
+            findings[f"{m}_ratio_slope"], findings[f"{m}_ratio_sizes"] = slope, len(c)
+            over = "a line through its 2 sizes, not a fit" if len(c) == 2 else f"least squares over its {len(c)} sizes"
+            flagged = wrong[wrong["method"] == m]
+            note = ("; the fit includes the time of the HVP that differs from forward-over-reverse at "
+                    + ", ".join(flagged["net"]) + " (below)") if len(flagged) else ""
+            bullets.append(f"{m}: HVP time / gradient time against n has a log-log slope of **{fmt(slope)}** "
+                           f"({over}, n = {int(c['n_params'].min()):,} to {int(c['n_params'].max()):,}){note}.")
+    if "rel_diff_from_fwd_rev" in ct and ct["rel_diff_from_fwd_rev"].notna().any():
+        findings["cost_hvp_disagreements"] = len(wrong)
+        if len(wrong):
+            for _, r in wrong.iterrows():
+                findings[f"{r['method']}_{r['net']}_rel_diff_from_fwd_rev"] = float(r["rel_diff_from_fwd_rev"])
+            one = len(wrong) == 1
+            bullets.append(f"{len(wrong)} of {len(ct)} timed HVPs differ{'s' if one else ''} from "
+                           f"forward-over-reverse's at the same point by more than {HVP_DISAGREE:g} (max-norm "
+                           "relative difference): " + "; ".join(
+                               f"{r['method']} at {r['net']} (n = {int(r['n_params']):,}): "
+                               f"**{fmt(float(r['rel_diff_from_fwd_rev']))}**" for _, r in wrong.iterrows())
+                           + (". That HVP is flagged, not dropped: its time stays" if one else ". Those HVPs are "
+                              "flagged, not dropped: their times stay") + " in the cost table (HVP check: differs), "
+                           "the figure (circled) and the fitted slopes.")
+        else:
+            findings["cost_hvp_max_rel_diff"] = float(ct["rel_diff_from_fwd_rev"].max())
+            bullets.append(f"Every timed HVP agrees with forward-over-reverse's at the same point within "
+                           f"{HVP_DISAGREE:g} (largest relative difference "
+                           f"**{fmt(findings['cost_hvp_max_rel_diff'])}**).")
 
     # growth
     gt = growth_table(table)
@@ -436,18 +521,22 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
     verdict = ("Measured here: " + "; ".join(parts) + ".") if parts else "No cell finished."
     blocks = [
         Heading("What the data show"), Para(verdict), Bullets(bullets),
-        Figure("hessian_error.png", "Relative Hessian error per method against the 50-digit reference (log scale)."),
+        Figure("hessian_error.png", hessian_caption),
         Figure("hvp_cost.png", "Time of one Hessian-vector product over one reverse-mode gradient, against the number "
-                               "of parameters (log-log); the band is Pearlmutter's 2-4."),
+                               "of parameters (log-log); the band is Pearlmutter's 2-4" +
+                               (f"; circled: HVPs that differ from forward-over-reverse's by more than "
+                                f"{HVP_DISAGREE:g} (timed all the same)." if len(wrong) else ".")),
         Figure("symbolic_growth.png", "Symbolic expression sizes of the gradient and the Hessian against depth."),
-        Table(at, "Hessian and HVP errors against the exact reference"),
-        Table(ct, "HVP cost against one gradient"),
+        Table(at, "Hessian errors against the exact Hessian (rounded to float64); HVP errors against that Hessian "
+                  "times v, computed in float64"),
+        Table(ct, "HVP cost against one gradient" + (
+            f" (rel_diff_from_fwd_rev: the timed HVP against forward-over-reverse's; HVP check: differs beyond "
+            f"{HVP_DISAGREE:g})" if "rel_diff_from_fwd_rev" in ct else "")),
         Table(gt, "Symbolic gradient and Hessian sizes"),
-        Para("Errors are max|H - H_ref| / max|H_ref| over all n^2 entries (HVP: over n entries, v random normal), "
-             "the reference being the exact Hessian evaluated with mpmath at 50 digits and rounded to float64. "
-             "Times are medians (study/timing.py) in one process with one BLAS thread; a cost cell times the "
-             "gradient and the HVP back to back in three rounds and reports the median of the rounds' ratios "
-             "(ratio_spread: their range), so that a change of the machine's load hits both sides of a ratio."),
+        Para("Errors are max|H - H_ref| / max|H_ref| over all n^2 entries, H_ref being the exact Hessian evaluated "
+             "with mpmath at 50 digits and rounded to float64; HVP errors are max|Hv - H_ref v| / max|H_ref v| over "
+             "n entries (v random normal), H_ref v being the product of that rounded Hessian with v in float64. "
+             "Times are medians (study/timing.py) in one process with one BLAS thread; " + rounds_sentence(ct)),
     ]
     bad = table[table["status"] != "ok"]
     if len(bad):

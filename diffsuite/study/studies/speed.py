@@ -224,6 +224,100 @@ def slope_table(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+MEMORY_COLUMNS = ("grad_peak_bytes", "grad_minor_faults")
+NOT_ATTEMPTED = "not attempted"  # how ``prune``'s message begins
+
+
+def memory_sentence(ok: pd.DataFrame, findings: dict) -> str:
+    """What the rows say about memory: how it was measured when they carry it, and plainly that they do not when
+    they were measured before memory was recorded (no column, no figure then)."""
+    have = pd.Series(False, index=ok.index)
+    for c in MEMORY_COLUMNS:
+        if c in ok:
+            have |= ok[c].notna()
+    n, k = len(ok), int(have.sum())
+    findings["rows_with_memory"] = k
+    how = ("the peak bytes one gradient call allocates above the level before it (`tracemalloc` for numpy and "
+           "plain-Python methods; torch's allocator totals via its profiler, plus tracemalloc's for numpy memory "
+           "behind CPU tensors, for torch backends) and its minor page faults per call (`getrusage`)")
+    if k == 0:
+        return (f"Memory: none of these {n} measured rows records it (no `grad_peak_bytes` or `grad_minor_faults`: "
+                "they were measured before the study recorded memory), so this report has no memory column or "
+                "figure; a run of the study into an empty folder measures it.")
+    if k < n:
+        return (f"Memory, measured after timing, for {k} of the {n} measured rows (the other {n - k} were measured "
+                f"before the study recorded memory and are blank): {how}.")
+    return f"Memory, measured after timing: {how}."
+
+
+def ratio_caption(ok: pd.DataFrame, methods: list, findings: dict) -> str:
+    """The caption of the gradient/forward figure: what is plotted, and per method the range of the plotted
+    ratios with their values at the smallest and the largest size (numbers from the rows, no trend assumed)."""
+    parts = []
+    for m in methods:
+        g = ok[ok["method"] == m].dropna(subset=["grad_over_forward"]).sort_values("n_params")
+        if not len(g):
+            continue
+        r = g["grad_over_forward"].astype(float)
+        findings[f"{m}_grad_over_forward_min"], findings[f"{m}_grad_over_forward_max"] = float(r.min()), float(r.max())
+        findings[f"{m}_grad_over_forward_smallest_n"] = float(r.iloc[0])
+        findings[f"{m}_smallest_n"] = int(g["n_params"].iloc[0])
+        if len(g) == 1:
+            parts.append(f"`{m}` {fmt(r.iloc[0])} (one size)")
+        else:
+            parts.append(f"`{m}` {fmt(r.min())} to {fmt(r.max())} "
+                         f"({fmt(r.iloc[0])} at n = {int(g['n_params'].iloc[0])}, "
+                         f"{fmt(r.iloc[-1])} at n = {int(g['n_params'].iloc[-1])})")
+    text = ("Median gradient time divided by median forward time on the same backend, per method, against the number "
+            "of parameters (log-log).")
+    return text + (" Over the measured sizes: " + "; ".join(parts) + "." if parts else "")
+
+
+def _widths(ws) -> str:
+    ws = [int(w) for w in ws]
+    return (f"width {ws[0]}" if len(ws) == 1 else
+            "widths " + ", ".join(map(str, ws[:-1])) + f" and {ws[-1]}")
+
+
+def budget_sentences(table: pd.DataFrame, budget_s, findings: dict) -> list[str]:
+    """One sentence per method with ``budget`` rows, telling apart what the rows tell apart: a cell that ran and
+    went over the budget (measured), one whose estimated time was over it and that was therefore not run, and
+    larger sizes not attempted after either."""
+    budget = table[table["status"] == "budget"]
+    b = f"{fmt(float(budget_s))} s" if budget_s is not None else "time"
+    out = []
+    for m, g in budget.groupby("method"):
+        g = g.sort_values("width")
+        message = g["message"].fillna("").astype(str) if "message" in g else pd.Series("", index=g.index)
+        skipped = message.str.startswith(NOT_ATTEMPTED)
+        estimate = (g["estimated_grad_s"].notna() if "estimated_grad_s" in g else pd.Series(False, index=g.index)) \
+            & ~skipped
+        ran = ~skipped & ~estimate
+        findings[f"{m}_budget_width"] = int(g["width"].min())
+        parts = []
+        if estimate.any():
+            e = g[estimate]
+            findings[f"{m}_estimated_over_budget_widths"] = [int(w) for w in e["width"]]
+            findings[f"{m}_estimated_grad_s"] = float(e["estimated_grad_s"].iloc[0])
+            at = f" at width {int(e['width'].iloc[0])}" if len(e) > 1 else ""
+            parts.append(f"was estimated to exceed the {b} budget at {_widths(e['width'])} "
+                         f"(**{fmt(findings[f'{m}_estimated_grad_s'])} s** per gradient{at}, from its measured "
+                         "forward time) and was not run there")
+        if ran.any():
+            r = g[ran]
+            findings[f"{m}_measured_over_budget_widths"] = [int(w) for w in r["width"]]
+            why = message[ran].iloc[0].split(";")[0].strip()
+            parts.append(f"ran and went over the {b} budget at {_widths(r['width'])}"
+                         + (f' ("{why}")' if why else ""))
+        if skipped.any():
+            findings[f"{m}_not_attempted_widths"] = [int(w) for w in g.loc[skipped, "width"]]
+            parts.append(f"{_widths(g.loc[skipped, 'width'])} {'was' if skipped.sum() == 1 else 'were'} "
+                         "not attempted after that")
+        if parts:
+            out.append(f"`{m}` " + "; ".join(parts) + ".")
+    return out
+
+
 def _time_ratio(ok: pd.DataFrame, method: str, base: str, *, largest: bool) -> tuple[int, float] | None:
     """(n, grad_s of ``method`` / grad_s of ``base``) at the largest (or smallest) n both measured, or None."""
     pair = ok[ok["method"].isin([method, base])].pivot_table(index="n_params", columns="method",
@@ -292,8 +386,8 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
         findings[f"{key}_grad_s_largest"] = r["grad s there"]
         bullets.append(f"`{key}`: {slope_sentence(findings[f'{key}_slope'], findings[f'{key}_sizes'], findings[f'{key}_fitted_sizes'])}; "
                        f"at n = {findings[f'{key}_largest_n']} one gradient takes "
-                       f"**{fmt(findings[f'{key}_grad_s_largest'])} s**, **{fmt(findings[f'{key}_ratio_largest'])}** "
-                       "forward passes.")
+                       f"**{fmt(findings[f'{key}_grad_s_largest'])} s**, the time of "
+                       f"**{fmt(findings[f'{key}_ratio_largest'])}** forward passes.")
     fd = _time_ratio(ok, "finite_diff[central]", "reverse[numpy]", largest=True)
     if fd:
         n, sp = fd
@@ -312,11 +406,7 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
             findings[f"{other}_over_numpy_at_largest_n"] = r
             bullets.append(f"At n = {n}, `{other}` takes **{fmt(r)}** times the time of `reverse[numpy]` per gradient "
                            "(the same tape and rules; only the array library differs).")
-    budget = table[table["status"] == "budget"]
-    for m, g in budget.groupby("method"):
-        w = int(g["width"].min())
-        findings[f"{m}_budget_width"] = w
-        bullets.append(f"`{m}` exceeded the {meta.get('config', {}).get('budget_s', '')} s budget from width {w} on.")
+    bullets += budget_sentences(table, meta.get("config", {}).get("budget_s"), findings)
     cols = [c for c in ("method", "width", "n_params", "device", "setup_s", "grad_s", "grad_q1_s", "grad_q3_s",
                         "grad_repeats", "forward_s", "grad_over_forward", "grad_peak_bytes", "grad_minor_faults",
                         "rel_error_vs_reverse_numpy", "status")
@@ -325,16 +415,11 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
     conditions = Para(
         f"Conditions: every cell runs in a spawned worker process with {cfg.get('threads', '?')} BLAS/torch thread(s), "
         "the system's default memory allocator, times from the wall clock (`time.perf_counter`; median and "
-        "quartiles over repeats after a warm-up call), setup timed once apart. Memory, measured after timing: the "
-        "peak bytes one gradient call allocates above the level before it (`tracemalloc` for numpy and "
-        "plain-Python methods; torch's allocator totals via its profiler, plus tracemalloc's for numpy memory "
-        "behind CPU tensors, for torch backends) and its minor page "
-        "faults per call (`getrusage`).")
+        "quartiles over repeats after a warm-up call), setup timed once apart. " + memory_sentence(ok, findings))
     blocks = [Heading("What the data show"), Bullets(bullets),
               Figure("time_vs_params.png", "Left: median seconds per gradient call against the number of parameters "
                                            "(log-log; bars: interquartile range). Right: one-time setup."),
-              Figure("grad_over_forward.png", "Gradient time divided by the forward time on the same backend: "
-                                              "finite differences grow with n, reverse mode stays a small constant."),
+              Figure("grad_over_forward.png", ratio_caption(ok, methods, findings)),
               *([Figure("memory_vs_params.png", "Peak bytes allocated during one gradient call against the number "
                                                  "of parameters (log-log), per method.")] if memory else []),
               Table(slopes, "Fitted slopes and ratios"),
