@@ -96,16 +96,27 @@ def grad_leaf(g: np.ndarray) -> Any:
 def grad_leaves(gs: list) -> list:
     """``grad_leaf`` of each, and a copy of each array whose memory reaches into an earlier one's: a rule may hand
     one cotangent to several inputs (``a + b`` gives both the same array; so do reshapes and transposes of it), and
-    the user's in-place update of one leaf (``g['a'] *= 0.1``) must not change another. Byte bounds, sorted: cost
-    O(n log n) in the number of leaves; two interleaved views that only look overlapping are copied too."""
+    the user's in-place update of one leaf (``g['a'] *= 0.1``) must not change another. Only arrays over the same
+    buffer can overlap: they are grouped by the array that owns it (arrays over foreign memory, a torch tensor's,
+    form one group), and byte bounds are compared within a group only; two interleaved views that merely look
+    overlapping are copied too."""
     out = [grad_leaf(g) for g in gs]
-    spans = sorted((*byte_bounds(g), i) for i, g in enumerate(out) if isinstance(g, np.ndarray) and g.size)
-    reach = None  # the highest address held by a leaf kept as it is
-    for lo, hi, i in spans:
-        if reach is not None and lo < reach:
-            out[i] = out[i].copy()
-        else:
-            reach = hi if reach is None else max(reach, hi)
+    groups: dict = {}
+    for i, g in enumerate(out):
+        if isinstance(g, np.ndarray) and g.size:
+            root = g
+            while isinstance(root.base, np.ndarray):
+                root = root.base
+            groups.setdefault(id(root) if root.base is None else None, []).append(i)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        reach = None  # the highest address held by a leaf of this group kept as it is
+        for lo, hi, i in sorted((*byte_bounds(out[i]), i) for i in members):
+            if reach is not None and lo < reach:
+                out[i] = out[i].copy()
+            else:
+                reach = hi if reach is None else max(reach, hi)
     return out
 
 

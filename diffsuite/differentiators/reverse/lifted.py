@@ -242,17 +242,21 @@ class LiftedBackend:
         return zero, bad
 
     def _strong_mask(self, g, d, also_zero_d: bool):
-        """Where g * d (g / d) is a strong zero: g is 0 and d is inf or nan (or 0, for a division), in value, or in
+        """Where g * d (g / d) is a strong zero: g is 0 and d is inf or nan (or 0, for a division) in value, or in
         tangent where g's own tangent is 0 too (then g is 0 to first order, and so is the product)."""
+        g_zero = self.raw(g) == 0
+        if not _any(g_zero):  # the common case: nothing can be masked, and no tangent needs reading
+            return g_zero
         rd = self.raw(d)
         with np.errstate(invalid="ignore"):  # (inf - inf: the entries masked)
             bad_d = rd - rd != 0
             if also_zero_d:
                 bad_d = bad_d | (rd == 0)
-            td, tg = self._tangent_parts(d), self._tangent_parts(g)
+            td = self._tangent_parts(d)
             if td is not None:
+                tg = self._tangent_parts(g)
                 bad_d = bad_d | (td[1] & (True if tg is None else tg[0]))
-        return (self.raw(g) == 0) & bad_d
+        return g_zero & bad_d
 
     def strong(self, g, d):
         """g * d, and 0 where g == 0 and d is inf or nan (the masks read the primal values, and duals' tangents)."""

@@ -460,7 +460,7 @@ class TapeNamespace(Composites):
     def sum(self, x, axis=None, keepdims=False): return self.tape.unary(SUM, x, {"axis": axis, "keepdims": keepdims})
     def mean(self, x, axis=None, keepdims=False): return self.tape.unary(MEAN, x, {"axis": axis, "keepdims": keepdims})
     def logsumexp(self, x, axis=-1, keepdims=False):
-        if not np.shape(x):  # one value: log(exp(x)) is x itself (axis -1 of a 0-d value has nothing to reduce)
+        if not getattr(x, "ndim", np.ndim(x)):  # one value: log(exp(x)) is x (a 0-d value has no axis -1 to reduce)
             return x
         return self.tape.unary(LOGSUMEXP, x, {"axis": axis, "keepdims": keepdims})
     def reshape(self, x, shape): return self.tape.apply(RESHAPE, x, shape=(int(shape),) if isinstance(shape, (int, np.integer)) else tuple(shape))
