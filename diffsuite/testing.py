@@ -178,16 +178,11 @@ def _own_rounding(f64_value: float | None, exact_value: float | None, problem: P
 
 
 def _require_finite_value(problem: Problem) -> float | None:
-    """f(theta) in float64 numpy, or None if it cannot be evaluated that way (left to the methods, which report
-    it themselves). A ValueError when it is NaN or inf: no gradient to check there, and every method (and any
-    fallback reference) would disagree for that reason alone."""
-    from .namespace import NUMPY
-    try:
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            out = problem.flat_function()(NUMPY, problem.flat.copy())
-            value = float(np.reshape(np.asarray(out, dtype=np.float64), ()))
-    except Exception:  # noqa: BLE001 - not this check's finding
+    """f(theta) in float64 numpy (``Problem.build`` evaluated it once), or None if it is not a plain number (left to
+    the methods, which report it themselves). A ValueError when it is NaN or inf: no gradient to check there, and
+    every method (and any fallback reference) would disagree for that reason alone."""
+    value = problem.value
+    if value is None:
         return None
     if np.isfinite(value):
         return value

@@ -125,6 +125,7 @@ class Problem:
     label: str
     leaves: list = dataclasses.field(default_factory=list)
     rebuild: Callable | None = None
+    value: float | None = None  # f(theta) in float64 numpy, from ``build``'s one evaluation (None: not a plain number)
 
     @classmethod
     def build(cls, target: Any, theta: Any, args: tuple) -> "Problem":
@@ -147,7 +148,7 @@ class Problem:
         flat = np.concatenate([leaf.ravel() for leaf in leaves]) if leaves else np.zeros(0)
         label = getattr(target, "__name__", type(target).__name__)
         problem = cls(target, theta, tuple(args), names, flat, label, leaves, rebuild)
-        problem.require_scalar_value()
+        problem.value = problem.require_scalar_value()
         return problem
 
     @property
@@ -219,10 +220,11 @@ class Problem:
         flat_f.__name__ = self.label
         return flat_f
 
-    def require_scalar_value(self) -> None:
+    def require_scalar_value(self) -> float | None:
         """Evaluate ``f`` once in numpy at theta, before any method runs: an error there (theta or an argument of
         a shape ``f`` cannot take, say) or a result that is not one number is the function's or its inputs'
-        fault, and is reported as such, not as the failure of whichever method happens to run first."""
+        fault, and is reported as such, not as the failure of whichever method happens to run first. Returns
+        f(theta) as a float (kept as ``self.value``), or None where it is not a plain number."""
         call = f"{self.label}(xp, theta{', *args' if self.args else ''})"
         try:
             with np.errstate(all="ignore"), warnings.catch_warnings():
@@ -242,6 +244,10 @@ class Problem:
             raise TypeError(f"{call} must return a scalar (the gradient check compares gradients of one number); it "
                             f"returned shape {shape} with {self.inputs()}. Reduce it to a scalar (xp.sum, xp.mean), or "
                             "check each output as its own function")
+        try:
+            return float(np.reshape(np.asarray(out, dtype=np.float64), ()))
+        except (TypeError, ValueError):
+            return None
 
     def inputs(self) -> str:
         """``theta: shape (3,); args: shapes (5, 3), (5,)``, for messages."""

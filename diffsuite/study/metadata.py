@@ -141,10 +141,15 @@ def previous_runs(old: dict | None) -> list[dict]:
              "cells": None, "started": None, "command": old.get("command")}]
 
 
-def commits_of(meta: dict) -> list[str]:
-    """The distinct commits the runs of ``meta`` ran from, in order of first use."""
-    runs = meta.get("runs") or []
-    return list(dict.fromkeys(str(r.get("git_commit")) for r in runs if isinstance(r, dict)))
+def measuring_runs(meta: dict | None) -> list[dict]:
+    """The runs of ``meta`` that stored cells (or may have: ``cells`` unknown). Older versions also recorded runs
+    that measured nothing, e.g. a rerun of a complete study; those say nothing about where the rows come from."""
+    return [r for r in previous_runs(meta) if r.get("cells") != 0]
+
+
+def commits_of(meta: dict | None) -> list[str]:
+    """The distinct commits of the runs that measured the stored rows, in order of first use."""
+    return list(dict.fromkeys(str(r.get("git_commit")) for r in measuring_runs(meta)))
 
 
 def collect(study: str, config: Any, *, quick: bool, device: str, skipped: dict[str, str] | None = None) -> dict:

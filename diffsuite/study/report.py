@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from .metadata import commits_of, measuring_runs
 from .status import UNAVAILABLE, install_hint
 from .store import RESULTS, ResultStore, dumps, write_atomic_text
 from .studies import STUDIES, study_module
@@ -111,22 +112,11 @@ def to_markdown(rep: Report, meta: dict | None = None) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def measuring_runs(meta: dict) -> list[dict]:
-    """The runs of ``meta["runs"]`` that stored cells (or may have: ``cells`` unknown). Older versions also recorded
-    runs that measured nothing, e.g. a rerun of a complete study; those say nothing about where the rows come from."""
-    return [r for r in meta.get("runs") or [] if isinstance(r, dict) and r.get("cells") != 0]
-
-
-def run_commits(meta: dict) -> list[str]:
-    """The distinct commits of the runs that measured the stored rows, in order of first use."""
-    return list(dict.fromkeys(str(r.get("git_commit")) for r in measuring_runs(meta)))
-
-
 def _meta_table(meta: dict) -> pd.DataFrame:
     libs = ", ".join(f"{k} {v}" for k, v in meta.get("libraries", {}).items() if v)
     th = meta.get("threads", {})
     # the commits the rows were measured from, not that of a later invocation that measured nothing
-    commit = ", ".join(run_commits(meta)) or meta.get("git_commit")
+    commit = ", ".join(commits_of(meta)) or meta.get("git_commit")
     rows = [("mode", "quick" if meta.get("quick") else "full"), ("diffsuite", meta.get("diffsuite")),
             ("git commit", commit), ("python", meta.get("python")), ("libraries", libs),
             ("CPU", meta.get("cpu")), ("GPU", meta.get("gpu") or f"none ({meta.get('gpu_reason', '')})"),
@@ -229,7 +219,7 @@ def build(study: str, out: Path) -> Report:
                 raise  # a bug in the study's report, not rows it was not written for
             rep = failures_report(module, measured, f"The report could not be drawn from these rows "
                                                     f"({type(e).__name__}: {e})")
-    commits = run_commits(meta)
+    commits = commits_of(meta)
     if len(commits) > 1:  # a resumed result set measured by several source trees: say so before anything else
         rep.blocks.insert(0, Para(f"**Warning:** these results were measured by {len(measuring_runs(meta))} runs "
                                   f"from {len(commits)} different commits ({', '.join(f'`{c}`' for c in commits)}); "

@@ -18,8 +18,8 @@ import numpy as np
 
 from ...structure import Structure
 from ..base import check_result, scalar_check
-from ..reverse.lifted import is_outer_value
-from ..reverse.tape import Tape, TapeNamespace, Var, _foreign_tape
+from ..reverse.lifted import refuse_kept_value
+from ..reverse.tape import Tape, TapeNamespace, Var
 from .dual import Dual, DualNamespace, ForwardTrace, lifted_over
 
 SECOND_ORDER = ("forward_over_reverse", "forward_over_forward")
@@ -54,9 +54,8 @@ def over_reverse(B, f: Callable, structure: Structure, directions: list, lead: t
     scalar_check(np.shape(_value(out)), _who(f))
     if type(out) is Var and out.tape is tape:
         grads, n_vjps = tape.backward(out, wrt)
-    elif type(out) in (Var, Dual) and not is_outer_value(tape.backend, out):
-        raise _foreign_tape()  # kept from an earlier call
     else:
+        refuse_kept_value(out, tape, tape.backend)
         grads, n_vjps = [None] * len(wrt), 0
     stats["tape_records"] = stats.get("tape_records", 0) + len(tape.records)
     stats["vjps"] = stats.get("vjps", 0) + n_vjps
@@ -82,8 +81,7 @@ def over_forward(B, f: Callable, structure: Structure, directions: list, lead: t
         out = f(DualNamespace(inner), structure.rebuild(duals), *args)
         check_result(out, _who(f))
         scalar_check(np.shape(_value(out)), _who(f))
-        if type(out) is Dual and out.tape is not inner and not is_outer_value(inner.backend, out):
-            raise _foreign_tape()  # kept from an earlier call
+        refuse_kept_value(out, inner, inner.backend)
         value = B.item(_value(out))
         t = out.tangent if type(out) is Dual and out.tape is inner else None  # first derivatives (k,) ...
         dt = t.tangent if type(t) is Dual and t.tape is outer else None     # ... and their tangents

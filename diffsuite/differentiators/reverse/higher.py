@@ -17,8 +17,8 @@ import numpy as np
 
 from ...structure import Structure, output_value
 from ..base import WithStats, scalar_check, structured
-from .lifted import LiftedBackend, is_outer_value
-from .tape import Tape, TapeNamespace, Var, _foreign_tape
+from .lifted import LiftedBackend, refuse_kept_value
+from .tape import Tape, TapeNamespace, Var
 
 def lifted_over_tape(tape: Tape) -> LiftedBackend:
     """A backend whose arrays are ``tape``'s Vars: a tape on it records its backward pass on ``tape``."""
@@ -41,8 +41,7 @@ def _gradients(tape: Tape, out: Any, wrt: list, who: str) -> tuple[list, int]:
     """The backward pass of scalar ``out``: (one gradient per ``wrt``, VJPs evaluated)."""
     B = tape.backend
     if type(out) is not Var or out.tape is not tape:
-        if type(out) is Var and not is_outer_value(B, out):
-            raise _foreign_tape()  # a value kept from an earlier call, not a constant of an enclosing one
+        refuse_kept_value(out, tape, B)  # else a constant here (an enclosing level's value, or an array)
         scalar_check(np.shape(_raw(out)), who)
         return [B.zeros_like(v.value) for v in wrt], 0
     scalar_check(tuple(out.shape), who)
@@ -119,8 +118,7 @@ def jvp(rev, f: Callable) -> WithStats:
         inner = Tape(lifted_over_tape(outer))
         wrt = inner.inputs([B.asarray(leaf) for leaf in structure.leaves])
         out = fn(TapeNamespace(inner), structure.rebuild(wrt), *args)
-        if type(out) is Var and out.tape is not inner and not is_outer_value(inner.backend, out):
-            raise _foreign_tape()  # kept from an earlier call
+        refuse_kept_value(out, inner, inner.backend)
         value = np.asarray(B.to_numpy(B.constant(_raw(out))))
         stats.update(method="reverse-over-reverse (transpose of the VJP)")
         if type(out) is not Var or out.tape is not inner:

@@ -23,6 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .ops import GETITEM, MATMUL, OPS, RESHAPE, SUM, TRANSPOSE, Op, make_op
+from .tape import _foreign_tape
 
 SELECT = make_op("select", lambda B, x, *, mask: B.where(mask, x, 0.0),
                  lambda B, g, out, x, *, mask: B.sum_to(B.where(mask, g, 0.0), x),
@@ -48,6 +49,15 @@ def _keyword_params(op: Op) -> list[str]:
 def _any(mask) -> bool:
     """Whether a mask (numpy, torch or a Python bool) has any True entry."""
     return bool(mask.any()) if hasattr(mask, "any") else bool(mask)
+
+
+def refuse_kept_value(out: Any, current: Any, backend: Any) -> None:
+    """The error of a traced value kept from an earlier call: ``out`` is traced (it has a ``tape``) but belongs
+    neither to ``current`` (the tape or trace that just ran) nor to a trace ``backend`` records on (an enclosing
+    level's value, a constant here). Its index would mean nothing on this tape."""
+    trace = getattr(out, "tape", None)
+    if trace is not None and trace is not current and not is_outer_value(backend, out):
+        raise _foreign_tape()
 
 
 def is_outer_value(B: Any, v: Any) -> bool:
