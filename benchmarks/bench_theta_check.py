@@ -38,12 +38,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_reverse import CASES, make_problem  # noqa: E402
 from handwritten import HandwrittenMLP  # noqa: E402
 
-from diffsuite.differentiators.reverse import Reverse  # noqa: E402
+from diffsuite.differentiators.reverse import SLOTS_FROM, Reverse  # noqa: E402
 
 # The engine's fast path (diffsuite/differentiators/reverse/__init__.py: n_params >= 10_000) writes the gradient into
 # slots with the plan's run_into and sums theta with einsum: the path the variants below copy. Smaller nets take
 # another (run, add.reduce or a Python sum), which this script does not mirror: it refuses them.
-MIN_PARAMS = 10_000
+MIN_PARAMS = SLOTS_FROM
 
 
 def plan_variants(plan, theta) -> dict:

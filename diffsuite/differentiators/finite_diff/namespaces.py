@@ -195,9 +195,6 @@ class ComplexNamespace:
 
 COMPLEX = ComplexNamespace()
 
-#: the ops whose derivative jumps: the ones a tracker watches
-KINK_OPS = ("maximum", "minimum", "abs", "step", "sign", "relu", "clip", "where", "max", "min", "arctan2")
-
 
 class KinkTracker:
     """Wraps ``NUMPY`` (or ``COMPLEX``) and records the branch each kink op takes in one evaluation.
@@ -209,7 +206,7 @@ class KinkTracker:
 
     def __init__(self, base: Any = NUMPY):
         for fname in NAMESPACE_FUNCTIONS:
-            if fname not in KINK_OPS and fname != "norm":  # the kink ops are this class's methods: they record
+            if fname not in vars(KinkTracker):  # the kink ops (and norm, composed of them) are this class's own
                 setattr(self, fname, getattr(base, fname))
         self.base, self.complex = base, base is COMPLEX
         self.name = f"{base.name}+kinks"

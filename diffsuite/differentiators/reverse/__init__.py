@@ -33,6 +33,8 @@ from .tape import Tape, TapeNamespace, Var
 DTYPES = ("float64", "float32")
 _add_reduce = np.add.reduce  # what theta.sum() calls, without the method's Python wrapper
 _einsum = np.einsum
+#: from this many parameters an objective's gradient is written into slots of one buffer and theta is summed by einsum
+SLOTS_FROM = 10_000
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ class Reverse(HigherOrder):
         concat_flat, split = B.concat_flat, B.split
         # B.asarray of a float64 ndarray is that array itself on the float64 numpy backend: skip the call there
         same_array = B.name == "numpy" and B.dtype == np.float64
-        tiny, small = n_params <= 64, n_params < 10_000
+        tiny, small = n_params <= 64, n_params < SLOTS_FROM
         plan = [None, self.replay and plannable(objective)]  # [the plan once recorded, whether to make one]
 
         def value_and_grad_fn(theta: np.ndarray, batch: tuple | None = None) -> Gradient:
@@ -126,7 +128,7 @@ class Reverse(HigherOrder):
             # freeing it does not make glibc hand pages back to the system (page faults, next call).
             # Below about 10^4 parameters the slots cost more (a view per block) than the copy they save.
             grad_out = B.empty(n_params)
-            slots = split(grad_out, sizes, shapes) if n_params >= 10_000 else None
+            slots = split(grad_out, sizes, shapes) if n_params >= SLOTS_FROM else None
             blocks = split(flat, sizes, shapes)
             recording = batch is None and plan[1]
             if recording and plan[0] is not None:  # replay: same structure, data, dtype and backend
