@@ -69,35 +69,29 @@ class HandwrittenMLP:
             hs.append(f(hs[-1] @ W + b))
         return hs
 
-    def _loss(self, out):
+    def _loss(self, out, grad: bool = True):
+        """(loss, its gradient by the logits or outputs), or the loss alone with ``grad=False`` (the same bits)."""
         n = out.shape[0]
         if self.loss == "quadratic":
             r = out - self.T
-            return 0.5 * float(np.sum(r * r)) / n, r * (1.0 / n)
+            value = 0.5 * float(np.sum(r * r)) / n
+            return (value, r * (1.0 / n)) if grad else value
         m = out.max(axis=1, keepdims=True)
         e = np.exp(out - m)
         s = e.sum(axis=1, keepdims=True)
         rows = np.arange(n)
         value = float(np.sum(np.log(s) + m) - np.sum(out[rows, self.labels])) / n
+        if not grad:
+            return value
         dz = e / s  # softmax; d(loss)/d(logits) = (softmax - onehot) / n
         dz[rows, self.labels] -= 1.0
         dz *= 1.0 / n
         return value, dz
 
-    def _loss_value(self, out) -> float:
-        """``_loss``'s value alone, by the same arithmetic (the same bits), without its gradient."""
-        n = out.shape[0]
-        if self.loss == "quadratic":
-            r = out - self.T
-            return 0.5 * float(np.sum(r * r)) / n
-        m = out.max(axis=1, keepdims=True)
-        s = np.exp(out - m).sum(axis=1, keepdims=True)
-        return float(np.sum(np.log(s) + m) - np.sum(out[np.arange(n), self.labels])) / n
-
     def value(self, theta) -> float:
         """The loss only (no gradient of any kind): the forward pass that gradient/forward ratios are measured
         against."""
-        return self._loss_value(self._forward(self._params(theta))[-1])
+        return self._loss(self._forward(self._params(theta))[-1], grad=False)
 
     def value_and_grad(self, theta) -> tuple[float, np.ndarray]:
         """(loss, float64 flat gradient), by backpropagation written out by hand."""

@@ -144,7 +144,7 @@ def previous_runs(old: dict | None) -> list[dict]:
 def measuring_runs(meta: dict | None) -> list[dict]:
     """The runs of ``meta`` that stored cells (or may have: ``cells`` unknown). Older versions also recorded runs
     that measured nothing, e.g. a rerun of a complete study; those say nothing about where the rows come from."""
-    return [r for r in previous_runs(meta) if r.get("cells") != 0]
+    return [r for r in (meta or {}).get("runs") or [] if isinstance(r, dict) and r.get("cells") != 0]
 
 
 def commits_of(meta: dict | None) -> list[str]:

@@ -63,6 +63,12 @@ class Report:
     findings: dict = field(default_factory=dict)
 
 
+def word_list(items: Any) -> str:
+    """``a``, ``a and b``, ``a, b and c``: how report text lists things."""
+    items = [str(i) for i in items]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else ""
+
+
 def fmt(x: Any, digits: int = 3) -> str:
     """How every number in report text is written: 3 significant digits, ``1.23e-08`` style when small/large."""
     if x is None or (isinstance(x, float) and math.isnan(x)):

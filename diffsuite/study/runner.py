@@ -255,7 +255,7 @@ class _RunRecord:
                   f"the {n_old} stored cells are kept, moved aside to {' and '.join(map(str, moved))}; "
                   "this study starts afresh", file=sys.stderr)
         # a fresh start has no history; runs that stored no cell (older versions recorded them) are dropped
-        history = metadata.measuring_runs(old) if self.store.done else []
+        history = [r for r in metadata.previous_runs(old) if r.get("cells") != 0] if self.store.done else []
         if self.executor.get("kind") == "dask":  # where the rows were measured (each row also names its worker)
             self.meta["executor"] = self.executor
         elif any((r.get("executor") or {}).get("kind") == "dask" for r in history):

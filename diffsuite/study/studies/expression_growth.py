@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..common import fit_growth, fit_loglog
 from ..figures import figure_legend, plot_kwargs, save, subplots
-from ..report import Bullets, Figure, Heading, Para, Report, Table, fmt
+from ..report import Bullets, Figure, Heading, Para, Report, Table, fmt, word_list
 from ..runner import cell
 
 TITLE = "Expression growth"
@@ -198,7 +198,7 @@ def ratio_trend(ratios: pd.DataFrame) -> str:
 
 def _depths(ds) -> str:
     ds = [int(d) for d in ds]
-    return f"depth {ds[0]}" if len(ds) == 1 else "depths " + ", ".join(map(str, ds[:-1])) + f" and {ds[-1]}"
+    return f"depth{'s' if len(ds) > 1 else ''} {word_list(ds)}"
 
 
 def cheaper_clause(r: pd.DataFrame, width: int, findings: dict) -> str:

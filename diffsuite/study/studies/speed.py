@@ -36,7 +36,7 @@ import pandas as pd
 from ...errors import MissingDependency
 from ..common import fit_loglog, make_method, method_device, mlp_problem, rel_error
 from ..figures import figure_legend, method_order, plot_kwargs, save, subplots
-from ..report import Bullets, Figure, Heading, Para, Report, Table, fmt
+from ..report import Bullets, Figure, Heading, Para, Report, Table, fmt, word_list
 from ..runner import cell
 from ..memory import how_for, minor_faults_per_call, peak_bytes
 from ..timing import cuda_sync, measure as time_calls, time_once
@@ -275,8 +275,7 @@ def ratio_caption(ok: pd.DataFrame, methods: list, findings: dict) -> str:
 
 def _widths(ws) -> str:
     ws = [int(w) for w in ws]
-    return (f"width {ws[0]}" if len(ws) == 1 else
-            "widths " + ", ".join(map(str, ws[:-1])) + f" and {ws[-1]}")
+    return f"width{'s' if len(ws) > 1 else ''} {word_list(ws)}"
 
 
 def budget_sentences(table: pd.DataFrame, budget_s, findings: dict) -> list[str]:

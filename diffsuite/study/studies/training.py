@@ -31,7 +31,7 @@ import pandas as pd
 
 from ..common import make_method, rel_error
 from ..figures import figure_legend, method_order, plot_kwargs, save, subplots
-from ..report import Bullets, Figure, Heading, Para, Report, Table, fmt
+from ..report import Bullets, Figure, Heading, Para, Report, Table, fmt, word_list
 from ..runner import cell
 
 TITLE = "Training with each differentiator"
@@ -331,7 +331,7 @@ def sparsity_caption(table: pd.DataFrame, cfg: dict) -> str:
     drawn = set(_reference_rows(table)["reg"])
     names = {"none": "no regulariser", "l1": f"L1 ({cfg.get('l1')})", "l2": f"L2 ({cfg.get('l2')})"}
     shown = [names[r] for r in names if r in drawn]
-    which = ", ".join(shown[:-1]) + " and " + shown[-1] if len(shown) > 1 else "".join(shown) or "no run"
+    which = word_list(shown) or "no run"
     return ("Fraction of weights (biases excluded) with |w| below 1e-2 (solid) and 1e-3 (dotted), reverse mode, "
             f"for {which}.")
 
