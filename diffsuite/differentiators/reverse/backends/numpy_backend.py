@@ -299,6 +299,10 @@ class NumpyBackend:
     @staticmethod
     def dsigmoid(x):
         """sigmoid'(x) = u / (1 + u)^2 with u = exp(-|x|): no cancellation, no overflow, a few ulp everywhere."""
+        if type(x) is np.float64:  # a scalar (0-d code): math.exp, without the 0.7 us of a ufunc call on a scalar
+            u = math.exp(-abs(x))  # (exp of a non-positive number: no overflow; nan stays nan)
+            v = 1.0 + u
+            return u / (v * v)
         u = np.exp(-abs(x))  # (the operator: np.abs's result, exactly, without the ufunc's call cost on a scalar)
         v = 1.0 + u
         return u / (v * v)
