@@ -23,6 +23,7 @@ from typing import Iterator
 import numpy as np
 
 from .errors import MissingDependency
+from .labels import MAX_LABEL, label_values, plain
 
 LABEL_KINDS = ("index", "onehot", "binary", "pm1")
 
@@ -47,17 +48,17 @@ def check_data(X, y, *, n_classes: int | None = None, n_features: int | None = N
     if y_raw.ndim != 1 or y_raw.shape[0] != X.shape[0]:
         raise ValueError(f"{name}: y must be a vector of {X.shape[0]} integer labels (one per row of X); "
                          f"got shape {y_raw.shape}")
-    if y_raw.dtype.kind not in "iub":
-        if y_raw.dtype.kind != "f" or not np.all(np.isfinite(y_raw)) or np.any(np.mod(y_raw, 1) != 0):
-            k = int(np.flatnonzero(~np.isfinite(y_raw) | (np.mod(y_raw, 1) != 0))[0]) if y_raw.dtype.kind == "f" \
-                else 0
-            raise ValueError(f"{name}: y must hold integer class labels; y[{k}] is {y_raw[k]}")
-    y_int = y_raw.astype(np.int64)
-    k = int(y_int.max()) + 1 if n_classes is None else n_classes
-    out = np.flatnonzero((y_int < 0) | (y_int >= k))
+    y_num = label_values(y_raw, name)
+    # the range is checked on the values as given, before the cast to int64 (which would wrap 2**64 - 1 to -1
+    # and make 1e20 a negative number)
+    k = n_classes if n_classes is not None else min(int(y_num.max()) + 1, MAX_LABEL + 1)
+    out = np.flatnonzero((y_num < 0) | (y_num >= k))
     if len(out):
-        raise ValueError(f"{name}: labels must lie in 0..{k - 1}; y[{out[0]}] is {y_int[out[0]]} "
-                         f"({len(out)} out of range)")
+        limit = f"0..{k - 1}" if n_classes is not None or k <= MAX_LABEL else f"0..{MAX_LABEL} (2^31 - 1)"
+        raise ValueError(f"{name}: labels must lie in {limit}; y[{out[0]}] is {plain(y_raw[out[0]])!r} "
+                         f"({len(out)} out of range). Encode the classes as 0..k-1, e.g. "
+                         "np.unique(y, return_inverse=True)[1].")
+    y_int = y_num.astype(np.int64)
     return X, y_int
 
 
@@ -81,6 +82,10 @@ def stratified_subset(y: np.ndarray, n: int, seed: int) -> np.ndarray:
     """Sorted indices of exactly ``n`` samples, each class in proportion to its count (largest remainders, as
     scikit-learn's stratified splits allocate), and at least two of each (one for each split later), chosen by
     ``default_rng(seed)``. A ValueError if a class has fewer than two samples or n cannot give each two."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise ValueError(f"n must be a whole number of samples; got {n!r}")
+    if n > len(y):
+        raise ValueError(f"a subset of {n} samples cannot be drawn from {len(y)}; ask for at most {len(y)}")
     classes, counts = np.unique(y, return_counts=True)
     if counts.min() < 2 or n < 2 * len(classes):
         raise ValueError(f"a stratified subset needs two samples of each class; the {len(classes)} classes have "
@@ -155,7 +160,9 @@ class Dataset:
         return self.X_train.shape[1]
 
     def targets(self, kind: str = "index", split: str = "train") -> np.ndarray:
-        """The labels of ``split`` as ``as_targets`` makes them."""
+        """The labels of ``split`` ("train" or "test") as ``as_targets`` makes them."""
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test'; got {split!r}")
         return as_targets(self.y_train if split == "train" else self.y_test, self.n_classes, kind)
 
     def batches(self, batch_size: int, rng: np.random.Generator, kind: str = "index",

@@ -63,11 +63,15 @@ class Objective:
         if isinstance(loss, CrossEntropy) and isinstance(self.model.output_activation, Softmax):
             raise ValueError("cross_entropy applies the softmax itself, stably through log-sum-exp, so the model must "
                              "output logits: use output_activation='identity' instead of 'softmax'")
-        if (isinstance(loss, BinaryCrossEntropy) and isinstance(self.model.output_activation, Softmax)
-                and self.model.layers[-1] == 1):
-            raise ValueError("binary_cross_entropy on a one-unit softmax: a softmax over one output is 1 for every "
-                             "input, so the loss is constant (NaN at every theta). Use output_activation='sigmoid' "
-                             "for one output, or two outputs with loss='cross_entropy'.")
+        if isinstance(self.model.output_activation, Softmax) and self.model.layers[-1] == 1:
+            raise ValueError(f"{loss.name} on a one-unit softmax: a softmax over one output is 1 for every input, so "
+                             "the loss is constant and every gradient 0. Use output_activation='sigmoid' for one "
+                             "output, or two outputs with loss='cross_entropy'.")
+        if isinstance(loss, CrossEntropy) and self.model.layers[-1] == 1:
+            raise ValueError("cross_entropy over one output: the softmax of a single logit is 1 whatever its value, "
+                             "so the loss is 0 and every gradient 0. For two classes use two outputs with "
+                             "loss='cross_entropy', or one output with output_activation='sigmoid' and "
+                             "loss='binary_cross_entropy'.")
         if (isinstance(loss, BinaryCrossEntropy) and not loss.from_logits
                 and not isinstance(self.model.output_activation, (Sigmoid, Softmax))):
             raise ValueError(f"binary_cross_entropy takes probabilities, so the model's output activation must be "
@@ -108,7 +112,16 @@ class Objective:
         raw_targets = np.asarray(targets)
         if raw_targets.dtype.kind in "fc" and (pos := _first_nonfinite(raw_targets)) is not None:
             raise ValueError(f"targets must be finite; targets{list(pos)} is {raw_targets[pos]}")
+        if raw_targets.dtype.kind in "USV":  # (numpy would parse "1.5" as the number 1.5)
+            raise ValueError(f"targets must be numbers; got text (dtype {raw_targets.dtype}). Convert them first: "
+                             "np.asarray(targets, dtype=float) for values, integer indices 0..k-1 for classes.")
         prepared = self.loss.prepare(targets, self.model.layers[-1])
+        # again after the loss's conversion: an object array ([1.0, None], pandas' NA) becomes nan only there
+        if (pos := _first_nonfinite(prepared)) is not None:
+            shown = raw_targets[pos] if raw_targets.shape == prepared.shape else "not finite"
+            shown = shown.item() if isinstance(shown, np.generic) else shown
+            raise ValueError(f"targets must be finite numbers; targets{list(pos)} is {shown!r}. Clean or drop that "
+                             "sample.")
         if prepared.shape[0] != inputs.shape[0]:
             raise ValueError(f"inputs and targets must have the same batch size; got {inputs.shape[0]} inputs "
                              f"and {prepared.shape[0]} targets")

@@ -64,6 +64,41 @@ def leaves_of(tree: Any) -> list:
     return [tree]
 
 
+def leaves_along(tree: Any, value: Any, what: str) -> list:
+    """``value``'s leaves in the order of ``tree``'s (``flatten``'s order), paired by dict key and position, not
+    by ``value``'s own order: ``{"b": .., "a": ..}`` against theta ``{"a": .., "b": ..}`` gives a's part first. A
+    ValueError names a missing or unexpected key, a wrong length, or a container where theta has a leaf.
+    The leaves are returned as given (the caller converts and checks them)."""
+    out: list = []
+
+    def walk(node: Any, val: Any, path: str) -> None:
+        if isinstance(node, dict):
+            if not isinstance(val, dict):
+                raise ValueError(f"{path} must be a dict like theta's, with keys {list(node)}; got "
+                                 f"{type(val).__name__}")
+            missing, extra = [k for k in node if k not in val], [k for k in val if k not in node]
+            if missing or extra:
+                raise ValueError(f"{path} must have theta's keys {list(node)}"
+                                 f"{f'; missing {missing}' if missing else ''}"
+                                 f"{f'; unexpected {extra}' if extra else ''}")
+            for k in node:
+                walk(node[k], val[k], f"{path}[{k!r}]")
+        elif isinstance(node, (list, tuple)):
+            if not isinstance(val, (list, tuple)) or len(val) != len(node):
+                got = f"a {type(val).__name__} of length {len(val)}" if isinstance(val, (list, tuple)) \
+                    else type(val).__name__
+                raise ValueError(f"{path} must be a list or tuple of {len(node)} entries like theta's; got {got}")
+            for i, (n, v) in enumerate(zip(node, val)):
+                walk(n, v, f"{path}[{i}]")
+        elif isinstance(val, dict):
+            raise ValueError(f"{path} must be an array like theta's leaf there; got a dict")
+        else:
+            out.append(val)
+
+    walk(tree, value, what)
+    return out
+
+
 def map_leaves(fn: Callable[[Any], Any], tree: Any) -> Any:
     """``tree`` with ``fn`` applied to each leaf (no conversion), the structure kept."""
     if isinstance(tree, dict):
@@ -86,14 +121,30 @@ def entry_names(leaves: list[np.ndarray], names: list[str]) -> list[str]:
 
 
 def _leaf(value: Any, where: str) -> np.ndarray:
-    if np.iscomplexobj(value):  # (numpy would drop the imaginary part with only a warning)
+    try:
+        is_complex = np.iscomplexobj(value)
+    except TypeError:  # a traced value refuses numpy's functions: a differentiator called inside another's f
+        raise TypeError(f"{where} holds a traced value ({type(value).__name__}): a differentiator was called inside "
+                        "a function that another differentiator is tracing. Nested differentiation is not "
+                        "supported; for second derivatives use the differentiator's hessian, hvp, jvp or jacobian "
+                        "methods (docs/higher_order.md).") from None
+    if is_complex:  # (numpy would drop the imaginary part with only a warning)
         raise ValueError(f"{where} must be real; got complex values. Pass np.real(...) if the imaginary part is 0 "
                          "(the Objective's check says the same; complex arithmetic is the complex_step scheme's business).")
     try:
-        a = np.asarray(value, dtype=np.float64)
+        raw = np.asarray(value)
+        if raw.dtype.kind in "USV":  # (numpy would parse the text "1.5" as the number 1.5)
+            raise TypeError
+        a = raw.astype(np.float64) if raw.dtype.kind != "O" else np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise TypeError(f"{where} must be numbers (an array, a float, or a dict/list/tuple of them); got "
-                        f"{type(value).__name__}") from None
+                        f"{type(value).__name__}{f' of dtype {raw.dtype}' if 'raw' in locals() else ''}") from None
+    if raw.dtype.kind == "O":  # (None, pandas' NA became nan above: name the entry as it was given)
+        for idx in np.ndindex(*raw.shape):
+            v = raw[idx]
+            if not isinstance(v, (int, float, np.integer, np.floating, np.bool_)):
+                raise TypeError(f"{where} must be a number; got {v!r}" if not raw.ndim else
+                                f"{where} must be numbers; entry {list(idx)} is {v!r}")
     bad = np.argwhere(~np.isfinite(a))
     if len(bad):
         idx = tuple(int(i) for i in bad[0])

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .pytree import flatten
+from .pytree import flatten, leaves_along
 
 
 @dataclass
@@ -29,6 +29,7 @@ class Structure:
     keys: list | None
     flat_results: bool = False  # results as one flat vector (an Objective's theta, split into named blocks)
     names: list | None = None  # a name per leaf (symbol names of the symbolic builds): ``theta``, or the dict's keys
+    skeleton: Any = None  # theta as given, when it is a container: a user's tangent is read along its tree
 
     @classmethod
     def of(cls, theta: Any) -> "Structure":
@@ -36,7 +37,8 @@ class Structure:
         lists and tuples). ``keys``: a top-level dict of leaves, whose Hessian nests by key."""
         leaves, rebuild, names = flatten(theta)
         flat_dict = isinstance(theta, dict) and not any(isinstance(v, (dict, list, tuple)) for v in theta.values())
-        return cls(leaves, rebuild, list(theta) if flat_dict else None, names=names)
+        return cls(leaves, rebuild, list(theta) if flat_dict else None, names=names,
+                   skeleton=theta if isinstance(theta, (dict, list, tuple)) else None)
 
     @property
     def sizes(self) -> list[int]:
@@ -81,16 +83,14 @@ class Structure:
             if not np.all(np.isfinite(a)):
                 raise ValueError(f"{what} must be finite; entry {int(np.flatnonzero(~np.isfinite(a))[0])} is not")
             return a
-        if self.keys is None and len(self.leaves) != 1:  # a nested pytree: the value must have its structure
-            parts = flatten(value, what)[0]
-            if len(parts) != len(self.leaves):
-                raise ValueError(f"{what} must have theta's structure ({len(self.leaves)} leaves); got {len(parts)}")
+        if self.keys is None and self.skeleton is not None:  # a nested pytree: read along theta's tree, by key
+            parts = leaves_along(self.skeleton, value, what)
         elif self.keys is not None:
             if not isinstance(value, dict) or set(value) != set(self.keys):
                 raise ValueError(f"{what} must have theta's structure: a dict with keys {self.keys}; got "
                                  f"{sorted(value) if isinstance(value, dict) else type(value).__name__}")
             parts = [value[k] for k in self.keys]
-        elif len(self.leaves) == 1:
+        else:  # one array (or scalar) theta
             parts = [value]
         flat = []
         for leaf, part, name in zip(self.leaves, parts, self.names or ["theta"] * len(self.leaves)):

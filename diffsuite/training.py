@@ -33,7 +33,15 @@ from .optim import Optimizer
 
 
 class TrainingDiverged(ArithmeticError):
-    """A step's loss or gradient, or the parameters after its update, were not finite; the step was not applied."""
+    """A step's loss or gradient, or the parameters after its update, were not finite; the step was not applied.
+
+    ``run``: the ``TrainRun`` up to there (its history, the last finite theta, ``diverged_at``), so that a long run
+    that diverges loses nothing it had computed (``train(..., on_nonfinite="stop")`` returns the same run, with
+    the last finite theta evaluated once more)."""
+
+    def __init__(self, message: str, run: "TrainRun | None" = None):
+        super().__init__(message)
+        self.run = run
 
 
 def _loss_name(loss: str | Loss) -> str:
@@ -153,7 +161,8 @@ def train(differentiator: Any, model: MLP, loss: str | Loss, dataset: Dataset, o
     the gradient minimises is loss + penalty); ``lr`` is the rate the next step will use.
 
     A step whose loss or gradient is not finite (divergence, overflow in float32), or whose update makes theta
-    non-finite, is never applied: ``on_nonfinite="raise"`` raises a ``TrainingDiverged`` naming the step;
+    non-finite, is never applied: ``on_nonfinite="raise"`` raises a ``TrainingDiverged`` naming the step (its ``run``: the history so far and
+    the last finite theta);
     ``"stop"`` ends the run there, evaluates the last finite theta and sets ``diverged_at``.
     """
     if on_nonfinite not in ("raise", "stop"):
@@ -206,8 +215,8 @@ def train(differentiator: Any, model: MLP, loss: str | Loss, dataset: Dataset, o
             callback(row)
 
     def refuse(message: str) -> None:
-        if on_nonfinite == "raise":
-            raise TrainingDiverged(message)
+        if on_nonfinite == "raise":  # (theta is still the last finite one: the step was not applied)
+            raise TrainingDiverged(message, TrainRun(pd.DataFrame(rows), theta, thetas, setup_s, step + 1, optimizer))
 
     evaluate(0.0)
     for epoch in range(epochs if max_steps != 0 else 0):  # max_steps=0: the limit holds before any step

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from ..differentiators.finite_diff.steps import SCHEMES
 from ..structure import Structure, flat_hessian
 from .methods import Problem, resolve_method, without_reference
 from .report import GradcheckReport, MethodResult
@@ -38,6 +39,8 @@ HESSIAN_RTOL = {
     ("reverse", "float32"): 1e-4, ("forward_mode", "float32"): 1e-4, ("symbolic", "float32"): 1e-4,
     ("complex_step", "float32"): 1e-2, ("central", "float32"): 3e-1,
 }
+
+REAL_FD_SCHEMES = tuple(s for s in SCHEMES if s != "complex_step")
 
 
 def hessian_names(names: list[str]) -> list[str]:
@@ -81,7 +84,9 @@ def check_hessian(f: Any, theta: Any, *args: Any, methods: Iterable | None = Non
     results = []
     for m in chosen:
         # (a kind the table does not know, a user's own method: the strict AD tolerance, as for gradients)
-        r_tol = rtols.get(m.label, HESSIAN_RTOL.get((m.kind, m.dtype), HESSIAN_RTOL[("reverse", m.dtype)]))
+        # (every real finite-difference scheme takes the same four-point second difference: central's tolerance)
+        kind = "central" if m.kind in REAL_FD_SCHEMES else m.kind
+        r_tol = rtols.get(m.label, HESSIAN_RTOL.get((kind, m.dtype), HESSIAN_RTOL[("reverse", m.dtype)]))
         a_tol = atols.get(m.label, r_tol * (scale if scale > 0 else 1.0))
         try:
             with warnings.catch_warnings():
@@ -134,5 +139,8 @@ def _reference(problem: Problem, reference: Any, dtype: str, notes: list[str]) -
     given = np.asarray(reference, dtype=np.float64) if not isinstance(reference, dict) else None
     if given is not None and given.size == n * n:
         return given.reshape(-1), "the given Hessian", None
+    if given is not None:  # (an array of another size: a dict of blocks goes to flat_hessian below)
+        raise ValueError(f"reference must be the Hessian: {n}x{n} entries ({n} parameters), shaped ({n}, {n}) or "
+                         f"theta's shape twice; got shape {given.shape} ({given.size} entries)")
     H = flat_hessian(reference, Structure.of(problem.flat if problem.is_objective else problem.theta))
     return H.reshape(-1), "the given Hessian", None

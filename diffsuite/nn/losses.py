@@ -12,11 +12,19 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..labels import label_values, plain
 from .activations import Activation, Sigmoid, Softmax
 
 
 def _as_column_targets(targets, n_out: int, loss: str) -> np.ndarray:
-    t = np.asarray(targets, dtype=np.float64)
+    raw = np.asarray(targets)
+    if raw.dtype.kind in "USV":  # (numpy would parse "1.5" as the number 1.5)
+        raise ValueError(f"loss {loss!r} needs numeric targets; got text (dtype {raw.dtype})")
+    try:
+        t = np.asarray(targets, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"loss {loss!r} needs numeric targets of shape (batch, {n_out}); got values that are "
+                         f"not numbers (dtype {raw.dtype})") from None
     if t.ndim == 1 and n_out == 1:
         t = t[:, None]
     if t.ndim != 2 or t.shape[1] != n_out:
@@ -139,14 +147,17 @@ class CrossEntropy(Loss):
         t = np.asarray(targets)
         if t.ndim == 2 and t.shape[1] == 1:
             t = t[:, 0]
-        if t.ndim != 1 or not (np.issubdtype(t.dtype, np.integer) or np.all(np.mod(t, 1) == 0)):
+        if t.ndim != 1:
             raise ValueError(f"cross_entropy needs integer class indices of shape (batch,); "
-                             f"got shape {np.shape(targets)} and dtype {np.asarray(targets).dtype}")
-        t = t.astype(np.int64)
-        if t.size and (t.min() < 0 or t.max() >= n_out):
+                             f"got shape {np.shape(targets)}")
+        # (the labels' own checks: text, None, nan, 2.5 named by entry; the range tested before the int64 cast,
+        # which would wrap 2**64 - 1 to -1 and make 1e20 negative)
+        values = label_values(t, "cross_entropy", "targets")
+        out = np.flatnonzero((values < 0) | (values >= n_out))
+        if len(out):
             raise ValueError(f"cross_entropy class indices must lie in 0..{n_out - 1} (the network has {n_out} "
-                             f"outputs); got values from {t.min()} to {t.max()}")
-        return np.eye(n_out)[t]  # one-hot rows: picking z[b, y_b] becomes sum(onehot * z)
+                             f"outputs); targets[{out[0]}] is {plain(t[out[0]])!r} ({len(out)} out of range)")
+        return np.eye(n_out)[values.astype(np.int64)]  # one-hot rows: picking z[b, y_b] becomes sum(onehot * z)
 
     def __call__(self, xp, outputs, targets):
         n = targets.shape[0]
@@ -178,6 +189,9 @@ LOSSES: dict[str, type[Loss]] = {cls.name: cls for cls in (Quadratic, BinaryCros
 def get_loss(spec: str | Loss, **options) -> Loss:
     """A loss from its name (options as keywords) or an instance."""
     if isinstance(spec, Loss):
+        if options:
+            raise TypeError(f"options {sorted(options)} cannot be applied to a loss instance ({spec!r}): give them "
+                            f"to its constructor, or pass the name {spec.name!r} with the options")
         return spec
     try:
         cls = LOSSES[spec]

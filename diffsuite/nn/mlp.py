@@ -16,6 +16,21 @@ from ..namespace import NUMPY
 from .activations import Activation, get_activation
 
 
+
+def _real_array(value: Any, name: str) -> np.ndarray:
+    """``np.asarray(value)``, refused unless it holds real numbers: text would be parsed ("1.5" as 1.5), complex
+    numbers lose their imaginary part, and an object array of non-numbers fails deep inside numpy."""
+    a = np.asarray(value)
+    if a.dtype.kind in "fiub":
+        return a
+    if a.dtype.kind == "O":
+        try:
+            return a.astype(np.float64)
+        except (TypeError, ValueError):
+            pass
+    raise ValueError(f"{name} must be real numbers (a float array); got dtype {a.dtype}"
+                     f"{' (text)' if a.dtype.kind in 'USV' else ''}. Convert with np.asarray(..., dtype=float) first.")
+
 @dataclass(frozen=True)
 class MLP:
     """``MLP(layers=(3, 2, 1), activation="sigmoid", output_activation="sigmoid")``.
@@ -107,7 +122,7 @@ class MLP:
 
     def check_theta(self, theta: Any) -> np.ndarray:
         """theta as a 1-D float array of length n_params, or a clear ValueError."""
-        t = np.asarray(theta)
+        t = _real_array(theta, "theta")
         if t.shape != (self.n_params,):
             raise ValueError(f"theta must be a flat vector of {self.n_params} parameters for MLP{self.layers} "
                              f"(blocks {self.shapes}); got shape {t.shape}. Use model.pack(dict) to build one.")
@@ -131,7 +146,7 @@ class MLP:
         return z if logits else out_act(xp, z)
 
     def check_inputs(self, inputs: Any) -> np.ndarray:
-        x = np.asarray(inputs, dtype=np.float64)
+        x = _real_array(inputs, "inputs").astype(np.float64, copy=False)
         if x.ndim == 1 and x.shape[0] == self.layers[0]:
             x = x[None, :]
         if x.ndim != 2 or x.shape[1] != self.layers[0]:

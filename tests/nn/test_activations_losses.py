@@ -72,7 +72,7 @@ def test_losses_by_hand():
 
 @pytest.mark.parametrize("loss,targets,match", [
     ("cross_entropy", [0, 3], "class indices must lie in 0..2"),
-    ("cross_entropy", [0.5, 1], "integer class indices"),
+    ("cross_entropy", [0.5, 1], r"integer class labels; targets\[0\] is 0.5"),
     ("hinge", [[0.0], [1.0]], "targets in \\{-1, \\+1\\}"),
     ("binary_cross_entropy", [[2.0], [0.0]], "targets in \\[0, 1\\]"),
     ("quadratic", [[1.0, 2.0], [3.0, 4.0]], "targets of shape \\(batch, 1\\)"),

@@ -123,7 +123,9 @@ def jvp(rev, f: Callable) -> WithStats:
         stats.update(method="reverse-over-reverse (transpose of the VJP)")
         if type(out) is not Var or out.tape is not inner:
             return output_value(value), output_value(np.zeros(value.shape))
-        u = outer.input(B.zeros_like(out.value))  # any value: J^T u is linear in u
+        # any value would do, J^T u being linear in u, but not zeros: a zero cotangent makes every strong zero fire
+        # where a local derivative is infinite (sqrt at 0), and J t would read 0 where it is inf
+        u = outer.input(B.ones_like(out.value))
         seeded = (out * inner.input(u)).sum()  # an outer value enters the inner tape as a leaf
         grads, n_inner = inner.backward(seeded, wrt)
         terms = [(g * B.asarray(tp)).sum() for g, tp in zip(grads, structure.split(t)) if type(g) is Var]
