@@ -100,7 +100,8 @@ class Namespace(Protocol):
         """a where cond else b (cond: a constant mask, e.g. a comparison of traced values)."""
     def sum(self, x: Any, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Any: ...
     def asarray(self, x: Any) -> Any:
-        """A constant (no gradient flows into it) in this namespace's array type."""
+        """Data as a constant of this namespace's array type; a traced value as it is (np.asarray returns an array
+        unchanged, and its derivative flows on: the same function in every differentiator)."""
 
 
 # ----- the numpy implementations (shared by the reverse engine's numpy backend) -----

@@ -64,3 +64,15 @@ def test_every_real_difference_scheme_gets_the_second_difference_tolerance(schem
 def test_a_reference_hessian_of_the_wrong_size_is_named():
     with pytest.raises(ValueError, match=r"3x3 entries.*got shape \(2, 2\)"):
         check_hessian(lambda xp, t: xp.sum(t ** 3), np.array([0.3, 0.5, 0.7]), reference=np.eye(2))
+
+
+@pytest.mark.parametrize("name, options", [("reverse", {}), ("forward", {}),
+                                           ("forward", {"second_order": "forward_over_forward"}), ("symbolic", {}),
+                                           ("finite_diff", {})])
+def test_asarray_of_a_traced_value_is_the_value_in_every_method(name, options):
+    # f(t) = sum(t^3): gradient 3 t^2 = [3, 12], Hessian diag(6 t) = diag(6, 12), whatever asarray does to an array
+    d = ds.get_differentiator(name, **options)
+    f3 = lambda xp, t: xp.sum(xp.asarray(t) ** 3)  # noqa: E731
+    theta = np.array([1.0, 2.0])
+    np.testing.assert_allclose(d.grad(f3)(theta), [3.0, 12.0], rtol=1e-7)
+    np.testing.assert_allclose(d.hessian(f3)(theta), [[6.0, 0.0], [0.0, 12.0]], rtol=1e-5, atol=1e-6)

@@ -464,7 +464,10 @@ class TapeNamespace(Composites):
             return x
         return self.tape.unary(LOGSUMEXP, x, {"axis": axis, "keepdims": keepdims})
     def reshape(self, x, shape): return self.tape.apply(RESHAPE, x, shape=(int(shape),) if isinstance(shape, (int, np.integer)) else tuple(shape))
-    def asarray(self, x): return self.tape.backend.constant(_raw(x))
+    def asarray(self, x):
+        # np.asarray returns an array as it is: a traced value passes through (at every level of nesting), so the
+        # function stays the one finite differences and the symbolic engine see; data becomes a constant
+        return x if isinstance(x, Traced) else self.tape.backend.constant(x)
 
     # ----- the rest of the numpy subset (docs/language.md) -----
     def sqrt(self, x): return self.tape.unary(OPS["sqrt"], x)
