@@ -36,6 +36,7 @@ PRIMITIVE_SPECS = {
     "erf": ([S], {}, None), "softplus": ([S], {}, None), "log_sigmoid": ([S], {}, None), "sign": ([S], {}, None),
     "sqrt0": ([S], {}, POSITIVE),
     "where": ([S, (3,)], {"cond": np.array([[True, False, True], [False, False, True]])}, None),
+    "softmax": ([S], {"axis": -1}, None),
     "max": ([S], {"axis": 1}, None), "min": ([S], {"axis": None, "keepdims": True}, None),
     "prod": ([S], {"axis": 0}, None), "cumsum": ([S], {"axis": 1}, None),
     "permute": ([(2, 3, 4)], {"axes": (2, 0, 1)}, None), "broadcast_to": ([(3, 1)], {"shape": (2, 3, 4)}, None),
@@ -49,6 +50,7 @@ PRIMITIVE_EXTRA_SPECS = [  # shapes and options the single entries above do not 
     ("einsum2", [(2, 3), (4, 3)], {"spec": (("ij", "kl"), "ik")}, None),  # letters summed away: broadcast back
     ("max", [(2, 3, 2)], {"axis": -1, "keepdims": True}, None),
     ("prod", [S], {"axis": None}, None),
+    ("softmax", [(2, 3, 4)], {"axis": 1}, None),
 ]
 
 

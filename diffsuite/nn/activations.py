@@ -159,11 +159,19 @@ class Softmax(Activation):
 
     Error model: the relative error of each output is about eps * |logsumexp(z)| (the rounding of the
     shift), i.e. ~1e-16 for logits of order 1 and ~1e-13 for logits of order 1000.
+
+    Where the namespace has a softmax primitive (``xp._softmax``: reverse and forward mode, reverse/ops.py's
+    ``softmax``) it is used: same value bit for bit, but a derivative that does not cancel when one logit
+    dominates (the composite's p_m (g_m - sum_i p_i g_i) is 0 once p_m rounds to 1, where the truth is
+    -p_m sum_{i != m} p_i (g_i - g_m)). The other namespaces compute the composite.
     """
 
     name: ClassVar[str] = "softmax"
 
     def __call__(self, xp, z):
+        primitive = getattr(xp, "_softmax", None)
+        if primitive is not None:
+            return primitive(z, axis=-1)
         return xp.exp(z - xp.logsumexp(z, axis=-1, keepdims=True))
 
 

@@ -190,6 +190,15 @@ def logsumexp_jvp(B, ts, out, x, *, axis=-1, keepdims=False):
     return _reduce(B, B.sum, ts[0] * B.exp(x - out), x, axis, keepdims)
 
 
+def softmax_jvp(B, ts, out, x, *, axis=-1):
+    # dp_j = p_j ((t_j - c) - sum_i p_i (t_i - c)), c = t at the first maximal p: the VJP's shift (ops.softmax_vjp),
+    # so the dominant entry's tangent forms no 1 - p_m. The mask has out's shape and broadcasts over the directions.
+    t, ax = ts[0], _neg_axes(axis, _ndim(x))
+    top = B.put_at_arg(1.0, out, axis, True, True) != 0
+    tc = t - B.sum(B.where(top, t, 0.0), axis=ax, keepdims=True)
+    return B.strong(tc - B.sum(B.strong(tc, out), axis=ax, keepdims=True), out)
+
+
 # ----- linear algebra -----
 def _matmul_right(B, x, ty, y):
     """x @ ty with ty a (possibly batched) tangent of y."""
@@ -293,7 +302,7 @@ JVPS: dict[str, Callable] = {
     "power": power_jvp, "pow": pow_jvp,
     "exp": exp_jvp, "log": log_jvp, "tanh": tanh_jvp, "sigmoid": sigmoid_jvp, "abs": abs_jvp, "step": step_jvp,
     "maximum": maximum_jvp, "minimum": minimum_jvp,
-    "sum": sum_jvp, "mean": mean_jvp, "logsumexp": logsumexp_jvp,
+    "sum": sum_jvp, "mean": mean_jvp, "logsumexp": logsumexp_jvp, "softmax": softmax_jvp,
     "matmul": matmul_jvp,
     "reshape": reshape_jvp, "transpose": transpose_jvp, "getitem": getitem_jvp,
 }

@@ -257,6 +257,22 @@ LOGSUMEXP = defop("logsumexp", lambda B, x, *, axis=-1, keepdims=False: B.logsum
                   saves=("x",))
 
 
+def softmax_vjp(B, g, out, x, *, axis=-1):
+    # dx_j = p_j (g_j - sum_i p_i g_i), with every g_i shifted by c = g at the first maximal p along ``axis``
+    # (valid for any c, since sum p = 1): the dominant entry's own term is then exactly 0, and its cotangent
+    # -p_m sum_{i != m} p_i (g_i - g_m) forms no 1 - p_m. The composite exp(x - logsumexp(x)) gives
+    # p_m g_m - p_m (p_m g_m + ...), which cancels completely once p_m rounds to 1. Strong zeros: a row whose
+    # cotangent is 0 gets 0 even where p is NaN (an unselected where-branch).
+    top = B.put_at_arg(1.0, out, axis, True, True) != 0  # a constant mask (a lifted backend's too)
+    gc = g - B.sum(B.where(top, g, 0.0), axis=axis, keepdims=True)
+    return B.strong(gc - B.sum(B.strong(gc, out), axis=axis, keepdims=True), out)
+
+
+# softmax along ``axis`` (an int), a primitive for accuracy: the softmax activation's gradient (the namespaces'
+# ``_softmax``); its forward is the composite's, exp(x - logsumexp(x)), bit for bit (backends' ``softmax``)
+SOFTMAX = defop("softmax", lambda B, x, *, axis=-1: B.softmax(x, axis=axis), softmax_vjp, saves=("out",))
+
+
 # ----- linear algebra -----
 # x's cotangent is g @ y^T, y's is x^T @ g: each side reads the other input's value and its own shape.
 # (A 1-D operand is a vector on its side of the product, numpy's rule: x of (k,) is a row, y of (k,) a column;

@@ -463,6 +463,7 @@ class TapeNamespace(Composites):
         if not getattr(x, "ndim", np.ndim(x)):  # one value: log(exp(x)) is x (a 0-d value has no axis -1 to reduce)
             return x
         return self.tape.unary(LOGSUMEXP, x, {"axis": axis, "keepdims": keepdims})
+    def _softmax(self, x, axis=-1): return self.tape.unary(OPS["softmax"], x, {"axis": int(axis)})  # nn.Softmax's
     def reshape(self, x, shape): return self.tape.apply(RESHAPE, x, shape=(int(shape),) if isinstance(shape, (int, np.integer)) else tuple(shape))
     def asarray(self, x):
         # np.asarray returns an array as it is: a traced value passes through (at every level of nesting), so the

@@ -169,6 +169,11 @@ class NumpyBackend:
         return out if keepdims else out.squeeze(axis)
 
     @staticmethod
+    def softmax(x, axis=-1):
+        """exp(x - logsumexp(x)) along ``axis``: the softmax activation's composite, bit for bit (ops.SOFTMAX)."""
+        return np.exp(x - NumpyBackend.logsumexp(x, axis=axis, keepdims=True))
+
+    @staticmethod
     def reshape(x, shape):
         # the method, not np.reshape: one Python call less; a constant that is a number (constant() keeps numbers
         # dtype-neutral) has no such method

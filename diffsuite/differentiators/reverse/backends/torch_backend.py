@@ -241,6 +241,11 @@ class TorchBackend:
         out = torch.log1p(rest + (top.sum(dim=axis, keepdim=True).to(d.dtype) - 1.0)) + m
         return out if keepdims else out.squeeze(axis)
 
+    def softmax(self, x, axis=-1):
+        """exp(x - logsumexp(x)) along ``axis``: the softmax activation's composite, bit for bit (ops.SOFTMAX)."""
+        x = self._t(x)
+        return torch.exp(x - TorchBackend.logsumexp(x, axis=axis, keepdims=True))
+
     @staticmethod
     def reshape(x, shape):
         return x.reshape(shape)
