@@ -5,6 +5,9 @@
     diffsuite check --quick --update                # write a new baseline after an intended change
     diffsuite check --quick --fail-unmeasured       # a baseline cell not measured here (torch missing) fails
 
+``--update`` keeps the old baseline's entries for cells it cannot measure here (an optional package such as torch
+missing, or no GPU for ``--device all``), and says so; see docs/gradcheck.md.
+
 Exit status: 0 every cell held; 1 a regression, a cell that raises (e.g. a broken import), a baseline cell not
 measured with --fail-unmeasured, or --update refused because cells failed to measure; 2 a missing, malformed,
 read-only or wrong-grid baseline, or a bad option; 130 interrupted (Ctrl-C).
@@ -69,12 +72,18 @@ def _check(args) -> int:
     path = args.baseline or default_baseline(args.quick, args.update)
     stored = None
     grid_name = "quick" if args.quick else "full"
+    previous = None  # with --update: the baseline replaced, whose cells not measurable here are carried over
     if args.update:
         try:
             bl.require_writable(path)  # before minutes of measuring, not after
         except bl.BaselineError as e:
             print(f"diffsuite check: error: {e}", file=sys.stderr)
             return 2
+        if Path(path).is_file():
+            try:
+                previous = bl.load_baseline(path)
+            except bl.BaselineError as e:  # it is being replaced anyway; only nothing can be carried over from it
+                print(f"  the old baseline cannot be read, so no cell is carried over from it: {e}")
     else:
         try:
             stored = bl.load_baseline(path)
@@ -117,14 +126,24 @@ def _check(args) -> int:
                   f"{path} was not written. Fix them first: a baseline written now would leave them out and never "
                   "check them again", file=sys.stderr)
             return 1
+        # cells not measurable here (torch missing, no GPU for --device all) keep their old entries: a baseline
+        # written without them would stop checking them everywhere
+        carried, not_carried = bl.carry_over(previous, rows, info, grid_name, skipped)
+        kept = {tuple(str(c[f]) for f in bl.KEY) for c in carried}
+        rest = [r for r in rows if tuple(str(r[f]) for f in bl.KEY) not in kept]
         try:
-            written = bl.write_baseline(path, bl.baseline_document(rows, info, grid_name))
+            written = bl.write_baseline(path, bl.baseline_document(rest + carried, info, grid_name))
         except bl.BaselineError as e:
             print(f"diffsuite check: error: {e}", file=sys.stderr)
             return 2
-        n = sum(r["status"] == "ok" for r in rows)
-        print(f"wrote {n} cells ({grid_name} grid, reference: {reference}) to {written}")
-        _print_unrecorded(rows)
+        n = sum(r["status"] == "ok" for r in rest)
+        also = (f", and {len(carried)} cell{'s' if len(carried) > 1 else ''} carried over from the old baseline "
+                "(not measured here: their old entries kept)" if carried else "")
+        print(f"wrote {n} cells ({grid_name} grid, reference: {reference}) to {written}{also}")
+        _print_unrecorded(carried, "carried over")
+        if not_carried:
+            print(f"  not carried over from the old baseline: {not_carried}")
+        _print_unrecorded(rest)
         return 0
     result = bl.compare(stored, rows, factor)
     if result.n_compared == 0:
@@ -168,8 +187,9 @@ def _print_unrecorded(rows: list[dict], what: str = "not recorded") -> None:
     for group in by_reason.values():
         first = group[0]
         message = first["message"] if len(first["message"]) <= 240 else first["message"][:240] + "..."
+        status = "" if first["status"] == "carried" else f"{first['status']}: "
         print(f"  {what} ({len(group)} cell{'s' if len(group) > 1 else ''}, e.g. {first['method']} {first['dtype']} "
-              f"on {first['activation']}/{first['loss']}): {first['status']}: {message}")
+              f"on {first['activation']}/{first['loss']}): {status}{message}")
 
 
 def _indent(text: str) -> str:

@@ -99,7 +99,7 @@ def run_demo(console: Console | None = None, studies: bool = True, out: Path | s
 def configure(parser) -> None:
     parser.add_argument("--no-studies", action="store_true",
                         help="only print the lecture's examples; run no study")
-    parser.add_argument("--out", type=Path, default=None,
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="folder for the quick studies' reports (default: reports/quick)")
     parser.add_argument("--jobs", type=jobs, default=1, metavar="N",
                         help="worker processes for the studies (default 1)")

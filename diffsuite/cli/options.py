@@ -38,7 +38,9 @@ def strict(parser: argparse.ArgumentParser) -> None:
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     strict(parser)
-    parser.add_argument("--quick", action="store_true", help="the small grid: each study in well under a minute")
+    parser.add_argument("--quick", action="store_true",
+                        help="the small grid: each study in seconds to about a minute and a half (agreement is the "
+                             "longest)")
     parser.add_argument("--jobs", type=jobs, default=1, metavar="N", help="worker processes (default 1)")
     parser.add_argument("--device", choices=DEVICES, default="cpu",
                         help="cpu (default), cuda (an error without a GPU), or all (CUDA rows where a GPU exists)")

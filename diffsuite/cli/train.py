@@ -22,6 +22,7 @@ one is dropped) and not with --loss cross_entropy (its one-hot targets are compi
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 
@@ -97,7 +98,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--momentum", type=float, default=None, help="sgd only (default 0.9)")
     g.add_argument("--nesterov", action="store_true", help="sgd only: Nesterov momentum")
     g.add_argument("--schedule", choices=("constant", "step", "cosine"), default="constant",
-                   help="learning rate schedule over all steps: step halves it every epoch, cosine decays it to 0")
+                   help="learning rate schedule over all steps (default constant): step halves it every epoch, "
+                        "cosine decays it to 0")
     g.add_argument("--epochs", type=whole_number(1), default=5, help="default 5")
     g.add_argument("--batch", type=whole_number(1), default=32, help="minibatch size (default 32)")
     g.add_argument("--max-steps", type=whole_number(1), default=None,
@@ -109,8 +111,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def check_options(args) -> None:
-    """Refuse, before any work, an option that does not apply to the chosen differentiator or optimizer (it would
-    be ignored silently), and a differentiator that cannot train with the chosen loss."""
+    """Refuse, before any work or output, an option that does not apply to the chosen differentiator or optimizer
+    (it would be ignored silently), a differentiator that cannot train with the chosen loss, and a negative or
+    non-finite --l1 or --l2."""
     problems = []
     for option, (attr, owners) in FOR_DIFFERENTIATORS.items():
         if getattr(args, attr) is not None and args.differentiator not in owners:
@@ -124,6 +127,9 @@ def check_options(args) -> None:
         problems.append("--differentiator symbolic cannot train with --loss cross_entropy (the default): its kernel "
                         "compiles the one-hot targets in as constants, so minibatches cannot change them; use --loss "
                         "quadratic or --loss binary_cross_entropy, or another --differentiator")
+    for option, value in (("--l1", args.l1), ("--l2", args.l2)):  # (the Objective checks too, after the header)
+        if not (value >= 0 and math.isfinite(value)):
+            problems.append(f"{option} must be a finite number >= 0 (the penalty's weight; 0: none); got {value!r}")
     if problems:
         raise ValueError("; ".join(problems))
 

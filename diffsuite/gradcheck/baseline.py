@@ -308,35 +308,108 @@ def load_baseline(path: str | Path) -> dict:
 
 
 def baseline_document(rows: list[dict], info: dict, grid_name: str) -> dict:
+    """The baseline file's content: the cells measured (``ok``) and those carried over from the old baseline
+    (``carried``, see ``carry_over``)."""
     from .. import __version__
-    cells = sorted(({**{k: r[k] for k in KEY}, "error": r["error"]} for r in rows if r["status"] == "ok"),
+    cells = sorted(({**{k: r[k] for k in KEY}, "error": r["error"]} for r in rows if r["status"] in ("ok", CARRIED)),
                    key=lambda c: tuple(str(c[k]) for k in KEY))
     return {"format": FORMAT, "version": VERSION, "grid": grid_name, "metric": METRIC,
             "reference": info["reference"], "references": dict(sorted(info["references"].items())),
             "written_by": f"diffsuite {__version__}, numpy {np.__version__}", "cells": cells}
 
 
+CARRIED = "carried"  # the status of a cell --update keeps from the old baseline (not measured here)
+
+
+def carry_over(old: dict | None, rows: list[dict], info: dict, grid_name: str,
+               skipped_methods: dict[str, str] | None = None) -> tuple[list[dict], str]:
+    """The old baseline's cells that this ``--update`` could not measure because something they need is not here,
+    as rows with status ``carried`` (their old error), so that a baseline written on a machine without torch keeps
+    torch's cells instead of silently losing them (and later checks checking them).
+
+    Cells not measured here: rows ``skipped`` (a missing optional package), and the old baseline's cells of a
+    method in ``skipped_methods`` (``{label: why}``: ``--device all`` without a GPU). Each is carried only while
+    it still means the same: the old baseline is for the same grid and reference, and every problem of the cell
+    still has the loss value the old baseline stored for it. Returns the carried rows and, when cells that could
+    have been carried were not, why (else "")."""
+    skipped_methods = skipped_methods or {}
+    unmeasured = {tuple(str(r[f]) for f in KEY): r["message"] for r in rows if r["status"] == "skipped"}
+    if old is not None:
+        unmeasured.update({k: f"not measured here: {skipped_methods[c['method']]}" for k, c in old["cells"].items()
+                           if c["method"] in skipped_methods and k not in unmeasured})
+    candidates = {k: why for k, why in unmeasured.items() if old is not None and k in old["cells"]}
+    if not candidates:
+        return [], ""
+    if old.get("grid") not in (None, grid_name):
+        return [], f"the old baseline was written for the {old.get('grid')} grid"
+    old_reference = _LEGACY.get(old.get("reference"), old.get("reference"))
+    if old_reference != info["reference"]:
+        return [], (f"the old baseline's errors are against another reference ({old_reference}; this run's: "
+                    f"{info['reference']})")
+    carried, changed = [], []
+    for k, why in candidates.items():
+        cell = old["cells"][k]
+        if _same_problems(cell, old.get("references") or {}, info["references"]):
+            carried.append({**{f: cell[f] for f in KEY}, "error": cell["error"], "status": CARRIED, "message": why})
+        else:
+            changed.append(cell_id(cell))
+    why_not = (f"{len(changed)} cell(s) not carried over because their problem changed since the old baseline was "
+               f"written (e.g. {changed[0]})" if changed else "")
+    return carried, why_not
+
+
+def _same_problems(cell: dict, old_refs: dict, new_refs: dict) -> bool:
+    """Whether every problem of ``cell`` (its model, activation and loss, any seed) measured now has a reference in
+    the old baseline with the same loss value: then its old error still describes it."""
+    prefix = f"{cell['model']} {cell['activation']} {cell['loss']} seed="
+    pids = [pid for pid in new_refs if pid.startswith(prefix)]
+    return bool(pids) and all(pid in old_refs and math.isclose(new_refs[pid]["value"], old_refs[pid]["value"],
+                                                                rel_tol=1e-12, abs_tol=1e-300) for pid in pids)
+
+
 def require_writable(path: str | Path) -> None:
-    """A BaselineError when ``path`` is an existing read-only file: --update must not replace it (``os.replace``
-    would, ignoring its mode). Checked by mode bits too, since root may write anything."""
+    """A BaselineError, before minutes of measuring, when --update could not write ``path``: a folder; an existing
+    read-only file (``os.replace`` would replace it, ignoring its mode; checked by mode bits too, since root may
+    write anything); a file where a folder of the path should be; or a folder that cannot be created or written
+    (tried: the folder is created if missing, and a temporary file is written there and removed)."""
     path = Path(path)
+    elsewhere = "or write the baseline elsewhere (--baseline FILE)"
+    if path.is_dir():
+        raise BaselineError(f"cannot write the baseline to {path}: it is a folder; give a file name, e.g. "
+                            f"{path / 'accuracy_quick.json'}")
     if path.is_file() and (not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222):
         raise BaselineError(f"the baseline {path} is read-only; not replacing it. Make it writable (chmod u+w "
-                            f"{path}) if you mean to update it, or write elsewhere (--baseline FILE)")
+                            f"{path}) if you mean to update it, {elsewhere}")
+    folder = path.parent
+    for above in (folder, *folder.parents):  # the nearest part of the path that exists must be a folder
+        if above.exists() or above.is_symlink():
+            if not above.is_dir():
+                raise BaselineError(f"cannot create the folder {folder} for the baseline {path}: {above} is a file, "
+                                    f"not a folder (a file is in the way); move that file away, {elsewhere}")
+            break
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BaselineError(f"cannot create the folder {folder} for the baseline {path}: {e.strerror or e}; "
+                            f"{elsewhere}") from None
+    probe = folder / f".{path.name}.{os.getpid()}.probe"
+    try:
+        f = open(probe, "xb")
+    except OSError as e:
+        raise BaselineError(f"cannot write the baseline {path}: the folder {folder} is not writable "
+                            f"({e.strerror or e}); {elsewhere}") from None
+    try:
+        with f:
+            f.write(b"{}")
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
 
 
 def write_baseline(path: str | Path, document: dict) -> Path:
     """Write atomically (a reader never sees half a file)."""
     path = Path(path)
-    if path.is_dir():
-        raise BaselineError(f"cannot write the baseline to {path}: it is a folder; give a file name, e.g. "
-                            f"{path / 'accuracy_quick.json'}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise BaselineError(f"cannot create the folder {path.parent} for the baseline: {e.strerror}; write it "
-                            "somewhere you can write to (--baseline FILE)") from None
-    require_writable(path)
+    require_writable(path)  # (again: the folder may have changed while the grid was measured)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     head = {k: v for k, v in document.items() if k not in ("cells", "references")}
     lines = [json.dumps(head, indent=1)[:-2] + ',\n "references": {']  # one problem, one cell per line

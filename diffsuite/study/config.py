@@ -103,6 +103,13 @@ def read_toml(path: str | Path) -> dict:
                          "a study's shipped configurations to start from") from None
     except tomllib.TOMLDecodeError as e:
         raise StudyError(f"configuration file {path} is not valid TOML: {e}") from None
+    except OSError as e:  # a folder, no permission: reading --config failed (not writing --out, as the CLI's
+        #                   generic OSError message would say)
+        what = "it is a folder; give the TOML file" if Path(path).is_dir() else e.strerror or str(e)
+        raise StudyError(f"cannot read the configuration file (--config) {path}: {what}; `diffsuite list --config "
+                         "STUDY` prints a study's shipped configurations to start from") from None
+    except UnicodeDecodeError as e:
+        raise StudyError(f"configuration file {path} is not text (UTF-8): {e}") from None
 
 
 def from_mapping(study: str, module, data: dict, source: str = "the configuration"):

@@ -88,9 +88,14 @@ def die_with_parent(parent_pid: int) -> None:
 
 
 def start_worker(started, parent_pid: int) -> None:
-    """Worker initializer: record that a worker got through its start-up (``started``: an Event), then
-    ``die_with_parent``. A worker runs this only after its bootstrap has re-imported the driver's main module; a
-    pool that breaks before any worker set ``started`` died in that bootstrap (``LocalPool.run`` says so)."""
+    """Worker initializer: ignore SIGINT, record that a worker got through its start-up (``started``: an Event),
+    then ``die_with_parent``. A worker runs this only after its bootstrap has re-imported the driver's main module;
+    a pool that breaks before any worker set ``started`` died in that bootstrap (``LocalPool.run`` says so).
+
+    A Ctrl-C in a terminal goes to the whole process group: a worker that kept SIGINT printed its own
+    ``KeyboardInterrupt`` traceback above the driver's one-line message. Only the driver takes it now; it stops its
+    workers itself (``LocalPool.run``), as the Dask path does (``_sigint_ignored``)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     started.set()
     die_with_parent(parent_pid)
 
@@ -150,6 +155,9 @@ class LocalPool:
                     finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                     for fut in finished:
                         done(in_flight.pop(fut), fut.result())
+            except KeyboardInterrupt:  # the workers ignore SIGINT: stop them, rather than wait for their cells
+                self._stop_workers()
+                raise
             except BrokenProcessPool:
                 if not started.is_set():
                     raise RuntimeError(f"a worker process of study {self.label} died: {BOOTSTRAP_HINT}") from None
@@ -158,6 +166,21 @@ class LocalPool:
                                    ) from None
             finally:
                 self.close()
+
+    def _stop_workers(self) -> None:
+        """Terminate the pool's worker processes (SIGTERM), whose cells' results nobody will store: after a Ctrl-C,
+        which the workers ignore (``start_worker``). ``close`` then finds the pool broken and returns at once."""
+        processes = getattr(self._pool, "_processes", None) or {}  # (Python 3.14 has terminate_workers())
+        for p in list(processes.values()):
+            try:
+                p.terminate()
+            except (OSError, ValueError):  # already gone, or closed
+                pass
+        for p in list(processes.values()):
+            try:
+                p.join(5)
+            except (OSError, ValueError, AssertionError):
+                pass
 
     def close(self) -> None:
         if self._pool is not None:
@@ -197,17 +220,75 @@ def _import_distributed():
     return distributed
 
 
+#: Dask's comm schemes, named when ``distributed.comm.registry`` cannot be read (it is the authority)
+KNOWN_SCHEMES = ("tcp", "tls", "ws", "wss")
+#: a scheme no driver reaches a scheduler by: ``inproc://`` names a scheduler inside the same process only
+UNREACHABLE_SCHEMES = ("inproc",)
+
+
+def _scheme_problem(scheme: str) -> str | None:
+    """None when distributed can connect by ``scheme`` here; else why not (``unknown``, or the error of making its
+    connector: ``ucx`` is registered but needs the separate distributed-ucxx package)."""
+    if scheme in UNREACHABLE_SCHEMES:
+        return "unknown"
+    try:
+        import distributed.comm  # noqa: F401 - registers the built-in schemes
+        from distributed.comm.registry import get_backend
+    except Exception:  # noqa: BLE001 - a distributed that cannot be imported: the names it always had
+        return None if scheme in KNOWN_SCHEMES else "unknown"
+    try:
+        backend = get_backend(scheme)  # the built-in ones, else a package's entry point
+    except ValueError:
+        return "unknown"
+    try:
+        backend.get_connector()
+    except Exception as e:  # noqa: BLE001 - registered but unusable here (e.g. ucx without distributed-ucxx)
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def scheduler_schemes() -> tuple[str, ...]:
+    """The address schemes Dask's distributed can connect to a scheduler by here (``tcp``, ``tls``, ``ws``, ...):
+    the ones its comm registry holds that work, else ``KNOWN_SCHEMES``."""
+    try:
+        import distributed.comm  # noqa: F401
+        from distributed.comm.registry import backends
+        names = sorted(backends)
+    except Exception:  # noqa: BLE001
+        names = list(KNOWN_SCHEMES)
+    return tuple(s for s in names if _scheme_problem(s) is None) or KNOWN_SCHEMES
+
+
+def _scheduler_help(scheduler: str) -> str:
+    """What a bad --scheduler gets told: the address given, the schemes accepted, and the dashboard mix-up."""
+    schemes = [s + "://" for s in scheduler_schemes()]
+    listed = schemes[0] if len(schemes) == 1 else ", ".join(schemes[:-1]) + " or " + schemes[-1]
+    return (f"got {scheduler!r}; give 'local' (a Dask cluster on this machine) or a running scheduler's address "
+            f"({listed}), e.g. tcp://HOST:8786 (http://HOST:8787 is the scheduler's dashboard, not the scheduler)")
+
+
 def check_scheduler(scheduler: str) -> str:
-    """``local`` or a scheduler address (``tcp://HOST:PORT``, or another Dask protocol such as ``tls://``), with
-    Dask's distributed installed: looked up without importing it (seconds), so that the runner refuses a run
-    without it before any study's folder is touched."""
-    if scheduler == LOCAL or ("://" in scheduler and scheduler.split("://", 1)[1]):
-        if find_spec("distributed") is None:
-            raise StudyError("--scheduler needs Dask's distributed scheduler, which is not installed: "
-                             "pip install 'diffsuite[dask]'")
-        return scheduler
-    raise StudyError(f"--scheduler must be 'local' (a Dask cluster on this machine) or a scheduler address such as "
-                     f"tcp://HOST:8786; got {scheduler!r}")
+    """``local`` or a scheduler address (``tcp://HOST:PORT``, or another scheme Dask's distributed connects by
+    here, such as ``tls://``), with Dask's distributed installed: checked before any study's folder is touched.
+    Whether distributed is installed is looked up without importing it; an address's scheme is checked against
+    distributed's comm registry (which imports it: the run would anyway), so that ``http://HOST:8787`` (the
+    dashboard) gets one line saying so, not a traceback from inside distributed."""
+    if scheduler != LOCAL and not ("://" in scheduler and scheduler.split("://", 1)[1]):
+        raise StudyError(f"--scheduler must be 'local' (a Dask cluster on this machine) or a scheduler address such "
+                         f"as tcp://HOST:8786; got {scheduler!r}")
+    if find_spec("distributed") is None:
+        raise StudyError("--scheduler needs Dask's distributed scheduler, which is not installed: "
+                         "pip install 'diffsuite[dask]'")
+    if scheduler != LOCAL:
+        scheme = scheduler.split("://", 1)[0]
+        problem = _scheme_problem(scheme)
+        if problem == "unknown":
+            raise StudyError(f"--scheduler: {scheme}:// is not a scheme Dask's distributed connects to a scheduler "
+                             f"by; {_scheduler_help(scheduler)}")
+        if problem is not None:
+            raise StudyError(f"--scheduler: Dask's distributed cannot connect by {scheme}:// on this machine "
+                             f"({problem}); {_scheduler_help(scheduler)}")
+    return scheduler
 
 
 class DaskExecutor:
@@ -248,6 +329,9 @@ class DaskExecutor:
                 raise StudyError(f"no Dask scheduler answered at {scheduler} within {CONNECT_TIMEOUT_S} s ({e}); start "
                                  "one with `dask scheduler` and workers with `dask worker tcp://HOST:8786` "
                                  "(docs/distributed.md), or use --scheduler local") from None
+            except ValueError as e:  # an address distributed cannot parse (no port where one is needed, ...)
+                raise StudyError(f"--scheduler: distributed cannot connect to this address ({e}); "
+                                 f"{_scheduler_help(scheduler)}") from None
 
     def threads(self) -> int:
         """Worker threads in the cluster now (waits up to the connect timeout for the first worker)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..errors import StudyError
 from .metadata import commits_of, measuring_runs
 from .status import UNAVAILABLE, install_hint
 from .store import RESULTS, ResultStore, dumps, write_atomic_text
@@ -193,12 +195,28 @@ td.text{white-space:normal;min-width:24em;text-align:left}"""
 def load(study: str, out: Path) -> tuple[pd.DataFrame, dict]:
     """A study's stored rows and metadata (no measuring)."""
     directory = Path(out) / study
-    table = ResultStore(directory).table()
+    try:
+        table = ResultStore(directory).table()
+    except OSError as e:  # reading, not writing: not the CLI's "cannot write ...; give --out a folder" message
+        raise StudyError(f"cannot read the stored results {e.filename or directory / RESULTS}: "
+                         f"{e.strerror or e}") from None
     try:
         meta = json.loads((directory / "meta.json").read_text())
     except (OSError, ValueError):
         meta = {}
-    return table, meta
+    return table, meta if isinstance(meta, dict) else {}
+
+
+def check_study_folder(study: str, out: Path, meta: dict) -> None:
+    """A StudyError when ``out/study`` holds another study's results (its meta.json names that study): drawing
+    study ``study``'s report from them fails deep in its code (a column it needs is not there)."""
+    named = meta.get("study")
+    if named is not None and named != study:
+        directory = Path(out) / study
+        raise StudyError(f"{directory} holds results of study {named!r} (its meta.json says so), not of study "
+                         f"{study!r}; each study's results go in the folder named after it: move them to "
+                         f"{Path(out) / str(named)}, or measure {study} there with `diffsuite run {study} --out {out}` "
+                         "(which moves them aside)")
 
 
 def build(study: str, out: Path) -> Report:
@@ -206,6 +224,7 @@ def build(study: str, out: Path) -> Report:
     study's ``report`` never sees them, and a closing "Not run on this machine" section names each, with the
     command that installs what it needs."""
     table, meta = load(study, out)
+    check_study_folder(study, out, meta)
     module = study_module(study)
     if table.empty:
         return Report(title=module.TITLE, question=module.QUESTION,
@@ -303,11 +322,59 @@ def write_index(out: Path) -> Path:
     return write_atomic_text(out / INDEX, page)
 
 
+DEBUG = "DIFFSUITE_DEBUG"  # set (to anything but "" or 0): a report that cannot be drawn raises with its traceback
+
+
+class ReportsFailed(StudyError):
+    """``rebuild`` drew some studies' reports and not others': ``rebuilt`` and ``failures`` (one line each)."""
+
+    def __init__(self, rebuilt: list[str], failures: list[str]):
+        self.rebuilt, self.failures = rebuilt, failures
+        super().__init__("; ".join(failures))
+
+
+def debugging() -> bool:
+    return os.environ.get(DEBUG, "").strip() not in ("", "0")
+
+
 def rebuild(out: Path | str = "reports", studies: list[str] | None = None) -> list[str]:
-    """Rebuild figures, reports and the index from stored results; returns the studies rebuilt."""
+    """Rebuild figures, reports and the index from stored results; returns the studies rebuilt.
+
+    A study whose report cannot be drawn from its stored results (another study's results in its folder, results
+    of an older diffsuite that lack a column) does not stop the others: each is one line of a ``ReportsFailed``
+    raised after the index is written, naming the folder and what to do. With ``DIFFSUITE_DEBUG=1`` in the
+    environment the first such error is raised as it is instead, with its traceback (a bug in a report's code
+    looks the same from here). An OSError (a folder that cannot be written) is raised as it is."""
     out = Path(out)
     names = studies or studies_present(out)
+    rebuilt, failures = [], []
     for s in names:
-        write_study_report(s, out)
+        try:
+            write_study_report(s, out)
+        except OSError:
+            raise
+        except StudyError as e:
+            if debugging():
+                raise
+            failures.append(str(e))
+        except Exception as e:  # noqa: BLE001 - one line naming the folder; DIFFSUITE_DEBUG=1 shows the traceback
+            if debugging():
+                raise
+            failures.append(report_failure(s, out, e))
+        else:
+            rebuilt.append(s)
     write_index(out)
+    if failures:
+        raise ReportsFailed(rebuilt, failures)
     return names
+
+
+def report_failure(study: str, out: Path, e: BaseException) -> str:
+    """One line for a report that could not be drawn from ``out/study``'s results: the folder, the error, the
+    diffsuite version that measured them, and what to do."""
+    _, meta = load(study, out)
+    by = f"measured by diffsuite {meta['diffsuite']}" if meta.get("diffsuite") else "no meta.json says by what"
+    return (f"cannot draw the report of study {study} from the results in {Path(out) / study} ({by}): "
+            f"{type(e).__name__}: {e}; results from another diffsuite version may lack what this one reads: measure "
+            f"them again with `diffsuite run {study} --out {out}`. Set {DEBUG}=1 for the traceback (with this "
+            "version's own results it is a bug: please report it)")
