@@ -16,8 +16,11 @@ expressions; ``symengine_bridge`` SymPy <-> SymEngine; ``metrics`` expression si
 """
 from __future__ import annotations
 
+import dataclasses
+import enum
 import importlib.util
 import math
+import numbers
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -63,7 +66,9 @@ class Symbolic(HigherOrder):
     reruns the same kernel on mpmath numbers (113-bit, unbounded exponent), which gives the finite value and
     gradient (e.g. logits [1000, 999], sigmoid at -800), only slower. A value or gradient entry beyond float64's
     range comes back inf, and a sum of finite exps that overflows without raising (arguments just below 709.78)
-    is not detected.
+    is not detected. Where the code is undefined the rerun follows IEEE 754 (x / 0 is +-inf, log of a negative
+    number nan), so a value CSE computed for an untaken ``where`` branch (1 / t beside t != 0) is discarded with
+    it; a constant folded outside float64's range (1e-200 * 1e-200) also takes the rerun (codegen.py).
 
     ``stats`` (metrics defined in ``metrics``'s module docstring; None when not measured):
     ``build_s, diff_s, cse_s, compile_s`` (seconds per setup stage), ``metrics_s``, ``setup_s``;
@@ -127,8 +132,7 @@ class Symbolic(HigherOrder):
         the bare compiled function of a list of floats) and ``.stats``.
         """
         if not isinstance(objective, Objective):
-            vg = self.value_and_grad_fn(objective)
-            return lambda theta, *args: vg(theta, *args)  # (f's own arguments after theta, as value_and_grad_fn)
+            return self.value_and_grad_fn(objective)  # (f's own arguments after theta, positional)
         result = self.run_setup(partial(build_objective, objective, symbolic_data=self.symbolic_data))
         kernel, stats = self._kernel(result)
         data, n = result["data_values"], result["n_params"]
@@ -182,15 +186,18 @@ class Symbolic(HigherOrder):
     def value_and_grad_fn(self, f: Callable) -> Callable[..., Gradient]:
         """``(theta, *args) -> Gradient`` for ``f(xp, theta, *args)``; the gradient has theta's structure.
 
-        Cost: one full setup per new signature (theta's keys and shapes, the shapes of float
-        arguments, the values of other arguments), cached; later calls with that signature only
-        evaluate. Float arguments are symbols, so new data of the same shape costs no rebuild.
+        Cost: one full setup per new signature (theta's structure: its containers' types, keys and leaf shapes; the
+        shapes of float arguments; the values of other arguments), cached; later calls with that signature only
+        evaluate. Float arguments are symbols, so new data of the same shape costs no rebuild. An argument that is
+        not a plain value (see ``_value_key``) is built afresh at every call. Arguments are positional only.
         """
         cache: dict = {}
 
-        def value_and_grad_fn(theta: Any, *args: Any) -> Gradient:
+        def value_and_grad_fn(theta: Any, *args: Any, **kwargs: Any) -> Gradient:
+            if kwargs:
+                positional_only(kwargs)
             leaves, rebuild, keys = pytree.flatten(theta)  # keys: each leaf's path, ``theta``, ``W``, ``theta[0]['W']``
-            key = signature_key(tuple(keys), tuple(leaf.shape for leaf in leaves), args=args)
+            key = signature_key(tree_key(theta), tuple(leaf.shape for leaf in leaves), args=args)
             if key is None or key not in cache:  # (None: an argument with no value key is built afresh, not cached)
                 built = self._kernel(self.run_setup(partial(build_function, f, leaves, rebuild, args, keys)))
                 if key is None:
@@ -214,8 +221,22 @@ class Symbolic(HigherOrder):
 
     def grad(self, f: Callable, argnums: int | tuple[int, ...] = 0) -> Callable[..., Any]:
         """``(theta, *args) -> gradient`` of ``f(xp, theta, *args)``, in theta's structure (``argnums``: see
-        ``diffsuite.pytree.with_argnums``)."""
-        return with_argnums_of(self, f, argnums)
+        ``diffsuite.pytree.with_argnums``). Arguments are positional only."""
+        grad_fn = with_argnums_of(self, f, argnums)
+
+        def grad(*args: Any, **kwargs: Any) -> Any:
+            if kwargs:
+                positional_only(kwargs)
+            return grad_fn(*args)
+
+        return grad
+
+
+def positional_only(kwargs: dict) -> None:
+    """The TypeError for keyword arguments to a returned derivative function (Python's own names an inner one)."""
+    raise TypeError(f"the symbolic differentiator's functions take f's arguments by position: (theta, *args), "
+                    f"as reverse mode's; got keyword(s) {', '.join(kwargs)}. Pass them in f's order, or bind them "
+                    "into f first (functools.partial(f, name=value): a constant compiled into the kernel).")
 
 
 #: the cache key of an argument that cannot be keyed by its value: such a call builds afresh and caches nothing
@@ -232,7 +253,16 @@ def _arg_key(a: Any) -> tuple | None:
     return _value_key(a)
 
 
+#: values that are their own key: immutable, equal exactly when they compute alike (numbers of one type, strings)
+_PLAIN = (numbers.Number, np.generic, str, bytes, type(None), type(Ellipsis), range, np.dtype, enum.Enum)
+
+
 def _value_key(a: Any) -> tuple | None:
+    """``a``'s value as a hashable key, read now (so it follows any mutation): plain values (numbers, strings,
+    None, ...), numpy arrays, and lists, tuples, dicts, slices and dataclass instances of them, each with its
+    exact type (1, 1.0 and True differ; so do a list and a tuple). Anything else (a user's object, a set, a
+    function: state a key cannot read, such as an attribute set later) has no key: None (``UNCACHEABLE``)."""
+    kind = type(a)
     if isinstance(a, np.ndarray):
         if a.dtype == object:  # (tobytes of an object array would be the elements' addresses)
             items = tuple(_value_key(x) for x in a.reshape(-1).tolist())
@@ -240,15 +270,33 @@ def _value_key(a: Any) -> tuple | None:
         return ("array", a.dtype.str, a.shape, a.tobytes())
     if isinstance(a, (list, tuple)):
         items = tuple(_value_key(x) for x in a)
-        return None if None in items else (type(a).__name__, items)
+        return None if None in items else (kind, items)
     if isinstance(a, dict):
         items = tuple((_value_key(k), _value_key(v)) for k, v in a.items())
-        return None if any(None in kv for kv in items) else ("dict", items)
-    try:
-        hash(a)
-    except TypeError:  # (a set, a user's unhashable object: no value to key by)
-        return UNCACHEABLE
-    return ("value", type(a).__name__, a)  # (the key holds a: an object hashed by identity stays alive, its id unique)
+        return None if any(None in kv for kv in items) else (kind, items)
+    if isinstance(a, slice):
+        parts = tuple(_value_key(x) for x in (a.start, a.stop, a.step))
+        return None if None in parts else (slice, parts)
+    if dataclasses.is_dataclass(a) and not isinstance(a, type):  # its fields, read now (frozen or not)
+        fields = tuple((f.name, _value_key(getattr(a, f.name))) for f in dataclasses.fields(a))
+        return None if any(k is None for _, k in fields) else (kind, fields)
+    if isinstance(a, _PLAIN):
+        try:
+            hash(a)
+        except TypeError:
+            return UNCACHEABLE
+        return ("value", kind, a)
+    return UNCACHEABLE
+
+
+def tree_key(theta: Any) -> tuple:
+    """theta's structure as a cache key: each container's type and keys (with their types: 1 and '1' differ), and
+    where the leaves are; ``[a, b]`` and ``(a, b)`` differ, as a function may treat them differently."""
+    if isinstance(theta, dict):
+        return (type(theta), tuple((_value_key(k) or (type(k), k), tree_key(v)) for k, v in theta.items()))
+    if isinstance(theta, (list, tuple)):
+        return (type(theta), tuple(tree_key(v) for v in theta))
+    return ("leaf",)
 
 
 def signature_key(*parts: Any, args: tuple) -> tuple | None:

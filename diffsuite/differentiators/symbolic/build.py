@@ -150,8 +150,10 @@ def build_function(f: Callable, leaves: list[np.ndarray], rebuild: Callable, arg
 
     Floating-point arguments (float arrays, floats) become symbols ``arg{k}[...]`` too, so one build
     serves every call with the same shapes; others (ints, strings, ...) are passed as they are.
-    Symbol names are injective: parameters start with ``theta``, data with ``arg``, and a dict key
-    appears as its ``repr`` (so ``1`` and ``'1'`` differ); keys whose reprs coincide are refused.
+    Symbol names are injective: parameters start with ``theta``, data with ``arg``; a leaf is named by the repr
+    of its path label (``diffsuite.pytree``: a top-level dict's key as ``str(key)``, so ``1`` and ``'1'`` both
+    label ``'1'``), and where labels coincide every name gets its leaf's position too (``theta[0:'1']``). (The
+    kernel cache tells such thetas apart by their keys' types: ``symbolic.tree_key``.)
     """
     out, params, data_symbols, values = call_on_symbols(f, leaves, rebuild, args, keys)
     return Problem(_scalar_expr(out, getattr(f, "__name__", "f")), params, data_symbols), values

@@ -2,11 +2,12 @@
 
 ``generate_source`` writes ``def kernel(_t): ...; return value, [grads]`` from a CSE result (or plain
 expressions), using ``math`` functions and float literals, so that one call is a few hundred
-bytecodes and no numpy overhead. ``Kernel`` runs it on floats (fast path; ``math`` raises on overflow
-and log(0)); on overflow, or on log(0) or a division by zero (which underflow can cause), it reruns the same code
-on mpmath numbers (binary floats with an unbounded exponent,
-so exp(1000) / (exp(1000) + exp(999)) is computed as it should be), and only where that cannot give a real
-number, on numpy scalars (inf/nan returned as they are, never hidden).
+bytecodes and no numpy overhead. ``Kernel`` runs it on floats (fast path; ``math`` raises on overflow,
+log(0), a division by zero and a real function outside its domain); when it raises, it reruns the same code
+on mpmath numbers (binary floats with an unbounded exponent, so exp(1000) / (exp(1000) + exp(999)) is computed
+as it should be, and arithmetic that IEEE 754 leaves undefined gives inf or nan instead of raising, so a value
+that CSE computed for a ``where`` branch that is not taken is simply discarded), and only where that cannot run,
+on numpy scalars (inf/nan returned as they are, never hidden).
 ``evaluate_mp`` evaluates SymPy expressions at any precision with a memoised walk over the DAG.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import mpmath
 import numpy as np
 import sympy as sp
+from mpmath.libmp import from_rational, round_nearest
 from sympy.functions.elementary.piecewise import ExprCondPair
 from sympy.logic.boolalg import ITE, And, Not, Or
 from sympy.printing.pycode import PythonCodePrinter
@@ -43,10 +45,19 @@ class _Printer(PythonCodePrinter):
         return name if name is not None else "_c_" + re.sub(r"\W", "_", expr.name)
 
     def _print_Rational(self, expr):
-        return f"({float(expr)!r})"  # data constants are binary fractions: the literal is exact
+        return _number_literal(expr.p, expr.q)  # data constants are binary fractions: the literal is exact
+
+    def _print_Integer(self, expr):
+        return str(expr.p) if abs(expr.p) <= _MAX_EXACT_INT else _number_literal(expr.p, 1)
 
     def _print_Float(self, expr):
-        return f"({float(expr)!r})"
+        return _number_literal(*map(int, sp.Rational(expr).as_numer_denom()))
+
+    def _print_Piecewise(self, expr):
+        # integer branches as floats: a sum of untaken branches' (0) must not become Python's int 0, which the
+        # wide and numpy kernels would then divide by with ZeroDivisionError instead of giving inf or nan
+        pairs = [(sp.Float(e) if e.is_Integer else e, c) for e, c in expr.args]
+        return super()._print_Piecewise(sp.Piecewise(*pairs, evaluate=False))
 
     # the kink functions (namespace.py): each argument printed once
     def _print_Step(self, expr):
@@ -98,7 +109,33 @@ class _Printer(PythonCodePrinter):
     def _print_Pow(self, expr, rational=False):
         # (not x*x, though it is faster in CPython: x*x overflows to inf silently, x**2 raises OverflowError, which
         # sends the call to the wide kernel. sigmoid'(-400) = e^400 / (1 + e^400)^2 came out 0 from x*x.)
-        return super()._print_Pow(expr, rational=rational)
+        # A power that is neither an integer nor +-1/2 (sqrt) goes through _pow: Python's float ** gives a complex
+        # number for a negative base (math.pow raises ValueError, a domain error like log's, so the fallbacks run).
+        if expr.exp.is_Integer or expr.exp in (sp.S.Half, -sp.S.Half):
+            return super()._print_Pow(expr, rational=rational)
+        return f"_pow({self._print(expr.base)}, {self._print(expr.exp)})"
+
+
+#: the largest integer printed as a Python int literal (larger ones, beyond float64's range, as ``_number``)
+_MAX_EXACT_INT = 2 ** 1000
+_SMALLEST_NORMAL = 2.2250738585072014e-308
+
+
+def _number_literal(p: int, q: int) -> str:
+    """The constant p / q as a float literal where float64 holds it (to its rounding); else ``_number(p, q)``.
+
+    A constant that SymPy folded outside float64's range (1e-200 * 1e-200), or into its subnormal range where
+    rounding loses digits, would print as 0.0, inf or a few-digit subnormal and silently change the result. As
+    ``_number(p, q)`` it makes the float kernel raise OverflowError (the call reruns in the wide kernel, where it
+    is p / q to 113 bits), and is the nearest float64 in the numpy kernel.
+    """
+    try:
+        f = p / q  # (Python divides the integers exactly, then rounds once; OverflowError beyond float64's range)
+    except OverflowError:
+        return f"_number({p}, {q})"
+    if p != 0 and (f == 0.0 or (abs(f) < _SMALLEST_NORMAL and sp.Rational(f) != sp.Rational(p, q))):
+        return f"_number({p}, {q})"
+    return f"({f!r})"
 
 
 def generate_source(arg_names: list[str], replacements: list[tuple[Any, Any]], outputs: list[Any]) -> str:
@@ -136,11 +173,24 @@ def _logsumexp_float(*xs):
     the result is tiny (log1p keeps the digits of log(1 + e^-40))."""
     k = max(range(len(xs)), key=xs.__getitem__)
     m = xs[k]
+    if m == -math.inf:  # (every entry -inf: the sum of exps is 0; x - m would be nan)
+        return m
     return m + math.log1p(math.fsum([math.exp(x - m) for i, x in enumerate(xs) if i != k]))
 
 
 def _pow_float(x, y):
     return math.pow(x, y)  # a negative base with a fractional exponent raises (Python's ** would go complex)
+
+
+def _number_float(p, q):
+    raise OverflowError(f"the constant {p}/{q} is outside float64's range")  # (only such constants print as _number)
+
+
+def _number_numpy(p, q):
+    try:
+        return np.float64(p / q)
+    except OverflowError:
+        return np.float64(math.copysign(math.inf, p) * math.copysign(1.0, q))
 
 
 def _max1(a, b):
@@ -156,20 +206,85 @@ def _sign(u):
 
 
 _HELPERS = {"_max1": _max1, "_min1": _min1, "_sign": _sign}
-_FLOAT_HELPERS = {"_softplus": _softplus_float, "_pow": _pow_float, "_logsumexp": _logsumexp_float}
+_FLOAT_HELPERS = {"_softplus": _softplus_float, "_pow": _pow_float, "_logsumexp": _logsumexp_float,
+                  "_number": _number_float}
 _NUMPY_HELPERS = {"_softplus": lambda x: np.logaddexp(0.0, x), "_pow": np.power,
-                  "_logsumexp": lambda *xs: np.logaddexp.reduce(np.array(xs, dtype=np.float64))}
+                  "_logsumexp": lambda *xs: np.logaddexp.reduce(np.array(xs, dtype=np.float64)),
+                  "_number": _number_numpy}
 
 
+# ----- the wide kernel's numbers: mpmath, 113-bit significand, unbounded exponent, IEEE 754's inf and nan -----
 _WIDE = mpmath.MPContext()
 _WIDE.prec = 113  # quadruple precision's significand; the exponent is unbounded
-_WIDE_MATH = {"exp": _WIDE.exp, "log": _WIDE.log, "tanh": _WIDE.tanh, "sqrt": _WIDE.sqrt,
+_WIDE_MPF = _WIDE.mpf  # (this context's own class: mpmath makes one per context, so the changes below stay here)
+
+
+def _quotient_by_zero(a):
+    """a / 0 as IEEE 754 has it (mpmath raises): nan for 0 / 0 and nan / 0, else inf with a's sign (mpmath has
+    no signed zero: 1 / -0.0 is +inf here, -inf in numpy)."""
+    if isinstance(a, _WIDE.mpc) or a != a or a == 0:
+        return _WIDE.nan
+    return _WIDE.inf if a > 0 else -_WIDE.inf
+
+
+def _real(r):
+    """A complex result of real arguments (log, sqrt, power of a negative number) as nan, numpy's value."""
+    return _WIDE.nan if isinstance(r, _WIDE.mpc) else r
+
+
+def _total(op, by_zero):
+    def total(a, b):
+        try:
+            return _real(op(a, b))
+        except ZeroDivisionError:
+            return by_zero(a, b)
+    total.__name__ = op.__name__
+    return total
+
+
+# x / 0 and 0 ** -k give inf or nan instead of raising, so that a subexpression CSE computed for an untaken
+# ``where`` branch (1 / t beside t != 0) cannot stop the wide kernel; its value is discarded with the branch
+_WIDE_MPF.__truediv__ = _total(_WIDE_MPF.__truediv__, lambda a, b: _quotient_by_zero(a))
+_WIDE_MPF.__rtruediv__ = _total(_WIDE_MPF.__rtruediv__, lambda b, a: _quotient_by_zero(a))
+_WIDE_MPF.__pow__ = _total(_WIDE_MPF.__pow__, lambda a, b: _WIDE.inf)  # 0 ** negative: +inf, as IEEE's pow
+_WIDE_MPF.__rpow__ = _total(_WIDE_MPF.__rpow__, lambda b, a: _WIDE.inf)
+
+
+def _wide_real(fn):
+    """``fn`` with a complex result (an argument outside the real domain) given as nan."""
+    return lambda *xs: _real(fn(*xs))
+
+
+def _wide_pow(x, y):
+    try:
+        return _real(_WIDE.power(x, y))
+    except ZeroDivisionError:  # 0 ** negative
+        return _WIDE.inf
+
+
+def _wide_number(p, q):
+    return _WIDE.make_mpf(from_rational(p, q, _WIDE.prec, round_nearest))
+
+
+_WIDE_MATH = {"exp": _WIDE.exp, "log": _wide_real(_WIDE.log), "tanh": _WIDE.tanh, "sqrt": _wide_real(_WIDE.sqrt),
               "copysign": lambda a, b: abs(a) if b >= 0 else -abs(a), "inf": _WIDE.inf, "nan": _WIDE.nan,
-              "pi": _WIDE.pi, "e": _WIDE.e, "sin": _WIDE.sin, "cos": _WIDE.cos, "tan": _WIDE.tan, "asin": _WIDE.asin,
-              "acos": _WIDE.acos, "atan": _WIDE.atan, "atan2": _WIDE.atan2, "sinh": _WIDE.sinh, "cosh": _WIDE.cosh,
-              "erf": _WIDE.erf, "log1p": _WIDE.log1p, "expm1": _WIDE.expm1, "log2": lambda x: _WIDE.log(x, 2),
-              "log10": _WIDE.log10, "_softplus": lambda x: _WIDE.log1p(_WIDE.exp(x)), "_pow": _WIDE.power,
-              "_logsumexp": lambda *xs: _WIDE.log(_WIDE.fsum(_WIDE.exp(x) for x in xs))}
+              "pi": _WIDE.pi, "e": _WIDE.e, "sin": _WIDE.sin, "cos": _WIDE.cos, "tan": _WIDE.tan,
+              "asin": _wide_real(_WIDE.asin), "acos": _wide_real(_WIDE.acos), "atan": _WIDE.atan,
+              "atan2": _WIDE.atan2, "sinh": _WIDE.sinh, "cosh": _WIDE.cosh, "erf": _WIDE.erf,
+              "log1p": _wide_real(_WIDE.log1p), "expm1": _WIDE.expm1, "log2": _wide_real(lambda x: _WIDE.log(x, 2)),
+              "log10": _wide_real(_WIDE.log10), "_softplus": lambda x: _WIDE.log1p(_WIDE.exp(x)), "_pow": _wide_pow,
+              "_logsumexp": lambda *xs: _WIDE.log(_WIDE.fsum(_WIDE.exp(x) for x in xs)), "_number": _wide_number}
+
+
+#: a float literal of a generated kernel: the printer writes floats only as their repr (``_number_literal``, the
+#: kink printers' 1.0 / 0.0), and every name it writes starts with a letter or _, so no name holds a match
+_FLOAT_LITERAL = re.compile(r"(?<![\w.])(\d+\.\d*(?:e[+-]?\d+)?|\d+e[+-]?\d+)")
+
+
+def _typed_literals(source: str) -> str:
+    """``source`` with each float literal ``c`` as ``_literal(c)`` (bound per kernel to its number type). (A regex
+    over the printer's own output: an ``ast`` rewrite of a 2 000-line kernel took 10x the kernel's compile time.)"""
+    return _FLOAT_LITERAL.sub(r"_literal(\1)", source)
 
 
 class Kernel:
@@ -179,18 +294,23 @@ class Kernel:
     def __init__(self, source: str):
         self.source = source
         code = compile(source, "<diffsuite.symbolic kernel>", "exec")
-        fast_ns, wide_ns, safe_ns = ({**_FLOAT_MATH, **_HELPERS, **_FLOAT_HELPERS}, {**_WIDE_MATH, **_HELPERS},
-                                     {**_NUMPY_MATH, **_HELPERS, **_NUMPY_HELPERS})
+        # the wide and numpy kernels read each float literal as their own number type, so that arithmetic on
+        # literals alone (the untaken branches' 0.0 summed, then divided by) follows their rules, not Python's
+        typed = compile(_typed_literals(source), "<diffsuite.symbolic kernel>", "exec")
+        fast_ns, wide_ns, safe_ns = ({**_FLOAT_MATH, **_HELPERS, **_FLOAT_HELPERS},
+                                     {**_WIDE_MATH, **_HELPERS, "_literal": _WIDE_MPF},
+                                     {**_NUMPY_MATH, **_HELPERS, **_NUMPY_HELPERS, "_literal": np.float64})
         exec(code, fast_ns)
-        exec(code, wide_ns)
-        exec(code, safe_ns)
+        exec(typed, wide_ns)
+        exec(typed, safe_ns)
         self.fast, self._wide, self._safe = fast_ns["kernel"], wide_ns["kernel"], safe_ns["kernel"]
 
     def wide(self, values: list[float]) -> tuple[float, list[float]]:
         """The same code on mpmath numbers (113-bit significand, unbounded exponent): no intermediate overflows
         or underflows, so exp(1000) / (1 + exp(1000)) is 1.0 and log(exp(1000) + exp(999)) is finite; only the
-        results are rounded to float64 (a result beyond float64's range becomes +-inf). Raises ZeroDivisionError,
-        ValueError or TypeError (a complex result: log of a negative number) where the code is undefined."""
+        results are rounded to float64 (a result beyond float64's range becomes +-inf). Where the code is undefined
+        it follows IEEE 754 as numpy does (x / 0 is +-inf, 0 / 0 nan, log or sqrt of a negative number nan), so a
+        value computed for a ``where`` branch that is not taken is discarded with it and cannot stop the call."""
         mpf = _WIDE.mpf
         value, grads = self._wide([mpf(v) for v in values])
         return float(value), [float(g) for g in grads]
@@ -205,12 +325,13 @@ class Kernel:
         try:
             return self.fast(values)
         except (OverflowError, ZeroDivisionError, ValueError):
-            # an overflow, or an underflow that became log(0) or x / 0 (a logsumexp of logits below -745,
-            # whose exact value is finite); the wide kernel settles both, and refuses where the code is undefined
+            # an overflow, an underflow that became log(0) or x / 0 (a logsumexp of logits below -745, whose exact
+            # value is finite), a constant outside float64's range, or an undefined operation (perhaps only in an
+            # untaken where branch that CSE computed beforehand): the wide kernel settles each
             pass
         try:
             return self.wide(values)
-        except (OverflowError, ZeroDivisionError, ValueError, TypeError):
+        except (OverflowError, ZeroDivisionError, ValueError, TypeError):  # (what mpmath still cannot run)
             return self.safe(values)
 
 

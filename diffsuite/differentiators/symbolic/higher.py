@@ -8,13 +8,14 @@ vector-valued ``f``: every output differentiated by every parameter, the same wa
 ``vjp`` contract the compiled Hessian or Jacobian (a symbolic HVP pays for the whole Hessian: its cost is
 the expression swell of second derivatives, which the second_order study measures).
 
-Kernels are cached per signature (theta's keys and shapes, the shapes of float arguments), as for
+Kernels are cached per signature (theta's structure and shapes, the shapes of float arguments), as for
 ``grad``. Stats: ``hessian_dag_nodes`` (distinct subexpressions of all second derivatives),
 ``hessian_tree_nodes``, ``hessian_cse_nodes`` (the joint CSE's size), ``grad_dag_nodes``, ``n_second``
 (second derivatives taken), the stage timings ``build_s, diff_s, diff2_s, cse_s, compile_s`` and their sum
 ``setup_s``, and ``cached`` (True when the call reused a cached kernel: the stage times are then its setup's).
-A cache key holds theta's keys and shapes, the shapes of float arguments and the *values* of the others (a list
-of floats by its entries, never by ``id()``); an argument with no value (a set) is built afresh at every call.
+A cache key holds theta's structure (containers' types, keys with their types, leaf shapes), the shapes of float
+arguments and the *values* of the others (a list of floats by its entries, never by ``id()``); an argument that is
+not a plain value (a set, a user's object: ``symbolic._value_key``) is built afresh at every call.
 """
 from __future__ import annotations
 
@@ -144,7 +145,7 @@ class _Compiled:
         self.d, self.f, self.second, self.cache = d, f, second, {}
 
     def __call__(self, theta: Any, args: tuple, stats: dict) -> tuple[Structure, np.ndarray, np.ndarray, Any]:
-        from . import signature_key
+        from . import signature_key, tree_key
         f = self.f
         if isinstance(f, Objective):
             no_extra_arguments(f, args)
@@ -157,8 +158,7 @@ class _Compiled:
         else:
             structure = Structure.of(theta)
             # (None: an argument with no value key, e.g. a set, is built afresh at every call and not cached)
-            key = signature_key(tuple(map(str, structure.names or ())), tuple(leaf.shape for leaf in structure.leaves),
-                                args=args)
+            key = signature_key(tree_key(theta), tuple(leaf.shape for leaf in structure.leaves), args=args)
             build = partial(_build_outputs, f, structure, args)
         if key is None or key not in self.cache:
             opts = SetupOptions(engine=self.d.engine, cse=self.d.cse, metrics=True, compile=True)

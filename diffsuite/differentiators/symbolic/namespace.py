@@ -21,6 +21,10 @@ standard ones (``rewrite_standard``): ``Softplus`` (log(1 + e^x), printed stably
 pipeline's stable form of log(sum(exp)), see ``rewrite``), ``Tanh`` (tanh whose
 derivative is cosh^-2, accurate in saturation where 1 - tanh^2 cancels), ``Atan2`` (atan2 whose gradient
 at the origin is 0) and ``Pow0`` (x^y with a traced exponent: 0^y = 0 has gradient 0, as autograd's).
+
+Masks (comparisons of values) are arrays of SymPy relations: ``& | ^ ~`` and ``np.logical_*`` combine them into
+And/Or/Not, ``xp.where`` turns them into Piecewise, and a mask used as a number (``t * (t > 0)``,
+``xp.sum(t > 0)``) is Piecewise((1, mask), (0, True)), whose derivative is 0, as reverse mode's.
 """
 from __future__ import annotations
 
@@ -41,33 +45,49 @@ _OPERATOR_UFUNCS = {np.add, np.subtract, np.multiply, np.true_divide, np.power, 
                     np.matmul}
 
 
-def const(value: Any) -> sp.Expr:
-    """An exact SymPy number: ints as Integer, floats as the Rational of their exact binary value."""
+def const(value: Any, infinite: bool = False) -> sp.Expr:
+    """An exact SymPy number: ints as Integer, floats as the Rational of their exact binary value.
+
+    +-inf becomes +-oo only where ``infinite`` (an entry of an array, a ``where`` branch, a bound of ``maximum``,
+    ``minimum`` or ``clip``, a side of a comparison); as an operand of arithmetic with a symbolic value it is
+    refused: SymPy folds x - oo into -oo at build time, so x's gradient would be lost."""
     if isinstance(value, sp.Basic):
         return value
     if isinstance(value, (bool, np.bool_, int, np.integer)):
         return sp.Integer(int(value))
     if isinstance(value, (float, np.floating)):
         f = float(value)
-        if not math.isfinite(f):
-            raise ValueError(f"symbolic values need finite constants; got {f}. Clean the data or the constant.")
+        if math.isnan(f):
+            raise ValueError("symbolic values need constants that are numbers; got nan. Clean the data or the "
+                             "constant.")
+        if math.isinf(f):
+            if infinite:
+                return sp.oo if f > 0 else -sp.oo
+            raise ValueError(f"symbolic values need finite constants in arithmetic; got {f}. SymPy would fold "
+                             f"x {'+' if f > 0 else '-'} oo into the constant {'' if f > 0 else '-'}oo and lose x's "
+                             "gradient. An infinite constant can be a branch of xp.where (a mask's -inf before "
+                             "logsumexp, softmax or max: xp.where(mask, s, -np.inf)), a bound of xp.maximum, "
+                             "xp.minimum or xp.clip, or an entry of xp.asarray / concatenate / pad; or use a large "
+                             "finite number such as -1e30.")
         return sp.Rational(f)  # exact: the float's binary value, never a rounded decimal
     raise TypeError(f"a symbolic expression can combine with numbers and arrays of numbers; got "
                     f"{type(value).__name__}. Convert it with numpy first.")
 
 
 _const_array = np.frompyfunc(const, 1, 1)
+_const_array_inf = np.frompyfunc(lambda v: const(v, infinite=True), 1, 1)
 
 
-def raw(x: Any) -> Any:
-    """A plain object ndarray (or a single SymPy expression) for ``x``: numbers become exact constants."""
+def raw(x: Any, infinite: bool = True) -> Any:
+    """A plain object ndarray (or a single SymPy expression) for ``x``: numbers become exact constants (+-inf
+    as +-oo unless ``infinite`` is False: see ``const``)."""
     if isinstance(x, SymArray):
         return x.view(np.ndarray)
     if isinstance(x, sp.Basic):
         return x
     if isinstance(x, np.ndarray) or isinstance(x, (list, tuple)):
-        return _as_object(_const_array(np.asarray(x)))
-    return const(x)
+        return _as_object((_const_array_inf if infinite else _const_array)(np.asarray(x)))
+    return const(x, infinite)
 
 
 def _as_object(a: Any) -> Any:
@@ -89,9 +109,11 @@ class SymArray(np.ndarray):
     """A numpy object array of SymPy expressions whose operators keep every constant exact."""
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if method == "__call__" and not kwargs and ufunc in _LOGICAL:  # masks combined: & | ^ ~, np.logical_*
+            return _logical(ufunc, inputs)
         if method != "__call__" or kwargs or (ufunc not in _OPERATOR_UFUNCS and ufunc not in _COMPARISONS):
             return dispatch_ufunc(SYMPY, "symbolic", ufunc, method, inputs, kwargs)  # np.exp(x) -> xp.exp(x)
-        args = [raw(x) for x in inputs]
+        args = [numeric(x, infinite=ufunc in _COMPARISONS) for x in inputs]
         if ufunc in _COMPARISONS:  # a mask of SymPy relations: no gradient; xp.where turns it into Piecewise
             return wrap(_as_object(np.frompyfunc(_COMPARISONS[ufunc], 2, 1)(*args)))
         if ufunc is np.matmul:
@@ -124,7 +146,8 @@ class SymArray(np.ndarray):
 
     def __bool__(self):
         raise TypeError("the truth value of a symbolic value is not defined: a Python `if` would pick one branch "
-                        "for every input. Use xp.where, xp.maximum / xp.minimum or xp.step to express the branch.")
+                        "for every input. Use xp.where, xp.maximum / xp.minimum or xp.step to express the branch."
+                        + _float_argument_hint(self))
 
     def __float__(self):
         raise TypeError("a symbolic value has no float value; differentiate or evaluate it instead")
@@ -136,9 +159,84 @@ class SymArray(np.ndarray):
         return self.view(np.ndarray).reshape(-1)[0]
 
 
+def _float_argument_hint(value: "SymArray") -> str:
+    """What to do when a Python ``if`` looks only at f's float arguments (the symbols ``arg{k}``, build.py)."""
+    symbols = {x for e in np.ravel(value.view(np.ndarray)) if isinstance(e, sp.Basic) for x in e.free_symbols}
+    names = sorted({s.name.split("[")[0] for s in symbols})
+    if not names or not all(n.startswith("arg") and n[3:].isdigit() for n in names):
+        return ""
+    which = ", ".join(f"argument {int(n[3:]) + 1} after theta" for n in names)
+    return (f" Here it depends only on f's float {which}: float arguments become symbols, so that one compiled "
+            "kernel serves all their values. To branch on a hyperparameter, keep it a constant: bind it into f "
+            "(functools.partial(f, lam=0.5), or a closure), or pass it as an int or inside a tuple or list, which "
+            "are compiled in as constants (one kernel per value).")
+
+
 _COMPARISONS = {np.greater: lambda a, b: a > b, np.greater_equal: lambda a, b: a >= b, np.less: lambda a, b: a < b,
                 np.less_equal: lambda a, b: a <= b, np.equal: lambda a, b: sp.Eq(a, b),
                 np.not_equal: lambda a, b: sp.Ne(a, b)}
+
+
+_BOOLEAN_TYPES = (sp.logic.boolalg.Boolean,)
+
+
+def _is_boolean(e: Any) -> bool:
+    """A SymPy truth value (a relation, And/Or/Not, true/false); a Symbol is a Boolean to SymPy, but a number here."""
+    return isinstance(e, _BOOLEAN_TYPES) and not isinstance(e, sp.Expr)
+
+
+def _as_number(e: Any) -> Any:
+    """A truth value used as a number: 1 where it holds, else 0 (numpy's bool -> float); derivative 0."""
+    if not _is_boolean(e):
+        return e
+    if e is sp.true or e is sp.false:
+        return sp.Integer(e is sp.true)
+    return sp.Piecewise((sp.S.One, e), (sp.S.Zero, True))
+
+
+_as_numbers = np.frompyfunc(_as_number, 1, 1)
+
+
+def numeric(x: Any, infinite: bool = False) -> Any:
+    """``raw(x)`` for arithmetic: mask entries as numbers 0 / 1 (shape functions keep masks as they are); an
+    infinite constant refused unless ``infinite`` (see ``const``)."""
+    a = raw(x, infinite)
+    if isinstance(a, np.ndarray):
+        return _as_object(_as_numbers(a)) if any(_is_boolean(e) for e in a.flat) else a
+    return _as_number(a)
+
+
+def _as_truth(e: Any, strict: bool) -> Any:
+    """A truth value for a logical operator: masks as they are, bools as true/false; a number (``strict=False``,
+    np.logical_*) counts as true where nonzero, as numpy's; ``strict`` (& | ^ ~) refuses numbers."""
+    if _is_boolean(e):
+        return e
+    if isinstance(e, (bool, np.bool_)):
+        return sp.true if e else sp.false
+    if strict:
+        raise TypeError("& | ^ ~ on a symbolic value combine masks (comparisons such as t > 0, or bool arrays); got "
+                        f"the number {e}. Compare it first (x != 0), or use np.logical_and / logical_or / logical_not, "
+                        "which count a nonzero number as true")
+    e = const(e, infinite=True) if not isinstance(e, sp.Basic) else e
+    return sp.Ne(e, 0)
+
+
+_LOGICAL = {np.bitwise_and: (sp.And, True), np.bitwise_or: (sp.Or, True), np.bitwise_xor: ("xor", True),
+            np.invert: (sp.Not, True), np.logical_and: (sp.And, False), np.logical_or: (sp.Or, False),
+            np.logical_xor: ("xor", False), np.logical_not: (sp.Not, False)}
+
+
+def _xor(a, b):
+    return sp.Or(sp.And(a, sp.Not(b)), sp.And(sp.Not(a), b))  # (And/Or/Not: the forms every evaluator reads)
+
+
+def _logical(ufunc, inputs: tuple) -> "SymArray":
+    """A mask combined elementwise: bitwise_and/or/xor, invert (& | ^ ~) and np.logical_* as And, Or, Not."""
+    op, strict = _LOGICAL[ufunc]
+    fn = _xor if op == "xor" else op
+    arrays = [np.asarray(x.view(np.ndarray) if isinstance(x, SymArray) else x, dtype=object) for x in inputs]
+    truth = np.frompyfunc(lambda e: _as_truth(e, strict), 1, 1)
+    return wrap(_as_object(np.frompyfunc(fn, len(arrays), 1)(*[truth(a) for a in arrays])))
 
 
 def _matmul(a, b):
@@ -161,9 +259,9 @@ def symbol_array(name: str, shape: tuple[int, ...]) -> SymArray:
     return wrap(out)
 
 
-def _elementwise(fn, nin=1):
+def _elementwise(fn, nin=1, infinite=False):
     ufunc = np.frompyfunc(fn, nin, 1)
-    return lambda *xs: wrap(_as_object(ufunc(*[raw(x) for x in xs])))
+    return lambda *xs: wrap(_as_object(ufunc(*[numeric(x, infinite) for x in xs])))
 
 
 class Step(sp.Function):
@@ -376,7 +474,7 @@ def rewrite_standard(expr: sp.Basic) -> sp.Basic:
 
 def _axes_last(x, axis, who):
     """(an object array with the reduced axes moved last and merged, the kept axes' shape, the keepdims shape)."""
-    a = np.asarray(raw(x), dtype=object)
+    a = np.asarray(numeric(x, infinite=who in ("max", "min")), dtype=object)
     axes = normalize_axes(axis, a.ndim, who)
     axes = tuple(range(a.ndim)) if axes is None else axes
     kept = [ax for ax in range(a.ndim) if ax not in axes]
@@ -407,19 +505,31 @@ def _first_extreme(fn):
 
 
 def _where(c, a, b):
-    if c is sp.true or c is True or (isinstance(c, (bool, np.bool_)) and c):
-        return a
-    if c is sp.false or c is False or isinstance(c, (bool, np.bool_)):
-        return b
-    return sp.Piecewise((a, c), (b, True))
+    """One entry of ``xp.where``: Piecewise((a, c), (b, True)), or, when a and b are both masks, the mask
+    (c and a) or (not c and b). A number as the condition counts as true where nonzero (numpy's rule)."""
+    masks = _is_boolean(a) and _is_boolean(b)
+    if not _is_boolean(c):
+        if not isinstance(c, sp.Basic) or c.is_Number:  # (Python's and numpy's bools and numbers too)
+            c = sp.true if c != 0 else sp.false
+        elif isinstance(c, sp.Piecewise) and c.args == ((sp.S.One, c.args[0].cond), (sp.S.Zero, sp.true)):
+            c = c.args[0].cond  # a mask used as a number: the mask itself
+        else:
+            c = sp.Ne(c, 0)
+    if c is sp.true or c is sp.false:
+        chosen = a if c is sp.true else b
+        return chosen if masks else _as_number(chosen)
+    if masks:
+        return sp.Or(sp.And(c, a), sp.And(sp.Not(c), b))
+    return sp.Piecewise((_as_number(a), c), (_as_number(b), True))
 
 
-def _reduce_add(x, axis, keepdims):
-    a = np.asarray(raw(x), dtype=object)
-    if axis is None:
+def _reduce_add(x, axis, keepdims, who):
+    a = np.asarray(numeric(x), dtype=object)
+    axes = normalize_axes(axis, a.ndim, who)  # (out of range: a ValueError naming xp.sum / xp.mean)
+    if axes is None:
         axes = tuple(range(a.ndim))
-    else:
-        axes = tuple(ax % a.ndim for ax in ((axis,) if isinstance(axis, (int, np.integer)) else axis))
+    elif not isinstance(axis, (int, np.integer)) and len(axes) != len(tuple(axis)):
+        raise ValueError(f"xp.{who}: duplicate value in axis {tuple(axis)} (numpy's rule); name each axis once")
     kept = [ax for ax in range(a.ndim) if ax not in axes]
     count = math.prod(a.shape[ax] for ax in axes)  # (explicit, not -1: a zero-size array has no inferable axis)
     moved = np.transpose(a, kept + list(axes)).reshape(tuple(a.shape[ax] for ax in kept) + (count,))
@@ -441,8 +551,8 @@ class SympyNamespace(Composites):
     sigmoid = staticmethod(_elementwise(lambda x: 1 / (1 + sp.exp(-x))))
     abs = staticmethod(_elementwise(Abs0))
     step = staticmethod(_elementwise(Step))
-    maximum = staticmethod(_elementwise(Max1, 2))
-    minimum = staticmethod(_elementwise(Min1, 2))
+    maximum = staticmethod(_elementwise(Max1, 2, infinite=True))  # (an infinite bound: no absorption, see const)
+    minimum = staticmethod(_elementwise(Min1, 2, infinite=True))
     sqrt = staticmethod(_elementwise(sp.sqrt))
     sin, cos, tan = (staticmethod(_elementwise(f)) for f in (sp.sin, sp.cos, sp.tan))
     arcsin, arccos, arctan = (staticmethod(_elementwise(f)) for f in (sp.asin, sp.acos, sp.atan))
@@ -465,16 +575,21 @@ class SympyNamespace(Composites):
     @staticmethod
     def where(cond, a, b):
         c = np.asarray(cond.view(np.ndarray) if isinstance(cond, SymArray) else cond, dtype=object)
-        return wrap(_as_object(np.frompyfunc(_where, 3, 1)(c, raw(a), raw(b))))
+        return wrap(_as_object(np.frompyfunc(_where, 3, 1)(c, raw(a), raw(b))))  # (masks: see _where)
 
     @staticmethod
     def sum(x, axis=None, keepdims=False):
-        return _reduce_add(x, axis, keepdims)[0]
+        return _reduce_add(x, axis, keepdims, "sum")[0]
 
     @staticmethod
     def mean(x, axis=None, keepdims=False):
-        total, count = _reduce_add(x, axis, keepdims)
+        total, count = _reduce_add(x, axis, keepdims, "mean")
         return total * sp.Rational(1, count)
+
+    def clip(self, x, lo, hi):
+        # an infinite bound is no bound (numpy's clip at +-inf leaves x as it is, and so does its gradient)
+        lo, hi = (None if isinstance(b, (float, np.floating)) and math.isinf(b) else b for b in (lo, hi))
+        return super().clip(x, lo, hi)
 
     @staticmethod
     def max(x, axis=None, keepdims=False):
@@ -490,8 +605,10 @@ class SympyNamespace(Composites):
 
     @staticmethod
     def cumsum(x, axis=None):
-        a = np.asarray(raw(x), dtype=object)
-        a, axis = (a.reshape(-1), 0) if axis is None else (a, axis)
+        a = np.asarray(numeric(x), dtype=object)
+        if axis is not None and not isinstance(axis, (int, np.integer)):
+            raise TypeError(f"xp.cumsum: axis must be an int or None (numpy's rule); got {axis!r}")
+        a, axis = (a.reshape(-1), 0) if axis is None else (a, normalize_axes(axis, a.ndim, "cumsum")[0])
         m = np.moveaxis(a, axis, -1)
         out = np.empty(m.shape, dtype=object)
         for idx in np.ndindex(*m.shape[:-1]):
@@ -525,11 +642,11 @@ class SympyNamespace(Composites):
 
     @staticmethod
     def _pad(x, widths, value):
-        return wrap(np.pad(np.asarray(raw(x), dtype=object), widths, constant_values=const(value)))
+        return wrap(np.pad(np.asarray(raw(x), dtype=object), widths, constant_values=const(value, infinite=True)))
 
     @staticmethod
     def einsum(subscripts, *operands):
-        arrays = [np.asarray(raw(x), dtype=object) for x in operands]
+        arrays = [np.asarray(numeric(x), dtype=object) for x in operands]
         ins, out = parse_einsum(subscripts, [a.ndim for a in arrays])
         return wrap(_as_object(np.einsum(",".join(ins) + "->" + out, *arrays)))
 

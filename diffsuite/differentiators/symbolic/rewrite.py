@@ -14,6 +14,11 @@ symbolic differentiator's own pipeline; the reference differentiates the loss ex
   in the subnormal range (-745 to -708: 2.6e-4 absolute at -740), and overflowed silently where two finite exps
   sum beyond float64's range.
 
+Before both, an exp of a ``where`` with an infinite branch (a mask's -inf before logsumexp or softmax) is taken
+branch by branch, exp(-inf) = 0 as a constant: the forms above would subtract two masked entries (-inf - -inf, nan,
+and nan times the derivative's 0 is nan). Such sums keep the plain form (an overflow or log(0) reruns the kernel in
+wide mpmath, codegen.Kernel).
+
 Cost: one pass over the expression DAG.
 """
 from __future__ import annotations
@@ -53,9 +58,23 @@ def _stable_mul(factors: list[sp.Basic]) -> list[sp.Basic] | None:
     return factors if changed else None
 
 
+def _infinite_branch(p: sp.Piecewise) -> bool:
+    """Whether a branch of ``p`` (or of a Piecewise nested in a branch) is +-oo. (Identity, not ``is_infinite``,
+    whose assumption queries walk a large branch as a tree.)"""
+    return any(v is sp.oo or v is sp.S.NegativeInfinity or (isinstance(v, sp.Piecewise) and _infinite_branch(v))
+               for v, _ in p.args)
+
+
+def _exp_by_branch(p: sp.Piecewise) -> sp.Piecewise:
+    """exp(p) as a Piecewise of the branches' exps (exp(-oo) = 0, exp(oo) = oo), nested ones too."""
+    return sp.Piecewise(*[(_exp_by_branch(v) if isinstance(v, sp.Piecewise) else sp.exp(v), c) for v, c in p.args],
+                        evaluate=False)
+
+
 def stable_forms(expr: sp.Basic) -> sp.Basic:
-    """``expr`` with every softmax entry written 1 / (1 + sum_{k != i} exp(a_k - a_i)) and every log of a sum of exps
-    written ``LogSumExp`` (see the module docstring); anything that is not a SymPy expression comes back as it is."""
+    """``expr`` with every softmax entry written 1 / (1 + sum_{k != i} exp(a_k - a_i)), every log of a sum of exps
+    written ``LogSumExp`` and every exp of a Piecewise with an infinite branch taken branch by branch (see the module
+    docstring); anything that is not a SymPy expression comes back as it is."""
     if not isinstance(expr, sp.Basic):
         return expr
     memo: dict = {}
@@ -69,7 +88,9 @@ def stable_forms(expr: sp.Basic) -> sp.Basic:
             continue
         args = [memo[a] for a in node.args]
         out = node if all(x is a for x, a in zip(args, node.args)) else node.func(*args)
-        if isinstance(out, sp.Mul):
+        if isinstance(out, sp.exp) and isinstance(out.args[0], sp.Piecewise) and _infinite_branch(out.args[0]):
+            out = _exp_by_branch(out.args[0])
+        elif isinstance(out, sp.Mul):
             factors = _stable_mul(list(out.args))
             if factors is not None:
                 out = sp.Mul(*factors)

@@ -158,7 +158,7 @@ def to_symengine(expr: sp.Basic) -> Any:
            sp.Piecewise: lambda *pairs: se.Piecewise(*pairs),
            sp.functions.elementary.piecewise.ExprCondPair: lambda e, c: (e, c),
            sp.StrictGreaterThan: se.Gt, sp.GreaterThan: se.Ge, sp.StrictLessThan: se.Lt, sp.LessThan: se.Le,
-           sp.Equality: se.Eq, sp.Unequality: se.Ne,
+           sp.Equality: se.Eq, sp.Unequality: se.Ne, sp.And: se.And, sp.Or: se.Or, sp.Not: se.Not,
            **piecewise}
 
     def convert(node, args):
@@ -214,6 +214,10 @@ def _piecewise(args: list) -> sp.Basic:
     return sp.Basic.__new__(sp.Piecewise, *pairs)
 
 
+_BOOLEANS = {"And": sp.And, "Or": sp.Or, "Not": sp.Not}
+_INFINITIES = {"Infinity": sp.oo, "NegativeInfinity": -sp.oo}  # (SymEngine gives them an argument, the sign)
+
+
 def from_symengine(expr: Any, memo: dict | None = None) -> sp.Basic:
     """A SymPy expression equal to the SymEngine ``expr`` (Piecewise kept unevaluated, as SymEngine made it).
 
@@ -224,12 +228,16 @@ def from_symengine(expr: Any, memo: dict | None = None) -> sp.Basic:
 
     def convert(node, args):
         kind = type(node).__name__
+        if kind in _INFINITIES:
+            return _INFINITIES[kind]
         if not args:
             return sp.Symbol(node.name) if kind == "Symbol" else sp.sympify(node)
         if kind in _FUNCTIONS:
             return _FUNCTIONS[kind](*args)
         if kind in _RELATIONS:
             return _RELATIONS[kind](*args, evaluate=False)
+        if kind in _BOOLEANS:
+            return _BOOLEANS[kind](*args)
         if kind == "Piecewise":
             return _piecewise(args)
         if kind == "FunctionSymbol" and node.get_name() in _OPAQUE_BY_NAME:
