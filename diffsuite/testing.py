@@ -15,9 +15,10 @@ entry with a reference; an entry passes when ``|g - ref| <= atol + rtol * |ref|`
 Defaults:
 - ``methods``: reverse mode and central differences, plus complex step when the function calls no
   non-analytic namespace function (abs, step, maximum, minimum).
-- ``reference="auto"``: the exact gradient (``diffsuite.reference``, certified by arb ball arithmetic, at the
-  same float64 point) for problems of at most ``EXACT_MAX_PARAMS`` entries, else reverse mode in
-  float64; the report says which. Also ``"exact"``, any method alias or differentiator, or a gradient
+- ``reference="auto"``: the exact gradient (``diffsuite.reference``, certified by arb ball arithmetic) for problems of
+  at most ``EXACT_MAX_PARAMS`` entries, else reverse mode in float64; the report says which. The exact gradient is
+  taken at the point the methods evaluate: theta itself in float64, theta and the float data rounded to float32
+  with ``dtype="float32"``. Also ``"exact"``, any method alias or differentiator, or a gradient
   you computed yourself (in theta's structure).
 - ``rtol``: by method and dtype (``diffsuite.gradcheck.tolerances.DEFAULT_RTOL``; float32 looser; a method of
   unknown kind, e.g. a user's own differentiator, gets reverse mode's strict one). ``atol``: for methods exact
@@ -25,6 +26,14 @@ Defaults:
   max|ref| (the whole gradient's); for finite differences ``rtol * max|ref|`` over the whole gradient. Either
   may be one number for all methods or a dict by method label.
 - ``on_kink="skip"``: an entry where a finite-difference step straddled a kink is reported, not counted.
+
+Where f cancels at theta (its value nearly 0 next to its terms), the default rtols are raised to
+``OWN_ROUNDING_FACTOR`` times f's own rounding error there, measured against the exact reference as the smaller of
+two figures: the relative error of f's value, and the normwise relative error of diffsuite's reverse-mode gradient
+(in the check's dtype). Only where both are large (the gradient itself carries the value's rounding, as in a
+residual ``tanh(z) - y`` of 1e-9) is a correct gradient that far off; a gradient with nothing cancelling in it is
+held to the plain defaults however much the value cancels. Above ``OWN_ROUNDING_CAP`` the check refuses (a
+ValueError) rather than pass a wrong gradient. The notes say which figure was used.
 
 Non-finite values: f(theta) NaN or inf is a ValueError (no gradient to check). The tolerance scale
 ``max|ref|`` is taken over the finite reference entries; a non-finite reference entry fails for every
@@ -42,9 +51,10 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .gradcheck.methods import METHOD_ALIASES, Method, Problem, resolve_method, without_reference
+from .gradcheck.methods import (METHOD_ALIASES, Method, Problem, checked_problem, choose_methods, reference_advice,
+                                resolve_method, without_reference)
 from .gradcheck.report import ON_KINK, GradcheckReport, MethodResult
-from .gradcheck.tolerances import DEFAULT_RTOL, atol_reason, default_atol, default_rtol, rtol_reason
+from .gradcheck.tolerances import DEFAULT_RTOL, atol_reason, default_atol, default_rtol, eps, rtol_reason
 
 #: the largest problem (number of entries) for which reference="auto" computes the exact reference
 EXACT_MAX_PARAMS = 64
@@ -52,7 +62,7 @@ EXACT_MAX_PARAMS = 64
 EXACT_TIME_BUDGET_S = 5.0
 DEFAULT_METHODS = ("reverse", "central")
 EXACT_LABEL = "exact (certified, arb)"
-OWN_ROUNDING_FACTOR = 32  # the tolerance over f's own float64 error, where f cancels (see _own_rounding)
+OWN_ROUNDING_FACTOR = 32  # the tolerance over f's own rounding error, where f cancels (see _own_rounding)
 OWN_ROUNDING_CAP = 1e-2  # ... up to this: a check that would need more cannot tell a 1 % gradient bug from rounding
 
 
@@ -73,7 +83,8 @@ def check_gradients(f: Any, theta: Any, *args: Any, methods: Iterable | None = N
             of theta's shape; a dict with exactly theta's keys).
         rtol, atol: a number for every method, or ``{method label: number}`` (labels carry the dtype:
             ``central[float32]``); None: the defaults (the report says which each method got, and why).
-        dtype: the dtype of methods given by alias (``"float32"`` loosens their default tolerances).
+        dtype: the dtype of methods given by alias (``"float32"`` loosens their default tolerances); the exact
+            reference is taken at the point they evaluate (theta and float data rounded to float32).
         on_kink: ``"skip"`` (default) or ``"fail"``: whether entries where a finite-difference step
             straddled a kink count.
 
@@ -82,15 +93,17 @@ def check_gradients(f: Any, theta: Any, *args: Any, methods: Iterable | None = N
     """
     if on_kink not in ON_KINK:
         raise ValueError(f"on_kink must be one of {', '.join(ON_KINK)}; got {on_kink!r}")
-    problem = Problem.build(f, theta, args)
-    if problem.flat.size == 0:
-        raise ValueError(f"nothing to check: theta has no entries ({problem.label} at an empty theta); a gradient "
-                         "check needs at least one parameter")
-    f64_value = _require_finite_value(problem)
+    problem = checked_problem(f, theta, args, "check_gradients")
     notes: list[str] = []
-    chosen = _choose_methods(problem, methods, dtype)
-    ref, ref_label, value, ref_method = _reference(problem, reference, notes)
-    own_error = _own_rounding(f64_value, value if ref_label == EXACT_LABEL else None, problem, notes)
+    chosen = choose_methods(problem, methods, dtype, DEFAULT_METHODS)
+    ref, ref_label, value, ref_method, exact = _reference(problem, reference, dtype, notes)
+    own_error, basis = _own_rounding(problem, dtype, value, ref, notes) if exact else (0.0, "")
+    if exact and dtype == "float32":
+        other = [m.label for m in chosen if m.dtype != "float32"]
+        if other:
+            notes.append(f"{', '.join(other)} evaluate{'s' if len(other) == 1 else ''} at the float64 theta, while "
+                         "the exact reference is at theta rounded to float32 (dtype='float32'): entries may differ "
+                         "by that rounding of the point")
     chosen = without_reference(chosen, ref_method, notes, "('reverse', 'central')")
     finite = np.isfinite(ref)
     if not finite.all():
@@ -108,20 +121,25 @@ def check_gradients(f: Any, theta: Any, *args: Any, methods: Iterable | None = N
             r_tol, r_why = default_rtol(m.kind, m.dtype), rtol_reason(m.kind, m.dtype)
             if OWN_ROUNDING_FACTOR * own_error > OWN_ROUNDING_CAP:
                 raise ValueError(
-                    f"cannot check gradients of {problem.label} at this theta: its float64 value is {own_error:.1e} "
-                    f"(relative) off its exact value, so a tolerance that allowed for that rounding ("
-                    f"{OWN_ROUNDING_FACTOR}x, above {OWN_ROUNDING_CAP:g}) would pass a wrong gradient. Move theta, "
-                    "rewrite f to cancel less (its value here is nearly 0 next to its terms), or give rtol= yourself")
+                    f"cannot check gradients of {problem.label} at this theta: in {dtype}, its {basis} "
+                    + ("are at least {:.1e} (relative) off their exact values (f cancels here, and its gradient with "
+                       "it)" if " and " in basis else "is {:.1e} (relative) off its exact value (f cancels here)")
+                    .format(own_error)
+                    + f", so a tolerance that allowed for that rounding ({OWN_ROUNDING_FACTOR}x, above "
+                    f"{OWN_ROUNDING_CAP:g}) would pass a wrong gradient. "
+                    "Move theta, rewrite f to cancel less (its value here is nearly 0 next to its terms), or give "
+                    "rtol= yourself")
             if OWN_ROUNDING_FACTOR * own_error > r_tol:
                 r_tol, r_why = OWN_ROUNDING_FACTOR * own_error, (
-                    f"raised from {r_tol:g} to {OWN_ROUNDING_FACTOR}x f's own float64 error here ({own_error:.1e})")
+                    f"raised from {r_tol:g} to {OWN_ROUNDING_FACTOR}x f's own {dtype} rounding error here "
+                    f"({own_error:.1e}, of its {basis})")
         if m.label in atols:
             a_tol, a_why = atols[m.label], "given"
         else:
             a_tol, a_why = default_atol(m.kind, m.dtype, r_tol, ref), atol_reason(m.kind, m.dtype)
         try:
             with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                _ignore_kink_warnings()  # the report marks those entries itself
+                _ignore_fd_warnings(unsettled=m.default)  # the report marks kinks, and notes unsettled steps
                 if m.default:
                     warnings.simplefilter("ignore", RuntimeWarning)  # an overflow is reported below instead
                 m_value, grad, stats = problem.gradient(m.differentiator)
@@ -132,6 +150,13 @@ def check_gradients(f: Any, theta: Any, *args: Any, methods: Iterable | None = N
             results.append(MethodResult(m, None, r_tol, a_tol, error=f"{type(e).__name__}: {e}", rtol_why=r_why,
                                         atol_why=a_why))
             continue
+        unsettled = list(stats.get("unsettled_params") or [])
+        if unsettled:
+            notes.append(f"{m.label}: its step control did not settle at {len(unsettled)} entr"
+                         f"{'y' if len(unsettled) == 1 else 'ies'} ({', '.join(map(str, unsettled[:8]))}"
+                         f"{' ...' if len(unsettled) > 8 else ''}): its results at successive steps kept changing "
+                         "without converging (f's float evaluation is rough on that scale, or the tries ran out), so "
+                         "its result there has no error bound; it is still compared with the reference")
         unevaluable = frozenset()
         if m.default:  # the check chose this method: its overflow is its own limit, not the user's error
             where = np.flatnonzero(~np.isfinite(grad) & finite)
@@ -145,8 +170,9 @@ def check_gradients(f: Any, theta: Any, *args: Any, methods: Iterable | None = N
                              "methods= to count them)")
         results.append(MethodResult(m, grad, r_tol, a_tol, _kinks(stats, problem.names), m_value, stats,
                                     rtol_why=r_why, atol_why=a_why, unevaluable=unevaluable))
-    report = GradcheckReport(problem.label, problem.names, ref, ref_label, results, value, notes, on_kink)
-    if ref_label != EXACT_LABEL and results and not any(
+    report = GradcheckReport(problem.label, problem.names, ref, ref_label, results, value, notes, on_kink,
+                             reference_exact=exact)
+    if not exact and results and not any(
             r.grad is not None and not report.failing(r).any() for r in results):
         report.reference_vs_exact = _compare_with_exact(problem, ref)
     return report
@@ -158,90 +184,121 @@ def assert_gradients_close(f: Any, theta: Any, *args: Any, n_worst: int = 5, **o
 
 
 # ----- helpers -----
-def _own_rounding(f64_value: float | None, exact_value: float | None, problem: Problem, notes: list[str]) -> float:
-    """f's own float64 error at theta, relative: |f64(theta) - f(theta)| / |f(theta)| against the exact value, where
-    it is more than a few ulp (cancellation in f itself, such as a residual tanh(z) - y of 1e-9 next to y = 1), else
-    0. Every float64 method's gradient carries an error of that order there (larger per entry: the value averages
-    the residuals' errors, a gradient entry weights them differently), whatever its own quality: the
-    tolerances are raised to ``OWN_ROUNDING_FACTOR`` times it (a note says so), so that a correct gradient of an
-    ill-conditioned f is not a false alarm, while a gradient bug larger than that is still caught."""
-    if f64_value is None or exact_value is None or not exact_value:
-        return 0.0
-    err = abs(f64_value - exact_value) / abs(exact_value)
-    if err <= 64 * np.finfo(np.float64).eps:
-        return 0.0
-    notes.append(f"{problem.label}(theta) in float64 is {err:.1e} (relative) off its exact value: f itself cancels "
-                 f"here, and every float64 gradient carries an error of that order; the default tolerances are raised "
-                 f"to {OWN_ROUNDING_FACTOR}x it, so a gradient error below that cannot be told from f's own rounding "
-                 "at this point (move theta, or rewrite f to cancel less, for a sharper check)")
-    return err
+def _own_rounding(problem: Problem, dtype: str, exact_value: float | None, exact_grad: np.ndarray,
+                  notes: list[str]) -> tuple[float, str]:
+    """f's own rounding error at the point the methods evaluate, relative, in ``dtype``, against the exact value and
+    gradient; 0 where it is within a few ulp. Two figures:
 
+    - e_value: |f(theta) - exact| / |exact| for f's value (float64: the numpy evaluation ``Problem.build`` made;
+      float32: the value diffsuite's reverse mode computes in float32);
+    - e_grad: the normwise relative error of diffsuite's reverse-mode gradient in ``dtype``,
+      max|g - exact| / max|exact| over the exact gradient's finite entries.
 
-def _require_finite_value(problem: Problem) -> float | None:
-    """f(theta) in float64 numpy (``Problem.build`` evaluated it once), or None if it is not a plain number (left to
-    the methods, which report it themselves). A ValueError when it is NaN or inf: no gradient to check there, and
-    every method (and any fallback reference) would disagree for that reason alone."""
-    value = problem.value
+    The figure is min(e_value, e_grad). A value that cancels (a residual tanh(z) - y of 1e-9 next to y = 1) makes
+    a gradient carry that rounding only where the gradient is built from the same cancelling terms (there the
+    residual multiplies every entry); a gradient with nothing cancelling in it (sum(p log(p/q)) near q = p, whose
+    gradient is -p/q) is as accurate as ever, and a tolerance raised for its value alone passed wrong gradients.
+    The min keeps the rule from being circular: the gradient figure comes from our own reverse mode, which may be
+    the method under test, but it can only lower the value's figure, never loosen the check beyond it. Where
+    reverse mode cannot run on f, the value's figure is used alone (float64) or none (float32), with a note. The
+    tolerances are raised to ``OWN_ROUNDING_FACTOR`` times the figure, so that a correct gradient of an
+    ill-conditioned f is not a false alarm, while a gradient bug larger than that is still caught.
+
+    Returns (the figure, what it measured: "value and reverse-mode gradient", or "value"); (0.0, "") where none."""
+    if exact_value is None or not exact_value or not np.isfinite(exact_value):
+        return 0.0, ""
+    tiny = 64 * eps(dtype)
+    if dtype == "float64" and (problem.value is None or not abs(problem.value - exact_value) > tiny * abs(exact_value)):
+        return 0.0, ""  # (f's value does not cancel: the common case, decided without running reverse mode)
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            r_value, r_grad, _ = problem.gradient(resolve_method("reverse", dtype).differentiator)
+        why_not = None
+    except Exception as e:  # noqa: BLE001 - then the value's figure alone (float64), or none (float32)
+        r_value, r_grad, why_not = None, None, f"{type(e).__name__}: {e}"
+    value = problem.value if dtype == "float64" else r_value
     if value is None:
-        return None
-    if np.isfinite(value):
-        return value
-    point = np.array2string(problem.flat, threshold=8, precision=6)
-    raise ValueError(f"check_gradients needs a finite function value at theta; {problem.label}(theta) = {value} at "
-                     f"theta = {point} ({', '.join(problem.names[:8])}{' ...' if len(problem.names) > 8 else ''}), "
-                     "so there is no gradient to compare (every method and reference would be NaN or inf). Move "
-                     "theta into the function's domain (log and sqrt of positive numbers, no division by zero, no "
-                     "overflow) or fix the function.")
+        if why_not:
+            notes.append(f"f's own {dtype} rounding at theta was not measured (reverse mode cannot run on "
+                         f"{problem.label}: {why_not}): the default tolerances are not raised for it")
+        return 0.0, ""
+    e_value = abs(value - exact_value) / abs(exact_value)
+    if not e_value > tiny:
+        return 0.0, ""
+    where = f"{problem.label}(theta) in {dtype} is {e_value:.1e} (relative) off its exact value: f cancels here"
+    if r_grad is None:
+        notes.append(f"{where}; reverse mode cannot run on {problem.label} ({why_not}), so the rounding of a "
+                     f"gradient here was not measured, and the default tolerances are raised to "
+                     f"{OWN_ROUNDING_FACTOR}x the value's error: a gradient error below that cannot be told from "
+                     "f's own rounding at this point (move theta, or rewrite f to cancel less, for a sharper check)")
+        return e_value, "value"
+    e_grad = _normwise_error(np.asarray(r_grad, dtype=np.float64), exact_grad)
+    own = min(e_value, e_grad)
+    if not own > tiny:
+        notes.append(f"{where}, but its gradient does not (diffsuite's reverse-mode gradient is {e_grad:.1e} "
+                     "off the exact one, normwise): the default tolerances stand")
+        return 0.0, ""
+    notes.append(f"{where}, and its gradient with it (diffsuite's reverse-mode gradient in {dtype} is {e_grad:.1e} "
+                 f"off the exact one, normwise): a correct {dtype} gradient carries an error of that order, so the "
+                 f"default tolerances are raised to {OWN_ROUNDING_FACTOR}x the smaller figure ({own:.1e}); a "
+                 "gradient error below that cannot be told from f's own rounding at this point (move theta, or "
+                 "rewrite f to cancel less, for a sharper check)")
+    return own, "value and reverse-mode gradient"
 
 
-def _choose_methods(problem: Problem, methods: Iterable | None, dtype: str) -> list[Method]:
-    if dtype not in ("float64", "float32"):
-        raise ValueError(f"dtype must be 'float64' or 'float32'; got {dtype!r}")
-    if methods is None:
-        chosen = [resolve_method(m, dtype, default=True) for m in DEFAULT_METHODS]
-        if problem.is_analytic():
-            chosen.append(resolve_method("complex_step", dtype, auto=True))
-    else:
-        if isinstance(methods, str):
-            methods = [methods]
-        chosen = [resolve_method(m, dtype) for m in methods]
-        if not chosen:
-            raise ValueError("methods must name at least one method, e.g. methods=('reverse', 'central')")
-    labels = [m.label for m in chosen]
-    dupes = sorted({x for x in labels if labels.count(x) > 1})
-    if dupes:
-        raise ValueError(f"methods must be distinct; {', '.join(dupes)} given more than once")
-    return chosen
+def _normwise_error(g: np.ndarray, exact: np.ndarray) -> float:
+    """max|g - exact| / max|exact| over the exact gradient's finite entries (inf where g is not finite there, or
+    where exact is 0 and g is not)."""
+    finite = np.isfinite(exact)
+    if not finite.any():
+        return float("inf")
+    with np.errstate(invalid="ignore"):
+        diff = np.abs(g[finite] - exact[finite])
+    worst = float(np.max(np.nan_to_num(diff, nan=np.inf)))
+    scale = float(np.max(np.abs(exact[finite])))
+    if scale == 0:
+        return 0.0 if worst == 0 else float("inf")
+    return worst / scale
 
 
-def _reference(problem: Problem, reference: Any, notes: list[str]) -> tuple[np.ndarray, str, float | None, Any]:
-    """(flat reference gradient, label, value, the ``Method`` used as reference or None)."""
+def _reference(problem: Problem, reference: Any, dtype: str,
+               notes: list[str]) -> tuple[np.ndarray, str, float | None, Any, bool]:
+    """(flat reference gradient, label, value, the ``Method`` used as reference or None, whether it is the exact
+    one). The exact gradient is taken at the point the methods evaluate: with ``dtype="float32"`` theta and the
+    float data rounded to float32 (a float32 method never sees the float64 theta, and near a kink or where f
+    cancels the gradients at the two points differ by far more than float32's rounding)."""
+    exact_failed = None
     if isinstance(reference, str) and reference in ("auto", "exact"):
         if reference == "exact" or problem.flat.size <= EXACT_MAX_PARAMS:
             try:
                 from .reference import reference_gradient
                 budget = None if reference == "exact" else EXACT_TIME_BUDGET_S
-                res = reference_gradient(problem.target, problem.theta, *problem.args, dtype="float64",
+                res = reference_gradient(problem.target, problem.theta, *problem.args, dtype=dtype,
                                          time_budget_s=budget)
-                return problem.flatten_like_theta(res.grad), EXACT_LABEL, res.value, None
+                label = EXACT_LABEL if dtype == "float64" else f"{EXACT_LABEL} at theta and data rounded to {dtype}"
+                return problem.flatten_like_theta(res.grad), label, res.value, None, True
             except Exception as e:  # noqa: BLE001 - "auto" means the best reference that works here
                 if reference == "exact":
                     raise
-                notes.append(f"the exact reference was not available ({type(e).__name__}: {e}); "
-                             "reverse mode in float64 is the reference instead")
+                exact_failed = f"{type(e).__name__}: {e}"
+                notes.append(f"the exact reference was not available ({exact_failed}); reverse mode in float64 is "
+                             "the reference instead")
         else:
             notes.append(f"{problem.flat.size} entries is more than EXACT_MAX_PARAMS={EXACT_MAX_PARAMS}: reverse "
                          "mode in float64 is the reference (pass reference='exact' to insist)")
         reference = "reverse"
     if isinstance(reference, str) or callable(getattr(reference, "value_and_grad", None)):
-        m = resolve_method(reference, "float64")
+        m = resolve_method(reference, "float64", role="reference")
         try:
             value, grad, _ = problem.gradient(m.differentiator)
         except Exception as e:
-            raise RuntimeError(f"the reference method {m.label} failed on {problem.label}: {type(e).__name__}: {e}. "
-                               "Choose another reference (reference='exact', 'central', ...).") from e
-        return grad, f"{m.label} ({m.dtype})", value, m
-    return problem.flatten_like_theta(reference), "the given gradient", None, None
+            raise RuntimeError(f"the reference method {m.label} failed on {problem.label}: {type(e).__name__}: {e}"
+                               + (f" (and the exact reference could not be built: {exact_failed})" if exact_failed
+                                  else "")
+                               + ". " + reference_advice(m.label, exact_failed is not None)) from e
+        return grad, f"{m.label} ({m.dtype})", value, m, False
+    return problem.flatten_like_theta(reference), "the given gradient", None, None, False
 
 
 def _compare_with_exact(problem: Problem, ref: np.ndarray) -> tuple[bool, str] | None:
@@ -281,17 +338,24 @@ def _per_method(what: str, given: Any, chosen: list[Method]) -> dict[str, float]
     else:
         values = {label: given for label in labels}
     for label, v in values.items():
-        if not (isinstance(v, (int, float, np.floating)) and np.isfinite(v) and v >= 0):
-            raise ValueError(f"{what} for {label} must be a finite number >= 0; got {v!r}")
+        # (bool is an int to Python: rtol=True would be 1.0, a check that passes everything)
+        if isinstance(v, (bool, np.bool_)) or not (isinstance(v, (int, float, np.integer, np.floating))
+                                                   and np.isfinite(v) and v >= 0):
+            raise ValueError(f"{what} for {label} must be a finite number >= 0 (not a bool); got {v!r}")
     return {k: float(v) for k, v in values.items()}
 
 
-def _ignore_kink_warnings() -> None:
+def _ignore_fd_warnings(unsettled: bool) -> None:
+    """Inside a ``warnings.catch_warnings()``: silence finite differences' KinkWarning (the report marks those
+    entries) and, with ``unsettled`` (a method the check chose itself), UnsettledStepWarning (the report notes those
+    entries): the check's report says it, not a warning in the user's test output."""
     try:
-        from .differentiators.finite_diff import KinkWarning
+        from .differentiators.finite_diff import KinkWarning, UnsettledStepWarning
     except ImportError:
         return
     warnings.filterwarnings("ignore", category=KinkWarning)
+    if unsettled:
+        warnings.filterwarnings("ignore", category=UnsettledStepWarning)
 
 
 def _kinks(stats: dict, names: list[str]) -> frozenset:

@@ -30,13 +30,14 @@ class Wrapped:
 
 
 def test_a_cancelling_f_cannot_raise_the_tolerance_past_every_bug():
-    # sum(t^2) - 1 at (0.6, 0.8) is ~1e-17 against terms of 1: its float64 value is 100 % off; a tolerance of
-    # 32x that would pass a negated gradient. The check refuses to judge instead of passing.
+    # (sum(t^2) - 1)^2 at (0.6, 0.8): value and gradient 4 (sum t^2 - 1) t are both pure rounding (sum t^2 - 1 is
+    # ~1e-17 against terms of 1); a tolerance of 32x that would pass a negated gradient. The check refuses to judge
+    # instead of passing. (sum(t^2) - 1 itself is checked: its gradient 2t does not cancel.)
     with pytest.raises(ValueError, match="cannot check gradients"):
-        check_gradients(lambda xp, t: xp.sum(t ** 2) - 1.0, np.array([0.6, 0.8]),
+        check_gradients(lambda xp, t: (xp.sum(t ** 2) - 1.0) ** 2, np.array([0.6, 0.8]),
                         methods=[Wrapped("mygrad", lambda g: -g)])
     # a rtol given by the user is the user's call
-    report = check_gradients(lambda xp, t: xp.sum(t ** 2) - 1.0, np.array([0.6, 0.8]),
+    report = check_gradients(lambda xp, t: (xp.sum(t ** 2) - 1.0) ** 2, np.array([0.6, 0.8]),
                              methods=[Wrapped("mygrad", lambda g: -g)], rtol=1e-6)
     assert not report.passed
 

@@ -10,6 +10,9 @@ difference, error ~ eps^(2/3)) when the function is analytic. Reference ``"auto"
 (``reference_hessian``, 50 digits) for at most ``EXACT_MAX_PARAMS`` parameters, else reverse mode (then
 not checked against itself). rtol by method (``HESSIAN_RTOL``), atol ``rtol * max|ref|``. Finite
 differences have no kink detection for second derivatives: check them at points away from kinks.
+
+The inputs are checked as ``check_gradients`` checks them (``methods.checked_problem``, ``methods.choose_methods``):
+an empty theta, a non-finite f(theta), ``methods=[]``, a method named twice, or an unknown dtype is a ValueError.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ import numpy as np
 
 from ..differentiators.finite_diff.steps import SCHEMES
 from ..structure import Structure, flat_hessian
-from .methods import Problem, resolve_method, without_reference
+from .methods import Problem, checked_problem, choose_methods, reference_advice, resolve_method, without_reference
 from .report import GradcheckReport, MethodResult
 
 #: the largest number of parameters for which reference="auto" computes the exact Hessian (n^2 expressions)
@@ -71,10 +74,8 @@ def check_hessian(f: Any, theta: Any, *args: Any, methods: Iterable | None = Non
     """
     from ..testing import _per_method  # (the shared option parsing of check_gradients)
 
-    problem = Problem.build(f, theta, args)
-    n = problem.flat.size
-    chosen = [resolve_method(m, dtype) for m in ([methods] if isinstance(methods, str) else
-                                                 (methods or _default_methods(problem)))]
+    problem = checked_problem(f, theta, args, "check_hessian")
+    chosen = choose_methods(problem, methods, dtype, DEFAULT_METHODS)
     notes: list[str] = []
     ref, ref_label, ref_method = _reference(problem, reference, dtype, notes)
     chosen = without_reference(chosen, ref_method, notes, "('reverse', 'forward_mode')")
@@ -97,7 +98,7 @@ def check_hessian(f: Any, theta: Any, *args: Any, methods: Iterable | None = Non
             continue
         results.append(MethodResult(m, H, r_tol, a_tol, stats=stats))
     return GradcheckReport(problem.label, hessian_names(problem.names), ref, ref_label, results, None, notes,
-                           kind="Hessian")
+                           kind="Hessian", reference_exact=ref_label == EXACT_LABEL)
 
 
 def assert_hessians_close(f: Any, theta: Any, *args: Any, n_worst: int = 5, **options: Any) -> GradcheckReport:
@@ -105,12 +106,8 @@ def assert_hessians_close(f: Any, theta: Any, *args: Any, n_worst: int = 5, **op
     return check_hessian(f, theta, *args, **options).raise_if_failed(n_worst)
 
 
-def _default_methods(problem: Problem) -> list[str]:
-    return list(DEFAULT_METHODS) + (["complex_step"] if problem.is_analytic() else [])
-
-
 def _reference(problem: Problem, reference: Any, dtype: str, notes: list[str]) -> tuple[np.ndarray, str, Any]:
-    n = problem.flat.size
+    n, exact_failed = problem.flat.size, None
     if isinstance(reference, str) and reference in ("auto", "exact"):
         if reference == "exact" or n <= EXACT_MAX_PARAMS:
             try:
@@ -122,19 +119,22 @@ def _reference(problem: Problem, reference: Any, dtype: str, notes: list[str]) -
             except Exception as e:  # noqa: BLE001 - "auto" means the best reference that works here
                 if reference == "exact":
                     raise
-                notes.append(f"the exact Hessian was not available ({type(e).__name__}: {e}); reverse mode in "
-                             "float64 is the reference instead")
+                exact_failed = f"{type(e).__name__}: {e}"
+                notes.append(f"the exact Hessian was not available ({exact_failed}); reverse mode in float64 is the "
+                             "reference instead")
         else:
             notes.append(f"{n} parameters is more than EXACT_MAX_PARAMS={EXACT_MAX_PARAMS} (n^2 exact second "
                          "derivatives): reverse mode in float64 is the reference (pass reference='exact' to insist)")
         reference = "reverse"
     if isinstance(reference, str) or callable(getattr(reference, "hessian", None)):
-        m = resolve_method(reference, "float64")
+        m = resolve_method(reference, "float64", role="reference")
         try:
             H, _ = _flat(problem, m.differentiator)
         except Exception as e:
-            raise RuntimeError(f"the reference method {m.label} failed on {problem.label}: {type(e).__name__}: {e}. "
-                               "Choose another reference (reference='exact', 'forward_mode', ...).") from e
+            raise RuntimeError(f"the reference method {m.label} failed on {problem.label}: {type(e).__name__}: {e}"
+                               + (f" (and the exact Hessian could not be built: {exact_failed})" if exact_failed
+                                  else "") + ". "
+                               + reference_advice(m.label, exact_failed is not None, "Hessian")) from e
         return H, f"{m.label} ({m.dtype})", m
     given = np.asarray(reference, dtype=np.float64) if not isinstance(reference, dict) else None
     if given is not None and given.size == n * n:

@@ -54,10 +54,22 @@ class Method:
     #                        from it (an overflow inside the method) is "cannot evaluate here", not a failure
 
 
-def resolve_method(spec: Any, dtype: str = "float64", auto: bool = False, default: bool = False) -> Method:
-    """An alias or a differentiator instance -> ``Method``; a clear error for anything else."""
+#: what a check's ``reference=`` accepts besides a method, for messages
+REFERENCE_WORDS = ("auto", "exact")
+
+
+def resolve_method(spec: Any, dtype: str = "float64", auto: bool = False, default: bool = False,
+                   role: str = "method") -> Method:
+    """An alias or a differentiator instance -> ``Method``; a clear error for anything else. ``role``: "method", or
+    "reference" (then the error for an unknown word also lists ``"auto"`` and ``"exact"`` and a gradient of your
+    own, which ``reference=`` accepts too)."""
     if isinstance(spec, str):
         if spec not in METHOD_ALIASES:
+            if role == "reference":
+                raise ValueError(f"unknown gradient-check reference {spec!r}; choose "
+                                 f"{', '.join(map(repr, REFERENCE_WORDS))}, a method alias "
+                                 f"({', '.join(METHOD_ALIASES)}), a differentiator from get_differentiator(...), or "
+                                 "the gradient itself (in theta's structure)")
             raise ValueError(f"unknown gradient-check method {spec!r}; choose one of {', '.join(METHOD_ALIASES)}, "
                              "or pass a differentiator: get_differentiator('finite_diff', scheme=..., step=...)")
         name, options = METHOD_ALIASES[spec]
@@ -77,6 +89,39 @@ def resolve_method(spec: Any, dtype: str = "float64", auto: bool = False, defaul
     else:  # a user's own object: the strict tolerance of an unknown kind, whatever its name says
         kind = f"user:{d.name}"
     return Method(label, d, kind, str(getattr(d, "dtype", "float64")), auto, default or auto)
+
+
+def choose_methods(problem: "Problem", methods: Any, dtype: str, defaults: tuple[str, ...]) -> list[Method]:
+    """The methods a check runs: ``defaults`` (marked as chosen by the check) plus complex step where f is analytic,
+    when ``methods`` is None; else the ones named, at least one and each once. Shared by the gradient and the
+    Hessian check."""
+    if dtype not in ("float64", "float32"):
+        raise ValueError(f"dtype must be 'float64' or 'float32'; got {dtype!r}")
+    if methods is None:
+        chosen = [resolve_method(m, dtype, default=True) for m in defaults]
+        if problem.is_analytic():
+            chosen.append(resolve_method("complex_step", dtype, auto=True))
+    else:
+        if isinstance(methods, str):
+            methods = [methods]
+        chosen = [resolve_method(m, dtype) for m in methods]
+        if not chosen:
+            raise ValueError(f"methods must name at least one method, e.g. methods={tuple(defaults[:2])!r}; "
+                             "methods=None runs the defaults")
+    labels = [m.label for m in chosen]
+    dupes = sorted({x for x in labels if labels.count(x) > 1})
+    if dupes:
+        raise ValueError(f"methods must be distinct; {', '.join(dupes)} given more than once")
+    return chosen
+
+
+def reference_advice(failed: str, tried_exact: bool, what: str = "gradient") -> str:
+    """What to pass as ``reference=`` when the method ``failed`` could not run on f (``tried_exact``: the exact
+    reference was tried first and could not be built either, so it is not suggested again)."""
+    others = [a for a in ("central", "exact") if a != failed and not (a == "exact" and tried_exact)]
+    return (f"Pass a reference that can evaluate this function: a method that runs on it (reference="
+            f"{' or '.join(map(repr, others))}; finite differences need only f's values, so they run where reverse "
+            f"mode has no rule for an operation), or the {what} itself as reference=")
 
 
 def _ours(d: Any) -> bool:
@@ -267,6 +312,34 @@ class Problem:
         except Exception:  # a function the probe cannot run is not one to trust complex step with
             return False
         return not (probe.called & NON_ANALYTIC) and not (_RecordingArray.called & NON_ANALYTIC_UFUNCS)
+
+
+def checked_problem(target: Any, theta: Any, args: tuple, check: str) -> "Problem":
+    """``Problem.build`` and the checks every check (``check``: "check_gradients", "check_hessian") makes before any
+    method runs: theta has at least one entry, and f(theta) is finite."""
+    problem = Problem.build(target, theta, args)
+    if problem.flat.size == 0:
+        raise ValueError(f"nothing to check: theta has no entries ({problem.label} at an empty theta); {check} "
+                         "needs at least one parameter")
+    require_finite_value(problem, check)
+    return problem
+
+
+def require_finite_value(problem: "Problem", check: str = "check_gradients") -> float | None:
+    """f(theta) in float64 numpy (``Problem.build`` evaluated it once), or None if it is not a plain number (left to
+    the methods, which report it themselves). A ValueError when it is NaN or inf: no derivative to check there, and
+    every method (and any fallback reference) would disagree for that reason alone."""
+    value = problem.value
+    if value is None:
+        return None
+    if np.isfinite(value):
+        return value
+    point = np.array2string(problem.flat, threshold=8, precision=6)
+    raise ValueError(f"{check} needs a finite function value at theta; {problem.label}(theta) = {value} at "
+                     f"theta = {point} ({', '.join(problem.names[:8])}{' ...' if len(problem.names) > 8 else ''}), "
+                     "so there is no derivative to compare (every method and reference would be NaN or inf). Move "
+                     "theta into the function's domain (log and sqrt of positive numbers, no division by zero, no "
+                     "overflow) or fix the function.")
 
 
 def _require_supported_theta(theta: Any) -> None:

@@ -70,6 +70,8 @@ class GradcheckReport:
     kind: str = "gradient"  # what is checked: "gradient", or "Hessian" (gradcheck/hessian.py)
     #: when no method agrees with a reference that is not the exact one: (agrees with the exact gradient?, detail)
     reference_vs_exact: tuple[bool, str] | None = None
+    #: whether the reference is the exact (certified) one: then it is never blamed as "the odd one out"
+    reference_exact: bool = False
 
     # ----- per method, per entry -----
     def abs_err(self, r: MethodResult) -> np.ndarray:
@@ -248,6 +250,11 @@ class GradcheckReport:
             headline = (f"{self.kind} check failed for {self.problem}: the reference, {self.reference_label}, is the odd "
                         f"one out: {', '.join(failed)} agree with each other and all disagree with it; check the "
                         "reference first")
+        elif self.reference_exact and self.methods_agree():
+            headline = (f"{self.kind} check failed for {self.problem}: {', '.join(failed)} agree with each other but "
+                        f"not with the exact reference, {self.reference_label}: they may share an error (the same "
+                        "wrong derivative rule, or the same rounding where f cancels), or evaluate f at another "
+                        "point than the reference (theta or the data rounded or changed on the way)")
         else:
             headline = (f"{self.kind} check failed for {self.problem}: {', '.join(failed)} disagree"
                         f"{'s' if len(failed) == 1 else ''} with the reference, {self.reference_label}")
@@ -279,7 +286,7 @@ class GradcheckReport:
                 lines.append(f"hint: every method disagrees with the reference, and the reference "
                              f"({self.reference_label}) disagrees with the exact gradient (certified) too "
                              f"({detail}): the reference is likely wrong.")
-        elif not ok and len(self.results) > 1 and "exact" not in self.reference_label:
+        elif not ok and len(self.results) > 1 and not self.reference_exact:
             lines.append(f"hint: every method disagrees with the reference; the reference ({self.reference_label}) "
                          "may itself be wrong. Try reference='exact' or a different reference method.")
         elif ok:
@@ -289,14 +296,22 @@ class GradcheckReport:
         return "\n".join(lines)
 
     def reference_is_odd_one_out(self) -> bool:
-        """True when at least two methods ran, every one fails against the reference, and they agree with each
-        other within their own tolerances (``|g_a - g_b| <= atol_a + atol_b + max(rtol) * max(|g_a|, |g_b|)`` at
-        every entry not straddling a kink): then the reference, not the methods, is the likely culprit."""
-        ran = [r for r in self.results if r.grad is not None]
-        if len(ran) < 2 or len(ran) != len(self.results) or any(not self.failing(r).any() for r in ran):
+        """True when the reference is not the exact one (nor agrees with it) and ``methods_agree()``: then the
+        reference, not the methods, is the likely culprit. The exact (certified) reference is never blamed: methods
+        that agree with each other against it share an error, or evaluate at another point."""
+        if self.reference_exact:
             return False
         if self.reference_vs_exact is not None and self.reference_vs_exact[0]:
             return False  # the reference agrees with the exact gradient: it is not the odd one out
+        return self.methods_agree()
+
+    def methods_agree(self) -> bool:
+        """True when at least two methods ran, every one fails against the reference, and they agree with each
+        other within their own tolerances (``|g_a - g_b| <= atol_a + atol_b + max(rtol) * max(|g_a|, |g_b|)`` at
+        every entry not straddling a kink)."""
+        ran = [r for r in self.results if r.grad is not None]
+        if len(ran) < 2 or len(ran) != len(self.results) or any(not self.failing(r).any() for r in ran):
+            return False
         for i, a in enumerate(ran):
             for b in ran[i + 1:]:
                 skip = self.kink_mask(a) | self.kink_mask(b)
