@@ -49,7 +49,7 @@ FUNCTIONS: dict[str, tuple[str, str]] = {
     "clip": ("np.clip(x, lo, hi)", "gradient 1 at the bounds (x == lo or hi)"),
     "maximum": ("np.maximum", "ties: the gradient goes to the first argument"),
     "minimum": ("np.minimum", "ties: the gradient goes to the first argument"),
-    "power": ("np.power", "0 ** y = 0 with gradient 0 (both arguments) for y > 0"),
+    "power": ("np.power", "at x = 0, y > 0: gradient 0 in y, y 0 ** (y - 1) in x (1 at y = 1); x ** 0: 0 in x"),
     "where": ("np.where(cond, a, b)", "no gradient to cond; only the selected branch is differentiated"),
     # reductions
     "sum": ("np.sum(x, axis, keepdims)", "smooth"),

@@ -48,6 +48,10 @@ PRIMITIVE_SPECS = {
 }
 PRIMITIVE_EXTRA_SPECS = [  # shapes and options the single entries above do not cover
     ("einsum2", [(2, 3), (4, 3)], {"spec": (("ij", "kl"), "ik")}, None),  # letters summed away: broadcast back
+    # numpy's broadcasting of a letter's size-1 axis against its size n elsewhere (summed back in the VJP)
+    ("einsum2", [(2, 2), (1,)], {"spec": (("ij", "j"), "i")}, None),
+    ("einsum2", [(2, 1), (1, 3)], {"spec": (("ij", "ij"), "ij")}, None),
+    ("einsum3", [(2,), (1, 3), (3,)], {"spec": (("i", "ij", "j"), "")}, None),
     ("max", [(2, 3, 2)], {"axis": -1, "keepdims": True}, None),
     ("prod", [S], {"axis": None}, None),
     ("softmax", [(2, 3, 4)], {"axis": 1}, None),
@@ -148,6 +152,7 @@ XP_SPECS = [
     Spec("dot", lambda xp, x, y: xp.dot(x, y), [(S, None), ((3,), None)]),
     Spec("tensordot", lambda xp, x, y: xp.tensordot(x, y, axes=([1], [0])), [(S, None), ((3, 2), None)]),
     Spec("einsum", lambda xp, x, y: xp.einsum("ij,kj->ik", x, y), [(S, None), ((2, 3), None)]),
+    Spec("einsum[size-1 broadcast]", lambda xp, x, y: xp.einsum("ij,j->i", x, y), [(S, None), ((1,), None)]),
     Spec("outer", lambda xp, x, y: xp.outer(x, y), [((2,), None), ((3,), None)]),
     Spec("trace", lambda xp, x: xp.trace(x * x), [((3, 3), None)]),
     Spec("asarray", lambda xp, x: x * xp.asarray(np.array([1.0, 2.0, 3.0])), [(S, None)]),

@@ -58,10 +58,10 @@ def points(kinks, saturate=True):
     return sorted({k + d for k in kinks for d in (0.0, 1e-8, -1e-8, 0.5, -0.5) + ((30.0, -30.0) if saturate else ())})
 
 
-# Known limits, kept visible: the softmax *activation* is the composite exp(z - logsumexp(z)), whose derivative
-# s (1 - s) cancels once s rounds near 1 (1e-3 relative at z = 30); the complex step refuses step() within its
-# probe distance of the jump (issue 12's finite-difference items).
-NO_SATURATION = {"softmax"}
+# Known limits, kept visible: the complex step refuses step() within its probe distance of the jump (issue 12's
+# finite-difference items). (Softmax is swept into saturation too: reverse mode and the complex step both have a
+# softmax primitive now, xp._softmax, whose derivative does not cancel as the composite's s (1 - s) did.)
+NO_SATURATION: set = set()
 COMPLEX_STEP_REFUSES = {"step"}
 
 

@@ -57,6 +57,24 @@ def _complex_logsumexp(x, axis=-1, keepdims=False):
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
+def _complex_softmax(z, axis=-1):
+    """nn.Softmax's primitive (``xp._softmax``) under the complex step. A complex input is shifted by its own entry
+    z_m at the first maximum of the real part: e = exp(z - z_m) (e_m = 1 exactly), p = e / sum(e). The imaginary
+    part of p_m is then -p_m sum_{i != m} p_i (h_i - h_m) / (sum e) to first order, computed without cancelling;
+    the composite exp(z - logsumexp(z)) forms it as h_m - Im(logsumexp(z)), i.e. (1 - p_m) h_m, which loses every
+    digit once p_m rounds near 1 (half the derivative, or none). A real input (or a non-finite maximum) takes the
+    composite, exactly as before."""
+    composite = lambda: np.exp(z - _complex_logsumexp(z, axis=axis, keepdims=True))  # noqa: E731
+    if not np.iscomplexobj(z) or np.ndim(z) == 0:
+        return composite()
+    r = np.real(z)
+    top = np.take_along_axis(z, np.expand_dims(np.argmax(r, axis=axis), axis), axis)  # z_m, the complex entry
+    if not np.all(np.isfinite(np.real(top))):
+        return composite()
+    e = np.exp(z - top)
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
 class RealOrdered(np.ndarray):
     """A complex array whose comparisons look at the real part only: ``x > 0`` at x = 0 + ih is False.
 
@@ -157,6 +175,7 @@ class ComplexNamespace:
     sum = staticmethod(np.sum)
     mean = staticmethod(np.mean)
     logsumexp = staticmethod(_complex_logsumexp)
+    _softmax = staticmethod(_complex_softmax)  # (nn.Softmax's primitive: see _complex_softmax)
     reshape = staticmethod(np.reshape)
     asarray = staticmethod(np.asarray)
     # numpy's complex functions are analytic: the complex step through them is exact
@@ -283,6 +302,7 @@ class KinkTracker:
         return linalg_norm(self, x, ord, axis, keepdims)  # through this tracker: its abs/max/min are watched
 
     _sqrt0 = property(lambda self: self.base._sqrt0)
+    _softmax = property(lambda self: self.base._softmax)  # (smooth: nothing to watch; only COMPLEX has one)
 
     def max(self, x, axis=None, keepdims=False):
         return self._extreme(x, axis, keepdims, True)

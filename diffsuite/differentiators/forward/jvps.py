@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..reverse.ops import OPS
+from ..reverse.ops import OPS, pow_dx, pow_dy, softmax_shifted
 
 
 def _ndim(a) -> int:
@@ -130,17 +130,14 @@ def power_jvp(B, ts, out, x, *, p):
 
 
 def pow_jvp(B, ts, out, x, y):
-    """pow's VJP conventions (reverse/ops.py ``_pow_vjp_x``, ``_pow_vjp_y``): d/dx = y x^(y-1), 0 where y == 0
-    (also at x == 0); d/dy = x^y log x, 0 where x == 0. Each term is a strong zero in its tangent: a direction
-    that does not move y gets no log(0) or log(x < 0) = nan from d/dy (nor one that does not move x an inf
-    from d/dx), so a NaN in one direction does not poison the others."""
+    """pow's VJP conventions (reverse/ops.py ``pow_dx``, ``pow_dy``): d/dx = y x^(y-1), 0 where y == 0 (also at
+    x == 0); d/dy = x^y log x, 0 where x == 0 (with the derivative in x that keeps the Hessian symmetric). Each
+    term is a strong zero in its tangent: a direction that does not move y gets no log(0) or log(x < 0) = nan from
+    d/dy (nor one that does not move x an inf from d/dx), so a NaN in one direction does not poison the others."""
     n = _ndim(out)
     tx, ty = _align(B, ts[0], x, n), _align(B, ts[1], y, n)
-    # (x ** (y - 1), not B.power: a lifted backend, as forward-over-forward runs this rule on, has no power of an
-    # array exponent; the operator records pow there)
-    both_zero = (x == 0) & (y == 0)  # (as reverse mode's rule: only there is y x^(y-1) the 0 * inf to avoid)
-    dx = None if tx is None else B.strong(tx, B.where(both_zero, 0.0, y * x ** (B.where(both_zero, 1.0, y) - 1.0)))
-    dy = None if ty is None else B.strong(ty, B.where(x == 0, 0.0, out * B.log(B.where(x == 0, 1.0, x))))
+    dx = None if tx is None else B.strong(tx, pow_dx(B, x, y))
+    dy = None if ty is None else B.strong(ty, pow_dy(B, out, x, y))
     return _fit(B, _add(dx, dy), out)
 
 
@@ -184,10 +181,10 @@ def mean_jvp(B, ts, out, x, *, axis=None, keepdims=False):
 
 
 def logsumexp_jvp(B, ts, out, x, *, axis=-1, keepdims=False):
-    # d lse = sum(softmax(x) * dx): softmax = exp(x - lse), finite for any x
-    if not keepdims and axis is not None:
-        out = B.expand_dims(out, axis)
-    return _reduce(B, B.sum, ts[0] * B.exp(x - out), x, axis, keepdims)
+    # d lse = sum(softmax(x) * dx), the softmax as the VJP's (ops.logsumexp_vjp): e / sum(e), e = exp(x - max x).
+    # Not exp(x - lse), which carries lse's rounding, eps |lse|, into every entry (and at x = (1e16, 1e16), where
+    # lse rounds to x, gives (1, 1) for (0.5, 0.5)). A strong zero as the VJP's: a direction that does not move x.
+    return _reduce(B, B.sum, B.strong(ts[0], softmax_shifted(B, x, axis)), x, axis, keepdims)
 
 
 def softmax_jvp(B, ts, out, x, *, axis=-1):
@@ -342,7 +339,16 @@ def scatter_add_jvp(B, ts, out, x, *, shape, index):
     return _with_lead(B, lambda v, i: B.scatter(v, full, i), t, lead, index, len(shape))
 
 
-JVPS.update({"select": select_jvp, "scatter_add": scatter_add_jvp})
+def dsigmoid_jvp(B, ts, out, x):  # sigmoid'' = -sigmoid' tanh(x / 2), as the lifted op's VJP (reverse/lifted.py)
+    return ts[0] * (B.tanh(-0.5 * x) * out)
+
+
+def one_minus_square_jvp(B, ts, out, x):  # d(1 - x^2) = -2x dx, exactly
+    return ts[0] * (-2.0 * x)
+
+
+JVPS.update({"select": select_jvp, "scatter_add": scatter_add_jvp, "dsigmoid": dsigmoid_jvp,
+             "one_minus_square": one_minus_square_jvp})
 
 
 # ----- the rest of the numpy subset (docs/language.md): registered for the ops the table defines -----

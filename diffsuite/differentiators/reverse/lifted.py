@@ -31,8 +31,20 @@ SELECT = make_op("select", lambda B, x, *, mask: B.where(mask, x, 0.0),
 SCATTER_ADD = make_op("scatter_add", lambda B, x, *, shape, index: B.scatter(x, shape, index),
                       lambda B, g, out, x, *, shape, index: B.getitem(g, index),
                       saves=("",))
+# Two backend methods that the VJP rules call are recorded as ops of their own, for accuracy: differentiated
+# through their compositions, their derivatives cancel near 0 (a relative error of eps / |x|: every digit below
+# |x| = 1e-16). sigmoid'(x) = s(x) s(-x) gives sigmoid''(x) = sigmoid'(x) (s(-x) - s(x)), a difference of two
+# values near 1/2, where -sigmoid'(x) tanh(x / 2) is exact to a few ulp: tanh'' (tanh' = 4 sigmoid'(2x)),
+# sigmoid'' and the third derivative of softplus near 0. Likewise 1 - x^2 as (1 - x)(1 + x), arcsin's and
+# arccos's: the product's derivative (1 - x) - (1 + x) is -2x only to within eps; recorded, it is -2x exactly.
+DSIGMOID = make_op("dsigmoid", lambda B, x: B.dsigmoid(x),
+                   lambda B, g, out, x: g * (B.tanh(-0.5 * x) * out),  # sigmoid'' = -sigmoid' tanh(x / 2)
+                   saves=("out x",))
+ONE_MINUS_SQUARE = make_op("one_minus_square", lambda B, x: B.one_minus_square(x),
+                           lambda B, g, out, x: g * (-2.0 * x),
+                           saves=("x",))
 #: the helper ops this module records besides those of ``ops.OPS`` (each has a JVP too: forward/jvps.py)
-LIFTED_OPS = {op.name: op for op in (SELECT, SCATTER_ADD)}
+LIFTED_OPS = {op.name: op for op in (SELECT, SCATTER_ADD, DSIGMOID, ONE_MINUS_SQUARE)}
 
 
 _KEYWORDS: dict[str, list[str]] = {}
@@ -222,11 +234,18 @@ class LiftedBackend:
     def pad(self, x, pad_width, value): return self._op(OPS["pad"], x, pad_width=pad_width, value=value)
 
     def dsigmoid(self, x):
-        """sigmoid'(x) = s(x) s(-x), through primitives (the inner backend's form is for accuracy, not tracing);
-        not s (1 - s), which cancels in saturation (a Hessian through a saturated sigmoid would lose every digit)."""
+        """sigmoid'(x), recorded as the op ``DSIGMOID``: the inner backend's value, and the derivative
+        -sigmoid'(x) tanh(x / 2), accurate in saturation and near 0 (s(x) s(-x) differentiated cancels near 0;
+        s (1 - s) in saturation)."""
         if not self.owns(x):
             return self.inner.dsigmoid(x)
-        return self.sigmoid(x) * self.sigmoid(-x)
+        return self._op(DSIGMOID, x)
+
+    def one_minus_square(self, x):
+        """1 - x^2, recorded as the op ``ONE_MINUS_SQUARE`` (derivative -2x, exactly)."""
+        if not self.owns(x):
+            return self.inner.one_minus_square(x)
+        return self._op(ONE_MINUS_SQUARE, x)
 
     def exp_neg_square(self, x):
         return self.inner.exp_neg_square(x) if not self.owns(x) else self.exp(-(x * x))
@@ -245,8 +264,8 @@ class LiftedBackend:
         if self._tangent is None or not self.owns(x):
             return None
         t, p = self._tangent(x), self.raw(x)
-        if type(t) is not type(p):
-            return None
+        if type(t) is not type(p) and not (type(t) is np.ndarray and isinstance(p, np.generic)):  # (a 0-d value:
+            return None                                                         # numpy's scalar, its tangent an array)
         zero, bad = t == 0, t - t != 0
         for _ in range(t.ndim - p.ndim):  # fold the direction axes
             zero, bad = zero.all(0), bad.any(0)

@@ -164,21 +164,36 @@ def power_vjp(B, g, out, x, *, p):
 POWER = defop("power", lambda B, x, *, p: x ** p, power_vjp, saves=("x",))
 
 
-def _pow_vjp_x(B, g, out, x, y):
-    # y x^(y-1); at x == 0 with y == 0 it is 0 (x^0 is constant), where y * x ** -1 would be 0 * inf: those entries
-    # take the exponent 0 instead (no inf, no warning), and the where puts their 0. Only those: elsewhere y == 0
-    # gives 0 by the formula itself, whose derivative in y (x^(y-1) + ..., the Hessian's cross term) must stay.
+def pow_dx(B, x, y):
+    """d x^y / dx = y x^(y-1), and 0 where x == 0 and y == 0 (x^0 is constant), where y * x ** -1 would be 0 * inf:
+    those entries take the exponent 0 instead (no inf, no warning), and the where puts their 0. Only those:
+    elsewhere y == 0 gives 0 by the formula itself, whose derivative in y (x^(y-1) + ..., the Hessian's cross
+    term) must stay. (At x == 0 the cross term is then 0^(y-1): 1 at y == 1, 0 for y > 1.)"""
     both_zero = (x == 0) & (y == 0)
-    return B.sum_to(B.strong(g, B.where(both_zero, 0.0, y * B.power(x, B.where(both_zero, 1.0, y) - 1.0))), x)
+    return B.where(both_zero, 0.0, y * B.power(x, B.where(both_zero, 1.0, y) - 1.0))
+
+
+def pow_dy(B, out, x, y):
+    """d x^y / dy = x^y log x, and 0 where x == 0: 0 ** y = 0 for every y > 0 (the one-sided derivative at the edge
+    of the domain, autograd's and torch's value). That 0 is written out / y (= 0 / y) where y > 0, not as a
+    constant: its derivative in x is then y 0^(y-1) / y = 0^(y-1), the same cross term as d/dy of ``pow_dx``, so
+    the Hessian is symmetric (1 at x = 0, y = 1, where the mixed partial does not exist: d/dx (x log x) -> -inf;
+    the symbolic differentiator's and the certified reference's convention too). Its value stays exactly 0."""
+    zero = x == 0
+    zero_pos = zero & (y > 0)  # (the division only there: elsewhere out / y could overflow, unselected)
+    return B.where(zero, B.where(zero_pos, out / B.where(zero_pos, y, 1.0), 0.0), out * B.log(B.where(zero, 1.0, x)))
+
+
+def _pow_vjp_x(B, g, out, x, y):
+    return B.sum_to(B.strong(g, pow_dx(B, x, y)), x)
 
 
 def _pow_vjp_y(B, g, out, x, y):
-    # x^y log x, and 0 where x == 0: 0 ** y = 0 for every y > 0 (the gradient of autograd and torch there)
-    return B.sum_to(B.strong(g, B.where(x == 0, 0.0, out * B.log(B.where(x == 0, 1.0, x)))), y)
+    return B.sum_to(B.strong(g, pow_dy(B, out, x, y)), y)
 
 
 POW = defop("pow", lambda B, x, y: x ** y, _pow_vjp_x, _pow_vjp_y,  # an array exponent
-            saves=("x y", "out x y.shape"))
+            saves=("x y", "out x y"))
 
 # ----- elementwise functions -----
 EXP = defop("exp", lambda B, x: B.exp(x),
@@ -334,11 +349,13 @@ SQRT = defop("sqrt", lambda B, x: B.sqrt(x),
 SIN = defop("sin", lambda B, x: B.sin(x), lambda B, g, out, x: B.strong(g, B.cos(x)), saves=("x",))
 COS = defop("cos", lambda B, x: B.cos(x), lambda B, g, out, x: B.strong(-g, B.sin(x)), saves=("x",))
 TAN = defop("tan", lambda B, x: B.tan(x), lambda B, g, out, x: B.strong(g, 1.0 + out * out), saves=("out",))
-# 1 - x^2 as (1 - x)(1 + x): exact near |x| = 1, where the derivative is largest
+# 1 - x^2 as (1 - x)(1 + x) (``B.one_minus_square``): exact near |x| = 1, where the derivative is largest. A lifted
+# backend records it as one op whose derivative is -2x exactly (the product's (1 - x) - (1 + x) is -2x only to
+# within eps, which left arcsin'' = x / (1 - x^2)^1.5 a relative error of eps / |x| near 0).
 ARCSIN = defop("arcsin", lambda B, x: B.arcsin(x),
-               lambda B, g, out, x: B.strong_div(g, B.sqrt((1.0 - x) * (1.0 + x))), saves=("x",))
+               lambda B, g, out, x: B.strong_div(g, B.sqrt(B.one_minus_square(x))), saves=("x",))
 ARCCOS = defop("arccos", lambda B, x: B.arccos(x),
-               lambda B, g, out, x: B.strong_div(-g, B.sqrt((1.0 - x) * (1.0 + x))), saves=("x",))
+               lambda B, g, out, x: B.strong_div(-g, B.sqrt(B.one_minus_square(x))), saves=("x",))
 ARCTAN = defop("arctan", lambda B, x: B.arctan(x), lambda B, g, out, x: B.strong_div(g, 1.0 + x * x), saves=("x",))
 SINH = defop("sinh", lambda B, x: B.sinh(x), lambda B, g, out, x: B.strong(g, B.cosh(x)), saves=("x",))
 COSH = defop("cosh", lambda B, x: B.cosh(x), lambda B, g, out, x: B.strong(g, B.sinh(x)), saves=("x",))
@@ -414,17 +431,24 @@ CONCATENATE = defop("concatenate", lambda B, x, y, *, axis, split: B.concatenate
 
 def _einsum_vjp(i):
     """The VJP of operand ``i``: swap its subscripts with the output's, d/dx_i <g, einsum(...)> =
-    einsum(g, the others -> x_i). Letters only x_i has (summed away) come back by broadcasting."""
+    einsum(g, the others -> x_i). Letters only x_i has (summed away) come back by broadcasting.
+
+    numpy's einsum broadcasts a letter's size-1 axes against the same letter's size n in another operand: where x_i
+    has the n, the contraction gives size 1 there (the others' axis), broadcast back (every entry along it has the
+    same derivative); where x_i has the 1, it gives n, summed back (``sum_to``)."""
     def vjp(B, g, out, *xs, spec):
         ins, res = spec
-        shape = shape_of(xs[i])
+        shape = tuple(shape_of(xs[i]))
         kept = "".join(c for c in ins[i] if c in res or any(c in s for j, s in enumerate(ins) if j != i))
         others = [x for j, x in enumerate(xs) if j != i]
         grad = B.einsum(",".join([res] + [s for j, s in enumerate(ins) if j != i]) + "->" + kept, g, *others)
+        gshape = tuple(grad.shape[kept.index(c)] if c in kept else 1 for c in ins[i])
         if kept != ins[i]:
-            grad = B.reshape(grad, tuple(grad.shape[kept.index(c)] if c in kept else 1 for c in ins[i]))
-            grad = B.broadcast_to(grad, tuple(shape))
-        return B.sum_to(grad, tuple(shape))
+            grad = B.reshape(grad, gshape)
+        full = tuple(a if b == 1 else b for a, b in zip(gshape, shape))  # (x_i's 1: g's n, summed below)
+        if full != gshape:
+            grad = B.broadcast_to(grad, full)
+        return grad if full == shape else B.sum_to(grad, shape)
     return vjp
 
 

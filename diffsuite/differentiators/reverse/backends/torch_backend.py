@@ -384,6 +384,11 @@ class TorchBackend:
         v = 1.0 + u
         return u / (v * v)
 
+    def one_minus_square(self, x):
+        """1 - x^2 as (1 - x)(1 + x): exact near |x| = 1 (arcsin's and arccos's derivative)."""
+        x = self._t(x)
+        return (1.0 - x) * (1.0 + x)
+
     def exp_neg_square(self, x):
         """exp(-x^2) with x^2 split exactly into hi + lo (Dekker): correct to a few ulp even where x^2 is large."""
         x = self._t(x)
