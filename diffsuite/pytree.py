@@ -182,6 +182,13 @@ def merge_args(selected: tuple, rest: tuple, argnums: tuple[int, ...]) -> list:
     return out
 
 
+def positional_only(kwargs: dict, note: str = "") -> None:
+    """The TypeError for keyword arguments to a returned derivative function (Python's own names an inner one)."""
+    raise TypeError(f"a derivative function takes f's arguments by position, (theta, *args) in f's order; got "
+                    f"keyword(s) {', '.join(kwargs)}. Pass them by position, or bind them into f first "
+                    f"(functools.partial(f, name=value){note}).")
+
+
 def with_argnums(vg_factory: Callable, f: Callable, argnums: int | tuple[int, ...]) -> Callable:
     """``(*args) -> gradient`` of ``f(xp, *args)`` with respect to the arguments at ``argnums``.
 
@@ -190,11 +197,18 @@ def with_argnums(vg_factory: Callable, f: Callable, argnums: int | tuple[int, ..
     """
     if argnums == 0:
         vg = vg_factory(f)
-        return lambda theta, *args: vg(theta, *args).grad
+
+        def grad0(theta: Any, *args: Any, **kwargs: Any) -> Any:
+            if kwargs:
+                positional_only(kwargs)
+            return vg(theta, *args).grad
+        return grad0
     single = not isinstance(argnums, (tuple, list))
     cache: dict = {}
 
-    def grad_fn(*args):
+    def grad_fn(*args, **kwargs):
+        if kwargs:
+            positional_only(kwargs)
         nums = check_argnums(argnums, len(args))
         if nums not in cache:
             def packed(xp, selected, *rest, _nums=nums):

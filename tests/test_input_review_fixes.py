@@ -98,3 +98,13 @@ def test_training_diverged_carries_the_run_so_far():
     assert run is not None and run.diverged_at >= 1
     assert np.isfinite(run.theta).all() and len(run.history) >= 1
     assert run.history["step"].iloc[-1] <= run.diverged_at - 1
+
+
+@pytest.mark.parametrize("name", ["reverse", "forward", "finite_diff", "symbolic"])
+@pytest.mark.parametrize("make", ["grad", "value_and_grad_fn", "grad_argnums"])
+def test_keyword_arguments_to_a_derivative_function_are_refused_by_name(name, make):
+    d = ds.get_differentiator(name)
+    f = lambda xp, t, c: xp.sum(t ** 2) * c  # noqa: E731
+    fn = d.grad(f, argnums=(0, 1)) if make == "grad_argnums" else getattr(d, make)(f)
+    with pytest.raises(TypeError, match=r"by position.*keyword\(s\) c\."):
+        fn(np.array([1.0, 2.0]), c=2.0)

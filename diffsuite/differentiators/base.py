@@ -8,6 +8,7 @@ import numpy as np
 from numpy.lib.array_utils import byte_bounds
 
 from .. import pytree
+from ..pytree import positional_only  # noqa: F401 - the differentiators' returned functions refuse keywords by it
 from ..objective import Objective
 from ..structure import Structure
 

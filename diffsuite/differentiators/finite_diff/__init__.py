@@ -55,8 +55,8 @@ from ... import pytree
 from ...errors import RefusedByDesign
 from ...namespace import NUMPY
 from ...objective import Objective
-from ..base import (Gradient, HigherOrder, check_result, flatten_params, grad_leaf, param_entry_names, scalar_check,
-                    with_argnums_of)
+from ..base import (Gradient, HigherOrder, check_result, flatten_params, grad_leaf, param_entry_names, positional_only,
+                    scalar_check, with_argnums_of)
 from . import higher
 from .batched import bind_objective_batched, evaluate_batched
 from .control import RICHARDSON_SAFETY, TRUNCATION_RATIO, Entry, Rule, StepControl, noise_of
@@ -205,7 +205,9 @@ class FiniteDiff(HigherOrder):
         """
         real = DTYPES[self.dtype]
 
-        def value_and_grad_fn(theta: Any, *args: Any) -> Gradient:
+        def value_and_grad_fn(theta: Any, *args: Any, **kwargs: Any) -> Gradient:
+            if kwargs:
+                positional_only(kwargs)
             leaves, rebuild = flatten_params(theta)
             shapes = [leaf.shape for leaf in leaves]
             bounds = np.cumsum([0] + [leaf.size for leaf in leaves])

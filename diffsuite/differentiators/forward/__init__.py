@@ -22,7 +22,7 @@ import numpy as np
 
 from ...objective import Objective
 from ...structure import Structure, output_value
-from ..base import Gradient, WithStats, check_result, scalar_check, structured, with_argnums_of
+from ..base import Gradient, WithStats, check_result, positional_only, scalar_check, structured, with_argnums_of
 from ..reverse.backends import load_backend
 from .dual import Dual, DualNamespace, ForwardTrace
 from .jvps import JVPS, defjvp
@@ -135,7 +135,9 @@ class Forward:
         """``(theta, *args) -> Gradient`` for ``f(xp, theta, *args) -> scalar``; grad has theta's structure."""
         B = self.load()
 
-        def value_and_grad_fn(theta: Any, *args: Any) -> Gradient:
+        def value_and_grad_fn(theta: Any, *args: Any, **kwargs: Any) -> Gradient:
+            if kwargs:
+                positional_only(kwargs)
             structure, fn = structured(f, theta)
             stats: dict = {}
             value, J = self._jacobian_flat(B, fn, structure, args, stats)

@@ -23,7 +23,8 @@ import numpy as np
 
 from ...nn.losses import CrossEntropy
 from ...objective import Objective
-from ..base import Gradient, HigherOrder, check_result, flatten_params, grad_leaves, scalar_check, with_argnums_of
+from ..base import (Gradient, HigherOrder, check_result, flatten_params, grad_leaves, positional_only, scalar_check,
+                    with_argnums_of)
 from . import higher
 from .backends import BACKENDS, load_backend
 from .fused import SOFTMAX_CROSS_ENTROPY, target_index
@@ -151,7 +152,9 @@ class Reverse(HigherOrder):
         """``(theta, *args) -> Gradient`` for ``f(xp, theta, *args) -> scalar``; grad has theta's structure."""
         B = self.load()
 
-        def value_and_grad_fn(theta: Any, *args: Any) -> Gradient:
+        def value_and_grad_fn(theta: Any, *args: Any, **kwargs: Any) -> Gradient:
+            if kwargs:
+                positional_only(kwargs)
             leaves, rebuild = flatten_params(theta)
             tape = Tape(B)
             wrt = [tape.input(B.leaf(leaf)) for leaf in leaves]  # (0-d: numpy scalars, see B.leaf)

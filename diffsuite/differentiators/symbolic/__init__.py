@@ -29,6 +29,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from ... import pytree
+from ...pytree import positional_only as shared_positional_only
 from ...budget import Budget, check_node_budget, check_time_budget, run_budgeted
 from ...objective import Objective
 from ..base import Gradient, HigherOrder, flatten_params, grad_leaf, with_argnums_of
@@ -233,10 +234,8 @@ class Symbolic(HigherOrder):
 
 
 def positional_only(kwargs: dict) -> None:
-    """The TypeError for keyword arguments to a returned derivative function (Python's own names an inner one)."""
-    raise TypeError(f"the symbolic differentiator's functions take f's arguments by position: (theta, *args), "
-                    f"as reverse mode's; got keyword(s) {', '.join(kwargs)}. Pass them in f's order, or bind them "
-                    "into f first (functools.partial(f, name=value): a constant compiled into the kernel).")
+    """The shared TypeError for keywords (``diffsuite.pytree.positional_only``), with what binding means here."""
+    shared_positional_only(kwargs, note=": a constant compiled into the kernel")
 
 
 #: the cache key of an argument that cannot be keyed by its value: such a call builds afresh and caches nothing

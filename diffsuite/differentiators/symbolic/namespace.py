@@ -20,7 +20,8 @@ erf, log1p/expm1/log2/log10 from ``sympy.codegen.cfunctions``, Piecewise for ``w
 standard ones (``rewrite_standard``): ``Softplus`` (log(1 + e^x), printed stably), ``LogSumExp`` (the
 pipeline's stable form of log(sum(exp)), see ``rewrite``), ``Tanh`` (tanh whose
 derivative is cosh^-2, accurate in saturation where 1 - tanh^2 cancels), ``Atan2`` (atan2 whose gradient
-at the origin is 0) and ``Pow0`` (x^y with a traced exponent: 0^y = 0 has gradient 0, as autograd's).
+at the origin is 0) and ``Pow0`` (x^y with a traced exponent: at x = 0 the gradient in y is 0 for y > 0, as autograd's, and the
+gradient in x is y 0^(y-1): docs/language.md).
 
 Masks (comparisons of values) are arrays of SymPy relations: ``& | ^ ~`` and ``np.logical_*`` combine them into
 And/Or/Not, ``xp.where`` turns them into Piecewise, and a mask used as a number (``t * (t > 0)``,
@@ -567,7 +568,7 @@ class SympyNamespace(Composites):
 
     @staticmethod
     def power(x, y):
-        """x ** y; a traced exponent goes through ``Pow0`` (0^y = 0 with gradient 0 for y > 0)."""
+        """x ** y; a traced exponent goes through ``Pow0`` (at x = 0, y > 0: gradient 0 in y, y 0^(y-1) in x)."""
         yr = raw(y)
         traced = any(getattr(e, "free_symbols", None) for e in np.ravel(np.asarray(yr, dtype=object)))
         return _elementwise(Pow0 if traced else (lambda a, b: a ** b), 2)(x, y)
