@@ -5,10 +5,10 @@ that the other methods see, correctly rounded to float64, with a certificate. Th
 symbolically with every constant exact (data as the Rationals of their binary values); its
 derivative (the chain rule run backwards over the exact expression DAG, each node's local derivative
 SymPy's own; or SymPy's / SymEngine's symbolic derivative: ``engine``) is evaluated in ball
-arithmetic (FLINT's arb, through python-flint) at 64, 128, 256, ... bits until every entry's ball
+arithmetic (FLINT's arb, through python-flint) at 128, 256, 512, ... bits until every entry's ball
 rounds to a single float64: the rounding is then proven, not estimated. Without python-flint,
-mpmath evaluates at doubling precisions until two successive ones agree in every float64 (evidence,
-not proof; the certificate says which). With ``dtype="float32"`` theta and the data are first
+mpmath evaluates at 64, 128, 256, ... bits until two successive passes agree in every float64
+(evidence, not proof; the certificate says which). With ``dtype="float32"`` theta and the data are first
 rounded to float32 (what a float32 run sees); the result is still the float64 rounding.
 
 Kinks follow the project's conventions (docs/architecture.md) at exact ties (max routes to its first
@@ -26,6 +26,7 @@ from typing import Any, Callable
 import mpmath
 import numpy as np
 
+from .. import pytree
 from ..budget import Budget, run_budgeted
 from ..differentiators.base import Gradient, grad_leaf
 from ..objective import Objective
@@ -54,6 +55,11 @@ def _check(dtype: str, engine: str, arithmetic: str, max_bits: int) -> tuple[str
     if engine == "symengine" and importlib.util.find_spec("symengine") is None:
         raise ImportError("engine='symengine' needs SymEngine: pip install 'diffsuite[symengine]' (or use "
                           "engine='adjoint', the default)")
+    return engine, check_arithmetic(arithmetic, max_bits)
+
+
+def check_arithmetic(arithmetic: str, max_bits: int) -> str:
+    """``arithmetic`` checked, "auto" resolved ("arb" where python-flint is installed, else "mpmath")."""
     if arithmetic not in ARITHMETICS:
         raise ValueError(f"arithmetic must be one of {', '.join(ARITHMETICS)}; got {arithmetic!r}")
     if arithmetic == "auto":
@@ -63,12 +69,24 @@ def _check(dtype: str, engine: str, arithmetic: str, max_bits: int) -> tuple[str
                           "which is not certified)")
     if not (isinstance(max_bits, int) and max_bits >= 64):
         raise ValueError(f"max_bits must be an int >= 64; got {max_bits!r}")
-    return engine, arithmetic
+    return arithmetic
+
+
+def evaluate(compiled, arithmetic: str, *, max_bits: int, budget: Budget | None = None, accept=None, same=None,
+             want_mp: bool = False) -> tuple[list, Certificate]:
+    """(raw entries, value first; certificate): ``compiled`` run through the precision loop of ``arithmetic``
+    (``certify_arb`` or ``agree_mp``). Entries are float64s, or with ``want_mp`` exact mpmath raw forms
+    (``to_mpfs``); ``accept``/``same`` replace "rounds to one float64" (``digits_tests``)."""
+    if arithmetic == "arb":
+        out, cert = certify_arb(compiled, max_bits=max_bits, budget=budget, accept=accept)
+        return [mid if want_mp else rounded for rounded, mid in out], cert
+    out, cert = agree_mp(compiled, max_bits=max_bits, budget=budget, same=same)
+    return ([x._mpf_ for x in out] if want_mp else [to_float64(x) for x in out]), cert
 
 
 def _compute(target, theta, args, *, dtype, engine, arithmetic, max_bits, node_budget, time_budget_s, accept=None,
              same=None, want_mp: bool = False):
-    """(value, flat entries, certificate, stats, leaves, rebuild); entries are floats, or mpf with want_mp."""
+    """(raw entries, value first: floats, or exact mpmath forms with want_mp; certificate; stats; theta's leaves)."""
     engine, arithmetic = _check(dtype, engine, arithmetic, max_bits)
 
     def work(budget: Budget):
@@ -78,15 +96,11 @@ def _compute(target, theta, args, *, dtype, engine, arithmetic, max_bits, node_b
         stats["build_s"] = clock() - t
         budget.enter("evaluate", arithmetic)
         t = clock()
-        if arithmetic == "arb":
-            out, cert = certify_arb(compiled, max_bits=max_bits, budget=budget, accept=accept)
-            raw = [mid if want_mp else rounded for rounded, mid in out]
-        else:
-            out, cert = agree_mp(compiled, max_bits=max_bits, budget=budget, same=same)
-            raw = [x._mpf_ for x in out] if want_mp else [to_float64(x) for x in out]
+        raw, cert = evaluate(compiled, arithmetic, max_bits=max_bits, budget=budget, accept=accept, same=same,
+                             want_mp=want_mp)
         stats["eval_s"] = clock() - t
         stats["nodes"] = len(compiled.program)
-        return raw, cert, stats, compiled.leaves
+        return raw, cert, stats, compiled.leaves  # (picklable: the work may run in a worker process)
 
     raw, cert, stats, leaves = run_budgeted(work, Budget(time_s=time_budget_s, nodes=node_budget))
     stats.update(reference=cert.arithmetic, bits=cert.bits, max_radius=cert.max_radius, certificate=cert,
@@ -95,6 +109,8 @@ def _compute(target, theta, args, *, dtype, engine, arithmetic, max_bits, node_b
 
 
 def _shape_like(flat: list, leaves: list[np.ndarray], target: Any, theta: Any, leaf: Callable) -> Any:
+    """The flat entries in theta's structure: an Objective's one flat vector, else put back by
+    ``diffsuite.pytree.flatten``'s rebuild (nested dicts, lists, tuples and namedtuples as they were given)."""
     parts, start = [], 0
     for lf in leaves:
         part = np.empty(lf.size, dtype=object)
@@ -103,10 +119,7 @@ def _shape_like(flat: list, leaves: list[np.ndarray], target: Any, theta: Any, l
         start += lf.size
     if isinstance(target, Objective):
         return parts[0]
-    if isinstance(theta, dict):
-        return dict(zip(theta, parts))
-    from ..differentiators.base import flatten_params
-    return flatten_params(theta)[1](parts)
+    return pytree.flatten(theta)[1](parts)
 
 
 def reference_gradient(target: Objective | Callable, theta: Any, *args: Any, dtype: str = "float64",
@@ -147,8 +160,20 @@ def reference_gradient_mp(target: Objective | Callable, theta: Any, *args: Any, 
     radius is below 2^-1100; its digits are then absolute, about 331 decimal places. Measures errors below one
     ulp; do arithmetic on them under ``mpmath.workdps(dps)`` or more.
     """
+    accept, same = digits_tests(dps, "reference_gradient_mp")
+    raw, cert, stats, leaves = _compute(target, theta, args, dtype=dtype, engine=engine, arithmetic=arithmetic,
+                                        max_bits=max_bits, node_budget=node_budget, time_budget_s=time_budget_s,
+                                        accept=accept, same=same, want_mp=True)
+    stats["dps"] = dps
+    value, *flat = to_mpfs(raw, cert)
+    return Gradient(value, _shape_like(flat, leaves, target, theta, lambda g: g), stats)
+
+
+def digits_tests(dps: int, who: str) -> tuple[Callable, Callable]:
+    """(accept, same) for ``dps`` correct significant digits: ``accept(ball)`` for arb (``certify_arb``), ``same(a,
+    b)`` for two mpmath passes (``agree_mp``); see ``reference_gradient_mp``."""
     if not (isinstance(dps, int) and dps >= 17):
-        raise ValueError(f"reference_gradient_mp needs dps >= 17 significant digits (an int); got {dps!r}")
+        raise ValueError(f"{who} needs dps >= 17 significant digits (an int); got {dps!r}")
     rel = mpmath.mpf(10) ** -dps
     tiny = mpmath.mpf(2) ** -1100  # far below float64's smallest subnormal: an absolute floor for zeros
 
@@ -163,14 +188,13 @@ def reference_gradient_mp(target: Objective | Callable, theta: Any, *args: Any, 
     def same(a, b):  # (mpmath: relative agreement; its guard refuses the sums that cancel to noise)
         return abs(a - b) <= rel * max(abs(a), abs(b))
 
-    raw, cert, stats, leaves = _compute(target, theta, args, dtype=dtype, engine=engine, arithmetic=arithmetic,
-                                        max_bits=max_bits, node_budget=node_budget, time_budget_s=time_budget_s,
-                                        accept=accept, same=same, want_mp=True)
-    stats["dps"] = dps
-    # exact conversions: the midpoints' (mantissa, exponent), or mpmath's raw tuples
-    mpfs = [mpmath.mp.make_mpf(mpmath.libmp.from_man_exp(*r) if cert.arithmetic == "arb" else r) for r in raw]
-    value, *flat = mpfs
-    return Gradient(value, _shape_like(flat, leaves, target, theta, lambda g: g), stats)
+    return accept, same
+
+
+def to_mpfs(raw: list, cert: Certificate) -> list:
+    """The raw results of a ``want_mp`` run as mpmath numbers, exactly: arb midpoints' (mantissa, exponent) pairs,
+    or mpmath's raw tuples."""
+    return [mpmath.mp.make_mpf(mpmath.libmp.from_man_exp(*r) if cert.arithmetic == "arb" else r) for r in raw]
 
 
 def expression_gradient(expr: Any, wrt: list, point: Any, data: dict | None = None, *,
@@ -179,8 +203,16 @@ def expression_gradient(expr: Any, wrt: list, point: Any, data: dict | None = No
     taken as their exact binary values); ``data`` binds any other symbols. ``grad``: a float64 array.
     For functions the models cannot express yet (sin, atan2, erf, custom Function classes)."""
     from .engine import compile_expression
-    _, arithmetic = _check("float64", "adjoint", arithmetic, max_bits)
+    arithmetic = check_arithmetic(arithmetic, max_bits)
     wrt, values = list(wrt), np.ravel(np.asarray(point, dtype=np.float64))
+    twice = sorted({str(s) for k, s in enumerate(wrt) if s in wrt[:k]})
+    if twice:
+        raise ValueError(f"expression_gradient needs each symbol once in wrt; {', '.join(twice)} appears more than "
+                         "once (its values would be silently dropped). Pass each symbol once.")
+    both = sorted(str(s) for s in wrt if s in (data or {}))
+    if both:
+        raise ValueError(f"expression_gradient needs wrt and data to name different symbols; {', '.join(both)} is in "
+                         "both (data's value would silently replace the point's). Keep it in wrt or in data, not both.")
     if len(values) != len(wrt):
         raise ValueError(f"expression_gradient needs one value per symbol of wrt ({len(wrt)}: "
                          f"{', '.join(map(str, wrt))}); point has {len(values)}. Pass the point in wrt's order.")
@@ -190,11 +222,7 @@ def expression_gradient(expr: Any, wrt: list, point: Any, data: dict | None = No
                 raise ValueError(f"expression_gradient needs finite values (exact binary numbers); {what} gives "
                                  f"{name} = {float(v)!r}. Choose a finite point.")
     compiled = compile_expression(expr, wrt, list(values), data)
-    if arithmetic == "arb":
-        out, cert = certify_arb(compiled, max_bits=max_bits)
-        value, *flat = [rounded for rounded, _ in out]
-    else:
-        out, cert = agree_mp(compiled, max_bits=max_bits)
-        value, *flat = [to_float64(x) for x in out]
+    raw, cert = evaluate(compiled, arithmetic, max_bits=max_bits)
+    value, *flat = raw
     return Gradient(value, np.array(flat, dtype=np.float64),
                     {"reference": cert.arithmetic, "bits": cert.bits, "certificate": cert})

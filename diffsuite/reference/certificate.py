@@ -29,7 +29,7 @@ class Certificate:
     (0 log 0), every entry whose parameter a tied quantity depends on is listed; an entry whose parameter none
     does is never listed (the conventions' value is its partial derivative). ``resolved``: entries where that
     derivative replaced the convention's value. ``tie_check``: "" (no ties), "sides" (both pieces evaluated)
-    or, where they could not be (the symbolic engines, a tie inside a function's own sub-program, a tie no
+    or, where they could not be (the gradient's symbolic engines, a tie inside a function's own sub-program, a tie no
     partial derivative decides), "conventions" (every entry at a tie is then the conventions' value, unchecked).
     """
 

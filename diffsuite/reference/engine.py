@@ -6,9 +6,10 @@ building and changes nothing exact), and compiles it into a ``Program``. With ``
 the gradient is the chain rule run backwards over that DAG; with "sympy" or "symengine" those
 libraries differentiate the (evaluated) expression first and the program evaluates their derivatives.
 
-``certify_arb`` runs the program in arb at 64, 128, 256, ... bits up to ``max_bits``, until the value
+``certify_arb`` runs the program in arb at 128, 256, 512, ... bits up to ``max_bits``, until the value
 and every gradient entry is a ball that rounds to one float64. ``agree_mp`` (no python-flint) runs it
-in mpmath at doubling precisions until two successive ones round to the same float64s.
+in mpmath at 64, 128, 256, ... bits until two successive passes (neither losing bits to a cancellation,
+``mp.MpArithmetic``) round to the same float64s.
 """
 from __future__ import annotations
 
@@ -42,6 +43,18 @@ class Compiled:
     differentiation: str
     leaves: list[np.ndarray]     # theta's leaves, rounded to the dtype
     rebuild: Callable[[list], Any]
+    # whether ties are checked by one-sided pieces (``_one_sided``); the symbolic engines' gradients are not
+    sides: bool = True
+    # per output after the value, the positions in ``program.wrt`` it differentiates by (None: output k is
+    # d/d wrt[k - 1], a gradient); a Hessian entry (i, j) is (i, j)
+    entry_wrt: list[tuple[int, ...]] | None = None
+
+
+def check_finite(names: list[str], values: list[float]) -> None:
+    """The reference evaluates at exact binary values: there is none for inf or nan. A ValueError names the first."""
+    for name, v in zip(names, values):
+        if not np.isfinite(v):
+            raise ValueError(f"the reference needs finite inputs; {name} is {v!r}. Choose a finite point and data.")
 
 
 def _rounded(a: Any, dtype) -> np.ndarray:
@@ -78,9 +91,7 @@ def compile_problem(target: Objective | Callable, theta: Any, args: tuple, dtype
     budget.check_nodes(dag_nodes([problem.loss]), "the loss")
     theta_values = [v for leaf in leaves for v in leaf.reshape(-1).tolist()]
     names = names or [p.name for p in problem.params]
-    for name, v in zip(names + [d.name for d in problem.data], theta_values + list(data_values)):
-        if not np.isfinite(v):  # (the reference evaluates at exact binary values: there is none for inf, nan)
-            raise ValueError(f"the reference needs finite inputs; {name} is {v!r}. Choose a finite point and data.")
+    check_finite(names + [d.name for d in problem.data], theta_values + list(data_values))
     inputs = list(problem.params) + list(problem.data)
     if evaluated:
         budget.enter("differentiate", engine)
@@ -95,7 +106,7 @@ def compile_problem(target: Objective | Callable, theta: Any, args: tuple, dtype
     else:
         budget.enter("compile", f"{len(names)} parameters")
         program = Program([problem.loss], inputs, wrt=problem.params)
-    return Compiled(program, theta_values + data_values, names, engine, leaves, rebuild)
+    return Compiled(program, theta_values + data_values, names, engine, leaves, rebuild, sides=not evaluated)
 
 
 def _outputs(c: Compiled, run: Run) -> list:
@@ -143,8 +154,12 @@ def certify_arb(c: Compiled, *, start_bits: int = 128, max_bits: int = 1 << 15, 
                     a, b = (arb(0) if x is None else x for x in (a, b))
                     return settle(a) is not None and settle(b) is not None and settle(a)[0] == settle(b)[0]
 
+                def differs(a, b):  # proven: the ball of a - b excludes 0 (a jump far below one ulp counts)
+                    a, b = (arb(0) if x is None else x for x in (a, b))
+                    return 0 not in a - b
+
                 settled, ties = _one_sided(c, run, out, evaluate, same, lambda x: x is None or accept(x),
-                                           lambda x: x is None or x.is_finite())
+                                           lambda x: x is None or x.is_finite(), differs)
                 if settled is None and bits >= max_bits:  # the pieces never settled: the conventions, unchecked
                     settled, ties = out, {"tie_check": "conventions"}
             if not bad and settled is not None:  # (endpoints and midpoints read at the working precision: exactly)
@@ -160,7 +175,7 @@ def certify_arb(c: Compiled, *, start_bits: int = 128, max_bits: int = 1 << 15, 
 
 
 def _one_sided(c: Compiled, run: Run, out: list, evaluate: Callable, same: Callable, settled: Callable,
-               finite: Callable) -> tuple[list | None, dict]:
+               finite: Callable, differs: Callable) -> tuple[list | None, dict]:
     """At exact ties, the derivative where the function has one, and the entries where it has none.
 
     ``run``/``out``: the evaluation with the conventions. ``evaluate(side) -> (Run, outputs)`` evaluates the
@@ -169,10 +184,13 @@ def _one_sided(c: Compiled, run: Run, out: list, evaluate: Callable, same: Calla
     where they differ, the entry is on a true kink and keeps the conventions' value. Returns (the outputs, or
     None when a piece's finite entry is not settled at this precision; the Certificate's ``kinks``, ``resolved``,
     ``tie_check``). An entry that is infinite on a piece (sqrt at 0 on one side) is a kink: no precision changes
-    that. Cost: two more evaluations, plus a backward pass per distinct tie; only where ties occur."""
+    that. ``differs(a, b)``: the values a and b are proven different (arb: the ball of a - b excludes 0), which
+    decides a jump, however small against the value's ulp; ``same``: the float64 roundings agree, which decides
+    that two one-sided derivatives agree. Cost: two more evaluations, plus a backward pass per distinct tie; only
+    where ties occur."""
     if not run.ties:
         return out, {}
-    if c.differentiation != "adjoint":  # (the symbolic engines' derivative expressions carry their own ties)
+    if not c.sides:  # (the symbolic engines' gradient expressions: ties unchecked, as documented)
         return out, {"tie_check": "conventions"}
     (plus, p_out), (minus, m_out) = evaluate(1), evaluate(-1)
     if plus.side_incomplete or minus.side_incomplete:
@@ -184,13 +202,16 @@ def _one_sided(c: Compiled, run: Run, out: list, evaluate: Callable, same: Calla
     names = _entry_names(c)
     # A jump: a piece's value differs from the value. A piece whose value is not finite (its formula is singular
     # exactly at the tie: the 0 log 0 of where(x > 0, x log x, 0) at 0) cannot show one, nor derivatives.
-    jump = any(finite(x) and not same(x, out[0]) for x in (p_out[0], m_out[0]))
+    jump = any(finite(x) and differs(x, out[0]) for x in (p_out[0], m_out[0]))
     blind = not (finite(p_out[0]) and finite(m_out[0]))
     # The entries whose parameter some tied quantity depends on. Moving any other parameter alone keeps every tie
     # a tie, so the conventions' piece is the function along it: its entry is that partial derivative, unflagged.
+    # (a Hessian entry (i, j) is touched where theta_i or theta_j is: ``Compiled.entry_wrt``)
     touched = set(range(1, len(out)))
     if all(run.tie_nodes):
-        touched = {1 + p for p in c.program.wrt_under([j for nodes in run.tie_nodes for j in nodes])}
+        moved = c.program.wrt_under([j for nodes in run.tie_nodes for j in nodes])
+        wrt = c.entry_wrt or [(k,) for k in range(len(out) - 1)]
+        touched = {1 + k for k, by in enumerate(wrt) if moved.intersection(by)}
     final, kinks, resolved = [out[0]], ["the loss value"] if jump else [], []
     for k in range(1, len(out)):
         if k not in touched:
@@ -281,8 +302,11 @@ def agree_mp(c: Compiled, *, start_bits: int = 64, max_bits: int = 1 << 15, budg
             def settled(x, A=A):
                 return A.lost == 0
 
+            def differs(a, b, A=A):  # (no enclosures: a difference beyond the pass's noise bound, 2^(24 - bits))
+                return to_float(a) != to_float(b) or abs(a - b) > A._guard * max(abs(a), abs(b))
+
             final, ties = _one_sided(c, run, out, evaluate, lambda a, b: to_float(a) == to_float(b), settled,
-                                     A.finite)
+                                     A.finite, differs)
             if final is None:
                 ok = [False]
             else:
@@ -304,7 +328,9 @@ def agree_mp(c: Compiled, *, start_bits: int = 64, max_bits: int = 1 << 15, budg
             names = [_entry_names(c)[k] for k in bad]
             raise NotCertified(f"mpmath did not settle {_list(names)} up to {bits} bits (a kink, a singularity, or "
                                "a point within rounding of one). Choose another point, or raise max_bits.", names)
-        previous = out
+        # a pass that lost bits (a sum cancelled to noise, exp of a huge argument) cannot vouch for the next one:
+        # 64 and 128 bits agree on exp(2^100 cos(2^-70)) / exp(2^100) = 1.0, wrongly, and only 64 bits lost
+        previous = out if all(ok) else None
         bits *= 2
 
 

@@ -8,7 +8,9 @@ vouches for it) is not accepted either: the precision rises until no sum cancels
 the same loss seen later: 1 + e^-100 is exactly 1 at 64 and at 128 bits, harmless in a product, but a
 log of it is a wrong 0 (log x ~ x - 1 cancels). So an operation that magnifies its argument's last bits by
 2^(bits - 24) or more counts as such a sum too: log (and acos) of an argument within 2^(24 - bits) of 1,
-and a power whose exponent is 2^(bits - 24) or more in size.
+a power whose exponent is 2^(bits - 24) or more in size, and exp of an argument that large (exp(y) multiplies
+y's relative rounding error by |y|: exp(2^100 cos(2^-70)) / exp(2^100) is 1.0 at 64 and at 128 bits, where
+cos(2^-70) rounds to 1; the exact ratio is 1 - 4.5e-13).
 Exact zeros are ties only where the exact rational value (or, failing that, the arithmetic) says so.
 Undefined operations (log of a non-positive number, division by zero) give NaN, like arb's.
 """
@@ -35,7 +37,7 @@ class MpArithmetic:
         # set by the operation that just lost (almost) every bit; the Run reads and clears it (take_cancelled)
         self.cancelled = False
         self._nan = c.nan
-        for name in ("exp", "sin", "cos", "tan", "atan", "sinh", "cosh", "tanh", "sech", "erf", "expm1"):
+        for name in ("sin", "cos", "tan", "atan", "sinh", "cosh", "tanh", "sech", "erf", "expm1"):
             setattr(self, name, getattr(c, name))
 
     def number(self, node: sp.Basic):
@@ -113,6 +115,10 @@ class MpArithmetic:
         """x^e multiplies x's relative rounding error by |e|: 2^(bits - 24) or more leaves < 24 bits."""
         if abs(e) * self._guard >= 1:
             self.cancelled = True
+
+    def exp(self, x):
+        self._magnifies(x)  # (exp(y)'s relative error is |y| times y's: the same loss as a huge power's)
+        return self.ctx.exp(x)
 
     def ipow(self, x, n: int):
         if x == 0 and n < 0:

@@ -309,7 +309,7 @@ class Run:
             elif kind == MUL:
                 vals[i] = A.mul(a)
             elif kind == POW:
-                vals[i] = self._pow(node, a)
+                vals[i] = self._pow(i, node, a)
             elif kind == REL:
                 s = self.sign(a[0] - a[1], *args)
                 vals[i] = UNDECIDED if s is None else _RELATIONS[type(node)](s)
@@ -347,7 +347,7 @@ class Run:
         self.choice[i] = -2
         return self.A.nan()  # no condition holds: undefined here
 
-    def _pow(self, node, a) -> Any:
+    def _pow(self, i: int, node, a) -> Any:
         base, e = a
         A = self.A
         if isinstance(node.exp, sp.Integer):
@@ -359,6 +359,11 @@ class Run:
             if A.sign(base) == -1:
                 self.note_singular(f"the square root of a negative number in {_short(node)}")
             return A.sqrt(base)
+        if A.sign(base) == -1:  # a real power u^e of u < 0 exists only for an integer e (t^(1/3) at t = -8: none)
+            exponent = self.exact(self.prog.args[i][1])
+            if exponent is None or exponent.denominator != 1:
+                self.note_singular(f"a power of a negative number to an exponent that is not exactly an integer in "
+                                   f"{_short(node)}")
         return A.pow(base, e)
 
     def note_singular(self, what: str) -> None:

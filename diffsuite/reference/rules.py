@@ -16,6 +16,7 @@ through its ``fdiff``. A class with neither raises NotImplementedError naming it
 """
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 from typing import Any, Callable
 
@@ -89,6 +90,17 @@ def _log1p_check(run, i, x):
         run.note_singular(f"the log of a non-positive number in {_node(run, i)}")
 
 
+def _arc_value(fn: str) -> Callable:
+    """asin, acos: undefined (as real functions) outside [-1, 1]; a certified |u| > 1 is noted, so that the refusal
+    says so at once instead of climbing to max_bits."""
+    def value(run, i, a):
+        A, u = run.A, a[0]
+        if A.sign(u - A.one()) == 1 or A.sign(u + A.one()) == -1:
+            run.note_singular(f"{fn} of a number outside [-1, 1] in {_node(run, i)}")
+        return getattr(A, fn)(u)
+    return value
+
+
 def _arc_partials(sign: int) -> Callable:
     """asin' = 1 / sqrt(1 - u^2), acos' = -asin'. At u = +-1 exactly that divides by an exact zero: noted, so that
     the refusal names it (no precision can help there)."""
@@ -104,8 +116,12 @@ def _arc_partials(sign: int) -> Callable:
 
 
 def _node(run, i: int) -> str:
-    s = str(run.prog.nodes[i])
-    return s if len(s) <= 120 else s[:117] + "..."
+    return _short(run.prog.nodes[i])
+
+
+def _short(node: Any, n: int = 120) -> str:
+    s = str(node)
+    return s if len(s) <= n else s[:n - 3] + "..."
 
 
 def _sign_of_arg(run, i, x, derivative: bool = False) -> Any:
@@ -184,8 +200,8 @@ def _build_table() -> dict:
         sp.sin: _unary("sin", lambda A, x, v: A.cos(x)),
         sp.cos: _unary("cos", lambda A, x, v: -A.sin(x)),
         sp.tan: _unary("tan", lambda A, x, v: A.one() + v * v),
-        sp.asin: Rule(lambda run, i, a: run.A.asin(a[0]), _arc_partials(1)),
-        sp.acos: Rule(lambda run, i, a: run.A.acos(a[0]), _arc_partials(-1)),
+        sp.asin: Rule(_arc_value("asin"), _arc_partials(1)),
+        sp.acos: Rule(_arc_value("acos"), _arc_partials(-1)),
         sp.atan: _unary("atan", lambda A, x, v: A.one() / (A.one() + x * x)),
         sp.sinh: _unary("sinh", lambda A, x, v: A.cosh(x)),
         sp.cosh: _unary("cosh", lambda A, x, v: A.sinh(x)),
@@ -283,8 +299,9 @@ class TemplateRule(Rule):
     def _sub(self, run, i, prog, a):
         from .program import Run
         sub = Run(prog, run.A, a, [run.exact(j) for j in run.prog.args[i]])
-        if sub.singular:
-            run.note_singular(sub.singular)
+        if sub.singular:  # (named in the user's terms: the sub-program's dummies _u0, _u1 are this call's arguments)
+            args = [_short(run.prog.nodes[j], 60) for j in run.prog.args[i]]
+            run.note_singular(re.sub(r"\b_u(\d+)\b", lambda m: args[int(m.group(1))], sub.singular))
         run.ties += sub.ties
         if sub.ties:
             run.tie_nodes.append(tuple(run.prog.args[i]))  # (a tie inside: it depends on this call's arguments)
