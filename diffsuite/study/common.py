@@ -215,9 +215,114 @@ def fit_loglog(x, y) -> float:
 
 
 def fit_growth(depth, y) -> float:
-    """The factor per layer of ``y ~ C * factor**depth`` (least squares on log y); NaN with < 2 points."""
+    """The factor per layer of ``y ~ C * factor**depth`` (least squares on log y); NaN with < 2 points.
+
+    Only a summary of a fit: where the successive per-layer factors fall with depth (an expression tree) the fitted
+    factor depends on the depths fitted and overestimates the growth beyond them, and a linearly growing count (the
+    tape) has no constant factor at all. Reports describe growth with ``describe_growth``."""
     d, y = np.asarray(depth, float), np.asarray(y, float)
     ok = np.isfinite(y) & (y > 0)
     if ok.sum() < 2:
         return float("nan")
     return float(10 ** np.polyfit(d[ok], np.log10(y[ok]), 1)[0])
+
+
+#: successive differences (or factors) within this fraction of their median count as constant: "or nearly"
+GROWTH_TOL = 0.02
+
+
+@dataclass(frozen=True)
+class Growth:
+    """How ``y`` grows with depth, read from successive measured depths (no fit).
+
+    ``steps``: one ``(d0, d1, factor, increase)`` per pair of successive depths, the factor and the increase per
+    layer (``(y1 / y0) ** (1 / (d1 - d0))`` and ``(y1 - y0) / (d1 - d0)``). ``shape``:
+
+    - ``linear``: the increases per layer are constant (within ``GROWTH_TOL`` of their median): ``+k`` a layer;
+    - ``geometric``: the factors are constant (within ``GROWTH_TOL``): ``x r`` a layer;
+    - ``falling`` / ``rising``: neither, and the factor per layer falls (rises) from each step to the next;
+    - ``mixed``: neither, and the factor goes up and down;
+    - ``one step`` (two depths: one factor, one increase) or ``single`` (fewer than two depths).
+    """
+    shape: str
+    steps: tuple = ()
+
+    @property
+    def first(self) -> tuple | None:
+        return self.steps[0] if self.steps else None
+
+    @property
+    def last(self) -> tuple | None:
+        return self.steps[-1] if self.steps else None
+
+    @property
+    def increase(self) -> float | None:
+        """The (median) increase per layer of a linear growth, else None."""
+        return float(np.median([s[3] for s in self.steps])) if self.shape == "linear" else None
+
+    @property
+    def factor(self) -> float | None:
+        """The (median) factor per layer of a geometric growth, else None."""
+        return float(np.median([s[2] for s in self.steps])) if self.shape == "geometric" else None
+
+    def words(self, unit: str = "", bold: bool = True) -> str:
+        """The growth in words: ``linearly, by +32 scalar operations per layer``, ``by a falling factor per layer:
+        6.28 from depth 1 to 2, 2.59 from depth 7 to 8``."""
+        from .report import fmt  # (report imports this module's siblings, not this module: no cycle at import)
+        b = (lambda s: f"**{s}**") if bold else (lambda s: s)
+        u = f" {unit}" if unit else ""
+
+        def span(s) -> str:
+            return f"from depth {int(s[0])} to {int(s[1])}"
+
+        if self.shape == "single":
+            return "measured at one depth only"
+        if self.shape == "linear":
+            return f"linearly, by {b('+' + fmt(self.increase))}{u} per layer"
+        if self.shape == "geometric":
+            return f"geometrically, by a factor of {b(fmt(self.factor))} per layer"
+        if self.shape == "one step":
+            s = self.first
+            return f"by a factor of {b(fmt(s[2]))} per layer {span(s)} (+{fmt(s[3])}{u} per layer; two depths only)"
+        s0, s1 = self.first, self.last
+        if self.shape in ("falling", "rising"):
+            more = f" (+{fmt(s0[3])} and +{fmt(s1[3])}{u} per layer there)" if unit else ""
+            return f"by a {self.shape} factor per layer: {b(fmt(s0[2]))} {span(s0)}, {b(fmt(s1[2]))} {span(s1)}{more}"
+        lo, hi = min(s[2] for s in self.steps), max(s[2] for s in self.steps)
+        return (f"by a factor per layer that goes up and down between {fmt(lo)} and {fmt(hi)}: "
+                f"{b(fmt(s1[2]))} {span(s1)}")
+
+
+def describe_growth(depth, y) -> Growth:
+    """How ``y`` grows with ``depth`` (``Growth``), from the successive measured depths with a finite, positive
+    ``y``; repeated depths keep their first value."""
+    d, v = np.asarray(depth, float), np.asarray(y, float)
+    ok = np.isfinite(d) & np.isfinite(v) & (v > 0)
+    d, v = d[ok], v[ok]
+    order = np.argsort(d, kind="stable")
+    d, v = d[order], v[order]
+    keep = np.concatenate([[True], np.diff(d) > 0]) if len(d) else np.zeros(0, bool)
+    d, v = d[keep], v[keep]
+    if len(d) < 2:
+        return Growth("single")
+    gap = np.diff(d)
+    factors = (v[1:] / v[:-1]) ** (1.0 / gap)
+    increases = np.diff(v) / gap
+    steps = tuple((float(a), float(c), float(f), float(i)) for a, c, f, i in zip(d[:-1], d[1:], factors, increases))
+    if len(steps) == 1:
+        return Growth("one step", steps)
+
+    def constant(x) -> bool:
+        m = float(np.median(x))
+        return m != 0 and float(np.max(np.abs(x - m))) <= GROWTH_TOL * abs(m)
+
+    if constant(increases):
+        return Growth("linear", steps)
+    if constant(factors):
+        return Growth("geometric", steps)
+    change = np.diff(factors)
+    if (change <= 0).all():
+        return Growth("falling", steps)
+    if (change >= 0).all():
+        return Growth("rising", steps)
+    return Growth("mixed", steps)

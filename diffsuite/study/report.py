@@ -21,7 +21,7 @@ import pandas as pd
 
 from ..errors import StudyError
 from .metadata import commits_of, measuring_runs
-from .status import UNAVAILABLE, install_hint
+from .status import MEANING, UNAVAILABLE, install_hint
 from .store import RESULTS, ResultStore, dumps, write_atomic_text
 from .studies import STUDIES, study_module
 
@@ -125,18 +125,49 @@ def _meta_table(meta: dict) -> pd.DataFrame:
     th = meta.get("threads", {})
     # the commits the rows were measured from, not that of a later invocation that measured nothing
     commit = ", ".join(commits_of(meta)) or meta.get("git_commit")
+    driver = ", ".join(f"{k}={v}" for k, v in th.items() if v is not None)
+    cell_env = meta.get("cell_env")
+    # the cells of a study with its own worker environment (the timing studies: 1 BLAS thread) ran with that, not
+    # with the thread setting of the process that drove the run
+    threads = ([("threads of the cells", ", ".join(f"{k}={v}" for k, v in sorted(cell_env.items())) +
+                 " (the environment of the worker processes that measured them)"),
+                ("threads of the driver", driver)] if isinstance(cell_env, dict) and cell_env
+               else [("threads", driver)])
     rows = [("mode", "quick" if meta.get("quick") else "full"), ("diffsuite", meta.get("diffsuite")),
             ("git commit", commit), ("python", meta.get("python")), ("libraries", libs),
             ("CPU", meta.get("cpu")), ("GPU", meta.get("gpu") or f"none ({meta.get('gpu_reason', '')})"),
-            ("threads", ", ".join(f"{k}={v}" for k, v in th.items() if v is not None)),
-            ("devices", meta.get("device"))]
-    for i, r in enumerate(measuring_runs(meta), 1):
+            *threads, ("devices", meta.get("device"))]
+    runs = measuring_runs(meta)
+    for i, r in enumerate(runs, 1):
         ex, cells = r.get("executor") or {}, r.get("cells")
-        rows.append((f"run {i}", f"{r.get('started') or '?'}, commit {r.get('git_commit')}, "
-                                 f"{ex.get('kind', '?')}, {cells if cells is not None else '?'} cells"))
+        when = str(r["started"]) if r.get("started") else "date not recorded"  # ISO 8601, UTC offset included
+        rows.append((f"run {i}", f"{when}, commit {r.get('git_commit')}, "
+                                 f"{ex.get('kind', '?')}, {cells if cells is not None else '?'} cells"
+                                 + (f", command: {shown_command(r['command'])}" if r.get("command") else "")))
+    if not runs:
+        rows.append(("measured", "before run history was recorded: the date of the measurement is not stored"
+                     + ("" if meta.get("command") else ", nor the command")))
+        if meta.get("command"):
+            rows.append(("command", shown_command(meta["command"])))
     for k, v in (meta.get("skipped") or {}).items():
         rows.append((f"skipped {k}", v))
     return pd.DataFrame(rows, columns=["", "value"])
+
+
+def shown_command(command: Any) -> str:
+    """A stored command line as the report shows it: an absolute path (this machine's: a script's, an ``--out``
+    folder's) by its last part, ``.../reports``, so that a committed report names no machine's folders."""
+    import shlex
+    try:
+        tokens = shlex.split(str(command))
+    except ValueError:
+        return str(command)
+
+    def short(t: str) -> str:
+        key, eq, value = t.partition("=") if t.startswith("-") else ("", "", t)
+        return f"{key}{eq}.../{Path(value).name}" if os.path.isabs(value) and Path(value).name else t
+
+    return shlex.join(short(t) for t in tokens)
 
 
 # ----- html -----
@@ -222,7 +253,9 @@ def check_study_folder(study: str, out: Path, meta: dict) -> None:
 def build(study: str, out: Path) -> Report:
     """The study's report from its stored rows. Rows not run for a missing package are not measurements: the
     study's ``report`` never sees them, and a closing "Not run on this machine" section names each, with the
-    command that installs what it needs."""
+    command that installs what it needs. Every other row that did not finish (``budget``, ``refused``, ``error``)
+    and that the study's own report does not list (``unlisted_failures``) goes into a closing "Cells that did not
+    finish" table, so that no failed cell is dropped silently."""
     table, meta = load(study, out)
     check_study_folder(study, out, meta)
     module = study_module(study)
@@ -244,6 +277,11 @@ def build(study: str, out: Path) -> Report:
                 raise  # a bug in the study's report, not rows it was not written for
             rep = failures_report(module, measured, f"The report could not be drawn from these rows "
                                                     f"({type(e).__name__}: {e})")
+        else:
+            unlisted = unlisted_failures(module, measured)
+            if len(unlisted):
+                rep.blocks += unfinished_section(unlisted)
+                rep.findings["unlisted_failed_rows"] = len(unlisted)
     commits = commits_of(meta)
     if len(commits) > 1:  # a resumed result set measured by several source trees: say so before anything else
         rep.blocks.insert(0, Para(f"**Warning:** these results were measured by {len(measuring_runs(meta))} runs "
@@ -269,6 +307,62 @@ def failures_report(module, rows: pd.DataFrame, why: str) -> Report:
         Para(f"{why}: {n_bad} of {len(rows)} rows failed. The messages below say why; fix the configuration "
              "or the environment and rerun (cells stored with status error are measured again)."),
         Table(counts, "Failures by message")], {"failed_rows": n_bad})
+
+
+def unlisted_failures(module, rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows that did not finish (a status other than ``ok``) and that the study's own report does not list.
+    A study whose report lists some says which with ``shown_failures(table)``: a boolean Series over ``table``'s
+    rows (e.g. every non-ok row, when its report has a table of them); without it, none is listed."""
+    status = rows["status"] if "status" in rows else pd.Series("ok", index=rows.index)
+    bad = status.fillna("error").astype(str) != "ok"
+    hook = getattr(module, "shown_failures", None)
+    if hook is not None and bad.any():
+        bad &= ~hook(rows).reindex(rows.index, fill_value=False).fillna(False).astype(bool)
+    return rows[bad]
+
+
+def cell_params(cell_id: Any) -> dict:
+    """A cell's parameters read back from its id (``problem=mlp|method=finite_diff[central]``), as text; an id that
+    is not of that form (a hand-edited row) is ``{"cell": id}``."""
+    text = "" if cell_id is None or (isinstance(cell_id, float) and math.isnan(cell_id)) else str(cell_id)
+    parts = [p.split("=", 1) for p in text.split("|")] if text else []
+    if not parts or any(len(p) != 2 or not p[0] for p in parts):
+        return {"cell": text}
+    return dict(parts)
+
+
+def failures_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows that did not finish, one line per cell, status and message: the cell's parameters (from its id, so a
+    row that lacks its parameter columns is listed too), status, message and how many rows gave it."""
+    cells = rows["cell"] if "cell" in rows else pd.Series("", index=rows.index)
+    params = [cell_params(c) for c in cells]
+    keys = list(dict.fromkeys(k for p in params for k in p)) or ["cell"]
+    df = pd.DataFrame({k: [p.get(k, "") for p in params] for k in keys}, index=rows.index)
+    df["status"] = rows["status"].fillna("error").astype(str) if "status" in rows else "error"
+    df["message"] = rows["message"].fillna("").astype(str) if "message" in rows else ""
+    return (df.groupby(keys + ["status", "message"], sort=False).size().reset_index(name="rows")
+            .sort_values(keys + ["status", "message"], kind="stable").reset_index(drop=True))
+
+
+UNFINISHED_LIMIT = 60  # lines of the "Cells that did not finish" table; the rest are counted, not listed
+
+
+def unfinished_section(rows: pd.DataFrame) -> list:
+    """The closing "Cells that did not finish" blocks for ``rows`` (see ``failures_table``)."""
+    t = failures_table(rows)
+    cells = t.drop(columns=["status", "message", "rows"]).drop_duplicates()
+    statuses = list(dict.fromkeys(t["status"]))
+    meaning = "; ".join(f"{st}: {MEANING.get(st, 'a status this version does not know')}" for st in statuses)
+    one = len(rows) == 1
+    text = (f"{len(rows)} row{'' if one else 's'} of {len(cells)} cell{'s' if len(cells) != 1 else ''} did not "
+            f"finish; {'it is' if one else 'they are'} in none of the figures and tables above ({meaning}).")
+    if "cell_failed" in rows and rows["cell_failed"].fillna(False).astype(bool).any():
+        text += " A cell whose measurement raised (`cell_failed`) is measured again by the next run."
+    if len(t) > UNFINISHED_LIMIT:
+        text += (f" The first {UNFINISHED_LIMIT} of {len(t)} lines are below; `results.csv` holds every row "
+                 "(column `status`).")
+    return [Heading("Cells that did not finish"), Para(text),
+            Table(t.head(UNFINISHED_LIMIT), "Cells that did not finish, by status and message")]
 
 
 def not_run_section(rows: pd.DataFrame) -> Bullets:

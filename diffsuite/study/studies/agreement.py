@@ -232,6 +232,12 @@ def disagreements(rows: pd.DataFrame) -> pd.DataFrame:
                                                          ascending=[True, True, False], ignore_index=True)
 
 
+def shown_failures(table: pd.DataFrame) -> pd.Series:
+    """The non-ok rows this report lists or counts (crashes per method; problems without a reference): those with a
+    method; ``report.build`` lists the others."""
+    return (table["status"] != "ok") & table["method"].notna()
+
+
 def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
     measured = table[table["method"].notna()] if "method" in table else table.iloc[0:0]
     no_ref = measured[measured["method"] == "reference"]

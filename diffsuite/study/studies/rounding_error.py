@@ -13,6 +13,7 @@ is a row with status ``refused`` (by design, not a failure) and no error value, 
 """
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -144,6 +145,32 @@ def measure(config: Config, params: dict) -> list[dict]:
 
 
 # ----- report -----
+#: the message of a step refusal (``failure_row``: ``Type: message``; a traceback location may follow), also in rows
+#: stored before the ``refused`` status existed, which recorded the same refusals with status ``error``
+_REFUSAL = re.compile(r"^\s*(?:[\w.]+\.)?StepUnderflowError\b")
+
+
+def step_refusals(table: pd.DataFrame) -> pd.Series:
+    """The rows that are step refusals (``StepUnderflowError``): status ``refused``, or status ``error`` with a
+    ``StepUnderflowError`` message (rows measured before that status existed)."""
+    status = table["status"].fillna("").astype(str)
+    message = table["message"].fillna("").astype(str) if "message" in table else pd.Series("", index=table.index)
+    return (status == "refused") | ((status == "error") & message.str.contains(_REFUSAL))
+
+
+def shown_failures(table: pd.DataFrame) -> pd.Series:
+    """The non-ok rows this report lists: the step refusals it counts in its table (``refused steps``), those of a
+    (problem, method, dtype) with a row in that table; every other failure goes to the closing table of
+    ``report.build``."""
+    counted = step_refusals(table)
+    if not counted.any():
+        return counted
+    best = best_table(table)
+    keys = set(zip(best["problem"], best["method"], best["dtype"])) if len(best) else set()
+    return counted & pd.Series([k in keys for k in zip(table["problem"], table["method"], table["dtype"])],
+                               index=table.index)
+
+
 def order(scheme: str, levels: int = 4) -> int:
     """The truncation order p of a scheme (Richardson: 2 * levels, as the differentiator uses it)."""
     from ...differentiators.finite_diff.steps import scheme_order
@@ -189,9 +216,11 @@ def optimum(scheme: str, dtype: str, levels: int = 4, problem: str | None = None
 
 
 def best_table(table: pd.DataFrame, levels: int = 4) -> pd.DataFrame:
-    """Per (problem, scheme, dtype): the best step of the sweep grid, the automatic step, and the smallest error
-    of the two (``smallest at``: the step, or ``auto``)."""
-    ok = table[(table["status"] == "ok") & table["method"].str.startswith("finite_diff")]
+    """Per (problem, scheme, dtype): the best step of the sweep grid, the automatic step, the smallest error of
+    the two (``smallest at``: the step, or ``auto``) and the steps refused (``step_refusals``: also those stored
+    with status ``error`` before the ``refused`` status existed)."""
+    ok = table[(table["status"] == "ok") & table["method"].astype(str).str.startswith("finite_diff")]
+    refused = step_refusals(table)
     rows = []
     for (p, m, d), g in ok.groupby(["problem", "method", "dtype"], sort=False):
         sweep = g[g["step_kind"] == "sweep"].dropna(subset=["rel_error"])
@@ -210,13 +239,13 @@ def best_table(table: pd.DataFrame, levels: int = 4) -> pd.DataFrame:
                      "error at auto h": auto_err,
                      "smallest error": auto_err if auto_wins else float(best["rel_error"]),
                      "smallest at": "auto" if auto_wins else fmt(float(best["h"])),
-                     "refused steps": int((table[(table["problem"] == p) & (table["method"] == m)
-                                                 & (table["dtype"] == d)]["status"] == "refused").sum())})
+                     "refused steps": int(refused[(table["problem"] == p) & (table["method"] == m)
+                                                  & (table["dtype"] == d)].sum())})
     return pd.DataFrame(rows)
 
 
 def line_table(table: pd.DataFrame) -> pd.DataFrame:
-    ok = table[(table["status"] == "ok") & ~table["method"].str.startswith("finite_diff")]
+    ok = table[(table["status"] == "ok") & ~table["method"].astype(str).str.startswith("finite_diff")]
     return ok[["problem", "method", "dtype", "rel_error"]].reset_index(drop=True)
 
 
@@ -314,6 +343,18 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
         rule_note += (f"In {findings['scaling_rule_rows_equal_to_auto_step']} rows it equals the automatic step by "
                       "construction (the automatic step is eps^(1/(p+1)) max(1, |theta_i|), and |theta_i| <= 1 "
                       "there), so those rows do not test the rule against the automatic step.")
+    refused = step_refusals(table)
+    findings["refused_steps"] = int(refused.sum())
+    findings["refused_steps_stored_as_error"] = int((refused & (table["status"] == "error")).sum())
+    n_ref = findings["refused_steps"]
+    refused_note = (f"{n_ref} step{' was' if n_ref == 1 else 's were'} refused (`StepUnderflowError`: the step "
+                    "vanishes in the dtype, or the change of f it makes rounds to 0, so the quotient would be exactly "
+                    "0): gaps in the curves, counted per scheme in the table (refused steps)."
+                    if n_ref else "No step was refused.")
+    if findings["refused_steps_stored_as_error"]:
+        refused_note += (f" {findings['refused_steps_stored_as_error']} of them are stored with status error (measured "
+                         "before the refused status existed); their messages show the refusal, and they are counted "
+                         "as refused.")
     refs = sorted(set(table["reference"].dropna())) if "reference" in table else []
     blocks = [
         Heading("What the data show"),
@@ -327,6 +368,7 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
                f"scheme at its automatic step (median over parameters); dashed horizontals: reverse mode and "
                f"symbolic, which have no step. Errors of exactly 0 are drawn at {FLOOR:g}."),
         Table(best, "Per scheme: best step of the sweep grid, h*, automatic step, and the smallest error of both"),
+        Para(refused_note),
         Para("h*: for the scalar problem and the forward, backward, central and five-point stencils, the minimum of "
              "E(h) = C h^p + eps |f| / h with C the stencil's leading truncation constant times |f^(p+1)| (1/2, 1/2, "
              "1/6, 1/30), from f's derivatives computed exactly with sympy: h* = (eps |f| / (p C))^(1/(p+1)). "

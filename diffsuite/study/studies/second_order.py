@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from ..common import fit_growth, fit_loglog
+from ..common import describe_growth, fit_loglog
 from ..figures import figure_legend, method_order, plot_kwargs, save, subplots
 from ..report import Bullets, Figure, Heading, Para, Report, Table, fmt
 from ..runner import cell
@@ -42,6 +42,9 @@ SERIAL = True  # the cost cells are timings: never more than one cell at a time
 ROUNDS = 3  # gradient-then-HVP timing rounds per cost cell
 ONE_ROUND_AFTER_S = 1.0  # a cost cell whose first HVP call takes this long or longer is timed in one round
 HVP_DISAGREE = 1e-3  # a cost row whose HVP differs from forward-over-reverse's by more (relative) is flagged
+#: a cost row whose rounds' ratios spread (max - min) over more than this fraction of its (median) ratio is flagged
+#: ``noisy``: its rounds disagree too much for the ratio to be quoted as a maximum (the machine's load changed)
+SPREAD_FLAG = 0.5
 HESSIAN_FLOOR = 1e-17  # where the Hessian-error figure draws errors below it (exact zeros included)
 TITLE = "Second order"
 QUESTION = ("How accurate are Hessians and Hessian-vector products from each method, what does an HVP cost "
@@ -325,16 +328,24 @@ def accuracy_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def cost_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The ok cost rows: times, ratio, the rounds timed and, where stored, how far the timed HVP is from
-    forward-over-reverse's (``HVP check``: ``differs`` beyond ``HVP_DISAGREE``)."""
+    """The ok cost rows: times, ratio, the spread of the rounds' ratios (``spread check``: ``noisy`` beyond
+    ``SPREAD_FLAG`` times the ratio, ``one round`` where there was a single round), the rounds timed and, where
+    stored, how far the timed HVP is from forward-over-reverse's (``HVP check``: ``differs`` beyond
+    ``HVP_DISAGREE``)."""
     cost = _ok(table, "cost")
     cols = ["method", "net", "batch", "n_params", "grad_s", "hvp_s", "ratio"]
-    cols += [c for c in ("rounds", "rel_diff_from_fwd_rev") if c in cost]
+    cols += [c for c in ("ratio_spread", "rounds", "rel_diff_from_fwd_rev") if c in cost]
     if not len(cost):
         return pd.DataFrame(columns=cols)
     out = cost[cols].sort_values(["method", "n_params"]).reset_index(drop=True)
     if "rounds" in out:
         out["rounds"] = out["rounds"].map(lambda r: int(r) if pd.notna(r) else None).astype(object)
+    if "ratio_spread" in out:
+        spread, ratio = out["ratio_spread"].astype(float), out["ratio"].astype(float)
+        single = out["rounds"].map(lambda r: r == 1) if "rounds" in out else pd.Series(False, index=out.index)
+        out.insert(out.columns.get_loc("ratio_spread") + 1, "spread check",
+                   np.where(spread.isna(), "", np.where(spread > SPREAD_FLAG * ratio, "noisy",
+                                                        np.where(single.astype(bool), "one round", "ok"))))
     if "rel_diff_from_fwd_rev" in out:
         d = out["rel_diff_from_fwd_rev"].astype(float)
         out["HVP check"] = np.where(d.isna(), "", np.where(d > HVP_DISAGREE, "differs", "ok"))
@@ -379,6 +390,12 @@ def growth_table(table: pd.DataFrame) -> pd.DataFrame:
             "grad_cse_nodes", "hessian_cse_nodes"]
     return gr[[c for c in cols if c in gr]].sort_values("depth").reset_index(drop=True) if len(gr) else \
         pd.DataFrame(columns=cols)
+
+
+def shown_failures(table: pd.DataFrame) -> pd.Series:
+    """The non-ok rows the report's own "Cells that did not finish" table lists: those naming their kind of cell;
+    ``report.build`` lists the others (a hand-edited row, say) by their cell id."""
+    return (table["status"] != "ok") & table["kind"].notna()
 
 
 def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
@@ -445,12 +462,22 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
         c = ct[ct["method"] == m]
         if len(c):
             last = c.iloc[-1]
+            noisy = (c["spread check"] == "noisy") if "spread check" in c else pd.Series(False, index=c.index)
             findings[f"{m}_ratio_at_largest"] = float(last["ratio"])
             findings[f"{m}_largest_n"] = int(last["n_params"])
-            findings[f"{m}_ratio_max"] = float(c["ratio"].max())
+            findings[f"{m}_noisy_sizes"] = int(noisy.sum())
+            flag = (f"; flagged noisy: the range of its rounds' ratios, {fmt(float(last['ratio_spread']))}, exceeds "
+                    f"{fmt(SPREAD_FLAG)} times the ratio" if noisy.loc[last.name] else "")
+            clean = c[~noisy]
+            if len(clean):
+                findings[f"{m}_ratio_max_unflagged"] = float(clean["ratio"].max())
+                most = (f"at most {fmt(findings[f'{m}_ratio_max_unflagged'])} over the {len(clean)} measured "
+                        f"size{'s' if len(clean) != 1 else ''} not flagged"
+                        + (f" ({int(noisy.sum())} of {len(c)} flagged noisy)" if noisy.any() else ""))
+            else:
+                most = f"every one of its {len(c)} sizes is flagged noisy, so no maximum is quoted"
             bullets.append(f"{m}: an HVP costs **{fmt(last['ratio'])}** gradients at n = {int(last['n_params']):,} "
-                           f"({last['net']}, batch {int(last['batch'])}); at most {fmt(c['ratio'].max())} over the "
-                           "measured sizes.")
+                           f"({last['net']}, batch {int(last['batch'])}{flag}); {most}.")
     for m in ("forward[fwd-fwd]", "finite_diff[central]", "finite_diff[complex_step]", "symbolic[cse]"):
         c = ct[ct["method"] == m]
         if len(c) >= 2:
@@ -492,10 +519,15 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
               ("hessian_dag_nodes", "Hessian, DAG", "symbolic[cse]", "--"),
               ("grad_cse_nodes", "gradient, after CSE", "symbolic[no-cse]", ":"),
               ("hessian_cse_nodes", "Hessian, after CSE", "symbolic[cse]", ":"))
+    shapes = {}
     for col, label, style, ls in series:
         if col in gt and gt[col].notna().any():
             ax.plot(gt["depth"], gt[col], label=label, **plot_kwargs(style, linestyle=ls))
-            findings[f"{col}_factor"] = fit_growth(gt["depth"], gt[col])
+            shapes[col] = d = describe_growth(gt["depth"], gt[col])  # from depth to depth, no fit
+            findings[f"{col}_growth"] = d.shape
+            if d.last:
+                findings[f"{col}_first_step_factor"], findings[f"{col}_last_step_factor"] = d.first[2], d.last[2]
+                findings[f"{col}_last_step_depths"] = [int(d.last[0]), int(d.last[1])]
     ax.set_yscale("log")
     ax.set_xlabel("depth (hidden layers)")
     ax.set_ylabel("expression size (nodes)")
@@ -504,21 +536,32 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
     if len(gt):
         figure_legend(fig, ax, ncol=3)
     save(fig, out_dir / "symbolic_growth.png")
-    if "hessian_tree_nodes_factor" in findings and "grad_tree_nodes_factor" in findings:
-        bullets.append(f"Symbolic expression trees grow by a factor of **{fmt(findings['grad_tree_nodes_factor'])}** "
-                       f"per layer for the gradient and **{fmt(findings['hessian_tree_nodes_factor'])}** for the "
-                       "Hessian; after CSE, by "
-                       f"{fmt(findings.get('grad_cse_nodes_factor'))} and {fmt(findings.get('hessian_cse_nodes_factor'))}.")
+    if "hessian_tree_nodes" in shapes and "grad_tree_nodes" in shapes:
+        after = [f"the gradient's {shapes['grad_cse_nodes'].words(bold=False)}" if "grad_cse_nodes" in shapes else "",
+                 f"the Hessian's {shapes['hessian_cse_nodes'].words(bold=False)}" if "hessian_cse_nodes" in shapes
+                 else ""]
+        after = [a for a in after if a]
+        bullets.append(f"From depth to depth, the gradient's expression tree grows "
+                       f"{shapes['grad_tree_nodes'].words()}; "
+                       f"the Hessian's {shapes['hessian_tree_nodes'].words()}"
+                       + (f". After CSE, {'; '.join(after)}." if after else "."))
     budget = table[(table["kind"] == "growth") & (table["status"] == "budget")]
     if len(budget):
         findings["growth_budget_depth"] = int(budget["depth"].min())
         bullets.append(f"The symbolic Hessian ran out of budget at depth **{int(budget['depth'].min())}**.")
 
     parts = []
-    fr, fl = findings.get("forward[fwd-rev]_ratio_max"), findings.get("forward[fwd-rev]_ratio_at_largest")
-    if fr is not None:
-        parts.append(f"a forward-over-reverse HVP cost {fmt(fl)} gradients on the largest net and at most {fmt(fr)} "
-                     "on any measured net")
+    fl = findings.get("forward[fwd-rev]_ratio_at_largest")
+    if fl is not None:
+        fr, k = findings.get("forward[fwd-rev]_ratio_max_unflagged"), findings["forward[fwd-rev]_noisy_sizes"]
+        n = len(ct[ct["method"] == "forward[fwd-rev]"])
+        at_largest = ct[ct["method"] == "forward[fwd-rev]"].iloc[-1]
+        noisy_largest = " (flagged noisy)" if at_largest.get("spread check") == "noisy" else ""
+        most = (f"at most {fmt(fr)} on the {n - k} net{'s' if n - k != 1 else ''} not flagged noisy"
+                if fr is not None else "every net flagged noisy")
+        parts.append(f"a forward-over-reverse HVP cost {fmt(fl)} gradients on the largest net{noisy_largest} and "
+                     f"{most}" + (f" ({k} of {n} flagged: the range of their rounds' ratios exceeds {fmt(SPREAD_FLAG)} "
+                                  "times the ratio)" if k and fr is not None else ""))
     ad = [findings.get(f"{m}_max_hessian_err") for m in ("forward[fwd-rev]", "reverse[rev-rev]", "forward[fwd-fwd]")]
     ad = [e for e in ad if e is not None]
     if ad:
@@ -528,11 +571,16 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
         parts.append(f"central second differences within {fmt(cd)} (about sqrt(eps): half the digits)")
     if cs is not None:
         parts.append(f"the complex step over a central difference within {fmt(cs)} (about eps^(2/3))")
-    g, h = findings.get("grad_tree_nodes_factor"), findings.get("hessian_tree_nodes_factor")
-    if g is not None and h is not None:
-        parts.append(f"and symbolic trees grow by {fmt(h)} per layer for the Hessian against {fmt(g)} for the "
-                     "gradient")
+    g, h = shapes.get("grad_tree_nodes"), shapes.get("hessian_tree_nodes")
+    if g is not None and h is not None and g.last and h.last and g.last[:2] == h.last[:2]:
+        falling = (" (factors that fall with depth)" if g.shape == h.shape == "falling" else "")
+        parts.append(f"and from depth {int(h.last[0])} to {int(h.last[1])} the symbolic Hessian's expression tree grew "
+                     f"by a factor of {fmt(h.last[2])} against the gradient's {fmt(g.last[2])}{falling}")
     verdict = ("Measured here: " + "; ".join(parts) + ".") if parts else "No cell finished."
+    notes = ([f"ratio_spread: max - min of the rounds' ratios; spread check: noisy where it exceeds {fmt(SPREAD_FLAG)} "
+              "times the ratio, one round where a single round was timed"] if "ratio_spread" in ct else []) + \
+        ([f"rel_diff_from_fwd_rev: the timed HVP against forward-over-reverse's; HVP check: differs beyond "
+          f"{HVP_DISAGREE:g}"] if "rel_diff_from_fwd_rev" in ct else [])
     blocks = [
         Heading("What the data show"), Para(verdict), Bullets(bullets),
         Figure("hessian_error.png", hessian_caption),
@@ -543,16 +591,14 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
         Figure("symbolic_growth.png", "Symbolic expression sizes of the gradient and the Hessian against depth."),
         Table(at, "Hessian errors against the exact Hessian (rounded to float64); HVP errors against that Hessian "
                   "times v, computed in float64"),
-        Table(ct, "HVP cost against one gradient" + (
-            f" (rel_diff_from_fwd_rev: the timed HVP against forward-over-reverse's; HVP check: differs beyond "
-            f"{HVP_DISAGREE:g})" if "rel_diff_from_fwd_rev" in ct else "")),
+        Table(ct, "HVP cost against one gradient" + ((" (" + "; ".join(notes) + ")") if notes else "")),
         Table(gt, "Symbolic gradient and Hessian sizes"),
         Para("Errors are max|H - H_ref| / max|H_ref| over all n^2 entries, H_ref being the exact Hessian, "
              f"{_reference_words(acc)}; HVP errors are max|Hv - H_ref v| / max|H_ref v| over "
              "n entries (v random normal), H_ref v being the product of that rounded Hessian with v in float64. "
              "Times are medians (study/timing.py) in one process with one BLAS thread; " + rounds_sentence(ct)),
     ]
-    bad = table[table["status"] != "ok"]
+    bad = table[shown_failures(table)]
     if len(bad):
         cols = [c for c in ("kind", "method", "case", "net", "depth", "status", "message") if c in bad]
         blocks.append(Table(bad[cols], "Cells that did not finish"))

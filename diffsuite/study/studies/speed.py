@@ -344,6 +344,12 @@ def _loglog_per_method(ok: pd.DataFrame, methods: list, column: str, ylabel: str
     save(fig, path)
 
 
+def shown_failures(table: pd.DataFrame) -> pd.Series:
+    """The non-ok rows this report tells (budget sentences; "Methods that failed" with the message): budget and
+    error rows of a method; ``report.build`` lists the others with their messages."""
+    return table["status"].isin(("budget", "error")) & table["method"].notna()
+
+
 def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
     ok = table[table["status"] == "ok"]
     methods = method_order(table["method"].unique())
@@ -426,7 +432,7 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
               conditions,
               Para(f"Machine: {meta.get('cpu', '?')}; GPU: {meta.get('gpu') or 'none'}. Absolute times hold for this "
                    "machine only; slopes and ratios travel better.")]
-    failed = table[table["status"] == "error"]
+    failed = table[(table["status"] == "error") & table["method"].notna()]
     if len(failed) and "message" in failed:
         msg = failed.groupby("method")["message"].first().reset_index()
         msg["count"] = failed.groupby("method").size().values

@@ -361,7 +361,8 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
     cfg = meta.get("config", {})
     target = cfg.get("target_acc", 0.9)
     summary = summary_table(table, target)
-    regs = list(dict.fromkeys(table["reg"]))
+    # the regularisers of the runs that trained (a failure row without cell parameters has none: NaN, not text)
+    regs = [str(r) for r in dict.fromkeys(table.loc[table["status"] == "ok", "reg"].dropna())]
     _curves(table, out_dir, "step", "train_loss", "loss_vs_step.png", "step", "training loss (full train split)",
             logy=True)
     _curves(table, out_dir, "wall_s", "test_acc", "accuracy_vs_time.png", "wall time of the steps (s)",
