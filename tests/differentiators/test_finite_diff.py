@@ -151,10 +151,11 @@ def test_every_scheme_reports_the_same_stats_keys(scheme):
 
 # ----- costs and steps -----
 @pytest.mark.parametrize("scheme, levels, expected", [
-    # (one-sided schemes with automatic steps: a second point at h/2 on the same side, for the truncation model)
+    # (one-sided schemes with automatic steps: a second point at h/2 on the same side, for the truncation model;
+    # Richardson with automatic steps: one point per entry off its power-of-2 levels, against aliasing a period)
     ("forward", 4, lambda n: 2 * n + 1), ("backward", 4, lambda n: 2 * n + 1), ("central", 4, lambda n: 2 * n + 1),
-    ("five_point", 4, lambda n: 4 * n + 1), ("richardson", 3, lambda n: 6 * n + 1),
-    ("richardson", 4, lambda n: 8 * n + 1), ("complex_step", 4, lambda n: n + 1)])
+    ("five_point", 4, lambda n: 4 * n + 1), ("richardson", 3, lambda n: 7 * n + 1),
+    ("richardson", 4, lambda n: 9 * n + 1), ("complex_step", 4, lambda n: n + 1)])
 def test_evaluation_counts(scheme, levels, expected):
     obj, theta, _ = lecture_problem()
     calls = []

@@ -4,10 +4,13 @@
 
 Cost model (objective evaluations per gradient, the value included; n parameters): forward/backward n + 1
 (2n + 1 with automatic steps: a point at h/2 measures their truncation), central 2n + 1, five_point 4n + 1,
-richardson 2n * levels + 1, complex_step n + 1 (n of them in complex arithmetic, about 2-4 times a real
-evaluation), plus the evaluations of entries that step control tries again (``stats["n_retry_evals"]``;
-complex step: an entry whose Im f came out subnormal, or one at theta_i == 0 with a tiny derivative). With
-``batch=k`` an objective evaluates k stencil points per call (``batched``): same evaluations, less overhead.
+richardson 2n * levels + 1 (2n * levels + n + 1 with automatic steps: a check point per entry off its ratio-2
+grid), complex_step n + 1 (n of them in complex arithmetic, about 2-4 times a real evaluation), plus the
+evaluations of entries that step control tries again or checks (``stats["n_retry_evals"]``: central's quotient
+at h/2 where its values show no curvature, two one-sided points where a kink persists; complex step: an entry
+whose Im f came out subnormal, or one at theta_i == 0 with a tiny derivative). An f(theta) that is NaN or inf
+costs 1: no derivative, every entry NaN (``DomainWarning``). With ``batch=k`` an objective evaluates k stencil
+points per call (``batched``): same evaluations, less overhead.
 
 Error model: truncation C h^p (p = 1, 1, 2, 4, 2 * levels; complex step h^2 with no subtraction) plus
 rounding about eps |f| / h for the real schemes. The automatic step h_i = eps^(1/(p+1)) max(1, |theta_i|)
@@ -19,16 +22,19 @@ Step control (``control``) then evaluates again, at a step of its own, each entr
 domain, straddled a kink near theta_i, truncated far more than it rounded, or lost f's change in f's rounding
 (``stats["step_changes"]``); an enlarged step never goes past what the entry's own truncation estimate allows.
 An entry whose step control does not settle (results that keep changing beyond their rounding without
-converging) is listed in ``stats["unsettled_params"]`` and named by an ``UnsettledStepWarning``, with no error
-bound. Richardson's ``stats["error_estimate"]`` is 2 (|R[L,L] - R[L,L-1]| + rounding), inf for an unsettled
-entry.
+converging, or a search that stops, at its smallest step or out of tries, still truncating) is listed in
+``stats["unsettled_params"]`` and named by an ``UnsettledStepWarning``, with no error bound. Richardson's
+``stats["error_estimate"]`` is 2 (|R[L,L] - R[L,L-1]| + rounding), inf for an unsettled entry.
 
 Kinks (relu, max, min, abs, hinge, step): a real difference quotient whose evaluations straddle a
 kink averages two one-sided derivatives. With ``kink_check`` the objective runs under a namespace
-that records each kink op's branch; parameters whose stencil changes a branch are listed in
-``stats["kink_params"]`` and named by a ``KinkWarning``. The complex step evaluates kink ops on the
+that records each kink op's branch; parameters whose stencil changes a branch, and whose two one-sided
+derivatives differ (relu(t) - relu(-t) is smooth: not reported), are listed in ``stats["kink_params"]`` and
+named by a ``KinkWarning``. The complex step evaluates kink ops on the
 real part, so it returns the conventional subgradient (docs/architecture.md) (relu'(0) = 0) exactly; parameters whose
-perturbation passes through an exact tie are listed in ``stats["kink_tie_params"]`` (no warning).
+perturbation passes through an exact tie are listed in ``stats["kink_tie_params"]`` (no warning). theta is bound
+as ``RealOrdered`` (comparisons, of its scalars too, on the real part); a numpy ufunc that is not analytic
+(np.abs, np.sign, np.conj) on it is refused with a TypeError.
 
 The float32 trap: a step below the spacing of floats at theta_i leaves theta_i + h == theta_i and
 the quotient exactly 0. With automatic steps such an entry gets a longer step; an explicit step (or an f
@@ -60,7 +66,7 @@ from ..base import (Gradient, HigherOrder, check_result, flatten_params, grad_le
 from . import higher
 from .batched import bind_objective_batched, evaluate_batched
 from .control import RICHARDSON_SAFETY, TRUNCATION_RATIO, Entry, Rule, StepControl, noise_of
-from .namespaces import COMPLEX, KinkTracker, RealOrdered
+from .namespaces import COMPLEX, KinkTracker, NotAnalyticError, RealOrdered
 from .steps import COMPLEX_DTYPES, COMPLEX_STEP, DTYPES, SCHEMES, auto_steps, complex_steps, scheme_order
 
 MAX_LEVELS = 10
@@ -91,6 +97,11 @@ class UnsettledStepWarning(UserWarning):
 
 class StepUnderflowError(RefusedByDesign):
     """theta_i + h == theta_i in the evaluation dtype: the quotient would be exactly 0 (refused by design)."""
+
+
+def _is_int(value: Any) -> bool:
+    """An int option's value: an int or numpy integer, never a bool (True would read as 1)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def _name_list(names: list[str], limit: int = 8) -> str:
@@ -134,15 +145,21 @@ class FiniteDiff(HigherOrder):
             raise ValueError(f"unknown finite-difference scheme {self.scheme!r}; choose one of {', '.join(SCHEMES)}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
-        if not (isinstance(self.levels, (int, np.integer)) and 1 <= self.levels <= MAX_LEVELS):
-            raise ValueError(f"levels (Richardson's number of step halvings) must be an int from 1 to {MAX_LEVELS}; "
-                             f"got {self.levels!r}")
+        if not (_is_int(self.levels) and 1 <= self.levels <= MAX_LEVELS):
+            raise ValueError(f"levels (Richardson's number of central differences h, h/2, ...) must be an int from 1 "
+                             f"to {MAX_LEVELS} (not a bool); got {self.levels!r}")
         if self.scheme != "richardson" and self.levels != DEFAULT_LEVELS:
             raise ValueError(f"levels applies only to scheme='richardson' (its number of central differences); "
                              f"scheme={self.scheme!r} would ignore levels={self.levels!r}: leave levels at its "
                              f"default ({DEFAULT_LEVELS}) or use scheme='richardson'")
-        if not (isinstance(self.batch, (int, np.integer)) and self.batch >= 1):
-            raise ValueError(f"batch (stencil points per objective call) must be an int >= 1; got {self.batch!r}")
+        if not (_is_int(self.batch) and self.batch >= 1):
+            raise ValueError(f"batch (stencil points per objective call) must be an int >= 1 (not a bool: batch=True "
+                             f"is not a batch size); got {self.batch!r}")
+        for option in ("kink_check", "warn"):
+            flag = getattr(self, option)
+            if not isinstance(flag, (bool, np.bool_)):
+                raise ValueError(f"{option} must be True or False; got {flag!r}")
+            object.__setattr__(self, option, bool(flag))
         if self.batch > 1 and self.scheme == "complex_step":
             raise ValueError("batch > 1 applies to the real schemes; complex_step evaluates one point per call: "
                              "use batch=1")
@@ -257,6 +274,7 @@ class FiniteDiff(HigherOrder):
             raise ValueError(f"batch={self.batch} needs an Objective (its batched evaluation is known); {who} is "
                              "a plain function, evaluated one point per call: use batch=1")
         real = DTYPES[self.dtype]
+        self._check_fits(theta, names)
         nominal = self._nominal_steps(theta)
         t0 = theta.astype(real)
         tracker = KinkTracker(NUMPY) if self.kink_check else None
@@ -265,7 +283,8 @@ class FiniteDiff(HigherOrder):
         params = _bind_views(bind, buffer)
         if tracker:
             tracker.start()
-        center = call(xp, params)
+        with _quiet():  # (a value that is NaN or inf is reported below, not by numpy's warnings)
+            center = call(xp, params)
         scalar_check(np.shape(center), who)
         center_sig = tracker.record() if tracker else None
         if center_sig == b"":  # no kink op on the path at all (a smooth network): track nothing, pay nothing
@@ -276,6 +295,8 @@ class FiniteDiff(HigherOrder):
                                  "nonfinite_params": [], "unsettled_params": [],
                                  "n_retry_evals": 0}  # the same keys for every scheme
 
+        if not np.isfinite(value):
+            return self._no_derivative(value, theta, nominal, names, who, stats)
         if self.scheme == "complex_step":
             grad, kinks, steps, zero, n_probes, n_retry, changes = self._complex(theta, nominal, bind, call, names,
                                                                                  who, value)
@@ -299,6 +320,31 @@ class FiniteDiff(HigherOrder):
                 stacklevel=3)
         return Gradient(value, grad.astype(np.float64), stats)
 
+    def _check_fits(self, theta: np.ndarray, names: list[str]) -> None:
+        """Refuse finite entries of theta that overflow the evaluation dtype (float32: |theta_i| > 3.4e38)."""
+        with np.errstate(over="ignore"):
+            bad = np.flatnonzero(np.isfinite(theta) & ~np.isfinite(theta.astype(DTYPES[self.dtype])))
+        if len(bad):
+            detail = ", ".join(f"{names[i]} = {theta[i]:.6g}" for i in bad[:6]) + (" ..." if len(bad) > 6 else "")
+            raise ValueError(f"{self.label}: {len(bad)} parameter(s) do not fit {self.dtype} (largest finite "
+                             f"{float(np.finfo(DTYPES[self.dtype]).max):.3g}): {detail}. They would become inf, "
+                             "and f and every difference of f with them. Use dtype='float64' or rescale theta.")
+
+    def _no_derivative(self, value, theta, nominal, names, who, stats) -> Gradient:
+        """f(theta) is NaN or +-inf: no derivative exists there. Every entry is NaN (as central's differences of
+        NaN or inf give), nothing more is evaluated, and a ``DomainWarning`` says so (``nonfinite_params``: all).
+        Complex step used to return finite nonsense there: sqrt(t0 - 1) + t1 at (0, 2) gave (1e20, 1e20)."""
+        n = theta.size
+        stats.update(n_evals=1, steps=nominal.astype(np.float64), kink_params=[], kink_indices=np.zeros(0, int),
+                     zero_step_params=[], kink_check=self.kink_check, batch=self.batch, nonfinite_params=list(names))
+        if self.scheme == "richardson":
+            stats.update(levels=self.levels, error_estimate=np.full(n, np.inf))
+        warnings.warn(DomainWarning(
+            f"{self.label}: f(theta) of {who} is {value} at this theta, so it has no derivative there: all "
+            f"{n} entries are NaN (stats['nonfinite_params']). theta lies outside f's domain (log or sqrt of a "
+            "negative number, 0 / 0) or f overflows there."), stacklevel=4)
+        return Gradient(value, np.full(n, np.nan), stats)
+
     def _real(self, theta, t0, nominal, buffer, params, call, xp, tracker, center_sig, out_ndim, value, names, who,
               bind_batched, stats):
         """The real schemes: every entry at its nominal step, then (automatic steps) each entry whose step
@@ -317,8 +363,8 @@ class FiniteDiff(HigherOrder):
             else:
                 values, kinks = _evaluate_stencil(buffer, params, points, call, xp, tracker, center_sig, out_ndim)
                 centre = value
-        grad, trunc, rweight = rule.combine(values, centre, level_steps)
         noise = noise_of(values, centre, float(np.finfo(t0.dtype).eps), float(np.finfo(t0.dtype).smallest_subnormal))
+        grad, trunc, rweight, mismatch = rule.combine(values, centre, level_steps, noise)
         retried = [0]
 
         def evaluate(i, pts):
@@ -331,12 +377,12 @@ class FiniteDiff(HigherOrder):
 
         def take(i, e, why):
             grad[i], trunc[i], rweight[i], noise[i], kinks[i] = e.grad, e.trunc, e.rweight, e.noise, e.kink
-            level_steps[i], values[i] = e.steps, e.values
+            level_steps[i], values[i], mismatch[i] = e.steps, e.values, e.mismatch
             changes[names[i]] = "+".join(why)
 
         def first(i):
             return Entry(float(nominal[i]), level_steps[i], values[i], float(grad[i]), float(trunc[i]),
-                         float(rweight[i]), float(noise[i]), bool(kinks[i]))
+                         float(rweight[i]), float(noise[i]), bool(kinks[i]), bool(mismatch[i]))
 
         lost, probe, change, f_noise, n_probes = self._zero_quotients(values, centre, zero, buffer, params, call, t0,
                                                                       level_steps[:, 0])
@@ -347,17 +393,25 @@ class FiniteDiff(HigherOrder):
                 e, more = control.refine(i, e) if "unsettled" not in why else (e, [])
                 take(i, e, why + more)
         self._trap(lost, names, theta, level_steps[:, 0], "quotient")
+        finite = np.all(np.isfinite(values), axis=1)
+        if auto and self.scheme == "central":
+            self._odd_truncation(values, centre, level_steps, trunc, ~finite | kinks | zero | lost, t0, evaluate)
         if auto and np.isfinite(centre):
-            suspect = ~np.all(np.isfinite(values), axis=1) | kinks | (trunc > TRUNCATION_RATIO * noise * rweight)
+            rounding = noise * rweight
+            suspect = ~finite | kinks | mismatch | (trunc > TRUNCATION_RATIO * rounding) | \
+                ((trunc > rounding) & (trunc >= np.abs(grad)))  # (``Entry.needs_shorter``)
             for i in np.flatnonzero(suspect & ~zero & ~lost):
                 if names[i] not in changes:
                     e, why = control.refine(i, first(i))
                     if why:
                         take(i, e, why)
+        if kinks.any():  # a kink that persists: f may still be smooth there (relu(t) - relu(-t), |t| |t|)
+            kinks &= ~self._smooth_across(np.flatnonzero(kinks & ~zero & ~lost), rule, values, centre, level_steps,
+                                          noise, t0, evaluate)
         off_domain = np.isfinite(centre) & ~np.all(np.isfinite(values), axis=1) & ~zero
         grad = np.where(lost | off_domain, np.nan, grad)
         if off_domain.any():
-            self._off_domain(off_domain, names, theta, level_steps[:, -1], who)
+            self._off_domain(off_domain, names, theta, level_steps[:, rule.n_levels - 1], who)
         stats["zero_quotient_params"] = [names[i] for i in np.flatnonzero(lost)]
         unsettled = [i for i, name in enumerate(names) if "unsettled" in changes.get(name, "").split("+")
                      and not (lost[i] or off_domain[i])]
@@ -375,6 +429,73 @@ class FiniteDiff(HigherOrder):
             estimate[unsettled] = np.inf
             stats["error_estimate"] = estimate
         return grad, kinks, level_steps[:, 0], zero
+
+    @staticmethod
+    def _odd_truncation(values, centre, steps, trunc, skip, t0, evaluate) -> None:
+        """Central: its model B^2 / (6 |A| h) (A = (f+ - f-) / 2, B = f+ - 2 f0 + f-) sees the curvature of f, not
+        its third derivative, so it misses truncation that is odd about theta: tanh(1e4 t) at 0 (B = 0) gave
+        9987.8 for 1e4 unnoticed, (1e12 t)^3 at 1e-12 gave 3.7e25 for 3e12. Where the three values show less
+        curvature than f's assumed scale max(1, |theta_i|) (|B| max(1, |theta_i|) < |A| h) and f changes across
+        the stencil by more than |f(theta)| (f varies on the step's scale, or crosses 0 at theta), the quotient at
+        the half step h1 is evaluated (two more evaluations, counted as retries) and the truncation at h measured,
+        |q(h) - q(h1)| h^2 / (h^2 - h1^2), as forward and backward measure theirs. ``trunc`` is updated in place."""
+        a, b = (values[:, 0] - values[:, 1]) / 2, values[:, 0] - 2 * centre + values[:, 1]
+        h = steps[:, 0]
+        with np.errstate(invalid="ignore", over="ignore"):
+            flat = (np.abs(b) * np.maximum(1.0, np.abs(t0.astype(np.float64))) < np.abs(a) * h) & \
+                (np.abs(a) > abs(centre))
+        if not np.isfinite(centre):
+            return
+        for i in np.flatnonzero(flat & ~skip):
+            half = float(((t0[i] + t0.dtype.type(h[i] / 2)) - t0[i]))
+            if not 0 < half < h[i]:
+                continue
+            up, down = (t0[i] + t0.dtype.type(half)), (t0[i] - t0.dtype.type(half))
+            (f_up, f_down), kink = evaluate(i, [up, down])
+            if kink or not (np.isfinite(f_up) and np.isfinite(f_down)):
+                trunc[i] = np.inf  # (inside the stencil: let step control look)
+                continue
+            q, q1 = (values[i, 0] - values[i, 1]) / (2 * h[i]), (f_up - f_down) / (2 * half)
+            trunc[i] = max(trunc[i], abs(q - q1) * h[i] ** 2 / (h[i] ** 2 - half ** 2))
+
+    @staticmethod
+    def _smooth_across(idx, rule, values, centre, steps, noise, t0, evaluate) -> np.ndarray:
+        """Flags (all entries) of those in ``idx`` whose kink is no kink of f: the one-sided derivatives at theta,
+        each extrapolated from the one-sided quotients at two steps a > b, e = (a q(b) - b q(a)) / (a - b), agree
+        to within a quarter of their first-order terms |e - q(b)| (about b |f^(2)| / 2, far above the difference of
+        a smooth f's two sides, O(a b h f^(4))) plus rounding. f is then smooth there although built from
+        kinked pieces (relu(t) - relu(-t) = t, |t| |t| = t^2) and its quotient averaged nothing. Central,
+        five-point and Richardson reuse their values (central: two more evaluations, at +-h/2); forward and backward
+        evaluate the other side (two, or three with an explicit step)."""
+        smooth = np.zeros(values.shape[0], dtype=bool)
+        real = t0.dtype.type
+        for i in idx:
+            # the two steps and the values the entry already has at theta + offset
+            known = dict(zip((float(p[0]) for p in rule.points(t0[i:i + 1], steps[i:i + 1])), values[i]))
+            if rule.scheme == "five_point":
+                a, b = steps[i, 0] * 2, steps[i, 0]
+            elif rule.scheme == "richardson" and rule.levels > 1:
+                a, b = steps[i, rule.levels - 2], steps[i, rule.levels - 1]
+            elif rule.one_sided_check:  # (forward, backward: their half step)
+                a, b = steps[i, 0], steps[i, 1]
+            else:
+                a, b = steps[i, 0], float((t0[i] + real(steps[i, 0] / 2)) - t0[i])
+            points = [float(t0[i] + real(o)) for o in (a, b, -a, -b)]
+            missing = [p for p in points if p not in known]
+            if missing:
+                got, _ = evaluate(i, missing)
+                known.update(zip(missing, got))
+            fa, fb, ga, gb = (known[p] for p in points)
+            if not (0 < b < a) or not np.all(np.isfinite([fa, fb, ga, gb])):
+                continue
+            qa, qb = (fa - centre) / a, (fb - centre) / b   # right
+            ra, rb = (centre - ga) / a, (centre - gb) / b   # left
+            right, left = (a * qb - b * qa) / (a - b), (a * rb - b * ra) / (a - b)
+            rounding = noise[i] * 2 * (a / b + b / a) / (a - b)
+            # smooth: e+ - e- = O(a b h f^(4)) while each first-order term |e - q(b)| ~ b |f^(2)| / 2; a kink between
+            # theta and the points of one side (not at theta) leaves a 1/s term there that the extrapolation keeps
+            smooth[i] = abs(right - left) <= (abs(right - qb) + abs(left - rb)) / 4 + 4 * rounding
+        return smooth
 
     def _unsettled(self, idx, names, theta, grad, spread, steps, who) -> None:
         """An ``UnsettledStepWarning`` naming the entries whose step control did not settle. It states no error
@@ -460,6 +581,12 @@ class FiniteDiff(HigherOrder):
                 "parameter than differences of f can resolve. Use complex_step or reverse mode for it" + wider + ".")
 
     def _complex(self, theta, nominal, bind, call, names, who, value):
+        """``_complex_entries`` with comparisons on theta reporting exact ties to the kink tracker (``RealOrdered``)."""
+        tracker = KinkTracker(COMPLEX) if self.kink_check else None
+        with RealOrdered.reporting_ties(tracker):
+            return self._complex_entries(theta, nominal, bind, call, names, who, value, tracker)
+
+    def _complex_entries(self, theta, nominal, bind, call, names, who, value, tracker):
         """(grad, tie flags, steps, zero-step flags, probe evaluations, retry evaluations, step changes).
 
         A real output from a complex theta is either a function that does not depend on theta (gradient 0)
@@ -474,7 +601,6 @@ class FiniteDiff(HigherOrder):
         h = nominal.astype(real_t)
         zero = h == 0
         self._trap(zero, names, theta, nominal, "complex")
-        tracker = KinkTracker(COMPLEX) if self.kink_check else None
         xp = tracker or COMPLEX
         buffer = t.view(RealOrdered)  # comparisons of theta (masks for xp.where) look at the real point
         params = _bind_views(bind, buffer)
@@ -504,7 +630,15 @@ class FiniteDiff(HigherOrder):
             buffer[i] = x + 1j * h[i]
             if tracker:
                 tracker.start()
-            out = np.array(call(xp, params))  # a copy: f may return a view of the buffer (the identity, p["a"])
+            try:
+                with _quiet():
+                    out = np.array(call(xp, params))  # a copy: f may return a view of the buffer (identity, p["a"])
+            except NotAnalyticError as e:
+                raise TypeError(f"complex_step needs {who} to carry complex numbers through analytically; its "
+                                f"imaginary part does not move with {names[i]} as the derivative does: it called "
+                                f"np.{e.name} on theta, which is not analytic (np.abs and np.conj drop the "
+                                "perturbation, np.sign turns it into another). Write it with xp functions only "
+                                "(xp.abs, xp.sign, xp.maximum, ...), or use scheme='central'.") from None
             if tracker:
                 ties[i] = tracker.record()
             buffer[i] = x
@@ -533,12 +667,13 @@ class FiniteDiff(HigherOrder):
                     continue
                 # f moves on the real axis: h f' underflowed, or some np.* call dropped the imaginary part
                 n_probes += 1
-                if not _carries(imag_at(i, probe)):
+                if not _carries(imag_at(i, probe), probe, real.slope):
                     raise TypeError(
                         f"complex_step needs {who} to carry complex numbers through; its imaginary part does "
                         f"not move with {names[i]}, but its value does (f(theta_i + H) - f(theta_i - H) clearly "
-                        "nonzero on the real axis, with no kink in between, and Im f(theta_i + iH) == 0 as well): "
-                        "some np.* call (np.abs, np.real, float(), a comparison) dropped the imaginary part. "
+                        "nonzero on the real axis, with no kink in between, and Im f(theta_i + iH) / H is not that "
+                        f"slope, {real.slope:.6g}): some np.* call (np.abs, np.real, np.conj, float(), a comparison) "
+                        "dropped the imaginary part or is not analytic. "
                         "Write it with xp functions only, or use scheme='central'.")
                 safe = _safe_step(t0[i], cap)
                 if auto and safe > h[i]:  # a relative step: a longer one that is still small next to theta_i
@@ -589,9 +724,12 @@ def _safe_step(x, cap) -> Any:
     return type(cap)(np.ldexp(1.0, int(np.frexp(limit)[1]) - 1) if limit > 0 else 0.0)
 
 
-def _carries(im: float) -> bool:
-    """Whether Im f(theta + iH e_i), at the real probe's step H, shows that f carries the imaginary part."""
-    return bool(np.isfinite(im) and im != 0)
+def _carries(im: float, step: float, slope: float) -> bool:
+    """Whether Im f(theta + iH e_i), at the real probe's step H, shows that f carries the imaginary part: Im f / H
+    must be the slope f shows on the real axis over +-H (Cauchy-Riemann), to within half of it. Nonzero is not
+    enough: sum(t * np.conj(t)) leaves a fused multiply-add's residue, Im f = 5e-21 at H = 1e-4 (Im f / H = 5e-17
+    for a slope of 1.4), which read as carried, and its gradient as an underflowed 0."""
+    return bool(np.isfinite(im) and abs(im / step - slope) <= 0.5 * abs(slope))
 
 
 class _RealProbe:
@@ -603,8 +741,10 @@ class _RealProbe:
         self.params = _bind_views(bind, self.buffer)
         self.xp = KinkTracker(NUMPY)
         self.xp.start()
-        call(self.xp, self.params)
+        with _quiet():
+            call(self.xp, self.params)
         self.centre = self.xp.record()
+        self.slope = 0.0  # (f(theta_i + H) - f(theta_i - H)) / 2H of the last ``odd_change``
 
     def odd_change(self, i: int, probe: float) -> bool:
         """True if f(theta_i +- probe) differ by more than the rounding of f and than their even part, with
@@ -621,6 +761,7 @@ class _RealProbe:
         finally:
             self.buffer[i] = x
         up, down = out
+        self.slope = (up - down) / (2 * probe)
         odd, even = abs(up - down), abs(up + down - 2 * self.value)
         noise = 8 * float(np.finfo(self.buffer.dtype).eps) * max(abs(up), abs(down), abs(self.value))
         return bool(odd > 4 * noise and odd > even)
@@ -643,7 +784,8 @@ def _constant_in(i, out, value, buffer, params, call, theta, dtype) -> tuple[boo
     try:
         for sign in (1.0, -1.0):
             buffer[i] = x + sign * probe
-            moved = call(COMPLEX, params)
+            with _quiet():
+                moved = call(COMPLEX, params)
             n += 1
             if not _same(float(np.real(np.reshape(moved, ()))), value):
                 changed = True

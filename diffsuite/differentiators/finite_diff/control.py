@@ -12,13 +12,17 @@ not fit is evaluated again at another step of its own (the others keep theirs):
   16, at most ``KINK_TRIES`` times. A kink that persists sits at theta_i itself (or closer than the
   smallest step tried): the first result stands and the entry is reported (``kink_params``).
 - ``truncation``: the entry's own values show truncation ``TRUNCATION_RATIO`` times its rounding
-  (``Rule.combine``'s model; forward and backward evaluate one more point, at h/2, for theirs): the step
+  (``Rule.combine``'s model; forward and backward evaluate one more point, at h/2, for theirs; central its
+  quotient at h/2 where its values show no curvature), or truncation above rounding as large as the result,
+  or Richardson's check point disagrees with its tableau (``Entry.needs_shorter``): the step
   is divided by 4 while the difference between the results at successive steps shows truncation clearly
   above their rounding, and the result at the smaller step is taken. Results that stop converging at the
   order's rate go on being shrunk (a step still long next to f's scale converges later); if they never
   converge again (``unsettled``: f's float evaluation is rough on that scale, or the tries run out), the
   result that agreed best with the next shorter step's is taken, its spread kept as its truncation, and the
-  caller reports it with no error bound.
+  caller reports it with no error bound. A search that stops (smallest step, tries run out) while still
+  converging, with truncation above rounding and above half the scheme's usual digits, or with Richardson's
+  check still failing, is ``unsettled`` too.
 - ``underflow`` (automatic steps only): the change of f over the stencil is lost in f's rounding
   although f changes at a larger probe step (a gradient entry tiny next to |f|, or float32): the step
   is enlarged towards one at which the change would clear the rounding of f by 2^10 if f were linear (at
@@ -37,7 +41,8 @@ Each try costs the scheme's evaluations for that entry; the caller counts them.
 
 Rounding model: one evaluation of f is off by at most ``NOISE * eps * max|f|`` over the entry's values
 (eps of the evaluation dtype; at least ``NOISE`` times its smallest subnormal); a quotient's rounding error
-is that times the sum of the absolute weights of its values over the step (``Rule.combine``'s ``rweight``).
+is that times the sum of the absolute weights of its values over the step (``Rule.combine``'s ``rweight``;
+Richardson: each level's weight scaled by that level's own max|f|).
 """
 from __future__ import annotations
 
@@ -62,6 +67,9 @@ KINK_TRIES, DOMAIN_TRIES, TRUNCATION_TRIES = 3, 12, 8
 ENLARGE_TRIES = 12
 #: the smallest step tried, in ulps of theta_i (below it the difference quotient is mostly rounding)
 MIN_STEP_ULPS = 256.0
+#: Richardson's check step over its finest level: not a power of 2 (irrational, so that no period of f that the
+#: levels h, h/2, h/4, ... alias is aliased by it too, short of a multiple of ~5 periods per step or more)
+CHECK_RATIO = float(np.sqrt(2.0))
 
 
 def _unit_scale(values: np.ndarray, centre: float) -> np.ndarray:
@@ -70,6 +78,14 @@ def _unit_scale(values: np.ndarray, centre: float) -> np.ndarray:
     top = np.max(np.where(np.isfinite(values), np.abs(values), 0.0), axis=1, initial=0.0)
     top = np.maximum(top, abs(centre) if np.isfinite(centre) else 0.0)
     return np.ldexp(1.0, np.clip(-np.frexp(top)[1], -1000, 1000))
+
+
+def _lagrange_weights(nodes: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Per row, the weights w_j with p(x) = sum_j w_j y_j for the polynomial p through (nodes[j], y_j)."""
+    eye = np.eye(nodes.shape[1], dtype=bool)
+    num = np.where(eye, 1.0, (np.asarray(x, dtype=np.float64)[:, None] - nodes)[:, None, :])  # (n, j, k): x - x_k
+    den = np.where(eye, 1.0, nodes[:, :, None] - nodes[:, None, :])  # x_j - x_k
+    return np.prod(num / den, axis=2)
 
 
 def _tableau_weights(levels: int) -> np.ndarray:
@@ -99,23 +115,38 @@ class Rule:
         return self.check and self.scheme in ONE_SIDED
 
     @property
+    def richardson_check(self) -> bool:
+        """Richardson with automatic steps: one more point, f(theta + h_c) at a step off the ratio-2 grid
+        (``CHECK_RATIO`` times the finest level), checked against the polynomial the tableau extrapolates."""
+        return self.check and self.scheme == "richardson"
+
+    @property
     def n_levels(self) -> int:
         if self.scheme == "richardson":
             return self.levels
         return 2 if self.one_sided_check else 1  # level 1: the half step h/2, made exact like h
 
     @property
+    def n_steps(self) -> int:
+        """Columns of ``steps``: the levels, then Richardson's check step."""
+        return self.n_levels + (1 if self.richardson_check else 0)
+
+    @property
     def n_points(self) -> int:
         if self.scheme == "richardson":
-            return 2 * self.levels
+            return 2 * self.levels + (1 if self.richardson_check else 0)
         return len(STENCILS[self.scheme].offsets) * self.n_levels
 
     def steps(self, t0: np.ndarray, coarse: np.ndarray) -> np.ndarray:
-        """(n, n_levels) exact steps: level l's nominal coarse / 2^l made exact, (t + h) - t in t0's dtype."""
+        """(n, n_steps) exact steps: level l's nominal coarse / 2^l made exact, (t + h) - t in t0's dtype (then
+        Richardson's check step, made exact the same way)."""
         real = t0.dtype
-        out = np.empty((t0.size, self.n_levels))
-        for l in range(self.n_levels):
-            h = (np.asarray(coarse, dtype=np.float64) * 0.5 ** l).astype(real)
+        out = np.empty((t0.size, self.n_steps))
+        for l in range(self.n_steps):
+            h = np.asarray(coarse, dtype=np.float64) * 0.5 ** min(l, self.n_levels - 1)
+            if l == self.n_levels:  # the check: sqrt(2) times the finest level (one level: inside it, / sqrt(2))
+                h = h * CHECK_RATIO if self.levels > 1 else h / CHECK_RATIO
+            h = h.astype(real)
             out[:, l] = ((t0 + h) - t0).astype(np.float64)
         return out
 
@@ -123,12 +154,14 @@ class Rule:
         """The stencil's points, one (n,) array per evaluation, in the order ``combine`` expects."""
         real = t0.dtype
         if self.scheme == "richardson":
-            return [t0 + (sign * steps[:, l]).astype(real) for l in range(self.levels) for sign in (1.0, -1.0)]
+            out = [t0 + (sign * steps[:, l]).astype(real) for l in range(self.levels) for sign in (1.0, -1.0)]
+            return out + ([t0 + steps[:, -1].astype(real)] if self.richardson_check else [])
         offsets = STENCILS[self.scheme].offsets
         return [t0 + (o * steps[:, l]).astype(real) for l in range(self.n_levels) for o in offsets]
 
-    def combine(self, values: np.ndarray, centre: float, steps: np.ndarray):
-        """(grad, truncation, rweight) per entry from values (n, n_points) and exact steps (n, n_levels).
+    def combine(self, values: np.ndarray, centre: float, steps: np.ndarray, noise: np.ndarray | None = None):
+        """(grad, truncation, rweight, mismatch) per entry from values (n, n_points), exact steps (n, n_steps)
+        and (Richardson's check) the rounding of one evaluation, ``noise_of`` the values.
 
         ``truncation``: a model of the truncation error from these values alone, used to decide whether a
         smaller step is worth trying. Central: with A = (f+ - f-) / 2 and B = f+ - 2 f0 + f-, the slope
@@ -137,7 +170,14 @@ class Rule:
         quotients at h and 2h. Forward and backward (with ``check``): their quotients q(h) = f' + h f'' / 2
         + ... at h and at the half step h1 differ by (h - h1) f'' / 2, so q(h) truncates |q(h) - q(h1)|
         h / (h - h1) (without ``check``: 0, no model). Richardson: the tableau's |R[L,L] - R[L,L-1]|.
-        ``rweight``: the sum of the absolute weights of the values divided by the steps (rounding = noise x it).
+        ``rweight``: the sum of the absolute weights of the values divided by the steps (rounding = noise x it;
+        Richardson: each level's weight times that level's largest |f| over the row's, so that a level rounds like
+        its own values, not like the coarsest level's, which can be far larger: exp(t) at 50 in float32).
+        ``mismatch`` (Richardson with ``richardson_check``): f(theta + h_c) disagrees with the polynomial through
+        the other values (whose slope at theta is the tableau's result) by more than the tableau's error estimate
+        and the check's rounding. For a smooth f they differ by about half the tableau's error; for levels that
+        alias a period of f (all of them h, h/2, h/4 ...: sin(2925 t) at 0.3, every quotient near 0, the tableau
+        at 1e-12 "accuracy") by f's own variation. The gap over h_c also enters ``truncation``.
 
         The models square differences of f. Computed on f's own scale they underflowed to 0 for |f| below
         about 1e-154 (exp at -700: no truncation seen, no step control) and overflowed above about 1e154,
@@ -147,11 +187,13 @@ class Rule:
         scale = _unit_scale(values, centre)
         values, centre = values * scale[:, None], centre * scale
         with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+            mismatch = np.zeros(values.shape[0], dtype=bool)
             if self.scheme == "richardson":
-                grad, trunc, rweight = self._richardson(values, steps)
+                noise = np.zeros(values.shape[0]) if noise is None else np.asarray(noise) * scale
+                grad, trunc, rweight, mismatch = self._richardson(values, centre, steps, noise)
             else:
                 grad, trunc, rweight = self._stencil(values, centre, steps)
-            return grad / scale, np.where(np.isnan(trunc), np.inf, trunc / scale), rweight
+            return grad / scale, np.where(np.isnan(trunc), np.inf, trunc / scale), rweight, mismatch
 
     def _stencil(self, values, centre, steps):
         stencil = STENCILS[self.scheme]
@@ -174,7 +216,7 @@ class Rule:
             trunc = np.zeros_like(grad)
         return grad, trunc, rweight
 
-    def _richardson(self, values, steps):
+    def _richardson(self, values, centre, steps, noise):
         levels = self.levels
         column = [(values[:, 2 * l] - values[:, 2 * l + 1]) / (2 * steps[:, l]) for l in range(levels)]
         last_row = [column[-1]]
@@ -186,8 +228,30 @@ class Rule:
             trunc = np.abs(grad - last_row[-2])
         else:
             trunc = np.zeros_like(grad)
-        rweight = np.abs(_tableau_weights(levels)) @ (1.0 / steps.T)
-        return grad, trunc, rweight
+        # each level rounds like its own values (and f(theta)), relative to the row's largest |f|
+        size = np.where(np.isfinite(values), np.abs(values), 0.0)
+        centre = np.broadcast_to(centre, grad.shape)  # (scaled per row by ``combine``)
+        centre_size = np.where(np.isfinite(centre), np.abs(centre), 0.0)
+        top = np.maximum(np.max(size, axis=1), centre_size)
+        share = [np.maximum(np.maximum(size[:, 2 * l], size[:, 2 * l + 1]), centre_size) / np.where(top > 0, top, 1.0)
+                 for l in range(levels)]
+        rweight = np.abs(_tableau_weights(levels)) @ (np.stack(share) / steps[:, :levels].T)
+        mismatch = np.zeros(grad.shape, dtype=bool)
+        if self.richardson_check:
+            nodes = np.concatenate([np.zeros((grad.size, 1))] + [sign * steps[:, l:l + 1] for l in range(levels)
+                                                                for sign in (1.0, -1.0)], axis=1)
+            known = np.concatenate([centre[:, None], values[:, :2 * levels]], axis=1)
+            hc = steps[:, -1]
+            weights = _lagrange_weights(nodes, hc)
+            gap = np.abs(values[:, -1] - np.sum(weights * known, axis=1)) / hc
+            gap = np.where(np.isnan(gap), np.inf, gap)
+            rcheck = noise * (1.0 + np.sum(np.abs(weights), axis=1)) / hc  # f(theta + h_c) and the prediction
+            if levels == 1:  # no tableau estimate: the gap is the truncation's (h^2 f^(3) / 12 of / 6)
+                trunc = 2 * gap
+            else:
+                mismatch = ~(gap <= RICHARDSON_SAFETY * (trunc + noise * rweight) + 2 * rcheck)
+                trunc = np.maximum(trunc, gap)
+        return grad, trunc, rweight, mismatch
 
 
 @dataclass
@@ -202,6 +266,7 @@ class Entry:
     rweight: float
     noise: float            # rounding of one evaluation: NOISE * eps * max|f|
     kink: bool
+    mismatch: bool = False  # Richardson's check disagreed with its tableau (``Rule.combine``): accept no such step
 
     @property
     def finite(self) -> bool:
@@ -218,6 +283,15 @@ class Entry:
     @property
     def truncation_dominates(self) -> bool:
         return self.trunc > TRUNCATION_RATIO * self.rounding
+
+    @property
+    def needs_shorter(self) -> bool:
+        """Whether a first-pass result calls for a shorter step: truncation ``TRUNCATION_RATIO`` times its
+        rounding; or truncation above rounding that is as large as the result itself (not one correct digit:
+        Richardson on exp(t) at 50 in float32 gave -1.06e27 for 5.18e21, truncation 14 times rounding); or
+        Richardson's check disagreed with its tableau."""
+        return bool(self.mismatch or self.truncation_dominates
+                    or (self.trunc > self.rounding and self.trunc >= abs(self.grad)))
 
 
 def noise_of(values: np.ndarray, centre: float, eps: float, subnormal: float = 0.0) -> np.ndarray:
@@ -240,6 +314,9 @@ class StepControl:
     def __init__(self, rule: Rule, t0: np.ndarray, centre: float, evaluate):
         self.rule, self.t0, self.centre, self.evaluate = rule, t0, centre, evaluate
         self.eps, self.subnormal = float(np.finfo(t0.dtype).eps), float(np.finfo(t0.dtype).smallest_subnormal)
+        #: half the digits of the scheme's usual relative accuracy at its balanced step eps^(p / (p + 1)): a search
+        #: that stops with more truncation than this (and than rounding) has not settled
+        self.half_digits = self.eps ** (rule.order / (rule.order + 1.0) / 2)
 
     def entry(self, i: int, coarse: float) -> Entry:
         t = self.t0[i:i + 1]
@@ -247,9 +324,10 @@ class StepControl:
         points = [float(p[0]) for p in self.rule.points(t, steps)]
         values, kink = self.evaluate(i, points)
         values = np.asarray(values, dtype=np.float64)[None, :]
-        grad, trunc, rweight = self.rule.combine(values, self.centre, steps)
+        noise = noise_of(values, self.centre, self.eps, self.subnormal)
+        grad, trunc, rweight, mismatch = self.rule.combine(values, self.centre, steps, noise)
         return Entry(coarse, steps[0], values[0], float(grad[0]), float(trunc[0]), float(rweight[0]),
-                     float(noise_of(values, self.centre, self.eps, self.subnormal)[0]), bool(kink))
+                     float(noise[0]), bool(kink), bool(mismatch[0]))
 
     def smallest_step(self, i: int) -> float:
         t = self.t0[i]
@@ -285,14 +363,15 @@ class StepControl:
         rate, regain = min(4.0, 4.0 ** p / 2), min(8.0, 4.0 ** p / 2)
         lost, ever_lost, settled, pairs = False, False, False, []
         for _ in range(TRUNCATION_TRIES):  # the step is long for f's own scale: shrink while that pays
-            # the first shrink needs truncation TRUNCATION_RATIO times rounding (a model, or the tableau's estimate);
+            # the first shrink needs ``Entry.needs_shorter`` (a model, the tableau's estimate, Richardson's check);
             # once a shrink has paid, the next one is tried while the measured truncation exceeds rounding at all,
-            # and while the results are not converging (``lost``), whatever the estimates say
-            if cur.coarse / 4 < floor:
-                break
-            if not lost and not (cur.truncation_dominates if previous is None else cur.trunc > cur.rounding):
+            # and while the results are not converging (``lost``) or Richardson's check fails, whatever the
+            # estimates say
+            if not (lost or cur.mismatch or (cur.needs_shorter if previous is None else cur.trunc > cur.rounding)):
                 settled = True
                 break
+            if cur.coarse / 4 < floor:
+                break  # (still truncating: unsettled, below)
             new = self.entry(i, cur.coarse / 4)
             if not new.finite or new.kink:
                 break
@@ -302,11 +381,12 @@ class StepControl:
                 # here: f's float values are a staircase on this scale (1 - sigmoid near 1: rounding far above
                 # eps |f|), and the longer step's result is rounding too, not a converged one
                 ever_lost = ever_lost or abs(cur.grad) > 2 * cur.rounding
+                settled = not ever_lost
                 break
             delta = abs(cur.grad - new.grad)
             seen.append(new.grad)
             pairs.append((delta, cur))
-            if not delta > 2 * (cur.rounding + new.rounding):
+            if not delta > 2 * (cur.rounding + new.rounding) and not (cur.mismatch or new.mismatch):
                 settled = not lost  # (results that agree only after converging too slowly have not settled)
                 break  # no truncation visible above rounding: the longer step stands (less rounding)
             lost = previous is not None and delta > previous / (regain if lost else rate)
@@ -328,6 +408,14 @@ class StepControl:
             # caller reports the entry with no error bound: ``unsettled``)
             cur = min(pairs, key=lambda pair: pair[0])[1] if pairs else cur
             cur.trunc = max(cur.trunc, max(abs(g - cur.grad) for g in seen))
+            reasons.append("unsettled")
+        elif not settled and (cur.mismatch or cur.trunc > max(cur.rounding, self.half_digits * abs(cur.grad))):
+            # converging, but the search stopped (smallest step, tries run out, a shorter stencil off f's domain)
+            # with truncation still above rounding and above half the digits the scheme normally gets (forward on
+            # (1e10 t)^2 at 1e-10: 2.0023e10 for 2e10 after 8 tries, 1e-3 off), or Richardson's check still
+            # failing: the last result, with no bound claimed. (An f that is 0 at theta and odd, tanh(1e4 t) at 0,
+            # rounds so little that its truncation stays above rounding at every step: after 8 tries it is off by
+            # 1e-12, settled; forward on log at 1e-8 ends 1.1e-5 off, within forward's half digits, 1.2e-4.)
             reasons.append("unsettled")
         return cur, reasons
 
@@ -354,7 +442,8 @@ class StepControl:
             usable = new is not None and new.finite and not new.kink and not new.changes_nothing(self.centre)
             gap = abs(cur.grad - new.grad) if usable else 0.0
             if not cur.kink:  # (a stencil past a kink: a shorter step; every later one is finite, kink-free)
-                if cur.trunc <= cur.rounding and gap <= 2 * (cur.rounding + (new.rounding if usable else 0.0)):
+                if cur.trunc <= cur.rounding and gap <= 2 * (cur.rounding + (new.rounding if usable else 0.0)) \
+                        and not cur.mismatch:
                     return cur, ["underflow"]
                 tried.append((max(cur.trunc, gap) + cur.rounding, cur))
             if not usable:

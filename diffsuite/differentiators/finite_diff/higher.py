@@ -1,6 +1,9 @@
 """Finite differences of second order and of vector functions: Hessians, HVPs, JVPs, VJPs, Jacobians.
 
-Step rules (eps: the dtype's machine epsilon; each step is made exactly representable, x + h - x == h):
+Step rules (eps: the dtype's machine epsilon; each step is made exactly representable, x + h - x == h). A step
+along a direction t is scaled by the entries t touches, max(1, max_{i: t_i != 0} |x_i|) / |t|_inf, as ``grad``'s
+automatic steps are per parameter: one scale for all of theta, max(1, |x|_inf), stepped exp(t0) by 6e3 when
+another entry was 1e8 (f = exp(t0) + 1e-16 t1^2 at (0.5, 1e8): jvp along e0 1.3e260 for 1.6487, Hessian inf/NaN).
 
 - first differences along a direction t (``jvp``, ``jacobian`` columns): central h ~ eps^(1/3) (error
   ~ eps^(2/3)), forward/backward h ~ eps^(1/2) (error ~ eps^(1/2)), five-point h ~ eps^(1/5); complex step
@@ -32,7 +35,7 @@ from ...namespace import NUMPY
 from ...objective import Objective
 from ...structure import Structure, output_value
 from ..base import WithStats, check_result, no_extra_arguments, scalar_check, unavailable
-from .namespaces import COMPLEX, KinkTracker
+from .namespaces import COMPLEX, KinkTracker, NotAnalyticError, RealOrdered
 
 FIRST_ORDER_SCHEMES = ("forward", "backward", "central", "five_point", "complex_step")
 
@@ -66,7 +69,6 @@ class _Evaluator:
                                                        getattr(f, "__name__", "f"))
         self.x = self.structure.flat().astype(self.dtype)
         self.eps = float(np.finfo(self.dtype).eps)
-        self.scale = max(1.0, float(np.max(np.abs(self.x)))) if self.x.size else 1.0
 
     def __call__(self, point: np.ndarray) -> np.ndarray:
         self.n_evals += 1
@@ -75,8 +77,13 @@ class _Evaluator:
         tracker = None if complex_ else self.tracker
         if tracker is not None:
             tracker.start()
-        with np.errstate(all="ignore"):
-            out = self.call(COMPLEX if complex_ else (tracker or NUMPY), parts)
+        if complex_:  # comparisons of theta look at the real point, as grad's complex step (``RealOrdered``)
+            parts = [part.view(RealOrdered) for part in parts]
+        try:
+            with np.errstate(all="ignore"):
+                out = self.call(COMPLEX if complex_ else (tracker or NUMPY), parts)
+        except NotAnalyticError as e:
+            raise TypeError(str(e)) from None
         if tracker is not None:
             sig = tracker.record()
             if self.center_sig is None:  # the first evaluation is at theta (every caller evaluates f(x) first)
@@ -97,12 +104,17 @@ class _Evaluator:
                  if self.structure.names is not None else None)
         return names if names and len(names) == self.x.size else [f"theta[{i}]" for i in range(self.x.size)]
 
+    def scale_of(self, t: np.ndarray) -> float:
+        """max(1, |x_i|) over the entries the direction t touches (t_i != 0)."""
+        touched = np.abs(np.asarray(self.x, dtype=np.float64)[np.asarray(t) != 0])
+        return max(1.0, float(np.max(touched))) if touched.size else 1.0
+
     def step_along(self, t: np.ndarray, power: float) -> tuple[np.ndarray, float]:
-        """(h t, h) with h ~ eps^power * scale / |t|_inf, rounded so that x + h t is the point meant."""
+        """(h t, h) with h ~ eps^power * scale / |t|_inf (``scale_of``), rounded so that x + h t is the point meant."""
         size = float(np.max(np.abs(t))) if t.size else 0.0
         if size == 0.0:
             return np.zeros_like(self.x), 0.0
-        h = self.eps ** power * self.scale / size
+        h = self.eps ** power * self.scale_of(t) / size
         h = float((self.x[np.argmax(np.abs(t))] + h) - self.x[np.argmax(np.abs(t))]) or h  # representable
         return (h * t).astype(self.dtype), h
 
@@ -116,7 +128,7 @@ def directional(ev: _Evaluator, t: np.ndarray, scheme: str, f0: Any = None) -> t
         if size == 0.0:
             f0 = ev(x) if f0 is None else f0
             return f0, np.zeros_like(f0)
-        h = 1e-20 * ev.scale / size
+        h = 1e-20 * ev.scale_of(t) / size
         out = ev(x + 1j * h * t)
         return out.real, out.imag / h
     power = {"central": 1 / 3, "forward": 1 / 2, "backward": 1 / 2, "five_point": 1 / 5}[scheme]
@@ -124,13 +136,14 @@ def directional(ev: _Evaluator, t: np.ndarray, scheme: str, f0: Any = None) -> t
     f0 = ev(x) if f0 is None else f0
     if h == 0.0:
         return f0, np.zeros_like(f0)
-    if scheme == "forward":
-        return f0, (ev(x + d) - f0) / h
-    if scheme == "backward":
-        return f0, (f0 - ev(x - d)) / h
-    if scheme == "central":
-        return f0, (ev(x + d) - ev(x - d)) / (2 * h)
-    return f0, (ev(x - 2 * d) - 8 * ev(x - d) + 8 * ev(x + d) - ev(x + 2 * d)) / (12 * h)
+    with np.errstate(all="ignore"):  # (an f that overflows there gives inf or NaN, not numpy's warnings)
+        if scheme == "forward":
+            return f0, (ev(x + d) - f0) / h
+        if scheme == "backward":
+            return f0, (f0 - ev(x - d)) / h
+        if scheme == "central":
+            return f0, (ev(x + d) - ev(x - d)) / (2 * h)
+        return f0, (ev(x - 2 * d) - 8 * ev(x - d) + 8 * ev(x + d) - ev(x + 2 * d)) / (12 * h)
 
 
 def second_along(ev: _Evaluator, a: np.ndarray, b: np.ndarray, complex_step: bool) -> float:
@@ -141,15 +154,17 @@ def second_along(ev: _Evaluator, a: np.ndarray, b: np.ndarray, complex_step: boo
         size = float(np.max(np.abs(b)))
         if ha == 0.0 or size == 0.0:
             return 0.0
-        hb = 1e-20 * ev.scale / size
+        hb = 1e-20 * ev.scale_of(b) / size
         up, down = ev(x + da + 1j * hb * b), ev(x - da + 1j * hb * b)
-        return float(np.reshape((up.imag - down.imag) / (2 * ha * hb), ()))
+        with np.errstate(all="ignore"):
+            return float(np.reshape((up.imag - down.imag) / (2 * ha * hb), ()))
     da, ha = ev.step_along(a, 1 / 4)
     db, hb = ev.step_along(b, 1 / 4)
     if ha == 0.0 or hb == 0.0:
         return 0.0
-    v = ev(x + da + db) - ev(x + da - db) - ev(x - da + db) + ev(x - da - db)
-    return float(np.reshape(v / (4 * ha * hb), ()))
+    with np.errstate(all="ignore"):  # (an f that overflows there gives inf or NaN, not numpy's warnings)
+        v = ev(x + da + db) - ev(x + da - db) - ev(x - da + db) + ev(x - da - db)
+        return float(np.reshape(v / (4 * ha * hb), ()))
 
 
 def _scalar(ev: _Evaluator, f: Callable) -> float:

@@ -14,6 +14,7 @@ part is the unperturbed point), so it records instead whether a perturbed entry 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -75,16 +76,91 @@ def _complex_softmax(z, axis=-1):
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
+class NotAnalyticError(Exception):
+    """A numpy ufunc that is not analytic (np.abs, np.sign, np.conj, np.floor, ...) was applied to a complex-step
+    theta that carries a perturbation: its imaginary part would not be the derivative's (or would be lost). Raised
+    from ``RealOrdered.__array_wrap__`` (not a TypeError there: numpy takes a TypeError from it for an old signature
+    and calls it again without the context); the differentiator turns it into its TypeError, naming the parameter."""
+
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(f"complex_step needs the function to carry complex numbers through analytically; it called "
+                         f"np.{name} on theta, which is not analytic (the imaginary part it returns is not the "
+                         "derivative's). Use the xp functions (xp.abs, xp.sign, xp.maximum, ...), or scheme='central'.")
+
+
+#: ufuncs whose complex value is not analytic in z: refused on a perturbed ``RealOrdered`` (``NotAnalyticError``)
+NOT_ANALYTIC = frozenset({np.absolute, np.conjugate, np.sign, np.floor, np.ceil, np.trunc, np.rint, np.fabs})
+#: ordering ufuncs called directly (np.greater(t, 0)): decided on the real part, as the operators are
+ORDERING = frozenset({np.greater, np.greater_equal, np.less, np.less_equal})
+_SPECIAL = NOT_ANALYTIC | ORDERING
+
+
 class RealOrdered(np.ndarray):
     """A complex array whose comparisons look at the real part only: ``x > 0`` at x = 0 + ih is False.
 
     (numpy orders complex numbers lexicographically, so 0 + 1e-20j > 0 would be True.) The complex step
     binds theta as this type, so masks a user's function computes from theta are those of the real point;
-    ufunc results keep the type.
+    ufunc results keep the type. So do scalars: an index (``t[0]``), a full reduction (``xp.sum(t)``,
+    ``t @ w``) or any ufunc on a 0-d array returns a 0-d RealOrdered, not numpy's complex scalar, which compares
+    lexicographically (``xp.where(t[0] > 1, 3 t[0], -t[0])`` at 1 took the 3 t[0] branch). A comparison at an
+    exact tie through which the imaginary perturbation flows (equal real parts, different imaginary parts) is
+    reported to ``tie_sink`` (a complex ``KinkTracker``, set by ``reporting_ties`` while the complex step runs: a
+    class attribute, so that no array pays for carrying it).
     """
 
+    tie_sink: Any = None
+
+    @classmethod
+    @contextmanager
+    def reporting_ties(cls, sink: Any):
+        """Comparisons on this type report ties to ``sink`` (its ``tie()``) inside the block."""
+        previous, cls.tie_sink = cls.tie_sink, sink
+        try:
+            yield
+        finally:
+            cls.tie_sink = previous
+
+    def __array_wrap__(self, array, context=None, return_scalar=False, /):
+        """Every ufunc result comes back through here: of this type, 0-d rather than a scalar (``return_scalar``
+        ignored), with the tie sink. A ufunc that is not analytic, on a perturbed complex theta, is refused
+        (``NOT_ANALYTIC``: np.sign(t) * t gave 2 for 1; np.conj(t) * t leaves no imaginary part to see); an ordering
+        ufunc called directly (np.greater(t, 0)) is decided on the real part, as the operators are."""
+        if context is not None and context[0] in _SPECIAL:
+            ufunc, inputs = context[0], context[1]
+            if ufunc in NOT_ANALYTIC and any(isinstance(x, np.ndarray) and x.dtype.kind == "c"
+                                             and np.any(x.imag != 0) for x in inputs):
+                raise NotAnalyticError(ufunc.__name__)
+            if ufunc in ORDERING and len(inputs) == 2:
+                a, b = inputs
+                return (a if isinstance(a, RealOrdered) else np.asarray(a).view(RealOrdered))._compare(b, ufunc)
+        return array.view(RealOrdered)
+
+    def __array_function__(self, func, types, args, kwargs):
+        # np.dot, np.tensordot, np.where, ... of theta: a complex scalar or plain array result as this type too
+        result = super().__array_function__(func, types, args, kwargs)
+        if isinstance(result, np.complexfloating) or (type(result) is np.ndarray and result.dtype.kind == "c"):
+            return np.asarray(result).view(RealOrdered)
+        return result
+
+    def __getitem__(self, key):
+        out = super().__getitem__(key)
+        if isinstance(out, np.generic):  # t[0]: a 0-d array that keeps comparing on the real part
+            out = np.asarray(out).view(RealOrdered)
+        return out
+
+    def __float__(self):
+        # as numpy's complex scalar did (the real part, with numpy's ComplexWarning): a function calling float() on
+        # theta is then found to have dropped the imaginary part and refused with the complex step's TypeError
+        return float(self.view(np.ndarray).reshape(-1)[0]) if self.size == 1 else float(self.view(np.ndarray))
+
     def _compare(self, other, op):
-        return op(np.real(self).view(np.ndarray), np.real(np.asarray(other)))
+        a, b = self.view(np.ndarray), np.asarray(other)
+        sink = RealOrdered.tie_sink
+        if sink is not None and (a.dtype.kind == "c" or b.dtype.kind == "c") and \
+                np.any((a.real == b.real) & (a.imag != b.imag)):  # (real parts compared by the namespace: no tie)
+            sink.tie()
+        return op(a.real, b.real)
 
     def __gt__(self, o): return self._compare(o, np.greater)
     def __ge__(self, o): return self._compare(o, np.greater_equal)
@@ -135,7 +211,7 @@ def _sqrt0(s):
 
 
 def _complex_extreme(x, axis=None, keepdims=False, largest=True):
-    x = np.asarray(x)
+    x = np.asanyarray(x)  # (a RealOrdered theta stays one: its maximum compares on the real part)
     arg = np.argmax if largest else np.argmin  # decided on the real part; ties: the first, as argmax
     if axis is None:
         out = x.reshape(-1)[arg(np.real(x).reshape(-1))]
@@ -239,6 +315,10 @@ class KinkTracker:
         if self.complex:
             return self._tie
         return b"".join(m.tobytes() for m in self._masks)  # bytes: comparing two records is one ==
+
+    def tie(self) -> None:
+        """Complex: a comparison on theta (``RealOrdered``) met an exact tie that the perturbation flows through."""
+        self._tie = True
 
     def _watch(self, first, second=None):
         """Real: remember the branch. Complex: flag a tie through which a perturbation flows."""
