@@ -334,3 +334,16 @@ def test_complex_softmax_only_for_complex_input():
     # the numpy namespace and a kink tracker on it have none (finite differences on the real axis: the composite)
     assert getattr(NUMPY, "_softmax", None) is None and getattr(KinkTracker(NUMPY), "_softmax", None) is None
     assert getattr(KinkTracker(COMPLEX), "_softmax", None) is not None
+
+
+@pytest.mark.parametrize("name, options", [("reverse", {}), ("forward", {}),
+                                           ("forward", {"second_order": "forward_over_forward"})])
+def test_0d_tanh_and_sigmoid_hessians(name, options):
+    # the numpy backend's 0-d sigmoid' is a Python float on its first-order path; recorded for a second
+    # derivative it must still be a value with a shape (a 0-d theta is the commonest scalar case)
+    with mpmath.workdps(50):
+        truth = float(mpmath.diff(lambda u: mpmath.tanh(u) / (1 + mpmath.exp(-u)), mpmath.mpf("0.3"), 2))
+    d = ds.get_differentiator(name, **options)
+    f = lambda xp, t: xp.tanh(t) * xp.sigmoid(t)  # noqa: E731
+    assert float(d.hessian(f)(np.array(0.3))) == pytest.approx(truth, rel=1e-14)
+    assert float(d.hessian(f)(np.float64(0.3))) == pytest.approx(truth, rel=1e-14)

@@ -25,6 +25,12 @@ import numpy as np
 from .ops import GETITEM, MATMUL, OPS, RESHAPE, SUM, TRANSPOSE, Op, make_op
 from .tape import _foreign_tape
 
+def _numpy_scalar(v):
+    """A recorded value as numpy's scalar: the numpy backend's 0-d dsigmoid is a Python float (its first-order hot
+    path skips the conversion), and a record needs a value with a shape."""
+    return np.float64(v) if type(v) is float else v
+
+
 SELECT = make_op("select", lambda B, x, *, mask: B.where(mask, x, 0.0),
                  lambda B, g, out, x, *, mask: B.sum_to(B.where(mask, g, 0.0), x),
                  saves=("x.shape",))
@@ -37,7 +43,7 @@ SCATTER_ADD = make_op("scatter_add", lambda B, x, *, shape, index: B.scatter(x, 
 # values near 1/2, where -sigmoid'(x) tanh(x / 2) is exact to a few ulp: tanh'' (tanh' = 4 sigmoid'(2x)),
 # sigmoid'' and the third derivative of softplus near 0. Likewise 1 - x^2 as (1 - x)(1 + x), arcsin's and
 # arccos's: the product's derivative (1 - x) - (1 + x) is -2x only to within eps; recorded, it is -2x exactly.
-DSIGMOID = make_op("dsigmoid", lambda B, x: B.dsigmoid(x),
+DSIGMOID = make_op("dsigmoid", lambda B, x: _numpy_scalar(B.dsigmoid(x)),
                    lambda B, g, out, x: g * (B.tanh(-0.5 * x) * out),  # sigmoid'' = -sigmoid' tanh(x / 2)
                    saves=("out x",))
 ONE_MINUS_SQUARE = make_op("one_minus_square", lambda B, x: B.one_minus_square(x),

@@ -307,7 +307,7 @@ class NumpyBackend:
         if type(x) is np.float64:  # a scalar (0-d code): math.exp, without the 0.7 us of a ufunc call on a scalar
             u = math.exp(-abs(x))  # (exp of a non-positive number: no overflow; nan stays nan)
             v = 1.0 + u
-            return np.float64(u / (v * v))  # (numpy's scalar, as numpy's own 0-d results: a tape records it)
+            return u / (v * v)
         u = np.exp(-abs(x))  # (the operator: np.abs's result, exactly, without the ufunc's call cost on a scalar)
         v = 1.0 + u
         return u / (v * v)
