@@ -54,7 +54,8 @@ import numpy as np
 from .gradcheck.methods import (METHOD_ALIASES, Method, Problem, checked_problem, choose_methods, reference_advice,
                                 resolve_method, without_reference)
 from .gradcheck.report import ON_KINK, GradcheckReport, MethodResult
-from .gradcheck.tolerances import DEFAULT_RTOL, atol_reason, default_atol, default_rtol, eps, rtol_reason
+from .gradcheck.tolerances import (DEFAULT_RTOL, REAL_FD_SCHEMES, atol_reason, default_atol, default_rtol, eps,
+                                   rtol_reason)
 
 #: the largest problem (number of entries) for which reference="auto" computes the exact reference
 EXACT_MAX_PARAMS = 64
@@ -98,6 +99,7 @@ def check_gradients(f: Any, theta: Any, *args: Any, methods: Iterable | None = N
     chosen = choose_methods(problem, methods, dtype, DEFAULT_METHODS)
     ref, ref_label, value, ref_method, exact = _reference(problem, reference, dtype, notes)
     own_error, basis = _own_rounding(problem, dtype, value, ref, notes) if exact else (0.0, "")
+    value_rounding = _value_rounding(problem, dtype, value) if exact else 0.0
     if exact and dtype == "float32":
         other = [m.label for m in chosen if m.dtype != "float32"]
         if other:
@@ -168,6 +170,10 @@ def check_gradients(f: Any, theta: Any, *args: Any, methods: Iterable | None = N
                              f"{', '.join(names[:8])}{' ...' if len(names) > 8 else ''}) where f and the reference "
                              "are finite; those entries are not counted against the reference (name the method in "
                              "methods= to count them)")
+        if value_rounding and m.kind in REAL_FD_SCHEMES and m.label not in rtols:
+            r_tol, r_why = _differenced_rounding(value_rounding, stats, ref, r_tol, r_why)
+            if m.label not in atols:
+                a_tol = default_atol(m.kind, m.dtype, r_tol, ref)
         results.append(MethodResult(m, grad, r_tol, a_tol, _kinks(stats, problem.names), m_value, stats,
                                     rtol_why=r_why, atol_why=a_why, unevaluable=unevaluable))
     report = GradcheckReport(problem.label, problem.names, ref, ref_label, results, value, notes, on_kink,
@@ -245,6 +251,33 @@ def _own_rounding(problem: Problem, dtype: str, exact_value: float | None, exact
                  "gradient error below that cannot be told from f's own rounding at this point (move theta, or "
                  "rewrite f to cancel less, for a sharper check)")
     return own, "value and reverse-mode gradient"
+
+
+def _value_rounding(problem: Problem, dtype: str, exact_value: float | None) -> float:
+    """|f(theta) - exact|, absolute, where f's float64 value cancels (more than 64 ulp off, relative), else 0."""
+    if dtype != "float64" or problem.value is None or exact_value is None or not np.isfinite(exact_value):
+        return 0.0
+    err = abs(problem.value - exact_value)
+    return err if err > 64 * eps(dtype) * abs(exact_value) else 0.0
+
+
+def _differenced_rounding(value_rounding: float, stats: dict, ref: np.ndarray, r_tol: float,
+                          r_why: str) -> tuple[float, str]:
+    """A finite-difference method's rtol where f's value cancels: a quotient of values each off by about
+    ``value_rounding`` carries up to 2 value_rounding / h of it (h: its smallest step), relative to max|ref|,
+    whatever our reverse mode's gradient does (the difference quotient sees f's values, not its gradient)."""
+    steps = np.asarray(stats.get("steps", ()), dtype=np.float64).reshape(-1)
+    steps = steps[np.isfinite(steps) & (steps > 0)]
+    finite = ref[np.isfinite(ref)]
+    scale = float(np.max(np.abs(finite))) if finite.size else 0.0
+    if not steps.size or not scale:
+        return r_tol, r_why
+    figure = 2.0 * value_rounding / float(steps.min()) / scale
+    if OWN_ROUNDING_FACTOR * figure <= r_tol:
+        return r_tol, r_why
+    return OWN_ROUNDING_FACTOR * figure, (
+        f"raised from {r_tol:g} to {OWN_ROUNDING_FACTOR}x the rounding its quotients inherit from f's float64 value "
+        f"here ({figure:.1e}: f is {value_rounding:.1e} off its exact value, over its step {steps.min():.1e})")
 
 
 def _normwise_error(g: np.ndarray, exact: np.ndarray) -> float:

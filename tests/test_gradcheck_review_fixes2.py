@@ -165,3 +165,19 @@ def test_an_unsettled_step_of_a_default_method_is_a_note_not_a_warning():
         report = check_gradients(kl, Q, P)  # central's step control cannot settle on theta[1] here
     assert not [w for w in caught if issubclass(w.category, UnsettledStepWarning)]
     assert any(n.startswith("central: its step control did not settle") and "theta[1]" in n for n in report.notes)
+
+
+# ----- the final review: finite differences difference f's values, so they inherit its rounding -----
+def test_a_difference_quotient_gets_the_rounding_of_a_cancelling_value():
+    # f = sum(1 - cos t) at t = (1e-6, 0): f ~ 5e-13 is the difference of terms of size 1, so each value is off by
+    # ~1e-16 absolute and a central quotient over h ~ 1e-6 by ~1e-10 against a gradient sin(1e-6) ~ 1e-6: 1e-4
+    # relative, which no correct difference quotient avoids. The default check passes; reverse mode's gradient
+    # (sin t, nothing cancelling) keeps its strict tolerance, so a 1 % slip in a hand gradient still fails.
+    f = lambda xp, t: xp.sum(1.0 - xp.cos(t))  # noqa: E731
+    theta = np.array([1e-6, 0.0])
+    report = check_gradients(f, theta)
+    assert report.passed, str(report)
+    central = next(r for r in report.results if r.method.label == "central")
+    assert central.rtol > 1e-5 and "quotients inherit" in central.rtol_why
+    wrong = Hand("mysin", lambda t: np.sin(t) * 1.01)
+    assert not check_gradients(f, theta, methods=[wrong]).passed

@@ -21,10 +21,10 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from ..differentiators.finite_diff.steps import SCHEMES
 from ..structure import Structure, flat_hessian
 from .methods import Problem, checked_problem, choose_methods, reference_advice, resolve_method, without_reference
 from .report import GradcheckReport, MethodResult
+from .tolerances import REAL_FD_SCHEMES
 
 #: the largest number of parameters for which reference="auto" computes the exact Hessian (n^2 expressions)
 EXACT_MAX_PARAMS = 12
@@ -43,7 +43,6 @@ HESSIAN_RTOL = {
     ("complex_step", "float32"): 1e-2, ("central", "float32"): 3e-1,
 }
 
-REAL_FD_SCHEMES = tuple(s for s in SCHEMES if s != "complex_step")
 
 
 def hessian_names(names: list[str]) -> list[str]:

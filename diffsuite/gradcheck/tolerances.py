@@ -27,6 +27,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..differentiators.finite_diff.steps import SCHEMES
+
+#: the finite-difference schemes that difference f's real values (all but the complex step): their second
+#: differences share one tolerance, and their quotients inherit f's own rounding where its value cancels
+REAL_FD_SCHEMES = tuple(s for s in SCHEMES if s != "complex_step")
+
 #: (method kind, dtype) -> default rtol. The kind is "reverse", "symbolic", or a finite-difference scheme.
 DEFAULT_RTOL: dict[tuple[str, str], float] = {
     ("reverse", "float64"): 1e-9,

@@ -61,6 +61,8 @@ NOISE = 8.0
 TRUNCATION_RATIO = 100.0
 #: the reported Richardson error estimate: this factor times (the tableau's truncation estimate + rounding)
 RICHARDSON_SAFETY = 2.0
+#: the smallest gap, relative to the derivative's scale, that Richardson's check counts as a disagreement
+RICHARDSON_GAP_FRACTION = 1e-6
 KINK_TRIES, DOMAIN_TRIES, TRUNCATION_TRIES = 3, 12, 8
 #: shorter steps an enlarged (``underflow``) entry may try, each 4 times shorter than the last: from the target
 #: (at most 256 probes) past the probe, down to where the stencil sees no change of f
@@ -170,9 +172,12 @@ class Rule:
         quotients at h and 2h. Forward and backward (with ``check``): their quotients q(h) = f' + h f'' / 2
         + ... at h and at the half step h1 differ by (h - h1) f'' / 2, so q(h) truncates |q(h) - q(h1)|
         h / (h - h1) (without ``check``: 0, no model). Richardson: the tableau's |R[L,L] - R[L,L-1]|.
-        ``rweight``: the sum of the absolute weights of the values divided by the steps (rounding = noise x it;
-        Richardson: each level's weight times that level's largest |f| over the row's, so that a level rounds like
-        its own values, not like the coarsest level's, which can be far larger: exp(t) at 50 in float32).
+        ``rweight``: the sum of the absolute weights of the values divided by the steps (rounding = noise x it,
+        noise from the row's largest |f|: every level is taken to round like the largest value. A level's own
+        |f| would be sharper where values span decades (exp(t) at 50 in float32), but it understates the rounding
+        of an f whose values are not rounded relative to themselves (log cosh t near 0, rounded to eps, not to
+        eps |f|), which then read as truncation and sent its step down to worse results: measured, not kept;
+        the retry when truncation reaches the result itself covers exp's case.)
         ``mismatch`` (Richardson with ``richardson_check``): f(theta + h_c) disagrees with the polynomial through
         the other values (whose slope at theta is the tableau's result) by more than the tableau's error estimate
         and the check's rounding. For a smooth f they differ by about half the tableau's error; for levels that
@@ -228,14 +233,8 @@ class Rule:
             trunc = np.abs(grad - last_row[-2])
         else:
             trunc = np.zeros_like(grad)
-        # each level rounds like its own values (and f(theta)), relative to the row's largest |f|
-        size = np.where(np.isfinite(values), np.abs(values), 0.0)
         centre = np.broadcast_to(centre, grad.shape)  # (scaled per row by ``combine``)
-        centre_size = np.where(np.isfinite(centre), np.abs(centre), 0.0)
-        top = np.maximum(np.max(size, axis=1), centre_size)
-        share = [np.maximum(np.maximum(size[:, 2 * l], size[:, 2 * l + 1]), centre_size) / np.where(top > 0, top, 1.0)
-                 for l in range(levels)]
-        rweight = np.abs(_tableau_weights(levels)) @ (np.stack(share) / steps[:, :levels].T)
+        rweight = np.abs(_tableau_weights(levels)) @ (1.0 / steps[:, :levels].T)
         mismatch = np.zeros(grad.shape, dtype=bool)
         if self.richardson_check:
             nodes = np.concatenate([np.zeros((grad.size, 1))] + [sign * steps[:, l:l + 1] for l in range(levels)
@@ -249,7 +248,12 @@ class Rule:
             if levels == 1:  # no tableau estimate: the gap is the truncation's (h^2 f^(3) / 12 of / 6)
                 trunc = 2 * gap
             else:
-                mismatch = ~(gap <= RICHARDSON_SAFETY * (trunc + noise * rweight) + 2 * rcheck)
+                # (and only a gap that matters next to the derivative's scale: an aliased period makes it of that
+                # order; a gap below RICHARDSON_GAP_FRACTION of it is rounding the noise model missed, as for log
+                # cosh near 0, whose values are rounded to eps, not to eps |f|)
+                scale = np.maximum(np.abs(grad), np.max(np.abs(known - centre[:, None]), axis=1) / hc)
+                mismatch = ~(gap <= RICHARDSON_SAFETY * (trunc + noise * rweight) + 2 * rcheck) \
+                    & (gap > RICHARDSON_GAP_FRACTION * scale)
                 trunc = np.maximum(trunc, gap)
         return grad, trunc, rweight, mismatch
 
@@ -409,13 +413,16 @@ class StepControl:
             cur = min(pairs, key=lambda pair: pair[0])[1] if pairs else cur
             cur.trunc = max(cur.trunc, max(abs(g - cur.grad) for g in seen))
             reasons.append("unsettled")
-        elif not settled and (cur.mismatch or cur.trunc > max(cur.rounding, self.half_digits * abs(cur.grad))):
+        elif not settled and (cur.mismatch or max(cur.rounding, self.half_digits * abs(cur.grad)) < cur.trunc
+                              < abs(cur.grad)):
             # converging, but the search stopped (smallest step, tries run out, a shorter stencil off f's domain)
             # with truncation still above rounding and above half the digits the scheme normally gets (forward on
             # (1e10 t)^2 at 1e-10: 2.0023e10 for 2e10 after 8 tries, 1e-3 off), or Richardson's check still
             # failing: the last result, with no bound claimed. (An f that is 0 at theta and odd, tanh(1e4 t) at 0,
             # rounds so little that its truncation stays above rounding at every step: after 8 tries it is off by
-            # 1e-12, settled; forward on log at 1e-8 ends 1.1e-5 off, within forward's half digits, 1.2e-4.)
+            # 1e-12, settled; forward on log at 1e-8 ends 1.1e-5 off, within forward's half digits, 1.2e-4. A result no
+            # larger than its truncation has no digit to lose: at a stationary point it goes to 0 with the step,
+            # and 0 within that truncation is the answer, settled, as at (t - 1)^2's minimum.)
             reasons.append("unsettled")
         return cur, reasons
 
