@@ -283,3 +283,16 @@ def test_a_float32_theta_entry_that_overflows_is_refused_by_name():
         with pytest.raises(ValueError, match=r"do not fit float32.*theta\[0\] = 1e\+39.*dtype='float64'"):
             fd(dtype="float32").grad(lambda xp, t: xp.sum(2.0 * t))(np.array([1e39, 1.0]))
     np.testing.assert_array_equal(fd().grad(lambda xp, t: xp.sum(2.0 * t))(np.array([1e39])), [2.0])  # float64 fits
+
+
+def test_second_differences_along_a_small_entry_of_a_large_f_are_not_all_rounding():
+    # f = sum(t^3) + t0 t1 at (1e3, 0.5, -2): H = [[6 t0, 1, 0], [1, 6 t1, 0], [0, 0, 6 t2]] by hand. f ~ 1e9, so a
+    # step sized by t1 alone (1e-4) left H[1,1] = 4.0 (all rounding: eps |f| / h^2 ~ 1); |f|^(1/4) sizes it now
+    f = lambda xp, t: xp.sum(t ** 3) + t[0] * t[1]  # noqa: E731
+    theta = np.array([1e3, 0.5, -2.0])
+    truth = np.array([[6e3, 1.0, 0.0], [1.0, 3.0, 0.0], [0.0, 0.0, -12.0]])
+    H = np.asarray(fd(scheme="central").hessian(f)(theta))
+    np.testing.assert_allclose(H, truth, rtol=1e-4, atol=1e-4 * 6e3)
+    assert abs(H[1, 1] - 3.0) <= 1e-4 * 3.0
+    hv = fd(scheme="central").hvp(f)(theta, np.array([0.0, 1.0, 0.0]))
+    np.testing.assert_allclose(hv, [1.0, 3.0, 0.0], rtol=1e-4, atol=1e-6)

@@ -54,6 +54,7 @@ class _Evaluator:
         self.tracker = KinkTracker(NUMPY) if kink_check else None
         self.center_sig: bytes | None = None
         self.straddled = False
+        self.f_size = 0.0  # |f(x)| (the first evaluation is at theta): its rounding bounds how short a step may be
         if isinstance(f, Objective):
             no_extra_arguments(f, args)
             layout = list(f.model.layout.items())
@@ -92,7 +93,10 @@ class _Evaluator:
                     self.tracker = None
             elif sig != self.center_sig:
                 self.straddled = True
-        return np.asarray(out, dtype=np.complex128 if complex_ else np.float64)
+        out = np.asarray(out, dtype=np.complex128 if complex_ else np.float64)
+        if self.n_evals == 1 and not complex_ and out.size:
+            self.f_size = float(np.max(np.abs(out))) if np.all(np.isfinite(out)) else 0.0
+        return out
 
     def take_straddled(self) -> bool:
         """Whether a point since the last call took another kink branch than theta (and reset the flag)."""
@@ -105,9 +109,16 @@ class _Evaluator:
         return names if names and len(names) == self.x.size else [f"theta[{i}]" for i in range(self.x.size)]
 
     def scale_of(self, t: np.ndarray) -> float:
-        """max(1, |x_i|) over the entries the direction t touches (t_i != 0)."""
-        touched = np.abs(np.asarray(self.x, dtype=np.float64)[np.asarray(t) != 0])
-        return max(1.0, float(np.max(touched))) if touched.size else 1.0
+        """max(1, |x_i|) over the entries the direction t touches (t_i != 0), raised towards |f(x)|^(1/4) but never
+        past max(1, |x|_inf). The touched entries alone keep a huge entry elsewhere from stretching the step into
+        an overflow (exp(t0) + 1e-16 t1^2 at (0.5, 1e8)); but a step that short makes a second difference of a
+        large f all rounding (sum(t^3) at (1e3, 0.5, -2): eps |f| / h^2 ~ 1 along t1), and |f|^(1/4) is the
+        scale at which a second difference's rounding, eps |f| / h^2, stays at sqrt(eps) for h = eps^(1/4) scale."""
+        x = np.abs(np.asarray(self.x, dtype=np.float64))
+        touched = x[np.asarray(t) != 0]
+        own = max(1.0, float(np.max(touched))) if touched.size else 1.0
+        whole = max(1.0, float(np.max(x))) if x.size else 1.0
+        return max(own, min(self.f_size ** 0.25, whole))
 
     def step_along(self, t: np.ndarray, power: float) -> tuple[np.ndarray, float]:
         """(h t, h) with h ~ eps^power * scale / |t|_inf (``scale_of``), rounded so that x + h t is the point meant."""
