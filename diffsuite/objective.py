@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .labels import plain
 from .namespace import NUMPY
 from .nn.activations import Sigmoid, Softmax
 from .nn.losses import BinaryCrossEntropy, CrossEntropy, Loss, get_loss
@@ -118,8 +119,7 @@ class Objective:
         prepared = self.loss.prepare(targets, self.model.layers[-1])
         # again after the loss's conversion: an object array ([1.0, None], pandas' NA) becomes nan only there
         if (pos := _first_nonfinite(prepared)) is not None:
-            shown = raw_targets[pos] if raw_targets.shape == prepared.shape else "not finite"
-            shown = shown.item() if isinstance(shown, np.generic) else shown
+            shown = plain(raw_targets[pos]) if raw_targets.shape == prepared.shape else "not finite"
             raise ValueError(f"targets must be finite numbers; targets{list(pos)} is {shown!r}. Clean or drop that "
                              "sample.")
         if prepared.shape[0] != inputs.shape[0]:

@@ -131,20 +131,26 @@ def _leaf(value: Any, where: str) -> np.ndarray:
     if is_complex:  # (numpy would drop the imaginary part with only a warning)
         raise ValueError(f"{where} must be real; got complex values. Pass np.real(...) if the imaginary part is 0 "
                          "(the Objective's check says the same; complex arithmetic is the complex_step scheme's business).")
+    def not_numbers(dtype: Any = None) -> TypeError:
+        return TypeError(f"{where} must be numbers (an array, a float, or a dict/list/tuple of them); got "
+                         f"{type(value).__name__}{f' of dtype {dtype}' if dtype is not None else ''}")
+
     try:
         raw = np.asarray(value)
-        if raw.dtype.kind in "USV":  # (numpy would parse the text "1.5" as the number 1.5)
-            raise TypeError
-        a = raw.astype(np.float64) if raw.dtype.kind != "O" else np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{where} must be numbers (an array, a float, or a dict/list/tuple of them); got "
-                        f"{type(value).__name__}{f' of dtype {raw.dtype}' if 'raw' in locals() else ''}") from None
-    if raw.dtype.kind == "O":  # (None, pandas' NA became nan above: name the entry as it was given)
+    except (TypeError, ValueError):  # (a ragged nesting)
+        raise not_numbers() from None
+    if raw.dtype.kind in "USV":  # (numpy would parse the text "1.5" as the number 1.5)
+        raise not_numbers(raw.dtype)
+    if raw.dtype.kind == "O":  # name the first entry that is no number (None, pandas' NA) as it was given
         for idx in np.ndindex(*raw.shape):
             v = raw[idx]
             if not isinstance(v, (int, float, np.integer, np.floating, np.bool_)):
                 raise TypeError(f"{where} must be a number; got {v!r}" if not raw.ndim else
                                 f"{where} must be numbers; entry {list(idx)} is {v!r}")
+    try:
+        a = raw.astype(np.float64)
+    except (TypeError, ValueError):
+        raise not_numbers(raw.dtype) from None
     bad = np.argwhere(~np.isfinite(a))
     if len(bad):
         idx = tuple(int(i) for i in bad[0])
