@@ -157,7 +157,7 @@ class Reverse(HigherOrder):
                 positional_only(kwargs)
             leaves, rebuild = flatten_params(theta)
             tape = Tape(B)
-            wrt = [tape.input(B.leaf(leaf)) for leaf in leaves]  # (0-d: numpy scalars, see B.leaf)
+            wrt = tape.inputs([B.leaf(leaf) for leaf in leaves])  # (0-d: numpy scalars, see B.leaf)
             out = check_result(f(TapeNamespace(tape), rebuild(wrt), *args), getattr(f, "__name__", "f"))
             grads, value, stats = self._finish(tape, out, wrt, lambda: getattr(f, "__name__", "f"))
             return Gradient(B.item(value), rebuild(grad_leaves([B.to_numpy(g) for g in grads])), stats)
