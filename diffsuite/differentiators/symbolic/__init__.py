@@ -254,6 +254,8 @@ def _arg_key(a: Any) -> tuple | None:
 
 #: values that are their own key: immutable, equal exactly when they compute alike (numbers of one type, strings)
 _PLAIN = (numbers.Number, np.generic, str, bytes, type(None), type(Ellipsis), range, np.dtype, enum.Enum)
+#: the commonest plain values (dict keys, flags, sizes), recognised by their exact type before any isinstance test
+_EXACT_PLAIN = frozenset((str, int, float, bool, type(None)))
 
 
 def _value_key(a: Any) -> tuple | None:
@@ -262,6 +264,8 @@ def _value_key(a: Any) -> tuple | None:
     exact type (1, 1.0 and True differ; so do a list and a tuple). Anything else (a user's object, a set, a
     function: state a key cannot read, such as an attribute set later) has no key: None (``UNCACHEABLE``)."""
     kind = type(a)
+    if kind in _EXACT_PLAIN:  # (hashable; numbers.Number's isinstance alone costs more than the rest of a key)
+        return ("value", kind, a)
     if isinstance(a, np.ndarray):
         if a.dtype == object:  # (tobytes of an object array would be the elements' addresses)
             items = tuple(_value_key(x) for x in a.reshape(-1).tolist())
