@@ -307,6 +307,10 @@ class LiftedBackend:
         """``sum_to(strong(g, d), like)`` (mul's VJPs), recorded as its two parts."""
         return self.sum_to(self.strong(g, d), like)
 
+    def strong_swap(self, g, x, y):
+        """``(strong_to(g, y, x), strong_to(g, x, y))``: both of mul's VJPs (``Op.pair``)."""
+        return self.strong_to(g, y, x), self.strong_to(g, x, y)
+
     def strong_div(self, g, d):
         """g / d, and 0 where g == 0 and d is 0, inf or nan."""
         if not (self.owns(g) or self.owns(d)):

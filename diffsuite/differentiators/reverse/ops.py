@@ -28,6 +28,9 @@ One ``defop`` line per primitive::
   ``vjps[i]`` straight into the array ``dst`` and returns it, reading no more than ``vjps[i]`` declares.
   The tape uses it for a parameter's first gradient contribution, written into its slot of the flat
   gradient: no temporary, no copy (matmul's weight gradient is the largest array of an MLP's backward).
+- ``pair`` (optional, speed only, two-input ops without ``into``): ``pair(B, g, out, x, y)`` returns
+  ``(vjps[0](...), vjps[1](...))``, the same values, in one call; the tape uses it when both inputs are traced
+  (mul's: one backend call instead of four Python calls, most of a 0-d mul's backward).
 
 The lecture's gate patterns are rules here: add *distributes* (g to both inputs, which reads nothing but
 shapes), mul *swaps* (x gets g * y, y gets g * x: each reads the other), max *routes* (g to the larger
@@ -68,6 +71,7 @@ class Op:
     into: tuple = ()
     keep: tuple = ()
     residual: bool = False
+    pair: Callable | None = None
 
 
 OPS: dict[str, Op] = {}
@@ -105,24 +109,27 @@ def _keep_table(parsed: list, n_inputs: int) -> tuple:
     return tuple(table)
 
 
-def defop(name: str, forward: Callable, *vjps: Callable | None, saves: tuple, into: tuple = ()) -> Op:
+def defop(name: str, forward: Callable, *vjps: Callable | None, saves: tuple, into: tuple = (),
+          pair: Callable | None = None) -> Op:
     """Register a primitive: one VJP (or None) per input, in order, and per VJP what it reads (``saves``)."""
     if name in OPS:
         raise ValueError(f"op {name!r} is already defined in {__name__}")
-    OPS[name] = make_op(name, forward, *vjps, saves=saves, into=into)
+    OPS[name] = make_op(name, forward, *vjps, saves=saves, into=into, pair=pair)
     return OPS[name]
 
 
 def make_op(name: str, forward: Callable, *vjps: Callable | None, saves: tuple, into: tuple = (),
-            residual: bool = False) -> Op:
+            residual: bool = False, pair: Callable | None = None) -> Op:
     """``defop`` without registering: an op that only its module records (the lifted backend's helpers)."""
     if len(vjps) > len(INPUTS):
         raise ValueError(f"defop({name!r}): {len(vjps)} inputs; saves names {len(INPUTS)} (extend INPUTS)")
     if isinstance(saves, str) or len(saves) != len(vjps):
         raise ValueError(f"defop({name!r}): saves needs one string per VJP ({len(vjps)}), naming what it reads "
                          f"(e.g. saves=('out',)); got {saves!r}")
+    if pair is not None and (len(vjps) != 2 or into or None in vjps):
+        raise ValueError(f"defop({name!r}): pair= is for ops of two inputs, each with a VJP and no into rule")
     parsed = _parse_saves(name, len(vjps), saves)
-    return Op(name, forward, vjps, tuple(saves), into, _keep_table(parsed, len(vjps)), residual)
+    return Op(name, forward, vjps, tuple(saves), into, _keep_table(parsed, len(vjps)), residual, pair)
 
 
 # ----- arithmetic, with broadcasting -----
@@ -139,7 +146,8 @@ SUB = defop("sub", lambda B, x, y: x - y,
 MUL = defop("mul", lambda B, x, y: x * y,
             lambda B, g, out, x, y: B.strong_to(g, y, x),   # mul swaps: x gets g * y (summed to x's shape) ...
             lambda B, g, out, x, y: B.strong_to(g, x, y),   # ... and y gets g * x
-            saves=("y x.shape", "x y.shape"))
+            saves=("y x.shape", "x y.shape"),
+            pair=lambda B, g, out, x, y: B.strong_swap(g, x, y))  # both at once (the same two values)
 # (strong zeros: where(y != 0, x / y, 0) at y = 0 must not leak 0 / 0 = nan into the gradient)
 DIV = defop("div", lambda B, x, y: x / y,
             lambda B, g, out, x, y: B.sum_to(B.strong_div(g, y), x),

@@ -381,6 +381,14 @@ class Tape:
                 # two inputs without parameters (add, mul, matmul, ...): the general loop below costs as much
                 # as the VJPs themselves on small nets. Same order, same sums, same slots.
                 _, _, out, px, xv, py, yv = record
+                if op.pair is not None and px is not None and py is not None:  # both traced: one call (Op.pair)
+                    ct_x, ct_y = op.pair(B, g, out, xv, yv)
+                    n_vjps += 2
+                    prev = cotangents[px]  # (x first, then y, as below: x * x adds its two halves in that order)
+                    cotangents[px] = ct_x if prev is None else prev + ct_x
+                    prev = cotangents[py]
+                    cotangents[py] = ct_y if prev is None else prev + ct_y
+                    continue
                 vjp_x, vjp_y = op.vjps
                 into_x, into_y = (op.into + (None, None))[:2] if dst and op.into else (None, None)
                 if px is not None and vjp_x is not None:

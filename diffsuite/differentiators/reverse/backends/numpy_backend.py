@@ -10,6 +10,7 @@ from ....namespace import _erf, _log_sigmoid, _logsumexp, _softplus, _step, log_
 
 _add_reduce, _max_reduce, _min_reduce = np.add.reduce, np.maximum.reduce, np.minimum.reduce
 _isfinite = math.isfinite
+_F64 = np.float64  # (a module constant: the 0-d fast paths test it once per value)
 # numpy's scalar types (a 0-d operation's result): their shape is () without asking (``.shape`` on one costs more
 # than the rest of ``sum_to``)
 _NUMPY_SCALARS = frozenset(np.sctypeDict.values())
@@ -359,6 +360,15 @@ class NumpyBackend:
             p = g * d
             return p if type(p) in _NUMPY_SCALARS else NumpyBackend.sum_to(p, like)  # (a 0-d p needs no sum)
         return NumpyBackend.sum_to(NumpyBackend.strong(g, d), like)
+
+    @staticmethod
+    def strong_swap(g, x, y):
+        """``(strong_to(g, y, x), strong_to(g, x, y))``: both of mul's VJPs in one call (``Op.pair``)."""
+        if type(x) is _F64 and type(y) is _F64 and _isfinite(x) and _isfinite(y):  # 0-d, as strong_to's fast path
+            p, q = g * y, g * x
+            if type(p) is _F64:  # (g 0-d too: nothing to sum; else strong_to's path below)
+                return p, q
+        return NumpyBackend.strong_to(g, y, x), NumpyBackend.strong_to(g, x, y)
 
     @staticmethod
     def strong_div(g, d):

@@ -415,6 +415,11 @@ class TorchBackend:
         return TorchBackend.sum_to(TorchBackend.strong(g, d), like)
 
     @staticmethod
+    def strong_swap(g, x, y):
+        """``(strong_to(g, y, x), strong_to(g, x, y))``: both of mul's VJPs (``Op.pair``)."""
+        return TorchBackend.strong_to(g, y, x), TorchBackend.strong_to(g, x, y)
+
+    @staticmethod
     def strong_div(g, d):
         """g / d, and 0 where g == 0 (also where d == 0)."""
         return torch.where(g == 0, 0.0, g / d)
