@@ -29,6 +29,9 @@ from .jvps import JVPS, defjvp
 from .second_order import SECOND_ORDER, basis, over_forward, over_reverse
 
 DTYPES = ("float64", "float32")
+#: a returned function keeps its basis tangents (built once per theta shape) while they have at most this many
+#: entries (n^2), for at most this many distinct shapes
+CACHED_BASIS_ENTRIES, CACHED_BASIS_SHAPES = 1 << 22, 8
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,20 @@ class Forward:
         stats.update(jvps=n, passes=len(passes), jvp_rules=rules)
         return value, (T if T.ndim == 1 else np.moveaxis(T, 0, -1))
 
+    def _cached_basis(self, B, structure: Structure, cache: dict) -> list[list] | None:
+        """``_basis_passes`` kept in ``cache`` (one per returned function) by the leaves' shapes, while there are at
+        most ``CACHED_BASIS_ENTRIES`` entries (n^2); None above that (built per call). The JVP rules never write
+        into a tangent they are given (numpy's basis is read-only, so one that did would raise)."""
+        if structure.n ** 2 > CACHED_BASIS_ENTRIES:
+            return None
+        key = tuple(leaf.shape for leaf in structure.leaves)
+        passes = cache.get(key)
+        if passes is None:
+            if len(cache) >= CACHED_BASIS_SHAPES:
+                cache.clear()
+            passes = cache[key] = self._basis_passes(B, structure)
+        return passes
+
     def _basis_passes(self, B, structure: Structure) -> list[list]:
         """Per pass, the tangents of ``directions_per_pass`` basis directions (per leaf: ``(k,) + leaf.shape``)."""
         n, k = structure.n, self.directions_per_pass
@@ -116,7 +133,7 @@ class Forward:
             layout = [spec for spec in objective.model.layout.values()]
             shape_only = Structure([np.empty(shape) for _, _, shape in layout], lambda new: new, None)
             # the basis tangents are the same every call: built once, when they are small (n^2 entries)
-            directions = self._basis_passes(B, shape_only) if shape_only.n ** 2 <= 1 << 22 else None
+            directions = self._cached_basis(B, shape_only, {})
 
             def value_and_grad_fn(theta: np.ndarray, batch: tuple | None = None) -> Gradient:
                 flat = objective.check_theta(theta)
@@ -133,14 +150,14 @@ class Forward:
 
     def value_and_grad_fn(self, f: Callable) -> Callable[..., Gradient]:
         """``(theta, *args) -> Gradient`` for ``f(xp, theta, *args) -> scalar``; grad has theta's structure."""
-        B = self.load()
+        B, bases = self.load(), {}
 
         def value_and_grad_fn(theta: Any, *args: Any, **kwargs: Any) -> Gradient:
             if kwargs:
                 positional_only(kwargs)
             structure, fn = structured(f, theta)
             stats: dict = {}
-            value, J = self._jacobian_flat(B, fn, structure, args, stats)
+            value, J = self._jacobian_flat(B, fn, structure, args, stats, self._cached_basis(B, structure, bases))
             scalar_check(value.shape, getattr(f, "__name__", "f"))
             return Gradient(float(value.reshape(())), structure.jacobian(J.reshape(-1), ()), stats)
 
@@ -170,11 +187,11 @@ class Forward:
 
     def jacobian(self, f: Callable) -> WithStats:
         """``(theta, *args) -> J`` (``out.shape + theta.shape``, or a dict of those): n JVPs."""
-        B = self.load()
+        B, bases = self.load(), {}
 
         def jacobian_fn(stats, theta, *args):
             structure, fn = structured(f, theta)
-            value, J = self._jacobian_flat(B, fn, structure, args, stats)
+            value, J = self._jacobian_flat(B, fn, structure, args, stats, self._cached_basis(B, structure, bases))
             return structure.jacobian(J, value.shape)
 
         return WithStats(jacobian_fn, "jacobian", self.label)
@@ -182,11 +199,11 @@ class Forward:
     def vjp(self, f: Callable) -> WithStats:
         """``(theta, *args) -> (value, pullback)``. Forward mode has no cheap VJP: the Jacobian is built first
         (n JVPs), and ``pullback(u)`` contracts it with ``u``. Reverse mode gives a VJP for one backward pass."""
-        B = self.load()
+        B, bases = self.load(), {}
 
         def vjp_fn(stats, theta, *args):
             structure, fn = structured(f, theta)
-            value, J = self._jacobian_flat(B, fn, structure, args, stats)
+            value, J = self._jacobian_flat(B, fn, structure, args, stats, self._cached_basis(B, structure, bases))
             stats["note"] = "forward mode builds the whole Jacobian (n JVPs) for a VJP"
 
             def pullback(u):

@@ -40,6 +40,7 @@ def basis(B, structure: Structure, start: int, stop: int) -> list:
     """Tangents for basis directions ``start..stop-1``: per leaf, ``(k,) + leaf.shape`` backend arrays."""
     E = np.zeros((stop - start, structure.n), dtype=np.float64)
     E[np.arange(stop - start), np.arange(start, stop)] = 1.0
+    E.flags.writeable = False  # kept between calls (Forward._cached_basis): a rule writing into a tangent raises
     return [B.asarray(part) for part in structure.split(E, (stop - start,))]
 
 
