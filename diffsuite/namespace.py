@@ -59,7 +59,7 @@ FUNCTIONS: dict[str, tuple[str, str]] = {
     "min": ("np.min(x, axis, keepdims)", "ties: the gradient goes to the first minimal entry"),
     "var": ("np.var(x, axis, ddof, keepdims)", "smooth"),
     "std": ("np.std(x, axis, ddof, keepdims)", "gradient 0 where std = 0"),
-    "norm": ("np.linalg.norm(x, axis=axis, keepdims=keepdims, ord=ord): vectors ord None/2/1/inf/-inf, matrices "
+    "norm": ("np.linalg.norm(x, ord, axis, keepdims): vectors ord None/2/1/inf/-inf, matrices "
              "None/'fro'/1/-1/inf/-inf", "2-norm: gradient 0 at x = 0; abs, max, min: their own rules"),
     "cumsum": ("np.cumsum(x, axis)", "smooth"),
     "logsumexp": ("scipy.special.logsumexp(x, axis, keepdims)", "smooth (a primitive: no overflow)"),
@@ -147,8 +147,9 @@ def _relu(x):
     return np.maximum(0.0, x)
 
 
-def _clip(x, lo, hi):
-    return np.minimum(np.maximum(x, lo), hi)
+def _clip(x, lo, hi):  # (a None bound: no bound, as numpy's clip)
+    x = x if lo is None else np.maximum(x, lo)
+    return x if hi is None else np.minimum(x, hi)
 
 
 _VECTOR_ORDS = (None, 2, 1, math.inf, -math.inf)
@@ -250,7 +251,7 @@ class NumpyNamespace:
     min = staticmethod(np.min)
     var = staticmethod(_var)
     std = staticmethod(_std)
-    norm = staticmethod(lambda x, axis=None, keepdims=False, ord=None: linalg_norm(NUMPY, x, ord, axis, keepdims))
+    norm = staticmethod(lambda x, ord=None, axis=None, keepdims=False: linalg_norm(NUMPY, x, ord, axis, keepdims))
     _sqrt0 = staticmethod(np.sqrt)  # (the 2-norm's last step; values only here)
     cumsum = staticmethod(np.cumsum)
     logsumexp = staticmethod(_logsumexp)
@@ -365,7 +366,7 @@ class Composites:
     def std(self, x, axis=None, ddof=0, keepdims=False):
         return self._sqrt0(self.var(x, axis=axis, ddof=ddof, keepdims=keepdims))  # gradient 0 where std = 0
 
-    def norm(self, x, axis=None, keepdims=False, ord=None):
+    def norm(self, x, ord=None, axis=None, keepdims=False):  # numpy's np.linalg.norm order: ord second
         return linalg_norm(self, x, ord, axis, keepdims)  # the 2-norm's gradient is 0 at x = 0, like abs's
 
     def moveaxis(self, x, source, destination):

@@ -273,7 +273,7 @@ class ComplexNamespace:
     min = staticmethod(lambda x, axis=None, keepdims=False: _complex_extreme(x, axis, keepdims, False))
     var = staticmethod(_complex_var)
     std = staticmethod(lambda x, axis=None, ddof=0, keepdims=False: _sqrt0(_complex_var(x, axis, ddof, keepdims)))
-    norm = staticmethod(lambda x, axis=None, keepdims=False, ord=None: linalg_norm(COMPLEX, x, ord, axis, keepdims))
+    norm = staticmethod(lambda x, ord=None, axis=None, keepdims=False: linalg_norm(COMPLEX, x, ord, axis, keepdims))
     _sqrt0 = staticmethod(_sqrt0)
     # structure and linear algebra: numpy's own (linear, and no conjugation anywhere: einsum, dot, tensordot)
     for _name in ("square", "cumsum", "transpose", "moveaxis", "expand_dims", "squeeze", "broadcast_to",
@@ -358,8 +358,9 @@ class KinkTracker:
     def relu(self, x):
         return self.maximum(0.0, x)
 
-    def clip(self, x, lo, hi):
-        return self.minimum(self.maximum(x, lo), hi)
+    def clip(self, x, lo, hi):  # (a None bound: no bound, as numpy's clip)
+        x = x if lo is None else self.maximum(x, lo)
+        return x if hi is None else self.minimum(x, hi)
 
     def where(self, cond, a, b):
         if not self.complex:  # the mask itself is the branch (a comparison decided it)
@@ -378,7 +379,7 @@ class KinkTracker:
             self._tie = bool(np.any(origin & moved))
         return self.base.arctan2(y, x)
 
-    def norm(self, x, axis=None, keepdims=False, ord=None):
+    def norm(self, x, ord=None, axis=None, keepdims=False):
         return linalg_norm(self, x, ord, axis, keepdims)  # through this tracker: its abs/max/min are watched
 
     _sqrt0 = property(lambda self: self.base._sqrt0)

@@ -1,0 +1,45 @@
+"""xp functions take numpy's arguments in numpy's order, in every differentiator: ``xp.norm(x, 1)`` is
+``np.linalg.norm(x, 1)`` (ord second, not axis), and ``xp.clip`` takes None for a missing bound.
+
+Oracles: numpy's own values for the functions, and gradients written out by hand.
+"""
+import numpy as np
+import pytest
+
+import diffsuite as ds
+
+METHODS = [("reverse", {}), ("forward", {}), ("symbolic", {}), ("finite_diff", {"scheme": "central"}),
+           ("finite_diff", {"scheme": "complex_step"})]
+IDS = ["reverse", "forward", "symbolic", "central", "complex_step"]
+M = np.array([[1.0, -2.0, 3.0], [4.0, 5.0, -6.5]])
+
+
+@pytest.mark.parametrize("name,options", METHODS, ids=IDS)
+def test_norm_takes_ord_second_like_numpy(name, options):
+    D = ds.get_differentiator(name, **options)
+    # the matrix 1-norm: the largest column sum of |entries| (column 2: 3 + 6.5), gradient sign(M) in that column
+    res = D.value_and_grad_fn(lambda xp, t: xp.norm(t, 1))(M)
+    assert res.value == pytest.approx(np.linalg.norm(M, 1), rel=1e-15)
+    expected = np.zeros_like(M)
+    expected[:, 2] = np.sign(M[:, 2])
+    np.testing.assert_allclose(res.grad, expected, atol=1e-8 if options.get("scheme") == "central" else 1e-15)
+    # a vector's inf-norm, ord positional; and axis third, as numpy: row 1-norms
+    v = np.array([0.5, -3.0, 2.0])
+    assert D.value_and_grad_fn(lambda xp, t: xp.norm(t, np.inf))(v).value == pytest.approx(3.0, rel=1e-15)
+    rows = D.value_and_grad_fn(lambda xp, t: xp.sum(xp.norm(t, 1, 1)))(M)
+    assert rows.value == pytest.approx(np.linalg.norm(M, 1, 1).sum(), rel=1e-15)
+    np.testing.assert_allclose(rows.grad, np.sign(M), atol=1e-8 if options.get("scheme") == "central" else 1e-15)
+
+
+@pytest.mark.parametrize("name,options", METHODS, ids=IDS)
+@pytest.mark.parametrize("lo,hi", [(0.0, None), (None, 0.5), (None, None)])
+def test_clip_takes_none_for_a_missing_bound(name, options, lo, hi):
+    D = ds.get_differentiator(name, **options)
+    t = np.array([-1.5, 0.2, 0.9])
+    res = D.value_and_grad_fn(lambda xp, x: xp.sum(xp.clip(x, lo, hi) ** 2))(t)
+    clipped = np.clip(t, -np.inf if lo is None else lo, np.inf if hi is None else hi)
+    assert res.value == pytest.approx(float(np.sum(clipped ** 2)), rel=1e-15)
+    # d/dx clip(x)^2 = 2 clip(x) where x is inside the bounds, 0 where a bound holds it (no entry sits on a bound)
+    inside = (clipped == t)
+    np.testing.assert_allclose(res.grad, np.where(inside, 2.0 * t, 0.0),
+                               atol=1e-8 if options.get("scheme") == "central" else 1e-15)
