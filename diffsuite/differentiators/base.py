@@ -61,6 +61,40 @@ class Differentiator(Protocol):
 
 
 # ----- parameter structures for grad(f): any nesting of dicts, lists and tuples of arrays (diffsuite.pytree) -----
+def check_flags(options: Any, *names: str) -> None:
+    """Each named option of a frozen differentiator is True or False (a numpy bool becomes a bool); anything else,
+    such as the string ``"no"``, which is truthy, is refused with a ValueError naming the option."""
+    for name in names:
+        flag = getattr(options, name)
+        if not isinstance(flag, (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False; got {flag!r}")
+        object.__setattr__(options, name, bool(flag))
+
+
+def dtype_name(dtype: Any) -> Any:
+    """``"float64"``/``"float32"`` for numpy's or torch's dtype of that name (``np.float32``, ``np.dtype("float32")``,
+    ``torch.float32``); anything else as it is (for the caller's own check and message)."""
+    if isinstance(dtype, str) or isinstance(dtype, bool):
+        return dtype
+    if str(dtype) in ("torch.float64", "torch.float32"):
+        return str(dtype)[len("torch."):]
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        return dtype
+    return name if name in ("float64", "float32") else dtype
+
+
+def check_dtype(options: Any, allowed: Any) -> None:
+    """``options.dtype`` one of ``allowed`` (names), stored as that name; numpy's and torch's float dtypes are read
+    as their names. Else a ValueError naming the choices."""
+    name = dtype_name(options.dtype)
+    if not isinstance(name, str) or name not in allowed:
+        raise ValueError(f"dtype must be one of {', '.join(allowed)} (a string, or numpy's or torch's dtype of that "
+                         f"name); got {options.dtype!r}")
+    object.__setattr__(options, "dtype", name)
+
+
 def flatten_params(theta: Any) -> tuple[list[np.ndarray], Callable[[list], Any]]:
     """Split ``theta`` into float64 leaves and a function that rebuilds the structure from new leaves.
 

@@ -61,8 +61,8 @@ from ... import pytree
 from ...errors import RefusedByDesign
 from ...namespace import NUMPY
 from ...objective import Objective
-from ..base import (Gradient, HigherOrder, check_result, flatten_params, grad_leaf, param_entry_names, positional_only,
-                    scalar_check, with_argnums_of)
+from ..base import (Gradient, HigherOrder, check_dtype, check_flags, check_result, flatten_params, grad_leaf,
+                    param_entry_names, positional_only, scalar_check, with_argnums_of)
 from . import higher
 from .batched import bind_objective_batched, evaluate_batched
 from .control import RICHARDSON_SAFETY, TRUNCATION_RATIO, Entry, Rule, StepControl, noise_of
@@ -143,8 +143,7 @@ class FiniteDiff(HigherOrder):
     def __post_init__(self):
         if self.scheme not in SCHEMES:
             raise ValueError(f"unknown finite-difference scheme {self.scheme!r}; choose one of {', '.join(SCHEMES)}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
+        check_dtype(self, DTYPES)
         if not (_is_int(self.levels) and 1 <= self.levels <= MAX_LEVELS):
             raise ValueError(f"levels (Richardson's number of central differences h, h/2, ...) must be an int from 1 "
                              f"to {MAX_LEVELS} (not a bool); got {self.levels!r}")
@@ -155,11 +154,7 @@ class FiniteDiff(HigherOrder):
         if not (_is_int(self.batch) and self.batch >= 1):
             raise ValueError(f"batch (stencil points per objective call) must be an int >= 1 (not a bool: batch=True "
                              f"is not a batch size); got {self.batch!r}")
-        for option in ("kink_check", "warn"):
-            flag = getattr(self, option)
-            if not isinstance(flag, (bool, np.bool_)):
-                raise ValueError(f"{option} must be True or False; got {flag!r}")
-            object.__setattr__(self, option, bool(flag))
+        check_flags(self, "kink_check", "warn")
         if self.batch > 1 and self.scheme == "complex_step":
             raise ValueError("batch > 1 applies to the real schemes; complex_step evaluates one point per call: "
                              "use batch=1")

@@ -22,8 +22,9 @@ import numpy as np
 
 from ...objective import Objective
 from ...structure import Structure, output_value
-from ..base import Gradient, WithStats, check_result, positional_only, scalar_check, structured, with_argnums_of
-from ..reverse.backends import load_backend
+from ..base import (Gradient, WithStats, check_dtype, check_result, positional_only, scalar_check, structured,
+                    with_argnums_of)
+from ..reverse.backends import check_placement, load_backend
 from .dual import Dual, DualNamespace, ForwardTrace
 from .jvps import JVPS, defjvp
 from .second_order import SECOND_ORDER, basis, over_forward, over_reverse
@@ -51,8 +52,8 @@ class Forward:
     name: ClassVar[str] = "forward"
 
     def __post_init__(self):
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
+        check_placement(self.backend, self.device)  # refused here, not at the first call
+        check_dtype(self, DTYPES)
         if not (isinstance(self.directions_per_pass, int) and self.directions_per_pass >= 1):
             raise ValueError(f"directions_per_pass must be an int >= 1; got {self.directions_per_pass!r}")
         if self.second_order not in SECOND_ORDER:

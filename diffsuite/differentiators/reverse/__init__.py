@@ -23,10 +23,10 @@ import numpy as np
 
 from ...nn.losses import CrossEntropy
 from ...objective import Objective
-from ..base import (Gradient, HigherOrder, check_result, flatten_params, grad_leaves, positional_only, scalar_check,
-                    with_argnums_of)
+from ..base import (Gradient, HigherOrder, check_dtype, check_flags, check_result, flatten_params, grad_leaves,
+                    positional_only, scalar_check, with_argnums_of)
 from . import higher
-from .backends import BACKENDS, load_backend
+from .backends import check_placement, load_backend
 from .fused import SOFTMAX_CROSS_ENTROPY, target_index
 from .plan import PlanRecorder, build_plan, plannable
 from .tape import Tape, TapeNamespace, Var
@@ -59,11 +59,9 @@ class Reverse(HigherOrder):
     higher: ClassVar = higher
 
     def __post_init__(self):
-        if self.backend not in BACKENDS:  # refused here, not at the first call (e.g. backend="jax")
-            raise ValueError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)} (the array "
-                             "library the tape runs on)")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
+        check_flags(self, "replay")
+        check_placement(self.backend, self.device)  # refused here, not at the first call (backend="jax", numpy on cuda)
+        check_dtype(self, DTYPES)
 
     @property
     def label(self) -> str:

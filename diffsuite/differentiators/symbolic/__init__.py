@@ -32,7 +32,7 @@ from ... import pytree
 from ...pytree import positional_only as shared_positional_only
 from ...budget import Budget, check_node_budget, check_time_budget, run_budgeted
 from ...objective import Objective
-from ..base import Gradient, HigherOrder, flatten_params, grad_leaf, with_argnums_of
+from ..base import Gradient, HigherOrder, check_flags, dtype_name, flatten_params, grad_leaf, with_argnums_of
 from .build import (ENGINES, METRIC_KEYS, SetupOptions, build_function, build_objective, is_float_data,
                              setup)
 from . import higher
@@ -93,8 +93,10 @@ class Symbolic(HigherOrder):
     higher: ClassVar = higher  # jvp/vjp/jacobian/hessian/hvp: second derivatives CSE'd and compiled (higher.py)
 
     def __post_init__(self):
+        check_flags(self, "cse", "symbolic_data", "metrics")
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {self.engine!r}")
+        object.__setattr__(self, "dtype", dtype_name(self.dtype))  # (np.float64 too)
         if self.dtype != "float64":
             raise ValueError(f"symbolic compiles its gradient for float64 only; got dtype={self.dtype!r}. For a "
                              "float32 ground truth use diffsuite.reference.reference_gradient(..., dtype='float32'); "

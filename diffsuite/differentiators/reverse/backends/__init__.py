@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from ....errors import MissingDependency
 from .numpy_backend import NumpyBackend
-
-BACKENDS = ("numpy", "torch")
+from .placement import BACKENDS, check_placement
 
 
 def load_backend(name: str = "numpy", device: str = "cpu", dtype: str = "float64"):
     """The backend ``name`` on ``device`` in ``dtype``; clear errors for unknown names or missing torch/CUDA."""
+    check_placement(name, device)
     if name == "numpy":
         return NumpyBackend(device=device, dtype=dtype)
     if name == "torch":
@@ -21,4 +21,3 @@ def load_backend(name: str = "numpy", device: str = "cpu", dtype: str = "float64
         except ImportError as e:
             raise MissingDependency("backend 'torch'", "torch", "torch", "or pip install torch") from e
         return TorchBackend(device=device, dtype=dtype)
-    raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")

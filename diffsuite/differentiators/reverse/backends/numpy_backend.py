@@ -6,6 +6,7 @@ import math
 import numpy as np
 
 from ....namespace import _erf, _log_sigmoid, _logsumexp, _softplus, _step, log_sum_exp_shifted
+from .placement import check_placement
 
 
 _add_reduce, _max_reduce, _min_reduce = np.add.reduce, np.maximum.reduce, np.minimum.reduce
@@ -23,9 +24,7 @@ class NumpyBackend:
     name = "numpy"
 
     def __init__(self, device: str = "cpu", dtype: str = "float64"):
-        if device != "cpu":
-            raise ValueError(f"backend 'numpy' runs on device 'cpu' only; got device={device!r}. "
-                             "For CUDA use backend='torch', device='cuda'.")
+        check_placement("numpy", device)
         self.device = "cpu"
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):

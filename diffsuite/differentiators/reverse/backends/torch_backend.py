@@ -17,6 +17,8 @@ import math
 import numpy as np
 import torch
 
+from .placement import check_placement
+
 Tensor = torch.Tensor
 _threshold_backward = torch.ops.aten.threshold_backward.default  # g where x > threshold, else 0 (NaN keeps g)
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -54,6 +56,7 @@ class TorchBackend:
     def __init__(self, device: str = "cpu", dtype: str = "float64"):
         if str(dtype) not in _DTYPES:
             raise ValueError(f"dtype must be 'float32' or 'float64'; got {dtype!r}")
+        check_placement("torch", device)
         device = str(device)
         if device.startswith("cuda"):
             if not torch.cuda.is_available():
@@ -62,8 +65,6 @@ class TorchBackend:
                     f"device={device!r} needs a CUDA GPU, and torch.cuda.is_available() is False here (torch "
                     f"{torch.__version__}, {build}). On a machine with an NVIDIA GPU, install a CUDA build of torch "
                     "(see https://pytorch.org/get-started/locally/); otherwise use device='cpu'.")
-        elif device != "cpu":
-            raise ValueError(f"backend 'torch' runs on device 'cpu', 'cuda' or 'cuda:N'; got device={device!r}")
         self.device = torch.device(device)
         self.dtype = _DTYPES[str(dtype)]
         self.np_dtype = np.dtype(str(dtype))
