@@ -101,7 +101,10 @@ class MLP:
     # ----- parameters -----
     def init(self, seed: int = 0) -> np.ndarray:
         """A flat float64 vector: W ~ N(0, 1/fan_in) (LeCun), b ~ N(0, 0.1^2), from ``default_rng(seed)``."""
-        rng = np.random.default_rng(seed)
+        try:
+            rng = np.random.default_rng(seed)
+        except (TypeError, ValueError):
+            raise ValueError(f"seed must be a non-negative int (or None for a fresh one); got {seed!r}") from None
         blocks = {name: (rng.normal(size=s) / np.sqrt(s[0]) if name[0] == "W" else 0.1 * rng.normal(size=s))
                   for name, s in self.shapes.items()}
         return self.pack(blocks)
@@ -111,7 +114,8 @@ class MLP:
         missing = [k for k in self.shapes if k not in params]
         extra = [k for k in params if k not in self.shapes]
         if missing or extra:
-            raise ValueError(f"pack needs exactly the blocks {list(self.shapes)}; missing {missing}, unexpected {extra}")
+            wrong = "; ".join(f"{what} {keys}" for what, keys in (("missing", missing), ("unexpected", extra)) if keys)
+            raise ValueError(f"pack needs exactly the blocks {list(self.shapes)}; {wrong}")
         parts = []
         for name, shape in self.shapes.items():
             a = np.asarray(params[name], dtype=np.float64)
@@ -122,6 +126,9 @@ class MLP:
 
     def check_theta(self, theta: Any) -> np.ndarray:
         """theta as a 1-D float array of length n_params, or a clear ValueError."""
+        if isinstance(theta, Mapping):  # (np.asarray would make an object array of it, and the advice be wrong)
+            raise ValueError(f"theta must be a flat vector of {self.n_params} parameters for MLP{self.layers}; got a "
+                             f"dict of blocks ({', '.join(map(str, theta))}). Use model.pack(params) to flatten it.")
         t = _real_array(theta, "theta")
         if t.shape != (self.n_params,):
             raise ValueError(f"theta must be a flat vector of {self.n_params} parameters for MLP{self.layers} "

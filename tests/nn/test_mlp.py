@@ -63,3 +63,31 @@ def test_wrong_theta_or_block_shapes_are_refused():
         m.pack({"W0": np.zeros((3, 2)), "b0": np.zeros(2), "W1": np.zeros((2, 1))})
     with pytest.raises(ValueError, match="inputs must have shape \\(batch, 3\\)"):
         m.forward(m.init(0), np.zeros((2, 4)))
+
+
+def test_a_dict_of_blocks_as_theta_gets_the_pack_advice():
+    """An Objective takes a flat theta; a dict of blocks was refused with 'convert with np.asarray', which fails."""
+    model = ds.MLP(layers=(3, 2, 1))
+    obj = ds.Objective(model, loss="quadratic", inputs=np.ones((2, 3)), targets=np.ones((2, 1)))
+    blocks = model.unpack(model.init(0))
+    for name in ("reverse", "forward", "symbolic", "finite_diff"):
+        with pytest.raises(ValueError, match=r"got a dict of blocks \(W0, b0, W1, b1\)\. Use model\.pack"):
+            ds.get_differentiator(name).value_and_grad(obj)(blocks)
+    # the advice works: the packed vector is accepted
+    assert ds.get_differentiator("reverse").value_and_grad(obj)(model.pack(blocks)).grad.shape == (model.n_params,)
+
+
+@pytest.mark.parametrize("seed", ["a", -1, 1.5])
+def test_a_bad_seed_is_named(seed):
+    with pytest.raises(ValueError, match=f"seed must be a non-negative int .*; got {seed!r}"):
+        ds.MLP(layers=(3, 2, 1)).init(seed)
+
+
+def test_pack_names_only_what_is_wrong():
+    model = ds.MLP(layers=(3, 2, 1))
+    with pytest.raises(ValueError) as missing:
+        model.pack({"W0": np.zeros((3, 2))})
+    assert "missing ['b0', 'W1', 'b1']" in str(missing.value) and "unexpected" not in str(missing.value)
+    with pytest.raises(ValueError) as extra:
+        model.pack({**model.unpack(model.init(0)), "W9": 1.0})
+    assert "unexpected ['W9']" in str(extra.value) and "missing" not in str(extra.value)
