@@ -69,7 +69,7 @@ class Budget:
     def check_time(self) -> None:
         """A soft check between steps (the only one where neither SIGALRM nor fork is available)."""
         if self.time_s is not None and time.monotonic() - self.started > self.time_s:
-            raise BudgetExceeded(self.stage, f"{self.time_s:g} s", self.progress)
+            raise BudgetExceeded(self.stage, f"{self.time_s:g} s", self.progress or None)
 
 
 def check_node_budget(nodes: object, name: str = "node_budget") -> int | None:
@@ -143,9 +143,12 @@ def _run_with_alarm(work, budget):
             signal.setitimer(signal.ITIMER_REAL, 0.0)
             armed[0] = False
     except _TimeUp:
-        raise BudgetExceeded(budget.stage, f"{budget.time_s:g} s", budget.progress or "nothing reported") from None
+        raise BudgetExceeded(budget.stage, f"{budget.time_s:g} s", budget.progress or None) from None
     finally:
         signal.signal(signal.SIGALRM, previous)
+
+
+_IN_WORKER = ", in a worker process"
 
 
 def _run_in_worker(work, budget):
@@ -172,8 +175,7 @@ def _run_in_worker(work, budget):
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not receive.poll(remaining):
-                raise BudgetExceeded(budget.stage, f"{budget.time_s:g} s",
-                                     (budget.progress or "nothing reported") + " (in a worker process)")
+                raise BudgetExceeded(budget.stage, f"{budget.time_s:g} s", budget.progress or None, _IN_WORKER)
             try:
                 msg = receive.recv()
             except EOFError:
@@ -184,7 +186,7 @@ def _run_in_worker(work, budget):
             elif msg[0] == "done":
                 return msg[1]
             elif msg[0] == "budget":  # the worker's own check between steps got there first
-                raise BudgetExceeded(msg[1], msg[2], (msg[3] or "nothing reported") + " (in a worker process)")
+                raise BudgetExceeded(msg[1], msg[2], msg[3] or None, _IN_WORKER)
             else:
                 raise msg[1]
     finally:

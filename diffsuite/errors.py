@@ -9,11 +9,13 @@ class BudgetExceeded(RuntimeError):
     (how far it got). Studies record it as a row with status ``budget`` and go on.
     """
 
-    def __init__(self, stage: str, budget: str, progress: str = ""):
-        self.stage, self.budget, self.progress = stage, budget, progress
+    def __init__(self, stage: str, budget: str, progress: str | None = "", where: str = ""):
+        self.stage, self.budget, self.progress = stage, budget, progress or ""
         msg = f"{stage} exceeded its budget of {budget}"
         if progress:
-            msg += f" (got as far as {progress})"
+            msg += f" (got as far as {progress}{where})"
+        elif progress is None:  # a time budget whose stage had reported no finished step
+            msg += f" (before its first step finished{where})"
         super().__init__(msg + "; raise the budget, or use a smaller network or the reverse differentiator")
 
 

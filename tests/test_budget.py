@@ -65,3 +65,31 @@ def test_no_alarm_is_left_behind():
     run_budgeted(lambda b: None, Budget(time_s=0.2))
     time.sleep(0.3)  # an alarm left armed would fire here and fail the test
     assert signal.getsignal(signal.SIGALRM) is before and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def silent(budget):
+    """Work that never reports a finished step."""
+    while True:
+        sum(range(1000))
+
+
+def test_a_stage_with_no_finished_step_says_so(real_time_budgets):
+    with pytest.raises(BudgetExceeded) as info:
+        run_budgeted(silent, Budget(time_s=0.2))
+    assert "(before its first step finished" in str(info.value) and "nothing reported" not in str(info.value)
+    assert info.value.progress == ""
+
+
+def test_the_worker_path_words_it_the_same_way(real_time_budgets):
+    out = {}
+    thread = threading.Thread(target=lambda: out.update(e=pytest.raises(BudgetExceeded, run_budgeted, silent,
+                                                                        Budget(time_s=0.3)).value))
+    thread.start()
+    thread.join(HANG)
+    assert "(before its first step finished, in a worker process)" in str(out["e"])
+
+
+def test_progress_reads_as_how_far_it_got():
+    assert "(got as far as layer 2, in a worker process)" in str(BudgetExceeded("build", "1 s", "layer 2",
+                                                                               ", in a worker process"))
+    assert str(BudgetExceeded("build", "1 s")).startswith("build exceeded its budget of 1 s; raise the budget")
