@@ -54,8 +54,8 @@ import numpy as np
 from .gradcheck.methods import (METHOD_ALIASES, Method, Problem, checked_problem, choose_methods, reference_advice,
                                 resolve_method, without_reference)
 from .gradcheck.report import ON_KINK, GradcheckReport, MethodResult
-from .gradcheck.tolerances import (DEFAULT_RTOL, REAL_FD_SCHEMES, atol_reason, default_atol, default_rtol, eps,
-                                   rtol_reason)
+from .gradcheck.tolerances import (DEFAULT_RTOL, REAL_FD_SCHEMES, VALUE_ROUNDING_EPS, atol_reason, default_atol,
+                                   default_rtol, eps, rounding_floor, rounding_floor_reason, rtol_reason)
 
 #: the largest problem (number of entries) for which reference="auto" computes the exact reference
 EXACT_MAX_PARAMS = 64
@@ -65,6 +65,11 @@ DEFAULT_METHODS = ("reverse", "central")
 EXACT_LABEL = "exact (certified, arb)"
 OWN_ROUNDING_FACTOR = 32  # the tolerance over f's own rounding error, where f cancels (see _own_rounding)
 OWN_ROUNDING_CAP = 1e-2  # ... up to this: a check that would need more cannot tell a 1 % gradient bug from rounding
+
+
+class StationaryPointWarning(UserWarning):
+    """The gradient at the checked point is at the level of f's own rounding (a stationary point): the check passes
+    any gradient that small, right or wrong. Check at a point away from it."""
 
 
 def check_gradients(f: Any, theta: Any, *args: Any, methods: Iterable | None = None, reference: Any = "auto",
@@ -115,6 +120,8 @@ def check_gradients(f: Any, theta: Any, *args: Any, methods: Iterable | None = N
                      "the tolerance scales are taken over the finite entries only")
     rtols = _per_method("rtol", rtol, chosen)
     atols = _per_method("atol", atol, chosen)
+    f_value = value if value is not None and np.isfinite(value) else problem.value
+    _note_stationary(ref, rounding_floor("reverse", dtype, f_value, problem.flat, {}), f_value, notes)
     results = []
     for m in chosen:
         if m.label in rtols:
@@ -174,6 +181,10 @@ def check_gradients(f: Any, theta: Any, *args: Any, methods: Iterable | None = N
             r_tol, r_why = _differenced_rounding(value_rounding, stats, ref, r_tol, r_why)
             if m.label not in atols:
                 a_tol = default_atol(m.kind, m.dtype, r_tol, ref)
+        if m.label not in atols:  # near a stationary point f's own rounding exceeds the gradient's scale
+            floor = rounding_floor(m.kind, m.dtype, f_value, problem.flat, stats)
+            if floor is not None and np.any(floor > a_tol):
+                a_tol, a_why = np.maximum(a_tol, floor), f"{a_why}; {rounding_floor_reason(m.kind, m.dtype)}"
         results.append(MethodResult(m, grad, r_tol, a_tol, _kinks(stats, problem.names), m_value, stats,
                                     rtol_why=r_why, atol_why=a_why, unevaluable=unevaluable))
     report = GradcheckReport(problem.label, problem.names, ref, ref_label, results, value, notes, on_kink,
@@ -251,6 +262,20 @@ def _own_rounding(problem: Problem, dtype: str, exact_value: float | None, exact
                  "gradient error below that cannot be told from f's own rounding at this point (move theta, or "
                  "rewrite f to cancel less, for a sharper check)")
     return own, "value and reverse-mode gradient"
+
+
+def _note_stationary(ref: np.ndarray, floor: np.ndarray | None, value: float | None, notes: list[str]) -> None:
+    """A note and a ``StationaryPointWarning`` where every finite reference entry is within f's own rounding
+    (``floor``, the exact methods' ``rounding_floor``): there a wrong gradient cannot be told from a right one."""
+    finite = np.isfinite(ref)
+    if floor is None or not finite.any() or np.any(np.abs(ref[finite]) > floor[finite]):
+        return
+    message = (f"the gradient at theta is at the level of f's own rounding: every reference entry (the largest "
+               f"{float(np.max(np.abs(ref[finite]))):.1e}) is within {VALUE_ROUNDING_EPS} eps |f| / max(1, |theta_i|) "
+               f"(f = {value:.6g}). theta is at or next to a stationary point, where any gradient that small passes, "
+               "right or wrong: check at a point away from it (theta plus a random step of the parameters' scale)")
+    notes.append(message)
+    warnings.warn(message, StationaryPointWarning, stacklevel=3)
 
 
 def _value_rounding(problem: Problem, dtype: str, exact_value: float | None) -> float:

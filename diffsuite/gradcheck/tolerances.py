@@ -15,6 +15,14 @@ error actually scales with (``default_atol``):
 
 Where every reference entry (of the leaf, then of the gradient) is 0 the scale is 1.
 
+Both floors are relative to the gradient's own size, which near a stationary point (a fitted model, a
+least-squares solution) is far below the size of the terms it sums: there a correct gradient carries the
+rounding of those terms, not of itself. So each floor is at least what f's own rounding makes of a correct
+result (``rounding_floor``): ``VALUE_ROUNDING_EPS`` eps |f| / max(1, |theta_i|) for the exact-up-to-rounding
+methods (a gradient entry sums terms of about f's size over theta's), and the same rounding of f's values
+carried through a difference quotient (times the sum of its weights' sizes, over its step h_i) for finite
+differences. Away from stationary points both are far below the floors above and change nothing.
+
 Where the numbers come from (eps = 2.2e-16 in float64, 1.2e-7 in float32): reverse mode and the
 symbolic gradient (and forward mode) carry rounding error only (a few hundred eps after a deep network);
 forward/backward differences have error ~ sqrt(eps), central ~ eps^(2/3), five-point and Richardson
@@ -65,6 +73,11 @@ FD_KINDS = frozenset({"forward", "backward", "central", "five_point", "richardso
 STRICT_KIND = "reverse"
 #: the absolute floor of exact-up-to-rounding methods, in eps of the dtype, times the leaf's max|ref|
 ROUNDING_FLOOR_EPS = 512
+#: the rounding of f's values that the floors allow for, in eps of the dtype times |f| (``rounding_floor``)
+VALUE_ROUNDING_EPS = 16
+#: sum of |weights| of each scheme's difference quotient, times its step: how much of one value's rounding, over h,
+#: reaches the quotient (Richardson's depends on its levels: ``quotient_weight``)
+_QUOTIENT_WEIGHT = {"forward": 2.0, "backward": 2.0, "central": 1.0, "five_point": 1.5}
 
 
 def tolerance_kind(kind: str) -> str:
@@ -105,6 +118,42 @@ def default_atol(kind: str, dtype: str, rtol: float, reference: np.ndarray) -> n
     # own size (a per-leaf floor failed correct gradients there). 512 eps of the largest entry still catches an
     # entry wrong by more than that: a sign flip of one 1e-10 of the largest.
     return np.full(ref.shape, ROUNDING_FLOOR_EPS * eps(dtype) * whole)
+
+
+def quotient_weight(scheme: str, levels: int = 1) -> float:
+    """How much of one value's rounding, over the step h, a scheme's result carries: the sum of its weights' sizes
+    times h. Richardson: central quotients at h, h/2, ..., h/2^(levels-1) (each carrying 2^k / h) combined by the
+    extrapolation weights that cancel h^2, h^4, ..., which are solved for here."""
+    if scheme != "richardson":
+        return _QUOTIENT_WEIGHT[scheme]
+    k = np.arange(levels)
+    x = 4.0 ** -k  # each level's h^2, relative to the first's
+    weights = np.linalg.solve(np.vander(x, levels, increasing=True).T, np.eye(levels)[0])  # sum w x^j = [j == 0]
+    return float(np.sum(np.abs(weights) * 2.0 ** k))
+
+
+def rounding_floor(kind: str, dtype: str, value: float | None, theta: np.ndarray, stats: dict) -> np.ndarray | None:
+    """Per entry, the error a correct method can have from f's own rounding alone, where f's value is ``value``:
+    exact-up-to-rounding kinds ``VALUE_ROUNDING_EPS eps |f| / max(1, |theta_i|)``; finite differences that rounding
+    of f's values through their quotient, ``VALUE_ROUNDING_EPS eps |f| quotient_weight / h_i`` (``stats["steps"]``).
+    None where f's value is not a finite number, or a difference method reports no steps."""
+    if value is None or not np.isfinite(value):
+        return None
+    size = VALUE_ROUNDING_EPS * eps(dtype) * abs(float(value))
+    if tolerance_kind(kind) in FD_KINDS:
+        steps = np.asarray(stats.get("steps", ()), dtype=np.float64).reshape(-1)
+        if steps.shape != np.shape(theta) or not np.all(np.isfinite(steps) & (steps > 0)):
+            return None
+        return size * quotient_weight(kind, int(stats.get("levels", 1))) / steps
+    return size / np.maximum(1.0, np.abs(np.asarray(theta, dtype=np.float64)))
+
+
+def rounding_floor_reason(kind: str, dtype: str) -> str:
+    if tolerance_kind(kind) in FD_KINDS:
+        return (f"at least {VALUE_ROUNDING_EPS} eps({dtype}) |f| over the step, through the quotient (f's own "
+                "rounding in a difference quotient, which near a stationary point exceeds the gradient's scale)")
+    return (f"at least {VALUE_ROUNDING_EPS} eps({dtype}) |f| / max(1, |theta_i|) (f's own rounding, which near a "
+            "stationary point exceeds the gradient's scale)")
 
 
 def atol_reason(kind: str, dtype: str) -> str:
