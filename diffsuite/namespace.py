@@ -210,10 +210,12 @@ except ImportError:  # pragma: no cover - scipy is installed wherever scikit-lea
 
 
 def _var(x, axis=None, ddof=0, keepdims=False):
+    degrees_of_freedom(np.shape(x), axis, ddof)  # (numpy would return inf or nan with a RuntimeWarning)
     return np.var(x, axis=axis, ddof=ddof, keepdims=keepdims)
 
 
 def _std(x, axis=None, ddof=0, keepdims=False):
+    degrees_of_freedom(np.shape(x), axis, ddof)
     return np.std(x, axis=axis, ddof=ddof, keepdims=keepdims)
 
 
@@ -299,6 +301,17 @@ def positions(fn, shape: tuple, *args, **kwargs) -> np.ndarray:
     return np.asarray(fn(np.arange(math.prod(shape)).reshape(shape), *args, **kwargs))
 
 
+def degrees_of_freedom(shape: tuple, axis: Any, ddof: Any) -> int:
+    """n - ddof for ``var``/``std`` over ``axis`` of an array of ``shape`` (n: the entries each result averages), or
+    a ValueError where that leaves none (numpy returns inf or nan there), in every namespace alike."""
+    axes = normalize_axes(axis, len(shape), "var")
+    n = math.prod(shape) if axes is None else math.prod(shape[a] for a in axes)
+    if n - ddof <= 0:
+        raise ValueError(f"xp.var / xp.std: {n} entries with ddof={ddof} leave {n - ddof} degrees of freedom; "
+                         "need at least one (use a smaller ddof)")
+    return n - ddof
+
+
 def normalize_axes(axis, ndim: int, who: str) -> tuple[int, ...] | None:
     """``axis`` (None, an int or a tuple of ints) as a sorted tuple of non-negative axes, or None for all."""
     if axis is None:
@@ -310,6 +323,36 @@ def normalize_axes(axis, ndim: int, who: str) -> tuple[int, ...] | None:
             raise ValueError(f"xp.{who}: axis {a!r} is out of range for an array of {ndim} dimensions")
         out.append(int(a) % ndim)
     return tuple(sorted(set(out)))
+
+
+_SUBLIST_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def einsum_arguments(subscripts: Any, operands: tuple) -> tuple[str, tuple]:
+    """(subscripts string, operands) of an einsum call in either of numpy's forms: ``einsum("ij,jk->ik", a, b)``,
+    or interleaved sublists ``einsum(a, [0, 1], b, [1, 2], [0, 2])`` (axis labels 0-51, ``...`` as Ellipsis)."""
+    if isinstance(subscripts, str):
+        return subscripts, operands
+    args = (subscripts,) + tuple(operands)
+    pairs, out = (args[:-1], args[-1]) if len(args) % 2 else (args, None)
+
+    def letters(sublist: Any) -> str:
+        if not isinstance(sublist, (list, tuple)):
+            raise TypeError("xp.einsum takes a subscripts string first, or operands each followed by a list of axis "
+                            f"labels (numpy's sublist form: einsum(a, [0, 1], b, [1, 2])); got {type(sublist).__name__} "
+                            "where a list was expected")
+        text = ""
+        for label in sublist:
+            if label is Ellipsis:
+                text += "..."
+            elif isinstance(label, (int, np.integer)) and not isinstance(label, bool) and 0 <= label < 52:
+                text += _SUBLIST_LETTERS[int(label)]
+            else:
+                raise ValueError(f"xp.einsum: a sublist's axis labels are ints from 0 to 51 or Ellipsis; got {label!r}")
+        return text
+
+    spec = ",".join(letters(s) for s in pairs[1::2]) + ("" if out is None else "->" + letters(out))
+    return spec, tuple(pairs[0::2])
 
 
 def parse_einsum(subscripts: str, ndims: list[int]) -> tuple[list[str], str]:
@@ -354,12 +397,7 @@ class Composites:
     def matmul(self, a, b): return a @ b
 
     def var(self, x, axis=None, ddof=0, keepdims=False):
-        shape = np.shape(x)
-        axes = normalize_axes(axis, len(shape), "var")
-        n = math.prod(shape) if axes is None else math.prod(shape[a] for a in axes)
-        if n - ddof <= 0:
-            raise ValueError(f"xp.var / xp.std: {n} entries with ddof={ddof} leave {n - ddof} degrees of freedom; "
-                             "need at least one (use a smaller ddof)")
+        n = degrees_of_freedom(np.shape(x), axis, ddof) + ddof
         d = x - self.mean(x, axis=axis, keepdims=True)
         return self.sum(d * d, axis=axis, keepdims=keepdims) * (1.0 / (n - ddof))
 

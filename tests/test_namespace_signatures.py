@@ -43,3 +43,45 @@ def test_clip_takes_none_for_a_missing_bound(name, options, lo, hi):
     inside = (clipped == t)
     np.testing.assert_allclose(res.grad, np.where(inside, 2.0 * t, 0.0),
                                atol=1e-8 if options.get("scheme") == "central" else 1e-15)
+
+
+W = np.array([[0.5, -1.0, 2.0, 0.25], [1.5, 0.0, -0.5, 1.0], [-2.0, 0.75, 1.0, 0.5]])
+SUBLIST_FORMS = [
+    ("explicit output", lambda xp, t: xp.einsum(t, [0, 1], W, [1, 2], [0, 2])),
+    ("implicit output", lambda xp, t: xp.einsum(t, [0, 1], W, [1, 2])),
+    ("ellipsis", lambda xp, t: xp.einsum(t, [Ellipsis, 1], W, [1, 2], [Ellipsis, 2])),
+]
+
+
+@pytest.mark.parametrize("name,options", METHODS, ids=IDS)
+@pytest.mark.parametrize("form,product", SUBLIST_FORMS, ids=[f for f, _ in SUBLIST_FORMS])
+def test_einsum_takes_numpys_sublist_form(name, options, form, product):
+    """sum((t W)^2): value by numpy, gradient 2 (t W) W^T by hand."""
+    t = np.array([[1.0, -0.5, 2.0], [0.25, 1.5, -1.0]])
+    res = ds.get_differentiator(name, **options).value_and_grad_fn(lambda xp, t: xp.sum(product(xp, t) ** 2))(t)
+    assert res.value == pytest.approx(float(np.sum((t @ W) ** 2)), rel=1e-14)
+    np.testing.assert_allclose(res.grad, 2.0 * (t @ W) @ W.T, rtol=1e-6 if options.get("scheme") == "central" else 1e-13)
+
+
+@pytest.mark.parametrize("call,error", [
+    (lambda xp, t: xp.einsum([0, 1], t, [1, 2], W), TypeError),  # operands and sublists swapped
+    (lambda xp, t: xp.einsum(t, [0, 1.5]), ValueError),  # a label that is no int
+    (lambda xp, t: xp.einsum(t, [0, 60]), ValueError),  # beyond the 52 letters
+])
+def test_a_bad_sublist_is_named(call, error):
+    with pytest.raises(error, match="einsum"):
+        ds.get_differentiator("reverse").grad(lambda xp, t: xp.sum(call(xp, t)))(np.ones((2, 3)))
+
+
+@pytest.mark.parametrize("name,options", METHODS, ids=IDS)
+def test_var_with_no_degree_of_freedom_is_refused_in_every_differentiator(name, options):
+    """numpy itself returns inf or nan with a RuntimeWarning (finite differences evaluated f that way)."""
+    t = np.array([[2.0, 1.0], [1.0, 2.0]])
+    D = ds.get_differentiator(name, **options)
+    for fn in (lambda xp, t: xp.sum(xp.std(t, axis=0, ddof=2)), lambda xp, t: xp.var(t, ddof=4)):
+        with pytest.raises(ValueError, match="leave 0 degrees of freedom"):
+            D.value_and_grad_fn(fn)(t)
+    # one degree of freedom is fine: var over axis 0 with ddof=1, d/dx = 2 (x - mean) / (n - 1), by hand
+    res = D.value_and_grad_fn(lambda xp, t: xp.sum(xp.var(t, axis=0, ddof=1)))(t)
+    assert res.value == pytest.approx(1.0, rel=1e-15)
+    np.testing.assert_allclose(res.grad, [[1.0, -1.0], [-1.0, 1.0]], atol=1e-8 if options.get("scheme") == "central" else 1e-15)

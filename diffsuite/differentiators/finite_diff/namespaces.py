@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ...namespace import NAMESPACE_FUNCTIONS, NUMPY, linalg_norm, unknown_name_error
+from ...namespace import NAMESPACE_FUNCTIONS, NUMPY, degrees_of_freedom, linalg_norm, unknown_name_error
 
 
 def _complex_sigmoid(z):
@@ -229,11 +229,9 @@ def _complex_extreme(x, axis=None, keepdims=False, largest=True):
 
 def _complex_var(x, axis=None, ddof=0, keepdims=False):
     x = np.asarray(x)
-    n = x.size if axis is None else math.prod(np.shape(x)[a] for a in ((axis,) if isinstance(axis, int) else axis))
-    if n - ddof <= 0:
-        raise ValueError(f"xp.var / xp.std: {n} entries with ddof={ddof} leave no degree of freedom")
+    dof = degrees_of_freedom(np.shape(x), axis, ddof)
     d = x - np.mean(x, axis=axis, keepdims=True)
-    return np.sum(d * d, axis=axis, keepdims=keepdims) / (n - ddof)  # d * d, not |d|^2: analytic
+    return np.sum(d * d, axis=axis, keepdims=keepdims) / dof  # d * d, not |d|^2: analytic
 
 
 class ComplexNamespace:

@@ -12,7 +12,8 @@ import string
 
 import numpy as np
 
-from ...namespace import Composites, dispatch_function, dispatch_ufunc, normalize_axes, parse_einsum
+from ...namespace import (Composites, dispatch_function, dispatch_ufunc, einsum_arguments, normalize_axes,
+                         parse_einsum)
 from .ops import (ABS, ADD, DIV, EXP, GETITEM, LOG, LOGSUMEXP, MATMUL, MAXIMUM, MEAN, MINIMUM, MUL, NEG, OPS, POW,
                   POWER, RESHAPE, SHAPE, SIGMOID, STEP, SUB, SUM, TANH, TRANSPOSE, VALUE, Op)
 
@@ -552,6 +553,7 @@ class TapeNamespace(Composites):
         return out if len(xs) > 1 else self.tape.apply(RESHAPE, out, shape=np.shape(_raw(out)))
 
     def einsum(self, subscripts, *operands):
+        subscripts, operands = einsum_arguments(subscripts, operands)  # (numpy's sublist form too)
         ndims = [len(np.shape(_raw(x))) for x in operands]
         ins, out = _explicit_ellipsis(*parse_einsum(subscripts, ndims), ndims)
         while len(ins) > 3:  # contract the first two, keeping the letters the rest or the output still need

@@ -39,7 +39,8 @@ from sympy.codegen.cfunctions import log1p as sp_log1p
 from sympy.codegen.cfunctions import log2 as sp_log2
 from sympy.codegen.cfunctions import log10 as sp_log10
 
-from ...namespace import Composites, dispatch_function, dispatch_ufunc, normalize_axes, parse_einsum
+from ...namespace import (Composites, dispatch_function, dispatch_ufunc, einsum_arguments, normalize_axes,
+                         parse_einsum)
 
 # numpy ufuncs that act on object arrays through the elements' own Python operators (SymPy's).
 _OPERATOR_UFUNCS = {np.add, np.subtract, np.multiply, np.true_divide, np.power, np.negative, np.positive,
@@ -647,6 +648,7 @@ class SympyNamespace(Composites):
 
     @staticmethod
     def einsum(subscripts, *operands):
+        subscripts, operands = einsum_arguments(subscripts, operands)  # (numpy's sublist form too)
         arrays = [np.asarray(numeric(x), dtype=object) for x in operands]
         ins, out = parse_einsum(subscripts, [a.ndim for a in arrays])
         return wrap(_as_object(np.einsum(",".join(ins) + "->" + out, *arrays)))
