@@ -1,6 +1,21 @@
 """Exceptions shared across diffsuite. Each message says what was required, what was given, what to do."""
 from __future__ import annotations
 
+import os
+import sys
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` for a ``warnings.warn`` made in the calling function that attributes the warning to the
+    first frame outside diffsuite: the user's own line, however many of diffsuite's wrappers lie between (a fixed
+    level named a line inside the package for some call paths, where no one can see or filter it)."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
+
 
 class BudgetExceeded(RuntimeError):
     """A node or time budget stopped expensive work (symbolic building, differentiation, CSE).

@@ -27,6 +27,7 @@ import numpy as np
 import sympy as sp
 
 from .budget import Budget, run_budgeted
+from .errors import user_stacklevel
 from .differentiators.symbolic.build import (build_budgeted, build_function, build_objective, differentiate,
                                              is_float_data)
 from .differentiators.symbolic.dagdiff import diff_dag
@@ -144,7 +145,7 @@ def _certified(target, theta, args, v, *, engine, arithmetic, max_bits, node_bud
                  engine=engine, n_params=structure.n, kinks=cert.kinks, ties=cert.ties)
     if cert.kinks or (cert.ties and cert.tie_check == "conventions"):
         warnings.warn(ReferenceKinkWarning(
-            f"the exact {'Hessian' if v is None else 'H v'} at this point: {cert.describe()}"), stacklevel=3)
+            f"the exact {'Hessian' if v is None else 'H v'} at this point: {cert.describe()}"), stacklevel=user_stacklevel())
     return raw, cert, stats, structure
 
 

@@ -51,6 +51,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from .errors import user_stacklevel
 from .gradcheck.methods import (METHOD_ALIASES, Method, Problem, checked_problem, choose_methods, reference_advice,
                                 resolve_method, without_reference)
 from .gradcheck.report import ON_KINK, GradcheckReport, MethodResult
@@ -275,7 +276,7 @@ def _note_stationary(ref: np.ndarray, floor: np.ndarray | None, value: float | N
                f"(f = {value:.6g}). theta is at or next to a stationary point, where any gradient that small passes, "
                "right or wrong: check at a point away from it (theta plus a random step of the parameters' scale)")
     notes.append(message)
-    warnings.warn(message, StationaryPointWarning, stacklevel=3)
+    warnings.warn(message, StationaryPointWarning, stacklevel=user_stacklevel())
 
 
 def _value_rounding(problem: Problem, dtype: str, exact_value: float | None) -> float:

@@ -28,7 +28,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from ..errors import StudyError
+from ..errors import StudyError, user_stacklevel
 from .status import needs_rerun
 
 RESULTS = "results.jsonl"
@@ -85,7 +85,7 @@ def read_cells(path: Path) -> dict[str, list[dict]]:
     if bad:
         warnings.warn(f"{path}: line{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad[:10]))} "
                       f"{'are' if len(bad) > 1 else 'is'} not a stored cell (not JSON, or \"rows\" not a list of "
-                      "objects) and skipped: a run measures those cells again", StoreWarning, stacklevel=2)
+                      "objects) and skipped: a run measures those cells again", StoreWarning, stacklevel=user_stacklevel())
     return cells
 
 

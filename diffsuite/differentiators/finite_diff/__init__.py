@@ -58,7 +58,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from ... import pytree
-from ...errors import RefusedByDesign
+from ...errors import RefusedByDesign, user_stacklevel
 from ...namespace import NUMPY
 from ...objective import Objective
 from ..base import (Gradient, HigherOrder, check_dtype, check_flags, check_result, flatten_params, grad_leaf,
@@ -312,7 +312,7 @@ class FiniteDiff(HigherOrder):
                 f"{self.label}: the step of {len(kink_idx)} parameter(s) straddles a kink (relu/max/min/abs/hinge/"
                 f"step) of {who}, so those entries average two one-sided derivatives: {_name_list(stats['kink_params'])}."
                 " Compare with a reverse or symbolic gradient, which use the conventions relu'(0) = 0 etc."),
-                stacklevel=3)
+                stacklevel=user_stacklevel())
         return Gradient(value, grad.astype(np.float64), stats)
 
     def _check_fits(self, theta: np.ndarray, names: list[str]) -> None:
@@ -337,7 +337,7 @@ class FiniteDiff(HigherOrder):
         warnings.warn(DomainWarning(
             f"{self.label}: f(theta) of {who} is {value} at this theta, so it has no derivative there: all "
             f"{n} entries are NaN (stats['nonfinite_params']). theta lies outside f's domain (log or sqrt of a "
-            "negative number, 0 / 0) or f overflows there."), stacklevel=4)
+            "negative number, 0 / 0) or f overflows there."), stacklevel=user_stacklevel())
         return Gradient(value, np.full(n, np.nan), stats)
 
     def _real(self, theta, t0, nominal, buffer, params, call, xp, tracker, center_sig, out_ndim, value, names, who,
@@ -505,7 +505,7 @@ class FiniteDiff(HigherOrder):
             f"scheme's usual accuracy, or than that spread: {detail}. They are listed in stats['unsettled_params']"
             + (" (stats['error_estimate'] is inf for them)" if self.scheme == "richardson" else "")
             + ". Compare with complex_step or reverse mode."),
-            stacklevel=4)
+            stacklevel=user_stacklevel())
 
     def _off_domain(self, where, names, theta, steps, who) -> None:
         """A DomainWarning naming the entries whose stencil met NaN or inf at every step tried."""
@@ -519,7 +519,7 @@ class FiniteDiff(HigherOrder):
             f"or f overflows next to it; those entries are NaN. "
             + ("Use step='auto' (it shrinks such steps) or a smaller step." if self.step != "auto" else
                "Use a one-sided scheme (forward/backward) pointing into the domain, or reverse mode.")),
-            stacklevel=4)
+            stacklevel=user_stacklevel())
 
     def _zero_quotients(self, values, value, zero, buffer, params, call, t0, steps) -> tuple:
         """Entries whose stencil values all equal f(theta) exactly, although at a larger step H (16 h, at
@@ -562,7 +562,7 @@ class FiniteDiff(HigherOrder):
                f"{' ...' if len(idx) > 6 else ''}. {self._trap_advice(kind)}")
         if self.zero_step == "raise":
             raise StepUnderflowError(msg)
-        warnings.warn(StepUnderflowWarning(msg + " Those entries are NaN."), stacklevel=4)
+        warnings.warn(StepUnderflowWarning(msg + " Those entries are NaN."), stacklevel=user_stacklevel())
 
     def _trap_advice(self, kind: str) -> str:
         """What to do, only what applies to this configuration."""

@@ -31,6 +31,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ... import pytree
+from ...errors import user_stacklevel
 from ...namespace import NUMPY
 from ...objective import Objective
 from ...structure import Structure, output_value
@@ -198,7 +199,7 @@ def _kink_report(d, f: Callable, stats: dict, what: str, names: list[str]) -> No
             f"{d.label}: the step of {what} straddles a kink (relu/max/min/abs/hinge/step) of "
             f"{getattr(f, '__name__', 'f')}, so those derivatives average two one-sided derivatives"
             f"{': ' + _name_list(names) if names != ['tangent'] else ''}. Compare with a forward or reverse "
-            "method, which use the conventions relu'(0) = 0 etc."), stacklevel=4)
+            "method, which use the conventions relu'(0) = 0 etc."), stacklevel=user_stacklevel())
 
 
 def jvp(d, f: Callable) -> WithStats:
