@@ -95,18 +95,29 @@ def check_setup(model: MLP, loss: str | Loss, dataset: Dataset) -> None:
     name = _loss_name(loss)
     if model.layers[0] != dataset.n_features:
         raise ValueError(f"the model's input width must equal the data's features: layers[0] is {model.layers[0]}, "
-                         f"{dataset.name} has {dataset.n_features}; use layers=({dataset.n_features}, ...)")
+                         f"{dataset.name} has {dataset.n_features}; {_use_layers(f'{dataset.n_features}, ...')}")
     n_out, k = model.layers[-1], dataset.n_classes
     if name == "hinge" or (n_out == 1 and name != "cross_entropy"):
         if k != 2:
             raise ValueError(f"{name} with {n_out} output(s) needs a two-class set and one output; {dataset.name} "
-                             f"has {k} classes: use layers=(..., {k}) with cross_entropy or quadratic")
+                             f"has {k} classes: use a two-class set ({', '.join(TWO_CLASS_SETS)}), or "
+                             f"{_use_layers(f'..., {k}')} with cross_entropy or quadratic")
         if n_out != 1:
             raise ValueError(f"{name} needs one output (a score per sample; labels -1/+1 for hinge); layers[-1] is "
-                             f"{n_out}: use layers=(..., 1), or keep {n_out} outputs with cross_entropy or quadratic")
+                             f"{n_out}: {_use_layers('..., 1')}, or keep {n_out} outputs with cross_entropy or "
+                             "quadratic")
     elif n_out != k:
         raise ValueError(f"the model's output count must equal the classes: layers[-1] is {n_out}, {dataset.name} has "
-                         f"{k}; use layers=(..., {k})")
+                         f"{k}; {_use_layers(f'..., {k}')}")
+
+
+#: the bundled and synthetic data sets with two classes (data.load's names), for hinge and one-output losses
+TWO_CLASS_SETS = ("moons", "breast_cancer")
+
+
+def _use_layers(widths: str) -> str:
+    """The fix in both spellings: ``layers=(784, ...)`` in Python, ``--layers 784,...`` for ``diffsuite train``."""
+    return f"use layers=({widths}) (diffsuite train: --layers {widths.replace(', ', ',')})"
 
 
 def _whole(name: str, value: Any, low: int, none: str | None = None) -> None:

@@ -152,3 +152,18 @@ def test_ctrl_c_during_training_says_nothing_is_saved(capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "diffsuite train: interrupted at step 3 of 50" in err and "train saves nothing" in err
     assert "results written so far are kept" not in err
+
+
+def test_setup_errors_give_the_fix_in_the_clis_spelling_too(capsys):
+    """A mismatch says layers=(...) for Python and --layers ... for diffsuite train; hinge on a ten-class set names
+    the two-class sets, which are indeed two-class (data.load)."""
+    from diffsuite.cli import main
+    from diffsuite.data import load
+    from diffsuite.training import TWO_CLASS_SETS
+
+    assert main(["train", "--data", "moons", "--layers", "64,10", "--no-progress"]) == 2
+    assert "--layers 2,..." in capsys.readouterr().err
+    assert main(["train", "--loss", "hinge", "--layers", "64,32,1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "use a two-class set (moons, breast_cancer)" in err and "--layers ...,10" in err
+    assert all(load(name).n_classes == 2 for name in TWO_CLASS_SETS)

@@ -332,7 +332,9 @@ def run_all(*, quick: bool = True, out: Path | str | None = None, jobs: int = 1,
             scheduler: str | None = None) -> list[RunSummary]:
     """Run every study (or ``studies``) and write the reports and ``out/index.html``: ``make demo``'s job.
 
-    ``out`` defaults to ``reports/quick`` for quick runs and ``reports`` for full ones. ``config`` (a TOML
+    ``quick`` is True by default here (the demo's small grids, minutes in all), while ``run_study`` and
+    ``diffsuite run`` measure the full grids unless asked for ``quick``: pass ``quick=False`` for every full grid
+    (an hour or more). ``out`` defaults to ``reports/quick`` for quick runs and ``reports`` for full ones. ``config`` (a TOML
     file) configures one study, so it needs exactly one in ``studies``; ``scheduler`` as in ``run_study``."""
     names = check_studies(studies or [])
     if config is not None and len(names) != 1:
