@@ -85,3 +85,24 @@ def test_var_with_no_degree_of_freedom_is_refused_in_every_differentiator(name, 
     res = D.value_and_grad_fn(lambda xp, t: xp.sum(xp.var(t, axis=0, ddof=1)))(t)
     assert res.value == pytest.approx(1.0, rel=1e-15)
     np.testing.assert_allclose(res.grad, [[1.0, -1.0], [-1.0, 1.0]], atol=1e-8 if options.get("scheme") == "central" else 1e-15)
+
+
+@pytest.mark.parametrize("name,options", [("reverse", {}), ("forward", {}), ("reverse", {"backend": "torch"})],
+                         ids=["reverse", "forward", "reverse-torch"])
+@pytest.mark.parametrize("fn", [lambda xp, t: xp.sum(np.tanh(np.asarray(t))),
+                                lambda xp, t: xp.sum(np.array([t[0], t[1]])),
+                                lambda xp, t: np.asarray(t).sum()], ids=["asarray", "array of entries", "asarray sum"])
+def test_numpy_arrays_of_traced_values_are_refused_with_the_xp_spelling(name, options, fn):
+    """Before: np.asarray(t) made an object array of traced entries (np.tanh then failed with 'no callable tanh
+    method'; np.sum quietly recorded one primitive per entry); on torch a bare conversion error."""
+    if options.get("backend") == "torch":
+        pytest.importorskip("torch")
+    with pytest.raises(TypeError, match="numpy cannot make an array of a traced value.*xp.asarray.*xp.stack"):
+        ds.get_differentiator(name, **options).grad(fn)(np.array([0.5, -1.0]))
+
+
+def test_the_xp_spellings_work_where_numpys_are_refused():
+    """xp.asarray passes a traced value through; xp.stack combines entries: d/dt sum(tanh t) = 1 - tanh^2 t."""
+    t = np.array([0.5, -1.0])
+    for fn in (lambda xp, t: xp.sum(xp.tanh(xp.asarray(t))), lambda xp, t: xp.sum(xp.tanh(xp.stack([t[0], t[1]])))):
+        np.testing.assert_allclose(ds.get_differentiator("reverse").grad(fn)(t), 1 - np.tanh(t) ** 2, rtol=1e-15)

@@ -107,6 +107,15 @@ class Traced:
     def __array_function__(self, func, types, args, kwargs):
         return dispatch_function(self._namespace(self.tape), "traced", func, args, kwargs)
 
+    # np.asarray(var), np.array([var, var]) and out[i] = var ask for this: without it numpy would take a value of
+    # length n for a sequence and build an object array of traced entries, on which np.tanh fails with "no callable
+    # tanh method" and np.sum quietly records one primitive per entry
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError(f"numpy cannot make an array of a traced value (np.asarray, np.array, or assigning it into "
+                        f"a numpy array): the {self._carries} would not follow it. Use xp.asarray (it passes a traced "
+                        "value through), xp.stack or xp.concatenate to combine traced values, and build new arrays "
+                        "instead of assigning into one.")
+
     # ``tensor @ var`` (the first layer on torch: data @ W) and ``tensor * var`` (targets * outputs): torch's
     # operator would try the op, raise a TypeError and catch it before Python falls back to our reflected
     # method, about 28 us per op. Declaring torch's function protocol makes torch hand the operator over at once.
