@@ -399,7 +399,7 @@ class Composites:
     def var(self, x, axis=None, ddof=0, keepdims=False):
         n = degrees_of_freedom(np.shape(x), axis, ddof) + ddof
         d = x - self.mean(x, axis=axis, keepdims=True)
-        return self.sum(d * d, axis=axis, keepdims=keepdims) * (1.0 / (n - ddof))
+        return self.sum(d * d, axis=axis, keepdims=keepdims) / float(n - ddof)  # (divided: exact in symbolic builds)
 
     def std(self, x, axis=None, ddof=0, keepdims=False):
         return self._sqrt0(self.var(x, axis=axis, ddof=ddof, keepdims=keepdims))  # gradient 0 where std = 0

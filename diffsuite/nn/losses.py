@@ -58,7 +58,10 @@ class Quadratic(Loss):
 
     def __call__(self, xp, outputs, targets):
         r = outputs - targets
-        return xp.sum(r * r) * (0.5 / targets.shape[0])
+        # divided by 2n, not multiplied by 0.5 / n: the symbolic build (and the exact reference) read a float constant
+        # as its exact binary value, and fl(1/3) is not 1/3 (the mean would be off in the last bit). A whole float,
+        # exact either way, which the tape takes without converting it (an int would be a new array per call)
+        return xp.sum(r * r) / (2.0 * targets.shape[0])
 
 
 @dataclass(frozen=True)
@@ -86,9 +89,9 @@ class BinaryCrossEntropy(Loss):
             # softplus(z) - y z written as (1 - y) softplus(z) + y softplus(-z) (softplus(z) - z = softplus(-z)):
             # softplus is a smooth primitive, so the gradient at z = 0 is sigmoid(0) - y exactly, and neither the
             # value nor the gradient cancels in saturation (softplus(30) - 30 would lose 2% of 9e-14)
-            return xp.sum((1.0 - targets) * xp.softplus(outputs) + targets * xp.softplus(-outputs)) * (1.0 / n)
+            return xp.sum((1.0 - targets) * xp.softplus(outputs) + targets * xp.softplus(-outputs)) / float(n)  # (see Quadratic)
         ll = targets * xp.log(outputs) + (1.0 - targets) * xp.log(1.0 - outputs)
-        return xp.sum(ll) * (-1.0 / n)
+        return xp.sum(ll) / -float(n)
 
     def on_logits(self, activation):
         """On a sigmoid output p = sigmoid(z): the from-logits form of z, as PyTorch's BCEWithLogitsLoss. On
@@ -163,7 +166,7 @@ class CrossEntropy(Loss):
         n = targets.shape[0]
         picked = xp.sum(targets * outputs, axis=-1, keepdims=True)  # z_by, exactly (one-hot rows)
         shifted = (outputs - picked) * (1.0 - targets)  # z_j - z_y off the target; at it the constant 0, not z_y - z_y
-        return xp.sum(xp.logsumexp(shifted, axis=-1)) * (1.0 / n)
+        return xp.sum(xp.logsumexp(shifted, axis=-1)) / float(n)  # (see Quadratic)
 
 
 @dataclass(frozen=True)
@@ -180,7 +183,7 @@ class Hinge(Loss):
         return t
 
     def __call__(self, xp, outputs, targets):
-        return xp.sum(xp.maximum(0.0, 1.0 - targets * outputs)) * (1.0 / targets.shape[0])
+        return xp.sum(xp.maximum(0.0, 1.0 - targets * outputs)) / float(targets.shape[0])  # (see Quadratic)
 
 
 LOSSES: dict[str, type[Loss]] = {cls.name: cls for cls in (Quadratic, BinaryCrossEntropy, CrossEntropy, Hinge)}

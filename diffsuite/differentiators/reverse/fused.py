@@ -73,7 +73,7 @@ def _generic_softmax_cross_entropy(B, z, onehot):
     u = 1.0 - onehot
     zy = B.sum(onehot * z, axis=-1, keepdims=True)  # z_y (the one-hot row picks it exactly)
     d = (z - zy) * u
-    value = B.sum(B.logsumexp(d, axis=-1)) * c
+    value = B.sum(B.logsumexp(d, axis=-1)) / float(onehot.shape[0])  # (divided, as the loss: nn/losses.py)
     q = (c * softmax_shifted(B, d, -1)) * u  # p_j / batch off the target, 0 on it (logsumexp_vjp's softmax)
     grad = q - onehot * B.sum(q, axis=-1, keepdims=True)  # the target: -sum_{j != y} p_j / batch
     return value, grad
@@ -98,7 +98,7 @@ def _numpy_softmax_cross_entropy(z, hot):
     rest = _add_reduce(ex, axis=-1, keepdims=True, where=~top)
     if np.count_nonzero(top) != n:
         rest = rest + (_add_reduce(top, axis=-1, keepdims=True, dtype=rest.dtype) - 1.0)
-    value = _add_reduce((_log1p(rest) + m)[:, 0]) * c
+    value = _add_reduce((_log1p(rest) + m)[:, 0]) / n
     # gradient: ops.softmax_shifted on d (exp(x) corrected by the rounding error of x = d - m, TwoSum; the generic
     # rule zeroes a non-finite correction, which only a -inf entry or a non-finite maximum makes), times 1/n; 0 at
     # the target, where the generic rule's (1 - onehot) puts it, and then -sum_{j != y} p_j / n there
@@ -129,7 +129,7 @@ def _torch_softmax_cross_entropy(z, col):
     rest = ex.masked_fill(top, 0.0).sum(-1, keepdim=True)
     if int(top.sum()) != n:  # a row with tied maxima: the generic rule's count term (rest + 0.0 is rest otherwise)
         rest = rest + (top.sum(-1, keepdim=True).to(d.dtype) - 1.0)
-    value = (rest.log1p() + m).squeeze(-1).sum() * c
+    value = (rest.log1p() + m).squeeze(-1).sum() / n
     bv = x - d  # softmax_shifted: exp(x) corrected by x's rounding error (TwoSum)
     e = ex * (1.0 + ((d - (x - bv)) + (-m - bv)))
     q = c * (e / e.sum(-1, keepdim=True))

@@ -15,6 +15,7 @@ _F64 = np.float64  # (a module constant: the 0-d fast paths test it once per val
 # numpy's scalar types (a 0-d operation's result): their shape is () without asking (``.shape`` on one costs more
 # than the rest of ``sum_to``)
 _NUMPY_SCALARS = frozenset(np.sctypeDict.values())
+_REAL_SCALARS = frozenset({float, int, np.float64, np.float32, np.float16})  # (strong_div's one-divisor path)
 _UINT_OF_SIZE = {4: np.uint32, 8: np.uint64}  # an unsigned integer as wide as float32 / float64
 
 
@@ -372,6 +373,10 @@ class NumpyBackend:
     @staticmethod
     def strong_div(g, d):
         """g / d, and 0 where g == 0 (also where d == 0)."""
+        kind = type(d)
+        if (kind in _REAL_SCALARS or kind is np.ndarray and not d.ndim and d.dtype.kind == "f") and d != 0 \
+                and _isfinite(d):
+            return g / d  # one finite nonzero divisor (a loss's batch size): g == 0 gives 0 without the mask
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(g == 0, 0.0, g / d)
 
