@@ -195,9 +195,21 @@ def _example(hint) -> str:
 
 
 # ----- values: the helpers each study's ``validate(config)`` uses (each raises StudyError naming the key) -----
+def distinct(key: str, values) -> None:
+    """No entry of a grid's list repeats: a repeated one would be measured and counted twice (or clash as a cell)."""
+    seen = set()
+    for i, v in enumerate(values):
+        if v in seen:
+            raise StudyError(f"{key} lists {_toml_value(v)} twice (entry {i} "
+                             "repeats an earlier one); a grid measures each value once: remove the repeat")
+        seen.add(v)
+
+
 def names(key: str, values, valid, *, empty: bool = False, hint: str = "") -> None:
-    """Every entry of ``values`` (a tuple, or one string) is one of ``valid``; at least one unless ``empty``."""
+    """Every entry of ``values`` (a tuple, or one string) is one of ``valid``, none twice; at least one unless
+    ``empty``."""
     values = (values,) if isinstance(values, str) else tuple(values)
+    distinct(key, values)
     unknown = [v for v in values if v not in valid]
     if unknown:
         raise StudyError(f"{key}: unknown {', '.join(map(repr, unknown))}; the valid values are "
@@ -206,9 +218,12 @@ def names(key: str, values, valid, *, empty: bool = False, hint: str = "") -> No
         raise StudyError(f"{key} is empty: it needs at least one of {', '.join(map(str, valid))}")
 
 
-def ints(key: str, values, low: int, high: int | None = None, *, empty: bool = False) -> None:
-    """Every entry of ``values`` (a tuple, or one int) is a whole number in [low, high]."""
+def ints(key: str, values, low: int, high: int | None = None, *, empty: bool = False, repeats: bool = False) -> None:
+    """Every entry of ``values`` (a tuple, or one int) is a whole number in [low, high], none twice unless
+    ``repeats`` (a network's widths may repeat; a grid's values may not)."""
     many = isinstance(values, (tuple, list))
+    if many and not repeats:
+        distinct(key, values)
     for i, v in enumerate(values if many else (values,)):
         where = f"{key}[{i}]" if many else key
         if isinstance(v, bool) or not isinstance(v, int) or v < low or (high is not None and v > high):
@@ -231,9 +246,18 @@ def number(key: str, value, low: float = 0.0, high: float | None = None, *, open
         raise StudyError(f"{key} must be a number in {interval}; got {value!r}")
 
 
+def interval(key: str, value, low: float, high: float) -> None:
+    """``value`` is a pair [lo, hi] of finite numbers within [low, high], with lo <= hi."""
+    lo, hi = value
+    number(f"{key}[0]", lo, low, high)
+    number(f"{key}[1]", hi, low, high)
+    if hi < lo:
+        raise StudyError(f"{key} is [low, high] with high >= low; got {_toml_value(list(value))}: swap them")
+
+
 def layers(key: str, value, *, outputs: bool = True) -> None:
     """A network's widths, inputs first: at least two (with ``outputs``) positive whole numbers."""
-    ints(key, value, 1)
+    ints(key, value, 1, repeats=True)
     if outputs and len(value) < 2:
         raise StudyError(f"{key} needs at least two widths (inputs, ..., outputs); got {value!r}")
 

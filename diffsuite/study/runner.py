@@ -41,9 +41,9 @@ from ..errors import StudyError
 from . import config as study_config
 from . import metadata
 from .executors import check_scheduler, make_executor
-from .report import write_index, write_study_report
+from .report import SECTION, write_index, write_study_report
 from .status import ERROR, describe, failure_row
-from .store import ResultStore, dumps, make_folder, write_atomic_text
+from .store import TABLE, ResultStore, dumps, make_folder, write_atomic_text
 from .studies import STUDIES, check_studies, study_module
 
 DEVICES = ("cpu", "cuda", "all")
@@ -174,7 +174,9 @@ def run_study(name: str, *, quick: bool = False, out: Path | str | None = None, 
     grid = module.cells(config)
     ids = [c.id for c in grid]
     if len(set(ids)) != len(ids):
-        raise RuntimeError(f"study {name}: two cells share an id; cell ids must be unique")
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        raise StudyError(f"study {name}: two cells share an id ({', '.join(twice[:3])}): its configuration lists a "
+                         "value twice, or two values that make the same cell; remove the repeat")
     meta = metadata.collect(name, config, quick=quick, device=device, skipped=skipped)
     env = module.worker_env(config) if hasattr(module, "worker_env") else None
     if hasattr(module, "worker_env"):
@@ -250,10 +252,16 @@ class _RunRecord:
         directory, old = self.store.directory, self.old
         if self.afresh:  # never delete results already written: move them (and their meta.json) aside
             n_old = len(self.store.done)
-            moved = self.store.move_aside(str((old or {}).get("config_hash") or "unknown-config"), companions=(META,))
+            # with their meta.json and everything made from them (table, report, findings, figures, index section),
+            # so that a run interrupted before its report leaves no report of results no longer in the folder
+            # (a figure's name has no dot before .png; an earlier backup's has its tag: it stays as it is)
+            figures = tuple(sorted(p.name for p in directory.glob("*.png") if "." not in p.stem))
+            moved = self.store.move_aside(str((old or {}).get("config_hash") or "unknown-config"),
+                                          companions=(META, TABLE, "report.md", "findings.json", SECTION) + figures)
             print(f"{self.name}: the configuration differs from the stored results' ({directory / META}); "
-                  f"the {n_old} stored cells are kept, moved aside to {' and '.join(map(str, moved))}; "
-                  "this study starts afresh", file=sys.stderr)
+                  f"the {n_old} stored cells are kept, moved aside to {moved[0]} (with their "
+                  f"{', '.join(p.name for p in moved[1:]) or 'nothing else'}); this study starts afresh",
+                  file=sys.stderr)
         # a fresh start has no history; runs that stored no cell (older versions recorded them) are dropped
         history = [r for r in metadata.previous_runs(old) if r.get("cells") != 0] if self.store.done else []
         if self.executor.get("kind") == "dask":  # where the rows were measured (each row also names its worker)

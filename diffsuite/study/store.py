@@ -126,7 +126,7 @@ class ResultStore:
     def open(self) -> "ResultStore":
         """Take the write lock, remove temporary files that killed processes left, repair a torn last line;
         then ``append`` may be called. ``StoreError`` (one line) when the folder is busy or not writable."""
-        make_folder(self.directory)
+        make_folder(self.directory, inside=True)
         self._lock = _acquire_lock(self.directory / LOCK)
         remove_stale_temporaries(self.directory)
         if self.path.exists():
@@ -271,14 +271,16 @@ def remove_stale_temporaries(directory: Path) -> list[Path]:
     return removed
 
 
-def make_folder(directory: Path, option: str = "--out") -> Path:
+def make_folder(directory: Path, option: str = "--out", *, inside: bool = False) -> Path:
     """``directory`` created if missing, or a ``StoreError`` saying what is wrong there and what to do (a file
-    in the way, no permission, a read-only file system)."""
+    in the way, no permission, a read-only file system). ``inside``: ``directory`` is a folder diffsuite makes
+    inside the one ``option`` named (a study's), so a file there is moved, not ``option`` changed."""
     directory = Path(directory)
     for parent in (directory, *directory.parents):
         if parent.exists() and not parent.is_dir():
-            raise StoreError(f"cannot use {directory} for results: {parent} is a file, not a folder; give "
-                             f"{option} a folder (it is created if missing)")
+            fix = (f"give {option} a folder (it is created if missing)" if parent == directory and not inside
+                   else f"move or remove the file {parent}, or give {option} another folder")
+            raise StoreError(f"cannot use {directory} for results: {parent} is a file, not a folder; {fix}")
         if parent.exists():
             break
     try:

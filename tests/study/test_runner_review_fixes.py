@@ -148,3 +148,39 @@ def test_runs_that_stored_nothing_are_no_provenance_in_the_report(toy):
     assert "**Warning:**" not in report and "| run 2 |" not in report
     assert "| git commit | aaaa |" in report
     assert "run_commits" not in json.loads((toy / "fixtoy" / "findings.json").read_text())
+
+
+def test_a_changed_configuration_interrupted_leaves_no_report_of_moved_results(toy, monkeypatch):
+    """The old results go aside with everything made from them (table, report, findings, index section, figures):
+    before, a run of a new configuration interrupted before its report left the old report and CSV describing
+    results no longer in results.jsonl."""
+    runner.run_study("fixtoy", out=toy, progress=False)  # 6 cells, with their report
+    folder = toy / "fixtoy"
+    (folder / "toy_figure.png").write_bytes(b"a figure of the 6 cells")  # as a study's report would draw one
+    before = _snapshot(folder)
+    h = json.loads(before["meta.json"])["config_hash"]
+    monkeypatch.setenv("FIXTOY_INTERRUPT_AT", "1")
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_study("fixtoy", out=toy, quick=True, progress=False)  # cell 0 stored, then Ctrl-C
+    after = _snapshot(folder)
+    for name in ("results.csv", "report.md", "findings.json", "section.html", "toy_figure.png", "meta.json"):
+        stem, suffix = name.rsplit(".", 1)
+        assert after[f"{stem}.{h}.{suffix}"] == before[name], name  # kept, beside the results they describe
+    assert after[f"results.{h}.jsonl"] == before[RESULTS]
+    assert not {"results.csv", "report.md", "findings.json", "section.html", "toy_figure.png"} & set(after)
+    assert len(after[RESULTS].splitlines()) == 1  # the new configuration's one cell
+    monkeypatch.delenv("FIXTOY_INTERRUPT_AT")
+    runner.run_study("fixtoy", out=toy, quick=True, progress=False)  # resumes, and writes its own report
+    assert "3 rows" in (folder / "report.md").read_text()
+
+
+def test_a_file_where_the_study_folder_goes_is_named_with_the_right_fix(toy):
+    toy.mkdir(parents=True)
+    (toy / "fixtoy").write_text("keep")
+    with pytest.raises(StudyError, match=r"fixtoy is a file, not a folder; move or remove the file .*fixtoy, or give "
+                                         r"--out another folder"):
+        runner.run_study("fixtoy", out=toy, progress=False)
+    assert (toy / "fixtoy").read_text() == "keep"
+    (toy.parent / "plain").write_text("keep")
+    with pytest.raises(StudyError, match=r"plain is a file, not a folder; give --out a folder"):
+        runner.run_study("fixtoy", out=toy.parent / "plain", progress=False)

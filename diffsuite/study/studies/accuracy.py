@@ -70,7 +70,7 @@ def validate(config: Config) -> None:
     check.names("regs", config.regs, REGS)
     check.ints("seeds", config.seeds, 0)
     check.names("dtypes", config.dtypes, DTYPES)
-    check.ints("hidden", config.hidden, 1, empty=True)
+    check.ints("hidden", config.hidden, 1, empty=True, repeats=True)  # (the hidden widths of one network)
     check.ints("batch", config.batch, 1)
     check.names("schemes", config.schemes, FD_SCHEMES, empty=True)
 

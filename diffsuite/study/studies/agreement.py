@@ -94,9 +94,7 @@ def validate(config: Config) -> None:
     check.ints("max_hidden_layers", config.max_hidden_layers, 0)
     check.ints("max_width", config.max_width, 1)
     check.ints("max_batch", config.max_batch, 1)
-    lo, hi = config.log10_scale
-    check.number("log10_scale[0]", lo, -300.0, 300.0)
-    check.number("log10_scale[1]", hi, lo, 300.0)
+    check.interval("log10_scale", config.log10_scale, -300.0, 300.0)
     check.number("kink_share", config.kink_share, 0.0, 1.0)
     check.number("reference_budget_s", config.reference_budget_s, 0.0, open_low=True)
 

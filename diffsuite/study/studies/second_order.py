@@ -107,6 +107,7 @@ def validate(config: Config) -> None:
     from .. import config as check
     if not config.cases:
         raise ValueError("cases is empty: it needs at least one [activation, loss] pair")
+    check.distinct("cases", config.cases)
     for i, (activation, loss) in enumerate(config.cases):
         check.names(f"cases[{i}][0] (activation)", activation, ACTIVATIONS)
         check.names(f"cases[{i}][1] (loss)", loss, LOSSES)
@@ -114,6 +115,7 @@ def validate(config: Config) -> None:
     check.layers("accuracy_layers", config.accuracy_layers)
     check.ints("accuracy_batch", config.accuracy_batch, 1)
     check.names("accuracy_methods", config.accuracy_methods, METHODS, empty=True)
+    check.distinct("cost_nets", config.cost_nets)
     for i, (net, batch) in enumerate(config.cost_nets):
         check.layers(f"cost_nets[{i}][0] (layers)", net)
         check.ints(f"cost_nets[{i}][1] (batch)", batch, 1)

@@ -86,6 +86,7 @@ def validate(config: Config) -> None:
     if not config.methods:
         raise ValueError("methods is empty: it needs at least one [method, dtype] pair, e.g. [\"reverse[numpy]\", "
                          "\"float64\"]")
+    check.distinct("methods", config.methods)
     for i, (method, dtype) in enumerate(config.methods):
         check.names(f"methods[{i}][0] (method)", method, method_labels(("cpu", "cuda")))
         check.names(f"methods[{i}][1] (dtype)", dtype, DTYPES if not method.startswith("symbolic") else ("float64",))
@@ -280,7 +281,7 @@ def summary_table(table: pd.DataFrame, target: float) -> pd.DataFrame:
         last = g.iloc[-1]
         hit = g[g["test_acc"] >= target]
         rows.append({"problem": p, "activation": a, "reg": r, "method": lab, "steps": int(last["step"]),
-                     "final loss": float(last["train_loss"]), "test acc": float(last["test_acc"]),
+                     "final data loss": float(last["train_loss"]), "test acc": float(last["test_acc"]),
                      f"s to {target:g}": float(hit["wall_s"].iloc[0]) if len(hit) else None,
                      f"steps to {target:g}": int(hit["step"].iloc[0]) if len(hit) else None,
                      "train s": float(last["wall_s"]), "setup s": float(last["setup_s"]),
@@ -436,8 +437,8 @@ def report(table: pd.DataFrame, meta: dict, out_dir) -> Report:
         Para("Every method starts from the same theta and sees the same minibatches in the same order; the only "
              "difference is how the gradient is computed. " + fd_note),
         Bullets(bullets),
-        Figure("loss_vs_step.png", "Training loss (whole training split, regulariser included) against step, "
-               "without L1/L2. Dashed hollow: float32."),
+        Figure("loss_vs_step.png", "Training loss (the data loss on the whole training split, no L1/L2 term) against "
+               "step, for the runs without L1/L2. Dashed hollow: float32."),
         Figure("accuracy_vs_time.png", "Test accuracy against the wall time of the gradient and update steps "
                "(evaluation excluded; log axis; step 0, at 0 s, is drawn at 1e-5 s), without L1/L2."),
         Figure("distance.png", "Relative distance of each trajectory from reverse mode's (numpy, float64) at the "
