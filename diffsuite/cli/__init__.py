@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from importlib import import_module
 
 from .. import __version__
@@ -42,12 +43,23 @@ def interrupted(args) -> str:
     return "interrupted"
 
 
+def _cli_warning(command: str):
+    """``warnings.formatwarning`` for a command line: one line, without a source location (a user of the command
+    has no line of their own for it to name; Python's format named ``<frozen runpy>``). Only the text changes:
+    which warnings are shown, and where they go, stay Python's (and pytest's)."""
+    def format(message, category, filename, lineno, line=None):
+        return f"diffsuite {command}: warning: {message}\n"
+    return format
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
+    previous = warnings.formatwarning
+    warnings.formatwarning = _cli_warning(args.command)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -59,3 +71,5 @@ def main(argv: list[str] | None = None) -> int:
         message = environment_error(e) if isinstance(e, OSError) else e
         print(f"diffsuite {args.command}: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = previous

@@ -69,6 +69,19 @@ def read_cells(path: Path) -> dict[str, list[dict]]:
     if not path.exists():
         return {}
     data = path.read_bytes()
+    cells, bad = _parse(data)
+    if data and not data.endswith(b"\n") and data.rsplit(b"\n", 1)[-1].strip():
+        warnings.warn(f"{path}: its last line is incomplete (a run stopped while writing it) and ignored: a run "
+                      "measures that cell again", StoreWarning, stacklevel=user_stacklevel())
+    if bad:
+        warnings.warn(f"{path}: line{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad[:10]))} "
+                      f"{'are' if len(bad) > 1 else 'is'} not a stored cell (not JSON, or \"rows\" not a list of "
+                      "objects) and skipped: a run measures those cells again", StoreWarning, stacklevel=user_stacklevel())
+    return cells
+
+
+def _parse(data: bytes) -> tuple[dict[str, list[dict]], list[int]]:
+    """(cells of the complete lines, the numbers of the complete lines that are not cells), from a file's bytes."""
     cells: dict[str, list[dict]] = {}
     bad = []
     for number, line in enumerate(data.split(b"\n")[:-1] if not data.endswith(b"\n") else data.split(b"\n"), 1):
@@ -82,11 +95,11 @@ def read_cells(path: Path) -> dict[str, list[dict]]:
             cells[str(rec["cell"])] = rows
         except (ValueError, KeyError, TypeError):
             bad.append(number)  # unreadable line: that cell counts as not done and is measured again
-    if bad:
-        warnings.warn(f"{path}: line{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad[:10]))} "
-                      f"{'are' if len(bad) > 1 else 'is'} not a stored cell (not JSON, or \"rows\" not a list of "
-                      "objects) and skipped: a run measures those cells again", StoreWarning, stacklevel=user_stacklevel())
-    return cells
+    return cells, bad
+
+
+#: where a writing run moves the lines of results.jsonl that are not cells (kept, not deleted)
+DAMAGED = "results.damaged.jsonl"
 
 
 class StoreWarning(UserWarning):
@@ -137,8 +150,34 @@ class ResultStore:
                     f.truncate(keep)
                     f.flush()
                     os.fsync(f.fileno())
+                data = data[:keep]
+            self._set_aside_damaged(data)
         self._fh = open(self.path, "ab")
         return self
+
+    def _set_aside_damaged(self, data: bytes) -> None:
+        """Lines that are not cells (edited or damaged) are appended to ``results.damaged.jsonl`` and removed from
+        ``results.jsonl`` (the rest rewritten atomically): kept, and no longer warned about at every later read,
+        after their cells have been measured again."""
+        _, bad = _parse(data)
+        if not bad:
+            return
+        lines = data.split(b"\n")
+        damaged = set(bad)
+        with open(self.directory / DAMAGED, "ab") as f:
+            f.write(b"".join(lines[i - 1] + b"\n" for i in bad))
+            f.flush()
+            os.fsync(f.fileno())
+        kept = b"".join(line + b"\n" for i, line in enumerate(lines[:-1], 1) if i not in damaged)
+        tmp = _tmp(self.path)
+        with open(tmp, "wb") as f:
+            f.write(kept)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        warnings.warn(f"{self.path}: line{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad[:10]))} "
+                      f"{'were' if len(bad) > 1 else 'was'} not a stored cell: moved to {DAMAGED} in the same "
+                      "folder; this run measures those cells again", StoreWarning, stacklevel=user_stacklevel())
 
     def append(self, cell_id: str, rows: Iterable[dict]) -> None:
         """Write one finished cell durably (one line, flushed and fsynced) before returning."""

@@ -1,5 +1,6 @@
 """The result store: durable appends, torn lines, the write lock, what counts as finished, temporaries."""
 import json
+import warnings
 import os
 import subprocess
 import sys
@@ -25,13 +26,41 @@ def test_a_torn_last_line_is_ignored_then_cut_off(tmp_path):
         store.append("a=1", [{"x": 1}])
     with open(tmp_path / RESULTS, "ab") as f:  # what kill -9 in the middle of a write leaves
         f.write(b'{"cell": "a=2", "rows": [{"x"')
-    assert set(read_cells(tmp_path / RESULTS)) == {"a=1"}
-    with ResultStore(tmp_path) as store:
+    with pytest.warns(StoreWarning, match="its last line is incomplete .* and ignored: a run measures that cell again"):
+        assert set(read_cells(tmp_path / RESULTS)) == {"a=1"}  # (said, no longer silent: a report rebuilt after a kill)
+    with pytest.warns(StoreWarning, match="last line is incomplete"), ResultStore(tmp_path) as store:
         assert store.done == {"a=1"}
         store.append("a=2", [{"x": 2}])
     lines = (tmp_path / RESULTS).read_bytes().split(b"\n")
     assert lines[-1] == b""
     assert [json.loads(line)["cell"] for line in lines[:-1]] == ["a=1", "a=2"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # cut off by the writing run: nothing more to say
+        assert set(read_cells(tmp_path / RESULTS)) == {"a=1", "a=2"}
+
+
+def test_lines_that_are_not_cells_are_moved_aside_by_a_writing_run(tmp_path):
+    """Kept in results.damaged.jsonl, not deleted; no longer warned about at every read once their cells are
+    measured again (before: every later run and report repeated 'a run measures those cells again')."""
+    with ResultStore(tmp_path) as store:
+        store.append("a=1", [{"x": 1}])
+    damaged = b'{"cell": "a=2", "rows": "abc"}\nnot json at all\n'
+    with open(tmp_path / RESULTS, "ab") as f:
+        f.write(damaged)
+        f.write(b'{"cell": "a=3", "rows": [{"x": 3}]}\n')
+    with pytest.warns(StoreWarning) as said:
+        with ResultStore(tmp_path) as store:  # reading warns as before; opening to write moves the lines
+            assert store.done == {"a=1", "a=3"}
+            store.append("a=2", [{"x": 2}])
+    assert [str(w.message).split(": ", 1)[1] for w in said] == [
+        'lines 2, 3 are not a stored cell (not JSON, or "rows" not a list of objects) and skipped: a run measures '
+        "those cells again",
+        "lines 2, 3 were not a stored cell: moved to results.damaged.jsonl in the same folder; this run measures "
+        "those cells again"]
+    assert (tmp_path / "results.damaged.jsonl").read_bytes() == damaged
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert set(read_cells(tmp_path / RESULTS)) == {"a=1", "a=2", "a=3"}
 
 
 def test_cells_that_raised_are_not_finished(tmp_path):
