@@ -120,7 +120,7 @@ def _log_sigmoid(x):
     return -_softplus(-np.asarray(x))
 
 
-def _logsumexp(x, axis=-1, keepdims=False):
+def _logsumexp(x, axis=None, keepdims=False):  # (scipy.special.logsumexp's default: every axis)
     if np.ndim(x) == 0:  # one value: log(exp(x)) is x (a 0-d value has no axis -1 to reduce)
         return x
     m = np.max(x, axis=axis, keepdims=True)

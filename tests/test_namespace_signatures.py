@@ -106,3 +106,17 @@ def test_the_xp_spellings_work_where_numpys_are_refused():
     t = np.array([0.5, -1.0])
     for fn in (lambda xp, t: xp.sum(xp.tanh(xp.asarray(t))), lambda xp, t: xp.sum(xp.tanh(xp.stack([t[0], t[1]])))):
         np.testing.assert_allclose(ds.get_differentiator("reverse").grad(fn)(t), 1 - np.tanh(t) ** 2, rtol=1e-15)
+
+
+@pytest.mark.parametrize("name,options", METHODS, ids=IDS)
+def test_logsumexp_reduces_every_axis_by_default_as_scipy(name, options):
+    """scipy.special.logsumexp(t) sums over all entries; the gradient is the softmax of all entries, by hand."""
+    from scipy.special import logsumexp
+    t = np.array([[0.5, -1.0, 2.0], [1.5, 0.0, -0.5]])
+    res = ds.get_differentiator(name, **options).value_and_grad_fn(lambda xp, t: xp.logsumexp(t))(t)
+    assert res.value == pytest.approx(float(logsumexp(t)), rel=1e-15)
+    np.testing.assert_allclose(res.grad, np.exp(t - logsumexp(t)), rtol=1e-7 if options.get("scheme") == "central"
+                               else 1e-14)
+    rows = ds.get_differentiator(name, **options).value_and_grad_fn(
+        lambda xp, t: xp.sum(xp.logsumexp(t, axis=-1)))(t)  # one row at a time, as the losses ask for it
+    assert rows.value == pytest.approx(float(np.sum(logsumexp(t, axis=-1))), rel=1e-15)

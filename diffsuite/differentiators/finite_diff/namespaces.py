@@ -49,7 +49,7 @@ def _complex_minimum(a, b):
     return np.where(np.real(a) <= np.real(b), a, b)
 
 
-def _complex_logsumexp(x, axis=-1, keepdims=False):
+def _complex_logsumexp(x, axis=None, keepdims=False):
     if np.ndim(x) == 0:  # (as namespace._logsumexp)
         return x
     m = np.max(np.real(x), axis=axis, keepdims=True)  # any real shift gives the same value

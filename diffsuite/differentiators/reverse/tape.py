@@ -477,7 +477,7 @@ class TapeNamespace(Composites):
     def minimum(self, a, b): return self.tape.binary(MINIMUM, a, b)
     def sum(self, x, axis=None, keepdims=False): return self.tape.unary(SUM, x, {"axis": axis, "keepdims": keepdims})
     def mean(self, x, axis=None, keepdims=False): return self.tape.unary(MEAN, x, {"axis": axis, "keepdims": keepdims})
-    def logsumexp(self, x, axis=-1, keepdims=False):
+    def logsumexp(self, x, axis=None, keepdims=False):  # (scipy's default: every axis)
         if not getattr(x, "ndim", np.ndim(x)):  # one value: log(exp(x)) is x (a 0-d value has no axis -1 to reduce)
             return x
         return self.tape.unary(LOGSUMEXP, x, {"axis": axis, "keepdims": keepdims})

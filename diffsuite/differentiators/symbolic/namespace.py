@@ -621,7 +621,7 @@ class SympyNamespace(Composites):
         return wrap(np.moveaxis(out, -1, axis))
 
     @staticmethod
-    def logsumexp(x, axis=-1, keepdims=False):
+    def logsumexp(x, axis=None, keepdims=False):
         if np.ndim(raw(x)) == 0:  # (as namespace._logsumexp)
             return x
         return SympyNamespace.log(SympyNamespace.sum(SympyNamespace.exp(x), axis=axis, keepdims=keepdims))
