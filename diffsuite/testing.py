@@ -51,12 +51,12 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .errors import user_stacklevel
 from .gradcheck.methods import (METHOD_ALIASES, Method, Problem, checked_problem, choose_methods, reference_advice,
                                 resolve_method, without_reference)
 from .gradcheck.report import ON_KINK, GradcheckReport, MethodResult
 from .gradcheck.tolerances import (DEFAULT_RTOL, REAL_FD_SCHEMES, VALUE_ROUNDING_EPS, atol_reason, default_atol,
-                                   default_rtol, eps, rounding_floor, rounding_floor_reason, rtol_reason)
+                                   default_rtol, eps, rounding_floor, rounding_floor_reason, rtol_reason,
+                                   stationary_scale)
 
 #: the largest problem (number of entries) for which reference="auto" computes the exact reference
 EXACT_MAX_PARAMS = 64
@@ -66,11 +66,6 @@ DEFAULT_METHODS = ("reverse", "central")
 EXACT_LABEL = "exact (certified, arb)"
 OWN_ROUNDING_FACTOR = 32  # the tolerance over f's own rounding error, where f cancels (see _own_rounding)
 OWN_ROUNDING_CAP = 1e-2  # ... up to this: a check that would need more cannot tell a 1 % gradient bug from rounding
-
-
-class StationaryPointWarning(UserWarning):
-    """The gradient at the checked point is at the level of f's own rounding (a stationary point): the check passes
-    any gradient that small, right or wrong. Check at a point away from it."""
 
 
 def check_gradients(f: Any, theta: Any, *args: Any, methods: Iterable | None = None, reference: Any = "auto",
@@ -122,7 +117,7 @@ def check_gradients(f: Any, theta: Any, *args: Any, methods: Iterable | None = N
     rtols = _per_method("rtol", rtol, chosen)
     atols = _per_method("atol", atol, chosen)
     f_value = value if value is not None and np.isfinite(value) else problem.value
-    _note_stationary(ref, rounding_floor("reverse", dtype, f_value, problem.flat, {}), f_value, notes)
+    _note_stationary(ref, stationary_scale(dtype, f_value, problem.flat), f_value, notes)
     results = []
     for m in chosen:
         if m.label in rtols:
@@ -265,18 +260,17 @@ def _own_rounding(problem: Problem, dtype: str, exact_value: float | None, exact
     return own, "value and reverse-mode gradient"
 
 
-def _note_stationary(ref: np.ndarray, floor: np.ndarray | None, value: float | None, notes: list[str]) -> None:
-    """A note and a ``StationaryPointWarning`` where every finite reference entry is within f's own rounding
-    (``floor``, the exact methods' ``rounding_floor``): there a wrong gradient cannot be told from a right one."""
+def _note_stationary(ref: np.ndarray, scale: np.ndarray | None, value: float | None, notes: list[str]) -> None:
+    """A note where every finite reference entry is below ``stationary_scale``: at a stationary point a correct
+    gradient is its own rounding, which no tolerance tells from a wrong gradient that small."""
     finite = np.isfinite(ref)
-    if floor is None or not finite.any() or np.any(np.abs(ref[finite]) > floor[finite]):
+    if scale is None or not finite.any() or np.any(np.abs(ref[finite]) > scale[finite]):
         return
-    message = (f"the gradient at theta is at the level of f's own rounding: every reference entry (the largest "
-               f"{float(np.max(np.abs(ref[finite]))):.1e}) is within {VALUE_ROUNDING_EPS} eps |f| / max(1, |theta_i|) "
-               f"(f = {value:.6g}). theta is at or next to a stationary point, where any gradient that small passes, "
-               "right or wrong: check at a point away from it (theta plus a random step of the parameters' scale)")
-    notes.append(message)
-    warnings.warn(message, StationaryPointWarning, stacklevel=user_stacklevel())
+    notes.append(f"every reference entry (the largest {float(np.max(np.abs(ref[finite]))):.1e}) is below "
+                 f"{VALUE_ROUNDING_EPS} eps |f| / max(1, |theta_i|) (f = {value:.6g}): if theta is at or next to a "
+                 "stationary point (a fitted model), a correct gradient there is mostly rounding, and a check cannot "
+                 "tell it from a wrong one; check at a point away from it (theta plus a random step of the "
+                 "parameters' scale). (A large constant in f makes this scale large with no such point.)")
 
 
 def _value_rounding(problem: Problem, dtype: str, exact_value: float | None) -> float:

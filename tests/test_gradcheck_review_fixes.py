@@ -182,11 +182,7 @@ def test_the_floor_is_rounding_of_the_gradients_scale():
     report = check_gradients(fit, theta, methods=("reverse",), reference="exact")
     assert report.passed, report.failure_message()
     atol = report.to_frame().set_index("entry")["atol"]
-    # max|ref| = |2 v[1]| = 4; and at least f's own rounding, 16 eps |f| / max(1, |theta_i|) (gradcheck/tolerances.py)
-    f_value = float(np.sum((X @ sol[:3] + sol[3] - y) ** 2)) + 5.0
-    flat = np.concatenate([sol[:3], sol[3:], [1.0, 2.0]])
-    expected = np.maximum(ROUNDING_FLOOR_EPS * EPS64 * 4.0, 16 * EPS64 * f_value / np.maximum(1.0, np.abs(flat)))
-    np.testing.assert_allclose(atol.to_numpy(), expected, rtol=1e-12)
+    assert (atol == ROUNDING_FLOOR_EPS * EPS64 * 4.0).all()  # max|ref| = |2 v[1]| = 4
 
     def f(xp, p):  # by hand: d/da = a, d/db = 1e-10 * b
         return xp.sum(p["a"] ** 2) / 2.0 + 1e-10 * xp.sum(p["b"] ** 2) / 2.0

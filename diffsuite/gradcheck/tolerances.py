@@ -15,13 +15,14 @@ error actually scales with (``default_atol``):
 
 Where every reference entry (of the leaf, then of the gradient) is 0 the scale is 1.
 
-Both floors are relative to the gradient's own size, which near a stationary point (a fitted model, a
-least-squares solution) is far below the size of the terms it sums: there a correct gradient carries the
-rounding of those terms, not of itself. So each floor is at least what f's own rounding makes of a correct
-result (``rounding_floor``): ``VALUE_ROUNDING_EPS`` eps |f| / max(1, |theta_i|) for the exact-up-to-rounding
-methods (a gradient entry sums terms of about f's size over theta's), and the same rounding of f's values
-carried through a difference quotient (times the sum of its weights' sizes, over its step h_i) for finite
-differences. Away from stationary points both are far below the floors above and change nothing.
+The finite-difference floor is also at least what f's own rounding makes of a difference quotient
+(``rounding_floor``): ``VALUE_ROUNDING_EPS`` eps |f| times the sum of the quotient's weights' sizes, over its
+step h_i. A quotient differences f's values, so it carries their rounding whatever the gradient's size; near a
+stationary point (a fitted model, a least-squares solution) the gradient is far below |f| / h, and the floor
+relative to max|ref| alone failed correct quotients there. The exact-up-to-rounding methods get no such floor:
+their rounding is that of the terms the gradient sums, which |f| does not measure (a constant added to f changes
+|f| and not their error); where the whole reference is below ``VALUE_ROUNDING_EPS`` eps |f| / max(1, |theta_i|)
+the check adds a note instead (``stationary_scale``).
 
 Where the numbers come from (eps = 2.2e-16 in float64, 1.2e-7 in float32): reverse mode and the
 symbolic gradient (and forward mode) carry rounding error only (a few hundred eps after a deep network);
@@ -133,27 +134,28 @@ def quotient_weight(scheme: str, levels: int = 1) -> float:
 
 
 def rounding_floor(kind: str, dtype: str, value: float | None, theta: np.ndarray, stats: dict) -> np.ndarray | None:
-    """Per entry, the error a correct method can have from f's own rounding alone, where f's value is ``value``:
-    exact-up-to-rounding kinds ``VALUE_ROUNDING_EPS eps |f| / max(1, |theta_i|)``; finite differences that rounding
-    of f's values through their quotient, ``VALUE_ROUNDING_EPS eps |f| quotient_weight / h_i`` (``stats["steps"]``).
-    None where f's value is not a finite number, or a difference method reports no steps."""
+    """Per entry, the error a finite-difference result has from f's own rounding alone, where f's value is
+    ``value``: ``VALUE_ROUNDING_EPS eps |f| quotient_weight / h_i`` (``stats["steps"]``). None for the other kinds,
+    where f's value is not a finite number, or where a difference method reports no steps."""
+    if tolerance_kind(kind) not in FD_KINDS or value is None or not np.isfinite(value):
+        return None
+    steps = np.asarray(stats.get("steps", ()), dtype=np.float64).reshape(-1)
+    if steps.shape != np.shape(theta) or not np.all(np.isfinite(steps) & (steps > 0)):
+        return None
+    return VALUE_ROUNDING_EPS * eps(dtype) * abs(float(value)) * quotient_weight(kind, int(stats.get("levels", 1))) / steps
+
+
+def stationary_scale(dtype: str, value: float | None, theta: np.ndarray) -> np.ndarray | None:
+    """``VALUE_ROUNDING_EPS eps |f| / max(1, |theta_i|)``: a reference wholly below it suggests a stationary point
+    (or a large constant in f), where the check adds a note; None where f's value is not a finite number."""
     if value is None or not np.isfinite(value):
         return None
-    size = VALUE_ROUNDING_EPS * eps(dtype) * abs(float(value))
-    if tolerance_kind(kind) in FD_KINDS:
-        steps = np.asarray(stats.get("steps", ()), dtype=np.float64).reshape(-1)
-        if steps.shape != np.shape(theta) or not np.all(np.isfinite(steps) & (steps > 0)):
-            return None
-        return size * quotient_weight(kind, int(stats.get("levels", 1))) / steps
-    return size / np.maximum(1.0, np.abs(np.asarray(theta, dtype=np.float64)))
+    return VALUE_ROUNDING_EPS * eps(dtype) * abs(float(value)) / np.maximum(1.0, np.abs(np.asarray(theta, float)))
 
 
 def rounding_floor_reason(kind: str, dtype: str) -> str:
-    if tolerance_kind(kind) in FD_KINDS:
-        return (f"at least {VALUE_ROUNDING_EPS} eps({dtype}) |f| over the step, through the quotient (f's own "
-                "rounding in a difference quotient, which near a stationary point exceeds the gradient's scale)")
-    return (f"at least {VALUE_ROUNDING_EPS} eps({dtype}) |f| / max(1, |theta_i|) (f's own rounding, which near a "
-            "stationary point exceeds the gradient's scale)")
+    return (f"at least {VALUE_ROUNDING_EPS} eps({dtype}) |f| over the step, through the quotient (f's own rounding "
+            "in a difference quotient, which near a stationary point exceeds the gradient's scale)")
 
 
 def atol_reason(kind: str, dtype: str) -> str:
