@@ -99,3 +99,32 @@ def test_repeated_calls_agree_with_a_hand_derivative_on_every_call():
         g = vg([np.array([a]), np.array([b])]).grad
         assert g[0][0] == pytest.approx(math.cos(a) * b, rel=1e-15)
         assert g[1][0] == pytest.approx(math.sin(a), rel=1e-15)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_result_never_reaches_the_kept_basis(backend, dtype):
+    """f(t) = t[0]: the output tangent is the input's, the kept basis itself; the result must be a writable copy
+    (before: on torch, g[0] = 7 made the next call return [7.]; on numpy the result was read-only)."""
+    if backend == "torch":
+        pytest.importorskip("torch")
+    fw = ds.get_differentiator("forward", backend=backend, dtype=dtype)
+    vg, jac = fw.value_and_grad_fn(lambda xp, t: t[0]), fw.jacobian(lambda xp, t: t)
+    for _ in range(2):
+        g = vg(np.array([3.0])).grad
+        np.testing.assert_array_equal(g, [1.0])  # d t0 / d t0, exactly
+        g[0] = 7.0  # a caller's in-place update
+        J = jac(np.array([1.0, 2.0]))
+        np.testing.assert_array_equal(J, np.eye(2))
+        J *= 5.0
+
+
+def test_the_kept_bases_hold_at_most_their_entries_in_all(builds, monkeypatch):
+    """Two shapes of 2 entries (4 each) fit in 8; a third (9 entries) clears them first."""
+    monkeypatch.setattr(forward_module, "CACHED_BASIS_ENTRIES", 9)
+    vg = ds.get_differentiator("forward").value_and_grad_fn(lambda xp, t: (t * t).sum())
+    vg(np.ones(2)), vg(np.ones((1, 2))), vg(np.ones(2))
+    assert builds[0] == 2  # both kept
+    vg(np.ones(3))  # 9 more entries: the others go
+    vg(np.ones(2))
+    assert builds[0] == 4

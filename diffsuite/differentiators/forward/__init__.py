@@ -15,6 +15,7 @@ package never imports this one. docs/higher_order.md has the methods, costs and 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
@@ -94,23 +95,27 @@ class Forward:
             out, t = self._push(trace, f, structure, primals, tangents, args)
             value = np.asarray(B.to_numpy(B.constant(out)))
             k = tangents[0].shape[0] if tangents else 0
-            cols.append(np.zeros((k,) + value.shape) if t is None else np.asarray(B.to_numpy(t)))
+            # a copy: the output tangent may be an input's (f(t) = t[0]), which is the kept basis itself
+            cols.append(np.zeros((k,) + value.shape) if t is None else np.array(B.to_numpy(t)))
             rules += trace.n_jvps
         T = cols[0] if len(cols) == 1 else np.concatenate(cols, axis=0) if cols else np.zeros((0,) + value.shape)
         stats.update(jvps=n, passes=len(passes), jvp_rules=rules)
         return value, (T if T.ndim == 1 else np.moveaxis(T, 0, -1))
 
     def _cached_basis(self, B, structure: Structure, cache: dict) -> list[list] | None:
-        """``_basis_passes`` kept in ``cache`` (one per returned function) by the leaves' shapes, while there are at
-        most ``CACHED_BASIS_ENTRIES`` entries (n^2); None above that (built per call). The JVP rules never write
-        into a tangent they are given (numpy's basis is read-only, so one that did would raise)."""
+        """``_basis_passes`` kept in ``cache`` (one per returned function) by the leaves' shapes, at most
+        ``CACHED_BASIS_SHAPES`` shapes and ``CACHED_BASIS_ENTRIES`` entries (n^2) in all; None for a theta above that
+        (built per call). The JVP rules never write into a tangent they are given (numpy's float64 basis is
+        read-only, so one that did would raise), and results are copies (``_jacobian_flat``): no caller can
+        reach a kept tangent."""
         if structure.n ** 2 > CACHED_BASIS_ENTRIES:
             return None
         key = tuple(leaf.shape for leaf in structure.leaves)
         passes = cache.get(key)
         if passes is None:
-            if len(cache) >= CACHED_BASIS_SHAPES:
-                cache.clear()
+            kept = sum(sum(math.prod(shape) for shape in shapes) ** 2 for shapes in cache)  # entries held now
+            if len(cache) >= CACHED_BASIS_SHAPES or kept + structure.n ** 2 > CACHED_BASIS_ENTRIES:
+                cache.clear()  # (at most 2^22 entries in all: 32 MB of float64, on the GPU for torch-CUDA)
             passes = cache[key] = self._basis_passes(B, structure)
         return passes
 
