@@ -325,7 +325,7 @@ def normalize_axes(axis, ndim: int, who: str) -> tuple[int, ...] | None:
     return tuple(sorted(set(out)))
 
 
-_SUBLIST_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_SUBLIST_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # numpy's: 0 is A, 26 is a
 
 
 def einsum_arguments(subscripts: Any, operands: tuple) -> tuple[str, tuple]:

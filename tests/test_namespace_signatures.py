@@ -120,3 +120,17 @@ def test_logsumexp_reduces_every_axis_by_default_as_scipy(name, options):
     rows = ds.get_differentiator(name, **options).value_and_grad_fn(
         lambda xp, t: xp.sum(xp.logsumexp(t, axis=-1)))(t)  # one row at a time, as the losses ask for it
     assert rows.value == pytest.approx(float(np.sum(logsumexp(t, axis=-1))), rel=1e-15)
+
+
+@pytest.mark.parametrize("name,options", METHODS[:3], ids=IDS[:3])
+def test_sublist_labels_name_axes_as_numpy_does(name, options):
+    """numpy reads label 0 as 'A' and 26 as 'a': with an implicit output the axes come out in that order (labels
+    30 and 0 give shape (3, 2) for a (2, 3) operand: a transpose). Oracle: numpy's own einsum."""
+    M = np.array([[1.0, -2.0, 0.5], [3.0, 0.25, -1.0]])
+    want = np.einsum(M, [30, 0])
+    assert want.shape == (3, 2)
+    D = ds.get_differentiator(name, **options)
+    weights = np.arange(6.0).reshape(3, 2)
+    res = D.value_and_grad_fn(lambda xp, t: xp.sum(xp.einsum(t, [30, 0]) * weights))(M)
+    assert res.value == pytest.approx(float(np.sum(want * weights)), rel=1e-15)
+    np.testing.assert_array_equal(res.grad, weights.T)  # d/dM sum(M^T * w) = w^T
