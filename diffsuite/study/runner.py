@@ -43,7 +43,7 @@ from . import metadata
 from .executors import check_scheduler, make_executor
 from .report import SECTION, write_index, write_study_report
 from .status import ERROR, describe, failure_row
-from .store import TABLE, ResultStore, dumps, make_folder, write_atomic_text
+from .store import DAMAGED, TABLE, ResultStore, dumps, make_folder, write_atomic_text
 from .studies import STUDIES, check_studies, study_module
 
 DEVICES = ("cpu", "cuda", "all")
@@ -257,7 +257,10 @@ class _RunRecord:
             # (a figure's name has no dot before .png; an earlier backup's has its tag: it stays as it is)
             figures = tuple(sorted(p.name for p in directory.glob("*.png") if "." not in p.stem))
             moved = self.store.move_aside(str((old or {}).get("config_hash") or "unknown-config"),
-                                          companions=(META, TABLE, "report.md", "findings.json", SECTION) + figures)
+                                          companions=(META, TABLE, "report.md", "findings.json", SECTION, DAMAGED)
+                                          + figures)
+            if (directory.parent / "index.html").exists():
+                write_index(directory.parent)  # without the moved section (the run writes it anew at its end)
             print(f"{self.name}: the configuration differs from the stored results' ({directory / META}); "
                   f"the {n_old} stored cells are kept, moved aside to {moved[0]} (with their "
                   f"{', '.join(p.name for p in moved[1:]) or 'nothing else'}); this study starts afresh",

@@ -61,7 +61,8 @@ class StoreError(StudyError):
 
 
 def read_cells(path: Path) -> dict[str, list[dict]]:
-    """``{cell id: rows}`` from a results file: complete lines only (a torn last line is ignored).
+    """``{cell id: rows}`` from a results file: its lines, and a last line without its newline only if it is a
+    whole cell (a torn one, cut by a kill mid-write, is ignored with a warning).
 
     A line that is not a cell (not JSON, no ``cell``, or ``rows`` not a list of objects, e.g. edited by hand)
     is skipped with a warning naming its line number: that cell counts as not done and is measured again."""
@@ -70,7 +71,8 @@ def read_cells(path: Path) -> dict[str, list[dict]]:
         return {}
     data = path.read_bytes()
     cells, bad = _parse(data)
-    if data and not data.endswith(b"\n") and data.rsplit(b"\n", 1)[-1].strip():
+    tail = data.rsplit(b"\n", 1)[-1]
+    if tail.strip() and _cell(tail) is None:
         warnings.warn(f"{path}: its last line is incomplete (a run stopped while writing it) and ignored: a run "
                       "measures that cell again", StoreWarning, stacklevel=user_stacklevel())
     if bad:
@@ -80,26 +82,47 @@ def read_cells(path: Path) -> dict[str, list[dict]]:
     return cells
 
 
+def _cell(line: bytes) -> tuple[str, list[dict]] | None:
+    """(cell id, rows) of one stored line, or None where it is not a cell (not JSON, no ``cell``, bad ``rows``)."""
+    try:
+        rec = json.loads(line)
+        rows = rec["rows"]
+        if isinstance(rows, list) and all(isinstance(r, dict) for r in rows):
+            return str(rec["cell"]), rows
+    except (ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
 def _parse(data: bytes) -> tuple[dict[str, list[dict]], list[int]]:
-    """(cells of the complete lines, the numbers of the complete lines that are not cells), from a file's bytes."""
+    """(cells, the numbers of the complete lines that are not cells), from a file's bytes. A last line without its
+    newline counts only as a whole cell (a torn one is neither a cell nor a bad line: see ``read_cells``)."""
     cells: dict[str, list[dict]] = {}
     bad = []
-    for number, line in enumerate(data.split(b"\n")[:-1] if not data.endswith(b"\n") else data.split(b"\n"), 1):
+    *lines, tail = data.split(b"\n")
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        try:
-            rec = json.loads(line)
-            rows = rec["rows"]
-            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-                raise TypeError("rows must be a list of objects")
-            cells[str(rec["cell"])] = rows
-        except (ValueError, KeyError, TypeError):
+        found = _cell(line)
+        if found is None:
             bad.append(number)  # unreadable line: that cell counts as not done and is measured again
+        else:
+            cells[found[0]] = found[1]
+    found = _cell(tail) if tail.strip() else None
+    if found is not None:
+        cells[found[0]] = found[1]
     return cells, bad
 
 
 #: where a writing run moves the lines of results.jsonl that are not cells (kept, not deleted)
 DAMAGED = "results.damaged.jsonl"
+
+
+def _append_durably(path: Path, data: bytes) -> None:
+    with open(path, "ab") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 class StoreWarning(UserWarning):
@@ -144,13 +167,23 @@ class ResultStore:
         remove_stale_temporaries(self.directory)
         if self.path.exists():
             data = self.path.read_bytes()
-            if data and not data.endswith(b"\n"):  # a kill mid-write: cut the partial line off
+            if data and not data.endswith(b"\n"):  # a kill mid-write
                 keep = data.rfind(b"\n") + 1
-                with open(self.path, "r+b") as f:
-                    f.truncate(keep)
-                    f.flush()
-                    os.fsync(f.fileno())
-                data = data[:keep]
+                tail = data[keep:]
+                if _cell(tail) is not None:  # a whole cell without its newline: give it one
+                    with open(self.path, "ab") as f:
+                        f.write(b"\n")
+                        f.flush()
+                        os.fsync(f.fileno())
+                    data += b"\n"
+                else:  # a torn line: kept in the damaged file, then cut off
+                    if tail.strip():
+                        _append_durably(self.directory / DAMAGED, tail + b"\n")
+                    with open(self.path, "r+b") as f:
+                        f.truncate(keep)
+                        f.flush()
+                        os.fsync(f.fileno())
+                    data = data[:keep]
             self._set_aside_damaged(data)
         self._fh = open(self.path, "ab")
         return self
@@ -164,10 +197,8 @@ class ResultStore:
             return
         lines = data.split(b"\n")
         damaged = set(bad)
-        with open(self.directory / DAMAGED, "ab") as f:
-            f.write(b"".join(lines[i - 1] + b"\n" for i in bad))
-            f.flush()
-            os.fsync(f.fileno())
+        # (a crash between this append and the rewrite below leaves the lines in both files: repeated, not lost)
+        _append_durably(self.directory / DAMAGED, b"".join(lines[i - 1] + b"\n" for i in bad))
         kept = b"".join(line + b"\n" for i, line in enumerate(lines[:-1], 1) if i not in damaged)
         tmp = _tmp(self.path)
         with open(tmp, "wb") as f:

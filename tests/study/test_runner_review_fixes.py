@@ -156,6 +156,7 @@ def test_a_changed_configuration_interrupted_leaves_no_report_of_moved_results(t
     results no longer in results.jsonl."""
     runner.run_study("fixtoy", out=toy, progress=False)  # 6 cells, with their report
     folder = toy / "fixtoy"
+    assert "6 rows" in (toy / "index.html").read_text()
     (folder / "toy_figure.png").write_bytes(b"a figure of the 6 cells")  # as a study's report would draw one
     before = _snapshot(folder)
     h = json.loads(before["meta.json"])["config_hash"]
@@ -169,6 +170,7 @@ def test_a_changed_configuration_interrupted_leaves_no_report_of_moved_results(t
     assert after[f"results.{h}.jsonl"] == before[RESULTS]
     assert not {"results.csv", "report.md", "findings.json", "section.html", "toy_figure.png"} & set(after)
     assert len(after[RESULTS].splitlines()) == 1  # the new configuration's one cell
+    assert "6 rows" not in (toy / "index.html").read_text()  # the index no longer shows the moved section
     monkeypatch.delenv("FIXTOY_INTERRUPT_AT")
     runner.run_study("fixtoy", out=toy, quick=True, progress=False)  # resumes, and writes its own report
     assert "3 rows" in (folder / "report.md").read_text()

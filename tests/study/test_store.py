@@ -147,3 +147,31 @@ def test_a_line_whose_rows_are_not_a_list_of_rows_is_skipped_with_a_warning(tmp_
     assert cells == {"a=1": [{"x": 1, "status": "ok"}]}  # a=2 and a=3 count as not done: measured again
     with pytest.warns(StoreWarning):
         assert list(ResultStore(tmp_path).table()["x"]) == [1]
+
+
+def test_a_whole_cell_without_its_newline_is_kept(tmp_path):
+    """Only the newline was lost (a kill between the line and its newline, or a file edited by hand): the cell is
+    read, and a writing run gives it its newline instead of cutting it off (review: cell b was lost)."""
+    with ResultStore(tmp_path) as store:
+        store.append("a", [{"x": 1}])
+    with open(tmp_path / RESULTS, "ab") as f:
+        f.write(b'{"cell": "b", "rows": [{"x": 2}]}')
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing torn: nothing to warn about
+        assert read_cells(tmp_path / RESULTS) == {"a": [{"x": 1}], "b": [{"x": 2}]}
+        with ResultStore(tmp_path) as store:
+            assert store.done == {"a", "b"}
+            store.append("c", [{"x": 3}])
+    assert [json.loads(line)["cell"] for line in (tmp_path / RESULTS).read_text().splitlines()] == ["a", "b", "c"]
+    assert not (tmp_path / "results.damaged.jsonl").exists()
+
+
+def test_a_torn_line_goes_to_the_damaged_file_when_cut_off(tmp_path):
+    with ResultStore(tmp_path) as store:
+        store.append("a", [{"x": 1}])
+    with open(tmp_path / RESULTS, "ab") as f:
+        f.write(b'{"cell": "b", "rows": [{"x"')
+    with pytest.warns(StoreWarning, match="last line is incomplete"), ResultStore(tmp_path) as store:
+        assert store.done == {"a"}
+    assert (tmp_path / "results.damaged.jsonl").read_bytes() == b'{"cell": "b", "rows": [{"x"\n'
+    assert (tmp_path / RESULTS).read_bytes().endswith(b'}]}\n')
