@@ -5,7 +5,7 @@ with one-hot targets, in the formulation of ``nn.losses.CrossEntropy`` (per row 
 
     d = (z - z_y) * (1 - onehot)        (d_y = 0 exactly; the other entries z_j - z_y)
     CE_b = logsumexp(d) = m + log(sum_j exp(d_j - m)),  m = max_j d_j
-    value = sum_b CE_b * (1 / batch)
+    value = sum_b CE_b / batch
 
 and its gradient with respect to z, (softmax(d) - onehot) / batch, written without cancellation: the target
 entry is -sum_{j != y} p_j (not p_y - 1, which loses every digit when p_y is near 1). Value and gradient are
