@@ -114,3 +114,4 @@ def test_richardsons_quotient_weight():
     assert quotient_weight("richardson", 2) == pytest.approx(3.0)
     assert quotient_weight("richardson", 3) == pytest.approx(297 / 45)
     assert (quotient_weight("central"), quotient_weight("forward"), quotient_weight("five_point")) == (1.0, 2.0, 1.5)
+

@@ -88,7 +88,9 @@ def resolve_method(spec: Any, dtype: str = "float64", auto: bool = False, defaul
         kind = "forward_mode" if kind == "forward" and d.name == "forward" else kind  # not the forward difference
     else:  # a user's own object: the strict tolerance of an unknown kind, whatever its name says
         kind = f"user:{d.name}"
-    return Method(label, d, kind, str(getattr(d, "dtype", "float64")), auto, default or auto)
+    # a user's object that names no dtype computes in the check's (dtype="float32": a float32 gradient, held to
+    # float32's tolerance; it was held to float64's and failed when correct)
+    return Method(label, d, kind, str(getattr(d, "dtype", dtype)), auto, default or auto)
 
 
 def choose_methods(problem: "Problem", methods: Any, dtype: str, defaults: tuple[str, ...]) -> list[Method]:

@@ -291,6 +291,11 @@ class GradcheckReport:
                          "may itself be wrong. Try reference='exact' or a different reference method.")
         elif ok:
             lines.append(f"agree with the reference: {', '.join(ok)}")
+            if self.reference_vs_exact is not None and not self.reference_vs_exact[0]:
+                lines.append(f"hint: the reference ({self.reference_label}) disagrees with the exact gradient "
+                             f"(certified) ({self.reference_vs_exact[1]}): the reference is likely wrong; "
+                             f"{', '.join(ok)} agree{'s' if len(ok) == 1 else ''} with it only within "
+                             f"{'its' if len(ok) == 1 else 'their'} looser tolerance.")
         lines += self._unchecked_lines()
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
