@@ -41,3 +41,19 @@ def test_a_given_reference_slightly_wrong_is_named_even_when_a_looser_method_agr
     # a right reference gets no such hint
     right = check_gradients(lambda xp, t: xp.sum(t * t), t, reference=2 * t, methods=("reverse", "central"))
     assert right.passed and right.reference_vs_exact is None
+
+
+def test_a_hessian_report_claims_no_kink_detection_it_has_not():
+    """check_hessian's finite differences look for no kinks: '-' in the kinks column, not 0, and no 'step
+    straddles kink: no' line (review: a float32 failure next to a relu kink read as 'no kink')."""
+    from diffsuite.testing import check_hessian
+    A = np.array([[1.0, 0.5], [-0.3, 2.0], [0.7, -1.1]])
+    f = lambda xp, t, A: xp.sum(xp.relu(A @ t)) + xp.sum(t * t)  # noqa: E731 - Hessian 2 I away from kinks
+    wrong = 2.0 * np.eye(2)
+    wrong[0, 0] = 3.0  # a wrong reference, so that every method fails and the worst entries are listed
+    report = check_hessian(f, np.array([0.3, -0.2]), A, reference=wrong)
+    assert "central" in report.failed_methods
+    central = next(line for line in str(report).splitlines() if line.startswith("central"))
+    assert central.rstrip().endswith("-")
+    message = report.failure_message()
+    assert "worst entries" in message and "straddles kink" not in message

@@ -185,6 +185,10 @@ class GradcheckReport:
         return lines
 
     def _fd_labels(self) -> set[str]:
+        """The methods whose kinks were looked for: finite differences of a gradient (a Hessian's second
+        differences detect none, so its report shows '-' rather than a 0 or a 'no' it never tested)."""
+        if self.kind != "gradient":
+            return set()
         return {r.label for r in self.results if r.method.differentiator.name == "finite_diff"}
 
     def __str__(self) -> str:
