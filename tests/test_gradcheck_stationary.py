@@ -14,8 +14,9 @@ import pytest
 
 from diffsuite.gradcheck.tolerances import VALUE_ROUNDING_EPS, quotient_weight
 from diffsuite.testing import check_gradients
+from test_gradcheck_user_methods import Given  # a user's own gradient method
 
-EPS64, EPS32 = float(np.finfo(np.float64).eps), float(np.finfo(np.float32).eps)
+EPS64 = float(np.finfo(np.float64).eps)
 
 
 def least_squares(seed=7):
@@ -33,19 +34,6 @@ def exact_grad(t, A, b):
     F = [[Fraction(float(v)) for v in row] for row in A]
     r = [sum(F[i][j] * Fraction(float(t[j])) for j in range(len(t))) - Fraction(float(b[i])) for i in range(len(b))]
     return np.array([float(sum(F[i][j] * r[i] for i in range(len(b)))) for j in range(len(t))])
-
-
-class Given:
-    """A user's gradient: the check's method protocol (``grad``)."""
-
-    def __init__(self, gradient, name="mygrad"):
-        self.gradient, self.name = gradient, name
-
-    def value_and_grad(self, objective):
-        raise NotImplementedError
-
-    def grad(self, f):
-        return lambda theta, *args: self.gradient(theta, *args)
 
 
 @pytest.mark.parametrize("offset", [1e-6, 1e-4])
