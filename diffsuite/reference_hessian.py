@@ -145,7 +145,8 @@ def _certified(target, theta, args, v, *, engine, arithmetic, max_bits, node_bud
                  engine=engine, n_params=structure.n, kinks=cert.kinks, ties=cert.ties)
     if cert.kinks or (cert.ties and cert.tie_check == "conventions"):
         warnings.warn(ReferenceKinkWarning(
-            f"the exact {'Hessian' if v is None else 'H v'} at this point: {cert.describe()}"), stacklevel=user_stacklevel())
+            f"the exact {'Hessian' if v is None else 'H v'} at this point: {cert.describe()}"),
+            stacklevel=user_stacklevel())
     return raw, cert, stats, structure
 
 

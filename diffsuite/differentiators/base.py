@@ -74,7 +74,7 @@ def check_flags(options: Any, *names: str) -> None:
 def dtype_name(dtype: Any) -> Any:
     """``"float64"``/``"float32"`` for numpy's or torch's dtype of that name (``np.float32``, ``np.dtype("float32")``,
     ``torch.float32``); anything else as it is (for the caller's own check and message)."""
-    if isinstance(dtype, str) or isinstance(dtype, bool):
+    if isinstance(dtype, (str, bool)):
         return dtype
     if str(dtype) in ("torch.float64", "torch.float32"):
         return str(dtype)[len("torch."):]

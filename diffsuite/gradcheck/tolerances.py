@@ -142,7 +142,8 @@ def rounding_floor(kind: str, dtype: str, value: float | None, theta: np.ndarray
     steps = np.asarray(stats.get("steps", ()), dtype=np.float64).reshape(-1)
     if steps.shape != np.shape(theta) or not np.all(np.isfinite(steps) & (steps > 0)):
         return None
-    return VALUE_ROUNDING_EPS * eps(dtype) * abs(float(value)) * quotient_weight(kind, int(stats.get("levels", 1))) / steps
+    weight = quotient_weight(kind, int(stats.get("levels", 1)))
+    return VALUE_ROUNDING_EPS * eps(dtype) * abs(float(value)) * weight / steps
 
 
 def stationary_scale(dtype: str, value: float | None, theta: np.ndarray) -> np.ndarray | None:

@@ -89,7 +89,8 @@ class BinaryCrossEntropy(Loss):
             # softplus(z) - y z written as (1 - y) softplus(z) + y softplus(-z) (softplus(z) - z = softplus(-z)):
             # softplus is a smooth primitive, so the gradient at z = 0 is sigmoid(0) - y exactly, and neither the
             # value nor the gradient cancels in saturation (softplus(30) - 30 would lose 2% of 9e-14)
-            return xp.sum((1.0 - targets) * xp.softplus(outputs) + targets * xp.softplus(-outputs)) / float(n)  # (see Quadratic)
+            # (divided by n: see Quadratic)
+            return xp.sum((1.0 - targets) * xp.softplus(outputs) + targets * xp.softplus(-outputs)) / float(n)
         ll = targets * xp.log(outputs) + (1.0 - targets) * xp.log(1.0 - outputs)
         return xp.sum(ll) / -float(n)
 

@@ -78,7 +78,8 @@ def read_cells(path: Path) -> dict[str, list[dict]]:
     if bad:
         warnings.warn(f"{path}: line{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad[:10]))} "
                       f"{'are' if len(bad) > 1 else 'is'} not a stored cell (not JSON, or \"rows\" not a list of "
-                      "objects) and skipped: a run measures those cells again", StoreWarning, stacklevel=user_stacklevel())
+                      "objects) and skipped: a run measures those cells again", StoreWarning,
+                      stacklevel=user_stacklevel())
     return cells
 
 

@@ -146,7 +146,8 @@ class LiftedBackend:
     def minimum(self, x, y): return self._op(OPS["minimum"], x, y)
     def sum(self, x, axis=None, keepdims=False): return self._op(SUM, x, axis=axis, keepdims=keepdims)
     def mean(self, x, axis=None, keepdims=False): return self._op(OPS["mean"], x, axis=axis, keepdims=keepdims)
-    def logsumexp(self, x, axis=None, keepdims=False): return self._op(OPS["logsumexp"], x, axis=axis, keepdims=keepdims)
+    def logsumexp(self, x, axis=None, keepdims=False):
+        return self._op(OPS["logsumexp"], x, axis=axis, keepdims=keepdims)
     def softmax(self, x, axis=-1): return self._op(OPS["softmax"], x, axis=axis)
     def reshape(self, x, shape): return self._op(RESHAPE, x, shape=tuple(shape) if not isinstance(shape, int) else shape)
     def getitem(self, x, index): return self._op(GETITEM, x, index=index)

@@ -112,9 +112,10 @@ class Traced:
     # tanh method" and np.sum quietly records one primitive per entry
     def __array__(self, dtype=None, copy=None):
         raise TypeError(f"numpy cannot make an array of a traced value (np.asarray, np.array, or assigning it into "
-                        f"a numpy array): the {self._carries} would not follow it. Combine traced values with xp.stack or "
-                        "xp.concatenate (not np.array or xp.asarray of a list), use xp.asarray only on one value "
-                        "(it passes a traced value through), and build new arrays instead of assigning into one.")
+                        f"a numpy array): the {self._carries} would not follow it. Combine traced values with "
+                        "xp.stack or xp.concatenate (not np.array or xp.asarray of a list), use xp.asarray only on "
+                        "one value (it passes a traced value through), and build new arrays instead of assigning "
+                        "into one.")
 
     # ``tensor @ var`` (the first layer on torch: data @ W) and ``tensor * var`` (targets * outputs): torch's
     # operator would try the op, raise a TypeError and catch it before Python falls back to our reflected
