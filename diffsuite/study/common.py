@@ -211,7 +211,7 @@ def fit_loglog(x, y) -> float:
     ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
     if ok.sum() < 2:
         return float("nan")
-    return float(np.polyfit(np.log10(x[ok]), np.log10(y[ok]), 1)[0])
+    return _line_slope([math.log10(v) for v in x[ok]], [math.log10(v) for v in y[ok]])
 
 
 def fit_growth(depth, y) -> float:
@@ -224,7 +224,16 @@ def fit_growth(depth, y) -> float:
     ok = np.isfinite(y) & (y > 0)
     if ok.sum() < 2:
         return float("nan")
-    return float(10 ** np.polyfit(d[ok], np.log10(y[ok]), 1)[0])
+    return 10 ** _line_slope([float(v) for v in d[ok]], [math.log10(v) for v in y[ok]])
+
+
+def _line_slope(u: list[float], v: list[float]) -> float:
+    """The least-squares slope of v against u, sum((u - mean u)(v - mean v)) / sum((u - mean u)^2), in correctly
+    rounded sums (math.fsum) of libm's logs: the committed findings are rebuilt bit for bit whatever numpy,
+    BLAS or LAPACK the machine has (np.polyfit's lstsq moved their last digits between numpy releases)."""
+    mu, mv = math.fsum(u) / len(u), math.fsum(v) / len(v)
+    spread = math.fsum((a - mu) ** 2 for a in u)
+    return math.fsum((a - mu) * (b - mv) for a, b in zip(u, v)) / spread if spread > 0 else float("nan")
 
 
 #: successive differences (or factors) within this fraction of their median count as constant: "or nearly"
