@@ -30,7 +30,9 @@ Kinks (relu, max, min, abs, hinge, step): a real difference quotient whose evalu
 kink averages two one-sided derivatives. With ``kink_check`` the objective runs under a namespace
 that records each kink op's branch; parameters whose stencil changes a branch, and whose two one-sided
 derivatives differ (relu(t) - relu(-t) is smooth: not reported), are listed in ``stats["kink_params"]`` and
-named by a ``KinkWarning``. The complex step evaluates kink ops on the
+named by a ``KinkWarning``. Where f is smooth across such a join (Huber at |r| = delta: f' continuous, f''
+jumping), a symmetric stencil across it truncates like h; with automatic steps that entry is evaluated on one
+side of theta instead (``control.OneSidedRule``, ``stats["step_changes"]``: forward or backward). The complex step evaluates kink ops on the
 real part, so it returns the conventional subgradient (docs/architecture.md) (relu'(0) = 0) exactly; parameters whose
 perturbation passes through an exact tie are listed in ``stats["kink_tie_params"]`` (no warning). theta is bound
 as ``RealOrdered`` (comparisons, of its scalars too, on the real part); a numpy ufunc that is not analytic
@@ -65,7 +67,8 @@ from ..base import (Gradient, HigherOrder, check_dtype, check_flags, check_resul
                     param_entry_names, positional_only, scalar_check, with_argnums_of)
 from . import higher
 from .batched import bind_objective_batched, evaluate_batched
-from .control import RICHARDSON_SAFETY, TRUNCATION_RATIO, Entry, Rule, StepControl, noise_of
+from .control import (ONE_SIDED, ONE_SIDED_MAX_ORDER, RICHARDSON_SAFETY, TRUNCATION_RATIO, Entry, Rule,
+                      StepControl, noise_of, one_sided)
 from .namespaces import COMPLEX, KinkTracker, NotAnalyticError, RealOrdered
 from .steps import COMPLEX_DTYPES, COMPLEX_STEP, DTYPES, SCHEMES, auto_steps, complex_steps, scheme_order
 
@@ -362,10 +365,10 @@ class FiniteDiff(HigherOrder):
         grad, trunc, rweight, mismatch = rule.combine(values, centre, level_steps, noise)
         retried = [0]
 
-        def evaluate(i, pts):
+        def evaluate(i, pts, within=False):
             retried[0] += len(pts)
             with _quiet():
-                return _evaluate_entry(buffer, params, i, pts, call, xp, tracker, center_sig, out_ndim)
+                return _evaluate_entry(buffer, params, i, pts, call, xp, tracker, center_sig, out_ndim, within)
 
         control, auto = StepControl(rule, t0, centre, evaluate), self.step == "auto"
         changes: dict[str, str] = {}
@@ -401,8 +404,20 @@ class FiniteDiff(HigherOrder):
                     if why:
                         take(i, e, why)
         if kinks.any():  # a kink that persists: f may still be smooth there (relu(t) - relu(-t), |t| |t|)
-            kinks &= ~self._smooth_across(np.flatnonzero(kinks & ~zero & ~lost), rule, values, centre, level_steps,
-                                          noise, t0, evaluate)
+            smooth = self._smooth_across(np.flatnonzero(kinks & ~zero & ~lost), rule, values, centre, level_steps,
+                                         noise, t0, evaluate)
+            kinks &= ~smooth
+            if auto and rule.scheme not in ONE_SIDED:  # ... but a symmetric stencil across the join is O(h) there
+                for i in np.flatnonzero(smooth):
+                    found = one_sided(i, t0, centre, evaluate, min(rule.order, ONE_SIDED_MAX_ORDER),
+                                      float(auto_steps(t0[i:i + 1], min(rule.order, ONE_SIDED_MAX_ORDER),
+                                                       self.dtype)[0]))
+                    if found is not None:
+                        e, why, side = found
+                        grad[i], trunc[i], rweight[i], noise[i] = e.grad, e.trunc, e.rweight, e.noise
+                        level_steps[i, 0] = e.steps[0]  # (reported as the entry's step)
+                        before = [changes[names[i]]] if names[i] in changes else []
+                        changes[names[i]] = "+".join(before + ["forward" if side > 0 else "backward"] + why)
         off_domain = np.isfinite(centre) & ~np.all(np.isfinite(values), axis=1) & ~zero
         grad = np.where(lost | off_domain, np.nan, grad)
         if off_domain.any():
@@ -810,8 +825,9 @@ def _evaluate_stencil(buffer, params, points, call, xp, tracker, center_sig, out
     return values, kinks
 
 
-def _evaluate_entry(buffer, params, i, points, call, xp, tracker, center_sig, out_ndim):
-    """(f at theta with entry i set to each of ``points``, whether a kink-op branch differed from the centre).
+def _evaluate_entry(buffer, params, i, points, call, xp, tracker, center_sig, out_ndim, within=False):
+    """(f at theta with entry i set to each of ``points``, whether a kink-op branch differed from the centre's;
+    ``within``: from the first point's instead, i.e. whether the points lie on more than one piece of f).
     Callers wrap it in ``_quiet()``: a point off f's domain is found from the values, not from numpy's warnings."""
     x, values, kink = buffer[i], np.empty(len(points)), False
     try:
@@ -821,8 +837,12 @@ def _evaluate_entry(buffer, params, i, points, call, xp, tracker, center_sig, ou
                 tracker.start()
             out = call(xp, params)
             values[k] = out if out_ndim == 0 else np.reshape(out, ())
-            if tracker is not None and tracker.record() != center_sig:
-                kink = True
+            if tracker is not None:
+                record = tracker.record()
+                if within and k == 0:
+                    center_sig = record
+                elif record != center_sig:
+                    kink = True
     finally:
         buffer[i] = x
     return values, kink

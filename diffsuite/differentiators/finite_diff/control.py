@@ -31,6 +31,10 @@ not fit is evaluated again at another step of its own (the others keep theirs):
   (``StepControl.enlarge``). A saturated tanh (derivative 1e-13 at -10.7) had its step grown to 25.3,
   across the whole transition: -0.557.
 
+- one side (``one_sided``, after the caller found f smooth across a kink op that still straddles theta): a
+  symmetric stencil across a join where f' is continuous and f'' jumps (Huber) truncates like h, so the
+  entry is evaluated by ``OneSidedRule`` on the side that lies on one piece of f, and refined as above.
+
 An entry that ends ``unsettled`` has no error bound; the caller lists it in ``stats["unsettled_params"]``,
 warns (``UnsettledStepWarning``) and reports Richardson's ``error_estimate`` for it as inf.
 
@@ -90,12 +94,18 @@ def _lagrange_weights(nodes: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.prod(num / den, axis=2)
 
 
-def _tableau_weights(levels: int) -> np.ndarray:
-    """c_l with R[L-1, L-1] = sum_l c_l Q_l for the level quotients Q_l (ratio 2): its rounding amplification."""
+def _tableau_weights(levels: int, base: int = 4) -> np.ndarray:
+    """c_l with R[L-1, L-1] = sum_l c_l Q_l for the level quotients Q_l (ratio 2): its rounding amplification.
+    ``base`` 4 for central quotients (even powers of h), 2 for one-sided ones (every power)."""
     rows = [np.eye(levels)[l] for l in range(levels)]
     for m in range(1, levels):
-        rows = [rows[l] + (rows[l] - rows[l - 1]) / (4 ** m - 1) for l in range(1, len(rows))]
+        rows = [rows[l] + (rows[l] - rows[l - 1]) / (base ** m - 1) for l in range(1, len(rows))]
     return rows[-1]
+
+
+def _exact_step(t0: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """(t0 + h) - t0 in t0's dtype, as float64: the distance between the points really evaluated."""
+    return ((t0 + np.asarray(h, dtype=np.float64).astype(t0.dtype)) - t0).astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -142,14 +152,12 @@ class Rule:
     def steps(self, t0: np.ndarray, coarse: np.ndarray) -> np.ndarray:
         """(n, n_steps) exact steps: level l's nominal coarse / 2^l made exact, (t + h) - t in t0's dtype (then
         Richardson's check step, made exact the same way)."""
-        real = t0.dtype
         out = np.empty((t0.size, self.n_steps))
         for l in range(self.n_steps):
             h = np.asarray(coarse, dtype=np.float64) * 0.5 ** min(l, self.n_levels - 1)
             if l == self.n_levels:  # the check: sqrt(2) times the finest level (one level: inside it, / sqrt(2))
                 h = h * CHECK_RATIO if self.levels > 1 else h / CHECK_RATIO
-            h = h.astype(real)
-            out[:, l] = ((t0 + h) - t0).astype(np.float64)
+            out[:, l] = _exact_step(t0, h)
         return out
 
     def points(self, t0: np.ndarray, steps: np.ndarray) -> list[np.ndarray]:
@@ -256,6 +264,64 @@ class Rule:
                     & (gap > RICHARDSON_GAP_FRACTION * scale)
                 trunc = np.maximum(trunc, gap)
         return grad, trunc, rweight, mismatch
+
+
+#: the highest order of a one-sided tableau (``OneSidedRule``): Richardson's 2 * levels above it adds rounding
+#: (the tableau's weights grow like 2^(K^2 / 2)) for truncation the balanced step already keeps below it
+ONE_SIDED_MAX_ORDER = 8
+
+
+@dataclass(frozen=True)
+class OneSidedRule:
+    """One side of theta, to order K = ``levels``: the quotients Q_l = (f(theta + s h_l) - f(theta)) / (s h_l) at
+    h_l = h / 2^l (s = ``side``, +1 or -1), extrapolated by a ratio-2 tableau that removes one more power of h
+    per level (Q_l = f' + c_1 s h_l + c_2 h_l^2 + ...). The same interface as ``Rule``, so that ``StepControl``
+    refines it like any scheme.
+
+    What it is for: a symmetric stencil (central, five-point, Richardson) that straddles a join of f's pieces
+    at which f is smooth (Huber's |r| = delta, where f' is continuous and f'' jumps) averages two pieces whose
+    higher derivatives differ, so its truncation is O(h), whatever its order: Richardson gave 0.99901 for
+    Huber'(1 + 1e-9) = 1, with an error estimate of 1.8e-4. The side whose points take theta's own branches
+    sees one smooth piece, and its tableau converges at its order (``FiniteDiff._one_sided``)."""
+
+    side: int
+    levels: int
+    scheme = "one_sided"
+    richardson_check = False
+    one_sided_check = False
+
+    @property
+    def order(self) -> int:
+        return self.levels
+
+    n_levels = n_steps = n_points = order
+
+    def steps(self, t0: np.ndarray, coarse: np.ndarray) -> np.ndarray:
+        """(n, levels) exact steps coarse / 2^l."""
+        return np.stack([_exact_step(t0, np.asarray(coarse, dtype=np.float64) * 0.5 ** l)
+                         for l in range(self.levels)], axis=1)
+
+    def points(self, t0: np.ndarray, steps: np.ndarray) -> list[np.ndarray]:
+        return [t0 + (self.side * steps[:, l]).astype(t0.dtype) for l in range(self.levels)]
+
+    def combine(self, values: np.ndarray, centre: float, steps: np.ndarray, noise: np.ndarray | None = None):
+        """(grad, truncation, rweight, mismatch) as ``Rule.combine``: truncation |T[K,K] - T[K,K-1]| (the
+        tableau's last two results), rweight the sum of the absolute weights of the values (f(theta)'s
+        included, as it enters every quotient) over the steps; mismatch always False."""
+        scale = _unit_scale(values, centre)
+        values, centre = values * scale[:, None], centre * scale
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+            column = [self.side * (values[:, l] - centre) / steps[:, l] for l in range(self.levels)]
+            last_row = [column[-1]]
+            for m in range(1, self.levels):  # ratio 2, every power of h: R[l, m] = R[l, m-1] + diff / (2^m - 1)
+                column = [column[l] + (column[l] - column[l - 1]) / (2 ** m - 1) for l in range(1, len(column))]
+                last_row.append(column[-1])
+            grad = last_row[-1]
+            trunc = np.abs(grad - last_row[-2]) if self.levels > 1 else np.zeros_like(grad)
+            per_value = _tableau_weights(self.levels, base=2)[None, :] / steps
+            rweight = np.sum(np.abs(per_value), axis=1) + np.abs(np.sum(per_value, axis=1))
+            return grad / scale, np.where(np.isnan(trunc), np.inf, trunc / scale), rweight, \
+                np.zeros(values.shape[0], dtype=bool)
 
 
 @dataclass
@@ -463,3 +529,31 @@ class StepControl:
         estimate, best = min(tried, key=lambda t: t[0])
         best.trunc = estimate - best.rounding
         return best, ["underflow", "unsettled"]
+
+
+def one_sided(i: int, t0: np.ndarray, centre: float, evaluate, levels: int, coarse: float):
+    """Entry i from one side of theta (``OneSidedRule``), refined by ``StepControl`` like any entry: (entry,
+    reasons, side), or None where no side lies on a single piece of f even at the shortest steps ``refine`` tries.
+
+    The caller has found f smooth across theta (its one-sided derivatives agree). Preferred is a side whose
+    points take f(theta)'s own kink-op branches (the piece theta lies on: its derivative is f'(theta) to the last
+    digit). Where neither does, theta is itself a tie of the branches (an exact join, where a guard such as
+    ``minimum(t, 0)`` inside the unselected branch takes a third one), and a side whose points all take one set
+    of branches (``evaluate(..., within=True)``) is one smooth piece, continuous at theta, whose one-sided
+    derivative is f'(theta). The side evaluated first (+1) is taken when both qualify. Costs ``levels``
+    evaluations per side and criterion tried, plus step control's."""
+    tried = []
+    for within in (False, True):
+        for side in (1, -1):  # at the nominal step: a side that sees one piece
+            ev = (lambda j, points: evaluate(j, points, within=True)) if within else evaluate
+            control = StepControl(OneSidedRule(side, levels), t0, centre, ev)
+            e = control.entry(i, coarse)
+            if e.finite and not e.kink:
+                e, why = control.refine(i, e)
+                return e, why, side
+            tried.append((control, e, side))
+    for control, e, side in tried:  # every side sees another piece: shorter steps (``refine``'s kink rule)
+        e, why = control.refine(i, e)
+        if e.finite and not e.kink:
+            return e, why, side
+    return None
