@@ -1,0 +1,76 @@
+"""The automatic step max(1, |theta_i|) eps^(1/(p+1)) assumes f varies on the scale |theta_i|. A function of the
+differences of its inputs (log-sum-exp, softmax, a distance) varies on the scale 1 wherever theta lies: before the
+scale probe (``FiniteDiff._scale_probe``) five-point gave 0.478 for 0.174 on a float32 log-sum-exp at ~1000 (step
+41, across the whole transition, where the values look linear and no truncation shows), with nothing reported,
+and 0.49999 for 0.47423 in float64 at ~1e7.
+
+Expected values: the softmax of theta written out here in mpmath at 50 digits (d logsumexp / d t_i), never the
+code's output. Tolerances are each scheme's class at that |f| (float32 at f ~ 1000 rounds to ~1e-4 absolute)."""
+from __future__ import annotations
+
+import warnings
+
+import mpmath as mp
+import numpy as np
+import pytest
+
+import diffsuite as ds
+
+
+def softmax(theta: np.ndarray) -> np.ndarray:
+    with mp.workdps(50):
+        e = [mp.exp(mp.mpf(float(t))) for t in theta]
+        total = mp.fsum(e)
+        return np.array([float(v / total) for v in e])
+
+
+def lse(xp, t):
+    return xp.logsumexp(t)
+
+
+def gradient(scheme, f, theta, dtype="float64"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing unsettled: the probe's step resolves f
+        return ds.get_differentiator("finite_diff", scheme=scheme, dtype=dtype).value_and_grad_fn(f)(theta)
+
+
+@pytest.mark.parametrize("dtype, centre, tolerance", [
+    ("float64", 1e7, {"central": 1e-4, "five_point": 1e-6, "richardson": 1e-6}),
+    ("float32", 1000.0, {"central": 2e-2, "five_point": 5e-3, "richardson": 5e-3}),
+])
+@pytest.mark.parametrize("scheme", ["central", "five_point", "richardson"])
+def test_a_log_sum_exp_far_from_0_gets_its_softmax(dtype, centre, tolerance, scheme):
+    theta = np.array([centre, centre - 0.7, centre + 0.3]).astype(dtype).astype(np.float64)  # (the point evaluated)
+    res = gradient(scheme, lse, theta, dtype)
+    np.testing.assert_allclose(res.grad, softmax(theta), rtol=tolerance[scheme])
+
+
+def test_the_probe_is_named_in_step_changes_and_counted():
+    theta = np.array([1000.0, 999.3, 1000.3]).astype(np.float32).astype(np.float64)
+    res = gradient("five_point", lse, theta, "float32")
+    assert all("scale" in res.stats["step_changes"][f"theta[{i}]"] for i in range(3))
+    # 4 points per entry at the first step, 4 at the probe's, then the evaluations of step control from there
+    assert res.stats["n_evals"] >= 1 + 3 * 4 + 3 * 4 and res.stats["n_retry_evals"] >= 3 * 4
+
+
+@pytest.mark.parametrize("name, f, t, slope", [
+    ("t^2", lambda xp, t: t[0] ** 2, 1e7, lambda t: 2 * t),
+    ("exp(t / 1000)", lambda xp, t: xp.exp(t[0] / 1000), 5000.0, lambda t: mp.exp(t / 1000) / 1000),
+    ("log", lambda xp, t: xp.log(t[0]), 1e6, lambda t: 1 / t),
+    ("sin(t / 1e4)", lambda xp, t: xp.sin(t[0] / 1e4), 3e4, lambda t: mp.cos(t / 10000) / 10000),
+])
+@pytest.mark.parametrize("scheme", ["central", "five_point", "richardson"])
+def test_a_function_on_the_scale_of_theta_keeps_its_step(name, f, t, slope, scheme):
+    """The probe agrees with the first result within its rounding: the first (longer, less rounding) step stands,
+    at the cost of the probe's evaluations (one stencil more per entry)."""
+    res = gradient(scheme, f, np.array([t]))
+    with mp.workdps(50):
+        true = float(slope(mp.mpf(t)))
+    assert res.stats["step_changes"] == {}
+    assert abs(res.grad[0] - true) <= 1e-9 * abs(true)
+
+
+def test_parameters_on_the_scale_1_pay_nothing():
+    """|theta_i| below the probe ratio: no probe, no retry (an MLP's weights)."""
+    res = gradient("central", lambda xp, t: xp.sum(xp.tanh(t) ** 2), np.array([0.3, -2.0, 5.0]))
+    assert res.stats["n_retry_evals"] == 0 and res.stats["n_evals"] == 1 + 2 * 3
