@@ -169,10 +169,32 @@ def check_result(out: Any, who: str) -> Any:
     return out
 
 
+#: what numpy says when a value it cannot turn into a float is written into one of its arrays
+_NUMPY_SEQUENCE = "setting an array element with a sequence"
+
+
+def call_checked(f: Callable, who: str, *args: Any) -> Any:
+    """``f(*args)`` with its result checked by ``check_result``, and numpy's bare "setting an array element with a
+    sequence" (a traced value written into a numpy array: ``out = np.zeros(n); out[0] = t[0]``; numpy takes a
+    traced value, which can be indexed, for a sequence) turned into an error that says what happened and what to
+    write instead."""
+    try:
+        out = f(*args)
+    except ValueError as error:
+        if _NUMPY_SEQUENCE not in str(error):
+            raise
+        raise TypeError(
+            f"{who} wrote a traced value (theta, or something computed from it) into a numpy array, which holds "
+            f"floats only (numpy: '{error}'). The derivative cannot flow through a numpy array: build the array "
+            "with xp instead, e.g. xp.stack([t[0], 2 * t[1]]) rather than out = np.zeros(2); out[0] = t[0]; "
+            "out[1] = 2 * t[1], or xp.where(mask, a, b) for a masked update") from error
+    return check_result(out, who)
+
+
 def returning(f: Callable) -> Callable:
-    """``f`` with its result checked by ``check_result``."""
+    """``f`` with its result checked by ``call_checked``."""
     who = getattr(f, "__name__", "f")
-    return lambda *args: check_result(f(*args), who)
+    return lambda *args: call_checked(f, who, *args)
 
 
 def scalar_check(shape: tuple, who: str = "the objective") -> None:

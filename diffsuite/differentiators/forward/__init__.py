@@ -23,7 +23,7 @@ import numpy as np
 
 from ...objective import Objective
 from ...structure import Structure, output_value
-from ..base import (Gradient, WithStats, check_dtype, check_result, positional_only, scalar_check, structured,
+from ..base import (Gradient, WithStats, check_dtype, call_checked, positional_only, scalar_check, structured,
                     with_argnums_of)
 from ..reverse.backends import check_placement, load_backend
 from .dual import Dual, DualNamespace, ForwardTrace
@@ -74,8 +74,7 @@ class Forward:
               args: tuple) -> tuple[Any, Any]:
         """(output primal, output tangent or None) of ``f`` at ``primals`` moving along ``tangents``."""
         duals = [trace.dual(p, t) for p, t in zip(primals, tangents)]
-        out = f(DualNamespace(trace), structure.rebuild(duals), *args)
-        check_result(out, getattr(f, "__name__", "f"))
+        out = call_checked(f, getattr(f, "__name__", "f"), DualNamespace(trace), structure.rebuild(duals), *args)
         if type(out) is Dual and out.tape is trace:
             return out.primal, out.tangent
         if type(out) is Dual:

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ...structure import Structure
-from ..base import check_result, scalar_check
+from ..base import call_checked, scalar_check
 from ..reverse.lifted import refuse_kept_value
 from ..reverse.tape import Tape, TapeNamespace, Var
 from .dual import Dual, DualNamespace, ForwardTrace, lifted_over
@@ -50,8 +50,7 @@ def over_reverse(B, f: Callable, structure: Structure, directions: list, lead: t
     outer = ForwardTrace(B)
     tape = Tape(lifted_over(outer))
     wrt = tape.inputs([outer.dual(B.asarray(leaf), d) for leaf, d in zip(structure.leaves, directions)])
-    out = f(TapeNamespace(tape), structure.rebuild(wrt), *args)
-    check_result(out, _who(f))
+    out = call_checked(f, _who(f), TapeNamespace(tape), structure.rebuild(wrt), *args)
     scalar_check(np.shape(_value(out)), _who(f))
     if type(out) is Var and out.tape is tape:
         grads, n_vjps = tape.backward(out, wrt)
@@ -79,8 +78,7 @@ def over_forward(B, f: Callable, structure: Structure, directions: list, lead: t
         inner = ForwardTrace(lifted_over(outer))
         primals = [outer.dual(B.asarray(leaf), d) for leaf, d in zip(structure.leaves, directions)]
         duals = [inner.dual(p, t) for p, t in zip(primals, basis(B, structure, start, stop))]
-        out = f(DualNamespace(inner), structure.rebuild(duals), *args)
-        check_result(out, _who(f))
+        out = call_checked(f, _who(f), DualNamespace(inner), structure.rebuild(duals), *args)
         scalar_check(np.shape(_value(out)), _who(f))
         refuse_kept_value(out, inner, inner.backend)
         value = B.item(_value(out))

@@ -23,7 +23,7 @@ import numpy as np
 
 from ...nn.losses import CrossEntropy
 from ...objective import Objective
-from ..base import (Gradient, HigherOrder, check_dtype, check_flags, check_result, flatten_params, grad_leaves,
+from ..base import (Gradient, HigherOrder, call_checked, check_dtype, check_flags, flatten_params, grad_leaves,
                     positional_only, scalar_check, with_argnums_of)
 from . import higher
 from .backends import check_placement, load_backend
@@ -156,7 +156,7 @@ class Reverse(HigherOrder):
             leaves, rebuild = flatten_params(theta)
             tape = Tape(B)
             wrt = tape.inputs([B.leaf(leaf) for leaf in leaves])  # (0-d: numpy scalars, see B.leaf)
-            out = check_result(f(TapeNamespace(tape), rebuild(wrt), *args), getattr(f, "__name__", "f"))
+            out = call_checked(f, getattr(f, "__name__", "f"), TapeNamespace(tape), rebuild(wrt), *args)
             grads, value, stats = self._finish(tape, out, wrt, lambda: getattr(f, "__name__", "f"))
             return Gradient(B.item(value), rebuild(grad_leaves([B.to_numpy(g) for g in grads])), stats)
 

@@ -152,7 +152,10 @@ class SymArray(np.ndarray):
                         + _float_argument_hint(self))
 
     def __float__(self):
-        raise TypeError("a symbolic value has no float value; differentiate or evaluate it instead")
+        raise TypeError("a symbolic value (theta, or something computed from it) has no float value, which "
+                        "float(), math.* functions and writing it into a numpy array (out = np.zeros(2); "
+                        "out[0] = t[0]) need: use the xp functions, and build arrays with xp, e.g. "
+                        "xp.stack([t[0], 2 * t[1]]) or xp.where(mask, a, b)")
 
     def expr(self) -> sp.Expr:
         """The single expression of a size-1 array."""
