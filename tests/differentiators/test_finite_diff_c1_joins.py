@@ -96,3 +96,46 @@ def test_a_true_kink_next_to_theta_is_still_reported():
         res = ds.get_differentiator("finite_diff", scheme="central").value_and_grad_fn(
             lambda xp, t: xp.relu(t[0]))(np.array([1e-9]))
     assert res.stats["kink_params"] == ["theta[0]"]
+
+
+# ----- found by review: f's rounding, a kink further along theta's side, an analytic join -----
+@pytest.mark.parametrize("scheme, bound", [("central", 2e-6), ("five_point", 1e-6), ("richardson", 2e-5)])
+def test_a_join_under_a_large_constant_is_not_lost_in_rounding(scheme, bound):
+    """Huber + 1e7 at 1 + 1e-9: f rounds to eps 1e7, so a one-sided tableau at the step balanced for |f| ~ 1 gave
+    6.1e-4 (central); its first step now balances f's own rounding, and where the symmetric result agrees with it
+    within its error (central here) the symmetric one, with less rounding, stands. Before the one-sided tableau:
+    central 8.1e-7, five-point 1.2e-4, Richardson 9.9e-4 with an estimate below it."""
+    res = gradient(scheme, lambda xp, t: huber(xp, t) + 1e7, [1 + 1e-9])
+    assert abs(res.grad[0] - 1.0) <= bound
+    if scheme == "richardson":
+        assert res.stats["error_estimate"][0] >= abs(res.grad[0] - 1.0)
+
+
+@pytest.mark.parametrize("scheme", SYMMETRIC)
+def test_a_kink_further_along_thetas_own_side_is_stepped_short_of(scheme):
+    """theta = 1 + 1e-7 lies on the linear piece t of a join at 1 (left: t + 1e6 (t - 1)^2, same slope 1 at 1),
+    and a relu joins at 1.01 on theta's side. Both sides' first one-sided steps (Richardson's 0.018) see another
+    branch; the side that lies on one piece at that step is the *left* one, whose slope extrapolated to theta is
+    1 + 2e6 * 1e-7 = 1.2 (Richardson gave 1.19986 with an error estimate of 1.2e-6). Theta's own side at a
+    shorter step sees the true slope, 1."""
+    def f(xp, t):
+        return xp.where(t[0] <= 1, t[0] + 1e6 * (t[0] - 1) ** 2, t[0]) + 0.5 * xp.relu(t[0] - 1.01)
+
+    res = gradient(scheme, f, [1 + 1e-7])
+    assert abs(res.grad[0] - 1.0) <= TOLERANCE[scheme]
+    if scheme == "richardson":
+        assert res.stats["error_estimate"][0] >= abs(res.grad[0] - 1.0)
+
+
+@pytest.mark.parametrize("scheme", SYMMETRIC)
+def test_an_analytic_function_written_with_where_keeps_its_symmetric_stencil(scheme):
+    """A stable softplus, where(t > 0, t + log1p(e^-|t|), log1p(e^-|t|)), is one analytic function on both sides
+    of 0: the symmetric result agrees with the one-sided one, and keeps its lower rounding (the one-sided tableau
+    made five-point's error at 0 64 times larger). softplus'(0) = 1/2."""
+    def softplus(xp, t):
+        tail = xp.log1p(xp.exp(-xp.abs(t[0])))
+        return xp.where(t[0] > 0, t[0] + tail, tail)
+
+    res = gradient(scheme, softplus, [0.0])
+    assert not {"forward", "backward"} & set(res.stats["step_changes"].get("theta[0]", "").split("+"))
+    assert abs(res.grad[0] - 0.5) <= 1e-10

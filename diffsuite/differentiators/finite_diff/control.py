@@ -403,8 +403,10 @@ class StepControl:
         t = self.t0[i]
         return MIN_STEP_ULPS * float(np.spacing(np.abs(t))) * 2.0 ** (self.rule.n_levels - 1)
 
-    def refine(self, i: int, cur: Entry) -> tuple[Entry, list[str]]:
-        """The entry at the best step found, and the reasons the step changed ([] if it did not)."""
+    def refine(self, i: int, cur: Entry, force: bool = False, tries: int = 0) -> tuple[Entry, list[str]]:
+        """The entry at the best step found, and the reasons the step changed ([] if it did not). ``force``: the
+        first shrink is tried whatever the entry's models say (a probe found its step does not resolve f:
+        ``FiniteDiff._scale_probe``); ``tries``: that many more shrinks than ``TRUNCATION_TRIES``."""
         reasons: list[str] = []
         floor = self.smallest_step(i)
         for _ in range(DOMAIN_TRIES):  # leave no NaN or inf in the stencil: shrink towards theta_i
@@ -432,12 +434,13 @@ class StepControl:
         # central quotient converging like h next to a kink that kink_check=False does not see)
         rate, regain = min(4.0, 4.0 ** p / 2), min(8.0, 4.0 ** p / 2)
         lost, ever_lost, settled, pairs = False, False, False, []
-        for _ in range(TRUNCATION_TRIES):  # the step is long for f's own scale: shrink while that pays
+        for _ in range(TRUNCATION_TRIES + tries):  # the step is long for f's own scale: shrink while that pays
             # the first shrink needs ``Entry.needs_shorter`` (a model, the tableau's estimate, Richardson's check);
             # once a shrink has paid, the next one is tried while the measured truncation exceeds rounding at all,
             # and while the results are not converging (``lost``) or Richardson's check fails, whatever the
             # estimates say
-            if not (lost or cur.mismatch or (cur.needs_shorter if previous is None else cur.trunc > cur.rounding)):
+            if not (lost or cur.mismatch or (force or cur.needs_shorter if previous is None
+                                             else cur.trunc > cur.rounding)):
                 settled = True
                 break
             if cur.coarse / 4 < floor:
@@ -535,25 +538,25 @@ def one_sided(i: int, t0: np.ndarray, centre: float, evaluate, levels: int, coar
     """Entry i from one side of theta (``OneSidedRule``), refined by ``StepControl`` like any entry: (entry,
     reasons, side), or None where no side lies on a single piece of f even at the shortest steps ``refine`` tries.
 
-    The caller has found f smooth across theta (its one-sided derivatives agree). Preferred is a side whose
-    points take f(theta)'s own kink-op branches (the piece theta lies on: its derivative is f'(theta) to the last
-    digit). Where neither does, theta is itself a tie of the branches (an exact join, where a guard such as
-    ``minimum(t, 0)`` inside the unselected branch takes a third one), and a side whose points all take one set
-    of branches (``evaluate(..., within=True)``) is one smooth piece, continuous at theta, whose one-sided
-    derivative is f'(theta). The side evaluated first (+1) is taken when both qualify. Costs ``levels``
-    evaluations per side and criterion tried, plus step control's."""
-    tried = []
+    The caller has found f smooth across theta (its one-sided derivatives agree). Taken is a side whose points
+    take f(theta)'s own kink-op branches (the piece theta lies on: its derivative is f'(theta) to the last digit),
+    first at ``coarse``, then at the shorter steps of ``refine``'s kink rule (a kink op further along theta's own
+    side, say a relu 0.01 away, is stepped short of). Only where neither side does even then is theta itself a
+    tie of the branches (an exact join, where a guard such as ``minimum(t, 0)`` inside the unselected branch takes
+    a third one), and a side whose points all take one set of branches (``evaluate(..., within=True)``) is one
+    smooth piece, continuous at theta, whose one-sided derivative is f'(theta). The side evaluated first (+1) is
+    taken when both qualify. Costs ``levels`` evaluations per side, step and criterion tried, plus step control's."""
     for within in (False, True):
-        for side in (1, -1):  # at the nominal step: a side that sees one piece
-            ev = (lambda j, points: evaluate(j, points, within=True)) if within else evaluate
-            control = StepControl(OneSidedRule(side, levels), t0, centre, ev)
+        ev = (lambda j, points: evaluate(j, points, within=True)) if within else evaluate
+        controls = [(side, StepControl(OneSidedRule(side, levels), t0, centre, ev)) for side in (1, -1)]
+        first = []
+        for side, control in controls:  # at the given step
             e = control.entry(i, coarse)
             if e.finite and not e.kink:
-                e, why = control.refine(i, e)
+                return (*control.refine(i, e), side)
+            first.append(e)
+        for (side, control), e in zip(controls, first):  # shorter steps (``refine``'s kink rule)
+            e, why = control.refine(i, e)
+            if e.finite and not e.kink:
                 return e, why, side
-            tried.append((control, e, side))
-    for control, e, side in tried:  # every side sees another piece: shorter steps (``refine``'s kink rule)
-        e, why = control.refine(i, e)
-        if e.finite and not e.kink:
-            return e, why, side
     return None
