@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import diffsuite as ds
+from diffsuite.differentiators.finite_diff import KinkWarning
 
 SYMMETRIC = ("central", "five_point", "richardson")
 #: relative error each scheme reaches on these smooth functions at its automatic step (its usual class: central
@@ -90,12 +91,26 @@ def test_other_entries_keep_their_symmetric_stencil():
     np.testing.assert_allclose(res.grad, expected, rtol=1e-10)
 
 
-def test_a_true_kink_next_to_theta_is_still_reported():
-    """relu at 1e-9: its two one-sided derivatives differ (0 and 1), so it is a kink of f, reported as before."""
-    with pytest.warns(ds.differentiators.finite_diff.KinkWarning):
-        res = ds.get_differentiator("finite_diff", scheme="central").value_and_grad_fn(
-            lambda xp, t: xp.relu(t[0]))(np.array([1e-9]))
+@pytest.mark.parametrize("scheme", SYMMETRIC)
+def test_a_true_kink_at_theta_is_still_reported(scheme):
+    """relu at 0: its two one-sided derivatives differ (0 and 1), at every step: a kink of f, reported."""
+    with pytest.warns(KinkWarning):
+        res = ds.get_differentiator("finite_diff", scheme=scheme).value_and_grad_fn(
+            lambda xp, t: xp.relu(t[0]))(np.array([0.0]))
     assert res.stats["kink_params"] == ["theta[0]"]
+
+
+@pytest.mark.parametrize("scheme", SYMMETRIC)
+def test_a_kink_next_to_theta_is_reported_or_stepped_around(scheme):
+    """relu at 1e-9: theta is on the linear piece (relu'(1e-9) = 1), 1e-9 from the kink, closer than the kink
+    rule's shortest step. Either the kink is reported (the average of the two sides, as documented), or the
+    derivative is the true one, from theta's own side: never a silent average."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = ds.get_differentiator("finite_diff", scheme=scheme).value_and_grad_fn(
+            lambda xp, t: xp.relu(t[0]))(np.array([1e-9]))
+    reported = res.stats["kink_params"] == ["theta[0]"] and any(isinstance(w.message, KinkWarning) for w in caught)
+    assert reported or abs(res.grad[0] - 1.0) <= 1e-9
 
 
 # ----- found by review: f's rounding, a kink further along theta's side, an analytic join -----
@@ -139,3 +154,29 @@ def test_an_analytic_function_written_with_where_keeps_its_symmetric_stencil(sch
     res = gradient(scheme, softplus, [0.0])
     assert not {"forward", "backward"} & set(res.stats["step_changes"].get("theta[0]", "").split("+"))
     assert abs(res.grad[0] - 0.5) <= 1e-10
+
+
+@pytest.mark.parametrize("scheme", SYMMETRIC)
+@pytest.mark.parametrize("r", [1e-3, 1e-3 + 1e-9, -1e-3])
+def test_a_narrow_huber_whose_steps_reach_its_other_join(scheme, r):
+    """Huber with delta = 1e-3 at its join: Richardson's steps (2.3e-3 and up) also cross the join at -delta, so its
+    smoothness test saw two pieces on one side, reported a kink and kept the average, 1.9e-4 for 1e-3. The test is
+    repeated at the kink rule's shortest step, which sees only the join at theta."""
+    delta = 1e-3
+
+    def narrow(xp, t):
+        return xp.where(xp.abs(t[0]) <= delta, 0.5 * t[0] * t[0], delta * (xp.abs(t[0]) - 0.5 * delta))
+
+    res = gradient(scheme, narrow, [r])
+    true = r if abs(r) <= delta else delta * np.sign(r)
+    assert abs(res.grad[0] - true) <= 1e-8 * abs(true)
+    assert res.stats["kink_params"] == []
+
+
+@pytest.mark.parametrize("scheme", SYMMETRIC)
+def test_a_join_smooth_to_second_order_is_no_kink(scheme):
+    """0 for t < 0, t^3 above: f, f' and f'' are continuous at 0 (f''' jumps), f'(0) = 0. The two-step one-sided
+    extrapolation is off by a b (f''' / 6 = 1) there, as much as its first-order term, which read as a kink (a
+    KinkWarning for a smooth f); order-3 one-sided tableaus at short steps agree."""
+    res = gradient(scheme, lambda xp, t: xp.where(t[0] < 0, 0.0 * t[0], t[0] ** 3), [0.0])
+    assert res.stats["kink_params"] == [] and abs(res.grad[0]) <= 1e-10

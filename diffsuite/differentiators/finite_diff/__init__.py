@@ -34,11 +34,12 @@ that records each kink op's branch; parameters whose stencil changes a branch, a
 derivatives differ (relu(t) - relu(-t) is smooth: not reported), are listed in ``stats["kink_params"]`` and
 named by a ``KinkWarning``. Where f is smooth across such a join (Huber at |r| = delta: f' continuous, f''
 jumping), a symmetric stencil across it truncates like h; with automatic steps that entry is evaluated on one
-side of theta instead (``control.OneSidedRule``, ``stats["step_changes"]``: forward or backward). The complex step evaluates kink ops on the
-real part, so it returns the conventional subgradient (docs/architecture.md) (relu'(0) = 0) exactly; parameters whose
-perturbation passes through an exact tie are listed in ``stats["kink_tie_params"]`` (no warning). theta is bound
-as ``RealOrdered`` (comparisons, of its scalars too, on the real part); a numpy ufunc that is not analytic
-(np.abs, np.sign, np.conj) on it is refused with a TypeError.
+side of theta instead (``control.OneSidedRule``, ``stats["step_changes"]``: forward or backward). The complex
+step evaluates kink ops on the real part, so it returns the conventional subgradient (docs/architecture.md)
+(relu'(0) = 0) exactly; parameters whose perturbation passes through an exact tie are listed in
+``stats["kink_tie_params"]`` (no warning). theta is bound as ``RealOrdered`` (comparisons, of its scalars too,
+on the real part); a numpy ufunc that is not analytic (np.abs, np.sign, np.conj) on it is refused with a
+TypeError.
 
 The float32 trap: a step below the spacing of floats at theta_i leaves theta_i + h == theta_i and
 the quotient exactly 0. With automatic steps such an entry gets a longer step; an explicit step (or an f
@@ -69,8 +70,8 @@ from ..base import (Gradient, HigherOrder, check_dtype, check_flags, check_resul
                     param_entry_names, positional_only, scalar_check, with_argnums_of)
 from . import higher
 from .batched import bind_objective_batched, evaluate_batched
-from .control import (ONE_SIDED, ONE_SIDED_MAX_ORDER, RICHARDSON_SAFETY, TRUNCATION_RATIO, Entry, Rule,
-                      StepControl, noise_of, one_sided)
+from .control import (KINK_TRIES, MIN_STEP_ULPS, ONE_SIDED, ONE_SIDED_MAX_ORDER, RICHARDSON_SAFETY, TRUNCATION_RATIO,
+                      Entry, OneSidedRule, Rule, StepControl, noise_of, one_sided)
 from .namespaces import COMPLEX, KinkTracker, NotAnalyticError, RealOrdered
 from .steps import COMPLEX_DTYPES, COMPLEX_STEP, DTYPES, SCHEMES, auto_steps, complex_steps, scheme_order
 
@@ -429,7 +430,7 @@ class FiniteDiff(HigherOrder):
                     changes[names[i]] = "+".join(before + ["scale", "unsettled"])
         if kinks.any():  # a kink that persists: f may still be smooth there (relu(t) - relu(-t), |t| |t|)
             smooth = self._smooth_across(np.flatnonzero(kinks & ~zero & ~lost), rule, values, centre, level_steps,
-                                         noise, t0, evaluate)
+                                         noise, t0, evaluate, retest=auto)
             kinks &= ~smooth
             if auto and rule.scheme not in ONE_SIDED:  # ... but a symmetric stencil across the join is O(h) there
                 order = min(rule.order, ONE_SIDED_MAX_ORDER)
@@ -546,14 +547,23 @@ class FiniteDiff(HigherOrder):
             trunc[i] = max(trunc[i], abs(q - q1) * h[i] ** 2 / (h[i] ** 2 - half ** 2))
 
     @staticmethod
-    def _smooth_across(idx, rule, values, centre, steps, noise, t0, evaluate) -> np.ndarray:
+    def _smooth_across(idx, rule, values, centre, steps, noise, t0, evaluate, retest=False) -> np.ndarray:
         """Flags (all entries) of those in ``idx`` whose kink is no kink of f: the one-sided derivatives at theta,
         each extrapolated from the one-sided quotients at two steps a > b, e = (a q(b) - b q(a)) / (a - b), agree
         to within a quarter of their first-order terms |e - q(b)| (about b |f^(2)| / 2, far above the difference of
         a smooth f's two sides, O(a b h f^(4))) plus rounding. f is then smooth there although built from
         kinked pieces (relu(t) - relu(-t) = t, |t| |t| = t^2) and its quotient averaged nothing. Central,
         five-point and Richardson reuse their values (central: two more evaluations, at +-h/2); forward and backward
-        evaluate the other side (two, or three with an explicit step)."""
+        evaluate the other side (two, or three with an explicit step).
+
+        ``retest`` (automatic steps): an entry not found smooth is tested again at the kink rule's shortest step
+        (the finest step / 16^``KINK_TRIES``), as above (four more evaluations), then by one-sided tableaus of
+        order 3 (``_sides_agree``; six more). The scheme's own steps may reach past a second join: Huber with
+        delta = 1e-3 at its join delta, whose Richardson steps (2.3e-3 and up) also crossed the join at -delta,
+        was reported as a kink, and its average, 1.9e-4 for 1e-3, kept. And a join where f'' is continuous too
+        (t^3 for t >= 0, 0 below) leaves the two-step extrapolation an error (a b f^(3) / 6) as large as its
+        first-order term, which the test above reads as a kink at every step; an order-3 tableau removes it. A
+        true kink fails at every step."""
         smooth = np.zeros(values.shape[0], dtype=bool)
         real = t0.dtype.type
         for i in idx:
@@ -567,21 +577,12 @@ class FiniteDiff(HigherOrder):
                 a, b = steps[i, 0], steps[i, 1]
             else:
                 a, b = steps[i, 0], float((t0[i] + real(steps[i, 0] / 2)) - t0[i])
-            points = [float(t0[i] + real(o)) for o in (a, b, -a, -b)]
-            missing = [p for p in points if p not in known]
-            if missing:
-                got, _ = evaluate(i, missing)
-                known.update(zip(missing, got))
-            fa, fb, ga, gb = (known[p] for p in points)
-            if not (0 < b < a) or not np.all(np.isfinite([fa, fb, ga, gb])):
-                continue
-            qa, qb = (fa - centre) / a, (fb - centre) / b   # right
-            ra, rb = (centre - ga) / a, (centre - gb) / b   # left
-            right, left = (a * qb - b * qa) / (a - b), (a * rb - b * ra) / (a - b)
-            rounding = noise[i] * 2 * (a / b + b / a) / (a - b)
-            # smooth: e+ - e- = O(a b h f^(4)) while each first-order term |e - q(b)| ~ b |f^(2)| / 2; a kink between
-            # theta and the points of one side (not at theta) leaves a 1/s term there that the extrapolation keeps
-            smooth[i] = abs(right - left) <= (abs(right - qb) + abs(left - rb)) / 4 + 4 * rounding
+            smooth[i] = _agree_across(i, a, b, known, centre, noise[i], t0, evaluate)
+            short = float((t0[i] + real(steps[i, rule.n_levels - 1] / 16.0 ** KINK_TRIES)) - t0[i])
+            if retest and not smooth[i] and short >= MIN_STEP_ULPS * float(np.spacing(np.abs(t0[i]))):
+                twice = float((t0[i] + real(2 * short)) - t0[i])
+                smooth[i] = _agree_across(i, twice, short, {}, centre, noise[i], t0, evaluate) \
+                    or _sides_agree(i, 4 * short, centre, t0, evaluate)
         return smooth
 
     def _unsettled(self, idx, names, theta, grad, spread, steps, who) -> None:
@@ -900,6 +901,46 @@ def _evaluate_stencil(buffer, params, points, call, xp, tracker, center_sig, out
     for i in range(buffer.size):
         values[i], kinks[i] = _evaluate_entry(buffer, params, i, stencil[i], call, xp, tracker, center_sig, out_ndim)
     return values, kinks
+
+
+def _sides_agree(i, coarse, centre, t0, evaluate) -> bool:
+    """Whether f's one-sided derivatives at theta agree: each side's order-3 tableau (``OneSidedRule``) at steps
+    coarse, coarse / 2, coarse / 4, within the sum of their truncation estimates and twice their rounding."""
+    eps, tiny = float(np.finfo(t0.dtype).eps), float(np.finfo(t0.dtype).smallest_subnormal)
+    sides = []
+    for side in (1, -1):
+        rule, t = OneSidedRule(side, 3), t0[i:i + 1]
+        steps = rule.steps(t, np.array([coarse]))
+        got, _ = evaluate(i, [float(p[0]) for p in rule.points(t, steps)])
+        values = np.asarray(got, dtype=np.float64)[None, :]
+        if not np.all(np.isfinite(values)) or not np.all(steps > 0):
+            return False
+        grad, trunc, rweight, _ = rule.combine(values, centre, steps)
+        sides.append((float(grad[0]), float(trunc[0]), float(noise_of(values, centre, eps, tiny)[0] * rweight[0])))
+    (right, t_right, r_right), (left, t_left, r_left) = sides
+    return abs(right - left) <= t_right + t_left + 2 * (r_right + r_left)
+
+
+def _agree_across(i, a, b, known, centre, noise, t0, evaluate) -> bool:
+    """``FiniteDiff._smooth_across``'s test at steps a > b: the one-sided derivatives extrapolated from each side's
+    quotients at a and b agree within a quarter of their first-order terms plus rounding (``known``: values
+    already evaluated, by point; the others are evaluated)."""
+    real = t0.dtype.type
+    points = [float(t0[i] + real(o)) for o in (a, b, -a, -b)]
+    missing = [p for p in points if p not in known]
+    if missing:
+        got, _ = evaluate(i, missing)
+        known = {**known, **dict(zip(missing, got))}
+    fa, fb, ga, gb = (known[p] for p in points)
+    if not (0 < b < a) or not np.all(np.isfinite([fa, fb, ga, gb])):
+        return False
+    qa, qb = (fa - centre) / a, (fb - centre) / b   # right
+    ra, rb = (centre - ga) / a, (centre - gb) / b   # left
+    right, left = (a * qb - b * qa) / (a - b), (a * rb - b * ra) / (a - b)
+    rounding = noise * 2 * (a / b + b / a) / (a - b)
+    # smooth: e+ - e- = O(a b h f^(4)) while each first-order term |e - q(b)| ~ b |f^(2)| / 2; a kink between
+    # theta and the points of one side (not at theta) leaves a 1/s term there that the extrapolation keeps
+    return bool(abs(right - left) <= (abs(right - qb) + abs(left - rb)) / 4 + 4 * rounding)
 
 
 def _evaluate_entry(buffer, params, i, points, call, xp, tracker, center_sig, out_ndim, within=False):
