@@ -98,3 +98,21 @@ def test_a_probe_lost_in_cancellation_leaves_no_entry_silently_wrong(dtype, cent
     silent = [f"theta[{i}]" for i in np.flatnonzero(errors > tolerance)
               if f"theta[{i}]" not in res.stats["unsettled_params"]]
     assert silent == [], (res.grad, errors, res.stats["unsettled_params"])
+
+
+@pytest.mark.parametrize("scheme, tolerance", [("forward", 3e-4), ("backward", 3e-4), ("central", 1e-5)])
+def test_a_probe_never_steps_below_the_ulp_of_theta(scheme, tolerance):
+    """log-softmax at 1e8 in float64: f is O(1), its noise model eps |f|, so the probe's step balanced for that was
+    about one ulp of theta (1.5e-8), where forward quotients snapped to 1 and 1/2 and were taken, 21% off, with no
+    warning. The probe's step is now at least (eps |theta_i|)^(1/(p+1)), and its comparisons allow f the rounding
+    of a value of theta's size. The tolerances are each scheme's class for an f rounded to eps 1e8
+    (forward: 2 sqrt(eps 1e8 |f''|) ~ 1e-4)."""
+    theta = np.array([1e8 + 0.5, 1e8 - 1.25, 1e8 + 2.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = ds.get_differentiator("finite_diff", scheme=scheme).value_and_grad_fn(
+            lambda xp, t: t[0] - xp.logsumexp(t))(theta)
+    errors = np.abs(res.grad - log_softmax_first(theta))
+    silent = [f"theta[{i}]" for i in np.flatnonzero(errors > tolerance)
+              if f"theta[{i}]" not in res.stats["unsettled_params"]]
+    assert silent == [], (res.grad, errors)

@@ -70,8 +70,8 @@ from ..base import (Gradient, HigherOrder, check_dtype, check_flags, check_resul
                     param_entry_names, positional_only, scalar_check, with_argnums_of)
 from . import higher
 from .batched import bind_objective_batched, evaluate_batched
-from .control import (KINK_TRIES, MIN_STEP_ULPS, ONE_SIDED, ONE_SIDED_MAX_ORDER, RICHARDSON_SAFETY, TRUNCATION_RATIO,
-                      Entry, OneSidedRule, Rule, StepControl, noise_of, one_sided)
+from .control import (KINK_TRIES, MIN_STEP_ULPS, NOISE, ONE_SIDED, ONE_SIDED_MAX_ORDER, RICHARDSON_SAFETY,
+                      TRUNCATION_RATIO, Entry, OneSidedRule, Rule, StepControl, noise_of, one_sided)
 from .namespaces import COMPLEX, KinkTracker, NotAnalyticError, RealOrdered
 from .steps import COMPLEX_DTYPES, COMPLEX_STEP, DTYPES, SCHEMES, auto_steps, complex_steps, scheme_order
 
@@ -412,14 +412,19 @@ class FiniteDiff(HigherOrder):
             finite = np.all(np.isfinite(values), axis=1)
             for i in np.flatnonzero(finite & ~kinks & ~zero & ~lost):
                 unsettled = "unsettled" in changes.get(names[i], "").split("+")
-                e = self._scale_probe(control, i, centre, first(i), rule.order, unsettled)
+                # f may cancel values of theta_i's size (t0 - logsumexp(t) at 1e7 is O(1), rounded to eps 1e7): the
+                # probe's comparisons take f's rounding to be at least eps |theta_i| through a slope of f'_i, or of
+                # |f| up to 1 (exp(t0 - logsumexp(t)): f's slope in the cancelled value is f itself)
+                floor = NOISE * control.eps * abs(float(t0[i])) * max(abs(float(grad[i])), min(1.0, abs(centre)))
+                e = self._scale_probe(control, i, centre, first(i), rule.order, unsettled, floor)
                 if e is None:
                     continue
                 # the step did not resolve f: step control from the probe's step, and its result confirmed at 4
-                # times that step (a probe whose rounding the noise model understates, as where f cancels values
-                # of theta's size, t0 - logsumexp(t) at 1e7, moves by that rounding, not by a truncation)
+                # times that step (a probe whose rounding the noise model understates moves by that rounding)
                 e, more = control.refine(i, e)
+                e.noise = max(e.noise, floor)
                 longer = control.entry(i, 4 * e.coarse)
+                longer.noise = max(longer.noise, floor)
                 confirmed = "unsettled" not in more and longer.finite and not longer.kink and abs(
                     longer.grad - e.grad) <= 2 * (e.rounding + longer.rounding) + e.trunc + longer.trunc
                 before = [r for r in changes.get(names[i], "").split("+") if r and r != "unsettled"]
@@ -429,12 +434,14 @@ class FiniteDiff(HigherOrder):
                     trunc[i] = max(trunc[i], abs(e.grad - grad[i]))
                     changes[names[i]] = "+".join(before + ["scale", "unsettled"])
         if kinks.any():  # a kink that persists: f may still be smooth there (relu(t) - relu(-t), |t| |t|)
-            smooth = self._smooth_across(np.flatnonzero(kinks & ~zero & ~lost), rule, values, centre, level_steps,
-                                         noise, t0, evaluate, retest=auto)
+            smooth, sides = self._smooth_across(np.flatnonzero(kinks & ~zero & ~lost), rule, values, centre,
+                                                level_steps, noise, t0, evaluate, retest=auto)
             kinks &= ~smooth
             if auto and rule.scheme not in ONE_SIDED:  # ... but a symmetric stencil across the join is O(h) there
                 order = min(rule.order, ONE_SIDED_MAX_ORDER)
                 for i in np.flatnonzero(smooth):
+                    if i in sides and max(abs(sides[i][0] - grad[i]), abs(sides[i][1] - grad[i])) <= sides[i][2]:
+                        continue  # it agrees with both sides' extrapolations: analytic there (Huber's abs at 0)
                     found = one_sided(i, t0, centre, evaluate, order,
                                       self._one_sided_step(t0[i:i + 1], centre, float(grad[i]), order))
                     if found is None:
@@ -487,7 +494,7 @@ class FiniteDiff(HigherOrder):
         return max(float(auto_steps(t, order, self.dtype)[0]), rounding_step)
 
     @staticmethod
-    def _scale_probe(control, i, centre, cur, order, unsettled=False):
+    def _scale_probe(control, i, centre, cur, order, unsettled=False, floor=0.0):
         """The entry at a step on f's own scale, where that is far shorter than the step used, if the two
         results disagree; else None.
 
@@ -505,16 +512,23 @@ class FiniteDiff(HigherOrder):
         entry (step control from the first step ran out of tries before its step resolved f: five-point at 1e7
         ended 0.49995 for 0.35132) gets the probe whenever it is shorter than its step, whatever the results;
         the caller keeps the new result only if step control settles from there. The caller also confirms the new
-        result at 4 times its step (a probe lost in rounding the noise model does not see moves by that rounding)."""
-        ratio = abs(centre) / abs(cur.grad) if cur.grad else np.inf
+        result at 4 times its step (a probe lost in rounding the noise model does not see moves by that rounding).
+
+        f's rounding is taken to be at least ``floor`` (``NOISE`` eps |theta_i| max(|f'_i|, min(1, |f|)): what
+        an ulp of a value of theta_i's size makes of f where f cancels such values, as t0 - logsumexp(t) at 1e8
+        does, whose noise model saw eps |f| ~ eps), and the balanced step is at least (eps |theta_i|)^(1/(p+1)) for the same reason: at one
+        ulp of theta_i a forward quotient snapped to 1 or 1/2 and was taken, 21% off, unreported."""
+        ratio = max(abs(centre) / abs(cur.grad) if cur.grad else np.inf, abs(float(control.t0[i])))
         scale_step = (control.eps * max(1.0, ratio)) ** (1 / (order + 1))
         if not cur.steps[0] >= (1.0 if unsettled else SCALE_PROBE_RATIO) * scale_step or not np.isfinite(scale_step):
             return None
         e = control.entry(i, scale_step)
         if not e.finite or e.kink or e.changes_nothing(centre):  # (f flat to its rounding there: no result)
             return None
+        e.noise = max(e.noise, floor)
+        rounding = max(cur.noise, floor) * cur.rweight
         if unsettled or e.needs_shorter \
-                or abs(e.grad - cur.grad) > 2 * (e.rounding + cur.rounding) + e.trunc + cur.trunc:
+                or abs(e.grad - cur.grad) > 2 * (e.rounding + rounding) + e.trunc + cur.trunc:
             return e
         return None
 
@@ -547,8 +561,10 @@ class FiniteDiff(HigherOrder):
             trunc[i] = max(trunc[i], abs(q - q1) * h[i] ** 2 / (h[i] ** 2 - half ** 2))
 
     @staticmethod
-    def _smooth_across(idx, rule, values, centre, steps, noise, t0, evaluate, retest=False) -> np.ndarray:
-        """Flags (all entries) of those in ``idx`` whose kink is no kink of f: the one-sided derivatives at theta,
+    def _smooth_across(idx, rule, values, centre, steps, noise, t0, evaluate, retest=False) -> tuple[np.ndarray, dict]:
+        """Flags (all entries) of those in ``idx`` whose kink is no kink of f, and for those found so at the scheme's
+        own steps {entry: (right, left, allowance)}, the two extrapolated one-sided derivatives and how far apart
+        the test allows them (the caller's check of the symmetric result). The one-sided derivatives at theta,
         each extrapolated from the one-sided quotients at two steps a > b, e = (a q(b) - b q(a)) / (a - b), agree
         to within a quarter of their first-order terms |e - q(b)| (about b |f^(2)| / 2, far above the difference of
         a smooth f's two sides, O(a b h f^(4))) plus rounding. f is then smooth there although built from
@@ -564,7 +580,7 @@ class FiniteDiff(HigherOrder):
         (t^3 for t >= 0, 0 below) leaves the two-step extrapolation an error (a b f^(3) / 6) as large as its
         first-order term, which the test above reads as a kink at every step; an order-3 tableau removes it. A
         true kink fails at every step."""
-        smooth = np.zeros(values.shape[0], dtype=bool)
+        smooth, sides = np.zeros(values.shape[0], dtype=bool), {}
         real = t0.dtype.type
         for i in idx:
             # the two steps and the values the entry already has at theta + offset
@@ -577,13 +593,15 @@ class FiniteDiff(HigherOrder):
                 a, b = steps[i, 0], steps[i, 1]
             else:
                 a, b = steps[i, 0], float((t0[i] + real(steps[i, 0] / 2)) - t0[i])
-            smooth[i] = _agree_across(i, a, b, known, centre, noise[i], t0, evaluate)
+            smooth[i], right, left, rounding = _agree_across(i, a, b, known, centre, noise[i], t0, evaluate)
+            if smooth[i]:
+                sides[i] = (right, left, abs(right - left))
             short = float((t0[i] + real(steps[i, rule.n_levels - 1] / 16.0 ** KINK_TRIES)) - t0[i])
             if retest and not smooth[i] and short >= MIN_STEP_ULPS * float(np.spacing(np.abs(t0[i]))):
                 twice = float((t0[i] + real(2 * short)) - t0[i])
-                smooth[i] = _agree_across(i, twice, short, {}, centre, noise[i], t0, evaluate) \
+                smooth[i] = _agree_across(i, twice, short, {}, centre, noise[i], t0, evaluate)[0] \
                     or _sides_agree(i, 4 * short, centre, t0, evaluate)
-        return smooth
+        return smooth, sides
 
     def _unsettled(self, idx, names, theta, grad, spread, steps, who) -> None:
         """An ``UnsettledStepWarning`` naming the entries whose step control did not settle. It states no error
@@ -921,10 +939,10 @@ def _sides_agree(i, coarse, centre, t0, evaluate) -> bool:
     return abs(right - left) <= t_right + t_left + 2 * (r_right + r_left)
 
 
-def _agree_across(i, a, b, known, centre, noise, t0, evaluate) -> bool:
-    """``FiniteDiff._smooth_across``'s test at steps a > b: the one-sided derivatives extrapolated from each side's
-    quotients at a and b agree within a quarter of their first-order terms plus rounding (``known``: values
-    already evaluated, by point; the others are evaluated)."""
+def _agree_across(i, a, b, known, centre, noise, t0, evaluate) -> tuple[bool, float, float, float]:
+    """``FiniteDiff._smooth_across``'s test at steps a > b: whether the one-sided derivatives extrapolated from each
+    side's quotients at a and b agree within a quarter of their first-order terms plus rounding (``known``: values
+    already evaluated, by point; the others are evaluated); then the two derivatives and that rounding."""
     real = t0.dtype.type
     points = [float(t0[i] + real(o)) for o in (a, b, -a, -b)]
     missing = [p for p in points if p not in known]
@@ -933,14 +951,14 @@ def _agree_across(i, a, b, known, centre, noise, t0, evaluate) -> bool:
         known = {**known, **dict(zip(missing, got))}
     fa, fb, ga, gb = (known[p] for p in points)
     if not (0 < b < a) or not np.all(np.isfinite([fa, fb, ga, gb])):
-        return False
+        return False, np.nan, np.nan, np.nan
     qa, qb = (fa - centre) / a, (fb - centre) / b   # right
     ra, rb = (centre - ga) / a, (centre - gb) / b   # left
     right, left = (a * qb - b * qa) / (a - b), (a * rb - b * ra) / (a - b)
     rounding = noise * 2 * (a / b + b / a) / (a - b)
     # smooth: e+ - e- = O(a b h f^(4)) while each first-order term |e - q(b)| ~ b |f^(2)| / 2; a kink between
     # theta and the points of one side (not at theta) leaves a 1/s term there that the extrapolation keeps
-    return bool(abs(right - left) <= (abs(right - qb) + abs(left - rb)) / 4 + 4 * rounding)
+    return bool(abs(right - left) <= (abs(right - qb) + abs(left - rb)) / 4 + 4 * rounding), right, left, rounding
 
 
 def _evaluate_entry(buffer, params, i, points, call, xp, tracker, center_sig, out_ndim, within=False):
