@@ -543,12 +543,25 @@ def one_sided(i: int, t0: np.ndarray, centre: float, evaluate, levels: int, coar
     first at ``coarse``, then at the shorter steps of ``refine``'s kink rule (a kink op further along theta's own
     side, say a relu 0.01 away, is stepped short of). Only where neither side does even then is theta itself a
     tie of the branches (an exact join, where a guard such as ``minimum(t, 0)`` inside the unselected branch takes
-    a third one), and a side whose points all take one set of branches (``evaluate(..., within=True)``) is one
-    smooth piece, continuous at theta, whose one-sided derivative is f'(theta). The side evaluated first (+1) is
+    a third one), and a side whose points all take the branches of a point ``MIN_STEP_ULPS`` ulps along it
+    (``evaluate(..., within=True)``) is the smooth piece next to theta, continuous there, whose one-sided
+    derivative is f'(theta). The side evaluated first (+1) is
     taken when both qualify. Costs ``levels`` evaluations per side, step and criterion tried, plus step control's."""
+    # the within criterion's reference: the point MIN_STEP_ULPS ulps of theta_i along the side, on the piece next
+    # to theta (the first point of a long step may lie beyond another join: Huber at r = 0, whose |r| is a branch of
+    # its own at 0, took the linear piece past delta for the quadratic one, 0.06 for 0)
+    near = MIN_STEP_ULPS * float(np.spacing(np.abs(t0[i])))
+
+    def along(side):
+        def ev(j, points):
+            reference = float(t0[j] + t0.dtype.type(side * near))
+            values, kink = evaluate(j, [reference] + list(points), within=True)
+            return values[1:], kink
+        return ev
+
     for within in (False, True):
-        ev = (lambda j, points: evaluate(j, points, within=True)) if within else evaluate
-        controls = [(side, StepControl(OneSidedRule(side, levels), t0, centre, ev)) for side in (1, -1)]
+        controls = [(side, StepControl(OneSidedRule(side, levels), t0, centre, along(side) if within else evaluate))
+                    for side in (1, -1)]
         first = []
         for side, control in controls:  # at the given step
             e = control.entry(i, coarse)
