@@ -206,3 +206,26 @@ def test_the_tie_side_is_the_piece_next_to_theta_not_one_past_another_join(schem
 
     res = gradient(scheme, f, [1000.0])
     assert abs(res.grad[0]) <= 1e-6 and res.stats["unsettled_params"] == []
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e4])
+@pytest.mark.parametrize("scheme", SYMMETRIC)
+def test_a_join_closer_than_the_kink_rule_reaches(scheme, offset):
+    """Huber with delta = 1e-3 about 1000, at r = delta - 1e-6 (on the quadratic piece, f' = r): Richardson's
+    stencil (steps from 51) spans both joins; its smoothness test passed only at the short retest steps, and the
+    one-sided search, three 16-fold shrinks from 18, never reached one piece, so the average of both joins,
+    1.9e-7 for 9.99e-4, was returned with no kink reported. The one-sided search now shrinks up to eight times
+    and takes the better side; a search that finds none leaves the kink reported."""
+    def f(xp, t):
+        r = t[0] - 1000.0
+        return xp.where(xp.abs(r) <= 1e-3, 0.5 * r ** 2, 1e-3 * (xp.abs(r) - 0.5e-3)) + offset
+
+    theta = 1000.0 + (1e-3 - 1e-6)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = ds.get_differentiator("finite_diff", scheme=scheme).value_and_grad_fn(f)(np.array([theta]))
+    true = theta - 1000.0  # r at the float theta
+    reported = res.stats["kink_params"] == ["theta[0]"] and any(isinstance(w.message, KinkWarning) for w in caught)
+    assert reported or abs(res.grad[0] - true) <= 2e-3 * true  # (f + 1e4 rounds to 2e-12: 2e-6 over a step 1e-6)
+    if scheme == "richardson" and not reported:
+        assert res.stats["error_estimate"][0] >= abs(res.grad[0] - true)

@@ -266,6 +266,9 @@ class Rule:
         return grad, trunc, rweight, mismatch
 
 
+#: how often ``one_sided`` shortens a side's steps 16-fold looking for one piece of f (down to 256 ulps of theta_i
+#: at most): a join 1e-6 from theta inside Richardson's first one-sided step of 18 needs six
+ONE_SIDED_KINK_TRIES = 8
 #: the highest order of a one-sided tableau (``OneSidedRule``): Richardson's 2 * levels above it adds rounding
 #: (the tableau's weights grow like 2^(K^2 / 2)) for truncation the balanced step already keeps below it
 ONE_SIDED_MAX_ORDER = 8
@@ -403,10 +406,9 @@ class StepControl:
         t = self.t0[i]
         return MIN_STEP_ULPS * float(np.spacing(np.abs(t))) * 2.0 ** (self.rule.n_levels - 1)
 
-    def refine(self, i: int, cur: Entry, force: bool = False, tries: int = 0) -> tuple[Entry, list[str]]:
-        """The entry at the best step found, and the reasons the step changed ([] if it did not). ``force``: the
-        first shrink is tried whatever the entry's models say (a probe found its step does not resolve f:
-        ``FiniteDiff._scale_probe``); ``tries``: that many more shrinks than ``TRUNCATION_TRIES``."""
+    def refine(self, i: int, cur: Entry, kink_tries: int = KINK_TRIES) -> tuple[Entry, list[str]]:
+        """The entry at the best step found, and the reasons the step changed ([] if it did not); a stencil that
+        sees another kink-op branch is shortened 16-fold at most ``kink_tries`` times."""
         reasons: list[str] = []
         floor = self.smallest_step(i)
         for _ in range(DOMAIN_TRIES):  # leave no NaN or inf in the stencil: shrink towards theta_i
@@ -418,7 +420,7 @@ class StepControl:
             return cur, reasons
         if cur.kink:  # a kink near theta_i: a step short of it sees one side only
             trial = cur
-            for _ in range(KINK_TRIES):
+            for _ in range(kink_tries):
                 if trial.coarse / 16 < floor:
                     break
                 trial = self.entry(i, trial.coarse / 16)
@@ -434,13 +436,12 @@ class StepControl:
         # central quotient converging like h next to a kink that kink_check=False does not see)
         rate, regain = min(4.0, 4.0 ** p / 2), min(8.0, 4.0 ** p / 2)
         lost, ever_lost, settled, pairs = False, False, False, []
-        for _ in range(TRUNCATION_TRIES + tries):  # the step is long for f's own scale: shrink while that pays
+        for _ in range(TRUNCATION_TRIES):  # the step is long for f's own scale: shrink while that pays
             # the first shrink needs ``Entry.needs_shorter`` (a model, the tableau's estimate, Richardson's check);
             # once a shrink has paid, the next one is tried while the measured truncation exceeds rounding at all,
             # and while the results are not converging (``lost``) or Richardson's check fails, whatever the
             # estimates say
-            if not (lost or cur.mismatch or (force or cur.needs_shorter if previous is None
-                                             else cur.trunc > cur.rounding)):
+            if not (lost or cur.mismatch or (cur.needs_shorter if previous is None else cur.trunc > cur.rounding)):
                 settled = True
                 break
             if cur.coarse / 4 < floor:
@@ -568,8 +569,10 @@ def one_sided(i: int, t0: np.ndarray, centre: float, evaluate, levels: int, coar
             if e.finite and not e.kink:
                 return (*control.refine(i, e), side)
             first.append(e)
-        for (side, control), e in zip(controls, first):  # shorter steps (``refine``'s kink rule)
-            e, why = control.refine(i, e)
-            if e.finite and not e.kink:
-                return e, why, side
+        # shorter steps (``refine``'s kink rule): both sides, and the one whose result rounds and truncates less
+        # (Huber 1e-6 inside its join, + 1e4: the side away from the join is one piece at a step 100 times longer)
+        found = [(e, why, side) for (side, control), e in zip(controls, first)
+                 for e, why in [control.refine(i, e, ONE_SIDED_KINK_TRIES)] if e.finite and not e.kink]
+        if found:
+            return min(found, key=lambda got: got[0].trunc + got[0].rounding)
     return None
