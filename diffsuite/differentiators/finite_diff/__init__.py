@@ -410,7 +410,10 @@ class FiniteDiff(HigherOrder):
                     if why:
                         take(i, e, why)
             finite = np.all(np.isfinite(values), axis=1)
-            for i in np.flatnonzero(finite & ~kinks & ~zero & ~lost):
+            with np.errstate(divide="ignore", invalid="ignore"):  # (the probe's step, all entries: who may need one)
+                ratio = np.maximum(np.where(grad != 0, abs(centre) / np.abs(grad), np.inf), np.abs(t0))
+                reach = level_steps[:, 0] >= (control.eps * np.maximum(1.0, ratio)) ** (1 / (rule.order + 1))
+            for i in np.flatnonzero(finite & ~kinks & ~zero & ~lost & reach):
                 unsettled = "unsettled" in changes.get(names[i], "").split("+")
                 # f may cancel values of theta_i's size (t0 - logsumexp(t) at 1e7 is O(1), rounded to eps 1e7): the
                 # probe's comparisons take f's rounding to be at least eps |theta_i| through a slope of f'_i, or of
