@@ -229,3 +229,25 @@ def test_a_join_closer_than_the_kink_rule_reaches(scheme, offset):
     assert reported or abs(res.grad[0] - true) <= 2e-3 * true  # (f + 1e4 rounds to 2e-12: 2e-6 over a step 1e-6)
     if scheme == "richardson" and not reported:  # (an estimate: within a factor 2 where the error is rounding, 1e-14)
         assert res.stats["error_estimate"][0] >= abs(res.grad[0] - true) / 2
+
+
+@pytest.mark.parametrize("scheme", SYMMETRIC)
+def test_joins_either_side_closer_than_rounding_allows_are_reported(scheme):
+    """Huber(2t - 2846.4739999) + Huber(-3t + 4270.2110001) at t = 1423.737: r1 = 1 + 1e-7 (linear piece, slope
+    2 sign(r1)) and r2 = -1 + 1e-7 (quadratic piece, slope -3 r2), joins 5e-8 and 3.3e-8 away on either side of
+    theta. The side of one piece lies so close that the one-sided steps round to 1e-3 of the slope (the residuals
+    cancel values of 2846): five-point returned 5.0028 for 4.9999997 with nothing reported (before the one-sided
+    tableau: 2.2, a kink). An entry is now within 1e-6 of the slope or reported (unsettled or kink)."""
+    def f(xp, t):
+        return huber(xp, 2 * t - 2846.4739999000003) + huber(xp, -3 * t + 4270.2110001)
+
+    theta = 1423.737
+    with mp.workdps(50):
+        r1 = 2 * mp.mpf(theta) - mp.mpf(2846.4739999000003)
+        r2 = -3 * mp.mpf(theta) + mp.mpf(4270.2110001)
+        slope = float((2 * r1 if abs(r1) <= 1 else 2 * mp.sign(r1)) + (-3 * r2 if abs(r2) <= 1 else -3 * mp.sign(r2)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = ds.get_differentiator("finite_diff", scheme=scheme).value_and_grad_fn(f)(np.array([theta]))
+    reported = "theta[0]" in res.stats["unsettled_params"] + res.stats["kink_params"]
+    assert reported or abs(res.grad[0] - slope) <= 1e-6 * abs(slope)

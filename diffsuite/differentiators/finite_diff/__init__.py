@@ -70,12 +70,15 @@ from ..base import (Gradient, HigherOrder, check_dtype, check_flags, check_resul
                     param_entry_names, positional_only, scalar_check, with_argnums_of)
 from . import higher
 from .batched import bind_objective_batched, evaluate_batched
-from .control import (KINK_TRIES, MIN_STEP_ULPS, NOISE, ONE_SIDED, ONE_SIDED_MAX_ORDER, RICHARDSON_SAFETY,
-                      TRUNCATION_RATIO, Entry, OneSidedRule, Rule, StepControl, noise_of, one_sided)
+from .control import (KINK_TRIES, MIN_STEP_ULPS, ONE_SIDED, ONE_SIDED_MAX_ORDER, RICHARDSON_SAFETY, TRUNCATION_RATIO,
+                      Entry, OneSidedRule, Rule, StepControl, cancellation_floor, noise_of, one_sided)
 from .namespaces import COMPLEX, KinkTracker, NotAnalyticError, RealOrdered
 from .steps import COMPLEX_DTYPES, COMPLEX_STEP, DTYPES, SCHEMES, auto_steps, complex_steps, scheme_order
 
 MAX_LEVELS = 10
+#: a one-sided result that rounds this many times more than the symmetric stencil (and more than half the scheme's
+#: digits) is reported ``unsettled``: its side of one piece lies too close to theta for the scheme's accuracy
+ONE_SIDED_ROUNDING_RATIO = 1e6
 #: an automatic step this many times the step balanced for f's scale 1 is checked against that step
 #: (``FiniteDiff._scale_probe``)
 SCALE_PROBE_RATIO = 8.0
@@ -418,7 +421,7 @@ class FiniteDiff(HigherOrder):
                 # f may cancel values of theta_i's size (t0 - logsumexp(t) at 1e7 is O(1), rounded to eps 1e7): the
                 # probe's comparisons take f's rounding to be at least eps |theta_i| through a slope of f'_i, or of
                 # |f| up to 1 (exp(t0 - logsumexp(t)): f's slope in the cancelled value is f itself)
-                floor = NOISE * control.eps * abs(float(t0[i])) * max(abs(float(grad[i])), min(1.0, abs(centre)))
+                floor = cancellation_floor(control.eps, float(t0[i]), float(grad[i]), centre)
                 e = self._scale_probe(control, i, centre, first(i), rule.order, unsettled, floor)
                 if e is None:
                     continue
@@ -445,17 +448,18 @@ class FiniteDiff(HigherOrder):
                 for i in np.flatnonzero(smooth):
                     if i in sides and max(abs(sides[i][0] - grad[i]), abs(sides[i][1] - grad[i])) <= sides[i][2]:
                         continue  # it agrees with both sides' extrapolations: analytic there (Huber's abs at 0)
+                    floor = cancellation_floor(control.eps, float(t0[i]), float(grad[i]), centre)
                     found = one_sided(i, t0, centre, evaluate, order,
-                                      self._one_sided_step(t0[i:i + 1], centre, float(grad[i]), order))
+                                      self._one_sided_step(t0[i:i + 1], centre, float(grad[i]), order), floor)
                     if found is None:
-                        # no side of one piece: only the smoothness test at the scheme's own steps vouches for the
-                        # symmetric result; one passed at the short retest steps only does not (Huber with delta =
-                        # 1e-3, 1e-6 inside its join, whose Richardson stencil spanned both joins: 1.9e-7 for 1e-3)
-                        kinks[i] = i not in sides
+                        # no side of one piece, and the symmetric result disagrees with the sides' extrapolations:
+                        # it may average several joins (Huber with delta = 1e-3, 1e-6 inside its join, whose
+                        # Richardson stencil spanned both: 1.9e-7 for 1e-3): reported as a kink
+                        kinks[i] = True
                         continue
                     e, why, side = found
-                    gap = abs(e.grad - grad[i])
-                    if gap <= 2 * noise[i] * rweight[i] + min(e.trunc, trunc[i]):
+                    gap, symmetric = abs(e.grad - grad[i]), max(noise[i], floor) * rweight[i]
+                    if gap <= 2 * symmetric + min(e.trunc, trunc[i]):
                         # the symmetric result agrees with the one-sided one within its own rounding and the smaller
                         # truncation estimate: f is analytic across the join (a stable softplus written with
                         # where), or f's rounding outweighs the join's truncation (Huber + 1e7, central); it keeps
@@ -466,6 +470,12 @@ class FiniteDiff(HigherOrder):
                         # and five-point's sees its two quotients disagree across the join, 250 where it was 250 off.)
                         trunc[i] = max(trunc[i], gap)
                         continue
+                    if e.rounding > max(control.half_digits * abs(e.grad), ONE_SIDED_ROUNDING_RATIO * symmetric) \
+                            and "unsettled" not in why:
+                        # the side of one piece lies so close to theta that its steps round far beyond the scheme's
+                        # (joins 3e-8 and 5e-8 either side of theta ~ 1e3: five-point 2.8e-3 off, its rounding 9e9
+                        # times the symmetric stencil's; sides 1e-6 and more away measured 34 to 5e4): no bound
+                        why = why + ["unsettled"]
                     grad[i], trunc[i], rweight[i], noise[i] = e.grad, e.trunc, e.rweight, e.noise
                     level_steps[i, 0] = e.steps[0]  # (reported as the entry's step)
                     before = [changes[names[i]]] if names[i] in changes else []

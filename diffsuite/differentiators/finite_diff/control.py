@@ -384,8 +384,10 @@ class StepControl:
     dtype), returning (values, kink), kink True if some evaluation took another kink-op branch than f(theta).
     """
 
-    def __init__(self, rule: Rule, t0: np.ndarray, centre: float, evaluate):
+    def __init__(self, rule: Rule, t0: np.ndarray, centre: float, evaluate, noise_floor: float = 0.0):
         self.rule, self.t0, self.centre, self.evaluate = rule, t0, centre, evaluate
+        #: the least rounding of one evaluation of f taken (``cancellation_floor``; 0: the noise model alone)
+        self.noise_floor = noise_floor
         self.eps, self.subnormal = float(np.finfo(t0.dtype).eps), float(np.finfo(t0.dtype).smallest_subnormal)
         #: half the digits of the scheme's usual relative accuracy at its balanced step eps^(p / (p + 1)): a search
         #: that stops with more truncation than this (and than rounding) has not settled
@@ -397,7 +399,7 @@ class StepControl:
         points = [float(p[0]) for p in self.rule.points(t, steps)]
         values, kink = self.evaluate(i, points)
         values = np.asarray(values, dtype=np.float64)[None, :]
-        noise = noise_of(values, self.centre, self.eps, self.subnormal)
+        noise = np.maximum(noise_of(values, self.centre, self.eps, self.subnormal), self.noise_floor)
         grad, trunc, rweight, mismatch = self.rule.combine(values, self.centre, steps, noise)
         return Entry(coarse, steps[0], values[0], float(grad[0]), float(trunc[0]), float(rweight[0]),
                      float(noise[0]), bool(kink), bool(mismatch[0]))
@@ -535,7 +537,16 @@ class StepControl:
         return best, ["underflow", "unsettled"]
 
 
-def one_sided(i: int, t0: np.ndarray, centre: float, evaluate, levels: int, coarse: float):
+def cancellation_floor(eps: float, t: float, slope: float, centre: float) -> float:
+    """The least rounding of one evaluation of f taken where a step is far from f's own scale: ``NOISE`` eps
+    |theta_i| max(|f'_i|, min(1, |f|)), what an ulp of a value of theta_i's size makes of f where f cancels such
+    values (t0 - logsumexp(t) at 1e8 is O(1) but rounded to eps 1e8; Huber of 2 t - 2846.474 at t = 1423.7 is
+    rounded to eps 2846). The slope of f in the cancelled value is f'_i, or f itself for exp(t0 - logsumexp(t)),
+    capped at 1 so that a large f is not charged twice."""
+    return NOISE * eps * abs(t) * max(abs(slope), min(1.0, abs(centre)))
+
+
+def one_sided(i: int, t0: np.ndarray, centre: float, evaluate, levels: int, coarse: float, noise_floor: float = 0.0):
     """Entry i from one side of theta (``OneSidedRule``), refined by ``StepControl`` like any entry: (entry,
     reasons, side), or None where no side lies on a single piece of f even at the shortest steps ``refine`` tries.
 
@@ -561,8 +572,8 @@ def one_sided(i: int, t0: np.ndarray, centre: float, evaluate, levels: int, coar
         return ev
 
     for within in (False, True):
-        controls = [(side, StepControl(OneSidedRule(side, levels), t0, centre, along(side) if within else evaluate))
-                    for side in (1, -1)]
+        controls = [(side, StepControl(OneSidedRule(side, levels), t0, centre, along(side) if within else evaluate,
+                                       noise_floor)) for side in (1, -1)]
         first = []
         for side, control in controls:  # at the given step
             e = control.entry(i, coarse)
