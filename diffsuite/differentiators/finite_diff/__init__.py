@@ -441,7 +441,8 @@ class FiniteDiff(HigherOrder):
                     changes[names[i]] = "+".join(before + ["scale", "unsettled"])
         if kinks.any():  # a kink that persists: f may still be smooth there (relu(t) - relu(-t), |t| |t|)
             smooth, sides = self._smooth_across(np.flatnonzero(kinks & ~zero & ~lost), rule, values, centre,
-                                                level_steps, noise, t0, evaluate, retest=auto)
+                                                level_steps, noise, t0, evaluate,
+                                                retest=auto and rule.scheme not in ONE_SIDED)
             kinks &= ~smooth
             if auto and rule.scheme not in ONE_SIDED:  # ... but a symmetric stencil across the join is O(h) there
                 order = min(rule.order, ONE_SIDED_MAX_ORDER)
@@ -531,10 +532,10 @@ class FiniteDiff(HigherOrder):
         the caller keeps the new result only if step control settles from there. The caller also confirms the new
         result at 4 times its step (a probe lost in rounding the noise model does not see moves by that rounding).
 
-        f's rounding is taken to be at least ``floor`` (``NOISE`` eps |theta_i| max(|f'_i|, min(1, |f|)): what
-        an ulp of a value of theta_i's size makes of f where f cancels such values, as t0 - logsumexp(t) at 1e8
-        does, whose noise model saw eps |f| ~ eps), and the balanced step is at least (eps |theta_i|)^(1/(p+1)) for the same reason: at one
-        ulp of theta_i a forward quotient snapped to 1 or 1/2 and was taken, 21% off, unreported."""
+        f's rounding is taken to be at least ``floor`` (``control.cancellation_floor``: what an ulp of a value of
+        theta_i's size makes of f where f cancels such values, as t0 - logsumexp(t) at 1e8 does, whose noise model
+        saw eps |f| ~ eps), and the balanced step is at least (eps |theta_i|)^(1/(p+1)) for the same reason: at
+        one ulp of theta_i a forward quotient snapped to 1 or 1/2 and was taken, 21% off, unreported."""
         ratio = max(abs(centre) / abs(cur.grad) if cur.grad else np.inf, abs(float(control.t0[i])))
         scale_step = (control.eps * max(1.0, ratio)) ** (1 / (order + 1))
         if not cur.steps[0] >= (1.0 if unsettled else SCALE_PROBE_RATIO) * scale_step or not np.isfinite(scale_step):
@@ -589,14 +590,15 @@ class FiniteDiff(HigherOrder):
         five-point and Richardson reuse their values (central: two more evaluations, at +-h/2); forward and backward
         evaluate the other side (two, or three with an explicit step).
 
-        ``retest`` (automatic steps): an entry not found smooth is tested again at the kink rule's shortest step
-        (the finest step / 16^``KINK_TRIES``), as above (four more evaluations), then by one-sided tableaus of
-        order 3 (``_sides_agree``; six more). The scheme's own steps may reach past a second join: Huber with
-        delta = 1e-3 at its join delta, whose Richardson steps (2.3e-3 and up) also crossed the join at -delta,
-        was reported as a kink, and its average, 1.9e-4 for 1e-3, kept. And a join where f'' is continuous too
-        (t^3 for t >= 0, 0 below) leaves the two-step extrapolation an error (a b f^(3) / 6) as large as its
-        first-order term, which the test above reads as a kink at every step; an order-3 tableau removes it. A
-        true kink fails at every step."""
+        ``retest`` (automatic steps, the symmetric schemes: forward and backward have no one-sided result to take
+        instead of theirs, which would then stand unreported): an entry not found smooth is tested again at the
+        kink rule's shortest step (the finest step / 16^``KINK_TRIES``), as above (four more evaluations), then by
+        one-sided tableaus of order 3 (``_sides_agree``; six more). The scheme's own steps may reach past a second
+        join: Huber with delta = 1e-3 at its join delta, whose Richardson steps (2.3e-3 and up) also crossed the
+        join at -delta, was reported as a kink, and its average, 1.9e-4 for 1e-3, kept. And a join where f'' is
+        continuous too (t^3 for t >= 0, 0 below) leaves the two-step extrapolation an error (a b f^(3) / 6) as
+        large as its first-order term, which the test above reads as a kink at every step; an order-3 tableau
+        removes it. A true kink fails at every step."""
         smooth, sides = np.zeros(values.shape[0], dtype=bool), {}
         real = t0.dtype.type
         for i in idx:
