@@ -38,9 +38,22 @@ def test_finite_differences_evaluate_floats_and_differentiate_it():
     np.testing.assert_allclose(res.grad, [3.0, 0.0], rtol=1e-9, atol=1e-12)
 
 
-def test_a_value_error_of_the_users_own_passes_through():
+@pytest.mark.parametrize("name", ["reverse", "forward"])
+def test_a_value_error_of_the_users_own_passes_through(name):
     def bad(xp, t):
         raise ValueError("my own message")
 
     with pytest.raises(ValueError, match="my own message"):
-        ds.get_differentiator("reverse").value_and_grad_fn(bad)(np.array([1.0]))
+        ds.get_differentiator(name).value_and_grad_fn(bad)(np.array([1.0]))
+
+
+@pytest.mark.parametrize("name", ["reverse", "forward"])
+def test_numpys_longer_sequence_errors_are_not_taken_for_a_traced_value(name):
+    """A ragged nested list is numpy's "setting an array element with a sequence. The requested array has an
+    inhomogeneous shape ...": the user's own mistake, passed through as numpy's ValueError."""
+    def ragged(xp, t):
+        np.array([[1.0], [1.0, 2.0]], dtype=float)
+        return xp.sum(t)
+
+    with pytest.raises(ValueError, match="inhomogeneous"):
+        ds.get_differentiator(name).value_and_grad_fn(ragged)(np.array([1.0]))

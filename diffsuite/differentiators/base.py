@@ -169,8 +169,9 @@ def check_result(out: Any, who: str) -> Any:
     return out
 
 
-#: what numpy says when a value it cannot turn into a float is written into one of its arrays
-_NUMPY_SEQUENCE = "setting an array element with a sequence"
+#: what numpy says, and all it says, when a value it takes for a sequence is written into an element of a float
+#: array (a ragged nested list says more: "... The requested array has an inhomogeneous shape ...", not ours)
+_NUMPY_SEQUENCE = "setting an array element with a sequence."
 
 
 def call_checked(f: Callable, who: str, *args: Any) -> Any:
@@ -181,7 +182,7 @@ def call_checked(f: Callable, who: str, *args: Any) -> Any:
     try:
         out = f(*args)
     except ValueError as error:
-        if _NUMPY_SEQUENCE not in str(error):
+        if str(error) != _NUMPY_SEQUENCE:
             raise
         raise TypeError(
             f"{who} wrote a traced value (theta, or something computed from it) into a numpy array, which holds "

@@ -182,16 +182,16 @@ def test_a_join_smooth_to_second_order_is_no_kink(scheme):
     assert res.stats["kink_params"] == [] and abs(res.grad[0]) <= 1e-10
 
 
-@pytest.mark.parametrize("scheme", SYMMETRIC)
-def test_huber_at_zero_residuals_pays_no_one_sided_tableau(scheme):
+@pytest.mark.parametrize("scheme, evaluations", [("central", 1 + 10 * (2 + 6 + 2)), ("five_point", 1 + 10 * (4 + 12)),
+                                                 ("richardson", 1 + 10 * (9 + 27))])
+def test_huber_at_zero_residuals_pays_no_one_sided_tableau(scheme, evaluations):
     """Huber's abs counts as a kink op at a zero residual, where f = r^2 / 2 is analytic. Its symmetric result, 0,
-    lies between the one-sided derivatives the smoothness test extrapolates, so no one-sided tableau runs (they
-    tripled the evaluations: 301 for central on 10 zero residuals, for the same exact 0)."""
+    lies between the one-sided derivatives the smoothness test extrapolates, so no one-sided tableau runs: per entry
+    the first stencil, the kink rule's three shorter ones, and (central) the smoothness test's f(theta +- h/2),
+    as before the one-sided tableau existed (without that check: 521, 931 and 1891 evaluations, for the same 0)."""
     res = gradient(scheme, lambda xp, t: xp.sum(xp.where(xp.abs(t) <= 1.0, 0.5 * t * t, xp.abs(t) - 0.5)),
                    np.zeros(10))
-    assert np.all(res.grad == 0.0)
-    changed = {r for why in res.stats["step_changes"].values() for r in why.split("+")}
-    assert not changed & {"forward", "backward"}
+    assert np.all(res.grad == 0.0) and res.stats["n_evals"] == evaluations
 
 
 @pytest.mark.parametrize("scheme", SYMMETRIC)

@@ -20,9 +20,9 @@ two, at least the smallest normal float) so that log, sqrt or 1/x next to 0 stay
 Im f comes out subnormal is tried again at a longer step (``steps.complex_steps``, docs/finite_diff.md).
 Step control (``control``) then evaluates again, at a step of its own, each entry whose stencil left f's
 domain, straddled a kink near theta_i, truncated far more than it rounded, or lost f's change in f's rounding,
-or (steps of 8 times or more the one balanced for the scale 1, |theta_i| >~ 8) disagrees with a probe at that
-step (f varies on the scale 1, not |theta_i|: a log-sum-exp at 1000) (``stats["step_changes"]``); an enlarged
-step never goes past what the entry's own truncation estimate allows.
+or (steps of 8 times or more the one balanced for the scale 1: |theta_i| from about 10 to 64, by scheme)
+disagrees with a probe at that step (f varies on the scale 1, not |theta_i|: a log-sum-exp at 1000)
+(``stats["step_changes"]``); an enlarged step never goes past what the entry's own truncation estimate allows.
 An entry whose step control does not settle (results that keep changing beyond their rounding without
 converging, or a search that stops, at its smallest step or out of tries, still truncating) is listed in
 ``stats["unsettled_params"]`` and named by an ``UnsettledStepWarning``, with no error bound. Richardson's
@@ -413,16 +413,14 @@ class FiniteDiff(HigherOrder):
                     if why:
                         take(i, e, why)
             finite = np.all(np.isfinite(values), axis=1)
-            with np.errstate(divide="ignore", invalid="ignore"):  # (the probe's step, all entries: who may need one)
-                ratio = np.maximum(np.where(grad != 0, abs(centre) / np.abs(grad), np.inf), np.abs(t0))
-                reach = level_steps[:, 0] >= (control.eps * np.maximum(1.0, ratio)) ** (1 / (rule.order + 1))
-            for i in np.flatnonzero(finite & ~kinks & ~zero & ~lost & reach):
+            probe = _probe_steps(nominal, t0, grad, centre, rule.order)
+            for i in np.flatnonzero(finite & ~kinks & ~zero & ~lost & (level_steps[:, 0] >= probe)):
                 unsettled = "unsettled" in changes.get(names[i], "").split("+")
                 # f may cancel values of theta_i's size (t0 - logsumexp(t) at 1e7 is O(1), rounded to eps 1e7): the
                 # probe's comparisons take f's rounding to be at least eps |theta_i| through a slope of f'_i, or of
                 # |f| up to 1 (exp(t0 - logsumexp(t)): f's slope in the cancelled value is f itself)
                 floor = cancellation_floor(control.eps, float(t0[i]), float(grad[i]), centre)
-                e = self._scale_probe(control, i, centre, first(i), rule.order, unsettled, floor)
+                e = self._scale_probe(control, i, first(i), float(probe[i]), unsettled, floor)
                 if e is None:
                     continue
                 # the step did not resolve f: step control from the probe's step, and its result confirmed at 4
@@ -516,36 +514,28 @@ class FiniteDiff(HigherOrder):
         return max(float(auto_steps(t, order, self.dtype)[0]), rounding_step)
 
     @staticmethod
-    def _scale_probe(control, i, centre, cur, order, unsettled=False, floor=0.0):
-        """The entry at a step on f's own scale, where that is far shorter than the step used, if the two
-        results disagree; else None.
+    def _scale_probe(control, i, cur, probe, unsettled=False, floor=0.0):
+        """The entry at ``probe``, a step on f's own scale (``_probe_steps``), where that is far shorter than the
+        step used, if the two results disagree; else None.
 
-        The automatic step max(1, |theta_i|) eps^(1/(p+1)) assumes that f varies on the scale |theta_i|. A
-        function of differences of its inputs (a log-sum-exp, a softmax, a distance) varies on the scale 1
-        wherever theta is: at theta = [1000, 999.3, 1000.3] in float32 five-point's step of 41 crossed the
-        whole transition, its values looked linear on that scale (no curvature, no truncation seen), and it gave
-        0.478 for 0.174 unreported; float64 at 1e7 gave 0.49999 for 0.47423 (step 7400). So where the step used
-        is at least ``SCALE_PROBE_RATIO`` times the step balanced for the scale 1, (eps max(1, |f| / |f'|))^(1 /
-        (p + 1)) (eps^(1/(p+1)) with |f|'s rounding against the slope's size), the entry is evaluated there once
-        more (the scheme's points, counted as retries); a result that differs from the first by more than both
-        rounding and truncation estimates (or whose own values call for a shorter step) means the first step
-        did not resolve f, and step control starts from the probe. A function that does vary on the scale
-        |theta_i| (t^2 at 1e7) agrees within the probe's rounding, and keeps its first result. An ``unsettled``
-        entry (step control from the first step ran out of tries before its step resolved f: five-point at 1e7
-        ended 0.49995 for 0.35132) gets the probe whenever it is shorter than its step, whatever the results;
-        the caller keeps the new result only if step control settles from there. The caller also confirms the new
-        result at 4 times its step (a probe lost in rounding the noise model does not see moves by that rounding).
-
-        f's rounding is taken to be at least ``floor`` (``control.cancellation_floor``: what an ulp of a value of
-        theta_i's size makes of f where f cancels such values, as t0 - logsumexp(t) at 1e8 does, whose noise model
-        saw eps |f| ~ eps), and the balanced step is at least (eps |theta_i|)^(1/(p+1)) for the same reason: at
-        one ulp of theta_i a forward quotient snapped to 1 or 1/2 and was taken, 21% off, unreported."""
-        ratio = max(abs(centre) / abs(cur.grad) if cur.grad else np.inf, abs(float(control.t0[i])))
-        scale_step = (control.eps * max(1.0, ratio)) ** (1 / (order + 1))
-        if not cur.steps[0] >= (1.0 if unsettled else SCALE_PROBE_RATIO) * scale_step or not np.isfinite(scale_step):
+        The automatic step assumes that f varies on the scale |theta_i|. A function of differences of its inputs
+        (a log-sum-exp, a softmax, a distance) varies on the scale 1 wherever theta is: at theta = [1000, 999.3,
+        1000.3] in float32 five-point's step of 41 crossed the whole transition, its values looked linear on that
+        scale (no curvature, no truncation seen), and it gave 0.478 for 0.174 unreported; float64 at 1e7 gave
+        0.49999 for 0.47423 (step 7400). So where the step used is at least ``SCALE_PROBE_RATIO`` times the probe's,
+        the entry is evaluated there once more (the scheme's points, counted as retries); a result that differs
+        from the first by more than both rounding and truncation estimates (or whose own values call for a shorter
+        step) means the first step did not resolve f, and step control starts from the probe. A function that does
+        vary on the scale |theta_i| (t^2 at 1e7) agrees within the probe's rounding, and keeps its first result.
+        An ``unsettled`` entry (step control from the first step ran out of tries before its step resolved f:
+        five-point at 1e7 ended 0.49995 for 0.35132) gets the probe whenever it is shorter than its step, whatever
+        the results; the caller keeps the new result only if step control settles from there. The caller also
+        confirms the new result at 4 times its step (a probe lost in rounding the noise model does not see moves
+        by that rounding). f's rounding is taken to be at least ``floor`` (``control.cancellation_floor``)."""
+        if not cur.steps[0] >= (1.0 if unsettled else SCALE_PROBE_RATIO) * probe or not np.isfinite(probe):
             return None
-        e = control.entry(i, scale_step)
-        if not e.finite or e.kink or e.changes_nothing(centre):  # (f flat to its rounding there: no result)
+        e = control.entry(i, probe)
+        if not e.finite or e.kink or e.changes_nothing(control.centre):  # (f flat to its rounding there: no result)
             return None
         e.noise = max(e.noise, floor)
         rounding = max(cur.noise, floor) * cur.rweight
@@ -585,8 +575,9 @@ class FiniteDiff(HigherOrder):
     @staticmethod
     def _smooth_across(idx, rule, values, centre, steps, noise, t0, evaluate, retest=False) -> tuple[np.ndarray, dict]:
         """Flags (all entries) of those in ``idx`` whose kink is no kink of f, and for those found so at the scheme's
-        own steps {entry: (right, left, allowance)}, the two extrapolated one-sided derivatives and how far apart
-        the test allows them (the caller's check of the symmetric result). The one-sided derivatives at theta,
+        own steps {entry: (right, left, gap)}, the two extrapolated one-sided derivatives and |right - left| (the
+        caller's check of the symmetric result: smooth there if it lies that close to both). The one-sided
+        derivatives at theta,
         each extrapolated from the one-sided quotients at two steps a > b, e = (a q(b) - b q(a)) / (a - b), agree
         to within a quarter of their first-order terms |e - q(b)| (about b |f^(2)| / 2, far above the difference of
         a smooth f's two sides, O(a b h f^(4))) plus rounding. f is then smooth there although built from
@@ -616,7 +607,7 @@ class FiniteDiff(HigherOrder):
                 a, b = steps[i, 0], steps[i, 1]
             else:
                 a, b = steps[i, 0], float((t0[i] + real(steps[i, 0] / 2)) - t0[i])
-            smooth[i], right, left, rounding = _agree_across(i, a, b, known, centre, noise[i], t0, evaluate)
+            smooth[i], right, left = _agree_across(i, a, b, known, centre, noise[i], t0, evaluate)
             if smooth[i]:
                 sides[i] = (right, left, abs(right - left))
             short = float((t0[i] + real(steps[i, rule.n_levels - 1] / 16.0 ** KINK_TRIES)) - t0[i])
@@ -944,6 +935,20 @@ def _evaluate_stencil(buffer, params, points, call, xp, tracker, center_sig, out
     return values, kinks
 
 
+def _probe_steps(nominal: np.ndarray, t0: np.ndarray, grad: np.ndarray, centre: float, order: int) -> np.ndarray:
+    """Per entry, the scale probe's step (``FiniteDiff._scale_probe``): the automatic step balanced for f's scale 1
+    instead of max(1, |theta_i|), c max(1, |f| / |f'_i|, |theta_i|)^(1/(p+1)) with c the scheme's own constant
+    (``nominal`` / max(1, |theta_i|): eps^(1/(p+1)), Richardson's coarser one). |f| / |f'_i| weighs f's rounding
+    against the slope's size; |theta_i| keeps the step off the ulps of theta_i, where f may cancel values of
+    theta's size (at one ulp of theta_i, log-softmax's forward quotients at 1e8 snapped to 1 and 1/2 and were
+    taken, 21% off, unreported). The probe is tried where the step used is ``SCALE_PROBE_RATIO`` times longer:
+    from |theta_i| ~ 8^((p+1)/p) (forward 64, central 23, five-point 14, Richardson with 4 levels 10)."""
+    scale = np.maximum(1.0, np.abs(t0.astype(np.float64)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.maximum(np.where(grad != 0, abs(centre) / np.abs(grad), np.inf), scale)
+    return nominal / scale * ratio ** (1 / (order + 1))
+
+
 def _sides_agree(i, coarse, centre, t0, evaluate) -> bool:
     """Whether f's one-sided derivatives at theta agree: each side's order-3 tableau (``OneSidedRule``) at steps
     coarse, coarse / 2, coarse / 4, within the sum of their truncation estimates and twice their rounding."""
@@ -962,10 +967,10 @@ def _sides_agree(i, coarse, centre, t0, evaluate) -> bool:
     return abs(right - left) <= t_right + t_left + 2 * (r_right + r_left)
 
 
-def _agree_across(i, a, b, known, centre, noise, t0, evaluate) -> tuple[bool, float, float, float]:
+def _agree_across(i, a, b, known, centre, noise, t0, evaluate) -> tuple[bool, float, float]:
     """``FiniteDiff._smooth_across``'s test at steps a > b: whether the one-sided derivatives extrapolated from each
     side's quotients at a and b agree within a quarter of their first-order terms plus rounding (``known``: values
-    already evaluated, by point; the others are evaluated); then the two derivatives and that rounding."""
+    already evaluated, by point; the others are evaluated); then the two derivatives."""
     real = t0.dtype.type
     points = [float(t0[i] + real(o)) for o in (a, b, -a, -b)]
     missing = [p for p in points if p not in known]
@@ -974,14 +979,14 @@ def _agree_across(i, a, b, known, centre, noise, t0, evaluate) -> tuple[bool, fl
         known = {**known, **dict(zip(missing, got))}
     fa, fb, ga, gb = (known[p] for p in points)
     if not (0 < b < a) or not np.all(np.isfinite([fa, fb, ga, gb])):
-        return False, np.nan, np.nan, np.nan
+        return False, np.nan, np.nan
     qa, qb = (fa - centre) / a, (fb - centre) / b   # right
     ra, rb = (centre - ga) / a, (centre - gb) / b   # left
     right, left = (a * qb - b * qa) / (a - b), (a * rb - b * ra) / (a - b)
     rounding = noise * 2 * (a / b + b / a) / (a - b)
     # smooth: e+ - e- = O(a b h f^(4)) while each first-order term |e - q(b)| ~ b |f^(2)| / 2; a kink between
     # theta and the points of one side (not at theta) leaves a 1/s term there that the extrapolation keeps
-    return bool(abs(right - left) <= (abs(right - qb) + abs(left - rb)) / 4 + 4 * rounding), right, left, rounding
+    return bool(abs(right - left) <= (abs(right - qb) + abs(left - rb)) / 4 + 4 * rounding), right, left
 
 
 def _evaluate_entry(buffer, params, i, points, call, xp, tracker, center_sig, out_ndim, within=False):

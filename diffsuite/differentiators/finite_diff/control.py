@@ -285,7 +285,8 @@ class OneSidedRule:
     at which f is smooth (Huber's |r| = delta, where f' is continuous and f'' jumps) averages two pieces whose
     higher derivatives differ, so its truncation is O(h), whatever its order: Richardson gave 0.99901 for
     Huber'(1 + 1e-9) = 1, with an error estimate of 1.8e-4. The side whose points take theta's own branches
-    sees one smooth piece, and its tableau converges at its order (``FiniteDiff._one_sided``)."""
+    sees one smooth piece, and its tableau converges at its order (``one_sided``). The attributes a ``Rule`` has
+    and this one does not use (``richardson_check``, ``n_steps``, ...) keep the two interchangeable."""
 
     side: int
     levels: int
@@ -557,8 +558,10 @@ def one_sided(i: int, t0: np.ndarray, centre: float, evaluate, levels: int, coar
     tie of the branches (an exact join, where a guard such as ``minimum(t, 0)`` inside the unselected branch takes
     a third one), and a side whose points all take the branches of a point ``MIN_STEP_ULPS`` ulps along it
     (``evaluate(..., within=True)``) is the smooth piece next to theta, continuous there, whose one-sided
-    derivative is f'(theta). The side evaluated first (+1) is
-    taken when both qualify. Costs ``levels`` evaluations per side, step and criterion tried, plus step control's."""
+    derivative is f'(theta). At the given step the side evaluated first (+1) is taken when both qualify; at shorter
+    steps both are searched and the one whose result rounds and truncates less is taken. Costs ``levels``
+    evaluations per side, step and criterion tried (one more, the reference point, with ``within``), plus step
+    control's."""
     # the within criterion's reference: the point MIN_STEP_ULPS ulps of theta_i along the side, on the piece next
     # to theta (the first point of a long step may lie beyond another join: Huber at r = 0, whose |r| is a branch of
     # its own at 0, took the linear piece past delta for the quadratic one, 0.06 for 0)
