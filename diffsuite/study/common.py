@@ -230,7 +230,8 @@ def fit_growth(depth, y) -> float:
 def _line_slope(u: list[float], v: list[float]) -> float:
     """The least-squares slope of v against u, sum((u - mean u)(v - mean v)) / sum((u - mean u)^2), in correctly
     rounded sums (math.fsum) of libm's logs: the committed findings are rebuilt bit for bit whatever numpy,
-    BLAS or LAPACK the machine has (np.polyfit's lstsq moved their last digits between numpy releases)."""
+    BLAS or LAPACK the machine has (np.polyfit's lstsq moved their last digits between numpy releases); only the
+    platform's libm (math.log10) could still move a last digit."""
     mu, mv = math.fsum(u) / len(u), math.fsum(v) / len(v)
     spread = math.fsum((a - mu) ** 2 for a in u)
     return math.fsum((a - mu) * (b - mv) for a, b in zip(u, v)) / spread if spread > 0 else float("nan")
