@@ -208,3 +208,15 @@ def test_cuda_data_lives_on_the_gpu_and_results_come_back_as_numpy():
     assert d.load().device.type == "cuda"
     res = d.value_and_grad(obj)(theta)
     assert isinstance(res.grad, np.ndarray) and res.grad.dtype == np.float64
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean"])
+def test_a_repeated_axis_is_numpys_value_error_on_torch_too(reduce):
+    """torch raised a RuntimeError ("dim 0 appears multiple times in the list of dims"); the numpy backend, forward
+    mode and finite differences say numpy's "duplicate value in 'axis'", a ValueError."""
+    def f(xp, t):
+        return xp.sum(getattr(xp, reduce)(t * t, axis=(0, -2)))
+
+    for backend in ("numpy", "torch"):
+        with pytest.raises(ValueError, match="duplicate value in 'axis'"):
+            ds.get_differentiator("reverse", backend=backend).value_and_grad_fn(f)(np.ones((2, 2)))

@@ -207,6 +207,10 @@ class TorchBackend:
     # ----- reductions and shapes -----
     @staticmethod
     def _dims(x, axis):
+        # a repeated axis: numpy's ValueError and words, as on the numpy backend (torch: a RuntimeError, "dim 0
+        # appears multiple times in the list of dims")
+        if isinstance(axis, tuple) and len({int(a) % max(x.ndim, 1) for a in axis}) != len(axis):
+            raise ValueError("duplicate value in 'axis'")
         return tuple(range(x.ndim)) if axis is None else axis
 
     @staticmethod
