@@ -950,21 +950,17 @@ def _probe_steps(nominal: np.ndarray, t0: np.ndarray, grad: np.ndarray, centre: 
 
 
 def _sides_agree(i, coarse, centre, t0, evaluate) -> bool:
-    """Whether f's one-sided derivatives at theta agree: each side's order-3 tableau (``OneSidedRule``) at steps
-    coarse, coarse / 2, coarse / 4, within the sum of their truncation estimates and twice their rounding."""
-    eps, tiny = float(np.finfo(t0.dtype).eps), float(np.finfo(t0.dtype).smallest_subnormal)
+    """Whether f's one-sided derivatives at theta agree: each side's order-3 tableau (``OneSidedRule``, evaluated
+    by ``StepControl.entry``) at steps coarse, coarse / 2, coarse / 4, within the sum of their truncation
+    estimates and twice their rounding."""
     sides = []
     for side in (1, -1):
-        rule, t = OneSidedRule(side, 3), t0[i:i + 1]
-        steps = rule.steps(t, np.array([coarse]))
-        got, _ = evaluate(i, [float(p[0]) for p in rule.points(t, steps)])
-        values = np.asarray(got, dtype=np.float64)[None, :]
-        if not np.all(np.isfinite(values)) or not np.all(steps > 0):
+        e = StepControl(OneSidedRule(side, 3), t0, centre, evaluate).entry(i, coarse)
+        if not e.finite or not np.all(e.steps > 0):
             return False
-        grad, trunc, rweight, _ = rule.combine(values, centre, steps)
-        sides.append((float(grad[0]), float(trunc[0]), float(noise_of(values, centre, eps, tiny)[0] * rweight[0])))
-    (right, t_right, r_right), (left, t_left, r_left) = sides
-    return abs(right - left) <= t_right + t_left + 2 * (r_right + r_left)
+        sides.append(e)
+    right, left = sides
+    return abs(right.grad - left.grad) <= right.trunc + left.trunc + 2 * (right.rounding + left.rounding)
 
 
 def _agree_across(i, a, b, known, centre, noise, t0, evaluate) -> tuple[bool, float, float]:
