@@ -7,9 +7,10 @@ finiteness check at several places in it, and the whole call (a diagnostic, in o
 
 Contenders, all in this process on the same theta (``--own-theta``: the hand-written code on a copy): ``hand``
 (benchmarks/handwritten.py), ``engine`` (the whole ``value_and_grad`` call), ``plan`` (the gradient buffer, theta's blocks as views and the engine's compiled plan,
-without the check), and the plan with the check (``np.einsum("i->", theta)``, as the engine's fast path) inserted
-``first``, ``after_matmul`` (the first layer's product), ``after_bias`` (its bias), ``end`` (after the backward
-pass). Each round times every contender once (three calls), in a shuffled order, so that what ran before a sample
+without any check), ``witness`` (the same with its witness rows checked: what the engine's call runs since the
+sixteenth session, plan.py), and the plan with the older check (``np.einsum("i->", theta)``, the engine's fast path
+before that) inserted ``first``, ``after_matmul`` (the first layer's product), ``after_bias`` (its bias), ``end``
+(after the backward pass). Each round times every contender once (three calls), in a shuffled order, so that what ran before a sample
 (which decides what is in the caches) is the same for all on average. Reported: the median over the rounds of a
 contender's sample over ``hand``'s sample in the same round, and the middle half of those ratios.
 
@@ -53,13 +54,14 @@ def plan_variants(plan, theta) -> dict:
     places = {"first": 1, "after_matmul": first_matmul + 1, "after_bias": first_matmul + 3,
               "end": max(i for i, line in enumerate(lines) if line.lstrip().startswith("return"))}
     run_into = plan._runs[1]
-    variants = {"plan": run_into}
+    variants = {"plan": lambda B, blocks, into: run_into(B, blocks, into, False),
+                "witness": lambda B, blocks, into: run_into(B, blocks, into, True)}
     for name, at in places.items():
         code = lines[:at] + ["    if not _isfinite(_einsum('i->', _THETA)): raise ValueError('theta is not finite')"] \
             + lines[at:]
         names = dict(run_into.__globals__, _isfinite=math.isfinite, _einsum=np.einsum, _THETA=theta)
         exec("\n".join(code), names)
-        variants[name] = names["run_into"]
+        variants[name] = lambda B, blocks, into, run=names["run_into"]: run(B, blocks, into, False)
     return variants
 
 

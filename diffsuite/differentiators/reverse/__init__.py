@@ -100,25 +100,25 @@ class Reverse(HigherOrder):
             # ``batch=(X, y)``: this call's data instead of the objective's (checked, cast, moved; no re-setup)
             data_x, data_y = (inputs, targets) if batch is None else \
                 (B.asarray(a) for a in objective.batch_data(batch))
-            # Fast path for the common call (a finite float64 vector of the right length): one sum decides
-            # finiteness (an inf or nan anywhere makes it inf or nan; so does overflow of huge entries, which
-            # then merely takes the slow path); anything else gets the full check, which names the offending
-            # entry. Not theta @ theta: BLAS may run a long dot product on two threads, and waiting for the
-            # second one costs milliseconds on a loaded machine (measured). A large theta is summed by einsum,
-            # whose loop is vectorised (numpy's add.reduce sums pairwise in scalar code: 280k instructions for
-            # 118k parameters against einsum's 164k, cachegrind); a small one by add.reduce (einsum parses its
-            # subscripts first), a tiny one as Python floats (a numpy reduction's fixed cost is larger there).
-            # In a call the sum reads theta from memory (55-67 us on [784,128,128,10]'s 118,282 parameters, 22-26
-            # when cached), which is also the first matmul's read of W0: moved after the forward pass it took 39
-            # us and the call no less, since the first matmul then reads W0 from memory itself (measured). Paired
-            # in one process (calls with and without the sum alternating), it costs 40-76 us of a 1.0-1.4 ms call.
-            # Checking W0 on its product with the data instead (X @ W0 is non-finite wherever a nonzero of X meets
-            # an inf or nan of W0; 8k entries instead of 100k) saved only 2-23 us of that, the rest of theta still
-            # being read from memory: built, measured, not kept (ninth session).
+            # Fast path for the common call (a finite float64 vector of the right length). A replay whose plan has
+            # witness rows (plan.py: row 0 of each layer's x @ W + b holds a product with every entry of W and b, so
+            # it is finite only if they are) needs no look at theta: it checks about 10^2 entries per layer, made
+            # in cache, instead of reading all of theta (118k entries on [784,128,128,10], whose einsum cost the
+            # hand-written code 3.5% of a b64 call in a process of its own; in one process the witnessed plan times
+            # as the plan without any check: benchmarks/bench_theta_check.py). Otherwise one sum decides finiteness (an inf or nan anywhere makes it inf or nan; so does
+            # overflow of huge entries, which then merely takes the slow path); anything else gets the full check,
+            # which names the offending entry. Not theta @ theta: BLAS may run a long dot product on two threads,
+            # and waiting for the second one costs milliseconds on a loaded machine (measured). A large theta is
+            # summed by einsum, whose loop is vectorised (numpy's add.reduce sums pairwise in scalar code: 280k
+            # instructions for 118k parameters against einsum's 164k, cachegrind); a small one by add.reduce
+            # (einsum parses its subscripts first), a tiny one as Python floats (a numpy reduction's fixed cost is
+            # larger there).
+            recording = batch is None and plan[1]
+            witnessed = recording and plan[0] is not None and plan[0].witnessed and not small
             if not (type(theta) is np.ndarray and theta.dtype == np.float64 and theta.shape == (n_params,)
-                    and math.isfinite(sum(theta.tolist()) if tiny else
-                                      _add_reduce(theta) if small else _einsum("i->", theta))):
-                flat = B.asarray(objective.check_theta(theta))
+                    and (witnessed or math.isfinite(sum(theta.tolist()) if tiny else
+                                                    _add_reduce(theta) if small else _einsum("i->", theta)))):
+                flat, witnessed = B.asarray(objective.check_theta(theta)), False
             else:
                 flat = theta if same_array else B.asarray(theta)
             # The flat gradient is allocated first, and each block's gradient is written into its slot
@@ -129,9 +129,10 @@ class Reverse(HigherOrder):
             grad_out = B.empty(n_params)
             slots = split(grad_out, sizes, shapes) if n_params >= SLOTS_FROM else None
             blocks = split(flat, sizes, shapes)
-            recording = batch is None and plan[1]
             if recording and plan[0] is not None:  # replay: same structure, data, dtype and backend
-                grads, value, stats = plan[0].run(B, blocks, slots)
+                done = _witnessed_run(plan[0], B, blocks, slots, objective, theta) if witnessed else \
+                    plan[0].run(B, blocks, slots)
+                grads, value, stats = done
             else:
                 tape = PlanRecorder(B) if recording else Tape(B)  # a fresh tape: nothing stale survives
                 wrt = tape.inputs(blocks)
@@ -190,6 +191,21 @@ class Reverse(HigherOrder):
         stats = {"tape_records": n_records, "tape_forward_ops": n_records - n_leaves,
                  "tape_backward_ops": n_vjps, "tape_leaves": n_leaves}
         return grads, value, stats
+
+
+def _witnessed_run(plan, B, blocks: list, slots: list | None, objective: Objective, theta: np.ndarray) -> tuple:
+    """``plan.run`` with its witness rows checked in place of theta: a row that is not finite sends theta to
+    ``check_theta``, which names the bad entry; a finite theta (the forward pass overflowed) is then run through.
+    Under warnings as errors, numpy's warning for ``0 * inf`` in the forward pass meets the same check first."""
+    try:
+        done = plan.run(B, blocks, slots, check=True)
+    except RuntimeWarning:  # (``-W error``: numpy's FloatingPointError-like warning for an inf entry)
+        objective.check_theta(theta)
+        raise
+    if done is None:
+        objective.check_theta(theta)
+        done = plan.run(B, blocks, slots)
+    return done
 
 
 def _fused_evaluate(objective: Objective) -> Callable | None:

@@ -13,6 +13,15 @@ as usual (``PlanRecorder``: a ``Tape`` that also logs each record's inputs) and 
 
 Slots that no later step reads are released as the walk passes them (the tape's memory profile). The steps are
 then compiled into straight-line Python (``Plan.source``), each slot a local variable.
+
+Witness rows (numpy backend): a replay can prove theta finite from a few hundred entries of the forward pass
+instead of reading all of theta (``Plan.witnessed``). Row 0 of ``x @ W`` holds ``x[0, i] * W[i, j]`` for every entry
+of ``W``, and under IEEE arithmetic a product with an inf or nan factor is inf or nan (``0 * inf`` is nan), as is any
+sum with such a term; so ``W`` is finite if that row is (whatever ``x`` holds). Row 0 of ``m + b`` (``b`` broadcast
+over rows) holds every entry of ``b``, and carries row 0 of ``m``. This rests on the matrix product computing every
+product, which a BLAS that skips zero factors would not: ``build_plan`` probes each such product once, with the
+recorded shapes and layouts, on zeros against nan and against inf, and witnesses only where every entry comes out
+nan. A plan whose parameters are not all witnessed leaves the check of theta to the caller.
 Cost: one forward call and one VJP call per primitive, nothing else; the tape's per-op Python (Var objects,
 record tuples, the backward loop's dispatch) is gone, and a call allocates only the arrays themselves.
 
@@ -23,7 +32,10 @@ whose model, activations or loss are not the built-in classes are never planned 
 """
 from __future__ import annotations
 
+import math
 from typing import Any
+
+import numpy as np
 
 from ...nn import activations, losses
 from ...nn.mlp import MLP
@@ -90,21 +102,31 @@ class Plan:
     """
 
     def __init__(self, base: list, n_leaves: int, fsteps: list, bsteps: list, out_slot: int, leaf_slots: list,
-                 stats: dict):
+                 stats: dict, witnesses: tuple = ()):
         self.stats = stats
-        self.source, self._runs = _compile(base, n_leaves, fsteps, bsteps, out_slot, leaf_slots)
+        #: True when the forward pass's witness rows (module docstring) cover every parameter: ``run(...,
+        #: check=True)`` then proves theta finite, and the caller need not read theta for it
+        self.witnessed = bool(witnesses)
+        self.source, self._runs = _compile(base, n_leaves, fsteps, bsteps, out_slot, leaf_slots, witnesses)
 
-    def run(self, B: Any, blocks: list, into: list | None) -> tuple[list, Any, dict]:
-        grads, value = self._runs[into is not None](B, blocks, into)
-        return grads, value, dict(self.stats)
+    def run(self, B: Any, blocks: list, into: list | None, check: bool = False) -> tuple[list, Any, dict] | None:
+        """``(grads, value, stats)``; with ``check`` (a witnessed plan only), None as soon as a witness row is not
+        finite: theta has an inf or nan entry, or (finite theta) the forward pass overflowed; nothing was written
+        to ``into`` then. ``check=False`` runs through whatever the rows hold."""
+        done = self._runs[into is not None](B, blocks, into, check)
+        if done is None:
+            return None
+        return done[0], done[1], dict(self.stats)
 
 
 def _compile(base: list, n_leaves: int, fsteps: list, bsteps: list, out_slot: int,
-             leaf_slots: list) -> tuple[str, tuple]:
-    """(the generated source, (function without ``into``, function with it)); each ``(B, blocks, into) ->
+             leaf_slots: list, witnesses: tuple = ()) -> tuple[str, tuple]:
+    """(the generated source, (function without ``into``, function with it)); each ``(B, blocks, into, check) ->
     (grads, value)`` runs the plan's steps in their order with its release schedule (a local set to None where
-    the slot list was), so the arithmetic, its order and the bits are those of the steps."""
-    names: dict = {}  # the generated code's globals: functions, constants, parameters
+    the slot list was), so the arithmetic, its order and the bits are those of the steps. ``witnesses``: the slots
+    whose row 0 is summed as it is made; with ``check``, a sum that is not finite returns None right after the last
+    of them (before the loss and the backward pass compute with an inf or nan)."""
+    names: dict = {"_row0_sum": _row0_sum, "_isfinite": math.isfinite}  # the generated code's globals
     assigned = set(range(n_leaves))
     for kind, _, i, a, b, _ in fsteps:
         assigned.add(i)
@@ -130,6 +152,8 @@ def _compile(base: list, n_leaves: int, fsteps: list, bsteps: list, out_slot: in
                 if k < 0 or k in assigned]
 
     fwd = [f"    ({', '.join(f's{k}' for k in range(n_leaves))},) = blocks"]
+    if witnesses:
+        fwd.append("    w = 0.0")
     for t, (kind, fn, i, a, b, free) in enumerate(fsteps):
         if kind == _BINARY:
             line = call(f"F{t}", fn, [slot(a), slot(b)], {})
@@ -140,7 +164,12 @@ def _compile(base: list, n_leaves: int, fsteps: list, bsteps: list, out_slot: in
         else:
             line = call(f"F{t}", fn, [slot(k) for k in a], b[0])
         target = f"s{i}" if kind != _GENERIC or b[1] is None else f"s{i}, s{b[1]}"
-        fwd += [f"    {target} = {line}"] + free_lines(free)
+        fwd.append(f"    {target} = {line}")
+        if i in witnesses:
+            fwd.append(f"    w = w + _row0_sum(s{i})")
+            if i == witnesses[-1]:  # the last one: decide before any later step computes with an inf or nan
+                fwd.append("    if check and not _isfinite(w):\n        return None")
+        fwd += free_lines(free)
     o = out_slot
     fwd += [f"    value = s{o}", f"    c{o} = B.ones_like(value)"]
     has_ct = {o}
@@ -168,7 +197,7 @@ def _compile(base: list, n_leaves: int, fsteps: list, bsteps: list, out_slot: in
                 tail.append(f"    g{n} = {g} if {g} is into[{n}] else B.copy_into(into[{n}], {g})")
         grads = ", ".join(f"g{n}" for n in range(len(leaf_slots)))
         name = "run_into" if with_into else "run"
-        lines = [f"def {name}(B, blocks, into):"] + fwd + body + tail + [f"    return [{grads}], value"]
+        lines = [f"def {name}(B, blocks, into, check):"] + fwd + body + tail + [f"    return [{grads}], value"]
         lines_out.append("\n".join(lines))
     source = "\n\n".join(lines_out) + "\n"
     exec(compile(source, "<diffsuite.reverse plan>", "exec"), names)
@@ -247,7 +276,57 @@ def build_plan(tape: PlanRecorder, out: Any, wrt: list[Var]) -> Plan | None:
     stats = {"tape_records": len(records), "tape_forward_ops": len(records) - n_leaves,
              "tape_backward_ops": n_vjps, "tape_leaves": n_leaves}
     fsteps = [step + (free,) for step, free in zip(fsteps, ffree)]
-    return Plan(base, n_leaves, fsteps, bsteps, o, [v.index for v in wrt], stats)
+    witnesses = _witness_slots(log, n_leaves) if tape.backend.name == "numpy" else ()
+    return Plan(base, n_leaves, fsteps, bsteps, o, [v.index for v in wrt], stats, witnesses)
+
+
+_add_reduce = np.add.reduce
+
+
+def _row0_sum(a: Any) -> Any:
+    """The sum of a witness's row 0 (numpy): inf or nan when an entry is."""
+    return _add_reduce(a[0])
+
+
+def _witness_slots(log: dict, n_leaves: int) -> tuple:
+    """The slots whose row 0 proves every parameter finite (module docstring), or () when some parameter has no
+    witness or the backend's matrix product fails the probe. Covered: the right factor of a 2-D ``x @ W``; a 1-D
+    ``b`` added to a 2-D array of rows of its length; and whatever an operand of the same shape as an ``add``'s
+    output covers, moved to that output (one row sum per layer: ``x @ W + b``)."""
+    covers: dict[int, set] = {}  # witness slot -> leaves it proves finite
+    for i in sorted(log):
+        op, _, args = log[i]
+        if len(args) != 2 or type(args[0]) is not Var and type(args[1]) is not Var:
+            continue
+        x, y = args
+        xv, yv = (a.value if type(a) is Var else a for a in args)
+        if op is OPS["matmul"]:
+            if (type(y) is Var and y.index < n_leaves and getattr(xv, "ndim", 0) == 2 and yv.ndim == 2
+                    and _multiplies_every_entry(op, xv, yv)):
+                covers.setdefault(i, set()).add(y.index)
+        elif op is OPS["add"]:
+            got = set()
+            for a, other in ((x, y), (y, x)):
+                if type(a) is not Var:
+                    continue
+                av, ov = a.value, (other.value if type(other) is Var else other)
+                if a.index < n_leaves and av.ndim == 1 and getattr(ov, "ndim", 0) == 2 and ov.shape[1] == av.shape[0]:
+                    got.add(a.index)  # a bias: row 0 of the sum holds all of it
+                elif a.index in covers and np.broadcast_shapes(av.shape, np.shape(ov)) == av.shape:
+                    got |= covers.pop(a.index)  # row 0 of the sum carries row 0 of the operand
+            if got:
+                covers.setdefault(i, set()).update(got)
+    covered = set().union(*covers.values()) if covers else set()
+    return tuple(sorted(covers)) if covered == set(range(n_leaves)) else ()
+
+
+def _multiplies_every_entry(op: Any, x: Any, y: Any) -> bool:
+    """True when the backend's product of arrays laid out as ``x`` and ``y`` is nan everywhere for zeros against
+    nan and against inf: no product skipped for a zero factor (a BLAS may skip them; then W's inf or nan need not
+    reach the output, and this layer is no witness)."""
+    zeros = np.zeros_like(x)
+    with np.errstate(all="ignore"):
+        return all(bool(np.isnan(op.forward(None, zeros, np.full_like(y, bad))).all()) for bad in (np.nan, np.inf))
 
 
 def _raw_shape(a: Any) -> Any:
