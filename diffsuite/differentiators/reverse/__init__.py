@@ -196,10 +196,11 @@ class Reverse(HigherOrder):
 def _witnessed_run(plan, B, blocks: list, slots: list | None, objective: Objective, theta: np.ndarray) -> tuple:
     """``plan.run`` with its witness rows checked in place of theta: a row that is not finite sends theta to
     ``check_theta``, which names the bad entry; a finite theta (the forward pass overflowed) is then run through.
-    Under warnings as errors, numpy's warning for ``0 * inf`` in the forward pass meets the same check first."""
+    numpy's complaint about an inf entry's arithmetic in the forward pass (``0 * inf``, ``inf - inf``), raised as
+    an exception under ``-W error`` or ``np.seterr(all="raise")``, meets the same check first."""
     try:
         done = plan.run(B, blocks, slots, check=True)
-    except RuntimeWarning:  # (``-W error``: numpy's FloatingPointError-like warning for an inf entry)
+    except (RuntimeWarning, FloatingPointError):
         objective.check_theta(theta)
         raise
     if done is None:

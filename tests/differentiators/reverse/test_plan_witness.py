@@ -177,3 +177,13 @@ def test_warnings_as_errors_still_end_in_the_named_error():
     """)
     out = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=300)
     assert "ValueError: theta must be finite; W0[50, 50] (flat index 5050) is inf" in out.stdout, out.stderr
+
+
+def test_seterr_raise_still_ends_in_the_named_error():
+    """``np.seterr(all="raise")``: numpy raises FloatingPointError for inf - inf in the first layer's product."""
+    vg, theta = replaying(objective(positive=False))
+    theta = theta.copy()
+    theta[5_050] = np.inf
+    theta[5_051] = -np.inf
+    with np.errstate(all="raise"), pytest.raises(ValueError, match=re.escape("W0[50, 50] (flat index 5050) is inf")):
+        vg(theta)
