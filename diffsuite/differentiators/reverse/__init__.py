@@ -114,7 +114,7 @@ class Reverse(HigherOrder):
             # (einsum parses its subscripts first), a tiny one as Python floats (a numpy reduction's fixed cost is
             # larger there).
             recording = batch is None and plan[1]
-            witnessed = recording and plan[0] is not None and plan[0].witnessed and not small
+            witnessed = recording and plan[0] is not None and plan[0].witnessed  # (never below SLOTS_FROM)
             if not (type(theta) is np.ndarray and theta.dtype == np.float64 and theta.shape == (n_params,)
                     and (witnessed or math.isfinite(sum(theta.tolist()) if tiny else
                                                     _add_reduce(theta) if small else _einsum("i->", theta)))):
@@ -138,7 +138,7 @@ class Reverse(HigherOrder):
                 wrt = tape.inputs(blocks)
                 out = evaluate(TapeNamespace(tape), dict(zip(names, wrt)), data_x, data_y)
                 if recording:
-                    plan[0] = build_plan(tape, out, wrt)
+                    plan[0] = build_plan(tape, out, wrt, witness=not small)
                     plan[1] = plan[0] is not None
                 grads, value, stats = finish(tape, out, wrt, objective.describe, slots)
             grad = grad_out if slots else concat_flat(grads, out=grad_out)

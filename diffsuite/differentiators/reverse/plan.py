@@ -204,9 +204,11 @@ def _compile(base: list, n_leaves: int, fsteps: list, bsteps: list, out_slot: in
     return source, (names["run"], names["run_into"])
 
 
-def build_plan(tape: PlanRecorder, out: Any, wrt: list[Var]) -> Plan | None:
+def build_plan(tape: PlanRecorder, out: Any, wrt: list[Var], witness: bool = True) -> Plan | None:
     """The plan of a recorded (not yet walked back) tape whose scalar output is ``out``; None if it cannot be one
-    (the output is not traced, a record was not logged, or ``where`` baked a mask into its parameters)."""
+    (the output is not traced, a record was not logged, or ``where`` baked a mask into its parameters). ``witness``:
+    look for witness rows (numpy backend only); False where the caller checks theta itself anyway (a small theta,
+    whose sum costs less), so that no call pays for rows nobody reads."""
     records, log = tape.records, tape.log
     n_leaves = tape.n_leaves
     if type(out) is not Var or len(log) != len(records) - n_leaves or any(op is OPS["where"] for op, _, _ in log.values()):
@@ -276,7 +278,7 @@ def build_plan(tape: PlanRecorder, out: Any, wrt: list[Var]) -> Plan | None:
     stats = {"tape_records": len(records), "tape_forward_ops": len(records) - n_leaves,
              "tape_backward_ops": n_vjps, "tape_leaves": n_leaves}
     fsteps = [step + (free,) for step, free in zip(fsteps, ffree)]
-    witnesses = _witness_slots(log, n_leaves) if tape.backend.name == "numpy" else ()
+    witnesses = _witness_slots(log, n_leaves) if witness and tape.backend.name == "numpy" else ()
     return Plan(base, n_leaves, fsteps, bsteps, o, [v.index for v in wrt], stats, witnesses)
 
 

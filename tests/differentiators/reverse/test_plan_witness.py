@@ -187,3 +187,18 @@ def test_seterr_raise_still_ends_in_the_named_error():
     theta[5_051] = -np.inf
     with np.errstate(all="raise"), pytest.raises(ValueError, match=re.escape("W0[50, 50] (flat index 5050) is inf")):
         vg(theta)
+
+
+def test_small_nets_keep_the_sum_and_their_plans_carry_no_rows():
+    """Below SLOTS_FROM parameters the sum over theta costs less than the rows; a plan there must not compute rows
+    that no call reads."""
+    rng = np.random.default_rng(1)
+    obj = ds.Objective(ds.MLP((3, 4, 2), activation="relu"), "cross_entropy", rng.normal(size=(5, 3)),
+                       rng.integers(0, 2, size=5))
+    vg, theta = replaying(obj)
+    plan = plan_of(vg)
+    assert not plan.witnessed and "_row0_sum" not in plan.source
+    theta = theta.copy()
+    theta[12] = -np.inf  # W0 is (3, 4): 12 entries, then b0; b0[0] by hand
+    with pytest.raises(ValueError, match=re.escape("b0[0] (flat index 12) is -inf")):
+        vg(theta)
