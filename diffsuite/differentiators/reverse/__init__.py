@@ -195,7 +195,8 @@ class Reverse(HigherOrder):
 
 def _witnessed_run(plan, B, blocks: list, slots: list | None, objective: Objective, theta: np.ndarray) -> tuple:
     """``plan.run`` with its witness rows checked in place of theta: a row that is not finite sends theta to
-    ``check_theta``, which names the bad entry; a finite theta (the forward pass overflowed) is then run through.
+    ``check_theta``, which names the bad entry; a finite theta (the forward pass or a row's sum overflowed) is then
+    run again without rows (its forward pass up to that row paid twice: only such huge thetas pay it).
     numpy's complaint about an inf entry's arithmetic in the forward pass (``0 * inf``, ``inf - inf``), raised as
     an exception under ``-W error`` or ``np.seterr(all="raise")``, meets the same check first."""
     try:

@@ -21,7 +21,8 @@ sum with such a term; so ``W`` is finite if that row is (whatever ``x`` holds). 
 over rows) holds every entry of ``b``, and carries row 0 of ``m``. This rests on the matrix product computing every
 product, which a BLAS that skips zero factors would not: ``build_plan`` probes each such product once, with the
 recorded shapes and layouts, on zeros against nan and against inf, and witnesses only where every entry comes out
-nan. A plan whose parameters are not all witnessed leaves the check of theta to the caller.
+nan (a replay's W of another layout, from a strided theta, goes through numpy's own loop, which multiplies every
+pair). A plan whose parameters are not all witnessed leaves the check of theta to the caller.
 Cost: one forward call and one VJP call per primitive, nothing else; the tape's per-op Python (Var objects,
 record tuples, the backward loop's dispatch) is gone, and a call allocates only the arrays themselves.
 
@@ -110,9 +111,9 @@ class Plan:
         self.source, self._runs = _compile(base, n_leaves, fsteps, bsteps, out_slot, leaf_slots, witnesses)
 
     def run(self, B: Any, blocks: list, into: list | None, check: bool = False) -> tuple[list, Any, dict] | None:
-        """``(grads, value, stats)``; with ``check`` (a witnessed plan only), None as soon as a witness row is not
-        finite: theta has an inf or nan entry, or (finite theta) the forward pass overflowed; nothing was written
-        to ``into`` then. ``check=False`` runs through whatever the rows hold."""
+        """``(grads, value, stats)``; with ``check`` (a witnessed plan only), None as soon as a witness row's sum is
+        not finite: theta has an inf or nan entry, or (finite theta) the forward pass or the row's sum overflowed;
+        nothing was written to ``into`` then. ``check=False`` computes no rows."""
         done = self._runs[into is not None](B, blocks, into, check)
         if done is None:
             return None
@@ -124,9 +125,10 @@ def _compile(base: list, n_leaves: int, fsteps: list, bsteps: list, out_slot: in
     """(the generated source, (function without ``into``, function with it)); each ``(B, blocks, into, check) ->
     (grads, value)`` runs the plan's steps in their order with its release schedule (a local set to None where
     the slot list was), so the arithmetic, its order and the bits are those of the steps. ``witnesses``: the slots
-    whose row 0 is summed as it is made; with ``check``, a sum that is not finite returns None right after the last
-    of them (before the loss and the backward pass compute with an inf or nan)."""
-    names: dict = {"_row0_sum": _row0_sum, "_isfinite": math.isfinite}  # the generated code's globals
+    whose row 0 is summed as it is made, with ``check`` only; a sum that is not finite returns None at once, before
+    any later step computes with an inf or nan."""
+    # the generated code's globals: the witness test's functions, then functions, constants, parameters
+    names: dict = {"_row0_sum": _row0_sum, "_isfinite": math.isfinite}
     assigned = set(range(n_leaves))
     for kind, _, i, a, b, _ in fsteps:
         assigned.add(i)
@@ -152,8 +154,6 @@ def _compile(base: list, n_leaves: int, fsteps: list, bsteps: list, out_slot: in
                 if k < 0 or k in assigned]
 
     fwd = [f"    ({', '.join(f's{k}' for k in range(n_leaves))},) = blocks"]
-    if witnesses:
-        fwd.append("    w = 0.0")
     for t, (kind, fn, i, a, b, free) in enumerate(fsteps):
         if kind == _BINARY:
             line = call(f"F{t}", fn, [slot(a), slot(b)], {})
@@ -165,10 +165,8 @@ def _compile(base: list, n_leaves: int, fsteps: list, bsteps: list, out_slot: in
             line = call(f"F{t}", fn, [slot(k) for k in a], b[0])
         target = f"s{i}" if kind != _GENERIC or b[1] is None else f"s{i}, s{b[1]}"
         fwd.append(f"    {target} = {line}")
-        if i in witnesses:
-            fwd.append(f"    w = w + _row0_sum(s{i})")
-            if i == witnesses[-1]:  # the last one: decide before any later step computes with an inf or nan
-                fwd.append("    if check and not _isfinite(w):\n        return None")
+        if i in witnesses:  # decided at once: no later step computes with this layer's inf or nan
+            fwd.append(f"    if check and not _isfinite(_row0_sum(s{i})):\n        return None")
         fwd += free_lines(free)
     o = out_slot
     fwd += [f"    value = s{o}", f"    c{o} = B.ones_like(value)"]
@@ -282,12 +280,15 @@ def build_plan(tape: PlanRecorder, out: Any, wrt: list[Var], witness: bool = Tru
     return Plan(base, n_leaves, fsteps, bsteps, o, [v.index for v in wrt], stats, witnesses)
 
 
-_add_reduce = np.add.reduce
+_einsum = np.einsum
 
 
 def _row0_sum(a: Any) -> Any:
-    """The sum of a witness's row 0 (numpy): inf or nan when an entry is."""
-    return _add_reduce(a[0])
+    """The sum of a witness's row 0 (numpy): inf or nan when an entry is, or when finite entries overflow (then the
+    caller's full check finds theta finite and runs the plan without rows). By einsum, which raises no floating-point
+    warning: add.reduce would warn of that overflow, or of inf - inf, which ``-W error`` or ``np.seterr(all="raise")``
+    turn into exceptions on a finite theta that the tape path computes without complaint."""
+    return _einsum("i->", a[0])
 
 
 def _witness_slots(log: dict, n_leaves: int) -> tuple:

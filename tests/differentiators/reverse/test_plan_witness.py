@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -202,3 +203,39 @@ def test_small_nets_keep_the_sum_and_their_plans_carry_no_rows():
     theta[12] = -np.inf  # W0 is (3, 4): 12 entries, then b0; b0[0] by hand
     with pytest.raises(ValueError, match=re.escape("b0[0] (flat index 12) is -inf")):
         vg(theta)
+
+
+@pytest.mark.parametrize("dtype,scale", [("float64", 1e306), ("float32", 1e35)])
+@pytest.mark.parametrize("mode", ["warn", "-W error", "seterr raise"])
+def test_row_sums_that_overflow_on_a_finite_theta_raise_nothing_the_tape_does_not(dtype, scale, mode):
+    """Row 0 of x @ W0 + b0 ~ 1e308 (float32: 1e37) in each of 100 columns, finite, but its sum overflows; theta's
+    own sum stays small (signs alternate). The tape path (``replay=False``) computes it without a warning; so must a
+    witnessed replay, in every warnings mode (found by a review: add.reduce warned, and raised under -W error)."""
+    sign = np.where(np.arange(100) % 2 == 0, 1.0, -1.0)
+    obj = ds.Objective(ds.MLP((100, 100, 1), activation="step"), "quadratic", np.stack([sign, sign]),
+                       np.array([[0.5], [0.2]]))
+    theta = obj.model.init(0)
+    theta[:10_000] = np.repeat(scale * sign, 100)
+    fast, _ = replaying(obj, dtype=dtype)
+    assert plan_of(fast).witnessed
+    want = get_differentiator("reverse", replay=False, dtype=dtype).value_and_grad(obj)(theta)
+    with warnings.catch_warnings(record=True) as seen, np.errstate(all="raise" if mode == "seterr raise" else "warn"):
+        warnings.simplefilter("error" if mode == "-W error" else "always")
+        got = fast(theta)
+    assert not [w for w in seen if "reduce" in str(w.message) or "scalar" in str(w.message)]
+    assert got.value == want.value
+    np.testing.assert_array_equal(got.grad, want.grad)
+
+
+def test_a_bad_entry_draws_no_warning_from_the_rows_themselves():
+    """W0[0, 3] = +inf and b0[5] = -inf in one row: its sum meets inf - inf. The ValueError comes with at most the
+    matmul's own warning, none from the witness's sum."""
+    vg, theta = replaying(objective())
+    theta = theta.copy()
+    theta[3] = np.inf
+    theta[10_005] = -np.inf
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError, match=re.escape("W0[0, 3] (flat index 3) is inf")):
+            vg(theta)
+    assert not [w for w in seen if "reduce" in str(w.message)]
