@@ -119,8 +119,14 @@ class Reverse(HigherOrder):
                     and (witnessed or math.isfinite(sum(theta.tolist()) if tiny else
                                                     _add_reduce(theta) if small else _einsum("i->", theta)))):
                 flat, witnessed = B.asarray(objective.check_theta(theta)), False
+            elif same_array:
+                flat = theta
             else:
-                flat = theta if same_array else B.asarray(theta)
+                try:
+                    flat = B.asarray(theta)
+                except (RuntimeWarning, FloatingPointError):  # a float32 cast's overflow, as an exception (-W error,
+                    objective.check_theta(theta)              # seterr raise): a witnessed call has not looked at
+                    raise                                     # theta yet, and its nan must still be named first
             # The flat gradient is allocated first, and each block's gradient is written into its slot
             # (Tape.backward's ``into``): the weight gradients need no temporaries and no final concatenate,
             # and the buffer, allocated before the forward pass's temporaries, sits low in the heap where

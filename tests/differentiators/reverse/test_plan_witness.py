@@ -239,3 +239,15 @@ def test_a_bad_entry_draws_no_warning_from_the_rows_themselves():
         with pytest.raises(ValueError, match=re.escape("W0[0, 3] (flat index 3) is inf")):
             vg(theta)
     assert not [w for w in seen if "reduce" in str(w.message)]
+
+
+def test_a_float32_cast_that_overflows_does_not_hide_a_nan():
+    """float32: theta's 1e39 overflows the cast, which seterr raise turns into FloatingPointError; the nan next to it
+    must still be named first, as replay=False (which sums theta before casting) names it (a review's case)."""
+    vg, theta = replaying(objective(), dtype="float32")
+    assert plan_of(vg).witnessed
+    theta = theta.copy()
+    theta[0], theta[5] = 1e39, np.nan
+    for d in (vg, get_differentiator("reverse", dtype="float32", replay=False).value_and_grad(objective())):
+        with np.errstate(all="raise"), pytest.raises(ValueError, match=re.escape("W0[0, 5] (flat index 5) is nan")):
+            d(theta)
