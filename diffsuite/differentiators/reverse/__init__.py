@@ -14,7 +14,6 @@ library each rule runs on (numpy, torch).
 """
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
@@ -36,6 +35,8 @@ _add_reduce = np.add.reduce  # what theta.sum() calls, without the method's Pyth
 _einsum = np.einsum
 #: from this many parameters an objective's gradient is written into slots of one buffer and theta is summed by einsum
 SLOTS_FROM = 10_000
+#: minibatch shapes one ``value_and_grad`` keeps a plan for (a training loop has one, or two with a last partial batch)
+BATCH_PLANS = 8
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,9 @@ class Reverse(HigherOrder):
     Parameters and data are moved to the backend, in ``dtype``, once, in ``value_and_grad``. Each
     call records a fresh tape, except that for an ``Objective`` (``replay=True``, the default) the first call's
     tape is turned into a plan (``plan.py``) that later calls on the objective's own data replay without
-    the tape, bit for bit the same; ``replay=False`` records every call (``batch=`` calls always do). ``stats``: ``tape_records`` (all records, leaves included),
+    the tape, bit for bit the same; ``batch=`` calls get one plan per batch shape that takes the batch as arguments
+    (where the loss's program allows: see ``plan.build_plan``); ``replay=False`` records every call. ``stats``:
+    ``tape_records`` (all records, leaves included),
     ``tape_forward_ops`` (primitives recorded), ``tape_backward_ops`` (VJPs evaluated), ``tape_leaves``.
     """
 
@@ -89,12 +92,18 @@ class Reverse(HigherOrder):
         names = [name for name, _ in layout]
         sizes = [b - a for _, (a, b, _) in layout]
         shapes = [shape if len(shape) != 1 else None for _, (_, _, shape) in layout]
-        evaluate, finish = _fused_evaluate(objective) or objective.evaluate, self._finish
+        fused = _fused_evaluate(objective)
+        evaluate, finish, fused = fused or objective.evaluate, self._finish, fused is not None
         concat_flat, split = B.concat_flat, B.split
         # B.asarray of a float64 ndarray is that array itself on the float64 numpy backend: skip the call there
         same_array = B.name == "numpy" and B.dtype == np.float64
         tiny, small = n_params <= 64, n_params < SLOTS_FROM
         plan = [None, self.replay and plannable(objective)]  # [the plan once recorded, whether to make one]
+        # Minibatch plans (``batch=``), per (inputs shape, targets shape): the plan, or None where the recording
+        # made none (build_plan's ``data``: a constant computed from the data outside the tape). At most
+        # BATCH_PLANS shapes; further shapes record a tape per call.
+        batch_plans: dict = {}
+        batch_plannable = plan[1]
 
         def value_and_grad_fn(theta: np.ndarray, batch: tuple | None = None) -> Gradient:
             # ``batch=(X, y)``: this call's data instead of the objective's (checked, cast, moved; no re-setup)
@@ -139,6 +148,21 @@ class Reverse(HigherOrder):
                 done = _witnessed_run(plan[0], B, blocks, slots, objective, theta) if witnessed else \
                     plan[0].run(B, blocks, slots)
                 grads, value, stats = done
+            elif batch is not None and batch_plannable:  # a minibatch: its shapes' plan, the data as arguments
+                hot = target_index(data_y) if fused else None
+                data = (data_x, data_y) if hot is None else (data_x, data_y, hot)
+                key = (tuple(data_x.shape), tuple(data_y.shape))
+                batch_plan = batch_plans.get(key)
+                if batch_plan is not None:
+                    grads, value, stats = batch_plan.run(B, blocks, slots, data=data)
+                else:
+                    tape = PlanRecorder(B) if key not in batch_plans and len(batch_plans) < BATCH_PLANS else Tape(B)
+                    wrt = tape.inputs(blocks)
+                    out = evaluate(TapeNamespace(tape), dict(zip(names, wrt)), data_x, data_y, hot=hot) if fused \
+                        else evaluate(TapeNamespace(tape), dict(zip(names, wrt)), data_x, data_y)
+                    if type(tape) is PlanRecorder:
+                        batch_plans[key] = build_plan(tape, out, wrt, witness=False, data=data)
+                    grads, value, stats = finish(tape, out, wrt, objective.describe, slots)
             else:
                 tape = PlanRecorder(B) if recording else Tape(B)  # a fresh tape: nothing stale survives
                 wrt = tape.inputs(blocks)
@@ -222,7 +246,14 @@ def _fused_evaluate(objective: Objective) -> Callable | None:
     if type(objective.loss) is not CrossEntropy:
         return None
 
-    def fused_loss(xp: TapeNamespace, logits: Any, targets: Any) -> Any:
-        return xp.tape.apply(SOFTMAX_CROSS_ENTROPY, logits, targets, hot=target_index(targets))
+    def fused_evaluate(xp: TapeNamespace, params: dict, inputs: Any = None, targets: Any = None, *,
+                       hot: Any = None) -> Any:
+        """``hot``: the targets' ``target_index``, computed here when not given (a minibatch plan passes the object
+        it records with, so that the plan takes it as data)."""
+        def fused_loss(xp: TapeNamespace, logits: Any, onehot: Any) -> Any:
+            return xp.tape.apply(SOFTMAX_CROSS_ENTROPY, logits, onehot,
+                                 hot=hot if hot is not None and onehot is targets else target_index(onehot))
 
-    return functools.partial(objective.evaluate, loss=fused_loss)
+        return objective.evaluate(xp, params, inputs, targets, loss=fused_loss)
+
+    return fused_evaluate

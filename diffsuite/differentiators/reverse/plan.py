@@ -27,9 +27,11 @@ Cost: one forward call and one VJP call per primitive, nothing else; the tape's 
 record tuples, the backward loop's dispatch) is gone, and a call allocates only the arrays themselves.
 
 Valid only while nothing the plan baked in changes: the objective's data (the plan is used for calls on the
-objective's own data; a ``batch=`` call records a fresh tape, since constants such as ``1 - targets`` are
-computed from the data outside the tape), the backend and dtype (fixed per ``value_and_grad``). Objectives
-whose model, activations or loss are not the built-in classes are never planned (user code could branch).
+objective's own data), the backend and dtype (fixed per ``value_and_grad``). A minibatch plan (``build_plan``'s
+``data``) takes its batch as arguments instead, per batch shape, where every array the recording took from the
+batch is the batch itself (identity, never values); a program with constants computed from the data outside the
+tape (``1 - targets``) gets none. Objectives whose model, activations or loss are not the built-in classes are
+never planned (user code could branch).
 """
 from __future__ import annotations
 
@@ -103,25 +105,29 @@ class Plan:
     """
 
     def __init__(self, base: list, n_leaves: int, fsteps: list, bsteps: list, out_slot: int, leaf_slots: list,
-                 stats: dict, witnesses: tuple = ()):
+                 stats: dict, witnesses: tuple = (), n_data: int = 0):
         self.stats = stats
+        #: how many per-call data values ``run`` takes (``build_plan``'s ``data``): 0 for a plan of fixed data
+        self.n_data = n_data
         #: True when the forward pass's witness rows (module docstring) cover every parameter: ``run(...,
         #: check=True)`` then proves theta finite, and the caller need not read theta for it
         self.witnessed = bool(witnesses)
-        self.source, self._runs = _compile(base, n_leaves, fsteps, bsteps, out_slot, leaf_slots, witnesses)
+        self.source, self._runs = _compile(base, n_leaves, fsteps, bsteps, out_slot, leaf_slots, witnesses, n_data)
 
-    def run(self, B: Any, blocks: list, into: list | None, check: bool = False) -> tuple[list, Any, dict] | None:
+    def run(self, B: Any, blocks: list, into: list | None, check: bool = False,
+            data: tuple = ()) -> tuple[list, Any, dict] | None:
         """``(grads, value, stats)``; with ``check`` (a witnessed plan only), None as soon as a witness row's sum is
         not finite: theta has an inf or nan entry, or (finite theta) the forward pass or the row's sum overflowed;
-        nothing was written to ``into`` then. ``check=False`` computes no rows."""
-        done = self._runs[into is not None](B, blocks, into, check)
+        nothing was written to ``into`` then. ``check=False`` computes no rows. ``data``: this call's values of the
+        plan's ``n_data`` data arguments, in ``build_plan``'s order."""
+        done = self._runs[into is not None](B, blocks, into, check, data)
         if done is None:
             return None
         return done[0], done[1], dict(self.stats)
 
 
 def _compile(base: list, n_leaves: int, fsteps: list, bsteps: list, out_slot: int,
-             leaf_slots: list, witnesses: tuple = ()) -> tuple[str, tuple]:
+             leaf_slots: list, witnesses: tuple = (), n_data: int = 0) -> tuple[str, tuple]:
     """(the generated source, (function without ``into``, function with it)); each ``(B, blocks, into, check) ->
     (grads, value)`` runs the plan's steps in their order with its release schedule (a local set to None where
     the slot list was), so the arithmetic, its order and the bits are those of the steps. ``witnesses``: the slots
@@ -140,20 +146,29 @@ def _compile(base: list, n_leaves: int, fsteps: list, bsteps: list, out_slot: in
             return f"s{k}"
         if base[k] is None:  # a value the VJP does not read
             return "None"
+        if type(base[k]) is DataRef:  # this call's data
+            return f"D{base[k].position}"
         names[f"K{k}"] = base[k]
         return f"K{k}"
 
     def call(fn_name: str, fn: Any, args: list[str], params: dict) -> str:
         names[fn_name] = fn
+        keywords = []
         for key, v in params.items():
-            names[f"{fn_name}_{key}"] = v
-        return f"{fn_name}(B, {', '.join(args + [f'{key}={fn_name}_{key}' for key in params])})"
+            if type(v) is DataRef:
+                keywords.append(f"{key}=D{v.position}")
+            else:
+                names[f"{fn_name}_{key}"] = v
+                keywords.append(f"{key}={fn_name}_{key}")
+        return f"{fn_name}(B, {', '.join(args + keywords)})"
 
     def free_lines(free: tuple | None) -> list[str]:
         return [f"    {'c' + str(~k) if k < 0 else 's' + str(k)} = None" for k in free or ()
                 if k < 0 or k in assigned]
 
     fwd = [f"    ({', '.join(f's{k}' for k in range(n_leaves))},) = blocks"]
+    if n_data:
+        fwd.append(f"    ({', '.join(f'D{j}' for j in range(n_data))},) = data")
     for t, (kind, fn, i, a, b, free) in enumerate(fsteps):
         if kind == _BINARY:
             line = call(f"F{t}", fn, [slot(a), slot(b)], {})
@@ -195,18 +210,25 @@ def _compile(base: list, n_leaves: int, fsteps: list, bsteps: list, out_slot: in
                 tail.append(f"    g{n} = {g} if {g} is into[{n}] else B.copy_into(into[{n}], {g})")
         grads = ", ".join(f"g{n}" for n in range(len(leaf_slots)))
         name = "run_into" if with_into else "run"
-        lines = [f"def {name}(B, blocks, into, check):"] + fwd + body + tail + [f"    return [{grads}], value"]
+        lines = [f"def {name}(B, blocks, into, check, data):"] + fwd + body + tail + [f"    return [{grads}], value"]
         lines_out.append("\n".join(lines))
     source = "\n\n".join(lines_out) + "\n"
     exec(compile(source, "<diffsuite.reverse plan>", "exec"), names)
     return source, (names["run"], names["run_into"])
 
 
-def build_plan(tape: PlanRecorder, out: Any, wrt: list[Var], witness: bool = True) -> Plan | None:
+def build_plan(tape: PlanRecorder, out: Any, wrt: list[Var], witness: bool = True,
+               data: tuple | None = None) -> Plan | None:
     """The plan of a recorded (not yet walked back) tape whose scalar output is ``out``; None if it cannot be one
     (the output is not traced, a record was not logged, or ``where`` baked a mask into its parameters). ``witness``:
     look for witness rows (numpy backend only); False where the caller checks theta itself anyway (a small theta,
-    whose sum costs less), so that no call pays for rows nobody reads."""
+    whose sum costs less), so that no call pays for rows nobody reads.
+
+    ``data``: the values this recording took from its minibatch (inputs, targets, ...), to become arguments of
+    ``run`` (a plan for every batch of these shapes). Each constant or parameter of a primitive that *is* one of
+    them (the same object) becomes that argument. Any other array among the constants or parameters could have
+    been computed from the data outside the tape (``1 - targets``) and would go stale on the next batch: such a
+    recording makes no plan (None). Values are never compared: two batches can agree by chance."""
     records, log = tape.records, tape.log
     n_leaves = tape.n_leaves
     if type(out) is not Var or len(log) != len(records) - n_leaves or any(op is OPS["where"] for op, _, _ in log.values()):
@@ -277,7 +299,50 @@ def build_plan(tape: PlanRecorder, out: Any, wrt: list[Var], witness: bool = Tru
              "tape_backward_ops": n_vjps, "tape_leaves": n_leaves}
     fsteps = [step + (free,) for step, free in zip(fsteps, ffree)]
     witnesses = _witness_slots(log, n_leaves) if witness and tape.backend.name == "numpy" else ()
-    return Plan(base, n_leaves, fsteps, bsteps, o, [v.index for v in wrt], stats, witnesses)
+    if data is not None:
+        parts = _with_data_refs(base, fsteps, bsteps, data)
+        if parts is None:
+            return None
+        base, fsteps, bsteps = parts
+    return Plan(base, n_leaves, fsteps, bsteps, o, [v.index for v in wrt], stats, witnesses,
+                0 if data is None else len(data))
+
+
+class DataRef:
+    """A plan's constant or parameter that is this call's ``data[position]`` (``build_plan``'s ``data``)."""
+
+    __slots__ = ("position",)
+
+    def __init__(self, position: int):
+        self.position = position
+
+
+def _with_data_refs(base: list, fsteps: list, bsteps: list, data: tuple) -> tuple | None:
+    """(base, fsteps, bsteps) with every value that is one of ``data`` replaced by its ``DataRef``; None when an
+    array is left among them (it may have been computed from the data: see ``build_plan``)."""
+    def ref(v: Any) -> Any:
+        for j, d in enumerate(data):
+            if v is d:
+                return DataRef(j)
+        return v
+
+    def params_ref(params: Any) -> Any:
+        if not isinstance(params, dict) or not params:
+            return params
+        new = {k: ref(v) for k, v in params.items()}
+        return params if all(new[k] is params[k] for k in params) else new
+
+    base = [ref(v) for v in base]
+    fsteps = [(kind, fn, i, a, params_ref(b) if kind == _UNARY_PARAMS else
+               (params_ref(b[0]), b[1]) if kind == _GENERIC else b, free)
+              for kind, fn, i, a, b, free in fsteps]
+    bsteps = [step[:4] + (params_ref(step[4]),) + step[5:] for step in bsteps]
+    params = [b if kind == _UNARY_PARAMS else b[0] for kind, _, _, _, b, _ in fsteps if kind in (_UNARY_PARAMS, _GENERIC)]
+    params += [step[4] for step in bsteps]
+    values = base + [v for p in params if isinstance(p, dict) for v in p.values()]
+    if any(hasattr(v, "shape") and type(v) is not DataRef for v in values):
+        return None
+    return base, fsteps, bsteps
 
 
 _einsum = np.einsum
