@@ -13,7 +13,7 @@ whichever executor measured the rows (a lost executor or worker costs at most th
 - ``DaskExecutor``: ``--scheduler tcp://HOST:PORT`` (a running Dask scheduler) or ``--scheduler local``
   (a ``LocalCluster`` of ``--jobs`` worker processes on this machine, one thread each). Needs
   ``pip install 'diffsuite[dask]'``. A worker lost mid-cell is retried on another one by Dask; a cell
-  that kills its worker ``allowed-failures`` times (Dask's setting, default 3) comes back as one
+  that kills every worker that tries it (``allowed-failures`` + 1 tries; Dask's setting, default 3) comes back as one
   ``error`` row (``KilledWorker``) instead of being retried for ever; a cell that came back KilledWorker while
   others were in flight is tried once more at the end, alone, since a neighbour on its worker may have been the
   culprit. Every row measured on Dask names
@@ -310,8 +310,8 @@ class DaskExecutor:
         self.cluster = None
         if scheduler == LOCAL:
             import dask
-            # one task per worker thread (no queue on the worker): a cell that kills its worker then takes no
-            # innocent cell with it, so only the culprit reaches allowed-failures and becomes an error row
+            # at most one task per worker thread where Dask queues (large task groups only, which a few cells in
+            # flight never are: a crashing cell can still take a neighbour down, which ``run`` retries alone)
             settings = {"distributed.scheduler.worker-saturation": 1.0}
             if allowed_failures is not None:
                 settings["distributed.scheduler.allowed-failures"] = allowed_failures
@@ -351,6 +351,7 @@ class DaskExecutor:
         fields = {f.name: getattr(config, f.name) for f in dataclass_fields(config)}  # plain values, no study class
         running = as_completed()
         in_flight: dict = {}
+        crowded: set = set()  # keys of cells that shared the cluster with another cell at some time in flight
 
         def submit() -> bool:
             c = next(cells, None)
@@ -358,13 +359,16 @@ class DaskExecutor:
                 return False
             # pure=False: a fresh key per submission, so a rerun never reuses a result the cluster still holds
             fut = self.client.submit(_on_worker, run_cell, module_name, fields, c.params, pure=False)
+            if in_flight:
+                crowded.update(in_flight)
+                crowded.add(fut.key)
             in_flight[fut.key] = c
             running.add(fut)
             return True
 
         while len(in_flight) < slots and submit():
             pass
-        # A KilledWorker with other cells in flight may be a neighbour's doing: a cell that kills its worker takes
+        # A KilledWorker of a cell that had other cells in flight beside it may be a neighbour's doing: a cell that kills its worker takes
         # down every cell the scheduler had placed there, and Dask's placement does not keep them apart (it queues
         # only large "root-ish" task groups; with a few cells in flight two can share a worker). Such a cell is tried
         # once more at the end, alone on the cluster, where a KilledWorker can only be its own. (Before, the crash
@@ -374,7 +378,7 @@ class DaskExecutor:
             c = in_flight.pop(fut.key)
             rows, killed = self._rows(fut, c)
             fut.release()
-            if killed and slots > 1:
+            if killed and fut.key in crowded:
                 suspects.append(c)
             else:
                 done(c, rows)

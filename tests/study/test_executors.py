@@ -101,7 +101,7 @@ def cluster(toy_dir):
     import dask
     sys.path.insert(0, str(toy_dir))  # spawned workers start with the driver's sys.path
     try:
-        with dask.config.set({"distributed.scheduler.allowed-failures": 1,  # a crashing cell: 2 workers killed
+        with dask.config.set({"distributed.scheduler.allowed-failures": 1,  # a crashing cell: 2 workers killed per try
                               "distributed.scheduler.worker-saturation": 1.0}):  # as DaskExecutor's LocalCluster
             c = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
     finally:
@@ -238,6 +238,18 @@ def test_cell_that_crashes_its_worker_is_an_error_row(toy, cluster, tmp_path, mo
     assert list(bad["status"]) == ["error"]
     assert bad["message"].iloc[0].startswith("KilledWorker: the cell crashed the worker")
     assert (t[t["i"] != 2]["status"] == "ok").all() and len(t) == 1 + 2 * 4
+
+
+def test_a_cell_that_crashed_alone_is_not_tried_again(toy, cluster, tmp_path, monkeypatch):
+    """A KilledWorker with no other cell in flight can only be the cell's own: no retry (each would cost a worker)."""
+    monkeypatch.setattr(cluster.scheduler, "allowed_failures", 0)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    config = _config(tmp_path, n=1, crash=0, marks=str(marks))
+    runner.run_study("toy", out=tmp_path, config=config, scheduler=cluster.scheduler_address, progress=False)
+    t = pd.read_csv(tmp_path / "toy" / "results.csv")
+    assert list(t["status"]) == ["error"]
+    assert len(list(marks.glob("0.*"))) == 1  # one try: allowed-failures 0, and no retry alone
 
 
 def _alive(pid: int) -> bool:

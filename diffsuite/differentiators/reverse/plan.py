@@ -340,9 +340,23 @@ def _with_data_refs(base: list, fsteps: list, bsteps: list, data: tuple) -> tupl
     params = [b if kind == _UNARY_PARAMS else b[0] for kind, _, _, _, b, _ in fsteps if kind in (_UNARY_PARAMS, _GENERIC)]
     params += [step[4] for step in bsteps]
     values = base + [v for p in params if isinstance(p, dict) for v in p.values()]
-    if any(hasattr(v, "shape") and type(v) is not DataRef for v in values):
+    if any(_holds_array(v) for v in values):
         return None
     return base, fsteps, bsteps
+
+
+def _holds_array(v: Any) -> bool:
+    """True when ``v`` is, or holds in a tuple, list, dict or slice, an array (or numpy scalar) other than a
+    ``DataRef``: a getitem's index of label arrays is as stale on the next batch as a constant array."""
+    if type(v) is DataRef:
+        return False
+    if isinstance(v, (tuple, list)):  # (shapes, torch.Size and index tuples)
+        return any(_holds_array(x) for x in v)
+    if isinstance(v, dict):
+        return any(_holds_array(x) for x in v.values())
+    if isinstance(v, slice):
+        return any(_holds_array(x) for x in (v.start, v.stop, v.step))
+    return hasattr(v, "shape")
 
 
 _einsum = np.einsum

@@ -116,3 +116,14 @@ def test_a_bad_minibatch_is_still_refused_by_name():
     Xb[2, 1] = np.nan
     with pytest.raises(ValueError, match=r"inputs must be finite; inputs\[2, 1\] is nan"):
         vg(theta, batch=(Xb, b[1][1]))
+
+
+def test_an_array_inside_a_parameter_makes_no_minibatch_plan():
+    """A primitive parameter holding an array (a getitem's index of labels, say) may come from the batch: the
+    recording must make no plan, however deep the array sits (by hand: the refusal's contract)."""
+    from diffsuite.differentiators.reverse.plan import DataRef, _holds_array
+    labels = np.array([0, 2, 1])
+    assert _holds_array((slice(None), labels)) and _holds_array({"index": (0, [labels])})
+    assert _holds_array(slice(labels, None)) and _holds_array(np.float64(1.0))
+    assert not _holds_array((64, 10)) and not _holds_array(torch.Size([64, 10])) and not _holds_array(DataRef(0))
+    assert not _holds_array({"axis": -1, "keepdims": True}) and not _holds_array((slice(None), 3))
