@@ -99,9 +99,10 @@ class Reverse(HigherOrder):
         same_array = B.name == "numpy" and B.dtype == np.float64
         tiny, small = n_params <= 64, n_params < SLOTS_FROM
         plan = [None, self.replay and plannable(objective)]  # [the plan once recorded, whether to make one]
-        # Minibatch plans (``batch=``), per (inputs shape, targets shape): the plan, or None where the recording
-        # made none (build_plan's ``data``: a constant computed from the data outside the tape). At most
-        # BATCH_PLANS shapes; further shapes record a tape per call.
+        # Minibatch plans (``batch=``), per (inputs shape, targets shape, whether they are one array): the plan, or
+        # None where the recording made none (build_plan's ``data``: a constant computed from the data outside the
+        # tape). At most BATCH_PLANS keys (threads racing on a new one may each record it: harmless); further
+        # shapes record a tape per call.
         batch_plans: dict = {}
         batch_plannable = plan[1]
 
@@ -151,7 +152,9 @@ class Reverse(HigherOrder):
             elif batch is not None and batch_plannable:  # a minibatch: its shapes' plan, the data as arguments
                 hot = target_index(data_y) if fused else None
                 data = (data_x, data_y) if hot is None else (data_x, data_y, hot)
-                key = (tuple(data_x.shape), tuple(data_y.shape))
+                # (the aliasing too: a plan recorded with inputs that *are* the targets, an autoencoder's (X, X),
+                # reads one argument for both, right only for batches aliased the same way)
+                key = (tuple(data_x.shape), tuple(data_y.shape), data_x is data_y)
                 batch_plan = batch_plans.get(key)
                 if batch_plan is not None:
                     grads, value, stats = batch_plan.run(B, blocks, slots, data=data)

@@ -127,3 +127,20 @@ def test_an_array_inside_a_parameter_makes_no_minibatch_plan():
     assert _holds_array(slice(labels, None)) and _holds_array(np.float64(1.0))
     assert not _holds_array((64, 10)) and not _holds_array(torch.Size([64, 10])) and not _holds_array(DataRef(0))
     assert not _holds_array({"axis": -1, "keepdims": True}) and not _holds_array((slice(None), 3))
+
+
+@pytest.mark.parametrize("loss", ["quadratic", "hinge"])
+def test_a_plan_recorded_on_inputs_that_are_the_targets_serves_only_such_batches(loss):
+    """An autoencoder's batch=(X, X): on numpy float64 the targets *are* the inputs, and a plan recorded so reads one
+    argument for both. A later batch (X, Y) of the same shape must not replay it (a review's case: wrong value and
+    gradient); (X, X) batches may."""
+    rng = np.random.default_rng(0)
+    sign = (lambda a: np.where(a > 0, 1.0, -1.0)) if loss == "hinge" else (lambda a: a)
+    model = ds.MLP((2, 3, 2), activation="tanh")
+    obj = ds.Objective(model, loss, sign(rng.normal(size=(4, 2))), sign(rng.normal(size=(4, 2))))
+    theta = model.init(0)
+    vg = get_differentiator("reverse").value_and_grad(obj)
+    tape = get_differentiator("reverse", replay=False).value_and_grad(obj)
+    A, X, Y = (sign(rng.normal(size=(4, 2))) for _ in range(3))
+    for batch in [(A, A), (X, Y), (Y, Y), (Y, X), (A, A)]:
+        assert_same(vg(theta, batch=batch), tape(theta, batch=batch))
