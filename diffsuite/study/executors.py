@@ -368,11 +368,12 @@ class DaskExecutor:
 
         while len(in_flight) < slots and submit():
             pass
-        # A KilledWorker of a cell that had other cells in flight beside it may be a neighbour's doing: a cell that kills its worker takes
-        # down every cell the scheduler had placed there, and Dask's placement does not keep them apart (it queues
-        # only large "root-ish" task groups; with a few cells in flight two can share a worker). Such a cell is tried
-        # once more at the end, alone on the cluster, where a KilledWorker can only be its own. (Before, the crash
-        # test of tests/study/test_executors.py lost an innocent neighbour in 5 of 6 runs, distributed 2026.8.0.)
+        # A KilledWorker of a cell that had other cells in flight beside it may be a neighbour's doing: a cell that
+        # kills its worker takes down every cell the scheduler had placed there, and Dask's placement does not keep
+        # them apart (it queues only large "root-ish" task groups; with a few cells in flight two can share a
+        # worker). Such a cell is tried once more at the end, alone among this run's cells, where a KilledWorker can
+        # only be its own. (Before, the crash test of tests/study/test_executors.py lost an innocent neighbour in 5
+        # of 6 runs, distributed 2026.8.0.)
         suspects = []
         for fut in running:
             c = in_flight.pop(fut.key)

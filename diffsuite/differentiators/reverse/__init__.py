@@ -115,8 +115,9 @@ class Reverse(HigherOrder):
             # it is finite only if they are) needs no look at theta: it checks about 10^2 entries per layer, made
             # in cache, instead of reading all of theta (118k entries on [784,128,128,10], whose einsum cost the
             # hand-written code 3.5% of a b64 call in a process of its own; in one process the witnessed plan times
-            # as the plan without any check: benchmarks/bench_theta_check.py). Otherwise one sum decides finiteness (an inf or nan anywhere makes it inf or nan; so does
-            # overflow of huge entries, which then merely takes the slow path); anything else gets the full check,
+            # as the plan without any check: benchmarks/bench_theta_check.py). Otherwise one sum decides finiteness
+            # (an inf or nan anywhere makes it inf or nan; so does overflow of huge entries, which then merely takes
+            # the slow path); anything else gets the full check,
             # which names the offending entry. Not theta @ theta: BLAS may run a long dot product on two threads,
             # and waiting for the second one costs milliseconds on a loaded machine (measured). A large theta is
             # summed by einsum, whose loop is vectorised (numpy's add.reduce sums pairwise in scalar code: 280k
@@ -145,34 +146,32 @@ class Reverse(HigherOrder):
             grad_out = B.empty(n_params)
             slots = split(grad_out, sizes, shapes) if n_params >= SLOTS_FROM else None
             blocks = split(flat, sizes, shapes)
+            batch_key, fused_hot = None, {}
+            if batch is not None and batch_plannable:  # a minibatch: its shapes' plan takes the data as arguments
+                hot = target_index(data_y) if fused else None
+                data = (data_x, data_y) if hot is None else (data_x, data_y, hot)
+                fused_hot = {} if hot is None else {"hot": hot}
+                # (the aliasing too: a plan recorded with inputs that *are* the targets, an autoencoder's (X, X),
+                # reads one argument for both, right only for batches aliased the same way)
+                batch_key = (tuple(data_x.shape), tuple(data_y.shape), data_x is data_y)
             if recording and plan[0] is not None:  # replay: same structure, data, dtype and backend
                 done = _witnessed_run(plan[0], B, blocks, slots, objective, theta) if witnessed else \
                     plan[0].run(B, blocks, slots)
                 grads, value, stats = done
-            elif batch is not None and batch_plannable:  # a minibatch: its shapes' plan, the data as arguments
-                hot = target_index(data_y) if fused else None
-                data = (data_x, data_y) if hot is None else (data_x, data_y, hot)
-                # (the aliasing too: a plan recorded with inputs that *are* the targets, an autoencoder's (X, X),
-                # reads one argument for both, right only for batches aliased the same way)
-                key = (tuple(data_x.shape), tuple(data_y.shape), data_x is data_y)
-                batch_plan = batch_plans.get(key)
-                if batch_plan is not None:
-                    grads, value, stats = batch_plan.run(B, blocks, slots, data=data)
-                else:
-                    tape = PlanRecorder(B) if key not in batch_plans and len(batch_plans) < BATCH_PLANS else Tape(B)
-                    wrt = tape.inputs(blocks)
-                    out = evaluate(TapeNamespace(tape), dict(zip(names, wrt)), data_x, data_y, hot=hot) if fused \
-                        else evaluate(TapeNamespace(tape), dict(zip(names, wrt)), data_x, data_y)
-                    if type(tape) is PlanRecorder:
-                        batch_plans[key] = build_plan(tape, out, wrt, witness=False, data=data)
-                    grads, value, stats = finish(tape, out, wrt, objective.describe, slots)
+            elif batch_key is not None and batch_plans.get(batch_key) is not None:
+                grads, value, stats = batch_plans[batch_key].run(B, blocks, slots, data=data)
             else:
-                tape = PlanRecorder(B) if recording else Tape(B)  # a fresh tape: nothing stale survives
+                new_batch_plan = batch_key is not None and batch_key not in batch_plans \
+                    and len(batch_plans) < BATCH_PLANS
+                # a fresh tape: nothing stale survives
+                tape = PlanRecorder(B) if recording or new_batch_plan else Tape(B)
                 wrt = tape.inputs(blocks)
-                out = evaluate(TapeNamespace(tape), dict(zip(names, wrt)), data_x, data_y)
+                out = evaluate(TapeNamespace(tape), dict(zip(names, wrt)), data_x, data_y, **fused_hot)
                 if recording:
                     plan[0] = build_plan(tape, out, wrt, witness=not small)
                     plan[1] = plan[0] is not None
+                elif new_batch_plan:
+                    batch_plans[batch_key] = build_plan(tape, out, wrt, witness=False, data=data)
                 grads, value, stats = finish(tape, out, wrt, objective.describe, slots)
             grad = grad_out if slots else concat_flat(grads, out=grad_out)
             return Gradient(B.item(value), grad if same_array else B.to_numpy(grad), stats)

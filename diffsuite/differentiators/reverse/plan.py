@@ -337,7 +337,8 @@ def _with_data_refs(base: list, fsteps: list, bsteps: list, data: tuple) -> tupl
                (params_ref(b[0]), b[1]) if kind == _GENERIC else b, free)
               for kind, fn, i, a, b, free in fsteps]
     bsteps = [step[:4] + (params_ref(step[4]),) + step[5:] for step in bsteps]
-    params = [b if kind == _UNARY_PARAMS else b[0] for kind, _, _, _, b, _ in fsteps if kind in (_UNARY_PARAMS, _GENERIC)]
+    params = [b if kind == _UNARY_PARAMS else b[0] for kind, _, _, _, b, _ in fsteps
+              if kind in (_UNARY_PARAMS, _GENERIC)]
     params += [step[4] for step in bsteps]
     values = base + [v for p in params if isinstance(p, dict) for v in p.values()]
     if any(_holds_array(v) for v in values):
