@@ -327,10 +327,7 @@ def _with_data_refs(base: list, fsteps: list, bsteps: list, data: tuple) -> tupl
         return v
 
     def params_ref(params: Any) -> Any:
-        if not isinstance(params, dict) or not params:
-            return params
-        new = {k: ref(v) for k, v in params.items()}
-        return params if all(new[k] is params[k] for k in params) else new
+        return {k: ref(v) for k, v in params.items()} if isinstance(params, dict) and params else params
 
     base = [ref(v) for v in base]
     fsteps = [(kind, fn, i, a, params_ref(b) if kind == _UNARY_PARAMS else

@@ -90,18 +90,21 @@ def test_replay_matches_the_tape_on_torch(case, dtype):
         assert_same(replay(theta), tape(theta))
 
 
+def assert_agrees_with_torch(result, objective, theta):
+    """``result`` (a Gradient) against torch.autograd in float64 on ``objective`` at ``theta``."""
+    t = torch.tensor(theta, requires_grad=True)
+    value = torch_objective(objective)(t)
+    value.backward()
+    np.testing.assert_allclose(result.value, value.item(), rtol=1e-13)
+    np.testing.assert_allclose(result.grad, t.grad.numpy(), rtol=1e-11, atol=1e-15)
+
+
 def test_replay_agrees_with_torch_autograd():
     obj, _, _ = make((3, 5, 4, 3), "tanh", "identity", "cross_entropy", l1=0.0, l2=0.03, batch=6)
-    f = torch_objective(obj)
     vg = get_differentiator("reverse").value_and_grad(obj)
     for seed in range(3):
         theta = obj.model.init(seed)
-        t = torch.tensor(theta, requires_grad=True)
-        value = f(t)
-        value.backward()
-        r = vg(theta)  # seed 0 records, 1 and 2 replay
-        np.testing.assert_allclose(r.value, value.item(), rtol=1e-13)
-        np.testing.assert_allclose(r.grad, t.grad.numpy(), rtol=1e-11, atol=1e-15)
+        assert_agrees_with_torch(vg(theta), obj, theta)  # seed 0 records, 1 and 2 replay
 
 
 def test_replay_still_refuses_a_nonfinite_theta_by_name():

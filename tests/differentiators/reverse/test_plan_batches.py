@@ -14,8 +14,7 @@ import torch
 import diffsuite as ds
 from diffsuite import get_differentiator
 from diffsuite.differentiators import reverse as reverse_module
-from tests.differentiators.reverse.test_plan import CASES, assert_same, make
-from tests.torch_oracle import torch_objective
+from tests.differentiators.reverse.test_plan import CASES, assert_agrees_with_torch, assert_same, make
 
 
 def batches(obj, X, y, rng, size):
@@ -97,13 +96,8 @@ def test_minibatch_replay_agrees_with_torch_autograd():
     vg = get_differentiator("reverse").value_and_grad(obj)
     theta = obj.model.init(2)
     for Xb, yb in batches(obj, X, y, np.random.default_rng(5), 5):  # the first records, the others replay
-        f = torch_objective(ds.Objective(obj.model, obj.loss.name, Xb, yb, l1=obj.l1, l2=obj.l2))
-        t = torch.tensor(theta, requires_grad=True)
-        value = f(t)
-        value.backward()
-        r = vg(theta, batch=(Xb, yb))
-        np.testing.assert_allclose(r.value, value.item(), rtol=1e-13)
-        np.testing.assert_allclose(r.grad, t.grad.numpy(), rtol=1e-11, atol=1e-15)
+        batch_objective = ds.Objective(obj.model, obj.loss.name, Xb, yb, l1=obj.l1, l2=obj.l2)
+        assert_agrees_with_torch(vg(theta, batch=(Xb, yb)), batch_objective, theta)
 
 
 def test_a_bad_minibatch_is_still_refused_by_name():
